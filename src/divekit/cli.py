@@ -1,0 +1,149 @@
+"""The ``divekit`` command: list, run, resume and report the book's experiments.
+
+    divekit list
+    divekit run NAME [--epochs N --lr X --batch-size N --device D --seed N --impl scratch|fast --out DIR ...]
+    divekit run NAME --help          (every option of that experiment, with the book's defaults)
+    divekit resume RUN_DIR
+    divekit report [DIR]
+
+Bad options and bad values are reported in one line with what is allowed; errors while running
+(a missing data set, a diverging loss) are printed without a traceback unless ``--debug`` is given.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import logging
+import sys
+from typing import Sequence
+
+from tqdm.auto import tqdm
+
+PROG = "divekit"
+
+
+class _TqdmHandler(logging.Handler):
+    """Log lines that do not break the progress bar."""
+
+    def emit(self, record):
+        tqdm.write(self.format(record), file=sys.stderr)
+
+
+def _setup_logging(quiet: bool) -> None:
+    logger = logging.getLogger("divekit")
+    logger.handlers[:] = [_TqdmHandler()]
+    logger.setLevel(logging.WARNING if quiet else logging.INFO)
+    logger.propagate = False
+
+
+def _main_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=PROG, description="Dive into Deep Learning, one command per experiment.")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks of errors")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    sub.add_parser("list", help="every experiment, with its book section and data set")
+    run = sub.add_parser("run", help="run an experiment: divekit run NAME [options]; divekit run NAME --help for its options")
+    run.add_argument("name", metavar="NAME")
+    resume = sub.add_parser("resume", help="continue a run from its last checkpoint")
+    resume.add_argument("run_dir", metavar="RUN_DIR")
+    resume.add_argument("--no-progress", action="store_true", help="no progress bar")
+    report = sub.add_parser("report", help="a table of all runs in a folder beside the book's results (Markdown and HTML)")
+    report.add_argument("dir", metavar="DIR", nargs="?", default="runs", help="the folder the runs went to (default: runs)")
+    return parser
+
+
+def _run_parser(experiment) -> argparse.ArgumentParser:
+    """The options of ``divekit run NAME``: one per config field, with the experiment's defaults."""
+    from divekit.experiments.config import base_type, field_types, parse_value
+
+    parser = argparse.ArgumentParser(
+        prog=f"{PROG} run {experiment.name}",
+        description=f"{experiment.title} (D2L {experiment.section}) on {experiment.dataset}: {experiment.reproduces}.",
+    )
+    types = field_types(experiment.config)
+    for f in dataclasses.fields(experiment.config):
+        kind, choices, _ = base_type(types[f.name])
+
+        def convert(text, name=f.name):
+            try:
+                return parse_value(experiment.config, name, text)
+            except ValueError as e:
+                raise argparse.ArgumentTypeError(str(e).split(": ", 1)[-1]) from None
+
+        flag = "--" + f.name.replace("_", "-")
+        metavar = "{" + ",".join(map(str, choices)) + "}" if choices else ("BOOL" if kind is bool else f.name.upper())
+        parser.add_argument(flag, dest=f.name, type=convert, default=argparse.SUPPRESS, metavar=metavar,
+                            help=f"{f.metadata.get('help', '')} (default: {f.default})")
+    parser.add_argument("--out", default="runs", help="folder for run folders (default: runs)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    return parser
+
+
+def _cmd_list() -> int:
+    from divekit.experiments.registry import all_experiments
+
+    experiments = all_experiments()
+    width = max(len(e.name) for e in experiments)
+    print(f"{'NAME':<{width}}  {'BOOK':<8}  {'DATA':<16}  REPRODUCES")
+    for e in experiments:
+        data = e.dataset if len(e.dataset) <= 16 else e.dataset.split(":")[0]
+        own = " (also --data)" if e.user_data else ""
+        print(f"{e.name:<{width}}  §{e.section:<7}  {data:<16}  {e.title}: {e.reproduces}{own}")
+    return 0
+
+
+def _cmd_run(name: str, argv: Sequence[str]) -> int:
+    from divekit.experiments.registry import get_experiment
+    from divekit.experiments.runner import new_run_dir, run_experiment
+
+    experiment = get_experiment(name)
+    parser = _run_parser(experiment)
+    args = vars(parser.parse_args(argv))
+    out, no_progress = args.pop("out"), args.pop("no_progress")
+    try:
+        cfg = experiment.config(**args)
+    except ValueError as e:
+        parser.error(str(e))
+    run_experiment(experiment, cfg, new_run_dir(out, experiment, cfg), progress=not no_progress)
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv
+    if debug:
+        argv.remove("--debug")
+    parser = _main_parser()
+    # `run NAME` takes the experiment's own options, so only NAME is parsed here.
+    run_rest: list[str] = []
+    if argv and argv[0] == "run" and len(argv) > 1 and not argv[1].startswith("-"):
+        argv, run_rest = argv[:2], argv[2:]
+    args = parser.parse_args(argv)
+    _setup_logging(quiet=False)
+    try:
+        if args.command == "list":
+            return _cmd_list()
+        if args.command == "run":
+            return _cmd_run(args.name, run_rest)
+        if args.command == "resume":
+            from divekit.experiments.runner import resume_run
+
+            resume_run(args.run_dir, progress=not args.no_progress)
+            return 0
+        if args.command == "report":
+            from divekit.report import write_report
+
+            md_path, html_path, markdown = write_report(args.dir)
+            print(markdown, end="")
+            print(f"\nwrote {md_path} and {html_path}", file=sys.stderr)
+            return 0
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted; `divekit resume RUN_DIR` continues from the last finished epoch", file=sys.stderr)
+        return 130
+    except (ValueError, KeyError, OSError, RuntimeError) as e:
+        if debug:
+            raise
+        message = e.args[0] if isinstance(e, KeyError) and e.args else str(e)
+        print(f"{PROG}: error: {message}", file=sys.stderr)
+        return 1
+    raise AssertionError(f"unhandled command {args.command}")

@@ -1,0 +1,51 @@
+"""The data set abstraction every loader returns (D2L §1.2, §3.2): examples as feature tensors
+``X`` and labels ``y``, split into a training part and an evaluation part."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+
+@dataclass(frozen=True)
+class Split:
+    """One part of a data set: ``X`` of shape (N, ...) and ``y`` of shape (N, ...)."""
+
+    X: torch.Tensor
+    y: torch.Tensor
+
+    def __post_init__(self):
+        if len(self.X) != len(self.y):
+            raise ValueError(f"X has {len(self.X)} examples but y has {len(self.y)}")
+
+    def __len__(self) -> int:
+        return len(self.X)
+
+
+@dataclass(frozen=True)
+class SplitData:
+    """A data set ready for training.
+
+    ``eval_name`` says what the evaluation split is ("test" for a published test set such as
+    Fashion-MNIST's, "val" for a held-out part of the training data). ``classes`` names the labels
+    of a classification set and is ``None`` for regression. Image features are uint8 (N, C, H, W);
+    table features are float32 (N, D).
+    """
+
+    name: str
+    train: Split
+    eval: Split
+    eval_name: str = "val"
+    classes: tuple[str, ...] | None = None
+    feature_names: tuple[str, ...] | None = None
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        return tuple(self.train.X.shape[1:])
+
+    @property
+    def num_classes(self) -> int:
+        if self.classes is None:
+            raise ValueError(f"{self.name} is a regression data set: it has no classes")
+        return len(self.classes)

@@ -1,0 +1,454 @@
+"""The user's own data as a :class:`SplitData`, so any experiment can run on it
+(``divekit run NAME --data PATH [--target COLUMN]``).
+
+Two forms are understood:
+
+* a folder of images, one sub-folder per class (``PATH/<class>/*.png``), optionally already split
+  into ``PATH/train/<class>/...`` and ``PATH/test/<class>/...``;
+* a CSV table with one target column, encoded as D2L §4.10 does for the Kaggle house prices:
+  numeric columns standardised and missing values set to 0, other columns one-hot encoded with a
+  column for missing values. Statistics and categories come from the training split only, so
+  nothing about the held-out rows leaks into the features.
+
+Every problem with the data raises :class:`UserDataError`, whose message says what is wrong and
+what to do about it.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import torch
+
+from divekit.data.base import Split, SplitData
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+# Cells that mean "no value", as pandas reads them by default (D2L's house prices use "NA").
+MISSING_MARKERS = frozenset({"", "NA", "N/A", "n/a", "NaN", "nan", "null", "NULL"})
+MISSING_CATEGORY = "<missing>"
+KINDS = ("classification", "regression")
+SUPPORTED_FORMS = (
+    "a folder with one sub-folder of images per class (PATH/<class>/*.png|jpg|jpeg), "
+    "a folder with train/ and test/ sub-folders laid out that way, "
+    "or a .csv table together with --target COLUMN"
+)
+
+Kind = Literal["classification", "regression"]
+
+
+class UserDataError(ValueError):
+    """The user's data cannot be loaded; the message says what is wrong and how to fix it."""
+
+
+def load_user_data(
+    path: str | Path,
+    *,
+    kind: Kind,
+    target: str | None = None,
+    val_fraction: float = 0.2,
+    seed: int = 0,
+) -> SplitData:
+    """Load ``path`` for an experiment of ``kind``: an image folder or a ``.csv`` table."""
+    _check_kind(kind)
+    path = Path(path)
+    if path.is_dir():
+        if kind != "classification":
+            raise UserDataError(
+                f"{path} is a folder of images, and image folders are for classification experiments; "
+                f"this experiment does {kind}: pass a .csv table with --target COLUMN instead"
+            )
+        if target is not None:
+            raise UserDataError(
+                f"--target {target!r} names a column of a CSV table, but {path} is an image folder, "
+                "whose labels are its class sub-folders: leave --target out"
+            )
+        return load_image_folder(path, val_fraction=val_fraction, seed=seed)
+    if path.is_file() and path.suffix.lower() == ".csv":
+        if target is None:
+            columns, _, _ = _read_csv(path)
+            raise UserDataError(
+                f"{path} is a table: pass --target COLUMN to say which column to predict; "
+                f"its columns are {', '.join(columns)}"
+            )
+        return load_csv_table(path, target, kind=kind, val_fraction=val_fraction, seed=seed)
+    problem = "does not exist" if not path.exists() else "is neither a folder nor a .csv file"
+    raise UserDataError(f"{path} {problem}; --data takes {SUPPORTED_FORMS}")
+
+
+# ---------------------------------------------------------------------------------------------
+# Image folders
+
+
+def load_image_folder(path: str | Path, *, val_fraction: float = 0.2, seed: int = 0) -> SplitData:
+    """Load a folder of class sub-folders of images as uint8 (N, C, H, W) with int64 labels.
+
+    ``PATH/train/<class>/`` and ``PATH/test/<class>/`` are used as they are (eval_name "test";
+    ``val_fraction`` and ``seed`` play no part, and other sub-folders of ``PATH`` are ignored).
+    Otherwise ``PATH/<class>/`` is split into train and val, stratified: each class puts about
+    ``val_fraction`` of its images (rounded, at most all but one) into val, drawn with ``seed``.
+    Classes are the sub-folder names in sorted order; only the images directly inside a class
+    folder count, hidden files and files that are not .png/.jpg/.jpeg are skipped. All images must
+    have one size. C is 1 when every image is grayscale and 3 otherwise (grayscale ones repeated).
+    """
+    _check_val_fraction(val_fraction)
+    root = Path(path)
+    if not root.exists():
+        raise UserDataError(f"image folder {root} does not exist; check the path")
+    if not root.is_dir():
+        raise UserDataError(
+            f"{root} is not a folder; an image data set is a folder with one sub-folder per class"
+        )
+    name = root.resolve().name
+    train_folder, test_folder = root / "train", root / "test"
+    if train_folder.is_dir() and test_folder.is_dir():
+        train_files = _scan_classes(train_folder)
+        test_files = _scan_classes(test_folder)
+        if list(train_files) != list(test_files):
+            raise UserDataError(
+                f"{train_folder} and {test_folder} must have the same class sub-folders; "
+                f"only in train: {sorted(set(train_files) - set(test_files)) or 'none'}, "
+                f"only in test: {sorted(set(test_files) - set(train_files)) or 'none'}"
+            )
+        train_paths, train_labels = _flatten(train_files)
+        test_paths, test_labels = _flatten(test_files)
+        images = _read_images(train_paths + test_paths, root)
+        train = Split(images[: len(train_paths)], train_labels)
+        test = Split(images[len(train_paths) :], test_labels)
+        return SplitData(name, train, test, eval_name="test", classes=tuple(train_files))
+    if train_folder.is_dir() or test_folder.is_dir():
+        present, absent = (
+            (train_folder, test_folder) if train_folder.is_dir() else (test_folder, train_folder)
+        )
+        raise UserDataError(
+            f"found {present} but no {absent}: a split image folder needs both train/ and test/ "
+            "with the same class sub-folders (or put the class sub-folders directly in the folder)"
+        )
+    files_by_class = _scan_classes(root)
+    paths, labels = _flatten(files_by_class)
+    images = _read_images(paths, root)
+    train_index, val_index = _stratified_split(labels, len(files_by_class), val_fraction, seed)
+    if len(val_index) == 0:
+        raise UserDataError(
+            f"val_fraction={val_fraction} holds out no image of {root} ({len(paths)} images): "
+            "add images or raise val_fraction"
+        )
+    train = Split(images[train_index], labels[train_index])
+    val = Split(images[val_index], labels[val_index])
+    return SplitData(name, train, val, eval_name="val", classes=tuple(files_by_class))
+
+
+def _visible_children(folder: Path) -> list[Path]:
+    """The entries of ``folder`` in sorted order, without hidden ones (".DS_Store", ".git")."""
+    return sorted(child for child in folder.iterdir() if not child.name.startswith("."))
+
+
+def _scan_classes(root: Path) -> dict[str, list[Path]]:
+    """Map each class sub-folder of ``root`` (sorted) to its image files (sorted)."""
+    class_folders = [child for child in _visible_children(root) if child.is_dir()]
+    if not class_folders:
+        raise UserDataError(
+            f"{root} has no class sub-folders: put each class's images in its own sub-folder, "
+            f"{root}/<class>/*.png"
+        )
+    files_by_class = {}
+    for folder in class_folders:
+        images = [
+            child
+            for child in _visible_children(folder)
+            if child.is_file() and child.suffix.lower() in IMAGE_SUFFIXES
+        ]
+        if not images:
+            raise UserDataError(
+                f"class folder {folder.name!r} ({folder}) has no {'/'.join(IMAGE_SUFFIXES)} images "
+                "directly inside it: add images or remove the folder"
+            )
+        files_by_class[folder.name] = images
+    if len(files_by_class) < 2:
+        raise UserDataError(
+            f"{root} has only the class {class_folders[0].name!r}; classification needs at least "
+            "2 classes, each in its own sub-folder"
+        )
+    return files_by_class
+
+
+def _flatten(files_by_class: dict[str, list[Path]]) -> tuple[list[Path], torch.Tensor]:
+    """All files, class by class, with their int64 class indices."""
+    paths, labels = [], []
+    for index, files in enumerate(files_by_class.values()):
+        paths += files
+        labels += [index] * len(files)
+    return paths, torch.tensor(labels, dtype=torch.int64)
+
+
+def _read_image(file: Path, root: Path) -> np.ndarray:
+    """One image as uint8 (H, W) if grayscale or (H, W, 3) otherwise."""
+    from PIL import Image, ImageOps
+
+    try:
+        with Image.open(file) as image:
+            image.load()
+            image = ImageOps.exif_transpose(image)  # as viewers show photos taken sideways
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as error:
+        raise UserDataError(
+            f"cannot read image {file.relative_to(root)} ({file}): {error}; fix or remove the file"
+        ) from error
+    if image.mode in ("I", "I;16", "I;16B", "I;16L", "F"):
+        raise UserDataError(
+            f"image {file.relative_to(root)} has {image.mode!r} pixels (16-bit or floating point); "
+            "save the images with 8 bits per channel first"
+        )
+    gray = image.mode in ("1", "L", "LA")
+    return np.asarray(image.convert("L" if gray else "RGB"), dtype=np.uint8)
+
+
+def _read_images(files: list[Path], root: Path) -> torch.Tensor:
+    """Read ``files`` into one uint8 (N, C, H, W) tensor, checking that all share one size."""
+    arrays = []
+    first_file = first_size = None
+    for file in files:
+        array = _read_image(file, root)
+        size = (array.shape[1], array.shape[0])  # width x height, as image tools report it
+        if first_size is None:
+            first_file, first_size = file, size
+        elif size != first_size:
+            raise UserDataError(
+                f"images differ in size: {first_file.relative_to(root)} is {first_size[0]}x{first_size[1]} "
+                f"but {file.relative_to(root)} is {size[0]}x{size[1]} (width x height); "
+                "resize all images to one size first"
+            )
+        arrays.append(array)
+    if all(array.ndim == 2 for array in arrays):
+        return torch.from_numpy(np.stack(arrays)).unsqueeze(1)
+    rgb = [np.repeat(array[:, :, None], 3, axis=2) if array.ndim == 2 else array for array in arrays]
+    return torch.from_numpy(np.stack(rgb)).permute(0, 3, 1, 2).contiguous()
+
+
+def _stratified_split(
+    labels: torch.Tensor, num_classes: int, val_fraction: float, seed: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Train and val indices (each sorted): per class, round(n * val_fraction) go to val, but
+    at least one stays in train."""
+    generator = torch.Generator().manual_seed(seed)
+    val_parts = []
+    for label in range(num_classes):
+        members = (labels == label).nonzero().flatten()
+        num_val = min(int(len(members) * val_fraction + 0.5), len(members) - 1)
+        val_parts.append(members[torch.randperm(len(members), generator=generator)[:num_val]])
+    return _complement_split(len(labels), torch.cat(val_parts))
+
+
+def _complement_split(n: int, val_index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Sorted train indices (everything not in ``val_index``) and sorted val indices."""
+    in_train = torch.ones(n, dtype=torch.bool)
+    in_train[val_index] = False
+    return in_train.nonzero().flatten(), val_index.sort().values
+
+
+# ---------------------------------------------------------------------------------------------
+# CSV tables
+
+
+def load_csv_table(
+    path: str | Path,
+    target: str,
+    *,
+    kind: Kind,
+    val_fraction: float = 0.2,
+    seed: int = 0,
+) -> SplitData:
+    """Load a CSV table: ``target`` is the label column, every other column is a feature.
+
+    Classification: the target's distinct values (as text, sorted) are the classes, y int64 (N,).
+    Regression: the target must be numeric, y float32 (N, 1). Rows go to train or val by a simple
+    random split with ``seed``. Features are float32 (N, D); see the module docstring for the
+    encoding and ``feature_names`` for what each of the D columns is.
+    """
+    _check_kind(kind)
+    _check_val_fraction(val_fraction)
+    path = Path(path)
+    columns, rows, line_numbers = _read_csv(path)
+    if target not in columns:
+        raise UserDataError(
+            f"{path} has no column {target!r}; its columns are {', '.join(columns)}"
+        )
+    target_position = columns.index(target)
+    if len(columns) == 1:
+        raise UserDataError(f"{path} has only the target column {target!r}; add feature columns")
+    target_values = [row[target_position] for row in rows]
+    if kind == "classification":
+        y, classes = _encode_classes(target_values, line_numbers, target, path)
+    else:
+        y, classes = _encode_regression_target(target_values, line_numbers, target, path), None
+    train_index, val_index = _random_split(len(rows), val_fraction, seed)
+    blocks, feature_names = [], []
+    for position, column in enumerate(columns):
+        if position == target_position:
+            continue
+        values = [row[position] for row in rows]
+        encode = _encode_numeric if all(map(_is_number_or_missing, values)) else _encode_categorical
+        block, names = encode(column, values, train_index)
+        blocks.append(block)
+        feature_names += names
+    X = torch.cat(blocks, dim=1).float()
+    return SplitData(
+        path.name,
+        Split(X[train_index], y[train_index]),
+        Split(X[val_index], y[val_index]),
+        eval_name="val",
+        classes=classes,
+        feature_names=tuple(feature_names),
+    )
+
+
+def _read_csv(path: Path) -> tuple[list[str], list[list[str]], list[int]]:
+    """The column names, the data rows (cells stripped) and each row's line number in the file.
+
+    Blank lines are skipped; every other row must have as many fields as the header.
+    """
+    if not path.exists():
+        raise UserDataError(f"table {path} does not exist; check the path")
+    if not path.is_file():
+        raise UserDataError(f"{path} is not a file; a table is a .csv file with a header row")
+    rows, line_numbers = [], []
+    try:
+        with path.open(newline="", encoding="utf-8-sig") as file:  # -sig: spreadsheets' BOM
+            reader = csv.reader(file)
+            header = next(reader, None)
+            if header is None:
+                raise UserDataError(f"{path} is empty; a table needs a header row and data rows")
+            columns = [cell.strip() for cell in header]
+            for row in reader:
+                if not row:
+                    continue
+                if len(row) != len(columns):
+                    raise UserDataError(
+                        f"line {reader.line_num} of {path} has {len(row)} fields but the header has "
+                        f"{len(columns)}; every row needs one value per column (leave a value empty "
+                        "if it is missing, and quote values that contain commas)"
+                    )
+                rows.append([cell.strip() for cell in row])
+                line_numbers.append(reader.line_num)
+    except UnicodeDecodeError as error:
+        raise UserDataError(f"{path} is not UTF-8 text ({error}); save it as UTF-8 CSV") from error
+    except csv.Error as error:
+        raise UserDataError(f"{path} is not valid CSV: {error}") from error
+    duplicates = sorted({column for column in columns if columns.count(column) > 1})
+    if duplicates:
+        named = ", ".join(map(repr, duplicates))
+        raise UserDataError(f"{path} has several columns named {named}; rename them")
+    if not rows:
+        raise UserDataError(f"{path} has a header row but no data rows; add data rows")
+    if len(rows) < 2:
+        raise UserDataError(f"{path} has only 1 data row; training and validation need at least 2")
+    return columns, rows, line_numbers
+
+
+def _is_missing(value: str) -> bool:
+    return value in MISSING_MARKERS
+
+
+def _is_number(value: str) -> bool:
+    try:
+        return math.isfinite(float(value))
+    except ValueError:
+        return False
+
+
+def _is_number_or_missing(value: str) -> bool:
+    return _is_missing(value) or _is_number(value)
+
+
+def _encode_classes(
+    values: list[str], line_numbers: list[int], target: str, path: Path
+) -> tuple[torch.Tensor, tuple[str, ...]]:
+    """int64 class indices and the class names (the distinct target values, sorted)."""
+    for value, line in zip(values, line_numbers):
+        if _is_missing(value):
+            raise UserDataError(
+                f"line {line} of {path} has no value in the target column {target!r}; "
+                "fill it in or remove the row"
+            )
+    classes = tuple(sorted(set(values)))
+    if len(classes) < 2:
+        raise UserDataError(
+            f"the target column {target!r} of {path} has the single value {classes[0]!r}; "
+            "classification needs at least 2 classes"
+        )
+    index = {name: position for position, name in enumerate(classes)}
+    return torch.tensor([index[value] for value in values], dtype=torch.int64), classes
+
+
+def _encode_regression_target(
+    values: list[str], line_numbers: list[int], target: str, path: Path
+) -> torch.Tensor:
+    """float32 (N, 1) targets; each value must be a number."""
+    for value, line in zip(values, line_numbers):
+        if not _is_number(value):
+            raise UserDataError(
+                f"line {line} of {path} has {value!r} in the target column {target!r}, which is "
+                "not a number; a regression target must be numeric in every row "
+                "(for a column of labels, run a classification experiment)"
+            )
+    return torch.tensor([float(value) for value in values], dtype=torch.float32).unsqueeze(1)
+
+
+def _encode_numeric(
+    column: str, values: list[str], train_index: torch.Tensor
+) -> tuple[torch.Tensor, list[str]]:
+    """(N, 1) values standardised with the train rows' mean and std; missing values become 0."""
+    numbers = torch.tensor([math.nan if _is_missing(v) else float(v) for v in values], dtype=torch.float64)
+    train_numbers = numbers[train_index]
+    observed = train_numbers[~train_numbers.isnan()]
+    mean = observed.mean() if len(observed) > 0 else 0.0
+    std = observed.std() if len(observed) > 1 else 0.0  # unbiased, as pandas' std in D2L
+    standardised = (numbers - mean) / (std if std > 0 else 1.0)
+    return torch.where(numbers.isnan(), 0.0, standardised).unsqueeze(1), [column]
+
+
+def _encode_categorical(
+    column: str, values: list[str], train_index: torch.Tensor
+) -> tuple[torch.Tensor, list[str]]:
+    """One-hot (N, K + 1): the K categories seen in train rows (sorted), then missing values.
+
+    A category that only val rows have gets all zeros.
+    """
+    categories = sorted({values[i] for i in train_index.tolist()} - MISSING_MARKERS)
+    position = {category: k for k, category in enumerate(categories)}
+    missing_position = len(categories)
+    codes = torch.tensor(
+        [missing_position if _is_missing(v) else position.get(v, -1) for v in values], dtype=torch.int64
+    )
+    one_hot = torch.zeros(len(values), len(categories) + 1, dtype=torch.float64)
+    known = (codes >= 0).nonzero().flatten()
+    one_hot[known, codes[known]] = 1.0
+    names = [f"{column}={category}" for category in categories] + [f"{column}={MISSING_CATEGORY}"]
+    return one_hot, names
+
+
+def _random_split(n: int, val_fraction: float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Sorted train and val indices: round(n * val_fraction) rows, at least 1 and at most n - 1,
+    go to val."""
+    num_val = min(max(int(n * val_fraction + 0.5), 1), n - 1)
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
+    return _complement_split(n, order[:num_val])
+
+
+# ---------------------------------------------------------------------------------------------
+# Arguments
+
+
+def _check_kind(kind: str) -> None:
+    if kind not in KINDS:
+        raise UserDataError(f"kind must be one of {', '.join(KINDS)}, got {kind!r}")
+
+
+def _check_val_fraction(val_fraction: float) -> None:
+    if not 0 < val_fraction < 1:
+        raise UserDataError(
+            f"val_fraction must be between 0 and 1 (exclusive), got {val_fraction}; "
+            "0.2 holds out a fifth of the data for validation"
+        )

@@ -1,0 +1,40 @@
+"""The book's published results (a copy of the figures we use from d2l's executed builds; the
+full table with sources is shared/reference/d2l_results.md) and how a run compares with them."""
+
+from __future__ import annotations
+
+import json
+from functools import cache
+from importlib import resources
+
+
+@cache
+def _table() -> dict:
+    return json.loads(resources.files("divekit.experiments").joinpath("reference.json").read_text())
+
+
+def book_results(experiment: str, impl: str) -> dict | None:
+    """The book's entry for an experiment and impl: {"source", "metrics": {name: {...}}}."""
+    return _table().get(experiment, {}).get(impl)
+
+
+def compare(experiment: str, impl: str, ours: dict[str, float]) -> list[dict]:
+    """One row per published metric: our value, the book's, the build-to-build spread, and
+    whether we reached it (at least the spread's low end for "higher" metrics such as accuracy,
+    at most its high end for "lower" ones such as loss)."""
+    entry = book_results(experiment, impl)
+    if entry is None:
+        return []
+    rows = []
+    for name, ref in entry["metrics"].items():
+        value = ours.get(name)
+        low, high = ref["spread"]
+        if value is None:
+            reached = None
+        elif ref["better"] == "higher":
+            reached = value >= low
+        else:
+            reached = value <= high
+        rows.append({"metric": name, "ours": value, "book": ref["book"], "spread": [low, high],
+                     "better": ref["better"], "reached": reached, "source": entry["source"]})
+    return rows

@@ -1,0 +1,75 @@
+"""The experiments of the book, one name each (``divekit list`` shows them).
+
+An :class:`Experiment` says where it comes from (book section, data set, what it reproduces),
+which config class holds its options, and how to build a :class:`Setup` from a config: the model,
+the task, the optimizer and the loaders. Running it is the runner's job.
+"""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass, field
+from typing import Callable, Iterable
+
+import torch
+from torch import nn
+
+from divekit.experiments.config import RunConfig
+from divekit.train.tasks import Task
+
+
+@dataclass
+class Setup:
+    """Everything the trainer needs, built from a config."""
+
+    model: nn.Module
+    task: Task
+    optimizer: torch.optim.Optimizer
+    train_loader: Iterable
+    eval_loader: Iterable | None
+    eval_name: str = "val"
+    data_name: str = ""
+    scheduler: object | None = None
+    # after training: extra results to report, e.g. the error in the learned w and b
+    finish: Callable[[nn.Module], dict] | None = None
+
+
+@dataclass(frozen=True)
+class Experiment:
+    name: str
+    section: str  # the book's section numbers, e.g. "3.1-3.3"
+    title: str
+    dataset: str
+    reproduces: str  # what the run shows, in one line
+    config: type[RunConfig]
+    build: Callable[[RunConfig, torch.device], Setup] = field(repr=False)
+    user_data: str | None = None  # "classification" or "regression" when --data is accepted
+
+
+_REGISTRY: dict[str, Experiment] = {}
+
+
+def register(experiment: Experiment) -> Experiment:
+    if experiment.name in _REGISTRY:
+        raise ValueError(f"an experiment named {experiment.name!r} is already registered")
+    _REGISTRY[experiment.name] = experiment
+    return experiment
+
+
+def get_experiment(name: str) -> Experiment:
+    _load_all()
+    if name not in _REGISTRY:
+        close = difflib.get_close_matches(name, list(_REGISTRY), n=3)
+        hint = f"; did you mean {' or '.join(close)}?" if close else ""
+        raise KeyError(f"no experiment named {name!r}{hint} (`divekit list` shows them all)")
+    return _REGISTRY[name]
+
+
+def all_experiments() -> list[Experiment]:
+    _load_all()
+    return list(_REGISTRY.values())
+
+
+def _load_all() -> None:
+    """Import the modules that register experiments (kept lazy so ``divekit --help`` is quick)."""
+    from divekit.experiments import linear  # noqa: F401

@@ -1,0 +1,69 @@
+"""Files that are never half-written, and tensor files that load safely (D2L §5.5).
+
+Every write goes to a temporary file in the destination's folder and is renamed into place, so a
+crash leaves either the old file or the new one. Loads use ``weights_only=True``: a checkpoint can
+hold tensors, numbers, strings and containers of them, never code.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import IO, Any, Iterator
+
+import torch
+
+
+@contextlib.contextmanager
+def atomic_open(path: str | os.PathLike, mode: str = "wb") -> Iterator[IO]:
+    """Open a temporary file beside ``path``; on success rename it to ``path``, else delete it."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, mode) as f:
+            yield f
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def write_text(path: str | os.PathLike, text: str) -> None:
+    with atomic_open(path, "w") as f:
+        f.write(text)
+
+
+def write_json(path: str | os.PathLike, obj: Any) -> None:
+    write_text(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
+
+
+def read_json(path: str | os.PathLike) -> Any:
+    with open(path) as f:
+        return json.load(f)
+
+
+def save(obj: Any, path: str | os.PathLike) -> None:
+    """``torch.save`` made atomic: tensors, state dicts, or containers of them."""
+    with atomic_open(path, "wb") as f:
+        torch.save(obj, f)
+
+
+def load(path: str | os.PathLike, map_location: str | torch.device | None = "cpu") -> Any:
+    """``torch.load`` with ``weights_only=True``; a missing or foreign file is a clear error."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no such file: {path}")
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as e:  # pickle errors, truncated zip archives, code objects
+        raise ValueError(
+            f"{path} is not a readable divekit/PyTorch tensor file ({type(e).__name__}: {e}). "
+            "It may be truncated or hold Python objects that weights_only loading refuses."
+        ) from e

@@ -1,0 +1,266 @@
+"""The training engine (D2L §3.4's Trainer, made for the whole book).
+
+One visible loop runs any :class:`~divekit.train.tasks.Task` on any model with any optimizer:
+device choice, bf16 autocast, ``torch.compile``, gradient clipping, a progress bar with live loss
+and throughput, evaluation each epoch, metrics to CSV, a training-curve PNG, an atomic checkpoint
+each epoch, and resume. Metric sums stay on the device and are read once per epoch; the loss is
+looked at every ``log_every`` steps, which is also when a NaN or infinite loss stops the run.
+"""
+
+from __future__ import annotations
+
+import csv
+from io import StringIO
+import logging
+import time
+from pathlib import Path
+from typing import Callable, Iterable, Sequence
+
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from divekit import io
+from divekit.train.checkpoint import CHECKPOINT_NAME, load_checkpoint, save_checkpoint
+from divekit.train.device import autocast
+from divekit.train.metrics import MetricSums
+from divekit.train.tasks import Task
+
+log = logging.getLogger("divekit")
+
+METRICS_NAME = "metrics.csv"
+CURVES_NAME = "curves.png"
+
+EpochCallback = Callable[["Trainer", dict], None]
+
+
+class NonFiniteLossError(RuntimeError):
+    """The loss became NaN or infinite; the last good checkpoint is left as it was."""
+
+    def __init__(self, epoch: int, step: int, value: float, checkpoint: Path | None):
+        self.epoch, self.step, self.value, self.checkpoint = epoch, step, value, checkpoint
+        kept = (
+            f"the last good checkpoint is kept at {checkpoint}"
+            if checkpoint is not None and checkpoint.exists()
+            else "no checkpoint had been written yet"
+        )
+        super().__init__(
+            f"loss became {value} at epoch {epoch}, step {step}; training stopped and {kept}. "
+            "Try a smaller learning rate (--lr), gradient clipping (--clip-grad), or fp32 precision."
+        )
+
+
+def _to_device(batch, device: torch.device):
+    if isinstance(batch, torch.Tensor):
+        return batch.to(device, non_blocking=True)
+    if isinstance(batch, (list, tuple)):
+        return type(batch)(_to_device(b, device) for b in batch)
+    return batch
+
+
+class Trainer:
+    """Fit a model on a task.
+
+    Args:
+        model: any ``nn.Module``; it is moved to ``device``.
+        task: turns a batch into a loss and metric sums.
+        optimizer: any ``torch.optim.Optimizer`` (divekit's scratch optimizers are ones too).
+        epochs: total number of epochs (a resumed run continues up to it).
+        device: a ``torch.device`` (see :func:`divekit.train.device.choose_device`).
+        scheduler: an optional learning-rate scheduler, stepped per epoch or per step
+            (``scheduler_interval``).
+        clip_grad_norm: clip the global gradient norm to this value (D2L §8.5.4).
+        precision: "fp32" or "bf16" (autocast of the forward pass and loss).
+        compile: run the forward pass through ``torch.compile``.
+        out_dir: where metrics, the plot and checkpoints go; ``None`` writes nothing.
+        eval_name: what the evaluation loader is called in metric names ("test", "val").
+        progress: show a progress bar.
+        log_every: steps between looks at the loss (progress bar text and the NaN check).
+        callbacks: functions called as ``callback(trainer, record)`` after each epoch.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        task: Task,
+        optimizer: torch.optim.Optimizer,
+        *,
+        epochs: int,
+        device: torch.device | str = "cpu",
+        scheduler=None,
+        scheduler_interval: str = "epoch",
+        clip_grad_norm: float | None = None,
+        precision: str = "fp32",
+        compile: bool = False,
+        out_dir: str | Path | None = None,
+        eval_name: str = "val",
+        progress: bool = True,
+        log_every: int = 50,
+        callbacks: Sequence[EpochCallback] = (),
+    ):
+        if epochs < 1:
+            raise ValueError(f"epochs must be at least 1, got {epochs}")
+        if scheduler_interval not in ("epoch", "step"):
+            raise ValueError(f"scheduler_interval must be 'epoch' or 'step', got {scheduler_interval!r}")
+        if clip_grad_norm is not None and clip_grad_norm <= 0:
+            raise ValueError(f"clip_grad_norm must be positive, got {clip_grad_norm}")
+        self.device = torch.device(device)
+        self.model = model.to(self.device)
+        self.forward_model = torch.compile(self.model) if compile else self.model
+        self.task = task
+        self.optimizer = optimizer
+        self.scheduler = scheduler
+        self.scheduler_interval = scheduler_interval
+        self.epochs = epochs
+        self.clip_grad_norm = clip_grad_norm
+        self.precision = precision
+        autocast(self.device, precision)  # validate early
+        self.out_dir = Path(out_dir) if out_dir is not None else None
+        self.eval_name = eval_name
+        self.progress = progress
+        self.log_every = max(1, log_every)
+        self.callbacks = list(callbacks)
+        self.history: list[dict] = []
+        self.epoch = 0  # epochs finished
+
+    @property
+    def checkpoint_path(self) -> Path | None:
+        return self.out_dir / CHECKPOINT_NAME if self.out_dir is not None else None
+
+    # -- the loop ------------------------------------------------------------------------------
+
+    def fit(self, train_loader: Iterable, eval_loader: Iterable | None = None, *, resume: bool = False) -> list[dict]:
+        """Train up to ``epochs``; with ``resume``, first continue from ``out_dir``'s checkpoint."""
+        if resume:
+            self._resume()
+        try:
+            while self.epoch < self.epochs:
+                epoch = self.epoch + 1
+                record = {"epoch": epoch, **self._train_epoch(train_loader, epoch)}
+                if eval_loader is not None:
+                    metrics = self.evaluate(eval_loader)
+                    record.update({f"{self.eval_name}_{k}": v for k, v in metrics.items()})
+                if self.scheduler is not None and self.scheduler_interval == "epoch":
+                    self.scheduler.step()
+                self.history.append(record)
+                self.epoch = epoch
+                log.info(_format_record(record, self.epochs))
+                self._save_epoch()
+                for callback in self.callbacks:
+                    callback(self, record)
+        finally:
+            self._save_plot()
+        return self.history
+
+    def _train_epoch(self, loader: Iterable, epoch: int) -> dict:
+        self.model.train()
+        self.task.start_epoch(training=True)
+        if hasattr(loader, "set_epoch"):
+            loader.set_epoch(epoch)
+        sums = MetricSums()
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        window: list[torch.Tensor] = []  # losses since the last look, left on the device
+        total = len(loader) if hasattr(loader, "__len__") else None
+        bar = tqdm(total=total, desc=f"epoch {epoch}/{self.epochs}", disable=not self.progress, leave=False, unit="batch")
+        start = time.perf_counter()
+        step = 0
+        for step, batch in enumerate(loader, 1):
+            batch = _to_device(batch, self.device)
+            with autocast(self.device, self.precision):
+                out = self.task.step(self.forward_model, batch, training=True)
+            self.optimizer.zero_grad(set_to_none=True)
+            out.loss.backward()
+            if self.clip_grad_norm is not None:
+                torch.nn.utils.clip_grad_norm_(params, self.clip_grad_norm)
+            self.optimizer.step()
+            if self.scheduler is not None and self.scheduler_interval == "step":
+                self.scheduler.step()
+            sums.add(out.sums)
+            window.append(out.loss.detach())
+            if step % self.log_every == 0:
+                bar.set_postfix(loss=f"{self._check_losses(window, epoch, step):.4g}", refresh=False)
+                window = []
+            bar.update()
+        if window:
+            self._check_losses(window, epoch, step)
+        bar.close()
+        totals = sums.totals()
+        seconds = time.perf_counter() - start
+        record = {f"train_{k}": v for k, v in self.task.summarize(totals).items()}
+        record["seconds"] = seconds
+        record[f"{self.task.count_unit}_per_s"] = totals.get(self.task.count_key, 0.0) / max(seconds, 1e-9)
+        return record
+
+    def _check_losses(self, window: list[torch.Tensor], epoch: int, last_step: int) -> float:
+        """Stop on the first non-finite loss in ``window`` (which ends at ``last_step``)."""
+        losses = torch.stack(window).float()
+        finite = torch.isfinite(losses)
+        if not bool(finite.all()):
+            first = int((~finite).nonzero()[0])
+            raise NonFiniteLossError(epoch, last_step - len(window) + 1 + first, float(losses[first]), self.checkpoint_path)
+        return float(losses.mean())
+
+    @torch.no_grad()
+    def evaluate(self, loader: Iterable) -> dict[str, float]:
+        """Metrics of the model over one pass of ``loader``, in eval mode."""
+        self.model.eval()
+        self.task.start_epoch(training=False)
+        sums = MetricSums()
+        for batch in loader:
+            batch = _to_device(batch, self.device)
+            with autocast(self.device, self.precision):
+                sums.add(self.task.step(self.forward_model, batch, training=False).sums)
+        return self.task.summarize(sums.totals())
+
+    # -- files ---------------------------------------------------------------------------------
+
+    def _resume(self) -> None:
+        path = self.checkpoint_path
+        if path is None or not path.exists():
+            raise FileNotFoundError(f"cannot resume: no checkpoint at {path}")
+        self.epoch, self.history = load_checkpoint(path, model=self.model, optimizer=self.optimizer, scheduler=self.scheduler)
+        log.info(f"resumed from {path} after epoch {self.epoch}")
+
+    def _save_epoch(self) -> None:
+        if self.out_dir is None:
+            return
+        io.write_text(self.out_dir / METRICS_NAME, history_to_csv(self.history))
+        save_checkpoint(
+            self.checkpoint_path,
+            model=self.model,
+            optimizer=self.optimizer,
+            scheduler=self.scheduler,
+            epoch=self.epoch,
+            history=self.history,
+        )
+
+    def _save_plot(self) -> None:
+        if self.out_dir is None or not self.history:
+            return
+        from divekit.viz.curves import plot_history  # matplotlib loads only when a plot is made
+        from divekit.viz.images import save_figure
+
+        save_figure(plot_history(self.history), self.out_dir / CURVES_NAME)
+
+
+def history_to_csv(history: list[dict]) -> str:
+    columns = list(dict.fromkeys(k for record in history for k in record))
+    buffer = StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(history)
+    return buffer.getvalue()
+
+
+def _format_record(record: dict, epochs: int) -> str:
+    parts = [f"epoch {record['epoch']}/{epochs}"]
+    for key, value in record.items():
+        if key == "epoch":
+            continue
+        if key.endswith("_per_s"):
+            parts.append(f"{value:,.0f} {key[:-6]}/s")
+        elif key == "seconds":
+            parts.append(f"{value:.1f}s")
+        else:
+            parts.append(f"{key} {value:.4g}")
+    return "  ".join(parts)

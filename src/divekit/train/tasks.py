@@ -1,0 +1,81 @@
+"""Tasks: how a batch becomes a loss and metric sums. The trainer runs any task; a model knows
+nothing about losses, metrics or training.
+
+A task's ``step`` returns the loss to minimise (a scalar) and a dict of sums to accumulate on the
+device; ``summarize`` turns the epoch's totals into the metrics a person reads. Sequence tasks can
+keep recurrent state across batches by overriding ``start_epoch``; tasks with several losses
+(SSD, BERT) return each as its own sum.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+from torch import nn
+
+LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+@dataclass
+class StepOutput:
+    loss: torch.Tensor  # scalar to call backward on
+    sums: dict[str, torch.Tensor | float]  # quantities to add up over the epoch
+
+
+class Task:
+    """Base class. ``count_key`` names the sum that counts examples (or tokens) for throughput."""
+
+    count_key = "count"
+    count_unit = "examples"
+
+    def start_epoch(self, training: bool) -> None:
+        """Called before each pass over a loader (e.g. to reset recurrent state)."""
+
+    def step(self, model: nn.Module, batch, training: bool) -> StepOutput:
+        raise NotImplementedError(f"{type(self).__name__} must define step(model, batch, training)")
+
+    def summarize(self, totals: dict[str, float]) -> dict[str, float]:
+        raise NotImplementedError(f"{type(self).__name__} must define summarize(totals)")
+
+
+class Classification(Task):
+    """Minibatch classification (D2L §3.6): mean loss over the batch, accuracy from argmax.
+
+    ``loss_fn(logits, y)`` returns per-example losses (shape (B,)), so scratch and fast losses
+    plug in alike.
+    """
+
+    def __init__(self, loss_fn: LossFn):
+        self.loss_fn = loss_fn
+
+    def step(self, model, batch, training):
+        X, y = batch
+        logits = model(X)
+        losses = self.loss_fn(logits, y)
+        loss = losses.mean()
+        correct = (logits.argmax(dim=-1) == y).sum()
+        return StepOutput(loss, {"loss": losses.detach().float().sum(), "correct": correct, "count": len(y)})
+
+    def summarize(self, totals):
+        n = totals["count"]
+        return {"loss": totals["loss"] / n, "acc": totals["correct"] / n}
+
+
+class Regression(Task):
+    """Minibatch regression (D2L §3.1): ``loss_fn(y_hat, y)`` gives per-element losses."""
+
+    def __init__(self, loss_fn: LossFn):
+        self.loss_fn = loss_fn
+
+    def step(self, model, batch, training):
+        X, y = batch
+        y_hat = model(X)
+        losses = self.loss_fn(y_hat, y.reshape(y_hat.shape))
+        loss = losses.mean()
+        return StepOutput(loss, {"loss": losses.detach().float().mean() * len(y), "count": len(y)})
+
+    def summarize(self, totals):
+        return {"loss": totals["loss"] / totals["count"]}
+
