@@ -68,7 +68,7 @@ def _run_parser(experiment) -> argparse.ArgumentParser:
             try:
                 return parse_value(experiment.config, name, text)
             except ValueError as e:
-                raise argparse.ArgumentTypeError(str(e).split(": ", 1)[-1]) from None
+                raise argparse.ArgumentTypeError(str(e)) from None
 
         flag = "--" + f.name.replace("_", "-")
         metavar = "{" + ",".join(map(str, choices)) + "}" if choices else ("BOOL" if kind is bool else f.name.upper())

@@ -92,9 +92,9 @@ def check_value(cls: type, name: str, value: Any) -> None:
 
 
 def parse_value(cls: type, name: str, text: str) -> Any:
-    """Turn a command-line string into the field's type, or raise ValueError saying why not."""
-    kind, choices, optional = base_type(field_types(cls)[name])
-    flag = "--" + name.replace("_", "-")
+    """Turn a command-line string into the field's type, or raise ValueError saying why not
+    (the message leaves out the flag, which argparse puts in front)."""
+    kind, _, optional = base_type(field_types(cls)[name])
     if optional and text.lower() == "none":
         return None
     if kind is bool:
@@ -102,11 +102,11 @@ def parse_value(cls: type, name: str, text: str) -> Any:
             return True
         if text.lower() in ("0", "false", "no", "off"):
             return False
-        raise ValueError(f"{flag} must be true or false, got {text!r}")
+        raise ValueError(f"must be true or false, got {text!r}")
     try:
         return kind(text)
     except ValueError:
-        raise ValueError(f"{flag} must be {'an integer' if kind is int else 'a number' if kind is float else kind.__name__}, got {text!r}") from None
+        raise ValueError(f"must be {'an integer' if kind is int else 'a number' if kind is float else kind.__name__}, got {text!r}") from None
 
 
 def from_dict(cls: type, values: dict[str, Any]) -> RunConfig:

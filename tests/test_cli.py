@@ -1,0 +1,173 @@
+"""The command line: each subcommand, and bad arguments as clear errors rather than tracebacks."""
+
+import json
+
+import pytest
+import torch
+from PIL import Image
+
+from divekit import io
+from divekit.cli import main
+from divekit.experiments.config import RunConfig, parse_value
+from divekit.experiments.registry import all_experiments, get_experiment
+
+
+def run_dirs(out):
+    return sorted(p for p in out.iterdir() if p.is_dir())
+
+
+def test_list_shows_every_experiment_with_section_and_data(capsys):
+    assert main(["list"]) == 0
+    out = capsys.readouterr().out
+    for e in all_experiments():
+        assert e.name in out and f"§{e.section}" in out
+    assert "Fashion-MNIST" in out
+
+
+def test_run_writes_a_complete_run_folder_and_reaches_the_book(tmp_path, capsys):
+    assert main(["run", "linear-regression", "--impl", "scratch", "--out", str(tmp_path), "--no-progress"]) == 0
+    (run,) = run_dirs(tmp_path)
+    assert {p.name for p in run.iterdir()} == {"config.json", "metrics.csv", "summary.json", "curves.png", "checkpoint.pt"}
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["experiment"] == "linear-regression" and summary["epochs"] == 3
+    assert summary["results"]["max_abs_param_error"] < 2e-3
+    assert all(row["reached"] for row in summary["reference"])
+    assert json.loads((run / "config.json").read_text())["config"]["lr"] == 0.03
+    assert "train_full_loss: ours" in capsys.readouterr().err
+
+
+def test_overrides_reach_the_config(tmp_path):
+    assert main(["run", "linear-regression", "--epochs", "1", "--lr", "0.01", "--batch-size", "50", "--seed", "7",
+                 "--num-examples", "200", "--out", str(tmp_path), "--no-progress"]) == 0
+    (run,) = run_dirs(tmp_path)
+    config = json.loads((run / "config.json").read_text())["config"]
+    assert (config["epochs"], config["lr"], config["batch_size"], config["seed"], config["num_examples"]) == (1, 0.01, 50, 7, 200)
+    assert json.loads((run / "summary.json").read_text())["epochs"] == 1
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--epochs", "0"], "--epochs must be at least 1, got 0"),
+    (["--epochs", "three"], "argument --epochs: must be an integer, got 'three'"),
+    (["--lr", "-1"], "--lr must be positive"),
+    (["--impl", "slow"], "--impl must be one of scratch, fast, got 'slow'"),
+    (["--precision", "fp16"], "--precision must be one of fp32, bf16"),
+    (["--optimizer", "sgdd"], "unknown optimizer 'sgdd'"),
+    (["--compile", "maybe"], "must be true or false"),
+    (["--frobnicate", "1"], "unrecognized arguments: --frobnicate"),
+])
+def test_bad_run_options_are_one_line_errors(argv, message, tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["run", "linear-regression", "--out", str(tmp_path), *argv])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+    assert not tmp_path.exists() or not any(tmp_path.iterdir()), "a rejected run must not leave a folder"
+
+
+def test_unknown_experiment_suggests_close_names(capsys):
+    assert main(["run", "linear-regresion"]) == 1
+    err = capsys.readouterr().err
+    assert "no experiment named 'linear-regresion'; did you mean linear-regression" in err
+
+
+def test_unavailable_device_is_a_clear_error(tmp_path, capsys):
+    if torch.cuda.is_available():
+        pytest.skip("CUDA is available here")
+    assert main(["run", "linear-regression", "--device", "cuda", "--out", str(tmp_path), "--no-progress"]) == 1
+    assert "CUDA is not available here; use --device cpu" in capsys.readouterr().err
+
+
+def test_run_help_lists_the_experiments_options_with_book_defaults(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["run", "linear-regression", "--help"])
+    assert exit_info.value.code == 0
+    out = capsys.readouterr().out
+    assert "--num-examples" in out and "(default: 0.03)" in out and "D2L 3.1-3.3" in out
+
+
+def test_resume_finishes_an_interrupted_run(tmp_path):
+    assert main(["run", "linear-regression", "--epochs", "2", "--out", str(tmp_path), "--no-progress"]) == 0
+    (run,) = run_dirs(tmp_path)
+    # pretend the run was meant to have 4 epochs and was killed after 2
+    config = io.read_json(run / "config.json")
+    config["config"]["epochs"] = 4
+    io.write_json(run / "config.json", config)
+    assert main(["resume", str(run), "--no-progress"]) == 0
+    assert json.loads((run / "summary.json").read_text())["epochs"] == 4
+    assert len((run / "metrics.csv").read_text().strip().splitlines()) == 1 + 4
+
+
+def test_resume_of_a_folder_that_is_not_a_run(tmp_path, capsys):
+    assert main(["resume", str(tmp_path)]) == 1
+    assert "is not a divekit run folder" in capsys.readouterr().err
+
+
+def test_report_writes_markdown_and_self_contained_html(tmp_path, capsys):
+    for impl in ("scratch", "fast"):
+        main(["run", "linear-regression", "--impl", impl, "--out", str(tmp_path), "--no-progress"])
+    capsys.readouterr()
+    assert main(["report", str(tmp_path)]) == 0
+    markdown = capsys.readouterr().out
+    assert markdown.count("| linear-regression-") == 4  # two metrics for each of two runs
+    assert "5.1e-05" in markdown and "4.5e-05–5.5e-05" in markdown
+    html = (tmp_path / "report.html").read_text()
+    assert html.count("data:image/png;base64,") == 2 and "<table>" in html
+    assert (tmp_path / "report.md").read_text().startswith("# divekit runs")
+
+
+def test_report_of_an_empty_folder(tmp_path, capsys):
+    assert main(["report", str(tmp_path)]) == 1
+    assert "no finished runs" in capsys.readouterr().err
+
+
+def test_data_option_on_an_experiment_with_fixed_data_or_without_data(tmp_path, capsys):
+    table = tmp_path / "t.csv"
+    table.write_text("a,b,y\n1,2,3\n2,3,5\n3,1,4\n4,4,8\n5,0,5\n")
+    assert main(["run", "linear-regression", "--target", "y", "--out", str(tmp_path / "runs")]) == 1
+    assert "pass it together with --data" in capsys.readouterr().err
+
+
+def test_linear_regression_on_a_users_csv_table(tmp_path):
+    g = torch.Generator().manual_seed(0)
+    X = torch.randn(200, 3, generator=g)
+    y = X @ torch.tensor([1.0, -2.0, 0.5]) + 3
+    lines = ["x1,x2,x3,price"] + [",".join(f"{v:.6f}" for v in [*row.tolist(), t.item()]) for row, t in zip(X, y)]
+    (tmp_path / "houses.csv").write_text("\n".join(lines) + "\n")
+    assert main(["run", "linear-regression", "--data", str(tmp_path / "houses.csv"), "--target", "price",
+                 "--epochs", "20", "--out", str(tmp_path / "runs"), "--no-progress"]) == 0
+    (run,) = run_dirs(tmp_path / "runs")
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["data"] == "houses.csv" and summary["reference"] == []
+    assert summary["final"]["val_loss"] < 1e-3
+
+
+def test_softmax_regression_on_a_users_image_folder(tmp_path):
+    g = torch.Generator().manual_seed(0)
+    for cls, brightness in (("dark", 40), ("light", 210)):
+        (tmp_path / "images" / cls).mkdir(parents=True)
+        for i in range(12):
+            pixels = (brightness + torch.randint(-30, 30, (8, 8), generator=g)).clamp(0, 255).to(torch.uint8)
+            Image.fromarray(pixels.numpy(), mode="L").save(tmp_path / "images" / cls / f"{i}.png")
+    assert main(["run", "softmax-regression", "--data", str(tmp_path / "images"), "--epochs", "30", "--lr", "0.5",
+                 "--batch-size", "4", "--out", str(tmp_path / "runs"), "--no-progress"]) == 0
+    (run,) = run_dirs(tmp_path / "runs")
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["final"]["val_acc"] == 1.0 and summary["data"] == "images"
+
+
+def test_bad_user_data_is_a_clear_error(tmp_path, capsys):
+    (tmp_path / "images" / "empty").mkdir(parents=True)
+    assert main(["run", "softmax-regression", "--data", str(tmp_path / "images"), "--out", str(tmp_path / "runs")]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("divekit: error:") and "Traceback" not in err
+
+
+def test_parse_value_and_config_validation():
+    assert parse_value(RunConfig, "clip_grad", "none") is None
+    assert parse_value(RunConfig, "clip_grad", "1.5") == 1.5
+    assert parse_value(RunConfig, "compile", "yes") is True
+    with pytest.raises(ValueError, match="--batch-size must be at least 1"):
+        RunConfig(batch_size=0)
+    assert RunConfig(impl="scratch").optimizer_name == "scratch-sgd"
+    assert RunConfig(impl="fast").optimizer_name == "sgd"
+    assert get_experiment("linear-regression").config().epochs == 3

@@ -1,0 +1,120 @@
+"""Scratch losses and linear models against PyTorch's own (D2L §3.2-3.7)."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from divekit.models.linear import Linear, LinearScratch, linear_model
+from divekit.ops import get_ops
+from divekit.ops import fast, scratch
+from divekit.optim import create_optimizer
+from divekit.optim.scratch import SGD
+
+
+def assert_same_values_and_grads(f_ours, f_ref, *inputs, atol=1e-6, rtol=1e-6):
+    ours_in = [x.clone().requires_grad_(x.is_floating_point()) for x in inputs]
+    ref_in = [x.clone().requires_grad_(x.is_floating_point()) for x in inputs]
+    ours, ref = f_ours(*ours_in), f_ref(*ref_in)
+    torch.testing.assert_close(ours, ref, atol=atol, rtol=rtol)
+    grad_out = torch.randn_like(ref)
+    ours_grads = torch.autograd.grad(ours, [x for x in ours_in if x.requires_grad], grad_out)
+    ref_grads = torch.autograd.grad(ref, [x for x in ref_in if x.requires_grad], grad_out)
+    for a, b in zip(ours_grads, ref_grads):
+        torch.testing.assert_close(a, b, atol=atol, rtol=rtol)
+
+
+def test_scratch_and_fast_export_the_same_names():
+    assert scratch.__all__ == fast.__all__
+    for name in scratch.__all__:
+        assert callable(getattr(get_ops("scratch"), name)) and callable(getattr(get_ops("fast"), name))
+    with pytest.raises(ValueError, match="scratch, fast"):
+        get_ops("cuda")
+
+
+@pytest.mark.parametrize("scale", [1.0, 1000.0])
+def test_softmax_and_log_softmax_match_torch(scale):
+    X = torch.randn(7, 5, dtype=torch.float64) * scale
+    assert_same_values_and_grads(scratch.softmax, lambda x: torch.softmax(x, -1), X)
+    assert_same_values_and_grads(scratch.log_softmax, lambda x: F.log_softmax(x, -1), X)
+    torch.testing.assert_close(scratch.softmax(X).sum(-1), torch.ones(7, dtype=torch.float64))
+
+
+def test_cross_entropy_matches_torch_and_stays_finite_for_huge_logits():
+    logits = torch.tensor([[1000.0, -1000.0, 0.0], [-1000.0, 1000.0, 999.0]])
+    y = torch.tensor([1, 2])
+    loss = scratch.cross_entropy(logits, y)
+    assert torch.isfinite(loss).all()
+    expected = torch.tensor([2000.0, 1.0 + torch.log1p(torch.exp(torch.tensor(-1.0))).item()])
+    torch.testing.assert_close(loss, expected, atol=1e-4, rtol=0)  # float32 spacing near 1000 is 6e-5
+    X = torch.randn(16, 10, dtype=torch.float64) * 30
+    labels = torch.randint(0, 10, (16,))
+    assert_same_values_and_grads(lambda x: scratch.cross_entropy(x, labels), lambda x: F.cross_entropy(x, labels, reduction="none"), X)
+    assert_same_values_and_grads(lambda x: fast.cross_entropy(x, labels), lambda x: scratch.cross_entropy(x, labels), X)
+
+
+def test_cross_entropy_gradcheck():
+    X = torch.randn(4, 6, dtype=torch.float64, requires_grad=True)
+    y = torch.tensor([0, 5, 2, 2])
+    assert torch.autograd.gradcheck(lambda x: scratch.cross_entropy(x, y), (X,))
+
+
+def test_squared_loss_is_half_the_squared_error_and_matches_fast():
+    y_hat, y = torch.tensor([[1.0], [3.0]]), torch.tensor([2.0, 0.0])  # y reshaped like y_hat
+    torch.testing.assert_close(scratch.squared_loss(y_hat, y), torch.tensor([[0.5], [4.5]]))
+    a, b = torch.randn(9, 1, dtype=torch.float64), torch.randn(9, 1, dtype=torch.float64)
+    assert_same_values_and_grads(scratch.squared_loss, fast.squared_loss, a, b)
+
+
+def test_linear_twins_share_state_dicts_and_outputs():
+    torch.manual_seed(0)
+    s, f = LinearScratch(12, 3), Linear(12, 3)
+    assert s.state_dict().keys() == f.state_dict().keys()
+    f.load_state_dict(s.state_dict())
+    X = torch.randn(5, 3, 2, 2)  # flattened to 12 features
+    assert_same_values_and_grads(s, f, X, atol=1e-6)
+    s_out = s(X)
+    s_out.sum().backward()
+    f(X).sum().backward()
+    torch.testing.assert_close(s.weight.grad, f.weight.grad)
+    torch.testing.assert_close(s.bias.grad, f.bias.grad)
+
+
+def test_linear_init_follows_the_book():
+    torch.manual_seed(0)
+    for impl in ("scratch", "fast"):
+        model = linear_model((784,), 10, impl)
+        assert model.weight.shape == (10, 784)
+        assert torch.all(model.bias == 0)
+        assert abs(model.weight.std().item() - 0.01) < 0.001
+    with pytest.raises(ValueError, match="unknown impl"):
+        linear_model((3,), 1, "slow")
+
+
+@pytest.mark.parametrize("weight_decay", [0.0, 0.1])
+def test_scratch_sgd_matches_torch_sgd(weight_decay):
+    torch.manual_seed(0)
+    a = torch.nn.Sequential(torch.nn.Linear(6, 8), torch.nn.Tanh(), torch.nn.Linear(8, 2))
+    b = torch.nn.Sequential(torch.nn.Linear(6, 8), torch.nn.Tanh(), torch.nn.Linear(8, 2))
+    b.load_state_dict(a.state_dict())
+    opt_a = SGD(a.parameters(), lr=0.05, weight_decay=weight_decay)
+    opt_b = torch.optim.SGD(b.parameters(), lr=0.05, weight_decay=weight_decay)
+    for _ in range(20):
+        X, y = torch.randn(16, 6), torch.randn(16, 2)
+        for model, opt in ((a, opt_a), (b, opt_b)):
+            opt.zero_grad()
+            F.mse_loss(model(X), y).backward()
+            opt.step()
+    for p, q in zip(a.parameters(), b.parameters()):
+        torch.testing.assert_close(p, q, atol=1e-6, rtol=1e-6)
+
+
+def test_scratch_sgd_rejects_bad_hyperparameters_and_create_optimizer_names():
+    params = [torch.nn.Parameter(torch.zeros(2))]
+    with pytest.raises(ValueError, match="learning rate must be positive"):
+        SGD(params, lr=0)
+    with pytest.raises(ValueError, match="unknown optimizer 'sgdd'"):
+        create_optimizer("sgdd", params, lr=0.1)
+    with pytest.raises(ValueError, match="takes no momentum"):
+        create_optimizer("adam", params, lr=0.1, momentum=0.9)
+    assert isinstance(create_optimizer("scratch-sgd", params, lr=0.1), SGD)
+    assert isinstance(create_optimizer("adam", params, lr=0.1), torch.optim.Adam)

@@ -1,0 +1,200 @@
+"""The training engine: metrics, files, resume equivalence, the NaN stop, options."""
+
+import csv
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from divekit import io
+from divekit.data.base import Split
+from divekit.data.loader import TensorLoader
+from divekit.ops import fast
+from divekit.train.engine import NonFiniteLossError, Trainer
+from divekit.train.metrics import MetricSums
+from divekit.train.tasks import Classification, Regression
+
+
+def blobs(n=240, seed=0):
+    """Three well-separated Gaussian classes in 2-D."""
+    g = torch.Generator().manual_seed(seed)
+    y = torch.randint(0, 3, (n,), generator=g)
+    centers = torch.tensor([[0.0, 4.0], [4.0, -2.0], [-4.0, -2.0]])
+    return Split(centers[y] + torch.randn(n, 2, generator=g), y)
+
+
+def mlp_with_dropout():
+    return nn.Sequential(nn.Linear(2, 16), nn.ReLU(), nn.Dropout(0.3), nn.Linear(16, 3))
+
+
+def make_trainer(model, out_dir=None, epochs=3, **kwargs):
+    return Trainer(model, Classification(fast.cross_entropy), torch.optim.SGD(model.parameters(), lr=0.2),
+                   epochs=epochs, out_dir=out_dir, progress=False, log_every=5, **kwargs)
+
+
+def loaders(seed=0):
+    data = blobs()
+    return TensorLoader(data, 16, shuffle=True, seed=seed), TensorLoader(blobs(90, seed=1), 32)
+
+
+def test_fit_learns_and_writes_the_run_files(tmp_path):
+    torch.manual_seed(0)
+    trainer = make_trainer(mlp_with_dropout(), tmp_path, eval_name="test")
+    history = trainer.fit(*loaders())
+    assert [r["epoch"] for r in history] == [1, 2, 3]
+    assert history[-1]["test_acc"] > 0.95 and history[-1]["train_loss"] < history[0]["train_loss"]
+    assert set(history[0]) >= {"train_loss", "train_acc", "test_loss", "test_acc", "seconds", "examples_per_s"}
+    rows = list(csv.DictReader(open(tmp_path / "metrics.csv")))
+    assert len(rows) == 3 and math.isclose(float(rows[-1]["test_acc"]), history[-1]["test_acc"])
+    assert (tmp_path / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    checkpoint = io.load(tmp_path / "checkpoint.pt")
+    assert checkpoint["epoch"] == 3 and checkpoint["history"] == history
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")], "temporary files left behind"
+
+
+def test_evaluation_metrics_are_exact_sums_over_the_split():
+    torch.manual_seed(0)
+    model = nn.Linear(2, 3)
+    data = blobs(101)
+    trainer = make_trainer(model)
+    metrics = trainer.evaluate(TensorLoader(data, 10))  # last batch has 1 example
+    with torch.no_grad():
+        logits = model(data.X)
+    assert math.isclose(metrics["loss"], nn.functional.cross_entropy(logits, data.y).item(), rel_tol=1e-5)
+    assert metrics["acc"] == (logits.argmax(1) == data.y).sum().item() / 101
+
+
+class StopAfter(Exception):
+    pass
+
+
+def test_resume_continues_to_the_same_result_as_an_uninterrupted_run(tmp_path):
+    torch.manual_seed(0)
+    full = make_trainer(mlp_with_dropout(), tmp_path / "full", epochs=4)
+    full_history = full.fit(*loaders())
+
+    def kill_after_epoch_2(trainer, record):
+        if record["epoch"] == 2:
+            raise StopAfter
+
+    torch.manual_seed(0)
+    killed = make_trainer(mlp_with_dropout(), tmp_path / "killed", epochs=4, callbacks=[kill_after_epoch_2])
+    with pytest.raises(StopAfter):
+        killed.fit(*loaders())
+    assert io.load(tmp_path / "killed" / "checkpoint.pt")["epoch"] == 2
+
+    torch.manual_seed(123)  # a fresh process: different init and RNG, all replaced by the checkpoint
+    resumed = make_trainer(mlp_with_dropout(), tmp_path / "killed", epochs=4)
+    resumed_history = resumed.fit(*loaders(), resume=True)
+    strip = lambda h: [{k: v for k, v in r.items() if k not in ("seconds", "examples_per_s")} for r in h]
+    assert strip(resumed_history) == strip(full_history)
+    for p, q in zip(full.model.parameters(), resumed.model.parameters()):
+        assert torch.equal(p, q)
+
+
+def test_resume_without_checkpoint_is_a_clear_error(tmp_path):
+    with pytest.raises(FileNotFoundError, match="no checkpoint"):
+        make_trainer(nn.Linear(2, 3), tmp_path).fit(*loaders(), resume=True)
+
+
+class ExplodesAtStep(nn.Module):
+    """A linear model whose output becomes NaN from the given global step on."""
+
+    def __init__(self, bad_step):
+        super().__init__()
+        self.linear = nn.Linear(2, 3)
+        self.bad_step, self.calls = bad_step, 0
+
+    def forward(self, X):
+        if self.training:
+            self.calls += 1
+            if self.calls >= self.bad_step:
+                return self.linear(X) * float("nan")
+        return self.linear(X)
+
+
+def test_nan_loss_stops_with_epoch_and_step_and_keeps_the_last_good_checkpoint(tmp_path):
+    steps_per_epoch = len(loaders()[0])  # 15
+    model = ExplodesAtStep(bad_step=steps_per_epoch + 7)  # epoch 2, step 7
+    trainer = make_trainer(model, tmp_path, epochs=3)
+    with pytest.raises(NonFiniteLossError, match=r"loss became nan at epoch 2, step 7") as err:
+        trainer.fit(*loaders())
+    assert (err.value.epoch, err.value.step) == (2, 7)
+    assert "last good checkpoint" in str(err.value) and "--lr" in str(err.value)
+    checkpoint = io.load(tmp_path / "checkpoint.pt")
+    assert checkpoint["epoch"] == 1
+    assert all(torch.isfinite(t).all() for t in checkpoint["model"].values())
+
+
+def test_infinite_loss_in_the_first_epoch_says_no_checkpoint_was_written(tmp_path):
+    model = nn.Linear(1, 1)
+    task = Regression(lambda y_hat, y: (y_hat - y) ** 2 * float("inf"))
+    trainer = Trainer(model, task, torch.optim.SGD(model.parameters(), lr=0.1), epochs=2, out_dir=tmp_path, progress=False)
+    split = Split(torch.ones(8, 1), torch.ones(8, 1) * 3)
+    with pytest.raises(NonFiniteLossError, match="loss became inf at epoch 1, step 1; .*no checkpoint had been written"):
+        trainer.fit(TensorLoader(split, 4))
+    assert not (tmp_path / "checkpoint.pt").exists()
+
+
+def test_gradient_clipping_bounds_the_global_norm():
+    norms = []
+
+    class RecordingSGD(torch.optim.SGD):
+        def step(self, closure=None):
+            norms.append(torch.sqrt(sum((p.grad ** 2).sum() for p in self.param_groups[0]["params"])).item())
+            return super().step(closure)
+
+    model = nn.Linear(2, 3)
+    with torch.no_grad():
+        model.weight.mul_(100)  # large logits, large gradients
+    trainer = Trainer(model, Classification(fast.cross_entropy), RecordingSGD(model.parameters(), lr=1e-3),
+                      epochs=1, clip_grad_norm=0.5, progress=False)
+    trainer.fit(loaders()[0])
+    assert max(norms) <= 0.5 + 1e-5 and len(norms) == 15
+
+
+def test_bf16_autocast_trains_on_cpu():
+    torch.manual_seed(0)
+    history = make_trainer(nn.Linear(2, 3), precision="bf16").fit(*loaders())
+    assert history[-1]["val_acc"] > 0.9
+
+
+def test_bad_trainer_options_are_clear_errors():
+    with pytest.raises(ValueError, match="precision"):
+        make_trainer(nn.Linear(2, 3), precision="fp8")
+    with pytest.raises(ValueError, match="epochs must be at least 1"):
+        make_trainer(nn.Linear(2, 3), epochs=0)
+    with pytest.raises(ValueError, match="clip_grad_norm must be positive"):
+        make_trainer(nn.Linear(2, 3), clip_grad_norm=-1.0)
+
+
+def test_metric_sums_mix_tensors_and_numbers():
+    sums = MetricSums()
+    sums.add({"loss": torch.tensor(1.5), "count": 3})
+    sums.add({"loss": torch.tensor(2.5), "count": 4})
+    assert sums.totals() == {"loss": 4.0, "count": 7.0}
+    assert MetricSums().totals() == {}
+
+
+def test_loader_shuffles_reproducibly_per_epoch_and_covers_every_example():
+    split = Split(torch.arange(10).float().unsqueeze(1), torch.arange(10))
+    loader = TensorLoader(split, 4, shuffle=True, seed=3)
+    epoch1 = torch.cat([y for _, y in loader])
+    assert sorted(epoch1.tolist()) == list(range(10)) and len(loader) == 3
+    assert torch.equal(epoch1, torch.cat([y for _, y in loader]))
+    loader.set_epoch(1)
+    assert not torch.equal(epoch1, torch.cat([y for _, y in loader]))
+    for X, y in loader:
+        assert torch.equal(X.squeeze(1).long(), y)  # features stay with their labels
+
+
+def test_loader_converts_uint8_images_and_resizes():
+    images = torch.randint(0, 256, (5, 1, 28, 28), dtype=torch.uint8)
+    X, _ = next(iter(TensorLoader(Split(images, torch.zeros(5)), 5)))
+    assert X.dtype == torch.float32 and torch.allclose(X, images.float() / 255)
+    X, _ = next(iter(TensorLoader(Split(images, torch.zeros(5)), 2, resize=(56, 56))))
+    assert X.shape == (2, 1, 56, 56)
+    assert TensorLoader(Split(images, torch.zeros(5)), 2, drop_last=True).__len__() == 2
+    with pytest.raises(ValueError, match="batch_size"):
+        TensorLoader(Split(images, torch.zeros(5)), 0)
