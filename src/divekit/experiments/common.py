@@ -7,7 +7,7 @@ import dataclasses
 
 import torch
 
-from divekit.data.base import SplitData
+from divekit.data.base import Split, SplitData
 from divekit.data.loader import TensorLoader
 from divekit.experiments.config import RunConfig
 from divekit.optim import create_optimizer
@@ -38,3 +38,21 @@ def make_loaders(data: SplitData, cfg: RunConfig, device: torch.device, resize=N
 
 def make_optimizer(cfg: RunConfig, model: torch.nn.Module, **kwargs) -> torch.optim.Optimizer:
     return create_optimizer(cfg.optimizer_name, model.parameters(), lr=cfg.lr, **kwargs)
+
+
+def prediction_grid(data: SplitData, device: torch.device, resize=None, count: int = 8):
+    """``figures`` hook: the first ``count`` evaluation images titled "true / predicted" (D2L §3.6.5)."""
+    from divekit.viz.images import show_images
+
+    def figures(model: torch.nn.Module) -> dict:
+        if data.classes is None or data.eval.X.dtype != torch.uint8:
+            return {}  # only image classification has a picture to show
+        images = data.eval.X[:count]
+        X, _ = next(iter(TensorLoader(Split(images, data.eval.y[:count]), count, device=device, resize=resize)))
+        model.eval()
+        with torch.no_grad():
+            predicted = model(X).argmax(dim=-1).cpu()
+        titles = [f"{data.classes[t]}\n{data.classes[p]}" for t, p in zip(data.eval.y[:count].tolist(), predicted.tolist())]
+        return {"predictions": show_images(images, 1, count, titles=titles)}
+
+    return figures

@@ -10,7 +10,7 @@ import torch.nn.functional as F
 
 from divekit.data.base import SplitData
 from divekit.data.synthetic import synthetic_regression
-from divekit.experiments.common import book_default, make_loaders, make_optimizer, user_or_book_data
+from divekit.experiments.common import book_default, make_loaders, make_optimizer, prediction_grid, user_or_book_data
 from divekit.experiments.config import RunConfig, option
 from divekit.experiments.registry import Experiment, Setup, register
 from divekit.models.linear import linear_model
@@ -69,7 +69,7 @@ def build_softmax_regression(cfg: RunConfig, device: torch.device) -> Setup:
     train_loader, eval_loader = make_loaders(data, cfg, device)
     task = Classification(get_ops(cfg.impl).cross_entropy)
     return Setup(model, task, make_optimizer(cfg, model), train_loader, eval_loader,
-                 eval_name=data.eval_name, data_name=data.name)
+                 eval_name=data.eval_name, data_name=data.name, figures=prediction_grid(data, device))
 
 
 register(Experiment(

@@ -32,6 +32,8 @@ class Setup:
     scheduler: object | None = None
     # after training: extra results to report, e.g. the error in the learned w and b
     finish: Callable[[nn.Module], dict] | None = None
+    # after training: figures to save in the run folder as NAME.png, e.g. predictions
+    figures: Callable[[nn.Module], dict] | None = None
 
 
 @dataclass(frozen=True)

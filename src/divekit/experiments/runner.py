@@ -92,6 +92,11 @@ def _train(experiment: Experiment, cfg: RunConfig, run_dir: Path, *, resume: boo
     history = trainer.fit(setup.train_loader, setup.eval_loader, resume=resume)
     final = {k: v for k, v in history[-1].items() if k != "epoch"}
     results = setup.finish(setup.model) if setup.finish is not None else {}
+    if setup.figures is not None:
+        from divekit.viz.images import save_figure
+
+        for name, figure in setup.figures(setup.model).items():
+            save_figure(figure, run_dir / f"{name}.png")
     on_book_data = cfg.data is None
     reference = compare(experiment.name, cfg.impl, {**final, **results}) if on_book_data else []
     summary = {
