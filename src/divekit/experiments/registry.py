@@ -72,6 +72,17 @@ def all_experiments() -> list[Experiment]:
     return list(_REGISTRY.values())
 
 
+_INFRASTRUCTURE = {"common", "config", "reference", "registry", "runner"}
+
+
 def _load_all() -> None:
-    """Import the modules that register experiments (kept lazy so ``divekit --help`` is quick)."""
-    from divekit.experiments import linear  # noqa: F401
+    """Import every experiment module of this package (each registers its experiments when
+    imported); done lazily so that ``divekit --help`` stays quick."""
+    import importlib
+    import pkgutil
+
+    import divekit.experiments as package
+
+    for module in pkgutil.iter_modules(package.__path__):
+        if module.name not in _INFRASTRUCTURE:
+            importlib.import_module(f"{package.__name__}.{module.name}")

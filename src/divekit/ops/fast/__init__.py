@@ -1,5 +1,6 @@
 """Fast primitives on PyTorch's kernels, with the same names and signatures as ``ops.scratch``."""
 
-from divekit.ops.fast.losses import cross_entropy, log_softmax, softmax, squared_loss
+from divekit.ops.fast import losses
+from divekit.ops.fast.losses import *  # noqa: F401,F403
 
-__all__ = ["cross_entropy", "log_softmax", "softmax", "squared_loss"]
+__all__ = [*losses.__all__]

@@ -1,5 +1,9 @@
-"""Scratch primitives, written from tensor operations to be read top to bottom."""
+"""Scratch primitives, written from tensor operations to be read top to bottom.
 
-from divekit.ops.scratch.losses import cross_entropy, log_softmax, softmax, squared_loss
+Each topic file lists its public names in ``__all__``; ``ops.fast`` mirrors them name for name.
+"""
 
-__all__ = ["cross_entropy", "log_softmax", "softmax", "squared_loss"]
+from divekit.ops.scratch import losses
+from divekit.ops.scratch.losses import *  # noqa: F401,F403
+
+__all__ = [*losses.__all__]

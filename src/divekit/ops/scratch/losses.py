@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import torch
 
+__all__ = ["cross_entropy", "log_softmax", "softmax", "squared_loss"]
+
 
 def squared_loss(y_hat: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """l = (y_hat - y)^2 / 2, elementwise (D2L §3.1.3; the 1/2 makes the gradient y_hat - y)."""
