@@ -171,3 +171,13 @@ def test_parse_value_and_config_validation():
     assert RunConfig(impl="scratch").optimizer_name == "scratch-sgd"
     assert RunConfig(impl="fast").optimizer_name == "sgd"
     assert get_experiment("linear-regression").config().epochs == 3
+
+
+def test_limit_trains_on_a_subset_and_skips_the_book_comparison(tmp_path):
+    assert main(["run", "linear-regression", "--limit", "50", "--out", str(tmp_path), "--no-progress"]) == 0
+    (run,) = run_dirs(tmp_path)
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["reference"] == []
+    assert summary["final"]["examples_per_s"] > 0
+    rows = (run / "metrics.csv").read_text().splitlines()
+    assert len(rows) == 1 + 3

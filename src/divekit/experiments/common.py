@@ -30,9 +30,14 @@ def user_or_book_data(cfg: RunConfig, kind: str, load_book_data) -> SplitData:
 
 
 def make_loaders(data: SplitData, cfg: RunConfig, device: torch.device, resize=None) -> tuple[TensorLoader, TensorLoader]:
-    """A shuffling training loader and an in-order evaluation loader, both on ``device``."""
-    train = TensorLoader(data.train, cfg.batch_size, shuffle=True, seed=cfg.seed, device=device, resize=resize)
-    evaluation = TensorLoader(data.eval, max(cfg.batch_size, 256), device=device, resize=resize)
+    """A shuffling training loader and an in-order evaluation loader, both on ``device``
+    (over the first ``cfg.limit`` examples of each split when a limit is set)."""
+    train_split, eval_split = data.train, data.eval
+    if cfg.limit is not None:
+        train_split = Split(train_split.X[: cfg.limit], train_split.y[: cfg.limit])
+        eval_split = Split(eval_split.X[: cfg.limit], eval_split.y[: cfg.limit])
+    train = TensorLoader(train_split, cfg.batch_size, shuffle=True, seed=cfg.seed, device=device, resize=resize)
+    evaluation = TensorLoader(eval_split, max(cfg.batch_size, 256), device=device, resize=resize)
     return train, evaluation
 
 

@@ -36,6 +36,7 @@ class RunConfig:
     clip_grad: float | None = option(None, "clip the global gradient norm to this value")
     data: str | None = option(None, "your own data: an image folder (one sub-folder per class) or a CSV file")
     target: str | None = option(None, "the column to predict, for --data FILE.csv")
+    limit: int | None = option(None, "use only the first N training and N evaluation examples (a quick check)")
 
     def __post_init__(self):
         for f in dataclasses.fields(self):
@@ -83,7 +84,7 @@ def check_value(cls: type, name: str, value: Any) -> None:
         raise ValueError(f"{flag} must be {kind.__name__}, got {value!r}")
     if choices is not None and value not in choices:
         raise ValueError(f"{flag} must be one of {', '.join(map(str, choices))}, got {value!r}")
-    if name in ("epochs", "batch_size") and value < 1:
+    if name in ("epochs", "batch_size", "limit") and value < 1:
         raise ValueError(f"{flag} must be at least 1, got {value}")
     if name == "lr" and value <= 0:
         raise ValueError(f"{flag} must be positive, got {value}")

@@ -72,7 +72,7 @@ def all_experiments() -> list[Experiment]:
     return list(_REGISTRY.values())
 
 
-_INFRASTRUCTURE = {"common", "config", "reference", "registry", "runner"}
+_INFRASTRUCTURE = {"book", "common", "config", "registry", "runner"}
 
 
 def _load_all() -> None:

@@ -18,7 +18,7 @@ import torch
 import divekit
 from divekit import io
 from divekit.experiments.config import RunConfig, from_dict
-from divekit.experiments.reference import compare
+from divekit.experiments.book import compare
 from divekit.experiments.registry import Experiment, get_experiment
 from divekit.train.device import choose_device, seed_everything
 from divekit.train.engine import Trainer
@@ -97,7 +97,7 @@ def _train(experiment: Experiment, cfg: RunConfig, run_dir: Path, *, resume: boo
 
         for name, figure in setup.figures(setup.model).items():
             save_figure(figure, run_dir / f"{name}.png")
-    on_book_data = cfg.data is None
+    on_book_data = cfg.data is None and cfg.limit is None  # else the book has nothing to compare with
     reference = compare(experiment.name, cfg.impl, {**final, **results}) if on_book_data else []
     summary = {
         "experiment": experiment.name,

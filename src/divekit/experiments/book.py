@@ -1,5 +1,9 @@
-"""The book's published results (a copy of the figures we use from d2l's executed builds; the
-full table with sources is shared/reference/d2l_results.md) and how a run compares with them."""
+"""The book's published results and how a run compares with them.
+
+``reference/*.json`` (one file per chapter) copies the figures we use from d2l's executed builds:
+for each experiment and impl, each metric's published value, the spread across the book's own
+builds, and which direction is better.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +14,15 @@ from importlib import resources
 
 @cache
 def _table() -> dict:
-    return json.loads(resources.files("divekit.experiments").joinpath("reference.json").read_text())
+    table = {}
+    for path in sorted(resources.files("divekit.experiments").joinpath("reference").iterdir(), key=lambda p: p.name):
+        if path.name.endswith(".json"):
+            chapter = json.loads(path.read_text())
+            clash = table.keys() & chapter.keys()
+            if clash:
+                raise ValueError(f"reference/{path.name} repeats experiments {sorted(clash)}")
+            table.update(chapter)
+    return table
 
 
 def book_results(experiment: str, impl: str) -> dict | None:
