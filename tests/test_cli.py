@@ -181,3 +181,24 @@ def test_limit_trains_on_a_subset_and_skips_the_book_comparison(tmp_path):
     assert summary["final"]["examples_per_s"] > 0
     rows = (run / "metrics.csv").read_text().splitlines()
     assert len(rows) == 1 + 3
+
+
+def test_a_demo_experiment_writes_results_rows_and_figures(tmp_path):
+    from matplotlib.figure import Figure
+
+    from divekit.experiments.registry import DemoResult, Experiment
+    from divekit.experiments.runner import resume_run, run_experiment
+
+    def demo(cfg, device):
+        fig = Figure()
+        fig.add_subplot().plot([0, 1], [1, 0])
+        rows = [{"step": i, "x": 10 * 0.6 ** i} for i in range(3)]
+        return DemoResult(results={"x_final": rows[-1]["x"]}, figures={"trajectory": fig}, rows=rows)
+
+    experiment = Experiment("demo-test", "0.0", "A demo", "none", "a test", RunConfig, demo=demo)
+    summary = run_experiment(experiment, RunConfig(), tmp_path / "run")
+    assert summary["results"] == {"x_final": 10 * 0.6 ** 2} and summary["epochs"] == 0
+    assert {p.name for p in (tmp_path / "run").iterdir()} == {"config.json", "summary.json", "metrics.csv", "trajectory.png"}
+    assert (tmp_path / "run" / "metrics.csv").read_text().splitlines()[0] == "step,x"
+    with pytest.raises(ValueError, match="exactly one of build"):
+        Experiment("bad", "0.0", "t", "d", "r", RunConfig)

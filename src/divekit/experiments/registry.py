@@ -36,16 +36,35 @@ class Setup:
     figures: Callable[[nn.Module], dict] | None = None
 
 
+@dataclass
+class DemoResult:
+    """What a demonstration produces instead of a training run: numbers and figures, and
+    optionally a table of rows (e.g. a trajectory) written as metrics.csv."""
+
+    results: dict
+    figures: dict = field(default_factory=dict)  # name -> matplotlib Figure, saved as NAME.png
+    rows: list[dict] = field(default_factory=list)
+
+
 @dataclass(frozen=True)
 class Experiment:
+    """A named experiment: ``build`` makes a :class:`Setup` for the trainer, or, for a
+    demonstration that trains nothing through the trainer (a figure, a trajectory), ``demo``
+    computes a :class:`DemoResult` directly."""
+
     name: str
     section: str  # the book's section numbers, e.g. "3.1-3.3"
     title: str
     dataset: str
     reproduces: str  # what the run shows, in one line
     config: type[RunConfig]
-    build: Callable[[RunConfig, torch.device], Setup] = field(repr=False)
+    build: Callable[[RunConfig, torch.device], Setup] | None = field(default=None, repr=False)
+    demo: Callable[[RunConfig, torch.device], DemoResult] | None = field(default=None, repr=False)
     user_data: str | None = None  # "classification" or "regression" when --data is accepted
+
+    def __post_init__(self):
+        if (self.build is None) == (self.demo is None):
+            raise ValueError(f"experiment {self.name!r} needs exactly one of build (a training run) or demo")
 
 
 _REGISTRY: dict[str, Experiment] = {}

@@ -21,7 +21,7 @@ from divekit.experiments.config import RunConfig, from_dict
 from divekit.experiments.book import compare
 from divekit.experiments.registry import Experiment, get_experiment
 from divekit.train.device import choose_device, seed_everything
-from divekit.train.engine import Trainer
+from divekit.train.engine import METRICS_NAME, Trainer, history_to_csv
 
 log = logging.getLogger("divekit")
 
@@ -55,7 +55,29 @@ def run_experiment(experiment: Experiment, cfg: RunConfig, run_dir: str | Path, 
         "python": platform.python_version(),
     }
     io.write_json(run_dir / CONFIG_NAME, record)
+    if experiment.demo is not None:
+        return _demo(experiment, cfg, run_dir)
     return _train(experiment, cfg, run_dir, resume=False, progress=progress, callbacks=callbacks)
+
+
+def _demo(experiment: Experiment, cfg: RunConfig, run_dir: Path) -> dict:
+    seed_everything(cfg.seed)
+    device = choose_device(cfg.device)
+    log.info(f"{experiment.name} ({experiment.section}) on {experiment.dataset}; run folder {run_dir}")
+    start = time.perf_counter()
+    outcome = experiment.demo(cfg, device)
+    if outcome.rows:
+        io.write_text(run_dir / METRICS_NAME, history_to_csv(outcome.rows))
+    _save_figures(outcome.figures, run_dir)
+    return _summarize(experiment, cfg, run_dir, device, data_name=experiment.dataset, history=[], results=outcome.results,
+                      train_seconds=time.perf_counter() - start)
+
+
+def _save_figures(figures: dict, run_dir: Path) -> None:
+    from divekit.viz.images import save_figure
+
+    for name, figure in figures.items():
+        save_figure(figure, run_dir / f"{name}.png")
 
 
 def resume_run(run_dir: str | Path, *, progress: bool = True, callbacks=()) -> dict:
@@ -65,6 +87,8 @@ def resume_run(run_dir: str | Path, *, progress: bool = True, callbacks=()) -> d
         raise FileNotFoundError(f"{run_dir} is not a divekit run folder (no {CONFIG_NAME})")
     record = io.read_json(run_dir / CONFIG_NAME)
     experiment = get_experiment(record["experiment"])
+    if experiment.demo is not None:
+        raise ValueError(f"{experiment.name} is a demonstration without checkpoints; run it again instead of resuming")
     cfg = from_dict(experiment.config, record["config"])
     return _train(experiment, cfg, run_dir, resume=True, progress=progress, callbacks=callbacks)
 
@@ -90,13 +114,17 @@ def _train(experiment: Experiment, cfg: RunConfig, run_dir: Path, *, resume: boo
     )
     log.info(f"{experiment.name} ({experiment.section}, impl {cfg.impl}) on {setup.data_name} with {device}; run folder {run_dir}")
     history = trainer.fit(setup.train_loader, setup.eval_loader, resume=resume)
-    final = {k: v for k, v in history[-1].items() if k != "epoch"}
     results = setup.finish(setup.model) if setup.finish is not None else {}
     if setup.figures is not None:
-        from divekit.viz.images import save_figure
+        _save_figures(setup.figures(setup.model), run_dir)
+    return _summarize(experiment, cfg, run_dir, device, data_name=setup.data_name, history=history, results=results,
+                      train_seconds=sum(r["seconds"] for r in history))
 
-        for name, figure in setup.figures(setup.model).items():
-            save_figure(figure, run_dir / f"{name}.png")
+
+def _summarize(experiment: Experiment, cfg: RunConfig, run_dir: Path, device, *, data_name: str, history: list[dict],
+               results: dict, train_seconds: float) -> dict:
+    """Write summary.json (final metrics, results, the book's numbers beside ours) and log it."""
+    final = {k: v for k, v in history[-1].items() if k != "epoch"} if history else {}
     on_book_data = cfg.data is None and cfg.limit is None  # else the book has nothing to compare with
     reference = compare(experiment.name, cfg.impl, {**final, **results}) if on_book_data else []
     summary = {
@@ -104,10 +132,10 @@ def _train(experiment: Experiment, cfg: RunConfig, run_dir: Path, *, resume: boo
         "section": experiment.section,
         "title": experiment.title,
         "impl": cfg.impl,
-        "data": setup.data_name,
+        "data": data_name,
         "device": str(device),
         "epochs": len(history),
-        "train_seconds": sum(r["seconds"] for r in history),
+        "train_seconds": train_seconds,
         "final": final,
         "results": results,
         "reference": reference,
