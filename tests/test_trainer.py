@@ -198,3 +198,15 @@ def test_loader_converts_uint8_images_and_resizes():
     assert TensorLoader(Split(images, torch.zeros(5)), 2, drop_last=True).__len__() == 2
     with pytest.raises(ValueError, match="batch_size"):
         TensorLoader(Split(images, torch.zeros(5)), 0)
+
+
+@pytest.mark.slow
+def test_torch_compile_trains_like_eager():
+    histories = []
+    for compile in (False, True):
+        torch.manual_seed(0)
+        model = nn.Sequential(nn.Linear(2, 16), nn.ReLU(), nn.Linear(16, 3))
+        histories.append(make_trainer(model, compile=compile).fit(*loaders()))
+    for eager, compiled in zip(*histories):
+        assert math.isclose(eager["train_loss"], compiled["train_loss"], rel_tol=1e-4)
+        assert eager["val_acc"] == compiled["val_acc"]
