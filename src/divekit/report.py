@@ -10,6 +10,7 @@ from pathlib import Path
 
 from divekit import io
 
+from divekit.experiments.book import format_value as _fmt
 from divekit.experiments.runner import SUMMARY_NAME
 
 
@@ -26,13 +27,6 @@ def find_runs(root: str | Path) -> list[tuple[Path, dict]]:
             raise ValueError(f"{path} is not a readable run summary ({e}); delete that run folder or re-run it") from e
     return runs
 
-
-def _fmt(value) -> str:
-    if value is None:
-        return "–"
-    if isinstance(value, float):
-        return f"{value:.4g}"
-    return str(value)
 
 
 def result_rows(root: Path, runs: list[tuple[Path, dict]]) -> list[dict]:

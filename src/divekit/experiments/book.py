@@ -33,7 +33,8 @@ def book_results(experiment: str, impl: str) -> dict | None:
 def compare(experiment: str, impl: str, ours: dict[str, float]) -> list[dict]:
     """One row per published metric: our value, the book's, the build-to-build spread, and
     whether we reached it (at least the spread's low end for "higher" metrics such as accuracy,
-    at most its high end for "lower" ones such as loss)."""
+    at most its high end for "lower" ones such as loss, inside the spread for "within" ones: a
+    deterministic result such as the end of a gradient-descent trajectory)."""
     entry = book_results(experiment, impl)
     if entry is None:
         return []
@@ -45,8 +46,19 @@ def compare(experiment: str, impl: str, ours: dict[str, float]) -> list[dict]:
             reached = None
         elif ref["better"] == "higher":
             reached = value >= low
+        elif ref["better"] == "within":
+            reached = low <= value <= high
         else:
             reached = value <= high
         rows.append({"metric": name, "ours": value, "book": ref["book"], "spread": [low, high],
                      "better": ref["better"], "reached": reached, "source": entry["source"]})
     return rows
+
+
+def format_value(value) -> str:
+    """A metric as a person reads it: 4 significant digits, "–" when there is none."""
+    if value is None:
+        return "–"
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)

@@ -18,7 +18,7 @@ import torch
 import divekit
 from divekit import io
 from divekit.experiments.config import RunConfig, from_dict
-from divekit.experiments.book import compare
+from divekit.experiments.book import compare, format_value as _fmt
 from divekit.experiments.registry import Experiment, get_experiment
 from divekit.train.device import choose_device, seed_everything
 from divekit.train.engine import METRICS_NAME, Trainer, history_to_csv
@@ -149,11 +149,3 @@ def _summarize(experiment: Experiment, cfg: RunConfig, run_dir: Path, device, *,
         low, high = row["spread"]
         log.info(f"{row['metric']}: ours {_fmt(row['ours'])}, book {_fmt(row['book'])} (builds {_fmt(low)}-{_fmt(high)}): {verdict}")
     return summary
-
-
-def _fmt(value) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, float):
-        return f"{value:.4g}"
-    return str(value)
