@@ -27,8 +27,12 @@ import torch
 from divekit.data.base import Split, SplitData
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
-# Cells that mean "no value", as pandas reads them by default (D2L's house prices use "NA").
-MISSING_MARKERS = frozenset({"", "NA", "N/A", "n/a", "NaN", "nan", "null", "NULL"})
+# Cells that mean "no value": pandas' default ``na_values`` (pandas >= 2, which added "None"; D2L's
+# house prices use "NA", and "None" in MasVnrType). pandas 1.x, without "None", made 331 Kaggle features, not 330.
+MISSING_MARKERS = frozenset({
+    "", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-nan", "1.#IND", "1.#QNAN",
+    "<NA>", "N/A", "NA", "NULL", "NaN", "None", "n/a", "nan", "null",
+})
 MISSING_CATEGORY = "<missing>"
 KINDS = ("classification", "regression")
 SUPPORTED_FORMS = (
@@ -69,7 +73,7 @@ def load_user_data(
         return load_image_folder(path, val_fraction=val_fraction, seed=seed)
     if path.is_file() and path.suffix.lower() == ".csv":
         if target is None:
-            columns, _, _ = _read_csv(path)
+            columns, _, _ = read_csv_rows(path)
             raise UserDataError(
                 f"{path} is a table: pass --target COLUMN to say which column to predict; "
                 f"its columns are {', '.join(columns)}"
@@ -270,7 +274,7 @@ def load_csv_table(
     _check_kind(kind)
     _check_val_fraction(val_fraction)
     path = Path(path)
-    columns, rows, line_numbers = _read_csv(path)
+    columns, rows, line_numbers = read_csv_rows(path)
     if target not in columns:
         raise UserDataError(
             f"{path} has no column {target!r}; its columns are {', '.join(columns)}"
@@ -289,8 +293,7 @@ def load_csv_table(
         if position == target_position:
             continue
         values = [row[position] for row in rows]
-        encode = _encode_numeric if all(map(_is_number_or_missing, values)) else _encode_categorical
-        block, names = encode(column, values, train_index)
+        block, names = encode_column(column, values, train_index)
         blocks.append(block)
         feature_names += names
     X = torch.cat(blocks, dim=1).float()
@@ -304,7 +307,7 @@ def load_csv_table(
     )
 
 
-def _read_csv(path: Path) -> tuple[list[str], list[list[str]], list[int]]:
+def read_csv_rows(path: Path) -> tuple[list[str], list[list[str]], list[int]]:
     """The column names, the data rows (cells stripped) and each row's line number in the file.
 
     Blank lines are skipped; every other row must have as many fields as the header.
@@ -396,12 +399,27 @@ def _encode_regression_target(
     return torch.tensor([float(value) for value in values], dtype=torch.float32).unsqueeze(1)
 
 
+def is_numeric_column(values: list[str]) -> bool:
+    """A column is numeric when every cell is a number or missing, as pandas decides a column's dtype."""
+    return all(map(_is_number_or_missing, values))
+
+
+def encode_column(column: str, values: list[str], stats_index: torch.Tensor) -> tuple[torch.Tensor, list[str]]:
+    """One column encoded as D2L §4.10 does, float64 (N, K), with the names of its K features.
+
+    Numeric: standardised, missing values set to 0 (1 feature). Otherwise one-hot with a feature
+    for missing values. Means, stds and categories come only from the rows in ``stats_index``.
+    """
+    encode = _encode_numeric if is_numeric_column(values) else _encode_categorical
+    return encode(column, values, stats_index)
+
+
 def _encode_numeric(
-    column: str, values: list[str], train_index: torch.Tensor
+    column: str, values: list[str], stats_index: torch.Tensor
 ) -> tuple[torch.Tensor, list[str]]:
-    """(N, 1) values standardised with the train rows' mean and std; missing values become 0."""
+    """(N, 1) values standardised with the ``stats_index`` rows' mean and std; missing values become 0."""
     numbers = torch.tensor([math.nan if _is_missing(v) else float(v) for v in values], dtype=torch.float64)
-    train_numbers = numbers[train_index]
+    train_numbers = numbers[stats_index]
     observed = train_numbers[~train_numbers.isnan()]
     mean = observed.mean() if len(observed) > 0 else 0.0
     std = observed.std() if len(observed) > 1 else 0.0  # unbiased, as pandas' std in D2L
@@ -410,13 +428,13 @@ def _encode_numeric(
 
 
 def _encode_categorical(
-    column: str, values: list[str], train_index: torch.Tensor
+    column: str, values: list[str], stats_index: torch.Tensor
 ) -> tuple[torch.Tensor, list[str]]:
-    """One-hot (N, K + 1): the K categories seen in train rows (sorted), then missing values.
+    """One-hot (N, K + 1): the K categories seen in ``stats_index`` rows (sorted), then missing values.
 
-    A category that only val rows have gets all zeros.
+    A category that only other rows have gets all zeros.
     """
-    categories = sorted({values[i] for i in train_index.tolist()} - MISSING_MARKERS)
+    categories = sorted({values[i] for i in stats_index.tolist()} - MISSING_MARKERS)
     position = {category: k for k, category in enumerate(categories)}
     missing_position = len(categories)
     codes = torch.tensor(

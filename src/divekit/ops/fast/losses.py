@@ -5,7 +5,15 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-__all__ = ["cross_entropy", "log_softmax", "softmax", "squared_loss"]
+__all__ = [
+    "binary_cross_entropy_with_logits",
+    "cross_entropy",
+    "huber_loss",
+    "l1_loss",
+    "log_softmax",
+    "softmax",
+    "squared_loss",
+]
 
 
 def squared_loss(y_hat: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -22,3 +30,17 @@ def log_softmax(X: torch.Tensor) -> torch.Tensor:
 
 def cross_entropy(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return F.cross_entropy(logits, y.long(), reduction="none")
+
+
+def l1_loss(y_hat: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    return F.l1_loss(y_hat, y.reshape(y_hat.shape), reduction="none")
+
+
+def huber_loss(y_hat: torch.Tensor, y: torch.Tensor, delta: float = 1.0) -> torch.Tensor:
+    if not delta > 0:
+        raise ValueError(f"huber_loss needs delta > 0, got {delta}; delta = 1 is the usual choice")
+    return F.huber_loss(y_hat, y.reshape(y_hat.shape), reduction="none", delta=delta)
+
+
+def binary_cross_entropy_with_logits(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    return F.binary_cross_entropy_with_logits(logits, y.reshape(logits.shape).to(logits.dtype), reduction="none")

@@ -1,14 +1,22 @@
-"""Softmax and losses from tensor operations (D2L §3.1.3, §3.4, §3.6).
+"""Softmax and losses from tensor operations (D2L §1.2.3, §3.1.3, §3.4, §3.6).
 
-Letters: B batch size, Q number of classes. Every loss returns one value per example (or per
-element), so a caller chooses how to reduce.
+Letters: B batch size, Q number of classes (or labels). Every loss returns one value per example
+(or per element), so a caller chooses how to reduce.
 """
 
 from __future__ import annotations
 
 import torch
 
-__all__ = ["cross_entropy", "log_softmax", "softmax", "squared_loss"]
+__all__ = [
+    "binary_cross_entropy_with_logits",
+    "cross_entropy",
+    "huber_loss",
+    "l1_loss",
+    "log_softmax",
+    "softmax",
+    "squared_loss",
+]
 
 
 def squared_loss(y_hat: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -39,3 +47,40 @@ def cross_entropy(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     underflowed to 0) keeps the loss finite even for logits of +-1000.
     """
     return -log_softmax(logits).gather(-1, y.long().unsqueeze(-1)).squeeze(-1)
+
+
+def l1_loss(y_hat: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """l = |y_hat - y|, elementwise (D2L §1.2.3): its gradient is sign(y_hat - y), of size 1 however
+    far off a prediction is, so outliers pull no harder than other points."""
+    return (y_hat - y.reshape(y_hat.shape)).abs()
+
+
+def huber_loss(y_hat: torch.Tensor, y: torch.Tensor, delta: float = 1.0) -> torch.Tensor:
+    """Huber's robust loss, elementwise, as ``F.huber_loss`` defines ``delta``:
+
+        l = (y_hat - y)^2 / 2                  if |y_hat - y| < delta
+        l = delta * (|y_hat - y| - delta / 2)  otherwise
+
+    Squared (smooth) near the target and linear (robust to outliers) far from it; the two pieces
+    meet with equal value and slope at |y_hat - y| = delta, so the gradient is clip(y_hat - y, ±delta).
+    """
+    if not delta > 0:
+        raise ValueError(f"huber_loss needs delta > 0, got {delta}; delta = 1 is the usual choice")
+    error = y_hat - y.reshape(y_hat.shape)
+    size = error.abs()
+    return torch.where(size < delta, error**2 / 2, delta * (size - delta / 2))
+
+
+def binary_cross_entropy_with_logits(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Sigmoid + binary cross-entropy for multi-label classification, elementwise (D2L §1.3.1).
+
+    Each of the Q labels is its own yes/no question: p = sigmoid(o), y in [0, 1], and
+    l = -y log p - (1 - y) log(1 - p) = log(1 + exp(o)) - y * o.
+    log(1 + exp(o)) = logsumexp(0, o) = m + log(exp(-m) + exp(o - m)) with m = max(o, 0), so no exp
+    overflows for o = +-1000 and no log sees an underflowed 0. (The gradient through m cancels,
+    leaving dl/do = sigmoid(o) - y everywhere, also at o = 0.)
+    """
+    y = y.reshape(logits.shape).to(logits.dtype)
+    m = logits.clamp(min=0)
+    softplus = m + torch.log(torch.exp(-m) + torch.exp(logits - m))  # log(1 + exp(o))
+    return softplus - y * logits
