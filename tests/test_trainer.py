@@ -1,6 +1,7 @@
 """The training engine: metrics, files, resume equivalence, the NaN stop, options."""
 
 import csv
+import logging
 import math
 
 import pytest
@@ -210,3 +211,16 @@ def test_torch_compile_trains_like_eager():
     for eager, compiled in zip(*histories):
         assert math.isclose(eager["train_loss"], compiled["train_loss"], rel_tol=1e-4)
         assert eager["val_acc"] == compiled["val_acc"]
+
+
+def test_verbose_false_moves_epoch_lines_to_debug(caplog):
+    logger = logging.getLogger("divekit")  # the CLI may have turned propagation off: listen directly
+    logger.addHandler(caplog.handler)
+    try:
+        with caplog.at_level("INFO", logger="divekit"):
+            make_trainer(nn.Linear(2, 3), epochs=2, verbose=False).fit(loaders()[0])
+            assert not [r for r in caplog.records if r.message.startswith("epoch")]
+            make_trainer(nn.Linear(2, 3), epochs=2).fit(loaders()[0])
+            assert [r.message.split()[1] for r in caplog.records if r.message.startswith("epoch")] == ["1/2", "2/2"]
+    finally:
+        logger.removeHandler(caplog.handler)

@@ -77,6 +77,7 @@ class Trainer:
         progress: show a progress bar.
         log_every: steps between looks at the loss (progress bar text and the NaN check).
         callbacks: functions called as ``callback(trainer, record)`` after each epoch.
+        verbose: log a line per epoch (at DEBUG level when False, e.g. inside cross-validation).
     """
 
     def __init__(
@@ -97,6 +98,7 @@ class Trainer:
         progress: bool = True,
         log_every: int = 50,
         callbacks: Sequence[EpochCallback] = (),
+        verbose: bool = True,
     ):
         if epochs < 1:
             raise ValueError(f"epochs must be at least 1, got {epochs}")
@@ -120,6 +122,7 @@ class Trainer:
         self.progress = progress
         self.log_every = max(1, log_every)
         self.callbacks = list(callbacks)
+        self.epoch_log_level = logging.INFO if verbose else logging.DEBUG
         self.history: list[dict] = []
         self.epoch = 0  # epochs finished
 
@@ -144,7 +147,7 @@ class Trainer:
                     self.scheduler.step()
                 self.history.append(record)
                 self.epoch = epoch
-                log.info(_format_record(record, self.epochs))
+                log.log(self.epoch_log_level, _format_record(record, self.epochs))
                 self._save_epoch()
                 for callback in self.callbacks:
                     callback(self, record)

@@ -79,7 +79,7 @@ def fit_and_evaluate(
         rows.append(row)
 
     trainer = Trainer(model, task, optimizer, epochs=epochs, device=device, progress=progress,
-                      callbacks=[evaluate_in_full])
+                      callbacks=[evaluate_in_full], verbose=False)
     trainer.fit(TensorLoader(train, batch_size, shuffle=True, seed=seed, device=device))
     return rows
 
