@@ -2,5 +2,9 @@
 
 from divekit.ops.fast import losses
 from divekit.ops.fast.losses import *  # noqa: F401,F403
+from divekit.ops.fast import conv
+from divekit.ops.fast.conv import *  # noqa: F401,F403
+from divekit.ops.fast import norm
+from divekit.ops.fast.norm import *  # noqa: F401,F403
 
-__all__ = [*losses.__all__]
+__all__ = [*losses.__all__, *conv.__all__, *norm.__all__]

@@ -5,5 +5,9 @@ Each topic file lists its public names in ``__all__``; ``ops.fast`` mirrors them
 
 from divekit.ops.scratch import losses
 from divekit.ops.scratch.losses import *  # noqa: F401,F403
+from divekit.ops.scratch import conv
+from divekit.ops.scratch.conv import *  # noqa: F401,F403
+from divekit.ops.scratch import norm
+from divekit.ops.scratch.norm import *  # noqa: F401,F403
 
-__all__ = [*losses.__all__]
+__all__ = [*losses.__all__, *conv.__all__, *norm.__all__]

@@ -1,0 +1,75 @@
+"""What every CNN of D2L chapters 6-7 shares: a feature extractor followed by a head.
+
+Letters: B batch size, C channels, H x W image size, Q number of classes.
+
+Splitting ``forward_features`` (B, C, H, W) -> feature maps from ``forward_head`` (feature maps
+-> (B, Q) logits) is what later chapters need to reuse a backbone (fine-tuning, SSD, FCN).
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+
+import torch
+from torch import nn
+
+from divekit.ops import scratch
+
+
+class ConvNet(nn.Module):
+    """``head(features(X))``, initialised as the book's ``train_ch6`` does: Xavier-uniform weights
+    for every convolution and fully connected layer (D2L §6.6.2), default biases."""
+
+    def __init__(self, features: nn.Sequential, head: nn.Sequential):
+        super().__init__()
+        self.features = features
+        self.head = head
+        for m in self.modules():
+            if isinstance(m, (nn.Linear, nn.Conv2d, scratch.Conv2d)):
+                nn.init.xavier_uniform_(m.weight)
+
+    def forward_features(self, X: torch.Tensor) -> torch.Tensor:
+        return self.features(X)
+
+    def forward_head(self, features: torch.Tensor) -> torch.Tensor:
+        return self.head(features)
+
+    def forward(self, X: torch.Tensor) -> torch.Tensor:
+        return self.forward_head(self.forward_features(X))
+
+
+def layer_shapes(model: ConvNet, X: torch.Tensor) -> list[tuple[str, tuple[int, ...]]]:
+    """(layer class name, output shape) of each top-level layer, what the book prints (D2L §6.6.1);
+    run in evaluation mode, so batch norm's running statistics stay as they are."""
+    shapes = []
+    with _evaluating(model):
+        for layer in [*model.features, *model.head]:
+            X = layer(X)
+            shapes.append((type(layer).__name__, tuple(X.shape)))
+    return shapes
+
+
+@contextmanager
+def _evaluating(module: nn.Module):
+    """Evaluation mode without gradients for a dry run, then the module's mode as it was."""
+    was_training = module.training
+    module.eval()
+    try:
+        with torch.no_grad():
+            yield
+    finally:
+        module.train(was_training)
+
+
+def flat_size(features: nn.Module, input_shape: tuple[int, ...], model: str) -> int:
+    """Number of values per example after ``features``, from a dry run on one zero image: the
+    width of the first dense layer, which depends on the input size. Also the check that the
+    model can take images of ``input_shape`` at all, with an error that says what to do."""
+    if len(input_shape) != 3:
+        raise ValueError(f"{model} takes images (C, H, W), got input shape {tuple(input_shape)}")
+    try:
+        with _evaluating(features):
+            return features(torch.zeros(1, *input_shape)).numel()
+    except (RuntimeError, ValueError) as error:
+        raise ValueError(f"{model} cannot take {input_shape[1]}x{input_shape[2]} images (its windows do not fit); "
+                         f"use larger images, e.g. with --resize ({error})") from None

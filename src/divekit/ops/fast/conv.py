@@ -1,0 +1,39 @@
+"""Convolution and pooling on PyTorch's kernels, twins of ``ops.scratch.conv`` (D2L §6.2-§6.5).
+
+The layers are PyTorch's own (same parameter names and shapes as the scratch ``Conv2d``, so state
+dicts load across); the functions take the scratch functions' arguments.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch.nn import AvgPool2d, Conv2d, MaxPool2d
+
+from divekit.ops.scratch.conv import IntPair, conv_output_size
+
+__all__ = ["AvgPool2d", "Conv2d", "MaxPool2d", "avg_pool2d", "conv2d", "conv_output_size", "corr2d", "max_pool2d"]
+
+
+def corr2d(X: torch.Tensor, K: torch.Tensor) -> torch.Tensor:
+    """Cross-correlation of one image X (H, W) with a kernel K (kh, kw) (D2L §6.2.1)."""
+    if X.dim() != 2 or K.dim() != 2:
+        raise ValueError(f"corr2d takes a 2-D image and a 2-D kernel, got shapes {tuple(X.shape)} and {tuple(K.shape)}")
+    return F.conv2d(X[None, None], K[None, None])[0, 0]
+
+
+def conv2d(X: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None,
+           stride: IntPair = 1, padding: IntPair = 0) -> torch.Tensor:
+    """X (B, C, H, W), weight (O, C, kh, kw), bias (O,) -> (B, O, P, Q) (D2L §6.4)."""
+    return F.conv2d(X, weight, bias, stride, padding)
+
+
+def max_pool2d(X: torch.Tensor, kernel_size: IntPair, stride: IntPair | None = None, padding: IntPair = 0) -> torch.Tensor:
+    """Max pooling per channel (D2L §6.5)."""
+    return F.max_pool2d(X, kernel_size, stride, padding)
+
+
+def avg_pool2d(X: torch.Tensor, kernel_size: IntPair, stride: IntPair | None = None, padding: IntPair = 0,
+               count_include_pad: bool = True) -> torch.Tensor:
+    """Average pooling per channel (D2L §6.5)."""
+    return F.avg_pool2d(X, kernel_size, stride, padding, count_include_pad=count_include_pad)

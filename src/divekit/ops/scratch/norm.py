@@ -1,0 +1,72 @@
+"""Batch normalization from tensor operations (D2L §7.5).
+
+Letters: B batch size, D features (dense layers), C channels, H x W image size.
+
+In training, each feature (dense input (B, D)) or channel (conv input (B, C, H, W)) is
+standardised with the minibatch's own mean and (biased) variance, then scaled and shifted by
+learnable gamma and beta:  y = gamma * (x - mu_B) / sqrt(sigma_B^2 + eps) + beta.
+Running estimates of mean and variance are kept for inference, with PyTorch's convention
+running = (1 - m) * running + m * batch (m = 0.1; the book writes the same update with
+momentum 0.9 on the other term) and the unbiased batch variance in the running estimate.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+__all__ = ["BatchNorm", "batch_norm"]
+
+
+def batch_norm(X: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, running_mean: torch.Tensor,
+               running_var: torch.Tensor, training: bool, momentum: float = 0.1, eps: float = 1e-5) -> torch.Tensor:
+    """Normalise X (B, D) per feature or (B, C, H, W) per channel (D2L §7.5.3).
+
+    In training the batch statistics are used and ``running_mean``/``running_var`` (D,) or (C,)
+    are updated in place; in evaluation the running statistics are used.
+    """
+    if X.dim() not in (2, 4):
+        raise ValueError(f"batch_norm takes (B, D) or (B, C, H, W) inputs, got shape {tuple(X.shape)}")
+    dims = (0,) if X.dim() == 2 else (0, 2, 3)  # reduce over everything but the feature/channel axis
+    shape = (1, -1) if X.dim() == 2 else (1, -1, 1, 1)  # broadcast per-feature (D,) or per-channel (C,) stats
+    if training:
+        n = X.numel() // X.shape[1]  # values per feature: B, or B * H * W
+        if n < 2:
+            raise ValueError(f"batch normalization in training needs more than one value per channel, got input {tuple(X.shape)}")
+        mean = X.mean(dim=dims)  # (D,) or (C,)
+        var = ((X - mean.reshape(shape)) ** 2).mean(dim=dims)  # biased: divides by n
+        with torch.no_grad():
+            running_mean.mul_(1 - momentum).add_(momentum * mean)
+            running_var.mul_(1 - momentum).add_(momentum * var * n / (n - 1))  # unbiased, as PyTorch
+    else:
+        mean, var = running_mean, running_var
+    X_hat = (X - mean.reshape(shape)) / torch.sqrt(var.reshape(shape) + eps)
+    return weight.reshape(shape) * X_hat + bias.reshape(shape)
+
+
+class BatchNorm(nn.Module):
+    """Batch normalization layer (D2L §7.5.4) for ``num_dims`` = 2 (dense, like ``nn.BatchNorm1d``)
+    or 4 (conv, like ``nn.BatchNorm2d``), with their state dict names: weight (gamma), bias (beta),
+    running_mean, running_var, num_batches_tracked."""
+
+    def __init__(self, num_features: int, num_dims: int, eps: float = 1e-5, momentum: float = 0.1):
+        super().__init__()
+        if num_dims not in (2, 4):
+            raise ValueError(f"num_dims must be 2 (dense layers) or 4 (conv layers), got {num_dims}")
+        self.num_features, self.num_dims, self.eps, self.momentum = num_features, num_dims, eps, momentum
+        self.weight = nn.Parameter(torch.ones(num_features))  # gamma
+        self.bias = nn.Parameter(torch.zeros(num_features))  # beta
+        self.register_buffer("running_mean", torch.zeros(num_features))
+        self.register_buffer("running_var", torch.ones(num_features))
+        self.register_buffer("num_batches_tracked", torch.tensor(0, dtype=torch.long))
+
+    def forward(self, X: torch.Tensor) -> torch.Tensor:
+        if X.dim() != self.num_dims or X.shape[1] != self.num_features:
+            raise ValueError(f"BatchNorm({self.num_features}, num_dims={self.num_dims}) got input of shape {tuple(X.shape)}")
+        if self.training:
+            self.num_batches_tracked += 1
+        return batch_norm(X, self.weight, self.bias, self.running_mean, self.running_var, self.training,
+                          self.momentum, self.eps)
+
+    def extra_repr(self) -> str:
+        return f"{self.num_features}, num_dims={self.num_dims}, eps={self.eps}, momentum={self.momentum}"

@@ -1,0 +1,90 @@
+"""Scratch batch normalization against nn.BatchNorm1d/2d in training and evaluation (D2L §7.5)."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from divekit.ops import fast, scratch
+
+CASES = [(2, (16, 5), nn.BatchNorm1d), (4, (8, 3, 5, 4), nn.BatchNorm2d)]
+
+
+@pytest.mark.parametrize("num_dims, shape, reference", CASES)
+@pytest.mark.parametrize("twin", [scratch.BatchNorm, fast.BatchNorm])
+def test_batch_norm_layer_matches_torch_in_both_modes(num_dims, shape, reference, twin):
+    torch.manual_seed(0)
+    C = shape[1]
+    ours = twin(C, num_dims).double()
+    ref = reference(C).double()
+    assert ours.state_dict().keys() == ref.state_dict().keys()
+    with torch.no_grad():  # non-trivial gamma and beta
+        for m in (ours, ref):
+            m.weight.copy_(torch.linspace(0.5, 2.0, C))
+            m.bias.copy_(torch.linspace(-1.0, 1.0, C))
+    # several training steps: outputs, gradients and the running statistics agree
+    for step in range(4):
+        X = torch.randn(*shape, dtype=torch.float64) * (step + 1) + step
+        X_ours, X_ref = X.clone().requires_grad_(), X.clone().requires_grad_()
+        y_ours, y_ref = ours(X_ours), ref(X_ref)
+        torch.testing.assert_close(y_ours, y_ref)
+        g = torch.randn_like(y_ref)
+        (y_ours * g).sum().backward()
+        (y_ref * g).sum().backward()
+        torch.testing.assert_close(X_ours.grad, X_ref.grad)
+    for name in ("weight", "bias"):
+        torch.testing.assert_close(getattr(ours, name).grad, getattr(ref, name).grad)
+    for name, value in ref.state_dict().items():
+        torch.testing.assert_close(ours.state_dict()[name], value, msg=name)
+    assert int(ours.num_batches_tracked) == 4
+    # evaluation uses the running statistics, and leaves them alone
+    ours.eval(), ref.eval()
+    X = torch.randn(*shape, dtype=torch.float64)
+    torch.testing.assert_close(ours(X), ref(X))
+    torch.testing.assert_close(ours.running_mean, ref.running_mean)
+    # and the state dicts load across, both ways
+    ref.load_state_dict(ours.state_dict())
+    ours.load_state_dict(ref.state_dict())
+
+
+def test_training_output_is_standardised_per_channel_then_scaled_and_shifted():
+    X = torch.randn(6, 3, 4, 4, dtype=torch.float64) * 5 + 2
+    gamma, beta = torch.tensor([1.0, 2.0, 3.0], dtype=torch.float64), torch.tensor([0.0, -1.0, 4.0], dtype=torch.float64)
+    rm, rv = torch.zeros(3, dtype=torch.float64), torch.ones(3, dtype=torch.float64)
+    Y = scratch.batch_norm(X, gamma, beta, rm, rv, training=True, eps=0.0)
+    torch.testing.assert_close(Y.mean(dim=(0, 2, 3)), beta)
+    torch.testing.assert_close(Y.var(dim=(0, 2, 3), unbiased=False), gamma ** 2)
+    # running = 0.9 * running + 0.1 * batch, with the unbiased variance
+    torch.testing.assert_close(rm, 0.1 * X.mean(dim=(0, 2, 3)))
+    torch.testing.assert_close(rv, 0.9 + 0.1 * X.var(dim=(0, 2, 3), unbiased=True))
+
+
+def test_batch_norm_functions_agree_and_gradcheck():
+    X = torch.randn(5, 4, dtype=torch.float64, requires_grad=True)
+    gamma = torch.rand(4, dtype=torch.float64, requires_grad=True)
+    beta = torch.randn(4, dtype=torch.float64, requires_grad=True)
+
+    def stats():  # fresh running mean and variance
+        return torch.zeros(4, dtype=torch.float64), torch.ones(4, dtype=torch.float64)
+
+    assert torch.autograd.gradcheck(lambda x, g, b: scratch.batch_norm(x, g, b, *stats(), training=True), (X, gamma, beta))
+    rm_s, rv_s = stats()
+    rm_f, rv_f = stats()
+    torch.testing.assert_close(scratch.batch_norm(X, gamma, beta, rm_s, rv_s, True, 0.3),
+                               fast.batch_norm(X, gamma, beta, rm_f, rv_f, True, 0.3))
+    torch.testing.assert_close((rm_s, rv_s), (rm_f, rv_f))
+    torch.testing.assert_close(scratch.batch_norm(X, gamma, beta, rm_s, rv_s, False),
+                               F.batch_norm(X, rm_f, rv_f, gamma, beta, False))
+
+
+def test_bad_inputs_say_what_is_wrong():
+    with pytest.raises(ValueError, match="num_dims must be 2"):
+        scratch.BatchNorm(3, 3)
+    with pytest.raises(ValueError, match="num_dims must be 2"):
+        fast.BatchNorm(3, 3)
+    with pytest.raises(ValueError, match=r"num_dims=4\) got input of shape \(2, 3\)"):
+        scratch.BatchNorm(3, 4)(torch.randn(2, 3))
+    with pytest.raises(ValueError, match=r"num_dims=4\) got input of shape \(2, 3\)"):
+        fast.BatchNorm(3, 4)(torch.randn(2, 3))
+    with pytest.raises(ValueError, match="more than one value per channel"):
+        scratch.BatchNorm(3, 2)(torch.randn(1, 3))

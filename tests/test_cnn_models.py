@@ -1,0 +1,175 @@
+"""The CNNs of D2L chapters 6-7: layer-by-layer shapes as the book prints them, every parameter
+trained, scratch and fast twins agreeing, and any channels / classes / image size."""
+
+import pytest
+import torch
+from conftest import needs_real_data
+
+from divekit.models.cnn import MODELS, Inception, Residual, layer_shapes, lenet, lenet_bn, nin_block, vgg_block
+
+# the smallest image size each model takes comfortably (the book's sizes are larger)
+SMALL = {"lenet": 28, "lenet-bn": 28, "alexnet": 96, "vgg": 32, "nin": 96, "googlenet": 32, "resnet18": 32}
+
+BOOK_SHAPES = {  # D2L's printed layer-by-layer output shapes for one 1-channel image
+    ("lenet", 28): [("Conv2d", (1, 6, 28, 28)), ("Sigmoid", (1, 6, 28, 28)), ("AvgPool2d", (1, 6, 14, 14)),
+                    ("Conv2d", (1, 16, 10, 10)), ("Sigmoid", (1, 16, 10, 10)), ("AvgPool2d", (1, 16, 5, 5)),
+                    ("Flatten", (1, 400)), ("Linear", (1, 120)), ("Sigmoid", (1, 120)), ("Linear", (1, 84)),
+                    ("Sigmoid", (1, 84)), ("Linear", (1, 10))],  # §6.6.1
+    ("alexnet", 224): [("Conv2d", (1, 96, 54, 54)), ("ReLU", (1, 96, 54, 54)), ("MaxPool2d", (1, 96, 26, 26)),
+                       ("Conv2d", (1, 256, 26, 26)), ("ReLU", (1, 256, 26, 26)), ("MaxPool2d", (1, 256, 12, 12)),
+                       ("Conv2d", (1, 384, 12, 12)), ("ReLU", (1, 384, 12, 12)), ("Conv2d", (1, 384, 12, 12)),
+                       ("ReLU", (1, 384, 12, 12)), ("Conv2d", (1, 256, 12, 12)), ("ReLU", (1, 256, 12, 12)),
+                       ("MaxPool2d", (1, 256, 5, 5)), ("Flatten", (1, 6400)), ("Linear", (1, 4096)), ("ReLU", (1, 4096)),
+                       ("Dropout", (1, 4096)), ("Linear", (1, 4096)), ("ReLU", (1, 4096)), ("Dropout", (1, 4096)),
+                       ("Linear", (1, 10))],  # §7.1.2
+    ("vgg", 224): [("Sequential", (1, 16, 112, 112)), ("Sequential", (1, 32, 56, 56)), ("Sequential", (1, 64, 28, 28)),
+                   ("Sequential", (1, 128, 14, 14)), ("Sequential", (1, 128, 7, 7)), ("Flatten", (1, 6272)),
+                   ("Linear", (1, 4096)), ("ReLU", (1, 4096)), ("Dropout", (1, 4096)), ("Linear", (1, 4096)),
+                   ("ReLU", (1, 4096)), ("Dropout", (1, 4096)), ("Linear", (1, 10))],  # §7.2.2, channels / 4
+    ("nin", 224): [("Sequential", (1, 96, 54, 54)), ("MaxPool2d", (1, 96, 26, 26)), ("Sequential", (1, 256, 26, 26)),
+                   ("MaxPool2d", (1, 256, 12, 12)), ("Sequential", (1, 384, 12, 12)), ("MaxPool2d", (1, 384, 5, 5)),
+                   ("Dropout", (1, 384, 5, 5)), ("Sequential", (1, 10, 5, 5)), ("AdaptiveAvgPool2d", (1, 10, 1, 1)),
+                   ("Flatten", (1, 10))],  # §7.3.2
+    ("googlenet", 96): [("Sequential", (1, 64, 24, 24)), ("Sequential", (1, 192, 12, 12)), ("Sequential", (1, 480, 6, 6)),
+                        ("Sequential", (1, 832, 3, 3)), ("Sequential", (1, 1024, 3, 3)),
+                        ("AdaptiveAvgPool2d", (1, 1024, 1, 1)), ("Flatten", (1, 1024)), ("Linear", (1, 10))],  # §7.4.2
+    ("resnet18", 224): [("Sequential", (1, 64, 56, 56)), ("Sequential", (1, 64, 56, 56)), ("Sequential", (1, 128, 28, 28)),
+                        ("Sequential", (1, 256, 14, 14)), ("Sequential", (1, 512, 7, 7)),
+                        ("AdaptiveAvgPool2d", (1, 512, 1, 1)), ("Flatten", (1, 512)), ("Linear", (1, 10))],  # §7.6.2
+}
+
+
+@pytest.mark.parametrize("name, size", list(BOOK_SHAPES))
+def test_layer_shapes_are_the_books(name, size):
+    torch.manual_seed(0)
+    model = MODELS[name]((1, size, size), 10)
+    assert layer_shapes(model, torch.rand(1, 1, size, size)) == BOOK_SHAPES[name, size]
+
+
+@pytest.mark.parametrize("name", list(MODELS))
+def test_every_model_takes_colour_images_and_any_number_of_classes_and_trains_every_parameter(name):
+    torch.manual_seed(0)
+    size = SMALL[name]
+    model = MODELS[name]((3, size, size), 5)
+    X = torch.rand(2, 3, size, size)
+    features = model.forward_features(X)
+    assert features.dim() == 4 and features.shape[0] == 2  # feature maps, for backbone reuse
+    logits = model.forward_head(features)
+    assert logits.shape == (2, 5) and torch.isfinite(logits).all()
+    logits.logsumexp(-1).sum().backward()
+    missing = [n for n, p in model.named_parameters() if p.grad is None or not torch.isfinite(p.grad).all()]
+    assert not missing, f"no finite gradient for {missing}"
+
+
+def test_models_initialise_weights_xavier_uniform_like_train_ch6():
+    torch.manual_seed(0)
+    conv = lenet().features[0]
+    fan_in, fan_out = 1 * 25, 6 * 25
+    bound = (6 / (fan_in + fan_out)) ** 0.5
+    assert conv.weight.abs().max() <= bound and conv.weight.abs().max() > 0.9 * bound
+
+
+@pytest.mark.parametrize("build", [lenet, lenet_bn])
+def test_scratch_and_fast_lenets_share_state_dicts_and_outputs(build):
+    torch.manual_seed(0)
+    ours, ref = build(impl="scratch").double(), build(impl="fast").double()
+    assert {k: v.shape for k, v in ours.state_dict().items()} == {k: v.shape for k, v in ref.state_dict().items()}
+    ref.load_state_dict(ours.state_dict())
+    X = torch.rand(8, 1, 28, 28, dtype=torch.float64)
+    for mode in ("train", "eval"):
+        getattr(ours, mode)(), getattr(ref, mode)()
+        torch.testing.assert_close(ours(X), ref(X))
+    ours.train(), ref.train()
+    ours(X).sum().backward()
+    ref(X).sum().backward()
+    for (name, p), q in zip(ours.named_parameters(), ref.parameters()):
+        torch.testing.assert_close(p.grad, q.grad, msg=name)
+
+
+def test_blocks_give_the_books_shapes():
+    X = torch.rand(2, 3, 8, 8)
+    assert vgg_block(2, 3, 16)(X).shape == (2, 16, 4, 4)  # §7.2.1: halves H and W
+    assert nin_block(3, 7, kernel_size=3, stride=1, padding=1)(X).shape == (2, 7, 8, 8)
+    assert Inception(3, 4, (2, 5), (2, 6), 7)(X).shape == (2, 4 + 5 + 6 + 7, 8, 8)  # §7.4.1: concatenated paths
+    # §7.6.2: same shape without the 1x1 convolution; halved and 6 channels with it and stride 2
+    assert Residual(3, 3)(X).shape == (2, 3, 8, 8)
+    assert Residual(3, 6, use_1x1conv=True, strides=2)(X).shape == (2, 6, 4, 4)
+    with pytest.raises(RuntimeError):
+        Residual(3, 6)(X)  # changing the channels needs the 1x1 convolution on the shortcut
+
+
+def test_too_small_or_badly_shaped_inputs_say_what_to_do():
+    with pytest.raises(ValueError, match="cannot take 8x8 images.*--resize"):
+        lenet((1, 8, 8), 10)
+    with pytest.raises(ValueError, match=r"takes images \(C, H, W\)"):
+        lenet((784,), 10)
+    with pytest.raises(ValueError, match="unknown impl"):
+        lenet(impl="gpu")
+
+
+BOOK_DEFAULTS = {  # D2L's hyperparameters: (lr, batch size, resize)
+    "lenet": (0.9, 256, None), "alexnet": (0.01, 128, 224), "vgg": (0.05, 128, 224), "nin": (0.1, 128, 224),
+    "googlenet": (0.1, 128, 96), "batch-norm": (1.0, 256, None), "resnet": (0.05, 256, 96),
+}
+
+
+def test_experiments_carry_the_books_hyperparameters():
+    from divekit.experiments.registry import get_experiment
+
+    for name, (lr, batch_size, resize) in BOOK_DEFAULTS.items():
+        cfg = get_experiment(name).config()
+        assert (cfg.lr, cfg.batch_size, cfg.resize, cfg.epochs) == (lr, batch_size, resize, 10), name
+    with pytest.raises(ValueError, match="--resize must be int"):
+        get_experiment("lenet").config(resize="big")
+
+
+def test_lenet_experiment_trains_on_a_folder_of_colour_images(tmp_path):
+    import numpy as np
+    from PIL import Image
+
+    from divekit.experiments.registry import get_experiment
+    from divekit.train.engine import Trainer
+
+    rng = np.random.default_rng(0)
+    for k, name in enumerate(["cat", "dog", "fox"]):  # 3 classes of 36x40 RGB images, one colour channel lit per class
+        (tmp_path / name).mkdir()
+        for i in range(6):
+            pixels = rng.integers(0, 60, size=(36, 40, 3), dtype=np.uint8)
+            pixels[..., k] += 180
+            Image.fromarray(pixels).save(tmp_path / name / f"{i}.png")
+    exp = get_experiment("lenet")
+    cfg = exp.config(data=str(tmp_path), epochs=2, batch_size=4, lr=0.1)
+    setup = exp.build(cfg, torch.device("cpu"))
+    assert setup.model.features[0].weight.shape == (6, 3, 5, 5)  # 3 input channels
+    assert setup.model.features[0].weight.is_contiguous(memory_format=torch.channels_last)  # faster on the CPU
+    history = Trainer(setup.model, setup.task, setup.optimizer, epochs=2, out_dir=None, eval_name=setup.eval_name,
+                      progress=False).fit(setup.train_loader, setup.eval_loader)
+    assert len(history) == 2 and 0.0 <= history[-1]["val_acc"] <= 1.0
+    assert setup.model(torch.rand(2, 3, 36, 40)).shape == (2, 3)
+    assert set(setup.figures(setup.model)) == {"predictions"}
+
+
+def run(name, tmp_path, **overrides):
+    from divekit.experiments.registry import get_experiment
+    from divekit.experiments.runner import run_experiment
+
+    experiment = get_experiment(name)
+    return run_experiment(experiment, experiment.config(**overrides), tmp_path / name, progress=False)
+
+
+@pytest.mark.parametrize("impl", ["scratch", "fast"])
+def test_conv_edge_demo_learns_the_kernel_and_writes_its_run_folder(tmp_path, impl):
+    summary = run("conv-edge", tmp_path, impl=impl)
+    assert summary["results"]["kernel_error"] < 0.1
+    assert all(row["reached"] for row in summary["reference"]), summary["reference"]
+    assert {"loss.png", "metrics.csv", "summary.json"} <= {p.name for p in (tmp_path / "conv-edge").iterdir()}
+
+
+@pytest.mark.slow
+@needs_real_data(["fashion-mnist"])
+@pytest.mark.parametrize("name", ["lenet", "batch-norm"])
+@pytest.mark.parametrize("impl", ["scratch", "fast"])
+def test_lenets_reach_the_books_test_accuracy(tmp_path, name, impl):
+    summary = run(name, tmp_path, impl=impl)
+    test_acc = next(row for row in summary["reference"] if row["metric"] == "test_acc")
+    assert test_acc["reached"], test_acc

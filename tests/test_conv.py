@@ -1,0 +1,192 @@
+"""Scratch convolution and pooling against PyTorch's kernels, values and gradients (D2L §6.2-§6.5)."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from torch import nn
+
+from divekit.ops import fast, scratch
+
+FLOAT64 = {"dtype": torch.float64}
+
+
+def assert_same_values_and_grads(f_ours, f_ref, *inputs, atol=1e-10, rtol=1e-8):
+    """Outputs and input gradients (for a random output gradient) of two functions agree."""
+    ours_in = [x.clone().requires_grad_() for x in inputs]
+    ref_in = [x.clone().requires_grad_() for x in inputs]
+    ours, ref = f_ours(*ours_in), f_ref(*ref_in)
+    torch.testing.assert_close(ours, ref, atol=atol, rtol=rtol)
+    grad_out = torch.randn_like(ref)
+    for a, b in zip(torch.autograd.grad(ours, ours_in, grad_out), torch.autograd.grad(ref, ref_in, grad_out)):
+        torch.testing.assert_close(a, b, atol=atol, rtol=rtol)
+
+
+@st.composite
+def conv_case(draw):
+    """A random (input shape, kernel, stride, padding) whose padded input holds the kernel."""
+    kh, kw = draw(st.integers(1, 4)), draw(st.integers(1, 4))
+    ph, pw = draw(st.integers(0, 2)), draw(st.integers(0, 2))
+    h = draw(st.integers(max(1, kh - 2 * ph), 9))
+    w = draw(st.integers(max(1, kw - 2 * pw), 9))
+    stride = (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
+    channels = (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
+    batch = draw(st.integers(1, 2))
+    return (batch, channels, (h, w)), (kh, kw), stride, (ph, pw)
+
+
+@settings(max_examples=40, deadline=None)
+@given(conv_case(), st.booleans())
+def test_conv2d_matches_torch_on_random_shapes(case, with_bias):
+    (batch, (c_in, c_out), (h, w)), kernel, stride, padding = case
+    X = torch.randn(batch, c_in, h, w, **FLOAT64)
+    W = torch.randn(c_out, c_in, *kernel, **FLOAT64)
+    inputs = (X, W, torch.randn(c_out, **FLOAT64)) if with_bias else (X, W)
+    assert_same_values_and_grads(lambda *a: scratch.conv2d(*a, stride=stride, padding=padding),
+                                 lambda *a: F.conv2d(*a, stride=stride, padding=padding), *inputs)
+    # the output-shape formula floor((n - k + 2p) / s) + 1, per axis (D2L §6.3)
+    expected = [scratch.conv_output_size(n, k, p, s) for n, k, p, s in zip((h, w), kernel, padding, stride)]
+    assert list(scratch.conv2d(X, W, stride=stride, padding=padding).shape) == [batch, c_out, *expected]
+    assert fast.conv2d(X, W, stride=stride, padding=padding).shape == (batch, c_out, *expected)
+
+
+@st.composite
+def pool_case(draw):
+    kh, kw = draw(st.integers(1, 4)), draw(st.integers(1, 4))
+    ph, pw = draw(st.integers(0, kh // 2)), draw(st.integers(0, kw // 2))  # PyTorch allows at most half the window
+    h, w = draw(st.integers(max(1, kh - 2 * ph), 9)), draw(st.integers(max(1, kw - 2 * pw), 9))
+    stride = draw(st.none() | st.tuples(st.integers(1, 3), st.integers(1, 3)))
+    return (draw(st.integers(1, 2)), draw(st.integers(1, 3)), h, w), (kh, kw), stride, (ph, pw)
+
+
+@settings(max_examples=40, deadline=None)
+@given(pool_case(), st.booleans())
+def test_pooling_matches_torch_on_random_shapes(case, count_include_pad):
+    shape, kernel, stride, padding = case
+    X = torch.randn(*shape, **FLOAT64)  # distinct values: no ties for the max to split its gradient over
+    assert_same_values_and_grads(lambda x: scratch.max_pool2d(x, kernel, stride, padding),
+                                 lambda x: F.max_pool2d(x, kernel, stride, padding), X)
+    assert_same_values_and_grads(lambda x: scratch.avg_pool2d(x, kernel, stride, padding, count_include_pad),
+                                 lambda x: F.avg_pool2d(x, kernel, stride, padding, count_include_pad=count_include_pad), X)
+    assert_same_values_and_grads(lambda x: fast.avg_pool2d(x, kernel, stride, padding, count_include_pad),
+                                 lambda x: scratch.avg_pool2d(x, kernel, stride, padding, count_include_pad), X)
+
+
+def test_corr2d_is_the_books_example_and_matches_fast():
+    # D2L §6.2.1: X = 0..8 as 3x3, K = 0..3 as 2x2 -> [[19, 25], [37, 43]]
+    X = torch.arange(9.0).reshape(3, 3)
+    K = torch.arange(4.0).reshape(2, 2)
+    torch.testing.assert_close(scratch.corr2d(X, K), torch.tensor([[19.0, 25.0], [37.0, 43.0]]))
+    X, K = torch.randn(7, 5, **FLOAT64), torch.randn(3, 2, **FLOAT64)
+    brute = torch.stack([torch.stack([(X[i:i + 3, j:j + 2] * K).sum() for j in range(4)]) for i in range(5)])
+    torch.testing.assert_close(scratch.corr2d(X, K), brute)
+    torch.testing.assert_close(fast.corr2d(X, K), brute)
+    with pytest.raises(ValueError, match="2-D image and a 2-D kernel"):
+        scratch.corr2d(X[None], K)
+
+
+def test_edge_detection_kernel_marks_the_band_edges():
+    # D2L §6.2.3: a black band in a white image, K = [1, -1] -> 1 at white-to-black, -1 at black-to-white
+    X = torch.ones(6, 8)
+    X[:, 2:6] = 0
+    Y = scratch.corr2d(X, torch.tensor([[1.0, -1.0]]))
+    expected_row = torch.tensor([0.0, 1.0, 0.0, 0.0, 0.0, -1.0, 0.0])
+    torch.testing.assert_close(Y, expected_row.expand(6, 7))
+    assert scratch.corr2d(X.T, torch.tensor([[1.0, -1.0]])).abs().sum() == 0  # it sees only vertical edges
+
+
+def test_multi_channel_and_1x1_convolution_follow_the_book():
+    # D2L §6.4.1: two input channels are summed -> [[56, 72], [104, 120]]
+    X = torch.stack([torch.arange(9.0).reshape(3, 3), torch.arange(1.0, 10.0).reshape(3, 3)])
+    K = torch.stack([torch.arange(4.0).reshape(2, 2), torch.arange(1.0, 5.0).reshape(2, 2)])
+    torch.testing.assert_close(scratch.conv2d(X[None], K[None])[0, 0], torch.tensor([[56.0, 72.0], [104.0, 120.0]]))
+    # §6.4.2: stacking K, K + 1, K + 2 gives three output channels, one per kernel
+    K3 = torch.stack([K, K + 1, K + 2])
+    out = scratch.conv2d(X[None], K3)[0]
+    assert out.shape == (3, 2, 2)
+    torch.testing.assert_close(out[1], scratch.conv2d(X[None], (K + 1)[None])[0, 0])
+    # §6.4.3: a 1x1 convolution is a matrix product over channels at every pixel
+    X = torch.randn(3, 3, 3, **FLOAT64)
+    W = torch.randn(2, 3, 1, 1, **FLOAT64)
+    as_matmul = (W.reshape(2, 3) @ X.reshape(3, 9)).reshape(2, 3, 3)
+    torch.testing.assert_close(scratch.conv2d(X[None], W)[0], as_matmul)
+
+
+def test_padding_and_stride_shapes_from_the_book():
+    # D2L §6.3: 8x8 input
+    X = torch.rand(1, 1, 8, 8)
+    assert scratch.conv2d(X, torch.rand(1, 1, 3, 3), padding=1).shape == (1, 1, 8, 8)
+    assert scratch.conv2d(X, torch.rand(1, 1, 5, 3), padding=(2, 1)).shape == (1, 1, 8, 8)
+    assert scratch.conv2d(X, torch.rand(1, 1, 3, 3), padding=1, stride=2).shape == (1, 1, 4, 4)
+    assert scratch.conv2d(X, torch.rand(1, 1, 3, 5), padding=(0, 1), stride=(3, 4)).shape == (1, 1, 2, 2)
+    assert [scratch.conv_output_size(8, 3, 1, 2), scratch.conv_output_size(8, 5, 0, 3)] == [4, 2]
+
+
+def test_pooling_examples_from_the_book():
+    # D2L §6.5.1: 2x2 pooling of 0..8 -> max [[4, 5], [7, 8]], mean [[2, 3], [5, 6]] (stride 1)
+    X = torch.arange(9.0).reshape(1, 1, 3, 3)
+    torch.testing.assert_close(scratch.max_pool2d(X, 2, 1)[0, 0], torch.tensor([[4.0, 5.0], [7.0, 8.0]]))
+    torch.testing.assert_close(scratch.avg_pool2d(X, 2, 1)[0, 0], torch.tensor([[2.0, 3.0], [5.0, 6.0]]))
+    # §6.5.2: 0..15 as 4x4; a 3x3 window defaults to stride 3 -> [[10]]; padding 1, stride 2 -> [[5, 7], [13, 15]]
+    X = torch.arange(16.0).reshape(1, 1, 4, 4)
+    torch.testing.assert_close(scratch.max_pool2d(X, 3), torch.tensor([[[[10.0]]]]))
+    torch.testing.assert_close(scratch.max_pool2d(X, 3, padding=1, stride=2)[0, 0], torch.tensor([[5.0, 7.0], [13.0, 15.0]]))
+    # §6.5.3: pooling works on each channel separately
+    X2 = torch.cat([X, X + 1], dim=1)
+    assert scratch.max_pool2d(X2, 3, padding=1, stride=2).shape == (1, 2, 2, 2)
+    # padding counts in the mean's divisor unless count_include_pad=False: corner window holds 0, 1, 4, 5
+    corner = scratch.avg_pool2d(X, 2, 2, 1)[0, 0, 0, 0]
+    torch.testing.assert_close(corner, torch.tensor(0.0 / 4))
+    torch.testing.assert_close(scratch.avg_pool2d(X, 3, 2, 1, count_include_pad=False)[0, 0, 0, 0], torch.tensor(10.0 / 4))
+
+
+def test_bad_shapes_and_arguments_say_what_is_wrong():
+    X = torch.rand(1, 2, 5, 5)
+    with pytest.raises(ValueError, match="does not fit input"):
+        scratch.conv2d(X, torch.rand(4, 3, 3, 3))
+    with pytest.raises(ValueError, match="larger than the padded input"):
+        scratch.conv2d(X, torch.rand(4, 2, 7, 7))
+    with pytest.raises(ValueError, match=r"\(B, C, H, W\)"):
+        scratch.conv2d(X[0], torch.rand(4, 2, 3, 3))
+    with pytest.raises(ValueError, match="at most half the window"):
+        scratch.max_pool2d(X, 2, padding=2)
+    with pytest.raises(ValueError, match="stride must be an int or a pair"):
+        scratch.conv2d(X, torch.rand(4, 2, 3, 3), stride=(1, 2, 3))
+
+
+@pytest.mark.parametrize("kernel_size, stride, padding, bias", [(5, 1, 2, True), ((3, 2), (2, 1), (1, 0), False)])
+def test_conv2d_layer_twins_share_state_dicts_and_outputs(kernel_size, stride, padding, bias):
+    torch.manual_seed(0)
+    ours = scratch.Conv2d(3, 4, kernel_size, stride, padding, bias)
+    ref = nn.Conv2d(3, 4, kernel_size, stride, padding, bias=bias)
+    assert {k: v.shape for k, v in ours.state_dict().items()} == {k: v.shape for k, v in ref.state_dict().items()}
+    ref.load_state_dict(ours.state_dict())
+    X = torch.randn(2, 3, 9, 8)
+    torch.testing.assert_close(ours(X), ref(X), atol=1e-5, rtol=1e-5)
+    ours(X).square().sum().backward()
+    ref(X).square().sum().backward()
+    for (name, p), q in zip(ours.named_parameters(), ref.parameters()):
+        torch.testing.assert_close(p.grad, q.grad, atol=1e-4, rtol=1e-4, msg=name)
+    # the default initialisation has nn.Conv2d's range U(-1/sqrt(fan_in), 1/sqrt(fan_in))
+    bound = 1 / (3 * ours.weight.shape[-2] * ours.weight.shape[-1]) ** 0.5
+    assert ours.weight.abs().max() <= bound and ours.weight.std() > bound / 3
+
+
+def test_pool_layer_twins_agree():
+    X = torch.randn(2, 3, 7, 6)
+    torch.testing.assert_close(scratch.MaxPool2d(3, 2, 1)(X), fast.MaxPool2d(3, 2, 1)(X))
+    torch.testing.assert_close(scratch.AvgPool2d(2)(X), fast.AvgPool2d(2)(X))
+    torch.testing.assert_close(scratch.AvgPool2d(3, 2, 1, count_include_pad=False)(X),
+                               fast.AvgPool2d(3, 2, 1, count_include_pad=False)(X))
+
+
+def test_learning_the_edge_kernel_recovers_it():
+    # D2L §6.2.4: 10 steps of gradient descent on the summed squared error, lr 3e-2
+    from divekit.experiments.cnn import learn_edge_kernel
+
+    for impl in ("scratch", "fast"):
+        torch.manual_seed(0)
+        kernel, losses = learn_edge_kernel(impl, lr=3e-2, iterations=10)
+        assert losses[-1] < 0.2 < losses[0]
+        torch.testing.assert_close(kernel, torch.tensor([[1.0, -1.0]]), atol=0.15, rtol=0)
