@@ -9,5 +9,11 @@ from divekit.ops.scratch import conv
 from divekit.ops.scratch.conv import *  # noqa: F401,F403
 from divekit.ops.scratch import norm
 from divekit.ops.scratch.norm import *  # noqa: F401,F403
+from divekit.ops.scratch import activations
+from divekit.ops.scratch.activations import *  # noqa: F401,F403
+from divekit.ops.scratch import regularization
+from divekit.ops.scratch.regularization import *  # noqa: F401,F403
+from divekit.ops.scratch import init
+from divekit.ops.scratch.init import *  # noqa: F401,F403
 
-__all__ = [*losses.__all__, *conv.__all__, *norm.__all__]
+__all__ = [*losses.__all__, *conv.__all__, *norm.__all__, *activations.__all__, *regularization.__all__, *init.__all__]

@@ -1,0 +1,136 @@
+"""Dropout (D2L §4.6) and weight decay (D2L §4.5): scratch against torch, statistically where the
+output is random (fixed seeds, tolerances of several standard deviations of the estimate)."""
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from divekit.experiments.mlp import PenalizedRegression, decay_weights_only
+from divekit.ops import fast, scratch
+
+N = 200_000  # entries per statistical check
+SIGMAS = 5  # tolerance in standard deviations of the estimate
+
+
+@pytest.mark.parametrize("p", [0.1, 0.5, 0.9])
+def test_scratch_dropout_is_unbiased_and_drops_a_fraction_p(p):
+    torch.manual_seed(0)
+    x = torch.randn(10).abs() + 0.5  # 10 features, each repeated N times
+    X = x.expand(N, 10)
+    Y = scratch.dropout(X, p)
+    # each entry is x / (1 - p) with probability 1 - p, else 0: mean x, variance x^2 p / (1 - p)
+    std_of_mean = x * math.sqrt(p / (1 - p) / N)
+    assert ((Y.mean(0) - x).abs() <= SIGMAS * std_of_mean).all()
+    kept = Y != 0
+    torch.testing.assert_close(Y[kept], X[kept] / (1 - p))
+    fraction_dropped = 1 - kept.float().mean()
+    assert abs(float(fraction_dropped) - p) <= SIGMAS * math.sqrt(p * (1 - p) / X.numel())
+
+
+@pytest.mark.parametrize("p", [0.2, 0.5])
+def test_scratch_dropout_matches_nn_dropout_in_distribution(p):
+    torch.manual_seed(1)
+    X = torch.ones(N)
+    ours, theirs = scratch.Dropout(p)(X), nn.Dropout(p)(X)  # modules start in training mode
+    tolerance = SIGMAS * math.sqrt(2 * p * (1 - p) / N)  # difference of two fractions
+    assert abs(float((ours == 0).float().mean() - (theirs == 0).float().mean())) <= tolerance
+    for Y in (ours, theirs):  # the same two values: dropped, or scaled up by 1 / (1 - p)
+        torch.testing.assert_close(Y.unique(), torch.tensor([0.0, 1 / (1 - p)]))
+
+
+def test_dropout_layer_is_the_identity_in_eval_mode_and_functions_follow_training():
+    X = torch.randn(64, 32)
+    for layer in (scratch.Dropout(0.5), fast.Dropout(0.5)):
+        layer.eval()
+        assert torch.equal(layer(X), X)
+        layer.train()
+        assert (layer(X) == 0).any()
+    for ops in (scratch, fast):
+        assert torch.equal(ops.dropout(X, 0.5, training=False), X)
+
+
+def test_dropout_edge_cases_p0_and_p1():
+    X = torch.randn(100, 10, requires_grad=True)
+    for ops in (scratch, fast):
+        torch.testing.assert_close(ops.dropout(X, 0.0), X)
+        Y = ops.dropout(X, 1.0)
+        assert torch.equal(Y, torch.zeros_like(X)) and torch.isfinite(Y).all()
+        (grad,) = torch.autograd.grad(Y.sum(), X)
+        assert torch.equal(grad, torch.zeros_like(X))  # no nan from dividing by 1 - p = 0
+
+
+def test_dropout_gradient_flows_through_kept_entries_only():
+    torch.manual_seed(0)
+    X = torch.randn(50, 40, requires_grad=True)
+    Y = scratch.dropout(X, 0.3)
+    (grad,) = torch.autograd.grad(Y.sum(), X)
+    torch.testing.assert_close(grad, (Y != 0).float() / 0.7)
+
+
+@pytest.mark.parametrize("p", [-0.1, 1.5])
+def test_dropout_probability_outside_unit_interval_is_a_clear_error(p):
+    for make in (lambda: scratch.Dropout(p), lambda: fast.Dropout(p), lambda: scratch.dropout(torch.ones(3), p),
+                 lambda: fast.dropout(torch.ones(3), p)):
+        with pytest.raises(ValueError, match="between 0 and 1"):
+            make()
+
+
+def test_l2_penalty_is_half_the_squared_norm_with_gradient_w():
+    w = torch.randn(7, 3, dtype=torch.float64, requires_grad=True)
+    for ops in (scratch, fast):
+        penalty = ops.l2_penalty(w)
+        torch.testing.assert_close(penalty, torch.linalg.vector_norm(w) ** 2 / 2)
+        (grad,) = torch.autograd.grad(penalty, w)
+        torch.testing.assert_close(grad, w.detach())
+
+
+def _regression_problem(seed=0):
+    torch.manual_seed(seed)
+    X, y = torch.randn(20, 30, dtype=torch.float64), torch.randn(20, 1, dtype=torch.float64)
+    model = nn.Linear(30, 1).double()
+    return X, y, model
+
+
+@pytest.mark.parametrize("ops", [scratch, fast], ids=["scratch", "fast"])
+def test_penalty_in_the_loss_equals_sgd_weight_decay_on_the_weight_group(ops):
+    """Plain SGD: minimising loss + lambda * ||w||^2 / 2 gives the same trajectory as
+    torch.optim.SGD(weight_decay=lambda) on the weight alone (D2L §4.5.3 vs §4.5.4)."""
+    lambd, lr = 3.0, 0.01
+    X, y, penalized = _regression_problem()
+    decayed = nn.Linear(30, 1).double()
+    decayed.load_state_dict(penalized.state_dict())
+    opt_penalized = torch.optim.SGD(penalized.parameters(), lr=lr)
+    opt_decayed = torch.optim.SGD(decay_weights_only(decayed, lambd), lr=lr)
+    for step in range(30):
+        batch = slice(5 * (step % 4), 5 * (step % 4 + 1))
+        for model, opt, extra in ((penalized, opt_penalized, lambda m: lambd * ops.l2_penalty(m.weight)),
+                                  (decayed, opt_decayed, lambda m: 0.0)):
+            loss = F.mse_loss(model(X[batch]), y[batch]) + extra(model)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        torch.testing.assert_close(penalized.weight, decayed.weight)
+        torch.testing.assert_close(penalized.bias, decayed.bias)  # biases are not decayed in either
+    untouched = nn.Linear(30, 1).double()
+    assert not torch.allclose(untouched.weight, decayed.weight)
+
+
+def test_decay_weights_only_splits_weights_from_biases():
+    model = nn.Sequential(nn.Linear(4, 3), nn.ReLU(), nn.Linear(3, 2))
+    weights, biases = decay_weights_only(model, 0.5)
+    assert weights["weight_decay"] == 0.5 and biases["weight_decay"] == 0.0
+    assert [p.shape for p in weights["params"]] == [(3, 4), (2, 3)]
+    assert [p.shape for p in biases["params"]] == [(3,), (2,)]
+
+
+def test_penalized_regression_adds_the_penalty_to_the_training_loss_only():
+    X, y, model = _regression_problem()
+    task = PenalizedRegression(scratch.squared_loss, 3.0, lambda m: scratch.l2_penalty(m.weight))
+    train, evaluation = task.step(model, (X, y), training=True), task.step(model, (X, y), training=False)
+    expected = scratch.squared_loss(model(X), y).mean() + 3.0 * scratch.l2_penalty(model.weight)
+    torch.testing.assert_close(train.loss, expected)
+    torch.testing.assert_close(train.sums["loss"], evaluation.sums["loss"])  # reported: the data loss alone
+    torch.testing.assert_close(evaluation.loss, scratch.squared_loss(model(X), y).mean())

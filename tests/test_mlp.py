@@ -1,0 +1,131 @@
+"""The perceptron (D2L §4.1 in the notes) and the MLP twins (D2L §4.2-4.3, §4.6)."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from divekit.models.mlp import MLP, MLPScratch, mlp
+from divekit.models.perceptron import Perceptron, mistake_bound, train_perceptron
+from divekit.ops import scratch
+
+XOR_X = torch.tensor([[0.0, 0.0], [0.0, 1.0], [1.0, 0.0], [1.0, 1.0]])
+XOR_Y = torch.tensor([0, 1, 1, 0])
+
+
+def separable_data(n=200, dim=5, margin=0.2, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    w_star, b_star = torch.randn(dim, generator=g), 0.3
+    X = torch.randn(20 * n, dim, generator=g)
+    distance = (X @ w_star + b_star) / w_star.norm()
+    X = X[distance.abs() >= margin][:n]
+    return X, torch.where(X @ w_star + b_star > 0, 1, -1), w_star, b_star
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_perceptron_fits_separable_data_within_novikoffs_bound(seed):
+    X, y, w_star, b_star = separable_data(seed=seed)
+    model = Perceptron(X.shape[1])
+    mistakes = train_perceptron(model, X, y, max_epochs=1000)
+    assert mistakes[-1] == 0 and all(m > 0 for m in mistakes[:-1])  # stops at the first clean epoch
+    assert sum(mistakes) <= mistake_bound(X, y, w_star, b_star)
+    assert torch.equal(model.predict(X), y)
+
+
+def test_perceptron_update_rule_by_hand():
+    model = Perceptron(2)
+    X, y = torch.tensor([[1.0, 2.0], [-1.0, 0.5]]), torch.tensor([1, -1])
+    mistakes = train_perceptron(model, X, y, max_epochs=1)
+    # example 1: 0 <= 0 is a mistake -> w = [1, 2], b = 1; example 2: y o = -(-1 + 1 + 1) < 0 -> w = [2, 1.5], b = 0
+    assert mistakes == [2]
+    torch.testing.assert_close(model.weight, torch.tensor([2.0, 1.5]))
+    assert float(model.bias) == 0.0
+
+
+def test_perceptron_never_fits_xor():
+    model = Perceptron(2)
+    y = 2 * XOR_Y - 1
+    mistakes = train_perceptron(model, XOR_X, y, max_epochs=500)
+    assert len(mistakes) == 500 and min(mistakes) >= 1
+    assert int((model.predict(XOR_X) != y).sum()) >= 1
+
+
+def test_perceptron_rejects_0_1_labels():
+    with pytest.raises(ValueError, match="-1 or \\+1"):
+        train_perceptron(Perceptron(2), XOR_X, XOR_Y)
+
+
+def test_mistake_bound_needs_a_separator():
+    X, y, w_star, b_star = separable_data()
+    with pytest.raises(ValueError, match="does not separate"):
+        mistake_bound(X, -y, w_star, b_star)
+
+
+@pytest.mark.parametrize("hiddens, dropouts", [(256, ()), ([256, 256], [0.2, 0.5]), ([32, 16, 8], 0.1)])
+def test_mlp_twins_share_state_dicts_and_outputs(hiddens, dropouts):
+    torch.manual_seed(0)
+    s, f = MLPScratch(784, 10, hiddens, dropouts), MLP(784, 10, hiddens, dropouts)
+    assert list(s.state_dict()) == list(f.state_dict())
+    assert [v.shape for v in s.state_dict().values()] == [v.shape for v in f.state_dict().values()]
+    f.load_state_dict(s.state_dict())
+    s.eval(), f.eval()
+    X = torch.rand(8, 1, 28, 28)
+    torch.testing.assert_close(s(X), f(X))
+    s(X).sum().backward()
+    f(X).sum().backward()
+    for (name, ps), pf in zip(s.named_parameters(), f.parameters()):
+        torch.testing.assert_close(ps.grad, pf.grad, msg=name)
+    s2 = MLPScratch(784, 10, hiddens, dropouts)
+    s2.load_state_dict(f.state_dict())  # and back
+    s2.eval()
+    torch.testing.assert_close(s2(X), f(X))
+
+
+def test_mlp_layout_init_and_dropout_in_training():
+    torch.manual_seed(0)
+    for impl in ("scratch", "fast"):
+        model = mlp((1, 28, 28), 10, impl, [256, 256], [0.2, 0.5])
+        names = [n for n, _ in model.named_children()]
+        assert names == ["flatten", "hidden1", "relu1", "dropout1", "hidden2", "relu2", "dropout2", "output"]
+        w = model.hidden1.weight.detach()
+        assert w.shape == (256, 784) and abs(float(w.std()) - 0.01) < 0.0005 and not model.hidden1.bias.any()
+        X = torch.rand(16, 1, 28, 28)
+        model.train()
+        assert not torch.equal(model(X), model(X))  # fresh masks each call
+        model.eval()
+        assert torch.equal(model(X), model(X))
+
+
+def test_scratch_mlp_uses_no_torch_layer():
+    model = MLPScratch(20, 3, [8, 8], [0.5, 0.5])
+    assert not any(isinstance(m, (torch.nn.Linear, torch.nn.ReLU, torch.nn.Dropout, torch.nn.Flatten)) for m in model.modules())
+    # the hidden layer is ReLU(X W^T + b) with ReLU from scratch
+    X = torch.randn(4, 20)
+    expected = scratch.relu(X @ model.hidden1.weight.T + model.hidden1.bias)
+    torch.testing.assert_close(model.relu1(model.hidden1(X)), expected)
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(num_hiddens=[]), "one or more positive"),
+    (dict(num_hiddens=[16, 0]), "one or more positive"),
+    (dict(num_hiddens=[16, 16], dropouts=[0.5]), "one dropout probability per hidden layer"),
+    (dict(num_hiddens=16, dropouts=1.5), "between 0 and 1"),
+])
+def test_bad_mlp_arguments_are_clear_errors(kwargs, message):
+    for impl in ("scratch", "fast"):
+        with pytest.raises(ValueError, match=message):
+            mlp((4,), 2, impl, **kwargs)
+    with pytest.raises(ValueError, match="scratch or fast"):
+        mlp((4,), 2, "cuda")
+
+
+@pytest.mark.parametrize("impl", ["scratch", "fast"])
+def test_mlp_solves_xor(impl):
+    torch.manual_seed(0)
+    model = mlp((2,), 2, impl, 16, sigma=0.5)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.5)
+    for _ in range(300):
+        loss = F.cross_entropy(model(XOR_X), XOR_Y)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    assert torch.equal(model(XOR_X).argmax(-1), XOR_Y) and float(loss.detach()) < 0.05

@@ -1,0 +1,106 @@
+"""The chapter 4 experiments end to end: demonstrations with the book's settings where they are
+quick, shortened where not; the full Fashion-MNIST reproductions are marked slow."""
+
+import pytest
+from conftest import needs_real_data
+
+from divekit.experiments.registry import get_experiment
+from divekit.experiments.runner import run_experiment
+
+
+def run(name, tmp_path, **overrides):
+    experiment = get_experiment(name)
+    return run_experiment(experiment, experiment.config(**overrides), tmp_path / name, progress=False)
+
+
+def files(tmp_path, name):
+    return {p.name for p in (tmp_path / name).iterdir()}
+
+
+def test_activations_demo(tmp_path):
+    summary = run("activations", tmp_path, impl="scratch")
+    results = summary["results"]
+    assert all(results[f"{n}_grad_max_error_vs_autograd"] < 1e-6 for n in ("relu", "sigmoid", "tanh"))
+    assert (results["sigmoid_grad_at_0"], results["tanh_grad_at_0"], results["relu_grad_at_0"]) == (0.25, 1.0, 0.0)
+    assert {"activations.png", "metrics.csv"} <= files(tmp_path, "activations")
+
+
+def test_perceptron_xor_demo(tmp_path):
+    results = run("perceptron-xor", tmp_path)["results"]
+    assert results["separable_train_errors"] == 0 and results["separable_mistakes"] <= results["novikoff_bound"]
+    assert results["xor_epochs"] == 100 and results["xor_fewest_mistakes_in_an_epoch"] >= 1
+    assert results["xor_train_errors"] >= 1
+    assert {"decision_regions.png", "mistakes.png"} <= files(tmp_path, "perceptron-xor")
+
+
+def test_mlp_xor_demo(tmp_path):
+    results = run("mlp-xor", tmp_path, impl="scratch", epochs=100)["results"]
+    assert results["xor_acc"] == 1.0 and results["predictions"] == [0, 1, 1, 0]
+
+
+def test_polynomial_fit_shows_under_and_over_fitting_shortened(tmp_path):
+    results = run("polynomial-fit", tmp_path, epochs=100, overfit_epochs=100)["results"]
+    assert results["linear_train_loss"] > 1 and results["linear_test_loss"] > 1  # 2 features cannot fit a cubic
+    assert results["cubic_test_loss"] < 0.1
+    assert len(results["all20_w"]) == 20
+
+
+@pytest.mark.parametrize("impl", ["scratch", "fast"])
+def test_weight_decay_reaches_the_book(tmp_path, impl):
+    summary = run("weight-decay", tmp_path, impl=impl)
+    results = summary["results"]
+    assert results["norm_w_no_decay"] > 10 and results["norm_w_decay"] < 0.5
+    assert results["test_loss_decay"] < results["test_loss_no_decay"] / 100
+    assert summary["reference"] and all(row["reached"] for row in summary["reference"]), summary["reference"]
+
+
+def test_gradient_stability_demo(tmp_path):
+    results = run("gradient-stability", tmp_path, depth=30, width=64)["results"]
+    assert results["sigmoid_grad_max"] == 0.25 and results["sigmoid_grad_at_minus_8"] < 4e-4
+    assert results["product_frobenius_norm"] > 1e10
+    assert 0.2 < results["output_variance_xavier"] < 5 and results["output_variance_normal_0.01"] < 1e-20
+    assert {"vanishing_sigmoid.png", "exploding_product.png", "variance_by_init.png"} <= files(tmp_path, "gradient-stability")
+
+
+@pytest.mark.parametrize("name, overrides, message", [
+    ("dropout", dict(dropout1=1.5), "--dropout1: dropout probability"),
+    ("mlp", dict(num_layers=0), "--num-layers must be at least 1"),
+    ("weight-decay", dict(wd=-1.0), "--wd must be non-negative"),
+])
+def test_bad_options_are_clear_errors(name, overrides, message):
+    with pytest.raises(ValueError, match=message):
+        get_experiment(name).config(**overrides)
+
+
+def test_dropout_config_has_the_books_defaults():
+    cfg = get_experiment("dropout").config()
+    assert (cfg.lr, cfg.num_layers, cfg.num_hiddens, cfg.dropout1, cfg.dropout2, cfg.epochs) == (0.5, 2, 256, 0.2, 0.5, 10)
+
+
+@needs_real_data(["fashion-mnist"])
+@pytest.mark.parametrize("name", ["mlp", "dropout"])
+def test_fashion_mnist_experiments_run_on_a_subset(tmp_path, name):
+    summary = run(name, tmp_path, impl="scratch", epochs=1, limit=512)
+    assert 0 < summary["final"]["train_loss"] < 10 and 0 <= summary["final"]["test_acc"] <= 1
+    assert summary["reference"] == []  # a subset is not the book's setting
+    assert {"checkpoint.pt", "curves.png", "predictions.png", "summary.json"} <= files(tmp_path, name)
+
+
+@pytest.mark.slow
+@needs_real_data(["fashion-mnist"])
+@pytest.mark.parametrize("name", ["mlp", "dropout"])
+@pytest.mark.parametrize("impl", ["scratch", "fast"])
+def test_fashion_mnist_experiments_reach_the_books_test_accuracy(tmp_path, name, impl):
+    summary = run(name, tmp_path, impl=impl)
+    test_acc = next(row for row in summary["reference"] if row["metric"] == "test_acc")
+    assert test_acc["reached"], test_acc
+
+
+@pytest.mark.slow
+def test_polynomial_fit_recovers_the_cubic_with_the_books_settings(tmp_path):
+    summary = run("polynomial-fit", tmp_path)
+    results = summary["results"]
+    assert results["cubic_max_abs_w_error"] < 0.1
+    cubic_rows = [row for row in summary["reference"] if row["metric"].startswith("cubic")]
+    assert len(cubic_rows) == 2 and all(row["reached"] for row in cubic_rows), cubic_rows
+    assert results["all20_test_loss"] > results["all20_train_loss"]  # the 20-feature fit generalises worse
