@@ -202,3 +202,13 @@ def test_a_demo_experiment_writes_results_rows_and_figures(tmp_path):
     assert (tmp_path / "run" / "metrics.csv").read_text().splitlines()[0] == "step,x"
     with pytest.raises(ValueError, match="exactly one of build"):
         Experiment("bad", "0.0", "t", "d", "r", RunConfig)
+
+
+def test_synthetic_data_is_independent_of_the_initial_weights():
+    """The runner seeds the global generator for the init; data must come from another stream."""
+    from divekit.experiments.common import data_generator
+
+    torch.manual_seed(0)
+    init = torch.randn(100)
+    data = torch.randn(100, generator=data_generator(0))
+    assert abs(torch.corrcoef(torch.stack([init, data]))[0, 1]) < 0.3

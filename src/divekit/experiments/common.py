@@ -18,6 +18,16 @@ def book_default(name: str, value):
     return dataclasses.field(default=value, metadata=RunConfig.__dataclass_fields__[name].metadata)
 
 
+DATA_STREAM = 104_729  # offset between the seed of generated data and the seed of the model's init
+
+
+def data_generator(seed: int) -> torch.Generator:
+    """A generator for synthetic data, on a stream apart from the global one that the runner seeds
+    with ``seed`` for the model's initial weights: drawing both from one stream would make the first
+    weights a copy of the first examples, scaled."""
+    return torch.Generator().manual_seed(seed + DATA_STREAM)
+
+
 def user_or_book_data(cfg: RunConfig, kind: str, load_book_data) -> SplitData:
     """The user's ``--data`` (an image folder or a CSV table) if given, else ``load_book_data()``."""
     if cfg.data is None:

@@ -10,7 +10,7 @@ import torch.nn.functional as F
 
 from divekit.data.base import SplitData
 from divekit.data.synthetic import synthetic_regression
-from divekit.experiments.common import book_default, make_loaders, make_optimizer, prediction_grid, user_or_book_data
+from divekit.experiments.common import book_default, data_generator, make_loaders, make_optimizer, prediction_grid, user_or_book_data
 from divekit.experiments.config import RunConfig, option
 from divekit.experiments.registry import Experiment, Setup, register
 from divekit.models.linear import linear_model
@@ -35,8 +35,7 @@ def build_linear_regression(cfg: LinearRegressionConfig, device: torch.device) -
     nn.Linear, MSELoss without the 1/2, torch.optim.SGD). The evaluation pass is the loss on all
     training examples after each epoch, which is what the book prints."""
     def synthetic() -> SplitData:
-        generator = torch.Generator().manual_seed(cfg.seed)
-        examples = synthetic_regression(TRUE_W, TRUE_B, cfg.num_examples, cfg.noise, generator=generator)
+        examples = synthetic_regression(TRUE_W, TRUE_B, cfg.num_examples, cfg.noise, generator=data_generator(cfg.seed))
         return SplitData("synthetic (w=[2, -3.4], b=4.2)", train=examples, eval=examples, eval_name="train_full")
 
     data = user_or_book_data(cfg, "regression", synthetic)
