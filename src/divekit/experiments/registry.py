@@ -8,6 +8,7 @@ the task, the optimizer and the loaders. Running it is the runner's job.
 from __future__ import annotations
 
 import difflib
+import re
 from dataclasses import dataclass, field
 from typing import Callable, Iterable
 
@@ -87,8 +88,15 @@ def get_experiment(name: str) -> Experiment:
 
 
 def all_experiments() -> list[Experiment]:
+    """Every registered experiment, in the book's order of sections."""
     _load_all()
-    return list(_REGISTRY.values())
+    return sorted(_REGISTRY.values(), key=lambda e: _section_key(e.section))
+
+
+def _section_key(section: str) -> tuple[int, ...]:
+    """"4.2-4.3" -> (4, 2): the first section number, as integers."""
+    first = re.match(r"[\d.]+", section)
+    return tuple(int(part) for part in first.group().strip(".").split(".")) if first else (999,)
 
 
 _INFRASTRUCTURE = {"book", "common", "config", "registry", "runner"}
