@@ -110,6 +110,8 @@ def test_report_writes_markdown_and_self_contained_html(tmp_path, capsys):
     markdown = capsys.readouterr().out
     assert markdown.count("| linear-regression-") == 4  # two metrics for each of two runs
     assert "5.1e-05" in markdown and "4.5e-05–5.5e-05" in markdown
+    headline = [line for line in markdown.splitlines() if line.startswith("| linear-regression | 3.1-3.3 |")]
+    assert len(headline) == 1 and "(scratch) / " in headline[0] and headline[0].endswith("| yes / yes |")
     html = (tmp_path / "report.html").read_text()
     assert html.count("data:image/png;base64,") == 2 and "<table>" in html
     assert (tmp_path / "report.md").read_text().startswith("# divekit runs")

@@ -11,6 +11,7 @@ from pathlib import Path
 from divekit import io
 
 from divekit.experiments.book import format_value as _fmt
+from divekit.experiments.registry import section_key
 from divekit.experiments.runner import SUMMARY_NAME
 
 
@@ -49,11 +50,38 @@ def result_rows(root: Path, runs: list[tuple[Path, dict]]) -> list[dict]:
 
 
 COLUMNS = ("run", "experiment", "section", "impl", "data", "epochs", "metric", "ours", "book", "builds", "reached")
+HEADLINE_COLUMNS = ("experiment", "section", "metric", "ours", "book", "builds", "reached")
 
 
-def to_markdown(rows: list[dict]) -> str:
-    lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
-    lines += ["| " + " | ".join(str(r[c]).replace("|", "\\|") for c in COLUMNS) + " |" for r in rows]
+def headline_rows(runs: list[tuple[Path, dict]]) -> list[dict]:
+    """One row per experiment compared with the book: its headline metric (test accuracy where the
+    book publishes one, else its first published metric) for each impl's latest run."""
+    latest: dict[tuple[str, str], dict] = {}
+    for _, summary in runs:  # runs come in name order, and run names end in their start time
+        if summary["reference"]:
+            latest[summary["experiment"], summary["impl"]] = summary
+    by_experiment: dict[str, list[dict]] = {}
+    for (experiment, _), summary in sorted(latest.items(), key=lambda item: item[0][1], reverse=True):  # scratch first
+        by_experiment.setdefault(experiment, []).append(summary)
+    rows = []
+    for experiment, summaries in by_experiment.items():
+        names = [ref["metric"] for ref in summaries[0]["reference"]]
+        metric = "test_acc" if "test_acc" in names else names[0]
+        refs = [next((r for r in s["reference"] if r["metric"] == metric), None) for s in summaries]
+        pairs = [(s["impl"], r) for s, r in zip(summaries, refs) if r is not None]
+        book = pairs[0][1]
+        rows.append({
+            "experiment": experiment, "section": summaries[0]["section"], "metric": metric,
+            "ours": " / ".join(f"{_fmt(r['ours'])} ({impl})" for impl, r in pairs),
+            "book": _fmt(book["book"]), "builds": f"{_fmt(book['spread'][0])}–{_fmt(book['spread'][1])}",
+            "reached": " / ".join({True: "yes", False: "no", None: "–"}[r["reached"]] for _, r in pairs),
+        })
+    return sorted(rows, key=lambda row: section_key(row["section"]))
+
+
+def to_markdown(rows: list[dict], columns: tuple[str, ...] = COLUMNS) -> str:
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(str(r[c]).replace("|", "\\|") for c in columns) + " |" for r in rows]
     return "\n".join(lines) + "\n"
 
 
@@ -87,7 +115,10 @@ def write_report(root: str | Path) -> tuple[Path, Path, str]:
     if not runs:
         raise FileNotFoundError(f"no finished runs (no {SUMMARY_NAME}) under {root}; run `divekit run NAME --out {root}` first")
     rows = result_rows(root, runs)
-    markdown = to_markdown(rows)
+    markdown = (
+        "## By experiment\n\n" + to_markdown(headline_rows(runs), HEADLINE_COLUMNS)
+        + "\n## Every metric of every run\n\n" + to_markdown(rows)
+    )
     io.write_text(root / "report.md", "# divekit runs\n\n" + markdown)
     io.write_text(root / "report.html", to_html(root, runs, rows))
     return root / "report.md", root / "report.html", markdown

@@ -90,10 +90,10 @@ def get_experiment(name: str) -> Experiment:
 def all_experiments() -> list[Experiment]:
     """Every registered experiment, in the book's order of sections."""
     _load_all()
-    return sorted(_REGISTRY.values(), key=lambda e: _section_key(e.section))
+    return sorted(_REGISTRY.values(), key=lambda e: section_key(e.section))
 
 
-def _section_key(section: str) -> tuple[int, ...]:
+def section_key(section: str) -> tuple[int, ...]:
     """"4.2-4.3" -> (4, 2): the first section number, as integers."""
     first = re.match(r"[\d.]+", section)
     return tuple(int(part) for part in first.group().strip(".").split(".")) if first else (999,)
