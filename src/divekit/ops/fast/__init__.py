@@ -6,6 +6,8 @@ from divekit.ops.fast import conv
 from divekit.ops.fast.conv import *  # noqa: F401,F403
 from divekit.ops.fast import norm
 from divekit.ops.fast.norm import *  # noqa: F401,F403
+from divekit.ops.fast import rnn
+from divekit.ops.fast.rnn import *  # noqa: F401,F403
 from divekit.ops.fast import activations
 from divekit.ops.fast.activations import *  # noqa: F401,F403
 from divekit.ops.fast import regularization
@@ -13,4 +15,4 @@ from divekit.ops.fast.regularization import *  # noqa: F401,F403
 from divekit.ops.fast import init
 from divekit.ops.fast.init import *  # noqa: F401,F403
 
-__all__ = [*losses.__all__, *conv.__all__, *norm.__all__, *activations.__all__, *regularization.__all__, *init.__all__]
+__all__ = [*losses.__all__, *conv.__all__, *norm.__all__, *rnn.__all__, *activations.__all__, *regularization.__all__, *init.__all__]

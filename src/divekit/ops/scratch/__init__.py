@@ -9,6 +9,8 @@ from divekit.ops.scratch import conv
 from divekit.ops.scratch.conv import *  # noqa: F401,F403
 from divekit.ops.scratch import norm
 from divekit.ops.scratch.norm import *  # noqa: F401,F403
+from divekit.ops.scratch import rnn
+from divekit.ops.scratch.rnn import *  # noqa: F401,F403
 from divekit.ops.scratch import activations
 from divekit.ops.scratch.activations import *  # noqa: F401,F403
 from divekit.ops.scratch import regularization
@@ -16,4 +18,4 @@ from divekit.ops.scratch.regularization import *  # noqa: F401,F403
 from divekit.ops.scratch import init
 from divekit.ops.scratch.init import *  # noqa: F401,F403
 
-__all__ = [*losses.__all__, *conv.__all__, *norm.__all__, *activations.__all__, *regularization.__all__, *init.__all__]
+__all__ = [*losses.__all__, *conv.__all__, *norm.__all__, *rnn.__all__, *activations.__all__, *regularization.__all__, *init.__all__]

@@ -1,0 +1,189 @@
+"""Text as data (D2L §8.2-8.3): The Time Machine, tokens, a vocabulary, corpus statistics and
+language-model minibatches.
+
+Letters: N corpus length in tokens, B batch size, T number of time steps (``num_steps``).
+A language-model minibatch is a pair ``(X, Y)`` of (B, T) token indices with ``Y`` the next token
+of each position of ``X`` (shifted by one in the corpus).
+"""
+
+from __future__ import annotations
+
+import collections
+import re
+from collections.abc import Iterable, Sequence
+from typing import Literal
+
+import torch
+
+from divekit.data import hub
+
+__all__ = [
+    "LMLoader",
+    "Vocab",
+    "count_corpus",
+    "load_corpus_time_machine",
+    "ngram_freqs",
+    "read_time_machine",
+    "tokenize",
+]
+
+TokenKind = Literal["word", "char"]
+UNK = "<unk>"
+
+
+def read_time_machine(data_dir=None) -> list[str]:
+    """The book's lines of The Time Machine: every run of non-letters becomes one space, then
+    strip and lower-case (D2L §8.2.1). Found by the data hub (a packaged copy always exists)."""
+    path = hub.fetch("timemachine", "timemachine.txt", data_dir=data_dir)
+    with open(path, encoding="utf-8") as f:
+        return [re.sub("[^A-Za-z]+", " ", line).strip().lower() for line in f]
+
+
+def tokenize(lines: Iterable[str], token: TokenKind = "word") -> list[list[str]]:
+    """Split each line into word tokens (on spaces) or character tokens (D2L §8.2.2)."""
+    if token == "word":
+        return [line.split() for line in lines]
+    if token == "char":
+        return [list(line) for line in lines]
+    raise ValueError(f"unknown token type {token!r}; choose 'word' or 'char'")
+
+
+def _flatten(tokens: Sequence) -> list:
+    """A list of tokens, or a list of lines of tokens, as one flat list."""
+    if len(tokens) > 0 and isinstance(tokens[0], list):
+        return [t for line in tokens for t in line]
+    return list(tokens)
+
+
+def count_corpus(tokens: Sequence) -> collections.Counter:
+    """Token frequencies of a flat list of tokens or of a list of tokenized lines."""
+    return collections.Counter(_flatten(tokens))
+
+
+class Vocab:
+    """A vocabulary: token <-> index (D2L §8.2.3).
+
+    ``<unk>`` is index 0, the ``reserved_tokens`` come next in the order given, then every token
+    seen at least ``min_freq`` times, most frequent first (ties in order of first appearance).
+    Unknown tokens map to ``<unk>``.
+    """
+
+    def __init__(self, tokens: Sequence = (), min_freq: int = 0, reserved_tokens: Sequence[str] = ()):
+        if UNK in reserved_tokens:
+            raise ValueError(f"{UNK} is always index 0; leave it out of reserved_tokens")
+        if len(set(reserved_tokens)) != len(reserved_tokens):
+            raise ValueError(f"reserved_tokens has repeats: {list(reserved_tokens)}")
+        counter = count_corpus(tokens)
+        # sorted() is stable, so equal counts keep the order in which tokens first appear
+        self.token_freqs: list[tuple[str, int]] = sorted(counter.items(), key=lambda kv: kv[1], reverse=True)
+        self.idx_to_token: list[str] = [UNK, *reserved_tokens]
+        self.idx_to_token += [t for t, freq in self.token_freqs if freq >= min_freq and t not in self.idx_to_token]
+        self.token_to_idx: dict[str, int] = {t: i for i, t in enumerate(self.idx_to_token)}
+
+    def __len__(self) -> int:
+        return len(self.idx_to_token)
+
+    @property
+    def unk(self) -> int:
+        return 0
+
+    def __getitem__(self, tokens):
+        """The index of a token, or a list of indices for a list (or tuple) of tokens."""
+        if isinstance(tokens, (list, tuple)):
+            return [self.__getitem__(t) for t in tokens]
+        return self.token_to_idx.get(tokens, self.unk)
+
+    def to_tokens(self, indices):
+        """The token of an index, or a list of tokens for a list or 1-D tensor of indices."""
+        if isinstance(indices, torch.Tensor):
+            indices = indices.tolist()
+        if isinstance(indices, (list, tuple)):
+            return [self.idx_to_token[int(i)] for i in indices]
+        return self.idx_to_token[int(indices)]
+
+
+def ngram_freqs(tokens: Sequence[str], n: int) -> list[tuple[tuple[str, ...], int]]:
+    """Frequencies of the n-grams of a flat token list, most frequent first (D2L §8.3.2)."""
+    if n < 1:
+        raise ValueError(f"n must be at least 1, got {n}")
+    grams = zip(*(tokens[i:] for i in range(n)))
+    return collections.Counter(grams).most_common()
+
+
+def load_corpus_time_machine(max_tokens: int | None = None, token: TokenKind = "char",
+                             data_dir=None) -> tuple[torch.Tensor, Vocab]:
+    """The Time Machine as one 1-D tensor of token indices (N,) and its vocabulary (D2L §8.2.4).
+
+    The book trains on the first ``max_tokens = 10000`` characters; ``None`` keeps the whole book.
+    """
+    tokens = tokenize(read_time_machine(data_dir), token)
+    vocab = Vocab(tokens)
+    corpus = [vocab[t] for line in tokens for t in line]
+    if max_tokens is not None:
+        corpus = corpus[:max_tokens]
+    return torch.tensor(corpus, dtype=torch.long), vocab
+
+
+class LMLoader:
+    """Language-model minibatches ``(X, Y)`` of shape (B, T) from one long corpus (D2L §8.3.4).
+
+    * random sampling (``sequential=False``): the corpus after a random offset in [0, T) is cut
+      into subsequences of T tokens, which are shuffled; neighbouring minibatches are unrelated,
+      so the hidden state must start afresh for each.
+    * sequential partitioning (``sequential=True``): after a random offset in [0, T], the corpus
+      is laid out as B rows of equal length; minibatch i is columns [iT, (i+1)T) of those rows, so
+      row b of minibatch i+1 continues row b of minibatch i and the hidden state may carry over.
+
+    Everything happens on ``device`` by tensor indexing; the offset and order of each epoch come
+    from a generator seeded with ``(seed, epoch)``, so a resumed run sees the same batches.
+    """
+
+    def __init__(self, corpus: torch.Tensor, batch_size: int, num_steps: int, *, sequential: bool,
+                 seed: int = 0, device: str | torch.device = "cpu"):
+        if corpus.dim() != 1:
+            raise ValueError(f"corpus must be a 1-D tensor of token indices, got shape {tuple(corpus.shape)}")
+        if batch_size < 1 or num_steps < 1:
+            raise ValueError(f"batch_size and num_steps must be at least 1, got {batch_size} and {num_steps}")
+        if len(corpus) < batch_size * num_steps + 2 * num_steps + 1:
+            raise ValueError(f"a corpus of {len(corpus)} tokens is too short for one minibatch of "
+                             f"{batch_size} x {num_steps} after a random offset; use a smaller batch_size or num_steps")
+        self.corpus = corpus.to(device)
+        self.batch_size, self.num_steps, self.sequential = batch_size, num_steps, sequential
+        self.seed = seed
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def _generator(self) -> torch.Generator:
+        return torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
+
+    def _plan(self, g: torch.Generator) -> tuple[int, int]:
+        """(offset, number of minibatches) of this epoch."""
+        B, T = self.batch_size, self.num_steps
+        offset = int(torch.randint(0, T + 1 if self.sequential else T, (1,), generator=g))
+        usable = len(self.corpus) - offset - 1  # every X token needs a next token Y
+        num_batches = usable // B // T if self.sequential else usable // T // B
+        return offset, num_batches
+
+    def __len__(self) -> int:
+        return self._plan(self._generator())[1]
+
+    def __iter__(self):
+        g = self._generator()
+        offset, num_batches = self._plan(g)
+        B, T = self.batch_size, self.num_steps
+        steps = torch.arange(T, device=self.corpus.device)
+        if self.sequential:
+            row_len = (len(self.corpus) - offset - 1) // B
+            starts = offset + torch.arange(B, device=self.corpus.device) * row_len  # (B,) row starts
+            for i in range(num_batches):
+                idx = starts[:, None] + i * T + steps  # (B, T) corpus positions
+                yield self.corpus[idx], self.corpus[idx + 1]
+        else:
+            num_subseqs = (len(self.corpus) - offset - 1) // T
+            starts = offset + torch.randperm(num_subseqs, generator=g)[: num_batches * B] * T
+            starts = starts.to(self.corpus.device).reshape(num_batches, B, 1)
+            for i in range(num_batches):
+                idx = starts[i] + steps  # (B, T)
+                yield self.corpus[idx], self.corpus[idx + 1]

@@ -1,0 +1,1 @@
+"""Evaluation metrics that need more than a loss: BLEU for translation."""

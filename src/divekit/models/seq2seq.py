@@ -1,0 +1,140 @@
+"""The encoder-decoder interface (D2L §9.6) and the RNN sequence-to-sequence model (D2L §9.7).
+
+Letters: B batch size, T time steps, E embedding size, H hidden size, L layers, V vocabulary size.
+The encoder turns a source sentence into a state; the decoder, started from that state, predicts
+the target one token at a time. Model code knows nothing about training (``train.lm.Seq2SeqTask``)
+or about search (``divekit.decoding``).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from divekit.data.text import Vocab
+from divekit.data.translation import truncate_pad
+from divekit.decoding import beam_search, greedy_search
+from divekit.models.linear import linear_model
+from divekit.models.rnn import recurrent_layer
+
+__all__ = ["Decoder", "Encoder", "EncoderDecoder", "Seq2SeqDecoder", "Seq2SeqEncoder", "seq2seq_model", "translate"]
+
+
+class Encoder(nn.Module):
+    """Interface: ``forward(X, *args)`` encodes source tokens X (B, T) into encoder outputs."""
+
+    def forward(self, X: torch.Tensor, *args):
+        raise NotImplementedError(f"{type(self).__name__} must define forward(X, *args)")
+
+
+class Decoder(nn.Module):
+    """Interface: ``init_state`` turns the encoder outputs into the decoder's first state;
+    ``forward(X, state)`` maps target-side tokens X (B, T) to logits (B, T, V) and a new state;
+    ``reorder_state(state, idx)`` keeps the batch rows ``idx`` of a state (used by beam search)."""
+
+    def init_state(self, enc_outputs, *args):
+        raise NotImplementedError(f"{type(self).__name__} must define init_state(enc_outputs, *args)")
+
+    def forward(self, X: torch.Tensor, state):
+        raise NotImplementedError(f"{type(self).__name__} must define forward(X, state)")
+
+    def reorder_state(self, state, idx: torch.Tensor):
+        raise NotImplementedError(f"{type(self).__name__} must define reorder_state(state, idx) for beam search")
+
+
+class EncoderDecoder(nn.Module):
+    """forward(enc_X, dec_X, *args) = decoder(dec_X, decoder.init_state(encoder(enc_X, *args), *args))."""
+
+    def __init__(self, encoder: Encoder, decoder: Decoder):
+        super().__init__()
+        self.encoder, self.decoder = encoder, decoder
+
+    def forward(self, enc_X: torch.Tensor, dec_X: torch.Tensor, *args):
+        state = self.decoder.init_state(self.encoder(enc_X, *args), *args)
+        return self.decoder(dec_X, state)
+
+
+class Seq2SeqEncoder(Encoder):
+    """Embedding + multi-layer GRU (D2L §9.7.1). Returns the outputs of the last layer (T, B, H)
+    and the final hidden state of every layer (L, B, H). The GRU reads the padding too, as in the book."""
+
+    def __init__(self, vocab_size: int, embed_size: int, num_hiddens: int, num_layers: int, dropout: float = 0.0,
+                 impl: str = "fast"):
+        super().__init__()
+        self.embedding = nn.Embedding(vocab_size, embed_size)
+        self.rnn = recurrent_layer("gru", impl, embed_size, num_hiddens, num_layers, dropout=dropout)
+
+    def forward(self, X, *args):
+        return self.rnn(self.embedding(X.T))  # (T, B, E) in; (T, B, H), (L, B, H) out
+
+
+class Seq2SeqDecoder(Decoder):
+    """Embedding + multi-layer GRU + linear output (D2L §9.7.2).
+
+    The context c (B, H), the encoder's top-layer state at the last source step, is concatenated
+    to the embedding of every decoder input, and the encoder's final states start the decoder's
+    GRU. The state is the pair (c, H): c stays the encoder's during prediction (the classic
+    book's ``predict_seq2seq`` reads it from the decoder's updated state instead).
+    """
+
+    def __init__(self, vocab_size: int, embed_size: int, num_hiddens: int, num_layers: int, dropout: float = 0.0,
+                 impl: str = "fast"):
+        super().__init__()
+        self.embedding = nn.Embedding(vocab_size, embed_size)
+        self.rnn = recurrent_layer("gru", impl, embed_size + num_hiddens, num_hiddens, num_layers, dropout=dropout)
+        self.output = linear_model((num_hiddens,), vocab_size, impl)
+
+    def init_state(self, enc_outputs, *args):
+        _, H = enc_outputs  # (L, B, H)
+        return H[-1], H
+
+    def forward(self, X, state):
+        context, H = state  # (B, H), (L, B, H)
+        emb = self.embedding(X.T)  # (T, B, E)
+        T, B, _ = emb.shape
+        outputs, H = self.rnn(torch.cat([emb, context.expand(T, -1, -1)], dim=-1), H)  # (T, B, H)
+        logits = self.output(outputs.reshape(T * B, -1)).reshape(T, B, -1)
+        return logits.transpose(0, 1), (context, H)  # (B, T, V)
+
+    def reorder_state(self, state, idx):
+        context, H = state
+        return context[idx], H[:, idx]
+
+
+def seq2seq_model(src_vocab_size: int, tgt_vocab_size: int, embed_size: int, num_hiddens: int, num_layers: int,
+                  dropout: float = 0.0, impl: str = "fast") -> EncoderDecoder:
+    """The book's GRU encoder-decoder with Xavier-uniform weights in the GRUs and the output layer
+    (``xavier_init_weights`` of D2L §9.7.3); embeddings keep N(0, 1)."""
+    model = EncoderDecoder(Seq2SeqEncoder(src_vocab_size, embed_size, num_hiddens, num_layers, dropout, impl),
+                           Seq2SeqDecoder(tgt_vocab_size, embed_size, num_hiddens, num_layers, dropout, impl))
+    for module in (model.encoder.rnn, model.decoder.rnn, model.decoder.output):
+        for name, p in module.named_parameters():
+            if name.startswith("weight"):
+                nn.init.xavier_uniform_(p)
+    return model
+
+
+@torch.no_grad()
+def translate(model: EncoderDecoder, sentence: str, src_vocab: Vocab, tgt_vocab: Vocab, num_steps: int,
+              beam_size: int = 1, alpha: float = 0.75) -> str:
+    """Translate one preprocessed sentence (D2L §9.7.4): greedy with ``beam_size`` 1, else beam
+    search with length penalty ``alpha`` (D2L §9.8). Returns the target tokens without ``<eos>``."""
+    model.eval()
+    device = next(model.parameters()).device
+    src = truncate_pad(src_vocab[sentence.lower().split(" ")] + [src_vocab["<eos>"]], num_steps, src_vocab["<pad>"])
+    X = torch.tensor([src], device=device)  # (1, T)
+    valid_len = (X != src_vocab["<pad>"]).sum(dim=1)
+    state = model.decoder.init_state(model.encoder(X, valid_len), valid_len)
+
+    def step(tokens, state):
+        logits, state = model.decoder(tokens[:, None], state)  # (K, 1, V)
+        return torch.log_softmax(logits[:, 0].float(), dim=-1), state
+
+    bos, eos = tgt_vocab["<bos>"], tgt_vocab["<eos>"]
+    if beam_size == 1:
+        tokens, _ = greedy_search(step, state, bos, eos, num_steps)
+    else:
+        tokens, _ = beam_search(step, state, model.decoder.reorder_state, bos, eos, num_steps, beam_size, alpha)
+    if tokens and tokens[-1] == eos:
+        tokens = tokens[:-1]
+    return " ".join(tgt_vocab.to_tokens(tokens))

@@ -1,0 +1,102 @@
+"""Tasks for sequence models: next-token language modelling (D2L §8.5) and sequence-to-sequence
+learning with teacher forcing (D2L §9.7). Losses are averaged per token; the trainer's throughput
+counts tokens.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import torch
+from torch import nn
+
+from divekit.train.tasks import StepOutput, Task
+
+__all__ = ["LanguageModeling", "Seq2SeqTask", "detach_state"]
+
+
+def detach_state(state):
+    """Cut the graph behind a recurrent state (a tensor, a tuple of them, or None), keeping its values."""
+    if state is None:
+        return None
+    if isinstance(state, torch.Tensor):
+        return state.detach()
+    return tuple(s.detach() for s in state)
+
+
+class LanguageModeling(Task):
+    """Next-token prediction on ``(X, Y)`` minibatches of (B, T) tokens (D2L §8.5.4).
+
+    With ``sequential`` partitioning (the loader's minibatches continue each other) the hidden
+    state carries over from one minibatch to the next, detached so that backpropagation stops at
+    the minibatch boundary; it starts from zeros each epoch. With random sampling it starts from
+    zeros for every minibatch. Metrics: loss per token and perplexity exp(loss) (D2L §8.4.4).
+
+    ``loss_fn(logits (N, V), y (N,))`` returns per-token losses, so scratch and fast cross-entropy
+    plug in alike.
+    """
+
+    count_key = "tokens"
+    count_unit = "tokens"
+
+    def __init__(self, loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], sequential: bool):
+        self.loss_fn = loss_fn
+        self.sequential = sequential
+        self.state = None
+
+    def start_epoch(self, training: bool) -> None:
+        self.state = None
+
+    def step(self, model: nn.Module, batch, training: bool) -> StepOutput:
+        X, Y = batch  # (B, T) each
+        state = detach_state(self.state) if self.sequential else None
+        logits, state = model(X, state)  # (T, B, V)
+        self.state = state
+        losses = self.loss_fn(logits.reshape(-1, logits.shape[-1]), Y.T.reshape(-1))  # (T*B,)
+        if losses.shape != (Y.numel(),):
+            raise ValueError(f"loss_fn must return one loss per token, shape ({Y.numel()},), got {tuple(losses.shape)}; "
+                             "use reduction='none'")
+        loss = losses.mean()
+        return StepOutput(loss, {"loss": losses.detach().float().sum(), "tokens": Y.numel()})
+
+    def summarize(self, totals):
+        loss = totals["loss"] / totals["tokens"]
+        return {"loss": loss, "perplexity": math.exp(min(loss, 700.0))}
+
+
+class Seq2SeqTask(Task):
+    """Encoder-decoder training with teacher forcing (D2L §9.7.3).
+
+    A batch is ``(X, Y)``: source and target token indices (B, T), padded with ``pad``. The
+    decoder reads ``<bos>`` followed by the target shifted right by one and predicts the target.
+    ``loss_fn(logits, Y, valid_lens)`` returns per-token losses (B, T) that are zero on padding;
+    the loss is their sum over the real tokens' count (not the book's ``.mean(dim=1)``, which also
+    divides by the padding, d2l-en#2076).
+
+    Metrics: ``loss`` per real token, and ``loss_d2l`` = loss / T, the number d2l's
+    ``train_seq2seq`` prints (its per-sequence mean over all T positions, summed, over the token
+    count), for comparison with the book.
+    """
+
+    count_key = "tokens"
+    count_unit = "tokens"
+
+    def __init__(self, loss_fn: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor], pad: int, bos: int):
+        self.loss_fn = loss_fn
+        self.pad, self.bos = pad, bos
+
+    def step(self, model, batch, training):
+        X, Y = batch  # (B, T) each
+        X_valid_len, Y_valid_len = (X != self.pad).sum(dim=1), (Y != self.pad).sum(dim=1)  # (B,)
+        bos = torch.full_like(Y[:, :1], self.bos)
+        dec_input = torch.cat([bos, Y[:, :-1]], dim=1)  # teacher forcing: the true previous token
+        logits, _ = model(X, dec_input, X_valid_len)  # (B, T, V)
+        losses = self.loss_fn(logits, Y, Y_valid_len)  # (B, T), zero on padding
+        num_tokens = Y_valid_len.sum()
+        loss = losses.sum() / num_tokens
+        return StepOutput(loss, {"loss": losses.detach().float().sum(), "tokens": num_tokens,
+                                 "steps": Y.shape[1] * num_tokens})
+
+    def summarize(self, totals):
+        return {"loss": totals["loss"] / totals["tokens"], "loss_d2l": totals["loss"] / totals["steps"]}
