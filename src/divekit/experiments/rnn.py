@@ -25,7 +25,7 @@ from divekit.data.text import (
     read_time_machine,
     tokenize,
 )
-from divekit.experiments.common import book_default, make_optimizer
+from divekit.experiments.common import book_default, data_generator, make_optimizer
 from divekit.experiments.config import RunConfig, option
 from divekit.experiments.registry import DemoResult, Experiment, Setup, register
 from divekit.models.rnn import RNNLM, predict_chars, recurrent_layer
@@ -63,7 +63,7 @@ def sequence_sine(cfg: SineConfig, device: torch.device) -> DemoResult:
     from divekit.viz.text import plot_series
 
     T, tau = cfg.num_points, cfg.tau
-    g = torch.Generator().manual_seed(cfg.seed)
+    g = data_generator(cfg.seed)
     time = torch.arange(1, T + 1, dtype=torch.float32)
     x = torch.sin(0.01 * time) + torch.randn(T, generator=g) * cfg.noise
     features = torch.stack([x[i:T - tau + i] for i in range(tau)], dim=1)  # (T - tau, tau): row t = x_t..x_{t+tau-1}
