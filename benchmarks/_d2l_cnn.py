@@ -78,7 +78,7 @@ def main() -> None:
     p.add_argument("--resize", type=int, default=None)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--tv-shim", default="/work/shared/bench/tv_shim.py")
+    p.add_argument("--tv-shim", default="../shared/bench/tv_shim.py")
     args = p.parse_args()
 
     import torch

@@ -62,7 +62,7 @@ def main() -> None:
     p.add_argument("--workers", type=int, default=None, help="DataLoader workers (default: d2l's own, 4)")
     p.add_argument("--impl", choices=("concise", "scratch"), default="concise")
     p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--tv-shim", default="/work/shared/bench/tv_shim.py")
+    p.add_argument("--tv-shim", default="../shared/bench/tv_shim.py")
     args = p.parse_args()
 
     import torch

@@ -31,7 +31,7 @@ def main() -> None:
     p.add_argument("--epochs", type=int, default=3)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--data", default="/work/shared/data")
+    p.add_argument("--data", default="../shared/data")
     args = p.parse_args()
 
     import torch
@@ -40,7 +40,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     import importlib.util
-    spec = importlib.util.spec_from_file_location("tv_shim", "/work/shared/bench/tv_shim.py")
+    spec = importlib.util.spec_from_file_location("tv_shim", "../shared/bench/tv_shim.py")
     shim = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(shim)
     shim.install()  # d2l imports torchvision, which has no CPU build here

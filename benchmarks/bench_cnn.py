@@ -1,8 +1,8 @@
 """Training throughput of LeNet (D2L §6.6) and ResNet-18 (D2L §7.6) on Fashion-MNIST, divekit
 against the book's own code, in one run.
 
-    flock /tmp/divekit-bench.lock env DIVEKIT_DATA=/work/shared/data PYTHONPATH=src python benchmarks/bench_cnn.py \
-        [--epochs 2] [--repeats 2] [--resnet-batches 3] [--d2l-python /tmp/d2lvenv/bin/python] [--out benchmarks/results/cnn.md]
+    flock /tmp/divekit-bench.lock env DIVEKIT_DATA=../shared/data PYTHONPATH=src python benchmarks/bench_cnn.py \
+        [--epochs 2] [--repeats 2] [--resnet-batches 3] [--d2l-python .d2l-venv/bin/python] [--out benchmarks/results/cnn.md]
 
 LeNet: each repeat trains a fresh model for ``--epochs`` epochs (batch 256, SGD lr 0.9, Xavier init)
 in every variant; repeats are interleaved (divekit variants, then d2l) so that load from other
@@ -65,7 +65,7 @@ def run_divekit(name: str, variant: str, epochs: int, limit: int | None = None, 
 
 def run_d2l(python: str, args: list[str], threads: int, tv_shim: str) -> dict:
     env = dict(os.environ)
-    env.setdefault("FMNIST_DIR", str(Path(os.environ.get("DIVEKIT_DATA", "/work/shared/data")) / "fashion-mnist"))
+    env.setdefault("FMNIST_DIR", str(Path(os.environ.get("DIVEKIT_DATA", "../shared/data")) / "fashion-mnist"))
     env.pop("PYTHONPATH", None)  # d2l's process needs no divekit
     cmd = [python, str(HERE / "_d2l_cnn.py"), *args, "--threads", str(threads), "--tv-shim", tv_shim]
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
@@ -103,8 +103,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--resnet-batch-size", type=int, default=256, help="the book's is 256")
     p.add_argument("--scratch", action="store_true", help="also time LeNet on the scratch convolutions")
     p.add_argument("--threads", type=int, default=2, help="torch.set_num_threads in every process")
-    p.add_argument("--d2l-python", default="/tmp/d2lvenv/bin/python")
-    p.add_argument("--tv-shim", default="/work/shared/bench/tv_shim.py")
+    p.add_argument("--d2l-python", default=".d2l-venv/bin/python")
+    p.add_argument("--tv-shim", default="../shared/bench/tv_shim.py")
     p.add_argument("--out", type=Path, default=HERE / "results" / "cnn.md")
     args = p.parse_args(argv)
 

@@ -1,7 +1,7 @@
 """Training throughput of the MLP on Fashion-MNIST (D2L §4.2/§4.3), divekit against d2l, in one run.
 
-    DIVEKIT_DATA=/work/shared/data PYTHONPATH=src flock /tmp/divekit-bench.lock python benchmarks/bench_mlp.py \
-        [--epochs 1] [--repeats 3] [--d2l-python /tmp/d2lvenv/bin/python] [--out benchmarks/results/mlp.md]
+    DIVEKIT_DATA=../shared/data PYTHONPATH=src flock /tmp/divekit-bench.lock python benchmarks/bench_mlp.py \
+        [--epochs 1] [--repeats 3] [--d2l-python .d2l-venv/bin/python] [--out benchmarks/results/mlp.md]
 
 Variants, all 784-256-10 with ReLU, batch size 256, SGD lr 0.1, torch.set_num_threads(--threads):
 
@@ -121,8 +121,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--threads", type=int, default=2, help="torch.set_num_threads in every process")
     p.add_argument("--out", type=Path, default=HERE / "results" / "mlp.md")
-    p.add_argument("--d2l-python", default="/tmp/d2lvenv/bin/python", help="python of a venv with d2l 0.17.x")
-    p.add_argument("--tv-shim", default="/work/shared/bench/tv_shim.py", help="torchvision stand-in for d2l")
+    p.add_argument("--d2l-python", default=".d2l-venv/bin/python", help="python of a venv with d2l 0.17.x")
+    p.add_argument("--tv-shim", default="../shared/bench/tv_shim.py", help="torchvision stand-in for d2l")
     args = p.parse_args(argv)
 
     torch.set_num_threads(args.threads)
@@ -133,7 +133,7 @@ def main(argv: list[str] | None = None) -> int:
     load_fashion_mnist()  # parse the IDX files once, outside every timing
     with_d2l = Path(args.d2l_python).exists()
     env = dict(os.environ)
-    env.setdefault("FMNIST_DIR", str(Path(os.environ.get("DIVEKIT_DATA", "/work/shared/data")) / "fashion-mnist"))
+    env.setdefault("FMNIST_DIR", str(Path(os.environ.get("DIVEKIT_DATA", "../shared/data")) / "fashion-mnist"))
     env.pop("PYTHONPATH", None)  # d2l's process needs no divekit
 
     runs: dict[str, list[dict]] = {"divekit fast": [], "divekit scratch": []}

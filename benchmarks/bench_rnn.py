@@ -1,7 +1,7 @@
 """Training throughput of the recurrent models (D2L §8.5, §9.1, §9.7) against d2l's own code, in one run.
 
-    DIVEKIT_DATA=/work/shared/data PYTHONPATH=src flock /tmp/divekit-bench.lock python benchmarks/bench_rnn.py \
-        [--epochs 5] [--repeats 3] [--threads 1] [--d2l-python /tmp/d2lvenv/bin/python] [--out benchmarks/results/rnn.md]
+    DIVEKIT_DATA=../shared/data PYTHONPATH=src flock /tmp/divekit-bench.lock python benchmarks/bench_rnn.py \
+        [--epochs 5] [--repeats 3] [--threads 1] [--d2l-python .d2l-venv/bin/python] [--out benchmarks/results/rnn.md]
 
 Variants, each with the book's hyperparameters (Time Machine: first 10,000 characters, batch 32,
 35 steps, sequential partitioning, SGD lr 1, clip 1; seq2seq: 600 pairs, batch 64, 10 steps, Adam
@@ -64,7 +64,7 @@ def run_divekit(variant: str, epochs: int, seed: int) -> dict:
 
 def run_d2l(python: str, variant: str, epochs: int, seed: int, threads: int) -> dict:
     cmd = [python, str(HERE / "_d2l_rnn.py"), "--variant", variant, "--epochs", str(epochs), "--seed", str(seed),
-           "--threads", str(threads), "--data", os.environ.get("DIVEKIT_DATA", "/work/shared/data")]
+           "--threads", str(threads), "--data", os.environ.get("DIVEKIT_DATA", "../shared/data")]
     proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if proc.returncode != 0:
         raise RuntimeError(f"{' '.join(cmd)} failed:\n{proc.stderr[-3000:]}")
@@ -130,7 +130,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--threads", type=int, default=1, help="torch.set_num_threads in every process")
     p.add_argument("--variants", nargs="+", choices=VARIANTS, default=list(VARIANTS))
-    p.add_argument("--d2l-python", default="/tmp/d2lvenv/bin/python")
+    p.add_argument("--d2l-python", default=".d2l-venv/bin/python")
     p.add_argument("--out", type=Path, default=HERE / "results" / "rnn.md")
     args = p.parse_args(argv)
 
@@ -153,7 +153,7 @@ def main(argv: list[str] | None = None) -> int:
                                       "quality": statistics.median(x["quality"] for x in runs)}
     meta = {
         "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
-        "command": "DIVEKIT_DATA=/work/shared/data PYTHONPATH=src flock /tmp/divekit-bench.lock python "
+        "command": "DIVEKIT_DATA=../shared/data PYTHONPATH=src flock /tmp/divekit-bench.lock python "
                    + " ".join(shlex.quote(a) for a in [str(Path(sys.argv[0])), *(argv if argv is not None else sys.argv[1:])]),
         "cpu": cpu_model(), "cores": os.cpu_count(), "python": platform.python_version(), "torch": torch.__version__,
         "threads": args.threads, "epochs": args.epochs, "repeats": args.repeats,

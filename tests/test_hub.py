@@ -452,7 +452,7 @@ def test_registry_names_and_specs_are_consistent():
 
 @pytest.mark.realdata
 @pytest.mark.skipif(
-    not REAL_DATA, reason="set DIVEKIT_DATA to the real data (e.g. /work/shared/data)"
+    not REAL_DATA, reason="set DIVEKIT_DATA to the real data (e.g. ../shared/data)"
 )
 @pytest.mark.parametrize("name", sorted(hub.REGISTRY))
 def test_real_data_matches_registry(name, monkeypatch):
