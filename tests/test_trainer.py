@@ -215,6 +215,7 @@ def test_torch_compile_trains_like_eager():
 
 def test_verbose_false_moves_epoch_lines_to_debug(caplog):
     logger = logging.getLogger("divekit")  # the CLI may have turned propagation off: listen directly
+    propagate, logger.propagate = logger.propagate, False
     logger.addHandler(caplog.handler)
     try:
         with caplog.at_level("INFO", logger="divekit"):
@@ -224,3 +225,4 @@ def test_verbose_false_moves_epoch_lines_to_debug(caplog):
             assert [r.message.split()[1] for r in caplog.records if r.message.startswith("epoch")] == ["1/2", "2/2"]
     finally:
         logger.removeHandler(caplog.handler)
+        logger.propagate = propagate

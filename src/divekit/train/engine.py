@@ -58,6 +58,12 @@ def _to_device(batch, device: torch.device):
     return batch
 
 
+def _yields_on(loader, device: torch.device) -> bool:
+    """Whether ``loader`` already makes its batches on ``device`` (a TensorLoader does), so the
+    per-step move can be skipped."""
+    return getattr(loader, "device", None) == device
+
+
 class Trainer:
     """Fit a model on a task.
 
@@ -116,7 +122,7 @@ class Trainer:
         self.epochs = epochs
         self.clip_grad_norm = clip_grad_norm
         self.precision = precision
-        autocast(self.device, precision)  # validate early
+        self._autocast = autocast(self.device, precision)  # validates the precision now; reusable per step
         self.out_dir = Path(out_dir) if out_dir is not None else None
         self.eval_name = eval_name
         self.progress = progress
@@ -167,9 +173,11 @@ class Trainer:
         bar = tqdm(total=total, desc=f"epoch {epoch}/{self.epochs}", disable=not self.progress, leave=False, unit="batch")
         start = time.perf_counter()
         step = 0
+        on_device = _yields_on(loader, self.device)
         for step, batch in enumerate(loader, 1):
-            batch = _to_device(batch, self.device)
-            with autocast(self.device, self.precision):
+            if not on_device:
+                batch = _to_device(batch, self.device)
+            with self._autocast:
                 out = self.task.step(self.forward_model, batch, training=True)
             self.optimizer.zero_grad(set_to_none=True)
             out.loss.backward()
@@ -209,9 +217,11 @@ class Trainer:
         self.model.eval()
         self.task.start_epoch(training=False)
         sums = MetricSums()
+        on_device = _yields_on(loader, self.device)
         for batch in loader:
-            batch = _to_device(batch, self.device)
-            with autocast(self.device, self.precision):
+            if not on_device:
+                batch = _to_device(batch, self.device)
+            with self._autocast:
                 sums.add(self.task.step(self.forward_model, batch, training=False).sums)
         return self.task.summarize(sums.totals())
 
