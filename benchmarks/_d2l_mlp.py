@@ -14,11 +14,8 @@ normal(0, 0.01) (concise), ``nn.CrossEntropyLoss(reduction='none')``, ``torch.op
 from __future__ import annotations
 
 import argparse
-import json
-import sys
-import time
 
-from _d2l_softmax import load_shim
+from _d2l_softmax import load_shim, print_runs, timed_train_ch3
 
 
 def build(impl: str):
@@ -80,27 +77,9 @@ def main() -> None:
         torch.manual_seed(args.seed + repeat)
         train_iter, test_iter = d2lt.load_data_fashion_mnist(256)
         net, loss, updater = build(args.impl)
-        epochs = []
-        for _ in range(args.epochs):
-            t0 = time.perf_counter()
-            train_loss, train_acc = d2lt.train_epoch_ch3(net, train_iter, loss, updater)
-            t1 = time.perf_counter()
-            test_acc = d2lt.evaluate_accuracy(net, test_iter)
-            t2 = time.perf_counter()
-            epochs.append({"train_seconds": t1 - t0, "eval_seconds": t2 - t1, "train_loss": train_loss,
-                           "train_acc": train_acc, "test_acc": test_acc})
-        runs.append({"epochs": epochs, "train_examples": len(train_iter.dataset)})
+        runs.append(timed_train_ch3(d2lt, net, train_iter, test_iter, loss, updater, args.epochs))
 
-    print(json.dumps({
-        "d2l_version": getattr(d2l, "__version__", "?"),
-        "impl": args.impl,
-        "workers": d2lt.get_dataloader_workers(),
-        "tv_shim": shimmed,
-        "torch": torch.__version__,
-        "threads": torch.get_num_threads(),
-        "python": sys.version.split()[0],
-        "runs": runs,
-    }))
+    print_runs(d2l, d2lt, args.impl, shimmed, runs)
 
 
 if __name__ == "__main__":

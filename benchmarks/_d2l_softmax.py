@@ -32,6 +32,36 @@ def load_shim(path: str):
     return module.install()
 
 
+def timed_train_ch3(d2lt, net, train_iter, test_iter, loss, updater, num_epochs: int) -> dict:
+    """The body of ``d2l.train_ch3`` without its Animator, each epoch's two passes timed."""
+    epochs = []
+    for _ in range(num_epochs):
+        t0 = time.perf_counter()
+        train_loss, train_acc = d2lt.train_epoch_ch3(net, train_iter, loss, updater)
+        t1 = time.perf_counter()
+        test_acc = d2lt.evaluate_accuracy(net, test_iter)
+        t2 = time.perf_counter()
+        epochs.append({"train_seconds": t1 - t0, "eval_seconds": t2 - t1, "train_loss": train_loss,
+                       "train_acc": train_acc, "test_acc": test_acc})
+    return {"epochs": epochs, "train_examples": len(train_iter.dataset)}
+
+
+def print_runs(d2l, d2lt, impl: str, shimmed, runs: list[dict]) -> None:
+    """The one JSON object the benchmark reads from stdout."""
+    import torch
+
+    print(json.dumps({
+        "d2l_version": getattr(d2l, "__version__", "?"),
+        "impl": impl,
+        "workers": d2lt.get_dataloader_workers(),
+        "tv_shim": shimmed,
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "python": sys.version.split()[0],
+        "runs": runs,
+    }))
+
+
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--epochs", type=int, default=3)
@@ -87,27 +117,9 @@ def main() -> None:
             def updater(batch_size):
                 return d2lt.sgd([W, b], lr, batch_size)
 
-        epochs = []
-        for _ in range(args.epochs):
-            t0 = time.perf_counter()
-            train_loss, train_acc = d2lt.train_epoch_ch3(net, train_iter, loss, updater)
-            t1 = time.perf_counter()
-            test_acc = d2lt.evaluate_accuracy(net, test_iter)
-            t2 = time.perf_counter()
-            epochs.append({"train_seconds": t1 - t0, "eval_seconds": t2 - t1, "train_loss": train_loss,
-                           "train_acc": train_acc, "test_acc": test_acc})
-        runs.append({"epochs": epochs, "train_examples": len(train_iter.dataset)})
+        runs.append(timed_train_ch3(d2lt, net, train_iter, test_iter, loss, updater, args.epochs))
 
-    print(json.dumps({
-        "d2l_version": getattr(d2l, "__version__", "?"),
-        "impl": args.impl,
-        "workers": d2lt.get_dataloader_workers(),
-        "tv_shim": shimmed,
-        "torch": torch.__version__,
-        "threads": torch.get_num_threads(),
-        "python": sys.version.split()[0],
-        "runs": runs,
-    }))
+    print_runs(d2l, d2lt, args.impl, shimmed, runs)
 
 
 if __name__ == "__main__":
