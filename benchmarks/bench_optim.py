@@ -39,6 +39,8 @@ import torch
 
 from divekit.optim import scratch
 
+from bench_softmax import cpu_model, loadavg, write_atomic
+
 HERE = Path(__file__).resolve().parent
 
 
@@ -143,23 +145,6 @@ def benchmark(name: str, steps: dict[str, Callable[[], None]], n: int, rounds: i
             times[variant].append(time_steps(step, n))
     print(name, {v: f"{statistics.median(t) * 1e3:.1f} ms" for v, t in times.items()}, file=sys.stderr)
     return times
-
-
-def loadavg() -> str:
-    try:
-        return " ".join(Path("/proc/loadavg").read_text().split()[:3])
-    except OSError:
-        return "n/a"
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def render(results: dict[str, dict[str, list[float]]], meta: dict) -> str:
@@ -268,8 +253,7 @@ def main(argv=None) -> int:
             results[name] = benchmark(name, variants(name, shapes), args.steps, args.rounds)
     meta["load_after"] = loadavg()
     text = render(results, meta)
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(text)
+    write_atomic(Path(args.out), text)
     print(text)
     return 0
 
