@@ -121,7 +121,6 @@ class Trainer:
         self.scheduler_interval = scheduler_interval
         self.epochs = epochs
         self.clip_grad_norm = clip_grad_norm
-        self.precision = precision
         self._autocast = autocast(self.device, precision)  # validates the precision now; reusable per step
         self.out_dir = Path(out_dir) if out_dir is not None else None
         self.eval_name = eval_name
