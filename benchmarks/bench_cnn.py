@@ -9,9 +9,9 @@ in every variant; repeats are interleaved (divekit variants, then d2l) so that l
 processes hits all alike. ResNet-18: a slice of ``--resnet-batches`` training batches of 256 at
 96x96 (lr 0.05) after one untimed batch, per variant and repeat.
 
-* divekit: the registered experiments (``lenet``, ``resnet``) built as the CLI builds them and
-  trained by ``divekit.train.engine.Trainer`` (no run folder, no progress bar). Variants: as is
-  (channels-last on the CPU); with the model put back to NCHW; with ``torch.backends.mkldnn`` disabled.
+* divekit: the registered experiments (``lenet``, ``resnet``) built and trained as the CLI does
+  (``build_trainer``; no run folder, no progress bar). Variants: as is (channels-last on the
+  CPU); with the model put back to NCHW; with ``torch.backends.mkldnn`` disabled.
 * d2l: ``benchmarks/_d2l_cnn.py`` in a subprocess with d2l's own venv: the book's networks and the
   body of ``d2l.train_ch6`` on ``d2l.load_data_fashion_mnist`` (4 DataLoader workers).
 
@@ -44,8 +44,8 @@ VARIANTS = ("as is", "NCHW", "mkldnn off")
 
 def run_divekit(name: str, variant: str, epochs: int, limit: int | None = None, impl: str = "fast", **overrides) -> dict:
     from divekit.experiments.registry import get_experiment
+    from divekit.experiments.runner import build_trainer
     from divekit.train.device import seed_everything
-    from divekit.train.engine import Trainer
 
     exp = get_experiment(name)
     cfg = exp.config(impl=impl, epochs=epochs, limit=limit, **overrides)
@@ -54,8 +54,7 @@ def run_divekit(name: str, variant: str, epochs: int, limit: int | None = None, 
     if variant == "NCHW":  # undo the experiment's channels-last layout, to measure what it brings
         setup.model.to(memory_format=torch.contiguous_format)
     flags = torch.backends.mkldnn.flags(enabled=False) if variant == "mkldnn off" else contextlib.nullcontext()
-    trainer = Trainer(setup.model, setup.task, setup.optimizer, epochs=cfg.epochs, device=torch.device("cpu"),
-                      out_dir=None, eval_name=setup.eval_name, progress=False)
+    trainer = build_trainer(cfg, setup, torch.device("cpu"), out_dir=None, progress=False)
     with flags:
         history = trainer.fit(setup.train_loader, setup.eval_loader)
     return {"train_examples": setup.train_loader.num_examples * epochs,

@@ -38,8 +38,8 @@ D2L_DEFAULT = "d2l concise (num_workers=4, d2l default)"
 
 def run_divekit(impl: str, epochs: int, seed: int) -> dict:
     from divekit.experiments.registry import get_experiment
+    from divekit.experiments.runner import build_trainer
     from divekit.train.device import choose_device, seed_everything
-    from divekit.train.engine import Trainer
 
     exp = get_experiment("mlp")
     cfg = exp.config(impl=impl, epochs=epochs, seed=seed)
@@ -47,8 +47,7 @@ def run_divekit(impl: str, epochs: int, seed: int) -> dict:
     seed_everything(cfg.seed)
     device = choose_device("cpu")
     setup = exp.build(cfg, device)
-    trainer = Trainer(setup.model, setup.task, setup.optimizer, epochs=cfg.epochs, device=device,
-                      out_dir=None, eval_name=setup.eval_name, progress=False)
+    trainer = build_trainer(cfg, setup, device, out_dir=None, progress=False)
     start = time.perf_counter()
     history = trainer.fit(setup.train_loader, setup.eval_loader)
     return {"train_examples": setup.train_loader.num_examples * epochs,

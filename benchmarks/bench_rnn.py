@@ -8,8 +8,8 @@ Variants, each with the book's hyperparameters (Time Machine: first 10,000 chara
 lr 0.005, clip 1):
 
 * ``rnn-scratch``: divekit's registered ``rnn-scratch`` (hidden 512, scratch RNN, scratch SGD,
-  scratch clipping) trained by ``divekit.train.engine.Trainer``, against ``d2l.RNNModelScratch``
-  with the book's §8.5 functions and ``d2l.train_epoch_ch8``.
+  scratch clipping) trained as the CLI trains it (``build_trainer``), against
+  ``d2l.RNNModelScratch`` with the book's §8.5 functions and ``d2l.train_epoch_ch8``.
 * ``gru``: divekit's ``gru`` (``nn.GRU``, hidden 256) against ``d2l.RNNModel(nn.GRU)`` with
   ``d2l.train_epoch_ch8``.
 * ``seq2seq``: divekit's ``seq2seq`` against ``d2l.train_seq2seq``'s loop (see ``_d2l_rnn.py``).
@@ -47,15 +47,14 @@ QUALITY = {"rnn-scratch": "train_perplexity", "gru": "train_perplexity", "seq2se
 
 def run_divekit(variant: str, epochs: int, seed: int) -> dict:
     from divekit.experiments.registry import get_experiment
+    from divekit.experiments.runner import build_trainer
     from divekit.train.device import seed_everything
-    from divekit.train.engine import Trainer
 
     experiment = get_experiment(variant)
     cfg = experiment.config(epochs=epochs, device="cpu", seed=seed)
     seed_everything(cfg.seed)
     setup = experiment.build(cfg, torch.device("cpu"))
-    trainer = Trainer(setup.model, setup.task, setup.optimizer, epochs=cfg.epochs, device="cpu",
-                      clip_grad_norm=cfg.clip_grad, out_dir=None, progress=False)
+    trainer = build_trainer(cfg, setup, "cpu", out_dir=None, progress=False)
     history = trainer.fit(setup.train_loader)
     seconds = sum(r["seconds"] for r in history)
     tokens = sum(r["tokens_per_s"] * r["seconds"] for r in history)

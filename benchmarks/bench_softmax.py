@@ -6,7 +6,7 @@
 Variants, all with batch size 256, SGD lr 0.1, torch.set_num_threads(--threads) in every process:
 
 * divekit fast / scratch: the registered ``softmax-regression`` experiment built as the CLI builds
-  it, trained by ``divekit.train.engine.Trainer`` (no run folder, no progress bar).
+  it, trained as the CLI trains it (``build_trainer``; no run folder, no progress bar).
 * bare loop: a hand-written PyTorch loop over the same uint8 tensors (randperm shuffle, ``.float()
   / 255`` per batch, ``nn.Linear(784, 10)``, ``F.cross_entropy``, ``torch.optim.SGD``, loss sum and
   correct count accumulated on the device and read once per epoch), plus the same evaluation pass.
@@ -47,8 +47,8 @@ LR = 0.1
 
 def run_divekit(impl: str, epochs: int) -> dict:
     from divekit.experiments.registry import get_experiment
+    from divekit.experiments.runner import build_trainer
     from divekit.train.device import choose_device, seed_everything
-    from divekit.train.engine import Trainer
 
     exp = get_experiment("softmax-regression")
     cfg = exp.config(impl=impl, epochs=epochs)
@@ -56,8 +56,7 @@ def run_divekit(impl: str, epochs: int) -> dict:
     seed_everything(cfg.seed)
     device = choose_device("cpu")
     setup = exp.build(cfg, device)
-    trainer = Trainer(setup.model, setup.task, setup.optimizer, epochs=cfg.epochs, device=device,
-                      out_dir=None, eval_name=setup.eval_name, progress=False)
+    trainer = build_trainer(cfg, setup, device, out_dir=None, progress=False)
     n_train = setup.train_loader.num_examples
     start = time.perf_counter()
     history = trainer.fit(setup.train_loader, setup.eval_loader)

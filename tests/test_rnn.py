@@ -225,11 +225,19 @@ def test_rnn_scratch_experiment_runs_on_the_packaged_book(tmp_path, monkeypatch)
     monkeypatch.delenv("DIVEKIT_DATA", raising=False)  # the packaged Time Machine is enough
     experiment = get_experiment("rnn-scratch")
     cfg = experiment.config(epochs=2, num_hiddens=32, max_tokens=3000, num_preds=10, device="cpu")
-    assert (cfg.impl, cfg.lr, cfg.batch_size, cfg.num_steps, cfg.theta) == ("scratch", 1.0, 32, 35, 1.0)
+    assert (cfg.impl, cfg.lr, cfg.batch_size, cfg.num_steps, cfg.clip_grad) == ("scratch", 1.0, 32, 35, 1.0)
     assert experiment.config().epochs == 500 and experiment.config().num_hiddens == 512
+    clip_calls, scratch_clip = [], scratch.clip_grad_norm
+
+    def recording_clip(params, max_norm):
+        clip_calls.append(max_norm)
+        return scratch_clip(params, max_norm)
+
+    monkeypatch.setattr(scratch, "clip_grad_norm", recording_clip)
     summary = run_experiment(experiment, cfg, tmp_path / "run", progress=False)
+    assert clip_calls and set(clip_calls) == {1.0}  # --impl scratch clips with the scratch function
     assert summary["results"]["sample"].startswith("time traveller") and len(summary["results"]["sample"]) == 24
     assert summary["final"]["train_perplexity"] < 28  # better than guessing among 28 characters
     assert summary["reference"][0]["metric"] == "train_perplexity"
-    with pytest.raises(ValueError, match="--theta"):
-        experiment.config(theta=0.0)
+    with pytest.raises(ValueError, match="--clip-grad"):
+        experiment.config(clip_grad=0.0)

@@ -11,7 +11,7 @@ from torch import nn
 from divekit import io
 from divekit.data.base import Split
 from divekit.data.loader import TensorLoader
-from divekit.ops import fast
+from divekit.ops import fast, scratch
 from divekit.train.engine import NonFiniteLossError, Trainer
 from divekit.train.metrics import MetricSums
 from divekit.train.tasks import Classification, Regression
@@ -153,6 +153,20 @@ def test_gradient_clipping_bounds_the_global_norm():
                       epochs=1, clip_grad_norm=0.5, progress=False)
     trainer.fit(loaders()[0])
     assert max(norms) <= 0.5 + 1e-5 and len(norms) == 15
+
+
+def test_trainer_clips_with_the_given_clip_function():
+    calls = []
+
+    def clip_and_record(params, max_norm):
+        calls.append((len(params), max_norm))
+        return scratch.clip_grad_norm(params, max_norm)
+
+    model = nn.Linear(2, 3)
+    trainer = Trainer(model, Classification(fast.cross_entropy), torch.optim.SGD(model.parameters(), lr=0.1),
+                      epochs=1, clip_grad_norm=0.25, clip_fn=clip_and_record, progress=False)
+    trainer.fit(loaders()[0])
+    assert calls == [(2, 0.25)] * 15  # weight and bias, every step
 
 
 def test_bf16_autocast_trains_on_cpu():

@@ -2,9 +2,9 @@
 The Time Machine, and character-level language models on it (RNN, GRU, LSTM, deep, bidirectional).
 
 The language models follow the classic book (``train_ch8``): the first 10,000 characters, batch 32,
-35 steps, SGD with lr 1, 500 epochs, the gradient clipped to norm 1, sequential partitioning. The
-clipping runs before each optimizer step through ``optimizer.register_step_pre_hook``, with
-``ops.scratch.clip_grad_norm`` for ``--impl scratch`` and torch's for ``--impl fast``.
+35 steps, SGD with lr 1, 500 epochs, the gradient clipped to norm 1 (``--clip-grad``; the trainer
+clips with ``ops.scratch.clip_grad_norm`` for ``--impl scratch`` and torch's for ``--impl fast``),
+sequential partitioning.
 """
 
 from __future__ import annotations
@@ -141,15 +141,13 @@ class LanguageModelConfig(RunConfig):
     max_tokens: int | None = option(10000, "train on the first N characters of the book (the book: 10000; none: all 170,580)")
     random_sampling: bool = option(False, "random subsequences instead of sequential partitioning (D2L §8.3.4); "
                                           "the book's numbers compared with are for sequential partitioning")
-    theta: float = option(1.0, "clip the gradient norm to theta before each step (D2L §8.5.4), with the --impl's clip function")
+    clip_grad: float | None = book_default("clip_grad", 1.0)
     prefix: str = option("time traveller", "text to warm the model up with before predicting")
     num_preds: int = option(50, "characters to predict after the prefix")
 
     def __post_init__(self):
         super().__post_init__()
         check_at_least_one(self, ("num_steps", "num_hiddens", "num_layers", "num_preds"))
-        if self.theta <= 0:
-            raise ValueError(f"--theta must be positive, got {self.theta}")
 
 
 @dataclass
@@ -180,12 +178,6 @@ def build_language_model(cfg: LanguageModelConfig, device: torch.device, *, kind
     rnn = recurrent_layer(kind, cfg.impl, len(vocab), cfg.num_hiddens, cfg.num_layers, bidirectional=cfg.bidirectional)
     model = RNNLM(rnn, len(vocab), cfg.impl).to(device)
     optimizer = make_optimizer(cfg, model)
-    clip, params = get_ops(cfg.impl).clip_grad_norm, list(model.parameters())
-
-    def clip_before_step(optimizer, args, kwargs) -> None:
-        clip(params, cfg.theta)
-
-    optimizer.register_step_pre_hook(clip_before_step)
     task = LanguageModeling(get_ops(cfg.impl).cross_entropy, sequential=not cfg.random_sampling)
 
     def samples(model) -> dict:

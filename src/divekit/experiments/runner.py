@@ -19,7 +19,8 @@ import divekit
 from divekit import io
 from divekit.experiments.config import RunConfig, from_dict
 from divekit.experiments.book import compare, format_value as _fmt
-from divekit.experiments.registry import Experiment, get_experiment
+from divekit.experiments.registry import Experiment, Setup, get_experiment
+from divekit.ops import get_ops
 from divekit.train.device import choose_device, seed_everything
 from divekit.train.engine import METRICS_NAME, Trainer, history_to_csv
 
@@ -93,11 +94,11 @@ def resume_run(run_dir: str | Path, *, progress: bool = True, callbacks=()) -> d
     return _train(experiment, cfg, run_dir, resume=True, progress=progress, callbacks=callbacks)
 
 
-def _train(experiment: Experiment, cfg: RunConfig, run_dir: Path, *, resume: bool, progress: bool, callbacks) -> dict:
-    seed_everything(cfg.seed)
-    device = choose_device(cfg.device)
-    setup = experiment.build(cfg, device)
-    trainer = Trainer(
+def build_trainer(cfg: RunConfig, setup: Setup, device: torch.device, *, out_dir: str | Path | None,
+                  progress: bool = True, callbacks=()) -> Trainer:
+    """The trainer of an experiment's run, as the CLI makes it: the config's epochs, precision,
+    compilation and gradient clipping (with the clip function of its ``--impl``)."""
+    return Trainer(
         setup.model,
         setup.task,
         setup.optimizer,
@@ -105,13 +106,21 @@ def _train(experiment: Experiment, cfg: RunConfig, run_dir: Path, *, resume: boo
         device=device,
         scheduler=setup.scheduler,
         clip_grad_norm=cfg.clip_grad,
+        clip_fn=get_ops(cfg.impl).clip_grad_norm,
         precision=cfg.precision,
         compile=cfg.compile,
-        out_dir=run_dir,
+        out_dir=out_dir,
         eval_name=setup.eval_name,
         progress=progress,
         callbacks=callbacks,
     )
+
+
+def _train(experiment: Experiment, cfg: RunConfig, run_dir: Path, *, resume: bool, progress: bool, callbacks) -> dict:
+    seed_everything(cfg.seed)
+    device = choose_device(cfg.device)
+    setup = experiment.build(cfg, device)
+    trainer = build_trainer(cfg, setup, device, out_dir=run_dir, progress=progress, callbacks=callbacks)
     log.info(f"{experiment.name} ({experiment.section}, impl {cfg.impl}) on {setup.data_name} with {device}; run folder {run_dir}")
     history = trainer.fit(setup.train_loader, setup.eval_loader, resume=resume)
     results = setup.finish(setup.model) if setup.finish is not None else {}

@@ -76,6 +76,8 @@ class Trainer:
         scheduler: an optional learning-rate scheduler, stepped per epoch or per step
             (``scheduler_interval``).
         clip_grad_norm: clip the global gradient norm to this value (D2L §8.5.4).
+        clip_fn: how to clip, ``clip_fn(parameters, max_norm)``: torch's ``clip_grad_norm_`` by
+            default, or the scratch ``divekit.ops.scratch.clip_grad_norm``.
         precision: "fp32" or "bf16" (autocast of the forward pass and loss).
         compile: run the forward pass through ``torch.compile``.
         out_dir: where metrics, the plot and checkpoints go; ``None`` writes nothing.
@@ -97,6 +99,7 @@ class Trainer:
         scheduler=None,
         scheduler_interval: str = "epoch",
         clip_grad_norm: float | None = None,
+        clip_fn: Callable[[list[torch.Tensor], float], torch.Tensor] = torch.nn.utils.clip_grad_norm_,
         precision: str = "fp32",
         compile: bool = False,
         out_dir: str | Path | None = None,
@@ -121,6 +124,7 @@ class Trainer:
         self.scheduler_interval = scheduler_interval
         self.epochs = epochs
         self.clip_grad_norm = clip_grad_norm
+        self.clip_fn = clip_fn
         self._autocast = autocast(self.device, precision)  # validates the precision now; reusable per step
         self.out_dir = Path(out_dir) if out_dir is not None else None
         self.eval_name = eval_name
@@ -181,7 +185,7 @@ class Trainer:
             self.optimizer.zero_grad(set_to_none=True)
             out.loss.backward()
             if self.clip_grad_norm is not None:
-                torch.nn.utils.clip_grad_norm_(params, self.clip_grad_norm)
+                self.clip_fn(params, self.clip_grad_norm)
             self.optimizer.step()
             if self.scheduler is not None and self.scheduler_interval == "step":
                 self.scheduler.step()
