@@ -154,6 +154,25 @@ def test_seq2seq_task_uses_teacher_forcing_and_a_per_token_loss():
     assert summary["loss"] == pytest.approx(out.loss.item()) and summary["loss_d2l"] == pytest.approx(out.loss.item() / 4)
 
 
+def test_seq2seq_book_reduction_is_d2ls_masked_loss_summed_over_the_batch():
+    """d2l's MaskedSoftmaxCELoss: unmasked per-token losses, zeroed on padding, mean over all T
+    positions per sentence; train_seq2seq sums that over the batch. Metrics stay per real token."""
+    pad, bos, V = 1, 2, 6
+    X = torch.tensor([[4, 3, 1, 1], [5, 5, 5, 3], [3, 1, 1, 1]])
+    Y = torch.tensor([[4, 5, 3, 1], [3, 1, 1, 1], [5, 5, 4, 3]])
+    model = Recorder(V)
+    book = Seq2SeqTask(fast.masked_cross_entropy, pad=pad, bos=bos, reduction="book").step(model, (X, Y), True)
+    logits = model.logits.expand(3, 4, -1)
+    per_token = F.cross_entropy(logits.permute(0, 2, 1), Y, reduction="none")  # (B, T)
+    d2l_loss = (per_token * (Y != pad)).mean(dim=1).sum()
+    torch.testing.assert_close(book.loss, d2l_loss)
+    mean = Seq2SeqTask(fast.masked_cross_entropy, pad=pad, bos=bos).step(model, (X, Y), True)
+    torch.testing.assert_close(book.loss, mean.loss * 8 / 4)  # 8 real tokens, T = 4
+    assert float(book.sums["loss"]) == pytest.approx(float(mean.sums["loss"]))
+    with pytest.raises(ValueError, match="reduction must be 'book' or 'token_mean'"):
+        Seq2SeqTask(fast.masked_cross_entropy, pad=pad, bos=bos, reduction="mean")
+
+
 def test_seq2seq_learns_to_copy_and_translate_returns_it():
     torch.manual_seed(0)
     vocab = Vocab([list("abcd")], reserved_tokens=("<pad>", "<bos>", "<eos>"))

@@ -37,6 +37,8 @@ class Seq2SeqConfig(RunConfig):
     num_hiddens: int = option(32, "GRU hidden units")
     num_layers: int = option(2, "GRU layers in the encoder and in the decoder")
     dropout: float = option(0.1, "dropout between GRU layers")
+    loss_reduction: Literal["book", "token_mean"] = option(
+        "book", "training objective: the book's sum of token losses / num_steps, or the mean per real token")
     beam_size: int = option(1, "beam width for the example translations (1: greedy, as in the book)")
     decoding: Literal["greedy", "beam"] = option("greedy", "greedy, or beam search with --beam-size")
 
@@ -62,7 +64,8 @@ def build_seq2seq(cfg: Seq2SeqConfig, device: torch.device) -> Setup:
     model = seq2seq_model(len(data.src_vocab), len(data.tgt_vocab), cfg.embed_size, cfg.num_hiddens, cfg.num_layers,
                           cfg.dropout, cfg.impl).to(device)
     tgt = data.tgt_vocab
-    task = Seq2SeqTask(get_ops(cfg.impl).masked_cross_entropy, pad=tgt["<pad>"], bos=tgt["<bos>"])
+    task = Seq2SeqTask(get_ops(cfg.impl).masked_cross_entropy, pad=tgt["<pad>"], bos=tgt["<bos>"],
+                       reduction=cfg.loss_reduction)
     beam = cfg.beam_size if cfg.decoding == "beam" else 1
 
     def examples(model) -> dict:
