@@ -241,3 +241,19 @@ def test_rnn_scratch_experiment_runs_on_the_packaged_book(tmp_path, monkeypatch)
     assert summary["reference"][0]["metric"] == "train_perplexity"
     with pytest.raises(ValueError, match="--clip-grad"):
         experiment.config(clip_grad=0.0)
+
+
+def test_the_books_rnn_numbers_follow_the_sampling_the_run_used():
+    """§8.5 publishes perplexity 1.0 with sequential partitioning and 1.5 with random sampling."""
+    from divekit.experiments.book import book_results, compare
+
+    sequential = book_results("rnn-scratch", "scratch", {"random_sampling": False})
+    random = book_results("rnn-scratch", "scratch", {"random_sampling": True})
+    assert sequential["metrics"]["train_perplexity"]["book"] == 1.0
+    assert random["metrics"]["train_perplexity"]["book"] == 1.5
+    assert book_results("rnn-scratch", "scratch") is None  # a run that does not say how it sampled matches neither
+    (row,) = compare("rnn-scratch", "scratch", {"train_perplexity": 1.4}, {"random_sampling": True})
+    assert row["reached"] and row["spread"] == [1.3, 1.55]
+    (row,) = compare("rnn-scratch", "scratch", {"train_perplexity": 1.4}, {"random_sampling": False})
+    assert not row["reached"]
+    assert book_results("gru", "fast")["metrics"]["train_perplexity"]["book"] == 1.0  # entries without "when" always apply

@@ -2,14 +2,18 @@
 
 ``reference/*.json`` (one file per chapter) copies the figures we use from d2l's executed builds:
 for each experiment and impl, each metric's published value, the spread across the book's own
-builds, and which direction is better.
+builds, and which direction is better. Where the book ran an experiment in more than one way (the
+RNN of §8.5 with sequential partitioning and with random sampling), the impl holds a list of
+entries, each with a ``"when"`` that names the options a run must have for it to apply.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from functools import cache
 from importlib import resources
+from typing import Any
 
 
 @cache
@@ -25,17 +29,26 @@ def _table() -> dict:
     return table
 
 
-def book_results(experiment: str, impl: str) -> dict | None:
-    """The book's entry for an experiment and impl: {"source", "metrics": {name: {...}}}."""
-    return _table().get(experiment, {}).get(impl)
+def book_results(experiment: str, impl: str, config: Mapping[str, Any] | None = None) -> dict | None:
+    """The book's entry for an experiment and impl, {"source", "metrics": {name: {...}}}: the
+    first whose ``"when"`` options all equal those of ``config`` (entries without one always apply)."""
+    entries = _table().get(experiment, {}).get(impl)
+    if entries is None:
+        return None
+    config = config or {}
+    for entry in entries if isinstance(entries, list) else [entries]:
+        if all(option in config and config[option] == value for option, value in entry.get("when", {}).items()):
+            return entry
+    return None
 
 
-def compare(experiment: str, impl: str, ours: dict[str, float]) -> list[dict]:
-    """One row per published metric: our value, the book's, the build-to-build spread, and
-    whether we reached it (at least the spread's low end for "higher" metrics such as accuracy,
-    at most its high end for "lower" ones such as loss, inside the spread for "within" ones: a
-    deterministic result such as the end of a gradient-descent trajectory)."""
-    entry = book_results(experiment, impl)
+def compare(experiment: str, impl: str, ours: dict[str, float], config: Mapping[str, Any] | None = None) -> list[dict]:
+    """One row per published metric of the entry that fits ``config`` (see :func:`book_results`):
+    our value, the book's, the build-to-build spread, and whether we reached it (at least the
+    spread's low end for "higher" metrics such as accuracy, at most its high end for "lower" ones
+    such as loss, inside the spread for "within" ones: a deterministic result such as the end of a
+    gradient-descent trajectory)."""
+    entry = book_results(experiment, impl, config)
     if entry is None:
         return []
     rows = []

@@ -135,7 +135,7 @@ def _summarize(experiment: Experiment, cfg: RunConfig, run_dir: Path, device, *,
     """Write summary.json (final metrics, results, the book's numbers beside ours) and log it."""
     final = {k: v for k, v in history[-1].items() if k != "epoch"} if history else {}
     on_book_data = cfg.data is None and cfg.limit is None  # else the book has nothing to compare with
-    reference = compare(experiment.name, cfg.impl, {**final, **results}) if on_book_data else []
+    reference = compare(experiment.name, cfg.impl, {**final, **results}, dataclasses.asdict(cfg)) if on_book_data else []
     summary = {
         "experiment": experiment.name,
         "section": experiment.section,
