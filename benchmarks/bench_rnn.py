@@ -116,9 +116,8 @@ def render(rows: dict, meta: dict) -> str:
               ("- Initialisation differs by design: divekit's scratch RNN uses torch's U(-1/sqrt(H), 1/sqrt(H)) so that "
                "it is a twin of nn.RNN; d2l's scratch RNN uses N(0, 0.01^2). After a few epochs the perplexities are "
                "therefore not identical; the quality columns show where each stands."),
-              ("- seq2seq: divekit minimises the loss per real token; d2l minimises the sum over the batch of "
-               "per-sentence means over all positions, padding included (d2l-en#2076). Both columns show d2l's "
-               "printed measure."),
+              ("- seq2seq: both minimise the book's objective (token losses summed over the batch / num_steps) and "
+               "both columns show d2l's printed measure (loss per token / num_steps)."),
               ""]
     return "\n".join(lines)
 

@@ -43,12 +43,14 @@ class RecurrentScratch(nn.Module):
     """A multi-layer, optionally bidirectional recurrent layer with the time loop in Python.
 
     Subclasses give ``num_gates`` and ``cell``, one time step of one layer and direction. Each layer
-    first projects all its inputs at once, X W_ih^T + b_ih (T, B, G*H); the loop then adds the
-    recurrent part. Between layers, dropout with probability ``dropout`` (training only).
+    first projects all its inputs at once, X W_ih^T + b_ih (T, B, G*H), adding b_hh there too where
+    the cell only needs the sum (``fold_hidden_bias``); the loop then adds the recurrent part.
+    Between layers, dropout with probability ``dropout`` (training only).
     """
 
     num_gates = 1
     num_states = 1  # the LSTM also carries a memory cell
+    fold_hidden_bias = True  # the cell sees xw + b_hh as one term (not the GRU, whose reset gate scales b_hh)
 
     def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1, *, batch_first: bool = False,
                  dropout: float = 0.0, bidirectional: bool = False):
@@ -74,7 +76,8 @@ class RecurrentScratch(nn.Module):
 
     def cell(self, xw: torch.Tensor, state: tuple[torch.Tensor, ...], W_hh: torch.Tensor,
              b_hh: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        """One time step: the input projection xw (B, G*H) and the state -> the new state."""
+        """One time step: the input projection xw (B, G*H) and the state -> the new state. With
+        ``fold_hidden_bias``, xw already holds b_hh and the cell ignores its ``b_hh``."""
         raise NotImplementedError(f"{type(self).__name__} must define cell()")
 
     def forward(self, inputs: torch.Tensor, state=None):
@@ -100,7 +103,8 @@ class RecurrentScratch(nn.Module):
                 b_ih, b_hh = getattr(self, f"bias_ih{suffix}"), getattr(self, f"bias_hh{suffix}")
                 # (T, B, G*H), all time steps at once; unbind (not XW[t]) so that backward
                 # assembles the gradient once instead of once per step
-                XW = (X @ W_ih.T + b_ih).unbind(0)
+                bias = b_ih + b_hh if self.fold_hidden_bias else b_ih
+                XW = torch.addmm(bias, X.reshape(T * B, -1), W_ih.T).reshape(T, B, -1).unbind(0)
                 s = tuple(h[k] for h in states)  # (B, H) each
                 steps = range(T - 1, -1, -1) if direction == 1 else range(T)  # the reverse direction reads backwards
                 Hs = [None] * T
@@ -109,7 +113,7 @@ class RecurrentScratch(nn.Module):
                     Hs[t] = s[0]
                 outputs.append(torch.stack(Hs))  # (T, B, H)
                 finals.append(s)
-            X = torch.cat(outputs, dim=-1)  # (T, B, D*H)
+            X = torch.cat(outputs, dim=-1) if len(outputs) > 1 else outputs[0]  # (T, B, D*H)
         output = X.transpose(0, 1) if self.batch_first else X
         final = tuple(torch.stack([f[i] for f in finals]) for i in range(self.num_states))  # (L*D, B, H) each
         return output, final if self.num_states > 1 else final[0]
@@ -120,7 +124,7 @@ class RNNScratch(RecurrentScratch):
 
     def cell(self, xw, state, W_hh, b_hh):
         (H,) = state
-        return (torch.tanh(xw + H @ W_hh.T + b_hh),)
+        return (torch.tanh(torch.addmm(xw, H, W_hh.T)),)  # xw holds b_ih + b_hh
 
 
 class GRUScratch(RecurrentScratch):
@@ -137,11 +141,12 @@ class GRUScratch(RecurrentScratch):
     """
 
     num_gates = 3
+    fold_hidden_bias = False
 
     def cell(self, xw, state, W_hh, b_hh):
         (H,) = state
         x_r, x_z, x_n = xw.chunk(3, dim=-1)  # (B, H) each
-        h_r, h_z, h_n = (H @ W_hh.T + b_hh).chunk(3, dim=-1)
+        h_r, h_z, h_n = torch.addmm(b_hh, H, W_hh.T).chunk(3, dim=-1)
         R = torch.sigmoid(x_r + h_r)
         Z = torch.sigmoid(x_z + h_z)
         H_tilde = torch.tanh(x_n + R * h_n)
@@ -165,7 +170,7 @@ class LSTMScratch(RecurrentScratch):
 
     def cell(self, xw, state, W_hh, b_hh):
         H, C = state
-        i, f, g, o = (xw + H @ W_hh.T + b_hh).chunk(4, dim=-1)  # (B, H) each
+        i, f, g, o = torch.addmm(xw, H, W_hh.T).chunk(4, dim=-1)  # (B, H) each; xw holds b_ih + b_hh
         C = torch.sigmoid(f) * C + torch.sigmoid(i) * torch.tanh(g)
         return torch.sigmoid(o) * torch.tanh(C), C
 
@@ -188,7 +193,8 @@ def recurrent_layer(kind: Kind, impl: str, input_size: int, hidden_size: int, nu
 
 
 class RNNLM(nn.Module):
-    """A language model (D2L §8.5-8.6): one-hot tokens -> recurrent layer -> linear output.
+    """A language model (D2L §8.5-8.6): one-hot tokens -> recurrent layer -> linear output, the
+    output layer initialised as ``nn.Linear`` is, U(-1/sqrt(D*H), 1/sqrt(D*H)).
 
     forward(X (B, T) token indices, state or None) -> (logits (T, B, V), state): time-major, the
     way the recurrent layer produces them; position (t, b) predicts token X[b, t + 1].
@@ -202,6 +208,9 @@ class RNNLM(nn.Module):
         self.vocab_size = vocab_size
         num_outputs = rnn.hidden_size * (2 if rnn.bidirectional else 1)
         self.output = linear_model((num_outputs,), vocab_size, impl)
+        bound = 1 / math.sqrt(num_outputs)  # nn.Linear's init, as the book's RNNModel (§8.6) has
+        for p in self.output.parameters():
+            nn.init.uniform_(p, -bound, bound)
 
     def forward(self, X: torch.Tensor, state=None):
         inputs = nn.functional.one_hot(X.T, self.vocab_size).to(self.output.weight.dtype)  # (T, B, V)

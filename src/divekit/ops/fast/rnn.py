@@ -18,6 +18,8 @@ def clip_grad_norm(parameters: Iterable[torch.Tensor], max_norm: float) -> torch
 
 
 def masked_cross_entropy(logits: torch.Tensor, Y: torch.Tensor, valid_lens: torch.Tensor) -> torch.Tensor:
-    """``F.cross_entropy`` per token (B, T), zero on padding."""
-    losses = F.cross_entropy(logits.transpose(1, 2), Y, reduction="none")  # wants (B, V, T)
-    return losses * sequence_mask(valid_lens, Y.shape[1])
+    """``F.cross_entropy`` per token (B, T), zero on padding. The logits go in as (B*T, V): on
+    the CPU, log-softmax over the last dimension is about 3x faster than over the V of (B, V, T)."""
+    B, T, V = logits.shape
+    losses = F.cross_entropy(logits.reshape(B * T, V), Y.reshape(B * T), reduction="none").reshape(B, T)
+    return losses * sequence_mask(valid_lens, T)
