@@ -104,9 +104,10 @@ def render(rows: dict, meta: dict) -> str:
         lines.append(f"| {variant} | {ours['tokens_per_s']:,.0f} | {theirs['tokens_per_s']:,.0f} | "
                      f"{ours['tokens_per_s'] / theirs['tokens_per_s']:.2f}x | {paired:.2f}x | {ours['quality']:.4g} | {theirs['quality']:.4g} | "
                      f"{'perplexity' if variant != 'seq2seq' else 'loss per token / num_steps (d2l print)'} after {meta['epochs']} epochs |")
-    lines += ["", "Per-repeat tokens/s (divekit; d2l):", ""]
+    lines += ["", "Per repeat, tokens/s (quality): divekit; d2l", ""]
     for variant, r in rows.items():
-        pairs = ", ".join(f"{a:,.0f}; {b:,.0f}" for a, b in zip(r["divekit_all"], r["d2l_all"]))
+        pairs = ", ".join(f"{a:,.0f} ({qa:.4g}); {b:,.0f} ({qb:.4g})" for a, qa, b, qb in
+                          zip(r["divekit_all"], r["divekit_quality"], r["d2l_all"], r["d2l_quality"]))
         lines.append(f"- {variant}: {pairs}")
     lines += ["", "Notes:", "",
               ("- Same data files, same hyperparameters, same batches per epoch (the book's first 10,000 characters "
@@ -144,7 +145,9 @@ def main(argv: list[str] | None = None) -> int:
     summary = {}
     for variant, r in rows.items():
         summary[variant] = {"divekit_all": [x["tokens_per_s"] for x in r["divekit_runs"]],
-                            "d2l_all": [x["tokens_per_s"] for x in r["d2l_runs"]]}
+                            "d2l_all": [x["tokens_per_s"] for x in r["d2l_runs"]],
+                            "divekit_quality": [x["quality"] for x in r["divekit_runs"]],
+                            "d2l_quality": [x["quality"] for x in r["d2l_runs"]]}
         for side in ("divekit", "d2l"):
             runs = r[f"{side}_runs"]
             summary[variant][side] = {"tokens_per_s": statistics.median(x["tokens_per_s"] for x in runs),

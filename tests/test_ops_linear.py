@@ -4,7 +4,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from divekit.models.linear import Linear, LinearScratch, linear_model
+from divekit.models.linear import Linear, LinearScratch, init_like_nn_linear, linear_model
 from divekit.ops import get_ops
 from divekit.ops import fast, scratch
 from divekit.optim import create_optimizer
@@ -118,3 +118,14 @@ def test_scratch_sgd_rejects_bad_hyperparameters_and_create_optimizer_names():
         create_optimizer("adam", params, lr=0.1, momentum=0.9)
     assert isinstance(create_optimizer("scratch-sgd", params, lr=0.1), SGD)
     assert isinstance(create_optimizer("adam", params, lr=0.1), torch.optim.Adam)
+
+
+@pytest.mark.parametrize("impl", ["scratch", "fast"])
+def test_init_like_nn_linear_draws_what_nn_linear_draws(impl):
+    layer = linear_model((30,), 7, impl)
+    torch.manual_seed(3)
+    assert init_like_nn_linear(layer) is layer
+    torch.manual_seed(3)
+    reference = torch.nn.Linear(30, 7)  # kaiming_uniform_(a=sqrt(5)) for the weight, then the bias
+    torch.testing.assert_close(layer.weight, reference.weight)
+    torch.testing.assert_close(layer.bias, reference.bias)

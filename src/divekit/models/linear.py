@@ -46,3 +46,14 @@ def linear_model(input_shape: tuple[int, ...], num_outputs: int, impl: str, sigm
     if impl == "fast":
         return Linear(num_inputs, num_outputs, sigma)
     raise ValueError(f"unknown impl {impl!r}; choose scratch or fast")
+
+
+def init_like_nn_linear(layer: nn.Module) -> nn.Module:
+    """Re-draw a linear layer's weight (Q, D) and bias (Q,) from U(-1/sqrt(D), 1/sqrt(D)), the
+    distribution ``nn.Linear`` starts from, for a model whose book version uses ``nn.Linear``'s
+    default rather than the N(0, 0.01) of §3. Returns the layer."""
+    bound = 1 / math.sqrt(layer.weight.shape[1])
+    with torch.no_grad():
+        layer.weight.uniform_(-bound, bound)
+        layer.bias.uniform_(-bound, bound)
+    return layer

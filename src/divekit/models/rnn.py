@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from divekit.data.text import Vocab
-from divekit.models.linear import linear_model
+from divekit.models.linear import init_like_nn_linear, linear_model
 
 __all__ = [
     "GRU",
@@ -207,10 +207,7 @@ class RNNLM(nn.Module):
         self.rnn = rnn
         self.vocab_size = vocab_size
         num_outputs = rnn.hidden_size * (2 if rnn.bidirectional else 1)
-        self.output = linear_model((num_outputs,), vocab_size, impl)
-        bound = 1 / math.sqrt(num_outputs)  # nn.Linear's init, as the book's RNNModel (§8.6) has
-        for p in self.output.parameters():
-            nn.init.uniform_(p, -bound, bound)
+        self.output = init_like_nn_linear(linear_model((num_outputs,), vocab_size, impl))  # as the book's RNNModel (§8.6)
 
     def forward(self, X: torch.Tensor, state=None):
         inputs = nn.functional.one_hot(X.T, self.vocab_size).to(self.output.weight.dtype)  # (T, B, V)

@@ -14,7 +14,7 @@ from torch import nn
 from divekit.data.text import Vocab
 from divekit.data.translation import truncate_pad
 from divekit.decoding import beam_search, greedy_search
-from divekit.models.linear import linear_model
+from divekit.models.linear import init_like_nn_linear, linear_model
 from divekit.models.rnn import recurrent_layer
 
 __all__ = ["Decoder", "Encoder", "EncoderDecoder", "Seq2SeqDecoder", "Seq2SeqEncoder", "seq2seq_model", "translate"]
@@ -104,9 +104,11 @@ class Seq2SeqDecoder(Decoder):
 def seq2seq_model(src_vocab_size: int, tgt_vocab_size: int, embed_size: int, num_hiddens: int, num_layers: int,
                   dropout: float = 0.0, impl: str = "fast") -> EncoderDecoder:
     """The book's GRU encoder-decoder with Xavier-uniform weights in the GRUs and the output layer
-    (``xavier_init_weights`` of D2L §9.7.3); embeddings keep N(0, 1)."""
+    (``xavier_init_weights`` of D2L §9.7.3); the other parameters keep ``nn.Embedding``'s, ``nn.GRU``'s
+    and ``nn.Linear``'s initialisation, as in the book."""
     model = EncoderDecoder(Seq2SeqEncoder(src_vocab_size, embed_size, num_hiddens, num_layers, dropout, impl),
                            Seq2SeqDecoder(tgt_vocab_size, embed_size, num_hiddens, num_layers, dropout, impl))
+    init_like_nn_linear(model.decoder.output)
     for module in (model.encoder.rnn, model.decoder.rnn, model.decoder.output):
         for name, p in module.named_parameters():
             if name.startswith("weight"):
