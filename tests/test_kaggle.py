@@ -1,6 +1,7 @@
 """Kaggle house prices (D2L §4.10): the book's preprocessing, the log RMSE, and the k-fold run."""
 
 import csv
+import dataclasses
 import math
 import statistics
 
@@ -71,6 +72,32 @@ def test_mismatched_files_are_refused(tmp_path, tiny):
     bad_price = write_csv(tmp_path / "bad.csv", ["Id", "Street", "SalePrice"], [["1", "Pave", "0"], ["2", "Grvl", "5"]])
     with pytest.raises(UserDataError, match="must be positive"):
         read_kaggle_house(bad_price, no_label)
+
+
+def test_the_run_folder_gets_the_books_submission_csv(tmp_path, tiny, monkeypatch):
+    from divekit.experiments import kaggle
+    from divekit.experiments.registry import get_experiment
+    from divekit.experiments.runner import run_experiment
+
+    data = read_kaggle_house(*tiny)
+    monkeypatch.setattr(kaggle, "load_kaggle_house", lambda: data)
+    experiment = get_experiment("kaggle-house")
+    run_experiment(experiment, experiment.config(epochs=2, k=2, device="cpu"), tmp_path / "run", progress=False)
+    with open(tmp_path / "run" / "submission.csv", newline="") as f:
+        rows = list(csv.reader(f))
+    assert rows[0] == ["Id", "SalePrice"] and [row[0] for row in rows[1:]] == ["4", "5"]
+    assert all(math.isfinite(float(row[1])) for row in rows[1:])
+
+
+def test_a_demonstration_cannot_write_outside_its_run_folder(tmp_path):
+    from divekit.experiments.registry import DemoResult, get_experiment
+    from divekit.experiments.runner import run_experiment
+
+    experiment = dataclasses.replace(get_experiment("kaggle-house"),
+                                     demo=lambda cfg, device: DemoResult({}, files={"../escape.csv": "x"}))
+    with pytest.raises(ValueError, match="plain names inside the run folder"):
+        run_experiment(experiment, experiment.config(), tmp_path / "run", progress=False)
+    assert not (tmp_path / "escape.csv").exists()
 
 
 def test_log_rmse_is_the_books_metric():

@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from divekit.data.base import Split
-from divekit.data.kaggle_house import load_kaggle_house
+from divekit.data.kaggle_house import KaggleHouse, load_kaggle_house
 from divekit.experiments.common import book_default
 from divekit.experiments.config import RunConfig, option
 from divekit.experiments.registry import DemoResult, Experiment, register
@@ -67,7 +67,8 @@ def house_price_model(num_inputs: int, impl: str) -> nn.Module:
 
 def kaggle_house(cfg: KaggleHouseConfig, device: torch.device) -> DemoResult:
     """D2L §4.10: k-fold log RMSE (per fold and averaged), then the final model's log RMSE on
-    all training data. metrics.csv has one row per fold and epoch ("all" for the final model)."""
+    all training data and its predictions for the test houses (submission.csv, ready for Kaggle).
+    metrics.csv has one row per fold and epoch ("all" for the final model)."""
     data = load_kaggle_house()
     train = data.train if cfg.limit is None else Split(data.train.X[: cfg.limit], data.train.y[: cfg.limit])
     num_inputs = train.X.shape[1]
@@ -96,7 +97,15 @@ def kaggle_house(cfg: KaggleHouseConfig, device: torch.device) -> DemoResult:
         "num_features": num_inputs,
     }
     return DemoResult(results=results, figures={"fold1_log_rmse": _fold_curve(folds.history)},
-                      rows=folds.history + final_rows)
+                      rows=folds.history + final_rows, files={"submission.csv": submission_csv(model, data, device)})
+
+
+@torch.no_grad()
+def submission_csv(model: nn.Module, data: KaggleHouse, device: torch.device) -> str:
+    """The file the book uploads to Kaggle (``train_and_pred``): one line "Id,SalePrice" per test house."""
+    model.eval()
+    prices = model(data.test_X.to(device)).reshape(-1).tolist()
+    return "Id,SalePrice\n" + "".join(f"{house},{price!r}\n" for house, price in zip(data.test_ids, prices))
 
 
 def _fold_curve(history: list[dict]):

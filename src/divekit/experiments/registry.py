@@ -40,11 +40,13 @@ class Setup:
 @dataclass
 class DemoResult:
     """What a demonstration produces instead of a training run: numbers and figures, and
-    optionally a table of rows (e.g. a trajectory) written as metrics.csv."""
+    optionally a table of rows (e.g. a trajectory) written as metrics.csv and text files written
+    into the run folder under the given names."""
 
     results: dict
     figures: dict = field(default_factory=dict)  # name -> matplotlib Figure, saved as NAME.png
     rows: list[dict] = field(default_factory=list)
+    files: dict[str, str] = field(default_factory=dict)  # file name -> text, e.g. a Kaggle submission.csv
 
 
 @dataclass(frozen=True)

@@ -69,6 +69,11 @@ def _demo(experiment: Experiment, cfg: RunConfig, run_dir: Path) -> dict:
     outcome = experiment.demo(cfg, device)
     if outcome.rows:
         io.write_text(run_dir / METRICS_NAME, history_to_csv(outcome.rows))
+    for name, text in outcome.files.items():
+        if Path(name).name != name or name in ("", ".", ".."):
+            raise ValueError(f"{experiment.name} returned a file named {name!r}; a demonstration's files must be "
+                             "plain names inside the run folder")
+        io.write_text(run_dir / name, text)
     _save_figures(outcome.figures, run_dir)
     return _summarize(experiment, cfg, run_dir, device, data_name=experiment.dataset, history=[], results=outcome.results,
                       train_seconds=time.perf_counter() - start)
