@@ -64,6 +64,17 @@ def test_bad_run_options_are_one_line_errors(argv, message, tmp_path, capsys):
     assert not tmp_path.exists() or not any(tmp_path.iterdir()), "a rejected run must not leave a folder"
 
 
+def test_a_bare_bool_flag_means_true():
+    from divekit.cli import _run_parser
+    from divekit.experiments.registry import get_experiment
+
+    parser = _run_parser(get_experiment("rnn-scratch"))
+    assert parser.parse_args(["--random-sampling"]).random_sampling is True
+    assert parser.parse_args(["--random-sampling", "false", "--epochs", "2"]).random_sampling is False
+    assert parser.parse_args(["--random-sampling", "--epochs", "2"]).epochs == 2
+    assert not hasattr(parser.parse_args([]), "random_sampling")  # unset: the config's default applies
+
+
 def test_unknown_experiment_suggests_close_names(capsys):
     assert main(["run", "linear-regresion"]) == 1
     err = capsys.readouterr().err

@@ -72,8 +72,9 @@ def _run_parser(experiment) -> argparse.ArgumentParser:
 
         flag = "--" + f.name.replace("_", "-")
         metavar = "{" + ",".join(map(str, choices)) + "}" if choices else ("BOOL" if kind is bool else f.name.upper())
+        bare_means_true = {"nargs": "?", "const": True} if kind is bool else {}  # "--compile" = "--compile true"
         parser.add_argument(flag, dest=f.name, type=convert, default=argparse.SUPPRESS, metavar=metavar,
-                            help=f"{f.metadata.get('help', '')} (default: {f.default})")
+                            help=f"{f.metadata.get('help', '')} (default: {f.default})", **bare_means_true)
     parser.add_argument("--out", default="runs", help="folder for run folders (default: runs)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     return parser

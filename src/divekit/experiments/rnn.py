@@ -140,7 +140,7 @@ class LanguageModelConfig(RunConfig):
     bidirectional: bool = option(False, "read the sequence both ways (D2L §9.4; useless for next-token prediction)")
     max_tokens: int | None = option(10000, "train on the first N characters of the book (the book: 10000; none: all 170,580)")
     random_sampling: bool = option(False, "random subsequences instead of sequential partitioning (D2L §8.3.4); "
-                                          "the book's numbers compared with are for sequential partitioning")
+                                          "the book's rnn-scratch reaches perplexity 1.5 with it, 1.0 without")
     clip_grad: float | None = book_default("clip_grad", 1.0)
     prefix: str = option("time traveller", "text to warm the model up with before predicting")
     num_preds: int = option(50, "characters to predict after the prefix")
