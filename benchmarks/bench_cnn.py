@@ -23,10 +23,8 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import datetime as dt
 import json
 import os
-import shlex
 import statistics
 import subprocess
 import sys
@@ -37,7 +35,7 @@ import torch
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from bench_softmax import cpu_model, loadavg, write_atomic
+from bench_softmax import loadavg, report_header, run_meta, write_atomic
 
 VARIANTS = ("as is", "NCHW", "mkldnn off")
 
@@ -141,16 +139,9 @@ def main(argv: list[str] | None = None) -> int:
             resnet_runs[d2l_name].append(run_d2l(args.d2l_python, d2l_args, args.threads, args.tv_shim))
             print(f"resnet repeat {repeat + 1}/{args.repeats} done", file=sys.stderr)
 
-    command = (f"flock /tmp/divekit-bench.lock env DIVEKIT_DATA={os.environ.get('DIVEKIT_DATA', '')} "
-               f"PYTHONPATH={os.environ.get('PYTHONPATH', '')} python "
-               + " ".join(shlex.quote(a) for a in [os.path.relpath(__file__)] + (sys.argv[1:] if argv is None else argv)))
+    meta = run_meta(Path(__file__).name, argv, args.threads)
     lines = [
-        "# CNN training throughput: LeNet and ResNet-18 (D2L §6.6, §7.6), divekit vs the book's code",
-        "",
-        f"Produced by `benchmarks/bench_cnn.py` on {dt.datetime.now().astimezone():%Y-%m-%d %H:%M %Z} with:",
-        "", "```", command, "```", "",
-        (f"- machine: {cpu_model()}, {os.cpu_count()} logical cores, no GPU; device cpu; python {sys.version.split()[0]}, "
-        f"torch {torch.__version__}, `torch.set_num_threads({args.threads})` in every process"),
+        *report_header("CNN training throughput: LeNet and ResNet-18 (D2L §6.6, §7.6), divekit vs the book's code", meta),
         (f"- d2l {d2l_version} (PyPI) in its own venv ({args.d2l_python}), run by `benchmarks/_d2l_cnn.py`: the book's nets and "
         "the body of `d2l.train_ch6` on `d2l.load_data_fashion_mnist` (4 DataLoader workers; torchvision replaced by "
         f"`{args.tv_shim}`, PIL image per sample as torchvision does)"),

@@ -19,18 +19,15 @@ that changes in the machine's load hit every variant alike; each repeat trains a
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import json
 import os
-import platform
-import shlex
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import torch
-from bench_softmax import cpu_model, fmt_ratio, loadavg, summarize, write_atomic
+from bench_softmax import fmt_ratio, loadavg, report_header, run_meta, summarize, write_atomic
 
 HERE = Path(__file__).resolve().parent
 D2L_DEFAULT = "d2l concise (num_workers=4, d2l default)"
@@ -73,16 +70,7 @@ def run_d2l(python: str, impl: str, epochs: int, seed: int, threads: int, tv_shi
 def render(rows: dict, meta: dict, notes: list[str]) -> str:
     ref = rows.get(D2L_DEFAULT)
     lines = [
-        "# MLP throughput (D2L §4.2/§4.3, Fashion-MNIST, 784-256-10)",
-        "",
-        f"Produced by `benchmarks/bench_mlp.py` on {meta['date']} with:",
-        "",
-        "```",
-        meta["command"],
-        "```",
-        "",
-        f"- machine: {meta['cpu']}, {meta['cores']} logical cores (os.cpu_count), no GPU; device cpu",
-        f"- python {meta['python']}, torch {meta['torch']}, `torch.set_num_threads({meta['threads']})` in every process",
+        *report_header("MLP throughput (D2L §4.2/§4.3, Fashion-MNIST, 784-256-10)", meta),
         f"- {meta['epochs']} epoch(s) x {meta['repeats']} interleaved repeats per variant, batch size 256, SGD lr 0.1; "
         "each repeat trains a fresh model; numbers are medians over repeats",
         f"- load average (1/5/15 min) at start: {meta['load_before']}; at end: {meta['load_after']}",
@@ -164,12 +152,7 @@ def main(argv: list[str] | None = None) -> int:
     else:
         notes.append(f"d2l: skipped ({args.d2l_python} not found).")
     meta = {
-        "date": dt.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z"),
-        "command": "DIVEKIT_DATA=" + os.environ.get("DIVEKIT_DATA", "") + " PYTHONPATH=" + os.environ.get("PYTHONPATH", "")
-        + " flock /tmp/divekit-bench.lock python "
-        + " ".join(shlex.quote(a) for a in [os.path.relpath(__file__)] + (sys.argv[1:] if argv is None else argv)),
-        "cpu": cpu_model(), "cores": os.cpu_count(), "python": platform.python_version(), "torch": torch.__version__,
-        "threads": torch.get_num_threads(), "epochs": args.epochs, "repeats": args.repeats,
+        **run_meta(Path(__file__).name, argv, torch.get_num_threads()), "epochs": args.epochs, "repeats": args.repeats,
         "load_before": load_before, "load_after": loadavg(), "total_seconds": time.perf_counter() - t_start,
     }
     text = render({name: summarize(r) for name, r in runs.items()}, meta, notes)

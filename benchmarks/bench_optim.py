@@ -25,10 +25,7 @@ median to each torch variant's.
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import math
-import os
-import platform
 import statistics
 import sys
 import time
@@ -39,7 +36,7 @@ import torch
 
 from divekit.optim import scratch
 
-from bench_softmax import cpu_model, loadavg, write_atomic
+from bench_softmax import loadavg, report_header, run_meta, write_atomic
 
 HERE = Path(__file__).resolve().parent
 
@@ -149,12 +146,7 @@ def benchmark(name: str, steps: dict[str, Callable[[], None]], n: int, rounds: i
 
 def render(results: dict[str, dict[str, list[float]]], meta: dict) -> str:
     lines = [
-        "# Optimizer step time: divekit scratch vs torch.optim (ResNet-18-sized parameters, CPU)",
-        "",
-        f"Produced by `benchmarks/bench_optim.py` on {meta['date']} with `{meta['command']}`.",
-        "",
-        f"- machine: {meta['cpu']}, {meta['cores']} logical cores; `torch.set_num_threads({meta['threads']})`",
-        f"- python {meta['python']}, torch {meta['torch']}",
+        *report_header("Optimizer step time: divekit scratch vs torch.optim (ResNet-18-sized parameters, CPU)", meta),
         f"- parameters: {meta['tensors']} float32 tensors in ResNet-18's shapes, {meta['numel']:,} numbers "
         f"({meta['numel'] * 4 / 2**20:.0f} MiB); fixed random gradients; no forward or backward pass",
         f"- {meta['rounds']} interleaved rounds of {meta['steps']} steps per variant after 3 warm-up steps; "
@@ -240,10 +232,7 @@ def main(argv=None) -> int:
     numel = sum(math.prod(s) for s in shapes)
     assert (len(shapes), numel) == (62, 11_689_512), (len(shapes), numel)  # torchvision resnet18's
     meta = {
-        "date": dt.date.today().isoformat(),
-        "command": " ".join(["python", "benchmarks/bench_optim.py", *(argv or sys.argv[1:])]),
-        "cpu": cpu_model(), "cores": os.cpu_count(), "threads": args.threads, "python": platform.python_version(),
-        "torch": torch.__version__, "tensors": len(shapes), "numel": numel, "steps": args.steps, "rounds": args.rounds,
+        **run_meta(Path(__file__).name, argv, args.threads), "tensors": len(shapes), "numel": numel, "steps": args.steps, "rounds": args.rounds,
         "load_before": loadavg(), "notes": NOTES,
     }
     selected = None if args.only is None else {name.strip() for name in args.only.split(",")}

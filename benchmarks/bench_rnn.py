@@ -24,11 +24,8 @@ printed loss (per token / num_steps, seq2seq) after the last epoch, median over 
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import json
 import os
-import platform
-import shlex
 import statistics
 import subprocess
 import sys
@@ -39,7 +36,7 @@ import torch
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from bench_softmax import cpu_model, loadavg, write_atomic
+from bench_softmax import loadavg, report_header, run_meta, write_atomic
 
 VARIANTS = ("rnn-scratch", "gru", "seq2seq")
 QUALITY = {"rnn-scratch": "train_perplexity", "gru": "train_perplexity", "seq2seq": "train_loss_d2l"}
@@ -76,17 +73,8 @@ def run_d2l(python: str, variant: str, epochs: int, seed: int, threads: int) -> 
 
 def render(rows: dict, meta: dict) -> str:
     lines = [
-        "# Recurrent models: training throughput against d2l (D2L §8.5, §9.1, §9.7)",
-        "",
-        f"Produced by `benchmarks/bench_rnn.py` on {meta['date']} with:",
-        "",
-        "```",
-        meta["command"],
-        "```",
-        "",
-        f"- machine: {meta['cpu']}, {meta['cores']} logical cores, no GPU; device cpu",
-        (f"- python {meta['python']}, torch {meta['torch']}, d2l 0.17.6 (classic), "
-         f"`torch.set_num_threads({meta['threads']})` in every process"),
+        *report_header("Recurrent models: training throughput against d2l (D2L §8.5, §9.1, §9.7)", meta),
+        "- d2l 0.17.6 (classic)",
         f"- {meta['epochs']} epochs x {meta['repeats']} repeats per variant, interleaved; medians over repeats",
         (f"- load average (1/5/15 min) before: {meta['load_before']}; after: {meta['load_after']} "
          "(other engineers' jobs share this machine)"),
@@ -153,11 +141,7 @@ def main(argv: list[str] | None = None) -> int:
             summary[variant][side] = {"tokens_per_s": statistics.median(x["tokens_per_s"] for x in runs),
                                       "quality": statistics.median(x["quality"] for x in runs)}
     meta = {
-        "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
-        "command": "DIVEKIT_DATA=../shared/data PYTHONPATH=src flock /tmp/divekit-bench.lock python "
-                   + " ".join(shlex.quote(a) for a in [str(Path(sys.argv[0])), *(argv if argv is not None else sys.argv[1:])]),
-        "cpu": cpu_model(), "cores": os.cpu_count(), "python": platform.python_version(), "torch": torch.__version__,
-        "threads": args.threads, "epochs": args.epochs, "repeats": args.repeats,
+        **run_meta(Path(__file__).name, argv, args.threads), "epochs": args.epochs, "repeats": args.repeats,
         "load_before": load_before, "load_after": loadavg(), "total_seconds": time.perf_counter() - start,
     }
     text = render(summary, meta)

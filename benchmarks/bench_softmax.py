@@ -164,6 +164,50 @@ def loadavg() -> str:
         return "n/a"
 
 
+def run_meta(script: str, argv: list[str] | None, threads: int) -> dict:
+    """The facts every benchmark report opens with, for ``report_header``.
+
+    ``script`` is the file name under ``benchmarks/`` (``"bench_mlp.py"``), ``argv`` the arguments the
+    script's ``main`` was given (``None``: ``sys.argv[1:]``), ``threads`` the ``torch.set_num_threads``
+    value of the run. The command that reproduces the run names no absolute path of this machine:
+    DIVEKIT_DATA is the environment's value when that is a relative path, else ``../shared/data``;
+    the arguments are kept as given (shell-quoted).
+    """
+    data = os.environ.get("DIVEKIT_DATA", "")
+    if not data or os.path.isabs(data):
+        data = "../shared/data"
+    args = sys.argv[1:] if argv is None else argv
+    path = f"benchmarks/{script}"
+    return {
+        "script": path,
+        "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "command": " ".join([f"DIVEKIT_DATA={shlex.quote(data)}", "PYTHONPATH=src", "python", path,
+                             *(shlex.quote(a) for a in args)]),
+        "cpu": cpu_model(),
+        "cores": os.cpu_count(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "threads": threads,
+    }
+
+
+def report_header(title: str, meta: dict) -> list[str]:
+    """The opening lines of a benchmark report: title, the command that produced it (from ``run_meta``),
+    the machine and the python/torch versions. Each script appends its own lines after these."""
+    return [
+        f"# {title}",
+        "",
+        f"Produced by `{meta['script']}` on {meta['date']} with:",
+        "",
+        "```",
+        meta["command"],
+        "```",
+        "",
+        f"- machine: {meta['cpu']}, {meta['cores']} logical cores, no GPU; device cpu",
+        f"- python {meta['python']}, torch {meta['torch']}, `torch.set_num_threads({meta['threads']})` in every process",
+    ]
+
+
 def wait_for_idle(limit: float, threshold: float = 1.0) -> float:
     start = time.perf_counter()
     while limit > 0 and time.perf_counter() - start < limit:
@@ -185,16 +229,7 @@ def render(results: dict, meta: dict) -> str:
     bare = rows["bare loop"]["wall"], rows["bare loop"]["train"]
     d2l_ref = rows.get("d2l 0.17 concise, num_workers=4 (d2l default)")
     lines = [
-        "# Softmax regression throughput (D2L §3.6/§3.7, Fashion-MNIST)",
-        "",
-        f"Produced by `benchmarks/bench_softmax.py` on {meta['date']} with:",
-        "",
-        "```",
-        meta["command"],
-        "```",
-        "",
-        f"- machine: {meta['cpu']}, {meta['cores']} logical cores (os.cpu_count), no GPU; device cpu",
-        f"- python {meta['python']}, torch {meta['torch']}, `torch.set_num_threads({meta['threads']})` in every process",
+        *report_header("Softmax regression throughput (D2L §3.6/§3.7, Fashion-MNIST)", meta),
         f"- {meta['epochs']} epochs x {meta['repeats']} repeats per variant{meta['d2l_repeats']}, batch size {BATCH_SIZE}, SGD lr {LR}; "
         "each repeat trains a fresh model; numbers are medians over repeats",
         "- load average (1/5/15 min) when each phase started: " + "; ".join(f"{n}: {l}" for n, l in meta["phase_loads"])
@@ -344,14 +379,7 @@ def main(argv: list[str] | None = None) -> int:
     if waited >= 1:
         notes.append(f"Waited {waited:.0f} s for the load average to fall before measuring (--wait-idle).")
     meta = {
-        "date": dt.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z"),
-        "command": "DIVEKIT_DATA=" + os.environ.get("DIVEKIT_DATA", "") + " PYTHONPATH=" + os.environ.get("PYTHONPATH", "")
-        + f" {os.path.basename(sys.executable)} " + " ".join(shlex.quote(a) for a in [os.path.relpath(__file__)] + (sys.argv[1:] if argv is None else argv)),
-        "cpu": cpu_model(),
-        "cores": os.cpu_count(),
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "threads": torch.get_num_threads(),
+        **run_meta(Path(__file__).name, argv, torch.get_num_threads()),
         "epochs": args.epochs,
         "repeats": args.repeats,
         "d2l_repeats": f" ({args.d2l_repeats} for each d2l variant)" if args.d2l_repeats and args.d2l_python else "",
