@@ -79,6 +79,7 @@ def main() -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--tv-shim", default="../shared/bench/tv_shim.py")
+    p.add_argument("--device", default="cpu", help="cpu or cuda (train_ch6 takes d2l.try_gpu())")
     args = p.parse_args()
 
     import torch
@@ -92,7 +93,7 @@ def main() -> None:
     torch.manual_seed(args.seed)
     train_iter, test_iter = d2lt.load_data_fashion_mnist(args.batch_size, resize=args.resize)
     net = book_lenet(nn) if args.model == "lenet" else book_resnet18(nn, d2lt)
-    device = torch.device("cpu")
+    device = torch.device(args.device)
 
     # -- the body of d2l.train_ch6 (0.17.x), Animator left out, timers added --------------------
     def init_weights(m):

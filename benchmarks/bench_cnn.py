@@ -10,8 +10,11 @@ processes hits all alike. ResNet-18: a slice of ``--resnet-batches`` training ba
 96x96 (lr 0.05) after one untimed batch, per variant and repeat.
 
 * divekit: the registered experiments (``lenet``, ``resnet``) built and trained as the CLI does
-  (``build_trainer``; no run folder, no progress bar). Variants: as is (channels-last on the
-  CPU); with the model put back to NCHW; with ``torch.backends.mkldnn`` disabled.
+  (``build_trainer``; no run folder, no progress bar). CPU variants: as is (channels-last); with
+  the model put back to NCHW; with ``torch.backends.mkldnn`` disabled. GPU variants (``--device
+  cuda``): as is (NCHW fp32), channels_last, bf16 autocast, both, and both with torch.compile;
+  there examples/s leave each run's first epoch out (warm-up and compilation), and
+  ``--resnet-epochs N`` trains ResNet-18 for whole epochs.
 * d2l: ``benchmarks/_d2l_cnn.py`` in a subprocess with d2l's own venv: the book's networks and the
   body of ``d2l.train_ch6`` on ``d2l.load_data_fashion_mnist`` (4 DataLoader workers).
 
@@ -37,46 +40,59 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 from bench_softmax import loadavg, report_header, run_meta, write_atomic
 
-VARIANTS = ("as is", "NCHW", "mkldnn off")
+# variant -> (memory format to put the model in, or None to keep the experiment's; config options;
+# mkldnn off). "as is" is what `divekit run` trains: channels-last on the CPU, NCHW fp32 on a GPU.
+VARIANTS = {
+    "cpu": {"as is": (None, {}, False), "NCHW": (torch.contiguous_format, {}, False), "mkldnn off": (None, {}, True)},
+    "cuda": {"as is": (None, {}, False), "channels_last": (torch.channels_last, {}, False),
+             "bf16": (None, {"precision": "bf16"}, False),
+             "channels_last + bf16": (torch.channels_last, {"precision": "bf16"}, False),
+             "channels_last + bf16 + compile": (torch.channels_last, {"precision": "bf16", "compile": True}, False)},
+}
 
 
-def run_divekit(name: str, variant: str, epochs: int, limit: int | None = None, impl: str = "fast", **overrides) -> dict:
+def run_divekit(name: str, variant: str, epochs: int, device: torch.device, variant_set: str, limit: int | None = None,
+                impl: str = "fast", **overrides) -> dict:
     from divekit.experiments.registry import get_experiment
     from divekit.experiments.runner import build_trainer
     from divekit.train.device import seed_everything
 
+    memory_format, options, mkldnn_off = VARIANTS[variant_set][variant]
     exp = get_experiment(name)
-    cfg = exp.config(impl=impl, epochs=epochs, limit=limit, **overrides)
+    cfg = exp.config(impl=impl, epochs=epochs, limit=limit, device=device.type, **options, **overrides)
     seed_everything(cfg.seed)
-    setup = exp.build(cfg, torch.device("cpu"))
-    if variant == "NCHW":  # undo the experiment's channels-last layout, to measure what it brings
-        setup.model.to(memory_format=torch.contiguous_format)
-    flags = torch.backends.mkldnn.flags(enabled=False) if variant == "mkldnn off" else contextlib.nullcontext()
-    trainer = build_trainer(cfg, setup, torch.device("cpu"), out_dir=None, progress=False)
+    setup = exp.build(cfg, device)
+    if memory_format is not None:
+        setup.model.to(memory_format=memory_format)
+    flags = torch.backends.mkldnn.flags(enabled=False) if mkldnn_off else contextlib.nullcontext()
+    trainer = build_trainer(cfg, setup, device, out_dir=None, progress=False)
     with flags:
         history = trainer.fit(setup.train_loader, setup.eval_loader)
-    return {"train_examples": setup.train_loader.num_examples * epochs,
-            "train_seconds": sum(r["seconds"] for r in history),
+    return {"epoch_examples": [setup.train_loader.num_examples] * epochs,
+            "epoch_seconds": [r["seconds"] for r in history],
             "test_acc": history[-1][f"{setup.eval_name}_acc"], "train_loss": history[-1]["train_loss"]}
 
 
-def run_d2l(python: str, args: list[str], threads: int, tv_shim: str) -> dict:
+def run_d2l(python: str, args: list[str], threads: int, tv_shim: str, device: torch.device) -> dict:
     env = dict(os.environ)
     env.setdefault("FMNIST_DIR", str(Path(os.environ.get("DIVEKIT_DATA", "../shared/data")) / "fashion-mnist"))
     env.pop("PYTHONPATH", None)  # d2l's process needs no divekit
-    cmd = [python, str(HERE / "_d2l_cnn.py"), *args, "--threads", str(threads), "--tv-shim", tv_shim]
+    cmd = [python, str(HERE / "_d2l_cnn.py"), *args, "--threads", str(threads), "--tv-shim", tv_shim,
+           "--device", str(device)]
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
     if proc.returncode != 0:
         raise RuntimeError(f"{' '.join(cmd)} failed:\n{proc.stderr[-3000:]}")
     out = json.loads(proc.stdout.strip().splitlines()[-1])
     epochs = out["epochs"]
-    return {"train_examples": sum(e["train_examples"] for e in epochs),
-            "train_seconds": sum(e["train_seconds"] for e in epochs),
+    return {"epoch_examples": [e["train_examples"] for e in epochs], "epoch_seconds": [e["train_seconds"] for e in epochs],
             "test_acc": epochs[-1].get("test_acc"), "train_loss": epochs[-1]["train_loss"], "d2l_version": out["d2l_version"]}
 
 
-def summarize(runs: list[dict]) -> dict:
-    speeds = [r["train_examples"] / r["train_seconds"] for r in runs]
+def summarize(runs: list[dict], skip_first_epoch: bool = False) -> dict:
+    """Median examples/s over repeats, each over its epochs' training passes (all of them, or all
+    but the first: a GPU's warm-up, cuDNN's algorithm search and torch.compile's compilation)."""
+    first = 1 if skip_first_epoch else 0
+    speeds = [sum(r["epoch_examples"][first:]) / sum(r["epoch_seconds"][first:]) for r in runs]
     accs = [r["test_acc"] for r in runs if r["test_acc"] is not None]
     return {"speed": statistics.median(speeds), "speeds": speeds,
             "acc": statistics.median(accs) if accs else None, "accs": accs}
@@ -100,82 +116,105 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--resnet-batch-size", type=int, default=256, help="the book's is 256")
     p.add_argument("--scratch", action="store_true", help="also time LeNet on the scratch convolutions")
     p.add_argument("--threads", type=int, default=2, help="torch.set_num_threads in every process")
+    p.add_argument("--device", default="cpu", help="cpu or cuda (both sides train there)")
+    p.add_argument("--variant-set", choices=tuple(VARIANTS), default=None,
+                   help="which divekit variants (default: the --device's; `--device cpu --variant-set cuda` checks "
+                        "the GPU variants' code on a CPU)")
+    p.add_argument("--resnet-epochs", type=int, default=0,
+                   help="train ResNet-18 for whole epochs (with test accuracy) instead of --resnet-batches (for a GPU)")
     p.add_argument("--d2l-python", default=".d2l-venv/bin/python")
     p.add_argument("--tv-shim", default="../shared/bench/tv_shim.py")
     p.add_argument("--out", type=Path, default=HERE / "results" / "cnn.md")
     args = p.parse_args(argv)
 
     torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    variant_set = args.variant_set or device.type
+    variants = VARIANTS[variant_set]
+    skip_first = device.type == "cuda"  # steady state: a GPU's first epoch is warm-up
     start, load_before = time.perf_counter(), loadavg()
     from divekit.data.fashion_mnist import load_fashion_mnist
 
     load_fashion_mnist()  # parse the IDX files once, outside every timing
-    run_divekit("lenet", "as is", 1, limit=2560)  # warm-up, not recorded
+    run_divekit("lenet", "as is", 1, device, variant_set, limit=2560)  # warm-up, not recorded
     d2l_name = "d2l train_ch6 (book code)"
-    lenet_runs = {f"divekit fast, {v}": [] for v in VARIANTS} | ({"divekit scratch": []} if args.scratch else {}) | {d2l_name: []}
+    lenet_runs = {f"divekit fast, {v}": [] for v in variants} | ({"divekit scratch": []} if args.scratch else {}) | {d2l_name: []}
     d2l_version = "?"
     for repeat in range(args.repeats):
-        for v in VARIANTS:
-            lenet_runs[f"divekit fast, {v}"].append(run_divekit("lenet", v, args.epochs))
+        for v in variants:
+            lenet_runs[f"divekit fast, {v}"].append(run_divekit("lenet", v, args.epochs, device, variant_set))
         if args.scratch:
-            lenet_runs["divekit scratch"].append(run_divekit("lenet", "as is", args.epochs, impl="scratch"))
+            lenet_runs["divekit scratch"].append(run_divekit("lenet", "as is", args.epochs, device, variant_set, impl="scratch"))
         d2l = run_d2l(args.d2l_python, ["--model", "lenet", "--epochs", str(args.epochs), "--lr", "0.9", "--seed", str(repeat)],
-                      args.threads, args.tv_shim)
+                      args.threads, args.tv_shim, device)
         lenet_runs[d2l_name].append(d2l)
         d2l_version = d2l["d2l_version"]
         print(f"lenet repeat {repeat + 1}/{args.repeats} done", file=sys.stderr)
 
     resnet_runs: dict[str, list[dict]] = {}
-    if args.resnet_batches:
-        n, bs = args.resnet_batches, args.resnet_batch_size
-        run_divekit("resnet", "as is", 1, limit=bs, batch_size=bs)  # warm-up, not recorded
-        resnet_runs = {f"divekit fast, {v}": [] for v in VARIANTS} | {d2l_name: []}
+    n, bs = args.resnet_batches, args.resnet_batch_size
+    if args.resnet_epochs or n:
+        whole = {"epochs": args.resnet_epochs, "limit": None} if args.resnet_epochs else {"epochs": 1, "limit": bs * n}
+        run_divekit("resnet", "as is", 1, device, variant_set, limit=bs, batch_size=bs)  # warm-up, not recorded
+        resnet_runs = {f"divekit fast, {v}": [] for v in variants} | {d2l_name: []}
         for repeat in range(args.repeats):
-            for v in VARIANTS:
-                run = run_divekit("resnet", v, 1, limit=bs * n, batch_size=bs)
-                resnet_runs[f"divekit fast, {v}"].append({**run, "test_acc": None})  # tested on bs * n images: no measure
-            d2l_args = ["--model", "resnet", "--batches", str(n), "--batch-size", str(bs), "--lr", "0.05", "--resize", "96",
-                        "--seed", str(repeat)]
-            resnet_runs[d2l_name].append(run_d2l(args.d2l_python, d2l_args, args.threads, args.tv_shim))
+            for v in variants:
+                run = run_divekit("resnet", v, whole["epochs"], device, variant_set, limit=whole["limit"], batch_size=bs)
+                if not args.resnet_epochs:
+                    run["test_acc"] = None  # tested on bs * n images: no measure
+                resnet_runs[f"divekit fast, {v}"].append(run)
+            d2l_args = ["--batch-size", str(bs), "--lr", "0.05", "--resize", "96", "--seed", str(repeat), "--model", "resnet"]
+            d2l_args += ["--epochs", str(args.resnet_epochs)] if args.resnet_epochs else ["--batches", str(n)]
+            resnet_runs[d2l_name].append(run_d2l(args.d2l_python, d2l_args, args.threads, args.tv_shim, device))
             print(f"resnet repeat {repeat + 1}/{args.repeats} done", file=sys.stderr)
 
-    meta = run_meta(Path(__file__).name, argv, args.threads)
+    on_gpu = device.type == "cuda"
+    meta = run_meta(Path(__file__).name, argv, args.threads, torch.cuda.get_device_name(device) if on_gpu else "cpu")
+    if not resnet_runs:
+        resnet_text = "skipped."
+    elif args.resnet_epochs:
+        resnet_text = f"{args.resnet_epochs} whole epochs per repeat, batch {bs}, 96x96, lr 0.05."
+    else:
+        resnet_text = (f"{n} timed batches of {bs} at 96x96 (lr 0.05) per repeat after one untimed batch (divekit: a "
+                       "separate one-batch warm-up run; d2l: the run's first batch, which also starts its DataLoader workers).")
     lines = [
         *report_header("CNN training throughput: LeNet and ResNet-18 (D2L §6.6, §7.6), divekit vs the book's code", meta),
         (f"- d2l {d2l_version} (PyPI) in its own venv ({args.d2l_python}), run by `benchmarks/_d2l_cnn.py`: the book's nets and "
         "the body of `d2l.train_ch6` on `d2l.load_data_fashion_mnist` (4 DataLoader workers; torchvision replaced by "
         f"`{args.tv_shim}`, PIL image per sample as torchvision does)"),
-        f"- load average (1/5/15 min) before: {load_before}; after: {loadavg()}; other processes shared the 2 cores",
+        f"- load average (1/5/15 min) before: {load_before}; after: {loadavg()}",
         f"- total wall time: {time.perf_counter() - start:.0f} s",
         "",
         (f"LeNet: {args.epochs} epochs x {args.repeats} repeats per variant (fresh model each), batch 256, SGD lr 0.9, "
-        "full Fashion-MNIST (60,000 train / 10,000 test). ResNet-18: "
-        + (f"{args.resnet_batches} timed batches of {args.resnet_batch_size} at 96x96 (lr 0.05) per repeat after one "
-           "untimed batch (divekit: a separate one-batch warm-up run; d2l: the run's first batch, which also starts "
-           "its DataLoader workers)."
-           if resnet_runs else "skipped.")),
+        f"full Fashion-MNIST (60,000 train / 10,000 test). ResNet-18: {resnet_text}"),
         ("examples/s = training examples over the wall time of the training passes (data loading included, evaluation "
-        "excluded); medians over repeats."),
+        "excluded)" + (", of every epoch but the first (warm-up, cuDNN's algorithm search, compilation)" if skip_first else "")
+        + "; medians over repeats."),
         "",
-        *table("LeNet (§6.6)", {k: summarize(v) for k, v in lenet_runs.items()}, d2l_name),
+        *table("LeNet (§6.6)", {k: summarize(v, skip_first) for k, v in lenet_runs.items()}, d2l_name),
     ]
-    ours, theirs = summarize(lenet_runs["divekit fast, as is"]), summarize(lenet_runs[d2l_name])
+    ours, theirs = summarize(lenet_runs["divekit fast, as is"], skip_first), summarize(lenet_runs[d2l_name], skip_first)
     ratio = ours["speed"] / theirs["speed"]
-    lines += [(f"Target (LeNet, divekit fast as `divekit run lenet` trains it, at least 2x d2l at equal or better accuracy): "
-              f"{ratio:.2f}x -> {'met' if ratio >= 2 else 'NOT met'}; test accuracy {ours['acc']:.4f} vs d2l "
-              f"{theirs['acc']:.4f} after {args.epochs} epochs."), ""]
+    lines += [(f"LeNet, divekit fast as `divekit run lenet` trains it against d2l: {ratio:.2f}x"
+               + ("" if on_gpu else f" (target on the CPU: at least 2x at equal or better accuracy: {'met' if ratio >= 2 else 'NOT met'})")
+               + f"; test accuracy {ours['acc']:.4f} vs d2l {theirs['acc']:.4f} after {args.epochs} epochs."), ""]
     if resnet_runs:
-        resnet_rows = {k: summarize(v) for k, v in resnet_runs.items()}
-        lines += table("ResNet-18 at 96x96 (§7.6), a slice of one epoch", resnet_rows, d2l_name)
+        resnet_rows = {k: summarize(v, skip_first) for k, v in resnet_runs.items()}
+        lines += table(f"ResNet-18 at 96x96 (§7.6), {'whole epochs' if args.resnet_epochs else 'a slice of one epoch'}",
+                       resnet_rows, d2l_name)
+    layout = ("on the CPU the experiments put the fast model in `torch.channels_last` (NHWC) memory format (inputs stay "
+              "NCHW; the first convolution converts them); `NCHW` puts it back to `torch.contiguous_format`; `mkldnn off` "
+              "trains the channels-last model inside `torch.backends.mkldnn.flags(enabled=False)`."
+              if variant_set == "cpu" else
+              "on a GPU the experiments train NCHW in fp32; `channels_last` puts the model in NHWC memory format, `bf16` "
+              "runs the forward pass and loss under bf16 autocast (`--precision bf16`), `compile` adds `--compile` "
+              "(torch.compile of the forward pass).")
     lines += ["Notes:", "",
-              ("- divekit keeps Fashion-MNIST as uint8 tensors in memory and makes each batch with one `index_select`, "
+              ("- divekit keeps Fashion-MNIST as uint8 tensors on the device and makes each batch with one `index_select`, "
               "`.float() / 255` and (ResNet) one bilinear `F.interpolate` of the whole batch; d2l decodes a PIL image, "
-              "resizes it (ResNet) and converts it to a tensor per example in 4 DataLoader worker processes, which compete "
-              "with training for the same 2 cores."),
-              ("- `as is` is what `divekit run lenet|resnet` trains: on the CPU the experiments put the fast model in "
-              "`torch.channels_last` (NHWC) memory format (inputs stay NCHW; the first convolution converts them). "
-              "`NCHW` puts it back to `torch.contiguous_format`; `mkldnn off` trains the channels-last model inside "
-              "`torch.backends.mkldnn.flags(enabled=False)`."),
+              "resizes it (ResNet) and converts it to a tensor per example in 4 DataLoader worker processes"
+              + (", which compete with training for the same CPU cores." if not on_gpu else ".")),
+              f"- `as is` is what `divekit run lenet|resnet` trains: {layout}",
               ("- Accuracy differences between variants of the same code are seed and kernel noise; d2l's runs use its own "
               "DataLoader shuffling."), ""]
     text = "\n".join(lines)

@@ -164,12 +164,12 @@ def loadavg() -> str:
         return "n/a"
 
 
-def run_meta(script: str, argv: list[str] | None, threads: int) -> dict:
+def run_meta(script: str, argv: list[str] | None, threads: int, device: str = "cpu") -> dict:
     """The facts every benchmark report opens with, for ``report_header``.
 
     ``script`` is the file name under ``benchmarks/`` (``"bench_mlp.py"``), ``argv`` the arguments the
     script's ``main`` was given (``None``: ``sys.argv[1:]``), ``threads`` the ``torch.set_num_threads``
-    value of the run. The command that reproduces the run names no absolute path of this machine:
+    value of the run, ``device`` where it trained (a GPU's name, or "cpu"). The command that reproduces the run names no absolute path of this machine:
     DIVEKIT_DATA is the environment's value when that is a relative path, else ``../shared/data``;
     the arguments are kept as given (shell-quoted).
     """
@@ -188,6 +188,7 @@ def run_meta(script: str, argv: list[str] | None, threads: int) -> dict:
         "python": platform.python_version(),
         "torch": torch.__version__,
         "threads": threads,
+        "device": device,
     }
 
 
@@ -203,7 +204,8 @@ def report_header(title: str, meta: dict) -> list[str]:
         meta["command"],
         "```",
         "",
-        f"- machine: {meta['cpu']}, {meta['cores']} logical cores, no GPU; device cpu",
+        f"- machine: {meta['cpu']}, {meta['cores']} logical cores; "
+        + ("no GPU; device cpu" if meta["device"] == "cpu" else f"device {meta['device']}"),
         f"- python {meta['python']}, torch {meta['torch']}, `torch.set_num_threads({meta['threads']})` in every process",
     ]
 
