@@ -128,6 +128,21 @@ def test_report_writes_markdown_and_self_contained_html(tmp_path, capsys):
     assert (tmp_path / "report.md").read_text().startswith("# divekit runs")
 
 
+def test_report_gives_each_book_variant_of_an_experiment_its_own_headline():
+    from pathlib import Path
+
+    from divekit.experiments.book import compare
+    from divekit.report import headline_rows
+
+    def summary(random_sampling, perplexity):
+        reference = compare("rnn-scratch", "scratch", {"train_perplexity": perplexity}, {"random_sampling": random_sampling})
+        return Path("run"), {"experiment": "rnn-scratch", "section": "8.5", "impl": "scratch", "reference": reference}
+
+    rows = headline_rows([summary(False, 1.03), summary(True, 1.39)])
+    assert [(r["experiment"], r["ours"], r["book"]) for r in rows] == [
+        ("rnn-scratch", "1.03 (scratch)", "1"), ("rnn-scratch --random-sampling", "1.39 (scratch)", "1.5")]
+
+
 def test_report_of_an_empty_folder(tmp_path, capsys):
     assert main(["report", str(tmp_path)]) == 1
     assert "no finished runs" in capsys.readouterr().err

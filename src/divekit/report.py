@@ -53,13 +53,23 @@ COLUMNS = ("run", "experiment", "section", "impl", "data", "epochs", "metric", "
 HEADLINE_COLUMNS = ("experiment", "section", "metric", "ours", "book", "builds", "reached")
 
 
+def _book_variant(summary: dict) -> str:
+    """The experiment's name, followed by the options that chose which of the book's numbers it was
+    held to, where they are on: "rnn-scratch --random-sampling" (see ``book_results``)."""
+    when = summary["reference"][0].get("when", {})
+    flags = [f"--{name.replace('_', '-')}" + ("" if value is True else f" {value}")
+             for name, value in when.items() if value not in (False, None)]
+    return " ".join([summary["experiment"], *flags])
+
+
 def headline_rows(runs: list[tuple[Path, dict]]) -> list[dict]:
-    """One row per experiment compared with the book: its headline metric (test accuracy where the
-    book publishes one, else its first published metric) for each impl's latest run."""
+    """One row per experiment (and per book variant of it) compared with the book: its headline
+    metric (test accuracy where the book publishes one, else its first published metric) for each
+    impl's latest run."""
     latest: dict[tuple[str, str], dict] = {}
     for _, summary in runs:  # runs come in name order, and run names end in their start time
         if summary["reference"]:
-            latest[summary["experiment"], summary["impl"]] = summary
+            latest[_book_variant(summary), summary["impl"]] = summary
     by_experiment: dict[str, list[dict]] = {}
     for (experiment, _), summary in sorted(latest.items(), key=lambda item: item[0][1], reverse=True):  # scratch first
         by_experiment.setdefault(experiment, []).append(summary)

@@ -64,7 +64,8 @@ def compare(experiment: str, impl: str, ours: dict[str, float], config: Mapping[
         else:
             reached = value <= high
         rows.append({"metric": name, "ours": value, "book": ref["book"], "spread": [low, high],
-                     "better": ref["better"], "reached": reached, "source": entry["source"]})
+                     "better": ref["better"], "reached": reached, "source": entry["source"],
+                     "when": entry.get("when", {})})
     return rows
 
 
