@@ -15,7 +15,7 @@ quick="linear-regression:scratch linear-regression:fast softmax-regression:scrat
   sequence-sine:fast timemachine-stats:fast optimization-landscapes:fast gd-trajectories:fast
   momentum-trajectories:fast optimizers-airfoil:scratch"
 long="mlp:scratch mlp:fast dropout:scratch dropout:fast lenet:fast lenet:scratch batch-norm:fast
-  batch-norm:scratch rnn-scratch:scratch rnn:fast gru:scratch gru:fast lstm:scratch lstm:fast
+  batch-norm:scratch rnn-scratch:scratch rnn-scratch:scratch:--random-sampling rnn:fast gru:scratch gru:fast lstm:scratch lstm:fast
   deep-rnn:fast bi-rnn:fast seq2seq:fast"
 case $which in
   quick) runs=$quick ;;
@@ -23,8 +23,9 @@ case $which in
   all) runs="$quick $long" ;;
   *) echo "usage: $0 [OUT_DIR] [quick|long|all]" >&2; exit 2 ;;
 esac
-for run in $runs; do
-  divekit run "${run%%:*}" --impl "${run##*:}" --out "$out" --no-progress
+for run in $runs; do  # NAME:IMPL[:EXTRA OPTION]
+  IFS=: read -r name impl extra <<< "$run"
+  divekit run "$name" --impl "$impl" $extra --out "$out" --no-progress
 done
 divekit report "$out" > /dev/null
 {
