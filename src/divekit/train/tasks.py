@@ -56,7 +56,8 @@ class Classification(Task):
         losses = self.loss_fn(logits, y)
         loss = losses.mean()
         correct = (logits.argmax(dim=-1) == y).sum()
-        return StepOutput(loss, {"loss": losses.detach().float().sum(), "correct": correct, "count": len(y)})
+        # the batch's loss sum is the mean times B: no second reduction over the losses
+        return StepOutput(loss, {"loss": loss.detach().float() * len(y), "correct": correct, "count": len(y)})
 
     def summarize(self, totals):
         n = totals["count"]
@@ -74,7 +75,7 @@ class Regression(Task):
         y_hat = model(X)
         losses = self.loss_fn(y_hat, y.reshape(y_hat.shape))
         loss = losses.mean()
-        return StepOutput(loss, {"loss": losses.detach().float().mean() * len(y), "count": len(y)})
+        return StepOutput(loss, {"loss": loss.detach().float() * len(y), "count": len(y)})
 
     def summarize(self, totals):
         return {"loss": totals["loss"] / totals["count"]}
