@@ -288,3 +288,17 @@ def test_beam_width_one_is_greedy_and_a_wide_beam_finds_the_exhaustive_optimum(r
     assert wide == best and wide_score == pytest.approx(best_score, abs=1e-5)
     for k in (1, 2, 3):  # a narrow beam can only do as well as the optimum
         assert beam_search(step, state, reorder, bos, eos, max_len, beam_size=k, alpha=alpha)[1] <= best_score + 1e-6
+
+
+@pytest.mark.slow
+@needs_real_data(["fra-eng"])
+def test_seq2seq_reaches_the_books_loss_and_translations(tmp_path):
+    """D2L §9.7 at the book's settings (300 epochs, about a minute on a CPU)."""
+    from divekit.experiments.registry import get_experiment
+    from divekit.experiments.runner import run_experiment
+
+    experiment = get_experiment("seq2seq")
+    summary = run_experiment(experiment, experiment.config(device="cpu"), tmp_path / "run", progress=False)
+    rows = {row["metric"]: row for row in summary["reference"]}
+    assert rows["train_loss_d2l"]["reached"], rows["train_loss_d2l"]  # at most 0.0205
+    assert summary["results"]["bleu_go"] == summary["results"]["bleu_i_lost"] == 1.0
