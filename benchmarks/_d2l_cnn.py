@@ -20,17 +20,11 @@ sample, as torchvision does).
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import sys
 import time
 
-
-def load_shim(path: str):
-    spec = importlib.util.spec_from_file_location("tv_shim", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.install()
+from _d2l_softmax import load_shim
 
 
 def book_lenet(nn):

@@ -2,7 +2,7 @@
 
 Run by ``bench_mlp.py`` with the Python of a virtual environment that has d2l installed (this
 file does not import divekit). It prints one JSON object on stdout, in the same format as
-``_d2l_softmax.py`` (whose torchvision stand-in loader it reuses).
+``_d2l_softmax.py``, whose command line and timed loop (``run_main``) it reuses.
 
 The loop is the body of ``d2l.train_ch3`` minus its Animator: ``d2l.train_epoch_ch3`` (timed:
 train pass) then ``d2l.evaluate_accuracy`` (timed: eval pass) each epoch, on
@@ -13,12 +13,11 @@ normal(0, 0.01) (concise), ``nn.CrossEntropyLoss(reduction='none')``, ``torch.op
 
 from __future__ import annotations
 
-import argparse
-
-from _d2l_softmax import load_shim, print_runs, timed_train_ch3
+from _d2l_softmax import run_main
 
 
-def build(impl: str):
+def build(impl: str, d2lt):
+    """The book's MLP: (net, loss, updater); ``d2lt`` (d2l.torch) is not needed here."""
     import torch
     from torch import nn
 
@@ -51,36 +50,5 @@ def build(impl: str):
     return net, nn.CrossEntropyLoss(reduction="none"), torch.optim.SGD(params, lr=0.1)
 
 
-def main() -> None:
-    p = argparse.ArgumentParser()
-    p.add_argument("--epochs", type=int, default=1)
-    p.add_argument("--repeats", type=int, default=1)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--workers", type=int, default=None, help="DataLoader workers (default: d2l's own, 4)")
-    p.add_argument("--impl", choices=("concise", "scratch"), default="concise")
-    p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--tv-shim", default="../shared/bench/tv_shim.py")
-    args = p.parse_args()
-
-    import torch
-
-    torch.set_num_threads(args.threads)
-    shimmed = load_shim(args.tv_shim)
-    import d2l
-    from d2l import torch as d2lt
-
-    if args.workers is not None:
-        d2lt.get_dataloader_workers = lambda: args.workers  # load_data_fashion_mnist looks it up here
-
-    runs = []
-    for repeat in range(args.repeats):
-        torch.manual_seed(args.seed + repeat)
-        train_iter, test_iter = d2lt.load_data_fashion_mnist(256)
-        net, loss, updater = build(args.impl)
-        runs.append(timed_train_ch3(d2lt, net, train_iter, test_iter, loss, updater, args.epochs))
-
-    print_runs(d2l, d2lt, args.impl, shimmed, runs)
-
-
 if __name__ == "__main__":
-    main()
+    run_main(build, default_epochs=1, default_repeats=1)

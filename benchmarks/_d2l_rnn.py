@@ -24,6 +24,8 @@ import json
 import os
 import time
 
+from _d2l_softmax import load_shim
+
 
 def main() -> None:
     p = argparse.ArgumentParser()
@@ -39,11 +41,7 @@ def main() -> None:
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
-    import importlib.util
-    spec = importlib.util.spec_from_file_location("tv_shim", "../shared/bench/tv_shim.py")
-    shim = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(shim)
-    shim.install()  # d2l imports torchvision, which has no CPU build here
+    load_shim("../shared/bench/tv_shim.py")  # d2l imports torchvision, which has no CPU build here
     from d2l import torch as d2l
 
     d2l.download = lambda name, cache_dir=None: os.path.join(args.data, "timemachine", "timemachine.txt")

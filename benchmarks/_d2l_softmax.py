@@ -62,10 +62,50 @@ def print_runs(d2l, d2lt, impl: str, shimmed, runs: list[dict]) -> None:
     }))
 
 
-def main() -> None:
+def build(impl: str, d2lt):
+    """The book's softmax regression: (net, loss, updater)."""
+    import torch
+    from torch import nn
+
+    lr = 0.1
+    if impl == "concise":  # D2L §3.7 (0.17.x text)
+        net = nn.Sequential(nn.Flatten(), nn.Linear(784, 10))
+
+        def init_weights(m):
+            if type(m) == nn.Linear:
+                nn.init.normal_(m.weight, std=0.01)
+
+        net.apply(init_weights)
+        return net, nn.CrossEntropyLoss(reduction="none"), torch.optim.SGD(net.parameters(), lr=lr)
+    # D2L §3.6 (0.17.x text), which the d2l package does not export
+    num_inputs, num_outputs = 784, 10
+    W = torch.normal(0, 0.01, size=(num_inputs, num_outputs), requires_grad=True)
+    b = torch.zeros(num_outputs, requires_grad=True)
+
+    def softmax(X):
+        X_exp = torch.exp(X)
+        partition = X_exp.sum(1, keepdim=True)
+        return X_exp / partition
+
+    def net(X):
+        return softmax(torch.matmul(X.reshape((-1, W.shape[0])), W) + b)
+
+    def loss(y_hat, y):
+        return -torch.log(y_hat[range(len(y_hat)), y])
+
+    def updater(batch_size):
+        return d2lt.sgd([W, b], lr, batch_size)
+
+    return net, loss, updater
+
+
+def run_main(build, default_epochs: int, default_repeats: int) -> None:
+    """The command line shared by the d2l runners: ``build(impl, d2lt)`` gives the book's
+    (net, loss, updater); each repeat loads the data, builds a fresh model and trains it."""
     p = argparse.ArgumentParser()
-    p.add_argument("--epochs", type=int, default=3)
-    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--epochs", type=int, default=default_epochs)
+    p.add_argument("--repeats", type=int, default=default_repeats)
+    p.add_argument("--seed", type=int, default=0, help="repeat r uses torch.manual_seed(seed + r)")
     p.add_argument("--workers", type=int, default=None, help="DataLoader workers (default: d2l's own, 4)")
     p.add_argument("--impl", choices=("concise", "scratch"), default="concise")
     p.add_argument("--threads", type=int, default=2)
@@ -78,49 +118,19 @@ def main() -> None:
     shimmed = load_shim(args.tv_shim)
     import d2l
     from d2l import torch as d2lt
-    from torch import nn
 
     if args.workers is not None:
         d2lt.get_dataloader_workers = lambda: args.workers  # load_data_fashion_mnist looks it up here
-    batch_size, lr = 256, 0.1
 
     runs = []
     for repeat in range(args.repeats):
-        torch.manual_seed(repeat)
-        train_iter, test_iter = d2lt.load_data_fashion_mnist(batch_size)
-        if args.impl == "concise":  # D2L §3.7 (0.17.x text)
-            net = nn.Sequential(nn.Flatten(), nn.Linear(784, 10))
-
-            def init_weights(m):
-                if type(m) == nn.Linear:
-                    nn.init.normal_(m.weight, std=0.01)
-
-            net.apply(init_weights)
-            loss = nn.CrossEntropyLoss(reduction="none")
-            updater = torch.optim.SGD(net.parameters(), lr=lr)
-        else:  # D2L §3.6 (0.17.x text), which the d2l package does not export
-            num_inputs, num_outputs = 784, 10
-            W = torch.normal(0, 0.01, size=(num_inputs, num_outputs), requires_grad=True)
-            b = torch.zeros(num_outputs, requires_grad=True)
-
-            def softmax(X):
-                X_exp = torch.exp(X)
-                partition = X_exp.sum(1, keepdim=True)
-                return X_exp / partition
-
-            def net(X):
-                return softmax(torch.matmul(X.reshape((-1, W.shape[0])), W) + b)
-
-            def loss(y_hat, y):
-                return -torch.log(y_hat[range(len(y_hat)), y])
-
-            def updater(batch_size):
-                return d2lt.sgd([W, b], lr, batch_size)
-
+        torch.manual_seed(args.seed + repeat)
+        train_iter, test_iter = d2lt.load_data_fashion_mnist(256)
+        net, loss, updater = build(args.impl, d2lt)
         runs.append(timed_train_ch3(d2lt, net, train_iter, test_iter, loss, updater, args.epochs))
 
     print_runs(d2l, d2lt, args.impl, shimmed, runs)
 
 
 if __name__ == "__main__":
-    main()
+    run_main(build, default_epochs=3, default_repeats=3)
