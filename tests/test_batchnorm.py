@@ -7,15 +7,15 @@ from torch import nn
 
 from divekit.ops import fast, scratch
 
-CASES = [(2, (16, 5), nn.BatchNorm1d), (4, (8, 3, 5, 4), nn.BatchNorm2d)]
+CASES = [("BatchNorm1d", (16, 5), nn.BatchNorm1d), ("BatchNorm2d", (8, 3, 5, 4), nn.BatchNorm2d)]
 
 
-@pytest.mark.parametrize("num_dims, shape, reference", CASES)
-@pytest.mark.parametrize("twin", [scratch.BatchNorm, fast.BatchNorm])
-def test_batch_norm_layer_matches_torch_in_both_modes(num_dims, shape, reference, twin):
+@pytest.mark.parametrize("name, shape, reference", CASES)
+@pytest.mark.parametrize("ops", [scratch, fast], ids=["scratch", "fast"])
+def test_batch_norm_layer_matches_torch_in_both_modes(name, shape, reference, ops):
     torch.manual_seed(0)
     C = shape[1]
-    ours = twin(C, num_dims).double()
+    ours = getattr(ops, name)(C).double()
     ref = reference(C).double()
     assert ours.state_dict().keys() == ref.state_dict().keys()
     with torch.no_grad():  # non-trivial gamma and beta
@@ -78,13 +78,35 @@ def test_batch_norm_functions_agree_and_gradcheck():
 
 
 def test_bad_inputs_say_what_is_wrong():
-    with pytest.raises(ValueError, match="num_dims must be 2"):
-        scratch.BatchNorm(3, 3)
-    with pytest.raises(ValueError, match="num_dims must be 2"):
-        fast.BatchNorm(3, 3)
-    with pytest.raises(ValueError, match=r"num_dims=4\) got input of shape \(2, 3\)"):
-        scratch.BatchNorm(3, 4)(torch.randn(2, 3))
-    with pytest.raises(ValueError, match=r"num_dims=4\) got input of shape \(2, 3\)"):
-        fast.BatchNorm(3, 4)(torch.randn(2, 3))
+    with pytest.raises(ValueError, match=r"BatchNorm2d\(3\) takes inputs of 4 dimensions with 3 features on axis 1, "
+                                         r"got shape \(2, 3\)"):
+        scratch.BatchNorm2d(3)(torch.randn(2, 3))
+    with pytest.raises(ValueError, match=r"expected 4D input \(got 2D input\)"):
+        fast.BatchNorm2d(3)(torch.randn(2, 3))
     with pytest.raises(ValueError, match="more than one value per channel"):
-        scratch.BatchNorm(3, 2)(torch.randn(1, 3))
+        scratch.BatchNorm1d(3)(torch.randn(1, 3))
+
+
+@pytest.mark.parametrize("shape, normalized", [((4, 6), (6,)), ((2, 3, 5, 4), (5, 4))])
+def test_layer_norm_matches_torch_in_values_and_gradients(shape, normalized):
+    torch.manual_seed(0)
+    ours, ref = scratch.LayerNorm(normalized).double(), nn.LayerNorm(normalized).double()
+    assert ours.state_dict().keys() == ref.state_dict().keys()
+    gamma, beta = torch.rand(normalized) + 0.5, torch.randn(normalized)
+    with torch.no_grad():
+        for m in (ours, ref):
+            m.weight.copy_(gamma)
+            m.bias.copy_(beta)
+    X = torch.randn(*shape, dtype=torch.float64) * 3 + 1
+    X_ours, X_ref = X.clone().requires_grad_(), X.clone().requires_grad_()
+    torch.testing.assert_close(ours(X_ours), ref(X_ref))
+    ours(X_ours).sin().sum().backward()
+    ref(X_ref).sin().sum().backward()
+    torch.testing.assert_close(X_ours.grad, X_ref.grad)
+    torch.testing.assert_close(ours.weight.grad, ref.weight.grad)
+    # each example standardised on its own: the batch size does not matter, training and evaluation agree
+    torch.testing.assert_close(ours(X[:1]), ours.eval()(X)[:1])
+    assert torch.autograd.gradcheck(lambda x: scratch.layer_norm(x, normalized), (X[:2].clone().requires_grad_(),))
+    torch.testing.assert_close(scratch.layer_norm(X, normalized, eps=1e-3), fast.layer_norm(X, normalized, eps=1e-3))
+    with pytest.raises(ValueError, match="layer_norm over the last dimensions"):
+        scratch.layer_norm(X, (7,))

@@ -13,13 +13,12 @@ from divekit.models.blocks import (
     CenteredLayer,
     CustomMLP,
     FixedHiddenMLP,
-    MyLinear,
     NestMLP,
-    SequentialScratch,
     init_linear,
     sparse_uniform_,
     tied_mlp,
 )
+from divekit.ops.scratch import Linear as MyLinear, Sequential as SequentialScratch
 
 
 def test_custom_block_registers_its_layers_and_computes_the_mlp():
@@ -40,6 +39,9 @@ def test_sequential_scratch_is_interchangeable_with_nn_sequential():
     X = torch.rand(3, 20)
     torch.testing.assert_close(ours(X), theirs(X))
     assert len(ours) == 3 and isinstance(ours[1], nn.ReLU) and ours[-1] is list(ours.children())[-1]
+    assert list(ours) == list(ours.children())
+    named = SequentialScratch({"hidden": nn.Linear(20, 256), "out": nn.Linear(256, 10)})  # an ordered dict names them
+    assert list(named.state_dict()) == ["hidden.weight", "hidden.bias", "out.weight", "out.bias"]
     # the blocks run in the order given, not in any other (Linear(20, 256) cannot take 256 inputs)
     with pytest.raises(RuntimeError):
         SequentialScratch(nn.Linear(256, 10), nn.Linear(20, 256))(X)
@@ -158,6 +160,8 @@ def test_my_linear_matches_nn_linear():
     assert 0.049 < float(big.weight.detach().abs().max()) <= 0.05
     with pytest.raises(ValueError, match="at least one input"):
         MyLinear(0, 3)
+    no_bias = MyLinear(5, 3, bias=False)
+    assert no_bias.bias is None and no_bias(X.float()).shape == (4, 3)
 
 
 def test_my_linear_in_a_network():

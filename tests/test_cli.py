@@ -8,8 +8,9 @@ from PIL import Image
 
 from divekit import io
 from divekit.cli import main
-from divekit.experiments.config import RunConfig, parse_value
+from divekit.experiments.parts import TrainOptions
 from divekit.experiments.registry import all_experiments, get_experiment
+from divekit.options import kinds, parse_value
 
 
 def run_dirs(out):
@@ -151,8 +152,13 @@ def test_report_of_an_empty_folder(tmp_path, capsys):
 def test_data_option_on_an_experiment_with_fixed_data_or_without_data(tmp_path, capsys):
     table = tmp_path / "t.csv"
     table.write_text("a,b,y\n1,2,3\n2,3,5\n3,1,4\n4,4,8\n5,0,5\n")
-    assert main(["run", "linear-regression", "--target", "y", "--out", str(tmp_path / "runs")]) == 1
-    assert "pass it together with --data" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_info:
+        main(["run", "linear-regression", "--target", "y", "--out", str(tmp_path / "runs")])
+    assert exit_info.value.code == 2 and "pass it together with --data" in capsys.readouterr().err
+    with pytest.raises(SystemExit):  # a demonstration on fixed data shows no --data at all
+        main(["run", "kaggle-house", "--data", str(table), "--out", str(tmp_path / "runs")])
+    assert "unrecognized arguments: --data" in capsys.readouterr().err
+    assert not (tmp_path / "runs").exists()
 
 
 def test_linear_regression_on_a_users_csv_table(tmp_path):
@@ -190,51 +196,71 @@ def test_bad_user_data_is_a_clear_error(tmp_path, capsys):
     assert err.startswith("divekit: error:") and "Traceback" not in err
 
 
-def test_parse_value_and_config_validation():
-    assert parse_value(RunConfig, "clip_grad", "none") is None
-    assert parse_value(RunConfig, "clip_grad", "1.5") == 1.5
-    assert parse_value(RunConfig, "compile", "yes") is True
+def test_parse_value_and_options_validation():
+    kind = kinds(TrainOptions)
+    assert parse_value(kind["clip_grad"], "none") is None
+    assert parse_value(kind["clip_grad"], "1.5") == 1.5
+    assert parse_value(kind["compile"], "yes") is True
     with pytest.raises(ValueError, match="--batch-size must be at least 1"):
-        RunConfig(batch_size=0)
-    assert RunConfig(impl="scratch").optimizer_name == "scratch-sgd"
-    assert RunConfig(impl="fast").optimizer_name == "sgd"
-    assert get_experiment("linear-regression").config().epochs == 3
+        TrainOptions(batch_size=0)
+    assert TrainOptions(optimizer="auto").optimizer == "sgd"  # the old name of the --impl's SGD still works
+    assert get_experiment("linear-regression").make_options().epochs == 3
+    options = get_experiment("resnet").make_options(num_residuals=(1, 1, 1, 1))
+    assert options.num_residuals == (1, 1, 1, 1) and parse_value(kinds(type(options))["num_residuals"], "2,2") == (2, 2)
+    with pytest.raises(ValueError, match="--lr must be a finite number"):
+        get_experiment("linear-regression").make_options(lr=float("nan"))
 
 
-def test_limit_trains_on_a_subset_and_skips_the_book_comparison(tmp_path):
+def test_limit_trains_on_a_subset_and_skips_the_book_comparison(tmp_path, capsys):
     assert main(["run", "linear-regression", "--limit", "50", "--out", str(tmp_path), "--no-progress"]) == 0
     (run,) = run_dirs(tmp_path)
     summary = json.loads((run / "summary.json").read_text())
-    assert summary["reference"] == []
+    assert summary["comparable"] is False and summary["changed"] == {"limit": 50}
+    assert summary["reference"] and all(row["reached"] is None for row in summary["reference"])
+    assert "not compared with the book: this run changed the book's settings (--limit 50)" in capsys.readouterr().err
     assert summary["final"]["examples_per_s"] > 0
     rows = (run / "metrics.csv").read_text().splitlines()
     assert len(rows) == 1 + 3
 
 
 def test_a_demo_experiment_writes_results_rows_and_figures(tmp_path):
+    from typing import Annotated
+
     from matplotlib.figure import Figure
 
-    from divekit.experiments.registry import DemoResult, Experiment
-    from divekit.experiments.runner import resume_run, run_experiment
+    from divekit.experiments.registry import Demo, DemoResult
+    from divekit.experiments.runner import run_experiment
+    from divekit.options import at_least
 
-    def demo(cfg, device):
+    def trajectory(steps: Annotated[int, "steps to take", at_least(1)] = 3, rate: Annotated[float, "shrink"] = 0.6):
+        """A geometric trajectory. More text."""
         fig = Figure()
         fig.add_subplot().plot([0, 1], [1, 0])
-        rows = [{"step": i, "x": 10 * 0.6 ** i} for i in range(3)]
+        rows = [{"step": i, "x": 10 * rate ** i} for i in range(steps)]
         return DemoResult(results={"x_final": rows[-1]["x"]}, figures={"trajectory": fig}, rows=rows)
 
-    experiment = Experiment("demo-test", "0.0", "A demo", "none", "a test", RunConfig, demo=demo)
-    summary = run_experiment(experiment, RunConfig(), tmp_path / "run")
+    experiment = Demo(name="demo-test", section="0.0", title="A demo", function=trajectory, data="none")
+    assert experiment.description == "A geometric trajectory."
+    assert [f.name for f in __import__("dataclasses").fields(experiment.options)] == ["steps", "rate"]
+    summary = run_experiment(experiment, experiment.make_options(), tmp_path / "run")
     assert summary["results"] == {"x_final": 10 * 0.6 ** 2} and summary["epochs"] == 0
     assert {p.name for p in (tmp_path / "run").iterdir()} == {"config.json", "summary.json", "metrics.csv", "trajectory.png"}
     assert (tmp_path / "run" / "metrics.csv").read_text().splitlines()[0] == "step,x"
-    with pytest.raises(ValueError, match="exactly one of build"):
-        Experiment("bad", "0.0", "t", "d", "r", RunConfig)
+    with pytest.raises(ValueError, match="--steps must be at least 1, got 0"):
+        experiment.make_options(steps=0)
+    with pytest.raises(TypeError, match="unexpected keyword argument 'epochs'"):
+        experiment.make_options(epochs=3)  # a demo takes only the options its function has
+
+    def no_default(x: int):
+        return DemoResult({})
+
+    with pytest.raises(TypeError, match="parameter x needs a default"):
+        Demo(name="bad", section="0.0", title="t", function=no_default, data="d").options
 
 
 def test_synthetic_data_is_independent_of_the_initial_weights():
     """The runner seeds the global generator for the init; data must come from another stream."""
-    from divekit.experiments.common import data_generator
+    from divekit.experiments.parts import data_generator
 
     torch.manual_seed(0)
     init = torch.randn(100)

@@ -5,7 +5,15 @@ import pytest
 import torch
 from conftest import needs_real_data
 
-from divekit.models.cnn import MODELS, Inception, Residual, layer_shapes, lenet, lenet_bn, nin_block, vgg_block
+from divekit.models.cnn import layer_shapes
+from divekit.models.cnn.googlenet import Inception
+from divekit.models.cnn.nin import nin_block
+from divekit.models.cnn.resnet import Residual
+from divekit.models.cnn.vgg import vgg_block
+from divekit.models.registry import create_model
+from divekit.ops import fast
+
+MODELS = ("lenet", "lenet-bn", "alexnet", "vgg", "nin", "googlenet", "resnet18")
 
 # the smallest image size each model takes comfortably (the book's sizes are larger)
 SMALL = {"lenet": 28, "lenet-bn": 28, "alexnet": 96, "vgg": 32, "nin": 96, "googlenet": 32, "resnet18": 32}
@@ -42,15 +50,15 @@ BOOK_SHAPES = {  # D2L's printed layer-by-layer output shapes for one 1-channel 
 @pytest.mark.parametrize("name, size", list(BOOK_SHAPES))
 def test_layer_shapes_are_the_books(name, size):
     torch.manual_seed(0)
-    model = MODELS[name]((1, size, size), 10)
+    model = create_model(name, input_shape=(1, size, size), num_classes=10)
     assert layer_shapes(model, torch.rand(1, 1, size, size)) == BOOK_SHAPES[name, size]
 
 
-@pytest.mark.parametrize("name", list(MODELS))
+@pytest.mark.parametrize("name", MODELS)
 def test_every_model_takes_colour_images_and_any_number_of_classes_and_trains_every_parameter(name):
     torch.manual_seed(0)
     size = SMALL[name]
-    model = MODELS[name]((3, size, size), 5)
+    model = create_model(name, input_shape=(3, size, size), num_classes=5)
     X = torch.rand(2, 3, size, size)
     features = model.forward_features(X)
     assert features.dim() == 4 and features.shape[0] == 2  # feature maps, for backbone reuse
@@ -63,16 +71,16 @@ def test_every_model_takes_colour_images_and_any_number_of_classes_and_trains_ev
 
 def test_models_initialise_weights_xavier_uniform_like_train_ch6():
     torch.manual_seed(0)
-    conv = lenet().features[0]
+    conv = create_model("lenet").features[0]
     fan_in, fan_out = 1 * 25, 6 * 25
     bound = (6 / (fan_in + fan_out)) ** 0.5
     assert conv.weight.abs().max() <= bound and conv.weight.abs().max() > 0.9 * bound
 
 
-@pytest.mark.parametrize("build", [lenet, lenet_bn])
-def test_scratch_and_fast_lenets_share_state_dicts_and_outputs(build):
+@pytest.mark.parametrize("name", ["lenet", "lenet-bn"])
+def test_scratch_and_fast_lenets_share_state_dicts_and_outputs(name):
     torch.manual_seed(0)
-    ours, ref = build(impl="scratch").double(), build(impl="fast").double()
+    ours, ref = create_model(name, "scratch").double(), create_model(name, "fast").double()
     assert {k: v.shape for k, v in ours.state_dict().items()} == {k: v.shape for k, v in ref.state_dict().items()}
     ref.load_state_dict(ours.state_dict())
     X = torch.rand(8, 1, 28, 28, dtype=torch.float64)
@@ -88,23 +96,23 @@ def test_scratch_and_fast_lenets_share_state_dicts_and_outputs(build):
 
 def test_blocks_give_the_books_shapes():
     X = torch.rand(2, 3, 8, 8)
-    assert vgg_block(2, 3, 16)(X).shape == (2, 16, 4, 4)  # §7.2.1: halves H and W
-    assert nin_block(3, 7, kernel_size=3, stride=1, padding=1)(X).shape == (2, 7, 8, 8)
-    assert Inception(3, 4, (2, 5), (2, 6), 7)(X).shape == (2, 4 + 5 + 6 + 7, 8, 8)  # §7.4.1: concatenated paths
+    assert vgg_block(2, 3, 16, fast)(X).shape == (2, 16, 4, 4)  # §7.2.1: halves H and W
+    assert nin_block(3, 7, kernel_size=3, stride=1, padding=1, ops=fast)(X).shape == (2, 7, 8, 8)
+    assert Inception(3, 4, (2, 5), (2, 6), 7, fast)(X).shape == (2, 4 + 5 + 6 + 7, 8, 8)  # §7.4.1: concatenated paths
     # §7.6.2: same shape without the 1x1 convolution; halved and 6 channels with it and stride 2
-    assert Residual(3, 3)(X).shape == (2, 3, 8, 8)
-    assert Residual(3, 6, use_1x1conv=True, strides=2)(X).shape == (2, 6, 4, 4)
+    assert Residual(3, 3, ops=fast)(X).shape == (2, 3, 8, 8)
+    assert Residual(3, 6, use_1x1conv=True, strides=2, ops=fast)(X).shape == (2, 6, 4, 4)
     with pytest.raises(RuntimeError):
-        Residual(3, 6)(X)  # changing the channels needs the 1x1 convolution on the shortcut
+        Residual(3, 6, ops=fast)(X)  # changing the channels needs the 1x1 convolution on the shortcut
 
 
 def test_too_small_or_badly_shaped_inputs_say_what_to_do():
     with pytest.raises(ValueError, match="cannot take 8x8 images.*--resize"):
-        lenet((1, 8, 8), 10)
+        create_model("lenet", input_shape=(1, 8, 8))
     with pytest.raises(ValueError, match=r"takes images \(C, H, W\)"):
-        lenet((784,), 10)
+        create_model("lenet", input_shape=(784,))
     with pytest.raises(ValueError, match="unknown impl"):
-        lenet(impl="gpu")
+        create_model("lenet", "gpu")
 
 
 BOOK_DEFAULTS = {  # D2L's hyperparameters: (lr, batch size, resize)
@@ -117,18 +125,17 @@ def test_experiments_carry_the_books_hyperparameters():
     from divekit.experiments.registry import get_experiment
 
     for name, (lr, batch_size, resize) in BOOK_DEFAULTS.items():
-        cfg = get_experiment(name).config()
-        assert (cfg.lr, cfg.batch_size, cfg.resize, cfg.epochs) == (lr, batch_size, resize, 10), name
+        options = get_experiment(name).make_options()
+        assert (options.lr, options.batch_size, options.resize, options.epochs) == (lr, batch_size, resize, 10), name
     with pytest.raises(ValueError, match="--resize must be int"):
-        get_experiment("lenet").config(resize="big")
+        get_experiment("lenet").make_options(resize="big")
 
 
 def test_lenet_experiment_trains_on_a_folder_of_colour_images(tmp_path):
     import numpy as np
     from PIL import Image
 
-    from divekit.experiments.registry import get_experiment
-    from divekit.train.engine import Trainer
+    from divekit.experiments.runner import prepare_training
 
     rng = np.random.default_rng(0)
     for k, name in enumerate(["cat", "dog", "fox"]):  # 3 classes of 36x40 RGB images, one colour channel lit per class
@@ -137,16 +144,16 @@ def test_lenet_experiment_trains_on_a_folder_of_colour_images(tmp_path):
             pixels = rng.integers(0, 60, size=(36, 40, 3), dtype=np.uint8)
             pixels[..., k] += 180
             Image.fromarray(pixels).save(tmp_path / name / f"{i}.png")
-    exp = get_experiment("lenet")
-    cfg = exp.config(data=str(tmp_path), epochs=2, batch_size=4, lr=0.1)
-    setup = exp.build(cfg, torch.device("cpu"))
-    assert setup.model.features[0].weight.shape == (6, 3, 5, 5)  # 3 input channels
-    assert setup.model.features[0].weight.is_contiguous(memory_format=torch.channels_last)  # faster on the CPU
-    history = Trainer(setup.model, setup.task, setup.optimizer, epochs=2, out_dir=None, eval_name=setup.eval_name,
-                      progress=False).fit(setup.train_loader, setup.eval_loader)
+    training = prepare_training("lenet", data=str(tmp_path), epochs=2, batch_size=4, lr=0.1, device="cpu")
+    model = training.setup.model
+    assert model.features[0].weight.shape == (6, 3, 5, 5)  # 3 input channels
+    assert model.features[0].weight.is_contiguous(memory_format=torch.channels_last)  # faster on the CPU
+    history = training.fit()
     assert len(history) == 2 and 0.0 <= history[-1]["val_acc"] <= 1.0
-    assert setup.model(torch.rand(2, 3, 36, 40)).shape == (2, 3)
-    assert set(setup.figures(setup.model)) == {"predictions"}
+    assert model(torch.rand(2, 3, 36, 40)).shape == (2, 3)
+    (grid,) = training.setup.probes
+    results, figures = grid.run(model, training.setup.data, training.device)
+    assert results == {} and set(figures) == {"predictions"}
 
 
 def run(name, tmp_path, **overrides):
@@ -154,7 +161,7 @@ def run(name, tmp_path, **overrides):
     from divekit.experiments.runner import run_experiment
 
     experiment = get_experiment(name)
-    return run_experiment(experiment, experiment.config(**overrides), tmp_path / name, progress=False)
+    return run_experiment(experiment, experiment.make_options(**overrides), tmp_path / name, progress=False)
 
 
 @pytest.mark.parametrize("impl", ["scratch", "fast"])

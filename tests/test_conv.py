@@ -158,10 +158,10 @@ def test_bad_shapes_and_arguments_say_what_is_wrong():
 @pytest.mark.parametrize("kernel_size, stride, padding, bias", [(5, 1, 2, True), ((3, 2), (2, 1), (1, 0), False)])
 def test_conv2d_layer_twins_share_state_dicts_and_outputs(kernel_size, stride, padding, bias):
     torch.manual_seed(0)
-    ours = scratch.Conv2d(3, 4, kernel_size, stride, padding, bias)
+    ours = scratch.Conv2d(3, 4, kernel_size, stride, padding, bias=bias)
+    torch.manual_seed(0)
     ref = nn.Conv2d(3, 4, kernel_size, stride, padding, bias=bias)
-    assert {k: v.shape for k, v in ours.state_dict().items()} == {k: v.shape for k, v in ref.state_dict().items()}
-    ref.load_state_dict(ours.state_dict())
+    torch.testing.assert_close(ours.state_dict(), ref.state_dict())  # the same draws from the same seed
     X = torch.randn(2, 3, 9, 8)
     torch.testing.assert_close(ours(X), ref(X), atol=1e-5, rtol=1e-5)
     ours(X).square().sum().backward()
@@ -173,12 +173,37 @@ def test_conv2d_layer_twins_share_state_dicts_and_outputs(kernel_size, stride, p
     assert ours.weight.abs().max() <= bound and ours.weight.std() > bound / 3
 
 
+@pytest.mark.parametrize("dilation, groups", [(2, 1), ((1, 3), 1), (1, 2), (2, 4)])
+def test_dilated_and_grouped_convolutions_match_torch(dilation, groups):
+    X = torch.randn(2, 4, 11, 12, **FLOAT64)
+    W = torch.randn(8, 4 // groups, 3, 2, **FLOAT64)
+    b = torch.randn(8, **FLOAT64)
+    assert_same_values_and_grads(lambda *a: scratch.conv2d(*a, 2, 1, dilation, groups),
+                                 lambda *a: F.conv2d(*a, 2, 1, dilation, groups), X, W, b)
+    torch.testing.assert_close(scratch.conv2d(X, W, b, 2, 1, dilation, groups), fast.conv2d(X, W, b, 2, 1, dilation, groups))
+    torch.manual_seed(0)
+    ours = scratch.Conv2d(4, 8, (3, 2), 2, 1, dilation, groups)
+    torch.manual_seed(0)
+    ref = nn.Conv2d(4, 8, (3, 2), 2, 1, dilation, groups)
+    torch.testing.assert_close(ours.state_dict(), ref.state_dict())
+    torch.testing.assert_close(ours(X.float()), ref(X.float()), atol=1e-5, rtol=1e-5)
+    with pytest.raises(ValueError, match="must both be divisible by groups=3"):
+        scratch.Conv2d(4, 8, 3, groups=3)
+
+
 def test_pool_layer_twins_agree():
     X = torch.randn(2, 3, 7, 6)
     torch.testing.assert_close(scratch.MaxPool2d(3, 2, 1)(X), fast.MaxPool2d(3, 2, 1)(X))
     torch.testing.assert_close(scratch.AvgPool2d(2)(X), fast.AvgPool2d(2)(X))
-    torch.testing.assert_close(scratch.AvgPool2d(3, 2, 1, count_include_pad=False)(X),
-                               fast.AvgPool2d(3, 2, 1, count_include_pad=False)(X))
+    torch.testing.assert_close(scratch.AvgPool2d(3, 2, 1)(X), fast.AvgPool2d(3, 2, 1)(X))
+
+
+@pytest.mark.parametrize("output_size", [1, (1, 1), (2, 3), (3, 4), (7, 6)])
+def test_adaptive_average_pooling_matches_torch(output_size):
+    X = torch.randn(2, 3, 7, 6, **FLOAT64)
+    assert_same_values_and_grads(lambda x: scratch.adaptive_avg_pool2d(x, output_size),
+                                 lambda x: F.adaptive_avg_pool2d(x, output_size), X)
+    torch.testing.assert_close(scratch.AdaptiveAvgPool2d(output_size)(X), fast.AdaptiveAvgPool2d(output_size)(X))
 
 
 def test_learning_the_edge_kernel_recovers_it():

@@ -8,8 +8,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from divekit.experiments.mlp import PenalizedRegression, decay_weights_only
+from divekit.data.batch import Split
 from divekit.ops import fast, scratch
+from divekit.train.tasks import Regression
 
 N = 200_000  # entries per statistical check
 SIGMAS = 5  # tolerance in standard deviations of the estimate
@@ -94,42 +95,49 @@ def _regression_problem(seed=0):
     return X, y, model
 
 
-@pytest.mark.parametrize("ops", [scratch, fast], ids=["scratch", "fast"])
-def test_penalty_in_the_loss_equals_sgd_weight_decay_on_the_weight_group(ops):
-    """Plain SGD: minimising loss + lambda * ||w||^2 / 2 gives the same trajectory as
-    torch.optim.SGD(weight_decay=lambda) on the weight alone (D2L §4.5.3 vs §4.5.4)."""
+@pytest.mark.parametrize("optimizer", [torch.optim.SGD, torch.optim.Adam])
+def test_weight_decay_twins_train_alike(optimizer):
+    """Minimising loss + lambda * ||w||^2 / 2 (the scratch twin, D2L §4.5.3) gives the same
+    trajectory as the optimizer's weight_decay on the weight's parameter group (the fast twin,
+    §4.5.4), for SGD and for Adam (whose weight_decay is this same L2 gradient)."""
     lambd, lr = 3.0, 0.01
     X, y, penalized = _regression_problem()
     decayed = nn.Linear(30, 1).double()
     decayed.load_state_dict(penalized.state_dict())
-    opt_penalized = torch.optim.SGD(penalized.parameters(), lr=lr)
-    opt_decayed = torch.optim.SGD(decay_weights_only(decayed, lambd), lr=lr)
+    twins = [(scratch.WeightDecay(lambd), penalized), (fast.WeightDecay(lambd), decayed)]
+    optimizers = [optimizer(decay.param_groups(model), lr=lr) for decay, model in twins]
     for step in range(30):
-        batch = slice(5 * (step % 4), 5 * (step % 4 + 1))
-        for model, opt, extra in ((penalized, opt_penalized, lambda m: lambd * ops.l2_penalty(m.weight)),
-                                  (decayed, opt_decayed, lambda m: 0.0)):
-            loss = F.mse_loss(model(X[batch]), y[batch]) + extra(model)
+        batch = Split(*(t[5 * (step % 4):5 * (step % 4 + 1)] for t in (X, y)))
+        for (decay, model), opt in zip(twins, optimizers):
+            loss = Regression(fast.mse_loss, penalty=decay.penalty).step(model, batch, training=True).loss
             opt.zero_grad()
             loss.backward()
             opt.step()
         torch.testing.assert_close(penalized.weight, decayed.weight)
-        torch.testing.assert_close(penalized.bias, decayed.bias)  # biases are not decayed in either
+        torch.testing.assert_close(penalized.bias, decayed.bias)
     untouched = nn.Linear(30, 1).double()
     assert not torch.allclose(untouched.weight, decayed.weight)
 
 
-def test_decay_weights_only_splits_weights_from_biases():
+def test_weight_decay_twins_split_weights_from_biases():
     model = nn.Sequential(nn.Linear(4, 3), nn.ReLU(), nn.Linear(3, 2))
-    weights, biases = decay_weights_only(model, 0.5)
+    weights, biases = fast.WeightDecay(0.5).param_groups(model)
     assert weights["weight_decay"] == 0.5 and biases["weight_decay"] == 0.0
     assert [p.shape for p in weights["params"]] == [(3, 4), (2, 3)]
     assert [p.shape for p in biases["params"]] == [(3,), (2,)]
+    (group,) = scratch.WeightDecay(0.5).param_groups(model)
+    assert len(group["params"]) == 4 and "weight_decay" not in group
+    expected = 0.5 * (model[0].weight.square().sum() + model[2].weight.square().sum()) / 2
+    torch.testing.assert_close(scratch.WeightDecay(0.5).penalty(model), expected)
+    assert float(fast.WeightDecay(0.5).penalty(model)) == 0.0
+    with pytest.raises(ValueError, match="lambda must be non-negative"):
+        scratch.WeightDecay(-1.0)
 
 
-def test_penalized_regression_adds_the_penalty_to_the_training_loss_only():
+def test_regression_adds_the_penalty_to_the_training_loss_only():
     X, y, model = _regression_problem()
-    task = PenalizedRegression(scratch.squared_loss, 3.0, lambda m: scratch.l2_penalty(m.weight))
-    train, evaluation = task.step(model, (X, y), training=True), task.step(model, (X, y), training=False)
+    task = Regression(scratch.squared_loss, penalty=lambda m: 3.0 * scratch.l2_penalty(m.weight))
+    train, evaluation = task.step(model, Split(X, y), training=True), task.step(model, Split(X, y), training=False)
     expected = scratch.squared_loss(model(X), y).mean() + 3.0 * scratch.l2_penalty(model.weight)
     torch.testing.assert_close(train.loss, expected)
     torch.testing.assert_close(train.sums["loss"], evaluation.sums["loss"])  # reported: the data loss alone

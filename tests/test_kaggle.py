@@ -15,7 +15,7 @@ from divekit.data.hub import fetch
 from divekit.data.kaggle_house import load_kaggle_house, read_kaggle_house
 from divekit.data.loader import TensorLoader
 from divekit.data.user import UserDataError
-from divekit.experiments.kaggle import HousePriceRegression, KaggleHouseConfig, kaggle_house
+from divekit.experiments.kaggle import HousePriceRegression, kaggle_house
 from divekit.train.engine import Trainer
 
 
@@ -82,7 +82,7 @@ def test_the_run_folder_gets_the_books_submission_csv(tmp_path, tiny, monkeypatc
     data = read_kaggle_house(*tiny)
     monkeypatch.setattr(kaggle, "load_kaggle_house", lambda: data)
     experiment = get_experiment("kaggle-house")
-    run_experiment(experiment, experiment.config(epochs=2, k=2, device="cpu"), tmp_path / "run", progress=False)
+    run_experiment(experiment, experiment.make_options(epochs=2, k=2, device="cpu"), tmp_path / "run", progress=False)
     with open(tmp_path / "run" / "submission.csv", newline="") as f:
         rows = list(csv.reader(f))
     assert rows[0] == ["Id", "SalePrice"] and [row[0] for row in rows[1:]] == ["4", "5"]
@@ -94,9 +94,9 @@ def test_a_demonstration_cannot_write_outside_its_run_folder(tmp_path):
     from divekit.experiments.runner import run_experiment
 
     experiment = dataclasses.replace(get_experiment("kaggle-house"),
-                                     demo=lambda cfg, device: DemoResult({}, files={"../escape.csv": "x"}))
+                                     function=lambda: DemoResult({}, files={"../escape.csv": "x"}))
     with pytest.raises(ValueError, match="plain names inside the run folder"):
-        run_experiment(experiment, experiment.config(), tmp_path / "run", progress=False)
+        run_experiment(experiment, experiment.make_options(), tmp_path / "run", progress=False)
     assert not (tmp_path / "escape.csv").exists()
 
 
@@ -148,7 +148,7 @@ def test_real_data_has_the_books_shape():
 @pytest.mark.slow
 @needs_real_data(["kaggle_house"])
 def test_k_fold_reproduces_the_book():
-    result = kaggle_house(KaggleHouseConfig(), torch.device("cpu")).results
+    result = kaggle_house(device="cpu").results
     assert [fold["fold"] for fold in result["folds"]] == [1, 2, 3, 4, 5]
     assert 0.1645 <= result["avg_train_log_rmse"] <= 0.1665  # book: 0.165458 (builds 0.1653-0.1656)
     assert 0.1690 <= result["avg_valid_log_rmse"] <= 0.1720  # book: 0.170293 (builds 0.1700-0.1710)

@@ -4,9 +4,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from divekit.models.mlp import MLP, MLPScratch, mlp
 from divekit.models.perceptron import Perceptron, mistake_bound, train_perceptron
+from divekit.models.registry import create_model
 from divekit.ops import scratch
+
+
+def mlp(impl, **config):
+    return create_model("mlp", impl, **config)
 
 XOR_X = torch.tensor([[0.0, 0.0], [0.0, 1.0], [1.0, 0.0], [1.0, 1.0]])
 XOR_Y = torch.tensor([0, 1, 1, 0])
@@ -60,10 +64,11 @@ def test_mistake_bound_needs_a_separator():
         mistake_bound(X, -y, w_star, b_star)
 
 
-@pytest.mark.parametrize("hiddens, dropouts", [(256, ()), ([256, 256], [0.2, 0.5]), ([32, 16, 8], 0.1)])
-def test_mlp_twins_share_state_dicts_and_outputs(hiddens, dropouts):
+@pytest.mark.parametrize("config", [dict(), dict(num_layers=2, dropout1=0.2, dropout2=0.5),
+                                    dict(num_hiddens=16, num_layers=3, dropout1=0.1, dropout2=0.1)])
+def test_mlp_twins_share_state_dicts_and_outputs(config):
     torch.manual_seed(0)
-    s, f = MLPScratch(784, 10, hiddens, dropouts), MLP(784, 10, hiddens, dropouts)
+    s, f = mlp("scratch", **config), mlp("fast", **config)
     assert list(s.state_dict()) == list(f.state_dict())
     assert [v.shape for v in s.state_dict().values()] == [v.shape for v in f.state_dict().values()]
     f.load_state_dict(s.state_dict())
@@ -74,7 +79,7 @@ def test_mlp_twins_share_state_dicts_and_outputs(hiddens, dropouts):
     f(X).sum().backward()
     for (name, ps), pf in zip(s.named_parameters(), f.parameters()):
         torch.testing.assert_close(ps.grad, pf.grad, msg=name)
-    s2 = MLPScratch(784, 10, hiddens, dropouts)
+    s2 = mlp("scratch", **config)
     s2.load_state_dict(f.state_dict())  # and back
     s2.eval()
     torch.testing.assert_close(s2(X), f(X))
@@ -83,7 +88,7 @@ def test_mlp_twins_share_state_dicts_and_outputs(hiddens, dropouts):
 def test_mlp_layout_init_and_dropout_in_training():
     torch.manual_seed(0)
     for impl in ("scratch", "fast"):
-        model = mlp((1, 28, 28), 10, impl, [256, 256], [0.2, 0.5])
+        model = mlp(impl, num_layers=2, dropout1=0.2, dropout2=0.5)
         names = [n for n, _ in model.named_children()]
         assert names == ["flatten", "hidden1", "relu1", "dropout1", "hidden2", "relu2", "dropout2", "output"]
         w = model.hidden1.weight.detach()
@@ -96,32 +101,32 @@ def test_mlp_layout_init_and_dropout_in_training():
 
 
 def test_scratch_mlp_uses_no_torch_layer():
-    model = MLPScratch(20, 3, [8, 8], [0.5, 0.5])
-    assert not any(isinstance(m, (torch.nn.Linear, torch.nn.ReLU, torch.nn.Dropout, torch.nn.Flatten)) for m in model.modules())
+    model = mlp("scratch", input_shape=(20,), num_outputs=3, num_hiddens=8, num_layers=2, dropout1=0.5, dropout2=0.5)
+    torch_layers = (torch.nn.Linear, torch.nn.ReLU, torch.nn.Dropout, torch.nn.Flatten, torch.nn.Sequential)
+    assert not any(isinstance(m, torch_layers) for m in model.modules())
     # the hidden layer is ReLU(X W^T + b) with ReLU from scratch
     X = torch.randn(4, 20)
     expected = scratch.relu(X @ model.hidden1.weight.T + model.hidden1.bias)
     torch.testing.assert_close(model.relu1(model.hidden1(X)), expected)
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    (dict(num_hiddens=[]), "one or more positive"),
-    (dict(num_hiddens=[16, 0]), "one or more positive"),
-    (dict(num_hiddens=[16, 16], dropouts=[0.5]), "one dropout probability per hidden layer"),
-    (dict(num_hiddens=16, dropouts=1.5), "between 0 and 1"),
+@pytest.mark.parametrize("config, message", [
+    (dict(num_hiddens=0), "--num-hiddens must be at least 1"),
+    (dict(num_layers=0), "--num-layers must be at least 1"),
+    (dict(dropout2=1.5), "--dropout2 must be a probability between 0 and 1, got 1.5"),
 ])
-def test_bad_mlp_arguments_are_clear_errors(kwargs, message):
+def test_bad_mlp_arguments_are_clear_errors(config, message):
     for impl in ("scratch", "fast"):
         with pytest.raises(ValueError, match=message):
-            mlp((4,), 2, impl, **kwargs)
-    with pytest.raises(ValueError, match="scratch or fast"):
-        mlp((4,), 2, "cuda")
+            mlp(impl, **config)
+    with pytest.raises(ValueError, match="scratch, fast"):
+        mlp("cuda")
 
 
 @pytest.mark.parametrize("impl", ["scratch", "fast"])
 def test_mlp_solves_xor(impl):
     torch.manual_seed(0)
-    model = mlp((2,), 2, impl, 16, sigma=0.5)
+    model = mlp(impl, input_shape=(2,), num_outputs=2, num_hiddens=16, sigma=0.5)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.5)
     for _ in range(300):
         loss = F.cross_entropy(model(XOR_X), XOR_Y)

@@ -10,7 +10,7 @@ from divekit.experiments.runner import run_experiment
 
 def run(name, tmp_path, **overrides):
     experiment = get_experiment(name)
-    return run_experiment(experiment, experiment.config(**overrides), tmp_path / name, progress=False)
+    return run_experiment(experiment, experiment.make_options(**overrides), tmp_path / name, progress=False)
 
 
 def files(tmp_path, name):
@@ -63,17 +63,18 @@ def test_gradient_stability_demo(tmp_path):
 
 
 @pytest.mark.parametrize("name, overrides, message", [
-    ("dropout", dict(dropout1=1.5), "--dropout1: dropout probability"),
+    ("dropout", dict(dropout1=1.5), "--dropout1 must be a probability between 0 and 1"),
     ("mlp", dict(num_layers=0), "--num-layers must be at least 1"),
-    ("weight-decay", dict(wd=-1.0), "--wd must be non-negative"),
+    ("weight-decay", dict(wd=-1.0), "--wd must be at least 0"),
+    ("weight-decay", dict(loss="l1"), "--loss must be one of squared_loss, mse_loss"),
 ])
 def test_bad_options_are_clear_errors(name, overrides, message):
     with pytest.raises(ValueError, match=message):
-        get_experiment(name).config(**overrides)
+        get_experiment(name).make_options(**overrides)
 
 
 def test_dropout_config_has_the_books_defaults():
-    cfg = get_experiment("dropout").config()
+    cfg = get_experiment("dropout").make_options()
     assert (cfg.lr, cfg.num_layers, cfg.num_hiddens, cfg.dropout1, cfg.dropout2, cfg.epochs) == (0.5, 2, 256, 0.2, 0.5, 10)
 
 
@@ -82,7 +83,8 @@ def test_dropout_config_has_the_books_defaults():
 def test_fashion_mnist_experiments_run_on_a_subset(tmp_path, name):
     summary = run(name, tmp_path, impl="scratch", epochs=1, limit=512)
     assert 0 < summary["final"]["train_loss"] < 10 and 0 <= summary["final"]["test_acc"] <= 1
-    assert summary["reference"] == []  # a subset is not the book's setting
+    assert not summary["comparable"] and summary["changed"] == {"epochs": 1, "limit": 512}  # not the book's setting
+    assert all(row["reached"] is None for row in summary["reference"])
     assert {"checkpoint.pt", "curves.png", "predictions.png", "summary.json"} <= files(tmp_path, name)
 
 

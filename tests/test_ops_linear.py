@@ -4,8 +4,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from divekit.models.linear import Linear, LinearScratch, init_like_nn_linear, linear_model
-from divekit.ops import get_ops
+from divekit.models.registry import create_model
 from divekit.ops import fast, scratch
 from divekit.optim import create_optimizer
 from divekit.optim.scratch import SGD
@@ -21,14 +20,6 @@ def assert_same_values_and_grads(f_ours, f_ref, *inputs, atol=1e-6, rtol=1e-6):
     ref_grads = torch.autograd.grad(ref, [x for x in ref_in if x.requires_grad], grad_out)
     for a, b in zip(ours_grads, ref_grads):
         torch.testing.assert_close(a, b, atol=atol, rtol=rtol)
-
-
-def test_scratch_and_fast_export_the_same_names():
-    assert sorted(scratch.__all__) == sorted(fast.__all__)
-    for name in scratch.__all__:
-        assert callable(getattr(get_ops("scratch"), name)) and callable(getattr(get_ops("fast"), name))
-    with pytest.raises(ValueError, match="scratch, fast"):
-        get_ops("cuda")
 
 
 @pytest.mark.parametrize("scale", [1.0, 1000.0])
@@ -65,29 +56,36 @@ def test_squared_loss_is_half_the_squared_error_and_matches_fast():
     assert_same_values_and_grads(scratch.squared_loss, fast.squared_loss, a, b)
 
 
-def test_linear_twins_share_state_dicts_and_outputs():
+def test_mse_loss_is_twice_the_squared_loss_and_matches_torch():
+    a, b = torch.randn(9, 1, dtype=torch.float64), torch.randn(9, dtype=torch.float64)
+    torch.testing.assert_close(scratch.mse_loss(a, b), 2 * scratch.squared_loss(a, b))
+    assert_same_values_and_grads(scratch.mse_loss, lambda x, y: F.mse_loss(x, y.reshape(x.shape), reduction="none"), a, b)
+    assert_same_values_and_grads(scratch.mse_loss, fast.mse_loss, a, b)
+
+
+def test_linear_models_of_both_twins_share_state_dicts_and_outputs():
     torch.manual_seed(0)
-    s, f = LinearScratch(12, 3), Linear(12, 3)
-    assert s.state_dict().keys() == f.state_dict().keys()
+    s = create_model("linear", "scratch", input_shape=(3, 2, 2), num_outputs=3)
+    f = create_model("linear", "fast", input_shape=(3, 2, 2), num_outputs=3)
+    assert s.state_dict().keys() == f.state_dict().keys() == {"linear.weight", "linear.bias"}
     f.load_state_dict(s.state_dict())
     X = torch.randn(5, 3, 2, 2)  # flattened to 12 features
     assert_same_values_and_grads(s, f, X, atol=1e-6)
-    s_out = s(X)
-    s_out.sum().backward()
+    s(X).sum().backward()
     f(X).sum().backward()
-    torch.testing.assert_close(s.weight.grad, f.weight.grad)
-    torch.testing.assert_close(s.bias.grad, f.bias.grad)
+    torch.testing.assert_close(s.linear.weight.grad, f.linear.weight.grad)
+    torch.testing.assert_close(s.linear.bias.grad, f.linear.bias.grad)
 
 
 def test_linear_init_follows_the_book():
     torch.manual_seed(0)
     for impl in ("scratch", "fast"):
-        model = linear_model((784,), 10, impl)
-        assert model.weight.shape == (10, 784)
-        assert torch.all(model.bias == 0)
-        assert abs(model.weight.std().item() - 0.01) < 0.001
+        model = create_model("linear", impl, input_shape=(784,), num_outputs=10)
+        assert model.linear.weight.shape == (10, 784)
+        assert torch.all(model.linear.bias == 0)
+        assert abs(model.linear.weight.std().item() - 0.01) < 0.001
     with pytest.raises(ValueError, match="unknown impl"):
-        linear_model((3,), 1, "slow")
+        create_model("linear", "slow")
 
 
 @pytest.mark.parametrize("weight_decay", [0.0, 0.1])
@@ -117,14 +115,14 @@ def test_scratch_sgd_rejects_bad_hyperparameters_and_create_optimizer_names():
     with pytest.raises(ValueError, match="takes no momentum"):
         create_optimizer("adam", params, lr=0.1, momentum=0.9)
     assert isinstance(create_optimizer("scratch-sgd", params, lr=0.1), SGD)
+    assert isinstance(create_optimizer("sgd", params, impl="scratch", lr=0.1), SGD)
     assert isinstance(create_optimizer("adam", params, lr=0.1), torch.optim.Adam)
 
 
 @pytest.mark.parametrize("impl", ["scratch", "fast"])
-def test_init_like_nn_linear_draws_what_nn_linear_draws(impl):
-    layer = linear_model((30,), 7, impl)
+def test_the_linear_layer_draws_what_nn_linear_draws(impl):
     torch.manual_seed(3)
-    assert init_like_nn_linear(layer) is layer
+    layer = getattr(fast if impl == "fast" else scratch, "Linear")(30, 7)
     torch.manual_seed(3)
     reference = torch.nn.Linear(30, 7)  # kaiming_uniform_(a=sqrt(5)) for the weight, then the bias
     torch.testing.assert_close(layer.weight, reference.weight)

@@ -12,7 +12,7 @@ from torch import nn
 from divekit.data.base import Split
 from divekit.data.loader import TensorLoader
 from divekit.ops import fast
-from divekit.optim import OPTIMIZERS, TAKES_MOMENTUM, create_optimizer, scratch
+from divekit.optim import NAMES, OPTIMIZERS, TAKES_MOMENTUM, create_optimizer, optimizer_class, scratch
 from divekit.optim.schedules import (
     SCHEDULES,
     CosineScheduler,
@@ -22,6 +22,7 @@ from divekit.optim.schedules import (
     StepScheduler,
     create_schedule,
 )
+from divekit.train.callbacks import Callback
 from divekit.train.engine import Trainer
 from divekit.train.tasks import Regression
 
@@ -198,24 +199,33 @@ def test_every_registered_optimizer_trains_a_linear_regression_in_the_trainer():
     g = torch.Generator().manual_seed(0)
     X = torch.randn(256, 3, generator=g)
     y = X @ torch.tensor([2.0, -3.4, 1.0]) + 4.2
-    for name in OPTIMIZERS:
-        torch.manual_seed(0)
-        model = nn.Linear(3, 1)
-        lr = 0.05 if name in ("sgd", "scratch-sgd", "scratch-momentum") else 5.0 if "adadelta" in name else 0.5
-        trainer = Trainer(model, Regression(fast.squared_loss), create_optimizer(name, model.parameters(), lr=lr),
-                          epochs=3, progress=False)
-        history = trainer.fit(TensorLoader(Split(X, y), 16, shuffle=True), TensorLoader(Split(X, y), 256))
-        assert history[-1]["val_loss"] < 0.8 * history[0]["val_loss"], name
+    for name in NAMES:
+        for impl in ("scratch", "fast"):
+            if name == "yogi" and impl == "fast":
+                continue  # torch.optim has none
+            torch.manual_seed(0)
+            model = nn.Linear(3, 1)
+            lr = 0.05 if name.endswith(("sgd", "momentum")) else 5.0 if "adadelta" in name else 0.5
+            optimizer = create_optimizer(name, model.parameters(), impl=impl, lr=lr)
+            trainer = Trainer(model, Regression(fast.squared_loss), optimizer, epochs=3, progress=False)
+            history = trainer.fit(TensorLoader(Split(X, y), 16, shuffle=True), TensorLoader(Split(X, y), 256))
+            assert history[-1]["val_loss"] < 0.8 * history[0]["val_loss"], (name, impl)
 
 
 def test_create_optimizer_names_classes_and_momentum():
     params = [nn.Parameter(torch.zeros(2))]
-    scratch_names = [n for n in OPTIMIZERS if n.startswith("scratch-")]
-    assert {"scratch-sgd", "scratch-momentum", "scratch-adagrad", "scratch-rmsprop", "scratch-adam"} <= {*scratch_names}
-    for name in scratch_names:
-        optimizer = create_optimizer(name, params, lr=0.1, weight_decay=0.01)
-        assert type(optimizer).__module__ == "divekit.optim.scratch", name
-        assert optimizer.defaults["lr"] == 0.1 and optimizer.defaults["weight_decay"] == 0.01
+    assert set(OPTIMIZERS) == {"sgd", "momentum", "adagrad", "rmsprop", "adadelta", "adam", "adamw", "yogi"}
+    for name in OPTIMIZERS:
+        for chosen in (create_optimizer(name, params, impl="scratch", lr=0.1, weight_decay=0.01),
+                       create_optimizer(f"scratch-{name}", params, impl="fast", lr=0.1, weight_decay=0.01)):
+            assert type(chosen).__module__ == "divekit.optim.scratch", name  # scratch-NAME: scratch whatever --impl
+            assert chosen.defaults["lr"] == 0.1 and chosen.defaults["weight_decay"] == 0.01
+        if name != "yogi":
+            assert type(create_optimizer(name, params, lr=0.1)).__module__.startswith("torch.optim"), name
+    assert optimizer_class("adam", "fast") is torch.optim.Adam and optimizer_class("adam", "scratch") is scratch.Adam
+    with pytest.raises(ValueError, match="torch.optim has no yogi; use --impl scratch or --optimizer scratch-yogi"):
+        create_optimizer("yogi", params, impl="fast", lr=0.1)
+    assert create_optimizer("momentum", params, lr=0.1).defaults["momentum"] == 0.9
     assert create_optimizer("scratch-momentum", params, lr=0.1).defaults["momentum"] == 0.9
     assert create_optimizer("scratch-momentum", params, lr=0.1, momentum=0.5).defaults["momentum"] == 0.5
     assert create_optimizer("scratch-sgd", params, lr=0.1).defaults["momentum"] == 0.0
@@ -329,12 +339,13 @@ def test_schedule_state_round_trips_and_the_trainer_resumes_with_it(tmp_path):
         optimizer = scratch.Adam(model.parameters(), lr=0.1)
         scheduler = CosineScheduler(optimizer, max_update=4, final_lr=0.001, warmup_steps=1)
 
-        def stop(trainer, record):
-            if record["epoch"] == stop_after:
-                raise Stop
+        class StopAfter(Callback):
+            def on_epoch_end(self, trainer, record):
+                if record["epoch"] == stop_after:
+                    raise Stop
 
         trainer = Trainer(model, Regression(fast.squared_loss), optimizer, epochs=4, scheduler=scheduler,
-                          out_dir=out_dir, progress=False, callbacks=[stop])
+                          out_dir=out_dir, progress=False, callbacks=[StopAfter()])
         trainer.fit(TensorLoader(data, 16, shuffle=True), TensorLoader(data, 128), resume=resume)
         return model, optimizer
 

@@ -74,7 +74,7 @@ def test_the_books_momentum_update_is_the_scratch_sgd_with_momentum():
 @pytest.mark.parametrize("name", ["gd-trajectories", "momentum-trajectories"])
 def test_trajectory_demos_reach_every_book_number_and_write_rows_and_figures(name, tmp_path):
     experiment = get_experiment(name)
-    summary = run_experiment(experiment, experiment.config(impl="scratch"), tmp_path / "run")
+    summary = run_experiment(experiment, experiment.make_options(impl="scratch"), tmp_path / "run")
     assert summary["reference"] and all(row["reached"] for row in summary["reference"]), summary["reference"]
     reference = book_results(name, "scratch")["metrics"]
     assert set(reference) <= set(summary["results"])
@@ -87,7 +87,7 @@ def test_trajectory_demos_reach_every_book_number_and_write_rows_and_figures(nam
 
 def test_landscapes_demo_draws_the_figures_and_measures_what_they_show(tmp_path):
     experiment = get_experiment("optimization-landscapes")
-    results = run_experiment(experiment, experiment.config(), tmp_path / "run")["results"]
+    results = run_experiment(experiment, experiment.make_options(), tmp_path / "run")["results"]
     assert {p.name for p in (tmp_path / "run").glob("*.png")} == {
         "local_global_minimum.png", "saddle_point_1d.png", "saddle_point_2d.png", "vanishing_gradient.png",
         "convex_functions.png", "convex_sets.png"}
@@ -112,18 +112,17 @@ def test_pacman_segment_leaves_the_set_and_its_ends_are_inside():
     assert inside(ax, ay) and inside(bx, by) and not inside((ax + bx) / 2, (ay + by) / 2)
 
 
-def test_demo_options_that_mean_nothing_are_refused():
-    with pytest.raises(ValueError, match="--lr is not used"):
-        ch11.DemoConfig(lr=0.3)
-    with pytest.raises(ValueError, match="--epochs is not used"):
-        ch11.DemoConfig(epochs=3)
-    with pytest.raises(ValueError, match="--optimizer is not used"):
-        ch11.DemoConfig(optimizer="adam")
-    with pytest.raises(ValueError, match="--batch-size is not used"):
-        ch11.AirfoilConfig(batch_size=10)
+def test_demo_options_that_mean_nothing_are_refused(capsys):
+    from divekit.cli import main
+
+    for name, option in (("gd-trajectories", "--lr"), ("gd-trajectories", "--epochs"), ("momentum-trajectories", "--optimizer"),
+                         ("optimizers-airfoil", "--batch-size")):
+        with pytest.raises(SystemExit):
+            main(["run", name, option, "1"])
+        assert f"unrecognized arguments: {option} 1" in capsys.readouterr().err
     with pytest.raises(ValueError, match="unknown run"):
-        ch11.AirfoilConfig(runs="gd,adamax")
-    assert [r.name for r in ch11.AirfoilConfig(runs="adam, gd", epochs=1).selected_runs()] == ["adam", "gd"]
+        get_experiment("optimizers-airfoil").make_options(runs="gd,adamax")
+    assert [r.name for r in ch11.selected_runs("adam, gd")] == ["adam", "gd"]
 
 
 # -- §11.5-11.10: the airfoil data and the training loop -----------------------------------------
@@ -177,7 +176,9 @@ def test_reference_names_every_airfoil_run_and_fast_leaves_out_only_yogi():
     names = {f"{run.name}_loss" for run in ch11.AIRFOIL_RUNS}
     assert set(book_results("optimizers-airfoil", "scratch")["metrics"]) == names
     assert set(book_results("optimizers-airfoil", "fast")["metrics"]) == names - {"yogi_loss"}
-    assert [name for name, (_, fast) in ch11.AIRFOIL_OPTIMIZERS.items() if fast is None] == ["yogi"]
+    from divekit.optim import OPTIMIZERS
+
+    assert [name for name, twins in OPTIMIZERS.items() if twins.fast is None] == ["yogi"]
 
 
 @needs_real_data(["airfoil"])
@@ -194,7 +195,7 @@ def test_load_airfoil_is_the_books_first_1500_standardised_rows():
 @needs_real_data(["airfoil"])
 def test_optimizers_airfoil_reaches_the_books_losses_with_scratch_and_torch_optimizers(tmp_path):
     experiment = get_experiment("optimizers-airfoil")
-    summary = run_experiment(experiment, experiment.config(impl="scratch"), tmp_path / "scratch")
+    summary = run_experiment(experiment, experiment.make_options(impl="scratch"), tmp_path / "scratch")
     assert len(summary["reference"]) == len(ch11.AIRFOIL_RUNS)
     assert all(row["reached"] for row in summary["reference"]), [r for r in summary["reference"] if not r["reached"]]
     assert all(0.24 < row["ours"] < 0.26 for row in summary["reference"])
@@ -202,7 +203,7 @@ def test_optimizers_airfoil_reaches_the_books_losses_with_scratch_and_torch_opti
     rows = (tmp_path / "scratch" / "metrics.csv").read_text().splitlines()
     assert rows[0] == "run,examples,epoch,seconds,loss" and len(rows) == 1 + 5 + 11 * 15
 
-    fast = run_experiment(experiment, experiment.config(impl="fast", runs="sgd,momentum_b09,adam"), tmp_path / "fast")
+    fast = run_experiment(experiment, experiment.make_options(impl="fast", runs="sgd,momentum_b09,adam"), tmp_path / "fast")
     for name in ("sgd_loss", "momentum_b09_loss", "adam_loss"):  # the same runs, so the same losses
         assert fast["results"][name] == pytest.approx(summary["results"][name], rel=1e-4)
 
@@ -210,7 +211,7 @@ def test_optimizers_airfoil_reaches_the_books_losses_with_scratch_and_torch_opti
 def test_a_limited_airfoil_run_skips_the_comparison(tmp_path, monkeypatch):
     monkeypatch.setattr("divekit.data.airfoil.load_airfoil", lambda: type("D", (), {"train": linear_data(300)})())
     experiment = get_experiment("optimizers-airfoil")
-    summary = run_experiment(experiment, experiment.config(runs="gd,adam", limit=100, epochs=1), tmp_path / "run")
-    assert summary["reference"] == [] and set(summary["results"]) == {"gd_loss", "gd_sec_per_epoch", "adam_loss",
-                                                                       "adam_sec_per_epoch"}
+    summary = run_experiment(experiment, experiment.make_options(runs="gd,adam", limit=100, epochs=1), tmp_path / "run")
+    assert not summary["comparable"] and all(row["reached"] is None for row in summary["reference"])
+    assert set(summary["results"]) == {"gd_loss", "gd_sec_per_epoch", "adam_loss", "adam_sec_per_epoch"}
     assert json.loads((tmp_path / "run" / "summary.json").read_text())["results"] == summary["results"]

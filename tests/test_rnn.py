@@ -9,19 +9,18 @@ import torch.nn.functional as F
 from torch import nn
 
 from divekit.data.text import LMLoader, Vocab
-from divekit.models.rnn import (
-    RNNLM,
-    GRUScratch,
-    LSTMScratch,
-    RNNScratch,
-    predict_chars,
-    recurrent_layer,
-)
+from divekit.data.batch import Split
+from divekit.models.registry import create_model
+from divekit.models.rnn import predict_chars
 from divekit.ops import fast, scratch
 from divekit.train.engine import Trainer
 from divekit.train.lm import LanguageModeling
 
-KINDS = {"rnn": (RNNScratch, nn.RNN), "gru": (GRUScratch, nn.GRU), "lstm": (LSTMScratch, nn.LSTM)}
+KINDS = {"rnn": (scratch.RNN, nn.RNN), "gru": (scratch.GRU, nn.GRU), "lstm": (scratch.LSTM, nn.LSTM)}
+
+
+def language_model(impl, vocab_size, kind, num_hiddens, num_layers=1):
+    return create_model("rnn-lm", impl, vocab_size=vocab_size, kind=kind, num_hiddens=num_hiddens, num_layers=num_layers)
 
 
 def twins(kind, *args, **kwargs):
@@ -79,7 +78,7 @@ def test_gru_and_lstm_cells_follow_the_gate_equations():
     """One step by hand from D2L eqs. (9.1.1)-(9.1.4) and (9.2.1)-(9.2.4), torch's gate order."""
     torch.manual_seed(0)
     x, h, c = torch.randn(2, 3), torch.randn(2, 4), torch.randn(2, 4)
-    gru = GRUScratch(3, 4)
+    gru = scratch.GRU(3, 4)
     W_xr, W_xz, W_xh = gru.weight_ih_l0.chunk(3)
     W_hr, W_hz, W_hh = gru.weight_hh_l0.chunk(3)
     b_xr, b_xz, b_xh = gru.bias_ih_l0.chunk(3)
@@ -88,7 +87,7 @@ def test_gru_and_lstm_cells_follow_the_gate_equations():
     Z = torch.sigmoid(x @ W_xz.T + b_xz + h @ W_hz.T + b_hz)
     H_tilde = torch.tanh(x @ W_xh.T + b_xh + R * (h @ W_hh.T + b_hh))
     torch.testing.assert_close(gru(x[None], h[None])[1][0], Z * h + (1 - Z) * H_tilde)
-    lstm = LSTMScratch(3, 4)
+    lstm = scratch.LSTM(3, 4)
     gates = x @ lstm.weight_ih_l0.T + lstm.bias_ih_l0 + h @ lstm.weight_hh_l0.T + lstm.bias_hh_l0
     I, Fg, G, O = gates.chunk(4, dim=1)
     C = torch.sigmoid(Fg) * c + torch.sigmoid(I) * torch.tanh(G)
@@ -97,15 +96,22 @@ def test_gru_and_lstm_cells_follow_the_gate_equations():
     torch.testing.assert_close(H_new[0], torch.sigmoid(O) * torch.tanh(C))
 
 
-def test_recurrent_layer_factory_and_its_errors():
-    assert isinstance(recurrent_layer("lstm", "scratch", 3, 4), LSTMScratch)
-    assert isinstance(recurrent_layer("gru", "fast", 3, 4, 2), nn.GRU)
-    with pytest.raises(ValueError, match="rnn, gru, lstm"):
-        recurrent_layer("transformer", "fast", 3, 4)
-    with pytest.raises(ValueError, match="scratch or fast"):
-        recurrent_layer("rnn", "cuda", 3, 4)
+def test_relu_rnns_and_layers_without_bias_match_torch():
+    for kind, kwargs in (("rnn", dict(nonlinearity="relu")), ("rnn", dict(bias=False)), ("gru", dict(bias=False)),
+                         ("lstm", dict(bias=False))):
+        s, f = twins(kind, 3, 4, 2, **kwargs)
+        assert list(s.state_dict()) == list(f.state_dict())
+        X = torch.randn(5, 2, 3, dtype=torch.float64)
+        torch.testing.assert_close(s(X)[0], f(X)[0])
+
+
+def test_recurrent_layers_and_the_language_model_reject_bad_arguments():
+    with pytest.raises(ValueError, match="--kind must be one of rnn, gru, lstm"):
+        language_model("fast", 7, "transformer", 4)
     with pytest.raises(ValueError, match="dropout"):
-        RNNScratch(3, 4, 2, dropout=1.0)
+        scratch.RNN(3, 4, 2, dropout=1.0)
+    with pytest.raises(ValueError, match="nonlinearity must be 'tanh' or 'relu'"):
+        scratch.RNN(3, 4, nonlinearity="sigmoid")
 
 
 @pytest.mark.parametrize("max_norm", [0.5, 1e3])
@@ -131,21 +137,19 @@ def test_scratch_clip_grad_norm_matches_torch(max_norm):
 @pytest.mark.parametrize("impl", ["scratch", "fast"])
 def test_language_model_shapes_and_state_carry(impl):
     torch.manual_seed(0)
-    model = RNNLM(recurrent_layer("lstm", impl, 7, 8, 2), 7, impl)
+    model = language_model(impl, 7, "lstm", 8, 2)
     X = torch.randint(0, 7, (3, 10))
     logits, _ = model(X)
     assert logits.shape == (10, 3, 7)
     first, state = model(X[:, :6])
     second, _ = model(X[:, 6:], state)  # carrying the state = one long pass
     torch.testing.assert_close(torch.cat([first, second]), logits)
-    with pytest.raises(ValueError, match="batch_first=False"):
-        RNNLM(recurrent_layer("rnn", impl, 7, 8, batch_first=True), 7, impl)
 
 
 def test_scratch_and_fast_language_models_share_state_dicts():
     torch.manual_seed(0)
-    s = RNNLM(recurrent_layer("gru", "scratch", 7, 8), 7, "scratch")
-    f = RNNLM(recurrent_layer("gru", "fast", 7, 8), 7, "fast")
+    s = language_model("scratch", 7, "gru", 8)
+    f = language_model("fast", 7, "gru", 8)
     f.load_state_dict(s.state_dict())
     X = torch.randint(0, 7, (2, 5))
     torch.testing.assert_close(s(X)[0], f(X)[0], atol=1e-6, rtol=1e-5)
@@ -154,7 +158,7 @@ def test_scratch_and_fast_language_models_share_state_dicts():
 def test_predict_chars_warms_up_then_predicts_greedily():
     torch.manual_seed(0)
     vocab = Vocab(list("time traveller"))
-    model = RNNLM(recurrent_layer("gru", "fast", len(vocab), 16), len(vocab), "fast")
+    model = language_model("fast", len(vocab), "gru", 16)
     text = predict_chars("time", 10, model, vocab)
     # the book's way: feed one character at a time, then take the argmax of each prediction
     state, outputs = None, vocab[list("time")]
@@ -188,10 +192,10 @@ def test_language_modeling_task_carries_detached_state_only_for_sequential_batch
     model, task = RecordingLM(5), LanguageModeling(fast.cross_entropy, sequential=sequential)
     X, Y = torch.randint(0, 5, (2, 3)), torch.randint(0, 5, (2, 3))
     task.start_epoch(True)
-    out = task.step(model, (X, Y), True)
-    task.step(model, (X, Y), True)
+    out = task.step(model, Split(X, Y), True)
+    task.step(model, Split(X, Y), True)
     task.start_epoch(True)
-    task.step(model, (X, Y), True)
+    task.step(model, Split(X, Y), True)
     assert model.seen[0] is None and model.seen[2] is None  # fresh state each epoch
     if sequential:
         assert float(model.seen[1]) == 1.0 and model.seen[1].grad_fn is None  # carried over, detached
@@ -207,7 +211,7 @@ def test_language_modeling_task_carries_detached_state_only_for_sequential_batch
 def test_language_model_learns_a_periodic_text(impl):
     torch.manual_seed(0)
     corpus = torch.tensor([0, 1, 2, 3, 1, 2] * 40)
-    model = RNNLM(recurrent_layer("gru", impl, 4, 16), 4, impl)
+    model = language_model(impl, 4, "gru", 16)
     loader = LMLoader(corpus, 4, 8, sequential=True)
     trainer = Trainer(model, LanguageModeling(fast.cross_entropy, sequential=True), torch.optim.Adam(model.parameters(), 0.05),
                       epochs=10, clip_grad_norm=1.0, progress=False)
@@ -224,9 +228,9 @@ def test_rnn_scratch_experiment_runs_on_the_packaged_book(tmp_path, monkeypatch)
 
     monkeypatch.delenv("DIVEKIT_DATA", raising=False)  # the packaged Time Machine is enough
     experiment = get_experiment("rnn-scratch")
-    cfg = experiment.config(epochs=2, num_hiddens=32, max_tokens=3000, num_preds=10, device="cpu")
+    cfg = experiment.make_options(epochs=2, num_hiddens=32, max_tokens=3000, num_preds=10, device="cpu")
     assert (cfg.impl, cfg.lr, cfg.batch_size, cfg.num_steps, cfg.clip_grad) == ("scratch", 1.0, 32, 35, 1.0)
-    assert experiment.config().epochs == 500 and experiment.config().num_hiddens == 512
+    assert experiment.make_options().epochs == 500 and experiment.make_options().num_hiddens == 512
     clip_calls, scratch_clip = [], scratch.clip_grad_norm
 
     def recording_clip(params, max_norm):
@@ -240,7 +244,7 @@ def test_rnn_scratch_experiment_runs_on_the_packaged_book(tmp_path, monkeypatch)
     assert summary["final"]["train_perplexity"] < 28  # better than guessing among 28 characters
     assert summary["reference"][0]["metric"] == "train_perplexity"
     with pytest.raises(ValueError, match="--clip-grad"):
-        experiment.config(clip_grad=0.0)
+        experiment.make_options(clip_grad=0.0)
 
 
 def test_the_books_rnn_numbers_follow_the_sampling_the_run_used():
@@ -269,7 +273,7 @@ def test_rnn_scratch_reaches_the_books_perplexity(tmp_path, monkeypatch, random_
 
     monkeypatch.delenv("DIVEKIT_DATA", raising=False)  # the packaged Time Machine
     experiment = get_experiment("rnn-scratch")
-    cfg = experiment.config(device="cpu", random_sampling=random_sampling)
+    cfg = experiment.make_options(device="cpu", random_sampling=random_sampling)
     summary = run_experiment(experiment, cfg, tmp_path / "run", progress=False)
     (row,) = summary["reference"]
     assert row["reached"] and row["book"] == (1.5 if random_sampling else 1.0), row

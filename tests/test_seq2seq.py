@@ -24,13 +24,19 @@ from divekit.decoding import (
     sequence_score,
 )
 from divekit.metrics.bleu import bleu, corpus_bleu
-from divekit.models.seq2seq import (
-    Decoder,
-    Encoder,
-    EncoderDecoder,
-    seq2seq_model,
-    translate,
-)
+from divekit.data.batch import SequencePair
+from divekit.models.registry import create_model
+from divekit.models.seq2seq import Decoder, Encoder, EncoderDecoder, translate
+
+
+def seq2seq_model(src_vocab_size, tgt_vocab_size, embed_size, num_hiddens, num_layers, dropout=0.0, impl="fast"):
+    return create_model("seq2seq", impl, src_vocab_size=src_vocab_size, tgt_vocab_size=tgt_vocab_size,
+                        embed_size=embed_size, num_hiddens=num_hiddens, num_layers=num_layers, dropout=dropout)
+
+
+def pairs(X, Y, pad):
+    """The batch the data gives the task: tokens and valid lengths (here: the non-padding count)."""
+    return SequencePair(X, (X != pad).sum(dim=1), Y, (Y != pad).sum(dim=1))
 from divekit.ops import fast, scratch
 from divekit.train.lm import Seq2SeqTask
 
@@ -60,11 +66,12 @@ def test_tokenize_truncate_pad_and_valid_lengths():
 @needs_real_data(["fra-eng"])
 def test_load_translation_matches_the_book():
     data = load_translation(num_examples=600, num_steps=8)
-    assert data.split.X.shape == data.split.y.shape == (600, 8)
+    assert data.pairs.X.shape == data.pairs.Y.shape == (600, 8)
     src, tgt = data.src_vocab, data.tgt_vocab
     assert src.idx_to_token[:4] == tgt.idx_to_token[:4] == ["<unk>", "<pad>", "<bos>", "<eos>"]
-    assert src.to_tokens(data.split.X[0]) == ["go", ".", "<eos>", "<pad>", "<pad>", "<pad>", "<pad>", "<pad>"]
-    assert tgt.to_tokens(data.split.y[0][:3]) == ["va", "!", "<eos>"]
+    assert src.to_tokens(data.pairs.X[0]) == ["go", ".", "<eos>", "<pad>", "<pad>", "<pad>", "<pad>", "<pad>"]
+    assert tgt.to_tokens(data.pairs.Y[0][:3]) == ["va", "!", "<eos>"]
+    assert data.pairs.X_valid_len[0] == 3 and data.pairs.Y_valid_len[0] == 3
     assert all(freq >= 2 for token, freq in src.token_freqs if token in src.token_to_idx)
 
 
@@ -143,8 +150,8 @@ def test_seq2seq_task_uses_teacher_forcing_and_a_per_token_loss():
     pad, bos, V = 1, 2, 6
     X = torch.tensor([[4, 3, 1, 1], [5, 5, 5, 3]])
     Y = torch.tensor([[4, 5, 3, 1], [3, 1, 1, 1]])
-    model, task = Recorder(V), Seq2SeqTask(fast.masked_cross_entropy, pad=pad, bos=bos)
-    out = task.step(model, (X, Y), True)
+    model, task = Recorder(V), Seq2SeqTask(fast.masked_cross_entropy, bos=bos)
+    out = task.step(model, pairs(X, Y, pad), True)
     _, dec_X, X_valid = model.seen
     assert dec_X.tolist() == [[bos, 4, 5, 3], [bos, 3, 1, 1]] and X_valid.tolist() == [2, 4]
     real = [F.cross_entropy(model.logits[None], Y[b, t:t + 1]) for b, t in [(0, 0), (0, 1), (0, 2), (1, 0)]]
@@ -161,28 +168,28 @@ def test_seq2seq_book_reduction_is_d2ls_masked_loss_summed_over_the_batch():
     X = torch.tensor([[4, 3, 1, 1], [5, 5, 5, 3], [3, 1, 1, 1]])
     Y = torch.tensor([[4, 5, 3, 1], [3, 1, 1, 1], [5, 5, 4, 3]])
     model = Recorder(V)
-    book = Seq2SeqTask(fast.masked_cross_entropy, pad=pad, bos=bos, reduction="book").step(model, (X, Y), True)
+    book = Seq2SeqTask(fast.masked_cross_entropy, bos=bos, reduction="book").step(model, pairs(X, Y, pad), True)
     logits = model.logits.expand(3, 4, -1)
     per_token = F.cross_entropy(logits.permute(0, 2, 1), Y, reduction="none")  # (B, T)
     d2l_loss = (per_token * (Y != pad)).mean(dim=1).sum()
     torch.testing.assert_close(book.loss, d2l_loss)
-    mean = Seq2SeqTask(fast.masked_cross_entropy, pad=pad, bos=bos).step(model, (X, Y), True)
+    mean = Seq2SeqTask(fast.masked_cross_entropy, bos=bos).step(model, pairs(X, Y, pad), True)
     torch.testing.assert_close(book.loss, mean.loss * 8 / 4)  # 8 real tokens, T = 4
     assert float(book.sums["loss"]) == pytest.approx(float(mean.sums["loss"]))
     with pytest.raises(ValueError, match="reduction must be 'book' or 'token_mean'"):
-        Seq2SeqTask(fast.masked_cross_entropy, pad=pad, bos=bos, reduction="mean")
+        Seq2SeqTask(fast.masked_cross_entropy, bos=bos, reduction="mean")
 
 
 def test_seq2seq_learns_to_copy_and_translate_returns_it():
     torch.manual_seed(0)
     vocab = Vocab([list("abcd")], reserved_tokens=("<pad>", "<bos>", "<eos>"))
     model = seq2seq_model(len(vocab), len(vocab), 8, 32, 1)
-    task = Seq2SeqTask(fast.masked_cross_entropy, pad=vocab["<pad>"], bos=vocab["<bos>"])
+    task = Seq2SeqTask(fast.masked_cross_entropy, bos=vocab["<bos>"])
     sentences = [" ".join(p) for p in itertools.product("abcd", repeat=3)]
-    X, _ = build_array([s.split() for s in sentences], vocab, 5)
+    X, valid_len = build_array([s.split() for s in sentences], vocab, 5)
     optimizer = torch.optim.Adam(model.parameters(), 0.02)
     for _ in range(150):
-        loss = task.step(model, (X, X), True).loss
+        loss = task.step(model, SequencePair(X, valid_len, X, valid_len), True).loss
         optimizer.zero_grad(), loss.backward(), optimizer.step()
     assert loss.item() < 0.1
     assert translate(model, "b a d", vocab, vocab, 5) == "b a d"
@@ -298,7 +305,7 @@ def test_seq2seq_reaches_the_books_loss_and_translations(tmp_path):
     from divekit.experiments.runner import run_experiment
 
     experiment = get_experiment("seq2seq")
-    summary = run_experiment(experiment, experiment.config(device="cpu"), tmp_path / "run", progress=False)
+    summary = run_experiment(experiment, experiment.make_options(device="cpu"), tmp_path / "run", progress=False)
     rows = {row["metric"]: row for row in summary["reference"]}
     assert rows["train_loss_d2l"]["reached"], rows["train_loss_d2l"]  # at most 0.0205
     assert summary["results"]["bleu_go"] == summary["results"]["bleu_i_lost"] == 1.0

@@ -88,12 +88,12 @@ def test_sequential_batches_continue_each_other_and_cover_the_corpus(epoch):
     loader.set_epoch(epoch)
     batches = list(loader)
     assert len(batches) == len(loader) > 0
-    for X, Y in batches:
-        assert X.shape == Y.shape == (B, T)
-        torch.testing.assert_close(Y, X + 1)  # targets are the next tokens
-    for (X0, _), (X1, _) in itertools.pairwise(batches):
-        torch.testing.assert_close(X1[:, 0], X0[:, -1] + 1)  # row b goes on where it stopped
-    seen = torch.cat([X for X, _ in batches], dim=1)  # (B, num_batches * T)
+    for batch in batches:
+        assert batch.X.shape == batch.y.shape == (B, T)
+        torch.testing.assert_close(batch.y, batch.X + 1)  # targets are the next tokens
+    for first, second in itertools.pairwise(batches):
+        torch.testing.assert_close(second.X[:, 0], first.X[:, -1] + 1)  # row b goes on where it stopped
+    seen = torch.cat([batch.X for batch in batches], dim=1)  # (B, num_batches * T)
     offset, row_len = int(seen[0, 0]), int(seen[1, 0] - seen[0, 0])
     assert 0 <= offset <= T and row_len == (N - offset - 1) // B
     for b in range(B):  # each row is a contiguous stretch of the corpus, missing less than T at its end
@@ -107,7 +107,7 @@ def test_random_batches_are_disjoint_aligned_subsequences_reshuffled_each_epoch(
     orders = []
     for epoch in (1, 2):
         loader.set_epoch(epoch)
-        X = torch.cat([X for X, Y in loader])
+        X = torch.cat([batch.X for batch in loader])
         starts = X[:, 0]
         assert len(set(starts.tolist())) == len(starts)  # no subsequence twice
         assert len(set((starts % T).tolist())) == 1  # all aligned on one random offset
@@ -116,7 +116,7 @@ def test_random_batches_are_disjoint_aligned_subsequences_reshuffled_each_epoch(
         orders.append(starts)
     assert not torch.equal(orders[0][:5], orders[1][:5])
     loader.set_epoch(1)
-    torch.testing.assert_close(torch.cat([X for X, _ in loader])[:, 0], orders[0])  # reproducible per epoch
+    torch.testing.assert_close(torch.cat([batch.X for batch in loader])[:, 0], orders[0])  # reproducible per epoch
 
 
 def test_lm_loader_rejects_bad_input():

@@ -11,7 +11,10 @@ from torch import nn
 from divekit import io
 from divekit.data.base import Split
 from divekit.data.loader import TensorLoader
+from divekit.data.batch import Batch, Detection, Segmentation
+from divekit.data.transforms import Compose, RandomHorizontalFlip, Resize
 from divekit.ops import fast, scratch
+from divekit.train.callbacks import Callback, CurvesFigure
 from divekit.train.engine import NonFiniteLossError, Trainer
 from divekit.train.metrics import MetricSums
 from divekit.train.tasks import Classification, Regression
@@ -29,9 +32,10 @@ def mlp_with_dropout():
     return nn.Sequential(nn.Linear(2, 16), nn.ReLU(), nn.Dropout(0.3), nn.Linear(16, 3))
 
 
-def make_trainer(model, out_dir=None, epochs=3, **kwargs):
+def make_trainer(model, out_dir=None, epochs=3, callbacks=(), **kwargs):
+    figures = [CurvesFigure(out_dir)] if out_dir is not None else []
     return Trainer(model, Classification(fast.cross_entropy), torch.optim.SGD(model.parameters(), lr=0.2),
-                   epochs=epochs, out_dir=out_dir, progress=False, log_every=5, **kwargs)
+                   epochs=epochs, out_dir=out_dir, progress=False, log_every=5, callbacks=[*figures, *callbacks], **kwargs)
 
 
 def loaders(seed=0):
@@ -75,12 +79,13 @@ def test_resume_continues_to_the_same_result_as_an_uninterrupted_run(tmp_path):
     full = make_trainer(mlp_with_dropout(), tmp_path / "full", epochs=4)
     full_history = full.fit(*loaders())
 
-    def kill_after_epoch_2(trainer, record):
-        if record["epoch"] == 2:
-            raise StopAfter
+    class KillAfterEpoch2(Callback):
+        def on_epoch_end(self, trainer, record):
+            if record["epoch"] == 2:
+                raise StopAfter
 
     torch.manual_seed(0)
-    killed = make_trainer(mlp_with_dropout(), tmp_path / "killed", epochs=4, callbacks=[kill_after_epoch_2])
+    killed = make_trainer(mlp_with_dropout(), tmp_path / "killed", epochs=4, callbacks=[KillAfterEpoch2()])
     with pytest.raises(StopAfter):
         killed.fit(*loaders())
     assert io.load(tmp_path / "killed" / "checkpoint.pt")["epoch"] == 2
@@ -195,24 +200,61 @@ def test_metric_sums_mix_tensors_and_numbers():
 def test_loader_shuffles_reproducibly_per_epoch_and_covers_every_example():
     split = Split(torch.arange(10).float().unsqueeze(1), torch.arange(10))
     loader = TensorLoader(split, 4, shuffle=True, seed=3)
-    epoch1 = torch.cat([y for _, y in loader])
+    epoch1 = torch.cat([batch.y for batch in loader])
     assert sorted(epoch1.tolist()) == list(range(10)) and len(loader) == 3
-    assert torch.equal(epoch1, torch.cat([y for _, y in loader]))
+    assert torch.equal(epoch1, torch.cat([batch.y for batch in loader]))
     loader.set_epoch(1)
-    assert not torch.equal(epoch1, torch.cat([y for _, y in loader]))
-    for X, y in loader:
-        assert torch.equal(X.squeeze(1).long(), y)  # features stay with their labels
+    assert not torch.equal(epoch1, torch.cat([batch.y for batch in loader]))
+    for batch in loader:
+        assert torch.equal(batch.X.squeeze(1).long(), batch.y)  # features stay with their labels
 
 
 def test_loader_converts_uint8_images_and_resizes():
     images = torch.randint(0, 256, (5, 1, 28, 28), dtype=torch.uint8)
-    X, _ = next(iter(TensorLoader(Split(images, torch.zeros(5)), 5)))
+    X = next(iter(TensorLoader(Split(images, torch.zeros(5)), 5))).X
     assert X.dtype == torch.float32 and torch.allclose(X, images.float() / 255)
-    X, _ = next(iter(TensorLoader(Split(images, torch.zeros(5)), 2, resize=(56, 56))))
+    X = next(iter(TensorLoader(Split(images, torch.zeros(5)), 2, transform=Resize(56)))).X
     assert X.shape == (2, 1, 56, 56)
+    torch.testing.assert_close(X, torch.nn.functional.interpolate(images[:2].float() / 255, size=(56, 56), mode="bilinear"))
     assert TensorLoader(Split(images, torch.zeros(5)), 2, drop_last=True).__len__() == 2
     with pytest.raises(ValueError, match="batch_size"):
         TensorLoader(Split(images, torch.zeros(5)), 0)
+
+
+def test_batches_move_select_and_check_their_fields():
+    batch = Detection(torch.rand(4, 3, 8, 8), torch.rand(4, 2, 4), torch.tensor([[0, -1], [1, 1], [-1, -1], [2, -1]]))
+    assert len(batch) == 4 and isinstance(batch, Batch)
+    picked = batch.select(torch.tensor([2, 0]))
+    assert torch.equal(picked.labels, batch.labels[[2, 0]]) and torch.equal(picked.X, batch.X[[2, 0]])
+    assert torch.equal(batch.select(slice(1, 3)).boxes, batch.boxes[1:3])
+    assert batch.to("cpu").fields().keys() == {"X", "boxes", "labels"}
+    with pytest.raises(ValueError, match="the same number of examples, got X 4, boxes 3, labels 4"):
+        Detection(torch.rand(4, 3, 8, 8), torch.rand(3, 2, 4), torch.zeros(4, 2))
+
+
+def test_a_flip_moves_images_masks_and_boxes_together_per_example():
+    g = torch.Generator().manual_seed(0)
+    X = torch.rand(64, 1, 4, 6, generator=g)
+    masks = torch.randint(0, 5, (64, 4, 6), generator=g)
+    flipped = RandomHorizontalFlip(0.5)(Segmentation(X, masks), torch.Generator().manual_seed(1))
+    was_flipped = [bool(torch.equal(flipped.X[i], X[i].flip(-1))) for i in range(64)]
+    assert 16 < sum(was_flipped) < 48  # a coin per example, not one per batch
+    for i, f in enumerate(was_flipped):  # each mask went with its image
+        assert torch.equal(flipped.masks[i], masks[i].flip(-1) if f else masks[i])
+        assert f or torch.equal(flipped.X[i], X[i])
+    again = RandomHorizontalFlip(0.5)(Segmentation(X, masks), torch.Generator().manual_seed(1))
+    assert torch.equal(again.X, flipped.X)  # the same seed, the same flips
+    boxes = torch.tensor([[[0.1, 0.2, 0.4, 0.5]]]).expand(8, 1, 4)
+    images = torch.zeros(8, 1, 10, 10)
+    images[:, :, 2:5, 1:4] = 1  # the object the box surrounds (x from 0.1 to 0.4)
+    out = RandomHorizontalFlip(1.0)(Detection(images, boxes, torch.zeros(8, 1)))
+    torch.testing.assert_close(out.boxes, torch.tensor([[[0.6, 0.2, 0.9, 0.5]]]).expand(8, 1, 4))
+    assert out.X[0, 0, 2:5, 6:9].eq(1).all() and out.X[0, 0].sum() == 9  # the object moved where its box did
+    resized = Compose([Resize(20), RandomHorizontalFlip(0.0)])(Segmentation(X, masks))
+    assert resized.X.shape == (64, 1, 20, 20) and resized.masks.shape == (64, 20, 20)
+    assert set(resized.masks.unique().tolist()) <= set(masks.unique().tolist())  # nearest: no averaged classes
+    with pytest.raises(ValueError, match="image transforms take float images"):
+        Resize(8)(Split(torch.zeros(2, 3, dtype=torch.uint8), torch.zeros(2)))
 
 
 @pytest.mark.slow

@@ -53,28 +53,32 @@ def _main_parser() -> argparse.ArgumentParser:
 
 
 def _run_parser(experiment) -> argparse.ArgumentParser:
-    """The options of ``divekit run NAME``: one per config field, with the experiment's defaults."""
-    from divekit.experiments.config import base_type, field_types, parse_value
+    """The options of ``divekit run NAME``: one per field of the experiment's options, with its defaults."""
+    from divekit.options import help_of, kinds, parse_value
 
+    options = experiment.options
     parser = argparse.ArgumentParser(
         prog=f"{PROG} run {experiment.name}",
-        description=f"{experiment.title} (D2L {experiment.section}) on {experiment.dataset}: {experiment.reproduces}.",
+        description=f"{experiment.title} (D2L {experiment.section}) on {experiment.dataset}. {experiment.description}",
     )
-    types = field_types(experiment.config)
-    for f in dataclasses.fields(experiment.config):
-        kind, choices, _ = base_type(types[f.name])
+    defaults = {f.name: f.default for f in dataclasses.fields(options)}
+    for name, kind in kinds(options).items():
 
-        def convert(text, name=f.name):
+        def convert(text, kind=kind):
             try:
-                return parse_value(experiment.config, name, text)
+                return parse_value(kind, text)
             except ValueError as e:
                 raise argparse.ArgumentTypeError(str(e)) from None
 
-        flag = "--" + f.name.replace("_", "-")
-        metavar = "{" + ",".join(map(str, choices)) + "}" if choices else ("BOOL" if kind is bool else f.name.upper())
-        bare_means_true = {"nargs": "?", "const": True} if kind is bool else {}  # "--compile" = "--compile true"
-        parser.add_argument(flag, dest=f.name, type=convert, default=argparse.SUPPRESS, metavar=metavar,
-                            help=f"{f.metadata.get('help', '')} (default: {f.default})", **bare_means_true)
+        if kind.choices:
+            metavar = "{" + ",".join(map(str, kind.choices)) + "}"
+        else:
+            metavar = {bool: "BOOL", tuple: "N,N,..."}.get(kind.type, name.upper())
+        bare_means_true = {"nargs": "?", "const": True} if kind.type is bool else {}  # "--compile" = "--compile true"
+        default = defaults[name]
+        shown = ",".join(map(str, default)) if isinstance(default, tuple) else default
+        parser.add_argument("--" + name.replace("_", "-"), dest=name, type=convert, default=argparse.SUPPRESS,
+                            metavar=metavar, help=f"{help_of(options, name)} (default: {shown})", **bare_means_true)
     parser.add_argument("--out", default="runs", help="folder for run folders (default: runs)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     return parser
@@ -85,11 +89,11 @@ def _cmd_list() -> int:
 
     experiments = all_experiments()
     width = max(len(e.name) for e in experiments)
-    print(f"{'NAME':<{width}}  {'BOOK':<8}  {'DATA':<16}  REPRODUCES")
+    print(f"{'NAME':<{width}}  {'BOOK':<11}  {'DATA':<16}  WHAT")
     for e in experiments:
-        data = e.dataset if len(e.dataset) <= 16 else e.dataset.split(":")[0]
+        data = e.dataset if len(e.dataset) <= 16 else e.dataset.split(":")[0][:16]
         own = " (also --data)" if e.user_data else ""
-        print(f"{e.name:<{width}}  §{e.section:<7}  {data:<16}  {e.title}: {e.reproduces}{own}")
+        print(f"{e.name:<{width}}  §{e.section:<10}  {data:<16}  {e.title}; {e.description}{own}")
     return 0
 
 
@@ -102,10 +106,10 @@ def _cmd_run(name: str, argv: Sequence[str]) -> int:
     args = vars(parser.parse_args(argv))
     out, no_progress = args.pop("out"), args.pop("no_progress")
     try:
-        cfg = experiment.config(**args)
+        options = experiment.make_options(**args)
     except ValueError as e:
         parser.error(str(e))
-    run_experiment(experiment, cfg, new_run_dir(out, experiment, cfg), progress=not no_progress)
+    run_experiment(experiment, options, new_run_dir(out, experiment, options), progress=not no_progress)
     return 0
 
 

@@ -1,26 +1,11 @@
 """The data set abstraction every loader returns (D2L §1.2, §3.2): examples as feature tensors
-``X`` and labels ``y``, split into a training part and an evaluation part."""
+``X`` and labels ``y`` (a :class:`~divekit.data.batch.Split`), in a training part and an evaluation part."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-import torch
-
-
-@dataclass(frozen=True)
-class Split:
-    """One part of a data set: ``X`` of shape (N, ...) and ``y`` of shape (N, ...)."""
-
-    X: torch.Tensor
-    y: torch.Tensor
-
-    def __post_init__(self):
-        if len(self.X) != len(self.y):
-            raise ValueError(f"X has {len(self.X)} examples but y has {len(self.y)}")
-
-    def __len__(self) -> int:
-        return len(self.X)
+from divekit.data.batch import Split
 
 
 @dataclass(frozen=True)

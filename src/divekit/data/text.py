@@ -2,8 +2,8 @@
 language-model minibatches.
 
 Letters: N corpus length in tokens, B batch size, T number of time steps (``num_steps``).
-A language-model minibatch is a pair ``(X, Y)`` of (B, T) token indices with ``Y`` the next token
-of each position of ``X`` (shifted by one in the corpus).
+A language-model minibatch is a :class:`~divekit.data.batch.Split` of (B, T) token indices ``X`` and
+``y``, the next token of each position of ``X`` (shifted by one in the corpus).
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from typing import Literal
 import torch
 
 from divekit.data import hub
+from divekit.data.batch import Split
 
 __all__ = [
     "LMLoader",
@@ -125,7 +126,7 @@ def load_corpus_time_machine(max_tokens: int | None = None, token: TokenKind = "
 
 
 class LMLoader:
-    """Language-model minibatches ``(X, Y)`` of shape (B, T) from one long corpus (D2L §8.3.4).
+    """Language-model minibatches ``Split(X, y)`` of shape (B, T) from one long corpus (D2L §8.3.4).
 
     * random sampling (``sequential=False``): the corpus after a random offset in [0, T) is cut
       into subsequences of T tokens, which are shuffled; neighbouring minibatches are unrelated,
@@ -179,11 +180,11 @@ class LMLoader:
             starts = offset + torch.arange(B, device=self.corpus.device) * row_len  # (B,) row starts
             for i in range(num_batches):
                 idx = starts[:, None] + i * T + steps  # (B, T) corpus positions
-                yield self.corpus[idx], self.corpus[idx + 1]
+                yield Split(self.corpus[idx], self.corpus[idx + 1])
         else:
             num_subseqs = (len(self.corpus) - offset - 1) // T
             starts = offset + torch.randperm(num_subseqs, generator=g)[: num_batches * B] * T
             starts = starts.to(self.corpus.device).reshape(num_batches, B, 1)
             for i in range(num_batches):
                 idx = starts[i] + steps  # (B, T)
-                yield self.corpus[idx], self.corpus[idx + 1]
+                yield Split(self.corpus[idx], self.corpus[idx + 1])

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import torch
 
 from divekit.data import hub
-from divekit.data.base import Split
+from divekit.data.batch import SequencePair
 from divekit.data.text import Vocab
 
 __all__ = ["RESERVED", "TranslationData", "build_array", "load_translation", "preprocess", "read_fra_eng",
@@ -65,9 +65,9 @@ def build_array(lines: list[list[str]], vocab: Vocab, num_steps: int) -> tuple[t
 
 @dataclass(frozen=True)
 class TranslationData:
-    """Source and target index arrays (``split.X``, ``split.y``: (N, T)) and their vocabularies."""
+    """The sentence pairs (``pairs.X``, ``pairs.Y``: (N, T), with valid lengths) and their vocabularies."""
 
-    split: Split
+    pairs: SequencePair
     src_vocab: Vocab
     tgt_vocab: Vocab
     num_steps: int
@@ -80,6 +80,6 @@ def load_translation(num_examples: int | None = 600, num_steps: int = 10, min_fr
     source, target = tokenize_pairs(preprocess(read_fra_eng(data_dir)), num_examples)
     src_vocab = Vocab(source, min_freq=min_freq, reserved_tokens=RESERVED)
     tgt_vocab = Vocab(target, min_freq=min_freq, reserved_tokens=RESERVED)
-    X, _ = build_array(source, src_vocab, num_steps)
-    Y, _ = build_array(target, tgt_vocab, num_steps)
-    return TranslationData(Split(X, Y), src_vocab, tgt_vocab, num_steps)
+    X, X_valid_len = build_array(source, src_vocab, num_steps)
+    Y, Y_valid_len = build_array(target, tgt_vocab, num_steps)
+    return TranslationData(SequencePair(X, X_valid_len, Y, Y_valid_len), src_vocab, tgt_vocab, num_steps)

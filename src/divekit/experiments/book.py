@@ -69,6 +69,36 @@ def compare(experiment: str, impl: str, ours: dict[str, float], config: Mapping[
     return rows
 
 
+# options that do not change what a run is compared with: which twin, where it runs, its seed, and
+# the speed settings that keep the book's recipe
+INCIDENTAL = ("impl", "device", "seed", "compile", "precision")
+
+
+def changed_options(defaults: Mapping[str, Any], config: Mapping[str, Any], experiment: str, impl: str) -> dict:
+    """The options of ``config`` that differ from the experiment's ``defaults`` (the book's
+    settings) and make a run not comparable with the book: all but the incidental ones and those
+    that choose one of the book's entries (its ``"when"``)."""
+    entry = book_results(experiment, impl, config) or {}
+    chooses = set(entry.get("when", {}))
+    return {name: config[name] for name in config
+            if name not in INCIDENTAL and name not in chooses and config[name] != defaults.get(name)}
+
+
+def describe(experiment: str, impl: str, config: Mapping[str, Any] | None = None) -> str:
+    """The book's headline number for an experiment run with ``config``, one line:
+    "book: test_acc 0.779 (builds 0.772–0.821)"."""
+    entry = book_results(experiment, impl, config)
+    if entry is None:
+        return ""
+    metrics = entry["metrics"]
+    name = "test_acc" if "test_acc" in metrics else next(iter(metrics))
+    ref = metrics[name]
+    low, high = ref["spread"]
+    low, high = format_value(low), format_value(high)
+    spread = "" if low == high else f" (builds {low}–{high})"
+    return f"book: {name} {format_value(ref['book'])}{spread}"
+
+
 def format_value(value) -> str:
     """A metric as a person reads it: 4 significant digits, "–" when there is none."""
     if value is None:

@@ -4,7 +4,7 @@ prices, and 5-fold cross-validation of the log RMSE, then a final model trained 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from typing import Annotated
 
 import torch
 import torch.nn.functional as F
@@ -12,11 +12,12 @@ from torch import nn
 
 from divekit.data.base import Split
 from divekit.data.kaggle_house import KaggleHouse, load_kaggle_house
-from divekit.experiments.common import book_default
-from divekit.experiments.config import RunConfig, option
-from divekit.experiments.registry import DemoResult, Experiment, register
-from divekit.models.blocks import MyLinear
+from divekit.experiments.registry import (BatchSize, DemoResult, Device, Epochs, Impl, LearningRate, Optimizer, Seed,
+                                          demo)
+from divekit.models.registry import create_model
 from divekit.optim import create_optimizer
+from divekit.options import at_least
+from divekit.train.device import choose_device
 from divekit.train.kfold import fit_and_evaluate, k_fold
 from divekit.train.tasks import StepOutput, Task
 
@@ -31,7 +32,7 @@ class HousePriceRegression(Task):
     """
 
     def step(self, model, batch, training):
-        X, y = batch
+        X, y = batch.X, batch.y
         y_hat = model(X)  # (B, 1)
         squared_error = F.mse_loss(y_hat, y, reduction="none")
         log_error = torch.log(y_hat.detach().clamp(min=1)) - torch.log(y)
@@ -43,50 +44,35 @@ class HousePriceRegression(Task):
         return {"loss": totals["loss"] / n, "log_rmse": math.sqrt(totals["squared_log_error"] / n)}
 
 
-@dataclass
-class KaggleHouseConfig(RunConfig):
-    epochs: int = book_default("epochs", 100)
-    lr: float = book_default("lr", 5.0)
-    batch_size: int = book_default("batch_size", 64)
-    optimizer: str = book_default("optimizer", "adam")
-    k: int = option(5, "number of folds of the cross-validation")
-    weight_decay: float = option(0.0, "L2 weight decay of the optimizer")
-
-    def __post_init__(self):
-        super().__post_init__()
-        if self.k < 2:
-            raise ValueError(f"--k must be at least 2 folds, got {self.k}")
-        if self.weight_decay < 0:
-            raise ValueError(f"--weight-decay must be at least 0, got {self.weight_decay}")
-
-
-def house_price_model(num_inputs: int, impl: str) -> nn.Module:
-    """The book's ``get_net``: one linear layer with PyTorch's default init (scratch: :class:`MyLinear`)."""
-    return MyLinear(num_inputs, 1) if impl == "scratch" else nn.Linear(num_inputs, 1)
-
-
-def kaggle_house(cfg: KaggleHouseConfig, device: torch.device) -> DemoResult:
-    """D2L §4.10: k-fold log RMSE (per fold and averaged), then the final model's log RMSE on
-    all training data and its predictions for the test houses (submission.csv, ready for Kaggle).
-    metrics.csv has one row per fold and epoch ("all" for the final model)."""
+@demo("kaggle-house", section="4.10", title="Predicting house prices on Kaggle with k-fold cross-validation",
+      dataset="Kaggle house prices (1460 train + 1459 test houses, 330 features)", tiny=dict(epochs=1, limit=50, k=2))
+def kaggle_house(epochs: Epochs = 100, lr: LearningRate = 5.0, batch_size: BatchSize = 64, optimizer: Optimizer = "adam",
+                 impl: Impl = "fast", seed: Seed = 0, device: Device = "auto",
+                 limit: Annotated[int | None, "use only the first N training houses (a quick check)", at_least(1)] = None,
+                 k: Annotated[int, "number of folds of the cross-validation", at_least(2)] = 5,
+                 weight_decay: Annotated[float, "L2 weight decay of the optimizer", at_least(0)] = 0.0) -> DemoResult:
+    """The k-fold log RMSE (per fold and averaged) of the book's linear model, then the final
+    model's log RMSE on all training data and its predictions for the test houses (submission.csv,
+    ready for Kaggle). metrics.csv has one row per fold and epoch ("all" for the final model)."""
+    device = choose_device(device)
     data = load_kaggle_house()
-    train = data.train if cfg.limit is None else Split(data.train.X[: cfg.limit], data.train.y[: cfg.limit])
+    train = data.train if limit is None else Split(data.train.X[:limit], data.train.y[:limit])
     num_inputs = train.X.shape[1]
     task = HousePriceRegression()
 
     def make_model() -> nn.Module:
-        return house_price_model(num_inputs, cfg.impl)
+        # the book's get_net: one linear layer with PyTorch's default init
+        return create_model("linear", impl, input_shape=(num_inputs,), num_outputs=1, sigma=None)
 
     def make_optimizer(model: nn.Module) -> torch.optim.Optimizer:
-        return create_optimizer(cfg.optimizer_name, model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        return create_optimizer(optimizer, model.parameters(), impl=impl, lr=lr, weight_decay=weight_decay)
 
-    folds = k_fold(make_model, make_optimizer, task, train, cfg.k, epochs=cfg.epochs, batch_size=cfg.batch_size,
-                   device=device, seed=cfg.seed)
+    folds = k_fold(make_model, make_optimizer, task, train, k, epochs=epochs, batch_size=batch_size,
+                   device=device, seed=seed)
     # the book's train_and_pred: the same recipe on all training data
     model = make_model()
     final_rows = [{"fold": "all", **row} for row in fit_and_evaluate(
-        model, make_optimizer(model), task, train, epochs=cfg.epochs, batch_size=cfg.batch_size, device=device,
-        seed=cfg.seed + cfg.k)]
+        model, make_optimizer(model), task, train, epochs=epochs, batch_size=batch_size, device=device, seed=seed + k)]
 
     results = {
         "folds": [{key: value for key, value in fold.items() if key.endswith("log_rmse") or key == "fold"}
@@ -117,14 +103,3 @@ def _fold_curve(history: list[dict]):
     fig.axes[0].set_yscale("log")
     fig.axes[0].set_ylabel("log rmse")
     return fig
-
-
-register(Experiment(
-    name="kaggle-house",
-    section="4.10",
-    title="Predicting house prices on Kaggle with k-fold cross-validation",
-    dataset="Kaggle house prices (1460 train + 1459 test houses, 330 features)",
-    reproduces="average 5-fold log RMSE of about 0.165 (train) and 0.170 (valid)",
-    config=KaggleHouseConfig,
-    demo=kaggle_house,
-))

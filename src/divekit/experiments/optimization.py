@@ -27,51 +27,23 @@ import math
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Annotated
 
 import torch
 
 from divekit.data.base import Split
-from divekit.experiments.config import RunConfig, option
-from divekit.experiments.registry import DemoResult, Experiment, register
-from divekit.optim import scratch
+from divekit.experiments.registry import DemoResult, Impl, Seed, demo
+from divekit.optim import optimizer_class
+from divekit.options import at_least
 
 log = logging.getLogger("divekit")
 
 MakeOptimizer = Callable[[Iterable[torch.Tensor]], torch.optim.Optimizer]
 
 
-# -- configs -------------------------------------------------------------------------------------
-
-def _not_used():
-    return option(None, "not used: the demonstration runs with the book's settings")
-
-
-@dataclass
-class DemoConfig(RunConfig):
-    """Options of a fixed demonstration of the book's numbers: only --impl (scratch or torch.optim
-    optimizers), --seed and --device mean anything."""
-
-    epochs: int | None = _not_used()
-    lr: float | None = _not_used()
-    batch_size: int | None = _not_used()
-    UNUSED: ClassVar[tuple[str, ...]] = ("epochs", "lr", "batch_size")
-
-    def __post_init__(self):
-        super().__post_init__()
-        for name in self.UNUSED:
-            if getattr(self, name) is not None:
-                raise ValueError(f"--{name.replace('_', '-')} is not used by this demonstration: "
-                                 f"it runs with the book's settings")
-        if self.optimizer != "auto":
-            raise ValueError("--optimizer is not used by this demonstration: "
-                             "--impl picks the scratch or the torch.optim optimizers")
-
-
 def make_sgd(impl: str, lr: float, momentum: float = 0.0) -> MakeOptimizer:
     """Gradient descent (with momentum) as the scratch or the torch optimizer."""
-    cls = scratch.SGD if impl == "scratch" else torch.optim.SGD
-    return lambda params: cls(params, lr=lr, momentum=momentum)
+    return functools.partial(optimizer_class("sgd", impl), lr=lr, momentum=momentum)
 
 
 # -- descent on a known function -----------------------------------------------------------------
@@ -102,8 +74,11 @@ def _trajectory_rows(name: str, trajectory: torch.Tensor) -> list[dict]:
 
 # -- §11.1-11.2: landscapes ----------------------------------------------------------------------
 
-def optimization_landscapes(cfg: DemoConfig, device: torch.device) -> DemoResult:
-    """The figures of §11.1-11.2, with the numbers they show computed."""
+@demo("optimization-landscapes", section="11.1-11.2", title="Optimization landscapes",
+      dataset="functions: x cos(pi x), x^3, x^2 - y^2, tanh")
+def optimization_landscapes() -> DemoResult:
+    """The figures of local minima, saddle points, vanishing gradients and convexity (§11.1-11.2),
+    with the numbers they show computed."""
     from divekit.viz import optimization as viz
 
     # x cos(pi x): the minima on either side of x = 0.5, from a fine grid
@@ -157,15 +132,16 @@ def quadratic_2d(x):
     return x[0] ** 2 + 2 * x[1] ** 2  # f(x) = x1^2 + 2 x2^2
 
 
-def gd_trajectories(cfg: DemoConfig, device: torch.device) -> DemoResult:
-    """§11.3: from x = 10, ten steps of gradient descent on x^2 with eta = 0.05 (too slow), 0.2
-    and 1.1 (overshoots and diverges), and with eta = 2 on x cos(0.15 pi x) (a poor local
-    minimum); then twenty steps with eta = 0.1 on x1^2 + 2 x2^2 from (-5, -2)."""
+@demo("gd-trajectories", section="11.3", title="Gradient descent", dataset="functions: x^2, x cos(0.15 pi x), x1^2 + 2 x2^2")
+def gd_trajectories(impl: Impl = "fast") -> DemoResult:
+    """From x = 10, ten steps of gradient descent on x^2 with eta = 0.05 (too slow), 0.2 and 1.1
+    (overshoots and diverges), and with eta = 2 on x cos(0.15 pi x) (a poor local minimum); then
+    twenty steps with eta = 0.1 on x1^2 + 2 x2^2 from (-5, -2) (§11.3)."""
     from divekit.viz.optimization import show_trace_1d, show_trace_2d
 
-    traces = {f"eta={lr}": descend(square, 10.0, make_sgd(cfg.impl, lr), steps=10) for lr in GD_1D_LRS}
-    trace_nonconvex = descend(nonconvex, 10.0, make_sgd(cfg.impl, 2.0), steps=10)
-    trace_2d = descend(quadratic_2d, (-5.0, -2.0), make_sgd(cfg.impl, 0.1), steps=20)
+    traces = {f"eta={lr}": descend(square, 10.0, make_sgd(impl, lr), steps=10) for lr in GD_1D_LRS}
+    trace_nonconvex = descend(nonconvex, 10.0, make_sgd(impl, 2.0), steps=10)
+    trace_2d = descend(quadratic_2d, (-5.0, -2.0), make_sgd(impl, 0.1), steps=20)
 
     results = {f"x_eta{lr}": float(traces[f"eta={lr}"][-1]) for lr in GD_1D_LRS}
     results["x_nonconvex_eta2"] = float(trace_nonconvex[-1])
@@ -195,12 +171,13 @@ MOMENTUM_RUNS = (  # (name, eta, beta): the book's four trajectories
 )
 
 
-def momentum_trajectories(cfg: DemoConfig, device: torch.device) -> DemoResult:
-    """§11.6: twenty steps from (-5, -2) on 0.1 x1^2 + 2 x2^2, where plain gradient descent must
-    choose between crawling along x1 and diverging along x2, and momentum gets both right."""
+@demo("momentum-trajectories", section="11.6", title="Momentum", dataset="function: 0.1 x1^2 + 2 x2^2")
+def momentum_trajectories(impl: Impl = "fast") -> DemoResult:
+    """Twenty steps from (-5, -2) on 0.1 x1^2 + 2 x2^2, where plain gradient descent must choose
+    between crawling along x1 and diverging along x2, and momentum gets both right (§11.6)."""
     from divekit.viz.optimization import momentum_weights, show_trace_2d
 
-    traces = {name: descend(ill_conditioned, (-5.0, -2.0), make_sgd(cfg.impl, lr, beta), steps=20)
+    traces = {name: descend(ill_conditioned, (-5.0, -2.0), make_sgd(impl, lr, beta), steps=20)
               for name, lr, beta in MOMENTUM_RUNS}
     results = {}
     for name, trace in traces.items():
@@ -227,21 +204,11 @@ class AirfoilRun:
     name: str  # the key of its results: NAME_loss, NAME_sec_per_epoch
     label: str  # its legend in the figure
     section: str
-    optimizer: str  # a key of AIRFOIL_OPTIMIZERS
+    optimizer: str  # a name in divekit.optim.OPTIMIZERS
     hyperparameters: dict
     batch_size: int = 10
     epochs: int = 2
 
-
-# optimizer name -> (scratch class, torch.optim class or None where torch has none)
-AIRFOIL_OPTIMIZERS = {
-    "sgd": (scratch.SGD, torch.optim.SGD),
-    "adagrad": (scratch.AdaGrad, torch.optim.Adagrad),
-    "rmsprop": (scratch.RMSProp, torch.optim.RMSprop),
-    "adadelta": (scratch.Adadelta, torch.optim.Adadelta),
-    "adam": (scratch.Adam, torch.optim.Adam),
-    "yogi": (scratch.Yogi, None),
-}
 
 AIRFOIL_RUNS = (
     AirfoilRun("gd", "GD (batch 1500, lr 1)", "11.5", "sgd", {"lr": 1.0}, batch_size=1500, epochs=10),
@@ -260,27 +227,21 @@ AIRFOIL_RUNS = (
 EVAL_EVERY = 200  # examples between evaluations of the full-data loss, as the book's train_ch11
 
 
-@dataclass
-class AirfoilConfig(DemoConfig):
-    epochs: int | None = option(None, "passes over the data for every run "
-                                      "(default: the book's, 10 for GD and 2 for the rest)")
-    runs: str = option("all", "comma-separated runs to do, or all: " + ", ".join(r.name for r in AIRFOIL_RUNS))
-    UNUSED: ClassVar[tuple[str, ...]] = ("lr", "batch_size")
+def selected_runs(runs: str) -> list[AirfoilRun]:
+    """The runs named in ``runs`` (comma-separated), or all of them."""
+    if runs == "all":
+        return list(AIRFOIL_RUNS)
+    by_name = {r.name: r for r in AIRFOIL_RUNS}
+    names = [name.strip() for name in runs.split(",") if name.strip()]
+    unknown = [name for name in names if name not in by_name]
+    if unknown or not names:
+        raise ValueError(f"--runs: unknown run(s) {', '.join(unknown) or '(none given)'}; "
+                         f"choose all or from {', '.join(by_name)}")
+    return [by_name[name] for name in names]
 
-    def __post_init__(self):
-        super().__post_init__()
-        self.selected_runs()  # reject unknown names now
 
-    def selected_runs(self) -> list[AirfoilRun]:
-        if self.runs == "all":
-            return list(AIRFOIL_RUNS)
-        by_name = {r.name: r for r in AIRFOIL_RUNS}
-        names = [name.strip() for name in self.runs.split(",") if name.strip()]
-        unknown = [name for name in names if name not in by_name]
-        if unknown or not names:
-            raise ValueError(f"--runs: unknown run(s) {', '.join(unknown) or '(none given)'}; "
-                             f"choose all or from {', '.join(by_name)}")
-        return [by_name[name] for name in names]
+def check_runs(name: str, value: str) -> None:
+    selected_runs(value)
 
 
 def train_linear_regression(data: Split, make_optimizer: MakeOptimizer, *, batch_size: int, epochs: int,
@@ -322,70 +283,39 @@ def train_linear_regression(data: Split, make_optimizer: MakeOptimizer, *, batch
     return points
 
 
-def optimizers_airfoil(cfg: AirfoilConfig, device: torch.device) -> DemoResult:
-    """§11.5-11.10: each of the book's optimizer runs on the first 1,500 standardised airfoil
-    examples, on the CPU as the book's (a 6-parameter model gains nothing from a GPU)."""
+@demo("optimizers-airfoil", section="11.5-11.10", title="Optimizers on the airfoil data",
+      dataset="airfoil: self-noise, first 1500 rows x 5 standardised features", tiny=dict(runs="gd,adam", epochs=1))
+def optimizers_airfoil(impl: Impl = "fast", seed: Seed = 0,
+                       epochs: Annotated[int | None, "passes over the data for every run (default: the book's, 10 for "
+                                                     "GD and 2 for the rest)", at_least(1)] = None,
+                       runs: Annotated[str, "comma-separated runs to do, or all: "
+                                            + ", ".join(r.name for r in AIRFOIL_RUNS), check_runs] = "all",
+                       limit: Annotated[int | None, "use only the first N examples (a quick check)", at_least(1)] = None,
+                       ) -> DemoResult:
+    """GD, SGD, minibatch SGD, momentum, AdaGrad, RMSProp, Adadelta, Adam and Yogi training a
+    linear regression on the first 1,500 standardised airfoil examples (§11.5-11.10), on the CPU as
+    the book's (a 6-parameter model gains nothing from a GPU); the full-data loss against time and
+    against examples seen."""
     from divekit.data.airfoil import load_airfoil
     from divekit.viz.optimization import loss_curves
 
     data = load_airfoil().train
-    if cfg.limit is not None:
-        data = Split(data.X[: cfg.limit], data.y[: cfg.limit])
+    if limit is not None:
+        data = Split(data.X[:limit], data.y[:limit])
     results, rows, curves = {}, [], {}
-    for run in cfg.selected_runs():
-        scratch_cls, torch_cls = AIRFOIL_OPTIMIZERS[run.optimizer]
-        cls = scratch_cls if cfg.impl == "scratch" else torch_cls
-        if cls is None:
-            log.info(f"{run.name}: torch.optim has no {run.optimizer}; run it with --impl scratch")
+    for run in selected_runs(runs):
+        try:
+            cls = optimizer_class(run.optimizer, impl)
+        except ValueError as missing:  # torch.optim has no Yogi
+            log.info(f"{run.name}: {missing}")
             continue
-        epochs = cfg.epochs if cfg.epochs is not None else run.epochs
+        run_epochs = epochs if epochs is not None else run.epochs
         points = train_linear_regression(data, functools.partial(cls, **run.hyperparameters),
-                                         batch_size=run.batch_size, epochs=epochs, seed=cfg.seed)
+                                         batch_size=run.batch_size, epochs=run_epochs, seed=seed)
         results[f"{run.name}_loss"] = points[-1]["loss"]
-        results[f"{run.name}_sec_per_epoch"] = points[-1]["seconds"] / epochs
+        results[f"{run.name}_sec_per_epoch"] = points[-1]["seconds"] / run_epochs
         rows += [{"run": run.name, **point} for point in points]
         group = "GD, SGD and minibatch SGD (§11.5)" if run.section == "11.5" else "momentum and adaptive (§11.6-11.10)"
         curves.setdefault(group, {})[run.label] = points
-        log.info(f"{run.label:<34} loss {points[-1]['loss']:.3f}, {points[-1]['seconds'] / epochs:.3f} sec/epoch")
+        log.info(f"{run.label:<34} loss {points[-1]['loss']:.3f}, {points[-1]['seconds'] / run_epochs:.3f} sec/epoch")
     return DemoResult(results, {"loss_curves": loss_curves(curves)}, rows)
-
-
-register(Experiment(
-    name="optimization-landscapes",
-    section="11.1-11.2",
-    title="Optimization landscapes",
-    dataset="functions: x cos(pi x), x^3, x^2 - y^2, tanh",
-    reproduces="figures of local minima, saddle points, vanishing gradients and convexity",
-    config=DemoConfig,
-    demo=optimization_landscapes,
-))
-
-register(Experiment(
-    name="gd-trajectories",
-    section="11.3",
-    title="Gradient descent",
-    dataset="functions: x^2, x cos(0.15 pi x), x1^2 + 2 x2^2",
-    reproduces="the book's final points to 6 digits, e.g. x = 0.060466 after 10 steps with eta 0.2",
-    config=DemoConfig,
-    demo=gd_trajectories,
-))
-
-register(Experiment(
-    name="momentum-trajectories",
-    section="11.6",
-    title="Momentum",
-    dataset="function: 0.1 x1^2 + 2 x2^2",
-    reproduces="the book's final points to 6 digits: GD diverges at eta 0.6, momentum converges",
-    config=DemoConfig,
-    demo=momentum_trajectories,
-))
-
-register(Experiment(
-    name="optimizers-airfoil",
-    section="11.5-11.10",
-    title="Optimizers on the airfoil data",
-    dataset="airfoil: self-noise, first 1500 rows x 5 standardised features",
-    reproduces="full-data loss about 0.243-0.25 for GD, SGD, minibatch SGD, momentum, AdaGrad, RMSProp, Adam",
-    config=AirfoilConfig,
-    demo=optimizers_airfoil,
-))

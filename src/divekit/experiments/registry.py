@@ -1,91 +1,292 @@
-"""The experiments of the book, one name each (``divekit list`` shows them).
+"""The experiments of the book, one name each (``divekit list`` shows them), in two forms.
 
-An :class:`Experiment` says where it comes from (book section, data set, what it reproduces),
-which config class holds its options, and how to build a :class:`Setup` from a config: the model,
-the task, the optimizer and the loaders. Running it is the runner's job.
+A :class:`Recipe` is a training run declared in a few lines: its data, its model (a registered
+model name and config values), its task, the book's training options, and probes that report on
+the trained model::
+
+    register(Recipe(
+        name="lenet", section="6.6", title="LeNet-5",
+        data=FashionMNIST(), model="lenet", task=Classify(),
+        train=dict(epochs=10, lr=0.9), probes=(PredictionGrid(),), user_data="classification",
+    ))
+
+Its options (the ``divekit run NAME`` flags) are the fields of all of these, with the recipe's
+values as defaults: a recipe cannot ignore an option it shows, and a clash of names is an error.
+
+A :class:`Demo` is a plain typed function that computes results and figures (a trajectory, a
+figure of activations, a k-fold cross-validation); its options are its keyword parameters,
+``Annotated`` with their help text::
+
+    @demo("gd-trajectories", section="11.3", title="Gradient descent", dataset="functions: x^2, ...")
+    def gd_trajectories(impl: Impl = "fast") -> DemoResult: ...
+
+The book's numbers live in ``reference/*.json``; an experiment's one-line description is derived
+from them (:mod:`divekit.experiments.book`).
 """
 
 from __future__ import annotations
 
-import difflib
+import dataclasses
+import functools
+import importlib
+import inspect
+import pkgutil
 import re
+import typing
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable, Iterable
+from typing import Annotated, Any, ClassVar, Literal, NamedTuple
 
-import torch
-from torch import nn
+from divekit.experiments import book
+from divekit.experiments.parts import DataPart, Probe, TaskPart, TrainOptions, UserDataOptions
+from divekit.options import at_least, check_fields, merge_fields, option, positive
+from divekit.registry import Registry
 
-from divekit.experiments.config import RunConfig
-from divekit.train.tasks import Task
-
-
-@dataclass
-class Setup:
-    """Everything the trainer needs, built from a config."""
-
-    model: nn.Module
-    task: Task
-    optimizer: torch.optim.Optimizer
-    train_loader: Iterable
-    eval_loader: Iterable | None
-    eval_name: str = "val"
-    data_name: str = ""
-    scheduler: object | None = None
-    # after training: extra results to report, e.g. the error in the learned w and b
-    finish: Callable[[nn.Module], dict] | None = None
-    # after training: figures to save in the run folder as NAME.png, e.g. predictions
-    figures: Callable[[nn.Module], dict] | None = None
+# Options most demonstrations take, as annotations for their signatures
+Impl = Annotated[Literal["scratch", "fast"], "scratch: built from tensor operations; fast: PyTorch's kernels"]
+Seed = Annotated[int, "random seed", at_least(0)]
+Device = Annotated[str, "auto, cpu, cuda, cuda:N or mps"]
+Epochs = Annotated[int, "number of passes over the training data", at_least(1)]
+LearningRate = Annotated[float, "learning rate", positive]
+BatchSize = Annotated[int, "examples per minibatch", at_least(1)]
+Optimizer = Annotated[str, "sgd, momentum, adagrad, rmsprop, adadelta, adam, adamw or yogi (the --impl's class); "
+                           "scratch-NAME for the scratch one whatever --impl"]
 
 
 @dataclass
+class Options:
+    """Base of every experiment's options class: checks each value against its annotation, then
+    lets the experiment check the combination (``Experiment.validate``)."""
+
+    experiment: ClassVar[Experiment]
+
+    def __post_init__(self):
+        check_fields(self)
+        self.experiment.validate(self)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclass(eq=False)
 class DemoResult:
-    """What a demonstration produces instead of a training run: numbers and figures, and
-    optionally a table of rows (e.g. a trajectory) written as metrics.csv and text files written
-    into the run folder under the given names."""
+    """What a demonstration produces: numbers, figures (name -> matplotlib Figure, saved as
+    NAME.png), optionally table rows (written as metrics.csv), and text files for the run folder."""
 
     results: dict
-    figures: dict = field(default_factory=dict)  # name -> matplotlib Figure, saved as NAME.png
+    figures: dict = field(default_factory=dict)
     rows: list[dict] = field(default_factory=list)
     files: dict[str, str] = field(default_factory=dict)  # file name -> text, e.g. a Kaggle submission.csv
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Experiment:
-    """A named experiment: ``build`` makes a :class:`Setup` for the trainer, or, for a
-    demonstration that trains nothing through the trainer (a figure, a trajectory), ``demo``
-    computes a :class:`DemoResult` directly."""
+    """What every experiment has: its name, the book's section (classic edition numbering, as in
+    ``shared/reference``), a title, what data it runs on, and a class of options."""
 
     name: str
-    section: str  # the book's section numbers, e.g. "3.1-3.3"
+    section: str
     title: str
-    dataset: str
-    reproduces: str  # what the run shows, in one line
-    config: type[RunConfig]
-    build: Callable[[RunConfig, torch.device], Setup] | None = field(default=None, repr=False)
-    demo: Callable[[RunConfig, torch.device], DemoResult] | None = field(default=None, repr=False)
-    user_data: str | None = None  # "classification" or "regression" when --data is accepted
+
+    @property
+    def dataset(self) -> str:
+        raise NotImplementedError
+
+    @property
+    def options(self) -> type[Options]:
+        raise NotImplementedError
+
+    @property
+    def user_data(self) -> str | None:
+        return None
+
+    @property
+    def default_impl(self) -> str:
+        return "fast"
+
+    @property
+    def defaults(self) -> dict[str, Any]:
+        """The default value of every option (the book's settings)."""
+        return {f.name: f.default for f in dataclasses.fields(self.options)}
+
+    @property
+    def description(self) -> str:
+        """One line: the book's published number for this experiment where it has one."""
+        return book.describe(self.name, self.default_impl, self.defaults) or self.title
+
+    def validate(self, options: Options) -> None:
+        """Raise ValueError for a combination of options that cannot run."""
+
+    def make_options(self, **values) -> Options:
+        return self.options(**values)
+
+
+class Parts(NamedTuple):
+    """A recipe's parts with a run's option values in them."""
+
+    train: TrainOptions
+    user: UserDataOptions | None
+    data: DataPart
+    model_args: dict
+    task: TaskPart
+    probes: tuple[Probe, ...]
+
+
+def _fields_of(obj) -> list[str]:
+    return [f.name for f in dataclasses.fields(obj)]
+
+
+@dataclass(frozen=True, eq=False)
+class Recipe(Experiment):
+    """A training run of a registered model on a data set (see the module docstring)."""
+
+    data: DataPart = None
+    model: str = ""
+    task: TaskPart = None
+    train: dict = field(default_factory=dict)  # the book's training options (TrainOptions fields)
+    model_args: dict = field(default_factory=dict)  # config values over the registered model's preset
+    probes: tuple[Probe, ...] = ()
+    user_data_kind: str | None = None  # "classification" or "regression": --data and --target are taken
+    tiny: dict = field(default_factory=dict)  # option values for a seconds-long smoke test
 
     def __post_init__(self):
-        if (self.build is None) == (self.demo is None):
-            raise ValueError(f"experiment {self.name!r} needs exactly one of build (a training run) or demo")
+        if self.data is None or self.task is None or not self.model:
+            raise ValueError(f"recipe {self.name!r} needs data, a model and a task")
+
+    @property
+    def dataset(self) -> str:
+        return self.data.label
+
+    @property
+    def user_data(self) -> str | None:
+        return self.user_data_kind
+
+    @property
+    def default_impl(self) -> str:
+        return self.train.get("impl", "fast")
+
+    def model_option_names(self) -> list[str]:
+        from divekit.models.registry import get_model
+
+        return [name for name in _fields_of(get_model(self.model).config) if name not in self.data.PROVIDES]
+
+    @functools.cached_property
+    def options(self) -> type[Options]:
+        from divekit.models.registry import model_config
+
+        model_defaults = dataclasses.asdict(model_config(self.model, **self.model_args))
+        model_cls = type(model_config(self.model))
+        model_fields = [f for f in dataclasses.fields(model_cls) if f.name not in self.data.PROVIDES]
+        sources = {"the training options": (TrainOptions, self.train)}
+        if self.user_data_kind is not None:
+            sources["the user-data options"] = (UserDataOptions, {})
+        sources[f"the data ({type(self.data).__name__})"] = (type(self.data), dataclasses.asdict(self.data))
+        sources[f"the model ({self.model})"] = (_only(model_cls, model_fields), model_defaults)
+        sources[f"the task ({type(self.task).__name__})"] = (type(self.task), dataclasses.asdict(self.task))
+        for probe in self.probes:
+            sources[f"the probe {type(probe).__name__}"] = (type(probe), dataclasses.asdict(probe))
+        cls = merge_fields(_class_name(self.name), sources, bases=(Options,))
+        cls.experiment = self
+        return cls
+
+    def parts(self, options: Options) -> Parts:
+        values = options.to_dict()
+
+        def pick(names):
+            return {name: values[name] for name in names}
+
+        return Parts(
+            train=TrainOptions(**pick(_fields_of(TrainOptions))),
+            user=UserDataOptions(**pick(_fields_of(UserDataOptions))) if self.user_data_kind else None,
+            data=dataclasses.replace(self.data, **pick(_fields_of(self.data))),
+            model_args=pick(self.model_option_names()),
+            task=dataclasses.replace(self.task, **pick(_fields_of(self.task))),
+            probes=tuple(dataclasses.replace(p, **pick(_fields_of(p))) for p in self.probes),
+        )
+
+    def validate(self, options):
+        from divekit.models.registry import model_config
+
+        parts = self.parts(options)  # each part checks its own values as it is made
+        model_config(self.model, **parts.model_args)
+        if parts.user is not None and parts.user.target is not None and parts.user.data is None:
+            raise ValueError("--target names a column of your own CSV table; pass it together with --data FILE.csv")
 
 
-_REGISTRY: dict[str, Experiment] = {}
+def _only(cls: type, fields: list[dataclasses.Field]) -> type:
+    """A dataclass with only ``fields`` of ``cls`` (their annotations and help kept)."""
+    hints = typing.get_type_hints(cls, include_extras=True)
+    return dataclasses.make_dataclass(cls.__name__, [(f.name, hints[f.name], f) for f in fields])
+
+
+def _class_name(name: str) -> str:
+    """"rnn-scratch" -> "RnnScratchOptions"."""
+    return "".join(part.capitalize() for part in re.split(r"[^a-zA-Z0-9]", name)) + "Options"
+
+
+@dataclass(frozen=True, eq=False)
+class Demo(Experiment):
+    """A demonstration: ``function(**options) -> DemoResult``. A parameter named ``seed`` also seeds
+    torch's generators before the call."""
+
+    function: Callable[..., DemoResult] = None
+    data: str = ""
+    tiny: dict = field(default_factory=dict)
+
+    @property
+    def dataset(self) -> str:
+        return self.data
+
+    @property
+    def default_impl(self) -> str:
+        parameter = inspect.signature(self.function).parameters.get("impl")
+        return parameter.default if parameter is not None else "fast"
+
+    @property
+    def description(self) -> str:
+        return book.describe(self.name, self.default_impl, self.defaults) or _first_sentence(self.function.__doc__)
+
+    def validate(self, options):
+        if hasattr(options, "optimizer"):  # the same names, aliases and message as a recipe's
+            options.optimizer = TrainOptions(optimizer=options.optimizer).optimizer
+
+    @functools.cached_property
+    def options(self) -> type[Options]:
+        hints = typing.get_type_hints(self.function, include_extras=True)
+        specs = []
+        for name, parameter in inspect.signature(self.function).parameters.items():
+            if parameter.default is inspect.Parameter.empty:
+                raise TypeError(f"demo {self.name}: parameter {name} needs a default (every option has one)")
+            specs.append((name, hints[name], option(parameter.default, "")))
+        cls = dataclasses.make_dataclass(_class_name(self.name), specs, bases=(Options,))
+        cls.experiment = self
+        return cls
+
+
+def _first_sentence(text: str | None) -> str:
+    paragraph = " ".join((text or "").strip().split("\n\n")[0].split())
+    return paragraph.split(". ")[0].rstrip(".") + "."
+
+
+_REGISTRY: Registry[Experiment] = Registry("experiment", "`divekit list` shows them all")
 
 
 def register(experiment: Experiment) -> Experiment:
-    if experiment.name in _REGISTRY:
-        raise ValueError(f"an experiment named {experiment.name!r} is already registered")
-    _REGISTRY[experiment.name] = experiment
-    return experiment
+    return _REGISTRY.add(experiment.name, experiment)
+
+
+def demo(name: str, *, section: str, title: str, dataset: str, tiny: dict | None = None):
+    """Register the decorated function as a :class:`Demo`."""
+
+    def decorator(function):
+        register(Demo(name=name, section=section, title=title, function=function, data=dataset, tiny=tiny or {}))
+        return function
+
+    return decorator
 
 
 def get_experiment(name: str) -> Experiment:
     _load_all()
-    if name not in _REGISTRY:
-        close = difflib.get_close_matches(name, list(_REGISTRY), n=3)
-        hint = f"; did you mean {' or '.join(close)}?" if close else ""
-        raise KeyError(f"no experiment named {name!r}{hint} (`divekit list` shows them all)")
     return _REGISTRY[name]
 
 
@@ -101,15 +302,13 @@ def section_key(section: str) -> tuple[int, ...]:
     return tuple(int(part) for part in first.group().strip(".").split(".")) if first else (999,)
 
 
-_INFRASTRUCTURE = {"book", "common", "config", "registry", "runner"}
+_INFRASTRUCTURE = {"book", "parts", "registry", "runner"}
 
 
+@functools.cache
 def _load_all() -> None:
     """Import every experiment module of this package (each registers its experiments when
     imported); done lazily so that ``divekit --help`` stays quick."""
-    import importlib
-    import pkgutil
-
     import divekit.experiments as package
 
     for module in pkgutil.iter_modules(package.__path__):

@@ -5,11 +5,14 @@ combine. Assigning a module or ``nn.Parameter`` to an attribute registers it, wh
 ``parameters()``, ``named_parameters()``, ``state_dict()``, ``.to(device)`` and ``apply`` find
 everything, however deeply nested. Saving and loading them is :func:`divekit.io.save` /
 :func:`divekit.io.load` (D2L §5.5). Letters: B batch size, D inputs, H hidden units, Q outputs.
+
+The book's ``MySequential`` (§5.1.2) and ``MyLinear`` (§5.4.2) are layers with torch twins, so they
+live with the other scratch layers: :class:`divekit.ops.scratch.Sequential` and
+:class:`divekit.ops.scratch.Linear`.
 """
 
 from __future__ import annotations
 
-import math
 from typing import Callable
 
 import torch
@@ -29,32 +32,6 @@ class CustomMLP(nn.Module):
 
     def forward(self, X: torch.Tensor) -> torch.Tensor:
         return self.out(F.relu(self.hidden(X)))  # (B, D) -> (B, H) -> (B, Q)
-
-
-class SequentialScratch(nn.Module):
-    """``nn.Sequential`` from scratch (the book's ``MySequential``): blocks run in the given order.
-
-    Each block is registered under its position ("0", "1", ...), so parameter names and the state
-    dict are exactly those of ``nn.Sequential`` and either can load the other's weights.
-    """
-
-    def __init__(self, *blocks: nn.Module):
-        super().__init__()
-        for index, block in enumerate(blocks):
-            if not isinstance(block, nn.Module):
-                raise TypeError(f"block {index} is a {type(block).__name__}, not an nn.Module; wrap functions in a module")
-            self.add_module(str(index), block)  # the book writes self._modules[str(index)] = block
-
-    def __len__(self) -> int:
-        return len(self._modules)
-
-    def __getitem__(self, index: int) -> nn.Module:
-        return list(self._modules.values())[index]
-
-    def forward(self, X: torch.Tensor) -> torch.Tensor:
-        for block in self._modules.values():  # insertion order
-            X = block(X)
-        return X
 
 
 class FixedHiddenMLP(nn.Module):
@@ -140,27 +117,3 @@ class CenteredLayer(nn.Module):
 
     def forward(self, X: torch.Tensor) -> torch.Tensor:
         return X - X.mean()
-
-
-class MyLinear(nn.Module):
-    """A layer with parameters: the book's ``MyLinear``, with ``nn.Linear``'s names, shapes and init.
-
-    ``weight`` (Q, D) and ``bias`` (Q,) start ~ U(-1/sqrt(D), 1/sqrt(D)), drawn as ``nn.Linear``
-    draws them, so the two load each other's state dicts. Unlike the book's version it has no
-    built-in ReLU: activations are layers of their own.
-    """
-
-    def __init__(self, in_features: int, out_features: int):
-        super().__init__()
-        if in_features < 1 or out_features < 1:
-            raise ValueError(f"MyLinear needs at least one input and one output, got {in_features} -> {out_features}")
-        self.in_features, self.out_features = in_features, out_features
-        self.weight = nn.Parameter(torch.empty(out_features, in_features))
-        self.bias = nn.Parameter(torch.empty(out_features))
-        bound = 1 / math.sqrt(in_features)
-        with torch.no_grad():
-            self.weight.uniform_(-bound, bound)
-            self.bias.uniform_(-bound, bound)
-
-    def forward(self, X: torch.Tensor) -> torch.Tensor:
-        return X @ self.weight.T + self.bias  # (B, D) @ (D, Q) + (Q,) -> (B, Q)

@@ -8,52 +8,48 @@ Shapes: X (B, ...) flattened to (B, D); W (Q, D); b (Q,); o (B, Q).
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 from torch import nn
 
+from divekit.models.registry import features_example, register_model
+from divekit.options import Checked, at_least, option, positive
+from divekit.ops import Ops
 
-class LinearScratch(nn.Module):
-    """o = X W^T + b from tensor operations, W ~ N(0, sigma^2), b = 0 (D2L §3.2.2)."""
 
-    def __init__(self, num_inputs: int, num_outputs: int, sigma: float = 0.01):
+@dataclass
+class LinearConfig(Checked):
+    input_shape: tuple[int, ...] = option((2,), "shape of one example; flattened to D = prod(input_shape) features")
+    num_outputs: int = option(1, "1 for regression, the number of classes for softmax regression", at_least(1))
+    sigma: float | None = option(0.01, "weights start at N(0, sigma^2) and the bias at 0 (D2L §3.2.2); "
+                                       "none keeps nn.Linear's initialisation", positive)
+    bias: bool = option(True, "learn a bias b")
+
+    def __post_init__(self):
+        super().__post_init__()
+        if not self.input_shape or math.prod(self.input_shape) < 1:
+            raise ValueError(f"a linear model needs at least one input feature, got input shape {self.input_shape}")
+
+
+class LinearModel(nn.Module):
+    """o = flatten(X) W^T + b."""
+
+    def __init__(self, cfg: LinearConfig, ops: Ops):
         super().__init__()
-        self.weight = nn.Parameter(torch.randn(num_outputs, num_inputs) * sigma)
-        self.bias = nn.Parameter(torch.zeros(num_outputs))
+        self.flatten = ops.Flatten()
+        self.linear = ops.Linear(math.prod(cfg.input_shape), cfg.num_outputs, bias=cfg.bias)
+        if cfg.sigma is not None:
+            with torch.no_grad():
+                self.linear.weight.normal_(0, cfg.sigma)
+                if cfg.bias:
+                    self.linear.bias.zero_()
 
     def forward(self, X: torch.Tensor) -> torch.Tensor:
-        X = X.reshape(X.shape[0], -1)  # (B, D)
-        return X @ self.weight.T + self.bias  # (B, Q)
+        return self.linear(self.flatten(X))  # (B, D) -> (B, Q)
 
 
-class Linear(nn.Linear):
-    """The fast twin: ``nn.Linear`` on flattened inputs with the book's N(0, sigma^2) init (D2L §3.3)."""
-
-    def __init__(self, num_inputs: int, num_outputs: int, sigma: float = 0.01):
-        super().__init__(num_inputs, num_outputs)
-        nn.init.normal_(self.weight, std=sigma)
-        nn.init.zeros_(self.bias)
-
-    def forward(self, X: torch.Tensor) -> torch.Tensor:
-        return super().forward(X.flatten(1))
-
-
-def linear_model(input_shape: tuple[int, ...], num_outputs: int, impl: str, sigma: float = 0.01) -> nn.Module:
-    """Linear regression (``num_outputs`` = 1) or softmax regression (one output per class)."""
-    num_inputs = math.prod(input_shape)
-    if impl == "scratch":
-        return LinearScratch(num_inputs, num_outputs, sigma)
-    if impl == "fast":
-        return Linear(num_inputs, num_outputs, sigma)
-    raise ValueError(f"unknown impl {impl!r}; choose scratch or fast")
-
-
-def init_like_nn_linear(layer: nn.Module) -> nn.Module:
-    """Re-draw a linear layer's weight (Q, D) and bias (Q,) from U(-1/sqrt(D), 1/sqrt(D)), the
-    distribution ``nn.Linear`` starts from, for a model whose book version uses ``nn.Linear``'s
-    default rather than the N(0, 0.01) of §3. Returns the layer."""
-    bound = 1 / math.sqrt(layer.weight.shape[1])
-    with torch.no_grad():
-        layer.weight.uniform_(-bound, bound)
-        layer.bias.uniform_(-bound, bound)
-    return layer
+@register_model("linear", config=LinearConfig, example=features_example, section="3.1-3.7")
+def linear(cfg: LinearConfig, ops: Ops) -> LinearModel:
+    """One affine layer on flattened inputs: linear regression, or softmax regression's logits."""
+    return LinearModel(cfg, ops)

@@ -8,16 +8,19 @@ or about search (``divekit.decoding``).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from torch import nn
 
 from divekit.data.text import Vocab
 from divekit.data.translation import truncate_pad
 from divekit.decoding import beam_search, greedy_search
-from divekit.models.linear import init_like_nn_linear, linear_model
-from divekit.models.rnn import recurrent_layer
+from divekit.models.registry import Example, register_model
+from divekit.ops import Ops
+from divekit.options import Checked, at_least, below, option, probability
 
-__all__ = ["Decoder", "Encoder", "EncoderDecoder", "Seq2SeqDecoder", "Seq2SeqEncoder", "seq2seq_model", "translate"]
+__all__ = ["Decoder", "Encoder", "EncoderDecoder", "Seq2SeqConfig", "Seq2SeqDecoder", "Seq2SeqEncoder", "translate"]
 
 
 class Encoder(nn.Module):
@@ -54,15 +57,24 @@ class EncoderDecoder(nn.Module):
         return self.decoder(dec_X, state)
 
 
+@dataclass
+class Seq2SeqConfig(Checked):
+    src_vocab_size: int = option(10, "source vocabulary size", at_least(1))
+    tgt_vocab_size: int = option(10, "target vocabulary size", at_least(1))
+    embed_size: int = option(32, "embedding size", at_least(1))
+    num_hiddens: int = option(32, "GRU hidden units", at_least(1))
+    num_layers: int = option(2, "GRU layers in the encoder and in the decoder", at_least(1))
+    dropout: float = option(0.1, "dropout between GRU layers", probability, below(1))
+
+
 class Seq2SeqEncoder(Encoder):
     """Embedding + multi-layer GRU (D2L §9.7.1). Returns the outputs of the last layer (T, B, H)
     and the final hidden state of every layer (L, B, H). The GRU reads the padding too, as in the book."""
 
-    def __init__(self, vocab_size: int, embed_size: int, num_hiddens: int, num_layers: int, dropout: float = 0.0,
-                 impl: str = "fast"):
+    def __init__(self, cfg: Seq2SeqConfig, ops: Ops):
         super().__init__()
-        self.embedding = nn.Embedding(vocab_size, embed_size)
-        self.rnn = recurrent_layer("gru", impl, embed_size, num_hiddens, num_layers, dropout=dropout)
+        self.embedding = ops.Embedding(cfg.src_vocab_size, cfg.embed_size)
+        self.rnn = ops.GRU(cfg.embed_size, cfg.num_hiddens, cfg.num_layers, dropout=cfg.dropout)
 
     def forward(self, X, *args):
         return self.rnn(self.embedding(X.T))  # (T, B, E) in; (T, B, H), (L, B, H) out
@@ -77,12 +89,11 @@ class Seq2SeqDecoder(Decoder):
     book's ``predict_seq2seq`` reads it from the decoder's updated state instead).
     """
 
-    def __init__(self, vocab_size: int, embed_size: int, num_hiddens: int, num_layers: int, dropout: float = 0.0,
-                 impl: str = "fast"):
+    def __init__(self, cfg: Seq2SeqConfig, ops: Ops):
         super().__init__()
-        self.embedding = nn.Embedding(vocab_size, embed_size)
-        self.rnn = recurrent_layer("gru", impl, embed_size + num_hiddens, num_hiddens, num_layers, dropout=dropout)
-        self.output = linear_model((num_hiddens,), vocab_size, impl)
+        self.embedding = ops.Embedding(cfg.tgt_vocab_size, cfg.embed_size)
+        self.rnn = ops.GRU(cfg.embed_size + cfg.num_hiddens, cfg.num_hiddens, cfg.num_layers, dropout=cfg.dropout)
+        self.output = ops.Linear(cfg.num_hiddens, cfg.tgt_vocab_size)
 
     def init_state(self, enc_outputs, *args):
         _, H = enc_outputs  # (L, B, H)
@@ -93,26 +104,31 @@ class Seq2SeqDecoder(Decoder):
         emb = self.embedding(X.T)  # (T, B, E)
         T, B, _ = emb.shape
         outputs, H = self.rnn(torch.cat([emb, context.expand(T, -1, -1)], dim=-1), H)  # (T, B, H)
-        logits = self.output(outputs.reshape(T * B, -1)).reshape(T, B, -1)
-        return logits.transpose(0, 1), (context, H)  # (B, T, V)
+        return self.output(outputs).transpose(0, 1), (context, H)  # (B, T, V)
 
     def reorder_state(self, state, idx):
         context, H = state
         return context[idx], H[:, idx]
 
 
-def seq2seq_model(src_vocab_size: int, tgt_vocab_size: int, embed_size: int, num_hiddens: int, num_layers: int,
-                  dropout: float = 0.0, impl: str = "fast") -> EncoderDecoder:
-    """The book's GRU encoder-decoder with Xavier-uniform weights in the GRUs and the output layer
-    (``xavier_init_weights`` of D2L §9.7.3); the other parameters keep ``nn.Embedding``'s, ``nn.GRU``'s
-    and ``nn.Linear``'s initialisation, as in the book."""
-    model = EncoderDecoder(Seq2SeqEncoder(src_vocab_size, embed_size, num_hiddens, num_layers, dropout, impl),
-                           Seq2SeqDecoder(tgt_vocab_size, embed_size, num_hiddens, num_layers, dropout, impl))
-    init_like_nn_linear(model.decoder.output)
+def sequence_pair_example(cfg: Seq2SeqConfig, batch_size: int, num_steps: int = 5) -> Example:
+    """Source and target tokens (B, T) and source valid lengths (B,) -> logits (B, T, V_tgt)."""
+    X = torch.randint(cfg.src_vocab_size, (batch_size, num_steps))
+    Y = torch.randint(cfg.tgt_vocab_size, (batch_size, num_steps))
+    valid_len = torch.randint(1, num_steps + 1, (batch_size,))
+    return Example((X, Y, valid_len), (batch_size, num_steps, cfg.tgt_vocab_size))
+
+
+@register_model("seq2seq", config=Seq2SeqConfig, example=sequence_pair_example, section="9.7",
+                tiny=dict(embed_size=8, num_hiddens=8))
+def seq2seq(cfg: Seq2SeqConfig, ops: Ops) -> EncoderDecoder:
+    """The book's GRU encoder-decoder, Xavier-uniform weights in the GRUs and the output layer
+    (``xavier_init_weights`` of D2L §9.7.3); the other parameters keep their layers' initialisation."""
+    model = EncoderDecoder(Seq2SeqEncoder(cfg, ops), Seq2SeqDecoder(cfg, ops))
     for module in (model.encoder.rnn, model.decoder.rnn, model.decoder.output):
         for name, p in module.named_parameters():
             if name.startswith("weight"):
-                nn.init.xavier_uniform_(p)
+                ops.xavier_uniform_(p)
     return model
 
 

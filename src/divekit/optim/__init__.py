@@ -1,62 +1,68 @@
-"""Optimizers by name: divekit's scratch ones and torch.optim's, interchangeable in the trainer.
+"""Optimizers by name, each as a twin: divekit's scratch class (:mod:`divekit.optim.scratch`,
+D2L §11) and its ``torch.optim`` counterpart, interchangeable in the trainer.
 
-``scratch-*`` names are the from-scratch optimizers of :mod:`divekit.optim.scratch` (D2L §11); the
-plain names are their ``torch.optim`` counterparts (the fast ones). Learning-rate schedules that
+``create_optimizer("adam", params, impl="scratch", lr=0.01)`` makes the ``--impl``'s class; a name
+prefixed with ``scratch-`` takes the scratch class whatever the impl. Learning-rate schedules that
 work with either are in :mod:`divekit.optim.schedules`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
+from typing import NamedTuple
 
 import torch
 
 from divekit.optim import scratch
 
-MakeOptimizer = Callable[..., torch.optim.Optimizer]  # (params, lr, weight_decay, momentum) -> optimizer
+
+class OptimizerTwins(NamedTuple):
+    scratch: type[torch.optim.Optimizer]
+    fast: type[torch.optim.Optimizer] | None  # None where torch.optim has no counterpart
+    defaults: dict  # hyperparameters this name sets (momentum's beta)
 
 
-def _without_momentum(cls) -> MakeOptimizer:
-    return lambda params, lr, weight_decay, momentum: cls(params, lr, weight_decay=weight_decay)
-
-
-def _with_momentum(cls, default: float = 0.0) -> MakeOptimizer:
-    """``momentum`` is None unless the caller gave one; then the optimizer's ``default`` applies."""
-    return lambda params, lr, weight_decay, momentum: cls(
-        params, lr, momentum=default if momentum is None else momentum, weight_decay=weight_decay)
-
-
-_OPTIMIZERS: dict[str, MakeOptimizer] = {
-    "scratch-sgd": _with_momentum(scratch.SGD),
-    "scratch-momentum": _with_momentum(scratch.SGD, default=0.9),
-    "scratch-adagrad": _without_momentum(scratch.AdaGrad),
-    "scratch-rmsprop": _without_momentum(scratch.RMSProp),
-    "scratch-adadelta": _without_momentum(scratch.Adadelta),
-    "scratch-adam": _without_momentum(scratch.Adam),
-    "scratch-adamw": _without_momentum(scratch.AdamW),
-    "scratch-yogi": _without_momentum(scratch.Yogi),
-    "sgd": _with_momentum(torch.optim.SGD),
-    "adam": _without_momentum(torch.optim.Adam),
-    "adamw": _without_momentum(torch.optim.AdamW),
-    "adagrad": _without_momentum(torch.optim.Adagrad),
-    "adadelta": _without_momentum(torch.optim.Adadelta),
-    "rmsprop": _with_momentum(torch.optim.RMSprop),
+OPTIMIZERS: dict[str, OptimizerTwins] = {
+    "sgd": OptimizerTwins(scratch.SGD, torch.optim.SGD, {}),
+    "momentum": OptimizerTwins(scratch.SGD, torch.optim.SGD, {"momentum": 0.9}),
+    "adagrad": OptimizerTwins(scratch.AdaGrad, torch.optim.Adagrad, {}),
+    "rmsprop": OptimizerTwins(scratch.RMSProp, torch.optim.RMSprop, {}),
+    "adadelta": OptimizerTwins(scratch.Adadelta, torch.optim.Adadelta, {}),
+    "adam": OptimizerTwins(scratch.Adam, torch.optim.Adam, {}),
+    "adamw": OptimizerTwins(scratch.AdamW, torch.optim.AdamW, {}),
+    "yogi": OptimizerTwins(scratch.Yogi, None, {}),
 }
-OPTIMIZERS = tuple(_OPTIMIZERS)
-# the optimizers whose momentum create_optimizer sets (scratch-momentum's is 0.9 unless given)
-TAKES_MOMENTUM = ("scratch-sgd", "scratch-momentum", "sgd", "rmsprop")
+TAKES_MOMENTUM = ("sgd", "momentum")
+SCRATCH_PREFIX = "scratch-"
+NAMES = (*OPTIMIZERS, *(SCRATCH_PREFIX + name for name in OPTIMIZERS))  # every name create_optimizer takes
 
 
-def create_optimizer(
-    name: str, params: Iterable, *, lr: float, weight_decay: float = 0.0, momentum: float | None = None
-) -> torch.optim.Optimizer:
-    """Make the optimizer called ``name`` (see ``OPTIMIZERS``) over ``params``.
+def optimizer_class(name: str, impl: str) -> type[torch.optim.Optimizer]:
+    """The class called ``name`` for ``impl`` ("scratch" or "fast")."""
+    base = name.removeprefix(SCRATCH_PREFIX)
+    if base not in OPTIMIZERS:
+        raise ValueError(f"unknown optimizer {name!r}; choose one of {', '.join(OPTIMIZERS)} "
+                         f"(or {SCRATCH_PREFIX}NAME for the scratch class whatever --impl)")
+    twins = OPTIMIZERS[base]
+    if impl == "scratch" or name.startswith(SCRATCH_PREFIX):
+        return twins.scratch
+    if twins.fast is None:
+        raise ValueError(f"torch.optim has no {base}; use --impl scratch or --optimizer {SCRATCH_PREFIX}{base}")
+    return twins.fast
+
+
+def create_optimizer(name: str, params: Iterable, *, impl: str = "fast", lr: float, weight_decay: float = 0.0,
+                     momentum: float | None = None) -> torch.optim.Optimizer:
+    """Make the optimizer called ``name`` (see ``OPTIMIZERS``) of ``impl`` over ``params``.
 
     Hyperparameters not named here (betas, eps, RMSProp's alpha) keep torch's defaults; construct
     the classes directly to change them.
     """
-    if name not in _OPTIMIZERS:
-        raise ValueError(f"unknown optimizer {name!r}; choose one of {', '.join(OPTIMIZERS)}")
-    if momentum and name not in TAKES_MOMENTUM:
+    base = name.removeprefix(SCRATCH_PREFIX)
+    if momentum is not None and base not in TAKES_MOMENTUM:
         raise ValueError(f"optimizer {name!r} takes no momentum; use one of {', '.join(TAKES_MOMENTUM)}")
-    return _OPTIMIZERS[name](params, lr, weight_decay, momentum)
+    cls = optimizer_class(name, impl)
+    hyper = dict(OPTIMIZERS[base].defaults)
+    if momentum is not None:
+        hyper["momentum"] = momentum
+    return cls(params, lr=lr, weight_decay=weight_decay, **hyper)

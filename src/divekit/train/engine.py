@@ -2,9 +2,10 @@
 
 One visible loop runs any :class:`~divekit.train.tasks.Task` on any model with any optimizer:
 device choice, bf16 autocast, ``torch.compile``, gradient clipping, a progress bar with live loss
-and throughput, evaluation each epoch, metrics to CSV, a training-curve PNG, an atomic checkpoint
-each epoch, and resume. Metric sums stay on the device and are read once per epoch; the loss is
-looked at every ``log_every`` steps, which is also when a NaN or infinite loss stops the run.
+and throughput, evaluation each epoch, metrics to CSV, an atomic checkpoint each epoch, resume,
+and callbacks (:mod:`divekit.train.callbacks`: figures and anything else around the loop). Metric
+sums stay on the device and are read once per epoch; the loss is looked at every ``log_every``
+steps, which is also when a NaN or infinite loss stops the run.
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from divekit import io
+from divekit.data.batch import Batch
+from divekit.train.callbacks import Callback
 from divekit.train.checkpoint import CHECKPOINT_NAME, load_checkpoint, save_checkpoint
 from divekit.train.device import autocast
 from divekit.train.metrics import MetricSums
@@ -29,9 +32,6 @@ from divekit.train.tasks import Task
 log = logging.getLogger("divekit")
 
 METRICS_NAME = "metrics.csv"
-CURVES_NAME = "curves.png"
-
-EpochCallback = Callable[["Trainer", dict], None]
 
 
 class NonFiniteLossError(RuntimeError):
@@ -51,6 +51,8 @@ class NonFiniteLossError(RuntimeError):
 
 
 def _to_device(batch, device: torch.device):
+    if isinstance(batch, Batch):
+        return batch.to(device, non_blocking=True)
     if isinstance(batch, torch.Tensor):
         return batch.to(device, non_blocking=True)
     if isinstance(batch, (list, tuple)):
@@ -80,11 +82,11 @@ class Trainer:
             default, or the scratch ``divekit.ops.scratch.clip_grad_norm``.
         precision: "fp32" or "bf16" (autocast of the forward pass and loss).
         compile: run the forward pass through ``torch.compile``.
-        out_dir: where metrics, the plot and checkpoints go; ``None`` writes nothing.
+        out_dir: where metrics and checkpoints go; ``None`` writes nothing.
         eval_name: what the evaluation loader is called in metric names ("test", "val").
         progress: show a progress bar.
         log_every: steps between looks at the loss (progress bar text and the NaN check).
-        callbacks: functions called as ``callback(trainer, record)`` after each epoch.
+        callbacks: :class:`~divekit.train.callbacks.Callback` objects (e.g. ``CurvesFigure(out_dir)``).
         verbose: log a line per epoch (at DEBUG level when False, e.g. inside cross-validation).
     """
 
@@ -106,7 +108,7 @@ class Trainer:
         eval_name: str = "val",
         progress: bool = True,
         log_every: int = 50,
-        callbacks: Sequence[EpochCallback] = (),
+        callbacks: Sequence[Callback] = (),
         verbose: bool = True,
     ):
         if epochs < 1:
@@ -159,9 +161,10 @@ class Trainer:
                 log.log(self.epoch_log_level, _format_record(record, self.epochs))
                 self._save_epoch()
                 for callback in self.callbacks:
-                    callback(self, record)
+                    callback.on_epoch_end(self, record)
         finally:
-            self._save_plot()
+            for callback in self.callbacks:
+                callback.on_fit_end(self)
         return self.history
 
     def _train_epoch(self, loader: Iterable, epoch: int) -> dict:
@@ -249,14 +252,6 @@ class Trainer:
             epoch=self.epoch,
             history=self.history,
         )
-
-    def _save_plot(self) -> None:
-        if self.out_dir is None or not self.history:
-            return
-        from divekit.viz.curves import plot_history  # matplotlib loads only when a plot is made
-        from divekit.viz.images import save_figure
-
-        save_figure(plot_history(self.history), self.out_dir / CURVES_NAME)
 
 
 def history_to_csv(history: list[dict]) -> str:

@@ -17,6 +17,7 @@ from torch import nn
 
 from divekit.data.base import Split
 from divekit.data.loader import TensorLoader
+from divekit.train.callbacks import Callback
 from divekit.train.engine import Trainer
 from divekit.train.tasks import Task
 
@@ -70,18 +71,25 @@ def fit_and_evaluate(
     full = {"train": TensorLoader(train, max(batch_size, 1024), device=device)}
     if valid is not None:
         full["valid"] = TensorLoader(valid, max(batch_size, 1024), device=device)
-    rows: list[dict] = []
-
-    def evaluate_in_full(trainer: Trainer, record: dict) -> None:
-        row = {"epoch": record["epoch"]}
-        for part, loader in full.items():
-            row.update({f"{part}_{name}": value for name, value in trainer.evaluate(loader).items()})
-        rows.append(row)
-
+    evaluate = EvaluateInFull(full)
     trainer = Trainer(model, task, optimizer, epochs=epochs, device=device, progress=progress,
-                      callbacks=[evaluate_in_full], verbose=False)
+                      callbacks=[evaluate], verbose=False)
     trainer.fit(TensorLoader(train, batch_size, shuffle=True, seed=seed, device=device))
-    return rows
+    return evaluate.rows
+
+
+class EvaluateInFull(Callback):
+    """After each epoch, evaluate the model on every named loader; one row per epoch in ``rows``."""
+
+    def __init__(self, loaders: dict[str, TensorLoader]):
+        self.loaders = loaders
+        self.rows: list[dict] = []
+
+    def on_epoch_end(self, trainer, record):
+        row = {"epoch": record["epoch"]}
+        for part, loader in self.loaders.items():
+            row.update({f"{part}_{name}": value for name, value in trainer.evaluate(loader).items()})
+        self.rows.append(row)
 
 
 def k_fold(

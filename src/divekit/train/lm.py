@@ -50,7 +50,7 @@ class LanguageModeling(Task):
         self.state = None
 
     def step(self, model: nn.Module, batch, training: bool) -> StepOutput:
-        X, Y = batch  # (B, T) each
+        X, Y = batch.X, batch.y  # (B, T) each
         state = detach_state(self.state) if self.sequential else None
         logits, state = model(X, state)  # (T, B, V)
         self.state = state
@@ -69,8 +69,9 @@ class LanguageModeling(Task):
 class Seq2SeqTask(Task):
     """Encoder-decoder training with teacher forcing (D2L §9.7.3).
 
-    A batch is ``(X, Y)``: source and target token indices (B, T), padded with ``pad``. The
-    decoder reads ``<bos>`` followed by the target shifted right by one and predicts the target.
+    A batch is a :class:`~divekit.data.batch.SequencePair`: source and target token indices (B, T)
+    and their valid lengths. The decoder reads ``<bos>`` followed by the target shifted right by one
+    and predicts the target.
     ``loss_fn(logits, Y, valid_lens)`` returns per-token losses (B, T) that are zero on padding.
 
     The training objective (``reduction``) weighs every real token alike either way:
@@ -90,17 +91,17 @@ class Seq2SeqTask(Task):
     count_key = "tokens"
     count_unit = "tokens"
 
-    def __init__(self, loss_fn: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor], pad: int, bos: int,
+    def __init__(self, loss_fn: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor], bos: int,
                  reduction: Literal["book", "token_mean"] = "token_mean"):
         if reduction not in ("book", "token_mean"):
             raise ValueError(f"reduction must be 'book' or 'token_mean', got {reduction!r}")
         self.loss_fn = loss_fn
-        self.pad, self.bos = pad, bos
+        self.bos = bos
         self.reduction = reduction
 
     def step(self, model, batch, training):
-        X, Y = batch  # (B, T) each
-        X_valid_len, Y_valid_len = (X != self.pad).sum(dim=1), (Y != self.pad).sum(dim=1)  # (B,)
+        X, Y = batch.X, batch.Y  # (B, T) each
+        X_valid_len, Y_valid_len = batch.X_valid_len, batch.Y_valid_len  # (B,)
         bos = torch.full_like(Y[:, :1], self.bos)
         dec_input = torch.cat([bos, Y[:, :-1]], dim=1)  # teacher forcing: the true previous token
         logits, _ = model(X, dec_input, X_valid_len)  # (B, T, V)

@@ -51,7 +51,7 @@ class Classification(Task):
         self.loss_fn = loss_fn
 
     def step(self, model, batch, training):
-        X, y = batch
+        X, y = batch.X, batch.y
         logits = model(X)
         losses = self.loss_fn(logits, y)
         loss = losses.mean()
@@ -65,17 +65,25 @@ class Classification(Task):
 
 
 class Regression(Task):
-    """Minibatch regression (D2L §3.1): ``loss_fn(y_hat, y)`` gives per-element losses."""
+    """Minibatch regression (D2L §3.1): ``loss_fn(y_hat, y)`` gives per-element losses.
 
-    def __init__(self, loss_fn: LossFn):
+    With a ``penalty(model)``, the training loss adds it (weight decay's lambda * ||w||^2 / 2,
+    D2L §4.5.3); the reported loss stays the data loss alone, as the book plots it.
+    """
+
+    def __init__(self, loss_fn: LossFn, penalty: Callable[[nn.Module], torch.Tensor] | None = None):
         self.loss_fn = loss_fn
+        self.penalty = penalty
 
     def step(self, model, batch, training):
-        X, y = batch
+        X, y = batch.X, batch.y
         y_hat = model(X)
         losses = self.loss_fn(y_hat, y.reshape(y_hat.shape))
         loss = losses.mean()
-        return StepOutput(loss, {"loss": loss.detach().float() * len(y), "count": len(y)})
+        sums = {"loss": loss.detach().float() * len(y), "count": len(y)}
+        if training and self.penalty is not None:
+            loss = loss + self.penalty(model)
+        return StepOutput(loss, sums)
 
     def summarize(self, totals):
         return {"loss": totals["loss"] / totals["count"]}

@@ -6,32 +6,46 @@ then two 4096-wide dense layers with dropout 0.5 and the output layer.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from torch import nn
 
-from divekit.models.cnn.base import ConvNet, flat_size
-from divekit.ops import get_ops
+from divekit.models.cnn.base import ConvNet, ImageClassifierConfig, flat_size
+from divekit.models.registry import image_example, register_model
+from divekit.ops import Ops
+from divekit.options import at_least, option, probability
 
 
-def alexnet(input_shape: tuple[int, ...] = (1, 224, 224), num_classes: int = 10, impl: str = "fast") -> ConvNet:
-    ops = get_ops(impl)
-    features = nn.Sequential(
-        ops.Conv2d(input_shape[0], 96, kernel_size=11, stride=4, padding=1), nn.ReLU(),
-        ops.MaxPool2d(kernel_size=3, stride=2),
-        ops.Conv2d(96, 256, kernel_size=5, padding=2), nn.ReLU(),
-        ops.MaxPool2d(kernel_size=3, stride=2),
-        ops.Conv2d(256, 384, kernel_size=3, padding=1), nn.ReLU(),
-        ops.Conv2d(384, 384, kernel_size=3, padding=1), nn.ReLU(),
-        ops.Conv2d(384, 256, kernel_size=3, padding=1), nn.ReLU(),
-        ops.MaxPool2d(kernel_size=3, stride=2),
-    )
-    return ConvNet(features, dense_head(flat_size(features, input_shape, "AlexNet"), num_classes))
+@dataclass
+class AlexNetConfig(ImageClassifierConfig):
+    input_shape: tuple[int, int, int] = option((1, 224, 224), "image shape (C, H, W)")
+    hidden: int = option(4096, "width of the two dense layers", at_least(1))
+    dropout: float = option(0.5, "dropout probability after each dense layer", probability)
 
 
-def dense_head(num_inputs: int, num_classes: int, hidden: int = 4096, dropout: float = 0.5) -> nn.Sequential:
+def dense_head(num_inputs: int, num_classes: int, hidden: int, dropout: float, ops: Ops) -> nn.Module:
     """Flatten, then two ``hidden``-wide ReLU layers with dropout, then the output layer (AlexNet, VGG)."""
-    return nn.Sequential(
-        nn.Flatten(),
-        nn.Linear(num_inputs, hidden), nn.ReLU(), nn.Dropout(dropout),
-        nn.Linear(hidden, hidden), nn.ReLU(), nn.Dropout(dropout),
-        nn.Linear(hidden, num_classes),
+    return ops.Sequential(
+        ops.Flatten(),
+        ops.Linear(num_inputs, hidden), ops.ReLU(), ops.Dropout(dropout),
+        ops.Linear(hidden, hidden), ops.ReLU(), ops.Dropout(dropout),
+        ops.Linear(hidden, num_classes),
     )
+
+
+@register_model("alexnet", config=AlexNetConfig, example=image_example, section="7.1",
+                tiny=dict(input_shape=(1, 67, 67), hidden=32))
+def alexnet(cfg: AlexNetConfig, ops: Ops) -> ConvNet:
+    """AlexNet: five convolutions, three max-pools, two wide dense layers with dropout."""
+    features = ops.Sequential(
+        ops.Conv2d(cfg.input_shape[0], 96, kernel_size=11, stride=4, padding=1), ops.ReLU(),
+        ops.MaxPool2d(kernel_size=3, stride=2),
+        ops.Conv2d(96, 256, kernel_size=5, padding=2), ops.ReLU(),
+        ops.MaxPool2d(kernel_size=3, stride=2),
+        ops.Conv2d(256, 384, kernel_size=3, padding=1), ops.ReLU(),
+        ops.Conv2d(384, 384, kernel_size=3, padding=1), ops.ReLU(),
+        ops.Conv2d(384, 256, kernel_size=3, padding=1), ops.ReLU(),
+        ops.MaxPool2d(kernel_size=3, stride=2),
+    )
+    head = dense_head(flat_size(features, cfg.input_shape, "AlexNet"), cfg.num_classes, cfg.hidden, cfg.dropout, ops)
+    return ConvNet(features, head, ops)

@@ -1,4 +1,4 @@
-"""What every CNN of D2L chapters 6-7 shares: a feature extractor followed by a head.
+"""What every CNN of D2L chapters 6-7 shares: a typed config, a feature extractor and a head.
 
 Letters: B batch size, C channels, H x W image size, Q number of classes.
 
@@ -9,24 +9,39 @@ Splitting ``forward_features`` (B, C, H, W) -> feature maps from ``forward_head`
 from __future__ import annotations
 
 from contextlib import contextmanager
+from dataclasses import dataclass
 
 import torch
 from torch import nn
 
-from divekit.ops import scratch
+from divekit.ops import Ops
+from divekit.options import Checked, at_least, option
+
+
+@dataclass
+class ImageClassifierConfig(Checked):
+    """What every image classifier is sized by: its input (C, H, W) and its number of classes."""
+
+    input_shape: tuple[int, int, int] = option((1, 28, 28), "image shape (C, H, W)")
+    num_classes: int = option(10, "number of classes", at_least(1))
+
+    def __post_init__(self):
+        super().__post_init__()
+        if len(self.input_shape) != 3 or min(self.input_shape) < 1:
+            raise ValueError(f"an image classifier takes images (C, H, W), got input shape {self.input_shape}")
 
 
 class ConvNet(nn.Module):
     """``head(features(X))``, initialised as the book's ``train_ch6`` does: Xavier-uniform weights
     for every convolution and fully connected layer (D2L §6.6.2), default biases."""
 
-    def __init__(self, features: nn.Sequential, head: nn.Sequential):
+    def __init__(self, features: nn.Module, head: nn.Module, ops: Ops):
         super().__init__()
         self.features = features
         self.head = head
         for m in self.modules():
-            if isinstance(m, (nn.Linear, nn.Conv2d, scratch.Conv2d)):
-                nn.init.xavier_uniform_(m.weight)
+            if isinstance(m, (ops.Linear, ops.Conv2d)):
+                ops.xavier_uniform_(m.weight)
 
     def forward_features(self, X: torch.Tensor) -> torch.Tensor:
         return self.features(X)
@@ -65,8 +80,6 @@ def flat_size(features: nn.Module, input_shape: tuple[int, ...], model: str) -> 
     """Number of values per example after ``features``, from a dry run on one zero image: the
     width of the first dense layer, which depends on the input size. Also the check that the
     model can take images of ``input_shape`` at all, with an error that says what to do."""
-    if len(input_shape) != 3:
-        raise ValueError(f"{model} takes images (C, H, W), got input shape {tuple(input_shape)}")
     try:
         with _evaluating(features):
             return features(torch.zeros(1, *input_shape)).numel()

@@ -9,18 +9,25 @@ layer make the head.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from divekit.models.cnn.base import ConvNet, flat_size
-from divekit.ops import get_ops
+from divekit.models.cnn.base import ConvNet, ImageClassifierConfig, flat_size
+from divekit.models.registry import image_example, register_model
+from divekit.ops import Ops
+from divekit.options import option
+
+
+@dataclass
+class GoogLeNetConfig(ImageClassifierConfig):
+    input_shape: tuple[int, int, int] = option((1, 96, 96), "image shape (C, H, W)")
 
 
 class Inception(nn.Module):
-    def __init__(self, in_channels: int, c1: int, c2: tuple[int, int], c3: tuple[int, int], c4: int, impl: str = "fast"):
+    def __init__(self, in_channels: int, c1: int, c2: tuple[int, int], c3: tuple[int, int], c4: int, ops: Ops):
         super().__init__()
-        ops = get_ops(impl)
         self.p1_1 = ops.Conv2d(in_channels, c1, kernel_size=1)
         self.p2_1 = ops.Conv2d(in_channels, c2[0], kernel_size=1)
         self.p2_2 = ops.Conv2d(c2[0], c2[1], kernel_size=3, padding=1)
@@ -28,34 +35,36 @@ class Inception(nn.Module):
         self.p3_2 = ops.Conv2d(c3[0], c3[1], kernel_size=5, padding=2)
         self.p4_1 = ops.MaxPool2d(kernel_size=3, stride=1, padding=1)
         self.p4_2 = ops.Conv2d(in_channels, c4, kernel_size=1)
+        self.relu = ops.ReLU()
 
     def forward(self, X: torch.Tensor) -> torch.Tensor:
-        p1 = F.relu(self.p1_1(X))
-        p2 = F.relu(self.p2_2(F.relu(self.p2_1(X))))
-        p3 = F.relu(self.p3_2(F.relu(self.p3_1(X))))
-        p4 = F.relu(self.p4_2(self.p4_1(X)))
+        p1 = self.relu(self.p1_1(X))
+        p2 = self.relu(self.p2_2(self.relu(self.p2_1(X))))
+        p3 = self.relu(self.p3_2(self.relu(self.p3_1(X))))
+        p4 = self.relu(self.p4_2(self.p4_1(X)))
         return torch.cat((p1, p2, p3, p4), dim=1)  # (B, c1 + c2[1] + c3[1] + c4, H, W)
 
 
-def googlenet(input_shape: tuple[int, ...] = (1, 96, 96), num_classes: int = 10, impl: str = "fast") -> ConvNet:
-    ops = get_ops(impl)
-
+@register_model("googlenet", config=GoogLeNetConfig, example=image_example, section="7.4",
+                tiny=dict(input_shape=(1, 32, 32)))
+def googlenet(cfg: GoogLeNetConfig, ops: Ops) -> ConvNet:
+    """GoogLeNet: a stem, nine Inception blocks in three stages, global average pooling."""
     def pool() -> nn.Module:
         return ops.MaxPool2d(kernel_size=3, stride=2, padding=1)
 
-    b1 = nn.Sequential(ops.Conv2d(input_shape[0], 64, kernel_size=7, stride=2, padding=3), nn.ReLU(), pool())
-    b2 = nn.Sequential(ops.Conv2d(64, 64, kernel_size=1), nn.ReLU(),
-                       ops.Conv2d(64, 192, kernel_size=3, padding=1), nn.ReLU(), pool())
-    b3 = nn.Sequential(Inception(192, 64, (96, 128), (16, 32), 32, impl),
-                       Inception(256, 128, (128, 192), (32, 96), 64, impl), pool())
-    b4 = nn.Sequential(Inception(480, 192, (96, 208), (16, 48), 64, impl),
-                       Inception(512, 160, (112, 224), (24, 64), 64, impl),
-                       Inception(512, 128, (128, 256), (24, 64), 64, impl),
-                       Inception(512, 112, (144, 288), (32, 64), 64, impl),
-                       Inception(528, 256, (160, 320), (32, 128), 128, impl), pool())
-    b5 = nn.Sequential(Inception(832, 256, (160, 320), (32, 128), 128, impl),
-                       Inception(832, 384, (192, 384), (48, 128), 128, impl))  # (B, 1024, h, w)
-    features = nn.Sequential(b1, b2, b3, b4, b5)
-    flat_size(features, input_shape, "GoogLeNet")
-    head = nn.Sequential(nn.AdaptiveAvgPool2d((1, 1)), nn.Flatten(), nn.Linear(1024, num_classes))
-    return ConvNet(features, head)
+    b1 = ops.Sequential(ops.Conv2d(cfg.input_shape[0], 64, kernel_size=7, stride=2, padding=3), ops.ReLU(), pool())
+    b2 = ops.Sequential(ops.Conv2d(64, 64, kernel_size=1), ops.ReLU(),
+                        ops.Conv2d(64, 192, kernel_size=3, padding=1), ops.ReLU(), pool())
+    b3 = ops.Sequential(Inception(192, 64, (96, 128), (16, 32), 32, ops),
+                        Inception(256, 128, (128, 192), (32, 96), 64, ops), pool())
+    b4 = ops.Sequential(Inception(480, 192, (96, 208), (16, 48), 64, ops),
+                        Inception(512, 160, (112, 224), (24, 64), 64, ops),
+                        Inception(512, 128, (128, 256), (24, 64), 64, ops),
+                        Inception(512, 112, (144, 288), (32, 64), 64, ops),
+                        Inception(528, 256, (160, 320), (32, 128), 128, ops), pool())
+    b5 = ops.Sequential(Inception(832, 256, (160, 320), (32, 128), 128, ops),
+                        Inception(832, 384, (192, 384), (48, 128), 128, ops))  # (B, 1024, h, w)
+    features = ops.Sequential(b1, b2, b3, b4, b5)
+    flat_size(features, cfg.input_shape, "GoogLeNet")
+    head = ops.Sequential(ops.AdaptiveAvgPool2d((1, 1)), ops.Flatten(), ops.Linear(1024, cfg.num_classes))
+    return ConvNet(features, head, ops)

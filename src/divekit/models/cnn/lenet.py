@@ -8,35 +8,49 @@ convolution or dense layer and its sigmoid, and the first convolution is unpadde
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from torch import nn
 
-from divekit.models.cnn.base import ConvNet, flat_size
-from divekit.ops import get_ops
+from divekit.models.cnn.base import ConvNet, ImageClassifierConfig, flat_size
+from divekit.models.registry import image_example, register_model
+from divekit.ops import Ops
+from divekit.options import option
 
 
-def lenet(input_shape: tuple[int, ...] = (1, 28, 28), num_classes: int = 10, impl: str = "fast",
-          batch_norm: bool = False) -> ConvNet:
-    """LeNet-5 on ``impl``'s convolution, pooling (and batch norm) layers."""
-    ops = get_ops(impl)
+@dataclass
+class LeNetConfig(ImageClassifierConfig):
+    batch_norm: bool = option(False, "batch normalization before each sigmoid (D2L §7.5)")
 
-    def norm(channels: int, num_dims: int) -> list[nn.Module]:
-        return [ops.BatchNorm(channels, num_dims)] if batch_norm else []
 
-    features = nn.Sequential(
-        ops.Conv2d(input_shape[0], 6, kernel_size=5, padding=0 if batch_norm else 2), *norm(6, 4), nn.Sigmoid(),
-        ops.AvgPool2d(kernel_size=2, stride=2),
-        ops.Conv2d(6, 16, kernel_size=5), *norm(16, 4), nn.Sigmoid(),
+def build_lenet(cfg: LeNetConfig, ops: Ops) -> ConvNet:
+    def norm(channels: int, dense: bool) -> list[nn.Module]:
+        if not cfg.batch_norm:
+            return []
+        return [ops.BatchNorm1d(channels) if dense else ops.BatchNorm2d(channels)]
+
+    features = ops.Sequential(
+        ops.Conv2d(cfg.input_shape[0], 6, kernel_size=5, padding=0 if cfg.batch_norm else 2), *norm(6, False),
+        ops.Sigmoid(), ops.AvgPool2d(kernel_size=2, stride=2),
+        ops.Conv2d(6, 16, kernel_size=5), *norm(16, False), ops.Sigmoid(),
         ops.AvgPool2d(kernel_size=2, stride=2),
     )
-    head = nn.Sequential(
-        nn.Flatten(),
-        nn.Linear(flat_size(features, input_shape, "LeNet"), 120), *norm(120, 2), nn.Sigmoid(),
-        nn.Linear(120, 84), *norm(84, 2), nn.Sigmoid(),
-        nn.Linear(84, num_classes),
+    head = ops.Sequential(
+        ops.Flatten(),
+        ops.Linear(flat_size(features, cfg.input_shape, "LeNet"), 120), *norm(120, True), ops.Sigmoid(),
+        ops.Linear(120, 84), *norm(84, True), ops.Sigmoid(),
+        ops.Linear(84, cfg.num_classes),
     )
-    return ConvNet(features, head)
+    return ConvNet(features, head, ops)
 
 
-def lenet_bn(input_shape: tuple[int, ...] = (1, 28, 28), num_classes: int = 10, impl: str = "fast") -> ConvNet:
-    """LeNet with batch normalization (D2L §7.5): scratch or PyTorch batch norm by ``impl``."""
-    return lenet(input_shape, num_classes, impl, batch_norm=True)
+@register_model("lenet", config=LeNetConfig, example=image_example, section="6.6")
+def lenet(cfg: LeNetConfig, ops: Ops) -> ConvNet:
+    """LeNet-5: sigmoid, average pooling, three dense layers."""
+    return build_lenet(cfg, ops)
+
+
+@register_model("lenet-bn", config=LeNetConfig, example=image_example, section="7.5", batch_norm=True)
+def lenet_bn(cfg: LeNetConfig, ops: Ops) -> ConvNet:
+    """LeNet with batch normalization before every sigmoid."""
+    return build_lenet(cfg, ops)

@@ -2,34 +2,63 @@
 
 A VGG block is ``num_convs`` 3x3 convolutions (padding 1, ReLU) followed by a 2x2 stride-2
 max-pool, which halves height and width. VGG-11 has five blocks; the book trains a small VGG-11
-with a quarter of the channels (16, 32, 64, 128, 128) on Fashion-MNIST at 224x224.
+with a quarter of the channels (``ratio`` 4: 16, 32, 64, 128, 128) on Fashion-MNIST at 224x224.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from torch import nn
 
 from divekit.models.cnn.alexnet import dense_head
-from divekit.models.cnn.base import ConvNet, flat_size
-from divekit.ops import get_ops
+from divekit.models.cnn.base import ConvNet, ImageClassifierConfig, flat_size
+from divekit.models.registry import image_example, register_model
+from divekit.ops import Ops
+from divekit.options import at_least, option, probability
 
 VGG11 = ((1, 64), (1, 128), (2, 256), (2, 512), (2, 512))  # (num_convs, out_channels) per block
-VGG11_SMALL = tuple((num_convs, channels // 4) for num_convs, channels in VGG11)
 
 
-def vgg_block(num_convs: int, in_channels: int, out_channels: int, impl: str = "fast") -> nn.Sequential:
-    ops = get_ops(impl)
+@dataclass
+class VGGConfig(ImageClassifierConfig):
+    input_shape: tuple[int, int, int] = option((1, 224, 224), "image shape (C, H, W)")
+    ratio: int = option(1, "divide VGG-11's channels by this (the book trains with 4)", at_least(1))
+    hidden: int = option(4096, "width of the two dense layers", at_least(1))
+    dropout: float = option(0.5, "dropout probability after each dense layer", probability)
+
+    def __post_init__(self):
+        super().__post_init__()
+        if any(channels % self.ratio for _, channels in VGG11):
+            raise ValueError(f"--ratio must divide VGG-11's channels {[c for _, c in VGG11]}, got {self.ratio}")
+
+
+def vgg_block(num_convs: int, in_channels: int, out_channels: int, ops: Ops) -> nn.Module:
     layers = []
     for i in range(num_convs):
-        layers += [ops.Conv2d(in_channels if i == 0 else out_channels, out_channels, kernel_size=3, padding=1), nn.ReLU()]
-    return nn.Sequential(*layers, ops.MaxPool2d(kernel_size=2, stride=2))
+        layers += [ops.Conv2d(in_channels if i == 0 else out_channels, out_channels, kernel_size=3, padding=1), ops.ReLU()]
+    return ops.Sequential(*layers, ops.MaxPool2d(kernel_size=2, stride=2))
 
 
-def vgg(input_shape: tuple[int, ...] = (1, 224, 224), num_classes: int = 10, impl: str = "fast",
-        arch: tuple[tuple[int, int], ...] = VGG11_SMALL) -> ConvNet:
-    blocks, in_channels = [], input_shape[0]
-    for num_convs, out_channels in arch:
-        blocks.append(vgg_block(num_convs, in_channels, out_channels, impl))
-        in_channels = out_channels
-    features = nn.Sequential(*blocks)
-    return ConvNet(features, dense_head(flat_size(features, input_shape, "VGG"), num_classes))
+def build_vgg(cfg: VGGConfig, ops: Ops) -> ConvNet:
+    blocks, in_channels = [], cfg.input_shape[0]
+    for num_convs, channels in VGG11:
+        blocks.append(vgg_block(num_convs, in_channels, channels // cfg.ratio, ops))
+        in_channels = channels // cfg.ratio
+    features = ops.Sequential(*blocks)
+    head = dense_head(flat_size(features, cfg.input_shape, "VGG"), cfg.num_classes, cfg.hidden, cfg.dropout, ops)
+    return ConvNet(features, head, ops)
+
+
+@register_model("vgg", config=VGGConfig, example=image_example, section="7.2", ratio=4,
+                tiny=dict(input_shape=(1, 32, 32), ratio=16, hidden=32))
+def vgg(cfg: VGGConfig, ops: Ops) -> ConvNet:
+    """The book's small VGG-11: VGG-11 with a quarter of the channels."""
+    return build_vgg(cfg, ops)
+
+
+@register_model("vgg11", config=VGGConfig, example=image_example, section="7.2",
+                tiny=dict(input_shape=(1, 32, 32), ratio=16, hidden=32))
+def vgg11(cfg: VGGConfig, ops: Ops) -> ConvNet:
+    """VGG-11 with its full channels (64, 128, 256, 512, 512)."""
+    return build_vgg(cfg, ops)

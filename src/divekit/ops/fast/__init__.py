@@ -1,18 +1,21 @@
-"""Fast primitives on PyTorch's kernels, with the same names and signatures as ``ops.scratch``."""
+"""Fast primitives on PyTorch's kernels, with the names and arguments of ``ops.scratch``.
 
-from divekit.ops.fast import losses
-from divekit.ops.fast.losses import *  # noqa: F401,F403
-from divekit.ops.fast import conv
-from divekit.ops.fast.conv import *  # noqa: F401,F403
-from divekit.ops.fast import norm
-from divekit.ops.fast.norm import *  # noqa: F401,F403
-from divekit.ops.fast import rnn
-from divekit.ops.fast.rnn import *  # noqa: F401,F403
-from divekit.ops.fast import activations
+Each topic module lists its public names in ``__all__``; every name is also exported here, flat.
+"""
+
+from divekit.ops.fast import activations, containers, conv, init, linear, losses, norm, regularization, rnn
+
+NAME = "fast"
+TOPICS = (activations, containers, conv, init, linear, losses, norm, regularization, rnn)
+
 from divekit.ops.fast.activations import *  # noqa: F401,F403
-from divekit.ops.fast import regularization
-from divekit.ops.fast.regularization import *  # noqa: F401,F403
-from divekit.ops.fast import init
+from divekit.ops.fast.containers import *  # noqa: F401,F403
+from divekit.ops.fast.conv import *  # noqa: F401,F403
 from divekit.ops.fast.init import *  # noqa: F401,F403
+from divekit.ops.fast.linear import *  # noqa: F401,F403
+from divekit.ops.fast.losses import *  # noqa: F401,F403
+from divekit.ops.fast.norm import *  # noqa: F401,F403
+from divekit.ops.fast.regularization import *  # noqa: F401,F403
+from divekit.ops.fast.rnn import *  # noqa: F401,F403
 
-__all__ = [*losses.__all__, *conv.__all__, *norm.__all__, *rnn.__all__, *activations.__all__, *regularization.__all__, *init.__all__]
+__all__ = [name for topic in TOPICS for name in topic.__all__]

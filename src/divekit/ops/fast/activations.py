@@ -1,14 +1,15 @@
 """Activations on PyTorch's kernels: twins of :mod:`divekit.ops.scratch.activations`.
 
 The derivatives call the backward kernels that autograd itself runs (``threshold_backward``,
-``sigmoid_backward``, ``tanh_backward``) with an upstream gradient of ones.
+``sigmoid_backward``, ``tanh_backward``) with an upstream gradient of ones. The layers are torch's own.
 """
 
 from __future__ import annotations
 
 import torch
+from torch.nn import ReLU, Sigmoid, Tanh
 
-__all__ = ["relu", "relu_grad", "sigmoid", "sigmoid_grad", "tanh", "tanh_grad"]
+__all__ = ["ReLU", "Sigmoid", "Tanh", "relu", "relu_grad", "sigmoid", "sigmoid_grad", "tanh", "tanh_grad"]
 
 
 def relu(X: torch.Tensor) -> torch.Tensor:

@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from torch.nn import AvgPool2d, Conv2d, MaxPool2d
+from torch.nn import AdaptiveAvgPool2d, AvgPool2d, Conv2d, MaxPool2d
 
 from divekit.ops.scratch.conv import IntPair, conv_output_size
 
-__all__ = ["AvgPool2d", "Conv2d", "MaxPool2d", "avg_pool2d", "conv2d", "conv_output_size", "corr2d", "max_pool2d"]
+__all__ = ["AdaptiveAvgPool2d", "AvgPool2d", "Conv2d", "MaxPool2d", "adaptive_avg_pool2d", "avg_pool2d", "conv2d",
+           "conv_output_size", "corr2d", "max_pool2d"]
 
 
 def corr2d(X: torch.Tensor, K: torch.Tensor) -> torch.Tensor:
@@ -22,10 +23,10 @@ def corr2d(X: torch.Tensor, K: torch.Tensor) -> torch.Tensor:
     return F.conv2d(X[None, None], K[None, None])[0, 0]
 
 
-def conv2d(X: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None,
-           stride: IntPair = 1, padding: IntPair = 0) -> torch.Tensor:
-    """X (B, C, H, W), weight (O, C, kh, kw), bias (O,) -> (B, O, P, Q) (D2L §6.4)."""
-    return F.conv2d(X, weight, bias, stride, padding)
+def conv2d(X: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None, stride: IntPair = 1,
+           padding: IntPair = 0, dilation: IntPair = 1, groups: int = 1) -> torch.Tensor:
+    """X (B, C, H, W), weight (O, C/g, kh, kw), bias (O,) -> (B, O, P, Q) (D2L §6.4)."""
+    return F.conv2d(X, weight, bias, stride, padding, dilation, groups)
 
 
 def max_pool2d(X: torch.Tensor, kernel_size: IntPair, stride: IntPair | None = None, padding: IntPair = 0) -> torch.Tensor:
@@ -37,3 +38,8 @@ def avg_pool2d(X: torch.Tensor, kernel_size: IntPair, stride: IntPair | None = N
                count_include_pad: bool = True) -> torch.Tensor:
     """Average pooling per channel (D2L §6.5)."""
     return F.avg_pool2d(X, kernel_size, stride, padding, count_include_pad=count_include_pad)
+
+
+def adaptive_avg_pool2d(X: torch.Tensor, output_size: IntPair) -> torch.Tensor:
+    """Average pooling to a fixed output size (D2L §7.3.2)."""
+    return F.adaptive_avg_pool2d(X, output_size)

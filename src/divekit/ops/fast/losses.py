@@ -11,6 +11,7 @@ __all__ = [
     "huber_loss",
     "l1_loss",
     "log_softmax",
+    "mse_loss",
     "softmax",
     "squared_loss",
 ]
@@ -18,6 +19,10 @@ __all__ = [
 
 def squared_loss(y_hat: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return F.mse_loss(y_hat, y.reshape(y_hat.shape), reduction="none") / 2
+
+
+def mse_loss(y_hat: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    return F.mse_loss(y_hat, y.reshape(y_hat.shape), reduction="none")
 
 
 def softmax(X: torch.Tensor) -> torch.Tensor:

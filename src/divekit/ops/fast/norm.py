@@ -1,12 +1,13 @@
-"""Batch normalization on PyTorch's kernels, twin of ``ops.scratch.norm`` (D2L §7.5)."""
+"""Batch and layer normalization on PyTorch's kernels, twins of ``ops.scratch.norm`` (D2L §7.5,
+§10.7.2). The layers are torch's own; the scratch ones share their arguments and state dicts."""
 
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from torch.nn.modules.batchnorm import _BatchNorm
+from torch.nn import BatchNorm1d, BatchNorm2d, LayerNorm
 
-__all__ = ["BatchNorm", "batch_norm"]
+__all__ = ["BatchNorm1d", "BatchNorm2d", "LayerNorm", "batch_norm", "layer_norm"]
 
 
 def batch_norm(X: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, running_mean: torch.Tensor,
@@ -15,16 +16,7 @@ def batch_norm(X: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, runnin
     return F.batch_norm(X, running_mean, running_var, weight, bias, training, momentum, eps)
 
 
-class BatchNorm(_BatchNorm):
-    """``nn.BatchNorm1d`` (``num_dims`` = 2) or ``nn.BatchNorm2d`` (``num_dims`` = 4) behind the
-    scratch layer's constructor, with the same state dict (D2L §7.5.5)."""
-
-    def __init__(self, num_features: int, num_dims: int, eps: float = 1e-5, momentum: float = 0.1):
-        if num_dims not in (2, 4):
-            raise ValueError(f"num_dims must be 2 (dense layers) or 4 (conv layers), got {num_dims}")
-        super().__init__(num_features, eps=eps, momentum=momentum)
-        self.num_dims = num_dims
-
-    def _check_input_dim(self, X: torch.Tensor) -> None:
-        if X.dim() != self.num_dims:
-            raise ValueError(f"BatchNorm({self.num_features}, num_dims={self.num_dims}) got input of shape {tuple(X.shape)}")
+def layer_norm(X: torch.Tensor, normalized_shape: tuple[int, ...], weight: torch.Tensor | None = None,
+               bias: torch.Tensor | None = None, eps: float = 1e-5) -> torch.Tensor:
+    """``F.layer_norm`` over the last ``len(normalized_shape)`` dimensions (D2L §10.7.2)."""
+    return F.layer_norm(X, tuple(normalized_shape), weight, bias, eps)

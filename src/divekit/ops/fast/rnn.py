@@ -1,4 +1,8 @@
-"""Primitives for training recurrent networks on PyTorch's kernels, twins of ``ops.scratch.rnn``."""
+"""Recurrent layers and their training primitives on PyTorch's kernels, twins of ``ops.scratch.rnn``.
+
+The layers are ``nn.RNN``, ``nn.GRU`` and ``nn.LSTM`` (cuDNN's fused kernels on a GPU), with their
+arguments written out: torch declares them as ``*args, **kwargs``.
+"""
 
 from __future__ import annotations
 
@@ -6,10 +10,38 @@ from collections.abc import Iterable
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from divekit.ops.scratch.rnn import sequence_mask
 
-__all__ = ["clip_grad_norm", "masked_cross_entropy", "sequence_mask"]
+__all__ = ["GRU", "LSTM", "RNN", "clip_grad_norm", "masked_cross_entropy", "sequence_mask"]
+
+
+class RNN(nn.RNN):
+    """``nn.RNN`` (D2L §8.6)."""
+
+    def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1, nonlinearity: str = "tanh",
+                 bias: bool = True, batch_first: bool = False, dropout: float = 0.0, bidirectional: bool = False):
+        super().__init__(input_size, hidden_size, num_layers, nonlinearity=nonlinearity, bias=bias,
+                         batch_first=batch_first, dropout=dropout, bidirectional=bidirectional)
+
+
+class GRU(nn.GRU):
+    """``nn.GRU`` (D2L §9.1.3)."""
+
+    def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1, bias: bool = True,
+                 batch_first: bool = False, dropout: float = 0.0, bidirectional: bool = False):
+        super().__init__(input_size, hidden_size, num_layers, bias=bias, batch_first=batch_first, dropout=dropout,
+                         bidirectional=bidirectional)
+
+
+class LSTM(nn.LSTM):
+    """``nn.LSTM`` (D2L §9.2.3)."""
+
+    def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1, bias: bool = True,
+                 batch_first: bool = False, dropout: float = 0.0, bidirectional: bool = False):
+        super().__init__(input_size, hidden_size, num_layers, bias=bias, batch_first=batch_first, dropout=dropout,
+                         bidirectional=bidirectional)
 
 
 def clip_grad_norm(parameters: Iterable[torch.Tensor], max_norm: float) -> torch.Tensor:

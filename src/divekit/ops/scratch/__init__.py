@@ -1,21 +1,22 @@
-"""Scratch primitives, written from tensor operations to be read top to bottom.
+"""Scratch primitives, written from tensor operations to be read top to bottom (the twin of ``ops.fast``).
 
-Each topic file lists its public names in ``__all__``; ``ops.fast`` mirrors them name for name.
+Each topic module lists its public names in ``__all__``; every name is also exported here, flat
+(``ops.Conv2d``), and ``ops.fast`` mirrors them name for name, with the same arguments.
 """
 
-from divekit.ops.scratch import losses
-from divekit.ops.scratch.losses import *  # noqa: F401,F403
-from divekit.ops.scratch import conv
-from divekit.ops.scratch.conv import *  # noqa: F401,F403
-from divekit.ops.scratch import norm
-from divekit.ops.scratch.norm import *  # noqa: F401,F403
-from divekit.ops.scratch import rnn
-from divekit.ops.scratch.rnn import *  # noqa: F401,F403
-from divekit.ops.scratch import activations
-from divekit.ops.scratch.activations import *  # noqa: F401,F403
-from divekit.ops.scratch import regularization
-from divekit.ops.scratch.regularization import *  # noqa: F401,F403
-from divekit.ops.scratch import init
-from divekit.ops.scratch.init import *  # noqa: F401,F403
+from divekit.ops.scratch import activations, containers, conv, init, linear, losses, norm, regularization, rnn
 
-__all__ = [*losses.__all__, *conv.__all__, *norm.__all__, *rnn.__all__, *activations.__all__, *regularization.__all__, *init.__all__]
+NAME = "scratch"
+TOPICS = (activations, containers, conv, init, linear, losses, norm, regularization, rnn)
+
+from divekit.ops.scratch.activations import *  # noqa: F401,F403
+from divekit.ops.scratch.containers import *  # noqa: F401,F403
+from divekit.ops.scratch.conv import *  # noqa: F401,F403
+from divekit.ops.scratch.init import *  # noqa: F401,F403
+from divekit.ops.scratch.linear import *  # noqa: F401,F403
+from divekit.ops.scratch.losses import *  # noqa: F401,F403
+from divekit.ops.scratch.norm import *  # noqa: F401,F403
+from divekit.ops.scratch.regularization import *  # noqa: F401,F403
+from divekit.ops.scratch.rnn import *  # noqa: F401,F403
+
+__all__ = [name for topic in TOPICS for name in topic.__all__]

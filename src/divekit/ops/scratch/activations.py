@@ -2,14 +2,16 @@
 
 An activation is applied elementwise after an affine map; without one, a stack of linear layers
 collapses to a single linear layer. Each ``*_grad`` is the closed-form derivative d f(x) / dx,
-elementwise, the quantity the book plots beside each function.
+elementwise, the quantity the book plots beside each function. ``ReLU``, ``Sigmoid`` and ``Tanh``
+are the same functions as layers, for ``Sequential`` models.
 """
 
 from __future__ import annotations
 
 import torch
+from torch import nn
 
-__all__ = ["relu", "relu_grad", "sigmoid", "sigmoid_grad", "tanh", "tanh_grad"]
+__all__ = ["ReLU", "Sigmoid", "Tanh", "relu", "relu_grad", "sigmoid", "sigmoid_grad", "tanh", "tanh_grad"]
 
 
 def relu(X: torch.Tensor) -> torch.Tensor:
@@ -57,3 +59,31 @@ def tanh(X: torch.Tensor) -> torch.Tensor:
 def tanh_grad(X: torch.Tensor) -> torch.Tensor:
     """tanh'(x) = 1 - tanh(x)^2: 1 at x = 0, vanishing as |x| grows."""
     return 1 - tanh(X) ** 2
+
+
+class _Activation(nn.Module):
+    """A layer without arguments or parameters that applies its function elementwise."""
+
+    def __init__(self):
+        super().__init__()
+
+
+class ReLU(_Activation):
+    """:func:`relu` as a layer."""
+
+    def forward(self, X: torch.Tensor) -> torch.Tensor:
+        return relu(X)
+
+
+class Sigmoid(_Activation):
+    """:func:`sigmoid` as a layer."""
+
+    def forward(self, X: torch.Tensor) -> torch.Tensor:
+        return sigmoid(X)
+
+
+class Tanh(_Activation):
+    """:func:`tanh` as a layer."""
+
+    def forward(self, X: torch.Tensor) -> torch.Tensor:
+        return tanh(X)

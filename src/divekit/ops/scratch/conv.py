@@ -1,12 +1,12 @@
 """Convolution and pooling from tensor operations (D2L §6.2-§6.5).
 
-Letters: B batch size, C input channels, O output channels, H x W input height and width,
-kh x kw kernel (window) size, P x Q output height and width.
+Letters: B batch size, C input channels, O output channels, g groups, H x W input height and
+width, kh x kw kernel (window) size, s stride, d dilation, P x Q output height and width.
 
 Every operation looks at the same thing: the (kh, kw) windows of a padded input, taken with a
 stride. ``Tensor.unfold`` gives all windows at once as a strided view (no Python loop over pixels),
 so cross-correlation is one ``einsum`` over each window and pooling one ``amax`` or ``sum``.
-Output size per axis: floor((n - k + 2p) / s) + 1 (D2L §6.3).
+Output size per axis: floor((n - k + 2p) / s) + 1 (D2L §6.3), with taps d apart floor((n + 2p - d (k - 1) - 1) / s) + 1.
 """
 
 from __future__ import annotations
@@ -16,7 +16,8 @@ import math
 import torch
 from torch import nn
 
-__all__ = ["AvgPool2d", "Conv2d", "MaxPool2d", "avg_pool2d", "conv2d", "conv_output_size", "corr2d", "max_pool2d"]
+__all__ = ["AdaptiveAvgPool2d", "AvgPool2d", "Conv2d", "MaxPool2d", "adaptive_avg_pool2d", "avg_pool2d", "conv2d",
+           "conv_output_size", "corr2d", "max_pool2d"]
 
 IntPair = int | tuple[int, int]
 
@@ -28,12 +29,15 @@ def _pair(value: IntPair, name: str, minimum: int = 1) -> tuple[int, int]:
     return pair
 
 
-def conv_output_size(n: int, kernel_size: int, padding: int = 0, stride: int = 1) -> int:
-    """floor((n - k + 2p) / s) + 1: the output length of a window of k sliding over n entries
-    padded by p on each side, s at a time (D2L §6.3.2)."""
-    if kernel_size > n + 2 * padding:
-        raise ValueError(f"kernel size {kernel_size} is larger than the padded input ({n} + 2 * {padding})")
-    return (n - kernel_size + 2 * padding) // stride + 1
+def conv_output_size(n: int, kernel_size: int, padding: int = 0, stride: int = 1, dilation: int = 1) -> int:
+    """floor((n + 2p - d (k - 1) - 1) / s) + 1: the output length of a window of k taps, d apart,
+    sliding over n entries padded by p on each side, s at a time (D2L §6.3.2; d = 1 gives the
+    book's floor((n - k + 2p) / s) + 1)."""
+    span = dilation * (kernel_size - 1) + 1
+    if span > n + 2 * padding:
+        raise ValueError(f"kernel size {kernel_size} (dilation {dilation}) is larger than the padded input "
+                         f"({n} + 2 * {padding})")
+    return (n + 2 * padding - span) // stride + 1
 
 
 def _pad(X: torch.Tensor, padding: tuple[int, int], value: float) -> torch.Tensor:
@@ -48,15 +52,17 @@ def _pad(X: torch.Tensor, padding: tuple[int, int], value: float) -> torch.Tenso
 
 
 def _windows(X: torch.Tensor, kernel: tuple[int, int], stride: tuple[int, int], padding: tuple[int, int],
-             pad_value: float = 0.0) -> torch.Tensor:
-    """All (kh, kw) windows of X (B, C, H, W), padded and strided: a view of shape (B, C, P, Q, kh, kw)."""
+             pad_value: float = 0.0, dilation: tuple[int, int] = (1, 1)) -> torch.Tensor:
+    """All (kh, kw) windows of X (B, C, H, W), padded, strided and dilated: a view of shape
+    (B, C, P, Q, kh, kw)."""
     if X.dim() != 4:
         raise ValueError(f"expected a batch of images (B, C, H, W), got shape {tuple(X.shape)}")
-    for k, p, n in zip(kernel, padding, X.shape[-2:]):
-        conv_output_size(n, k, p)  # raises if the window does not fit
+    for k, p, d, n in zip(kernel, padding, dilation, X.shape[-2:]):
+        conv_output_size(n, k, p, dilation=d)  # raises if the window does not fit
     X = _pad(X, padding, pad_value)
-    (kh, kw), (sh, sw) = kernel, stride
-    return X.unfold(2, kh, sh).unfold(3, kw, sw)  # (B, C, P, Q, kh, kw)
+    (kh, kw), (sh, sw), (dh, dw) = kernel, stride, dilation
+    spans = X.unfold(2, dh * (kh - 1) + 1, sh).unfold(3, dw * (kw - 1) + 1, sw)  # (B, C, P, Q, span_h, span_w)
+    return spans[..., ::dh, ::dw]  # every d-th tap: (B, C, P, Q, kh, kw)
 
 
 def corr2d(X: torch.Tensor, K: torch.Tensor) -> torch.Tensor:
@@ -67,19 +73,27 @@ def corr2d(X: torch.Tensor, K: torch.Tensor) -> torch.Tensor:
     return conv2d(X[None, None], K[None, None])[0, 0]
 
 
-def conv2d(X: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None,
-           stride: IntPair = 1, padding: IntPair = 0) -> torch.Tensor:
+def conv2d(X: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None, stride: IntPair = 1,
+           padding: IntPair = 0, dilation: IntPair = 1, groups: int = 1) -> torch.Tensor:
     """Multi-channel cross-correlation, what ``nn.Conv2d`` computes (D2L §6.2-§6.4).
 
-    X (B, C, H, W), weight (O, C, kh, kw), bias (O,) -> (B, O, P, Q) with
-    Y[b, o, p, q] = sum_{c, i, j} X_pad[b, c, p s_h + i, q s_w + j] W[o, c, i, j] + bias[o].
+    X (B, C, H, W), weight (O, C/g, kh, kw), bias (O,) -> (B, O, P, Q) with
+    Y[b, o, p, q] = sum_{c, i, j} X_pad[b, c, p s_h + i d_h, q s_w + j d_w] W[o, c, i, j] + bias[o].
     Input channels are summed over (§6.4.1); each output channel has its own kernel (§6.4.2);
-    a 1x1 kernel is a fully connected layer applied at every pixel (§6.4.3).
+    a 1x1 kernel is a fully connected layer applied at every pixel (§6.4.3). With ``groups`` g,
+    the channels are cut into g groups and output group k only sees input group k.
     """
-    if weight.dim() != 4 or (X.dim() == 4 and X.shape[1] != weight.shape[1]):
-        raise ValueError(f"weight (O, C, kh, kw) = {tuple(weight.shape)} does not fit input (B, C, H, W) = {tuple(X.shape)}")
-    windows = _windows(X, weight.shape[-2:], _pair(stride, "stride"), _pair(padding, "padding", minimum=0))
-    Y = torch.einsum("ocij,bcpqij->bopq", weight, windows)  # (B, O, P, Q)
+    if weight.dim() != 4 or X.dim() != 4 or X.shape[1] != weight.shape[1] * groups:
+        raise ValueError(f"weight (O, C/groups, kh, kw) = {tuple(weight.shape)} with groups={groups} does not fit "
+                         f"input (B, C, H, W) = {tuple(X.shape)}")
+    if weight.shape[0] % groups:
+        raise ValueError(f"{weight.shape[0]} output channels cannot be cut into groups={groups}")
+    windows = _windows(X, weight.shape[-2:], _pair(stride, "stride"), _pair(padding, "padding", minimum=0),
+                       dilation=_pair(dilation, "dilation"))
+    B, C, P, Q, kh, kw = windows.shape
+    windows = windows.reshape(B, groups, C // groups, P, Q, kh, kw)
+    W = weight.reshape(groups, -1, C // groups, kh, kw)  # (g, O/g, C/g, kh, kw)
+    Y = torch.einsum("gocij,bgcpqij->bgopq", W, windows).reshape(B, -1, P, Q)  # (B, O, P, Q)
     return Y if bias is None else Y + bias[:, None, None]
 
 
@@ -115,28 +129,30 @@ def _pool_args(kernel_size: IntPair, stride: IntPair | None, padding: IntPair):
 
 
 class Conv2d(nn.Module):
-    """A convolution layer from :func:`conv2d` (D2L §6.2.3) with ``nn.Conv2d``'s parameter names,
-    shapes and initialisation: weight (O, C, kh, kw) and bias (O,) ~ U(-1/sqrt(fan_in), 1/sqrt(fan_in))."""
+    """A convolution layer from :func:`conv2d` (D2L §6.2.3) with ``nn.Conv2d``'s arguments, parameter
+    names, shapes and initial draws: weight (O, C/g, kh, kw), then bias (O,), each from
+    U(-1/sqrt(fan_in), 1/sqrt(fan_in)) with fan_in = C/g * kh * kw."""
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: IntPair, stride: IntPair = 1,
-                 padding: IntPair = 0, bias: bool = True):
+                 padding: IntPair = 0, dilation: IntPair = 1, groups: int = 1, bias: bool = True):
         super().__init__()
-        self.in_channels, self.out_channels = in_channels, out_channels
+        if groups < 1 or in_channels % groups or out_channels % groups:
+            raise ValueError(f"in_channels {in_channels} and out_channels {out_channels} must both be divisible "
+                             f"by groups={groups}")
+        self.in_channels, self.out_channels, self.groups = in_channels, out_channels, groups
         self.kernel_size, self.stride = _pair(kernel_size, "kernel_size"), _pair(stride, "stride")
-        self.padding = _pair(padding, "padding", minimum=0)
-        self.weight = nn.Parameter(torch.empty(out_channels, in_channels, *self.kernel_size))
-        self.bias = nn.Parameter(torch.empty(out_channels)) if bias else None
-        bound = 1 / math.sqrt(in_channels * self.kernel_size[0] * self.kernel_size[1])
-        nn.init.uniform_(self.weight, -bound, bound)  # = nn.Conv2d's kaiming_uniform_(a=sqrt(5))
-        if self.bias is not None:
-            nn.init.uniform_(self.bias, -bound, bound)
+        self.padding, self.dilation = _pair(padding, "padding", minimum=0), _pair(dilation, "dilation")
+        fan_in = in_channels // groups * self.kernel_size[0] * self.kernel_size[1]
+        bound = 1 / math.sqrt(fan_in)  # nn.Conv2d's kaiming_uniform_(a=sqrt(5)) is U(-bound, bound)
+        self.weight = nn.Parameter(torch.empty(out_channels, in_channels // groups, *self.kernel_size).uniform_(-bound, bound))
+        self.bias = nn.Parameter(torch.empty(out_channels).uniform_(-bound, bound)) if bias else None
 
     def forward(self, X: torch.Tensor) -> torch.Tensor:
-        return conv2d(X, self.weight, self.bias, self.stride, self.padding)
+        return conv2d(X, self.weight, self.bias, self.stride, self.padding, self.dilation, self.groups)
 
     def extra_repr(self) -> str:
         return (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}, "
-                f"padding={self.padding}, bias={self.bias is not None}")
+                f"padding={self.padding}, dilation={self.dilation}, groups={self.groups}, bias={self.bias is not None}")
 
 
 class _Pool2d(nn.Module):
@@ -158,12 +174,35 @@ class MaxPool2d(_Pool2d):
 
 
 class AvgPool2d(_Pool2d):
-    """Average pooling layer from :func:`avg_pool2d` (D2L §6.5)."""
-
-    def __init__(self, kernel_size: IntPair, stride: IntPair | None = None, padding: IntPair = 0,
-                 count_include_pad: bool = True):
-        super().__init__(kernel_size, stride, padding)
-        self.count_include_pad = count_include_pad
+    """Average pooling layer from :func:`avg_pool2d` (D2L §6.5); padding counts in the divisor, as
+    in ``nn.AvgPool2d``'s default."""
 
     def forward(self, X: torch.Tensor) -> torch.Tensor:
-        return avg_pool2d(X, self.kernel_size, self.stride, self.padding, self.count_include_pad)
+        return avg_pool2d(X, self.kernel_size, self.stride, self.padding)
+
+
+def adaptive_avg_pool2d(X: torch.Tensor, output_size: IntPair) -> torch.Tensor:
+    """Average pooling to a fixed output size (P, Q) whatever the input size (D2L §7.3.2 uses
+    (1, 1): global average pooling). Output cell (p, q) averages rows floor(p H / P) to
+    ceil((p + 1) H / P) - 1 and the same for columns, as ``nn.AdaptiveAvgPool2d``."""
+    if X.dim() != 4:
+        raise ValueError(f"expected a batch of images (B, C, H, W), got shape {tuple(X.shape)}")
+    P, Q = _pair(output_size, "output_size")
+    H, W = X.shape[-2:]
+    rows = [X[:, :, p * H // P:math.ceil((p + 1) * H / P)] for p in range(P)]  # P slices of (B, C, h_p, W)
+    cells = [[r[..., q * W // Q:math.ceil((q + 1) * W / Q)].mean(dim=(-2, -1)) for q in range(Q)] for r in rows]
+    return torch.stack([torch.stack(row, dim=-1) for row in cells], dim=-2)  # (B, C, P, Q)
+
+
+class AdaptiveAvgPool2d(nn.Module):
+    """:func:`adaptive_avg_pool2d` as a layer."""
+
+    def __init__(self, output_size: IntPair):
+        super().__init__()
+        self.output_size = output_size
+
+    def forward(self, X: torch.Tensor) -> torch.Tensor:
+        return adaptive_avg_pool2d(X, self.output_size)
+
+    def extra_repr(self) -> str:
+        return f"output_size={self.output_size}"

@@ -33,8 +33,7 @@ def xavier_uniform_(tensor: torch.Tensor, gain: float = 1.0) -> torch.Tensor:
     """Fill ``tensor`` in place from U(-a, a), a = gain * sqrt(6 / (n_in + n_out)); returns it."""
     n_in, n_out = fans(tensor)
     a = gain * math.sqrt(6 / (n_in + n_out))
-    u = torch.rand(tensor.shape, device=tensor.device, dtype=tensor.dtype)  # U(0, 1)
-    return tensor.copy_((2 * u - 1) * a)  # U(-a, a)
+    return tensor.uniform_(-a, a)  # the same draw as torch's, so both twins start alike at one seed
 
 
 @torch.no_grad()
@@ -42,4 +41,4 @@ def xavier_normal_(tensor: torch.Tensor, gain: float = 1.0) -> torch.Tensor:
     """Fill ``tensor`` in place from N(0, sigma^2), sigma = gain * sqrt(2 / (n_in + n_out)); returns it."""
     n_in, n_out = fans(tensor)
     sigma = gain * math.sqrt(2 / (n_in + n_out))
-    return tensor.copy_(torch.randn(tensor.shape, device=tensor.device, dtype=tensor.dtype) * sigma)
+    return tensor.normal_(0, sigma)

@@ -14,6 +14,7 @@ __all__ = [
     "huber_loss",
     "l1_loss",
     "log_softmax",
+    "mse_loss",
     "softmax",
     "squared_loss",
 ]
@@ -22,6 +23,12 @@ __all__ = [
 def squared_loss(y_hat: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """l = (y_hat - y)^2 / 2, elementwise (D2L §3.1.3; the 1/2 makes the gradient y_hat - y)."""
     return (y_hat - y.reshape(y_hat.shape)) ** 2 / 2
+
+
+def mse_loss(y_hat: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """l = (y_hat - y)^2, elementwise: ``nn.MSELoss`` without its reduction, the loss of the book's
+    concise sections (§3.3, §4.5.4), twice :func:`squared_loss`."""
+    return (y_hat - y.reshape(y_hat.shape)) ** 2
 
 
 def softmax(X: torch.Tensor) -> torch.Tensor:

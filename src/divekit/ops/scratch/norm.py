@@ -1,4 +1,4 @@
-"""Batch normalization from tensor operations (D2L §7.5).
+"""Batch normalization (D2L §7.5) and layer normalization (D2L §10.7.2) from tensor operations.
 
 Letters: B batch size, D features (dense layers), C channels, H x W image size.
 
@@ -15,7 +15,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-__all__ = ["BatchNorm", "batch_norm"]
+__all__ = ["BatchNorm1d", "BatchNorm2d", "LayerNorm", "batch_norm", "layer_norm"]
 
 
 def batch_norm(X: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, running_mean: torch.Tensor,
@@ -44,16 +44,15 @@ def batch_norm(X: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, runnin
     return weight.reshape(shape) * X_hat + bias.reshape(shape)
 
 
-class BatchNorm(nn.Module):
-    """Batch normalization layer (D2L §7.5.4) for ``num_dims`` = 2 (dense, like ``nn.BatchNorm1d``)
-    or 4 (conv, like ``nn.BatchNorm2d``), with their state dict names: weight (gamma), bias (beta),
-    running_mean, running_var, num_batches_tracked."""
+class _BatchNorm(nn.Module):
+    """What both batch normalization layers hold (D2L §7.5.4): ``nn.BatchNorm*d``'s state dict
+    names, weight (gamma), bias (beta), running_mean, running_var, num_batches_tracked."""
 
-    def __init__(self, num_features: int, num_dims: int, eps: float = 1e-5, momentum: float = 0.1):
+    num_dims = 0  # the input's number of dimensions
+
+    def __init__(self, num_features: int, eps: float = 1e-5, momentum: float = 0.1):
         super().__init__()
-        if num_dims not in (2, 4):
-            raise ValueError(f"num_dims must be 2 (dense layers) or 4 (conv layers), got {num_dims}")
-        self.num_features, self.num_dims, self.eps, self.momentum = num_features, num_dims, eps, momentum
+        self.num_features, self.eps, self.momentum = num_features, eps, momentum
         self.weight = nn.Parameter(torch.ones(num_features))  # gamma
         self.bias = nn.Parameter(torch.zeros(num_features))  # beta
         self.register_buffer("running_mean", torch.zeros(num_features))
@@ -62,11 +61,59 @@ class BatchNorm(nn.Module):
 
     def forward(self, X: torch.Tensor) -> torch.Tensor:
         if X.dim() != self.num_dims or X.shape[1] != self.num_features:
-            raise ValueError(f"BatchNorm({self.num_features}, num_dims={self.num_dims}) got input of shape {tuple(X.shape)}")
+            raise ValueError(f"{type(self).__name__}({self.num_features}) takes inputs of {self.num_dims} dimensions "
+                             f"with {self.num_features} features on axis 1, got shape {tuple(X.shape)}")
         if self.training:
             self.num_batches_tracked += 1
         return batch_norm(X, self.weight, self.bias, self.running_mean, self.running_var, self.training,
                           self.momentum, self.eps)
 
     def extra_repr(self) -> str:
-        return f"{self.num_features}, num_dims={self.num_dims}, eps={self.eps}, momentum={self.momentum}"
+        return f"{self.num_features}, eps={self.eps}, momentum={self.momentum}"
+
+
+class BatchNorm1d(_BatchNorm):
+    """Batch normalization per feature of a dense layer's output (B, D) (D2L §7.5.2.1)."""
+
+    num_dims = 2
+
+
+class BatchNorm2d(_BatchNorm):
+    """Batch normalization per channel of a convolution's output (B, C, H, W) (D2L §7.5.2.2)."""
+
+    num_dims = 4
+
+
+def layer_norm(X: torch.Tensor, normalized_shape: tuple[int, ...], weight: torch.Tensor | None = None,
+               bias: torch.Tensor | None = None, eps: float = 1e-5) -> torch.Tensor:
+    """Standardise each example over its last ``len(normalized_shape)`` dimensions, then scale and
+    shift (D2L §10.7.2): unlike batch norm, the statistics are the example's own, so training and
+    prediction compute the same thing and the batch size does not matter."""
+    normalized_shape = tuple(normalized_shape)
+    if tuple(X.shape[-len(normalized_shape):]) != normalized_shape:
+        raise ValueError(f"layer_norm over the last dimensions {normalized_shape} got input of shape {tuple(X.shape)}")
+    dims = tuple(range(-len(normalized_shape), 0))
+    mean = X.mean(dim=dims, keepdim=True)
+    var = ((X - mean) ** 2).mean(dim=dims, keepdim=True)  # biased, as in training
+    X_hat = (X - mean) / torch.sqrt(var + eps)
+    if weight is not None:
+        X_hat = X_hat * weight
+    return X_hat if bias is None else X_hat + bias
+
+
+class LayerNorm(nn.Module):
+    """Layer normalization (D2L §10.7.2) with ``nn.LayerNorm``'s state dict: weight (ones), bias (zeros)."""
+
+    def __init__(self, normalized_shape: int | tuple[int, ...], eps: float = 1e-5, elementwise_affine: bool = True,
+                 bias: bool = True):
+        super().__init__()
+        self.normalized_shape = (normalized_shape,) if isinstance(normalized_shape, int) else tuple(normalized_shape)
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(self.normalized_shape)) if elementwise_affine else None
+        self.bias = nn.Parameter(torch.zeros(self.normalized_shape)) if elementwise_affine and bias else None
+
+    def forward(self, X: torch.Tensor) -> torch.Tensor:
+        return layer_norm(X, self.normalized_shape, self.weight, self.bias, self.eps)
+
+    def extra_repr(self) -> str:
+        return f"{self.normalized_shape}, eps={self.eps}, elementwise_affine={self.weight is not None}"

@@ -3,7 +3,9 @@ dropout (D2L §4.6).
 
 Weight decay adds lambda * ||w||^2 / 2 to the loss, so each SGD step also shrinks w by
 lr * lambda * w; it is applied to weights only, since a bias does not make the function any
-less smooth. Dropout zeroes each activation with probability p during training and scales the
+less smooth. :class:`WeightDecay` does it the scratch way (§4.5.3, a penalty in the loss); its
+fast twin gives the optimizer ``weight_decay`` for the weights' parameter group (§4.5.4), which
+adds the same lambda * w to each gradient. Dropout zeroes each activation with probability p during training and scales the
 survivors by 1 / (1 - p), so that the expectation is unchanged: E[h'] = (1 - p) * h / (1 - p) = h.
 """
 
@@ -12,7 +14,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-__all__ = ["Dropout", "dropout", "l2_penalty"]
+__all__ = ["Dropout", "WeightDecay", "dropout", "l2_penalty"]
 
 
 def l2_penalty(w: torch.Tensor) -> torch.Tensor:
@@ -50,3 +52,31 @@ class Dropout(nn.Module):
 
     def extra_repr(self) -> str:
         return f"p={self.p}"
+
+
+def weights_and_biases(model: nn.Module) -> tuple[list[nn.Parameter], list[nn.Parameter]]:
+    """A model's parameters split into weights and biases (by name: ``...bias``)."""
+    weights = [p for name, p in model.named_parameters() if not name.endswith("bias")]
+    biases = [p for name, p in model.named_parameters() if name.endswith("bias")]
+    return weights, biases
+
+
+class WeightDecay:
+    """L2 weight decay with strength ``lambd`` on a model's weights, not its biases (D2L §4.5).
+
+    Use both methods: ``penalty(model)`` is added to the training loss, and ``param_groups(model)``
+    is what the optimizer is built on. This twin puts lambd * sum ||w||^2 / 2 into the loss
+    (§4.5.3) and leaves the optimizer plain; the fast twin does the opposite (§4.5.4).
+    """
+
+    def __init__(self, lambd: float):
+        if not lambd >= 0:
+            raise ValueError(f"weight decay lambda must be non-negative, got {lambd}")
+        self.lambd = lambd
+
+    def penalty(self, model: nn.Module) -> torch.Tensor:
+        weights, _ = weights_and_biases(model)
+        return self.lambd * sum(l2_penalty(w) for w in weights)
+
+    def param_groups(self, model: nn.Module) -> list[dict]:
+        return [{"params": list(model.parameters())}]

@@ -1,0 +1,392 @@
+"""The parts recipes are made of (see :mod:`divekit.experiments.registry`), each a dataclass whose
+fields are ``divekit run`` options:
+
+* :class:`TrainOptions` (and :class:`UserDataOptions` where a recipe takes ``--data``);
+* data: the book's data set, or the user's, as loaders on the device and the sizes the model
+  takes from it (:class:`FashionMNIST`, :class:`SyntheticRegression`, :class:`TimeMachine`,
+  :class:`FraEng`);
+* tasks: which loss and metrics the trainer runs, from the run's ops twin (:class:`Classify`,
+  :class:`Regress`, :class:`NextToken`, :class:`TeacherForcing`);
+* probes: what is reported about the trained model (:class:`PredictionGrid`,
+  :class:`ParameterErrors`, :class:`TextSamples`, :class:`Translations`).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Literal
+
+from divekit.options import Checked, at_least, below, option, positive
+
+DATA_STREAM = 104_729  # offset between the seed of generated data and the seed of the model's init
+RESIZE_HELP = "resize images to SIZE x SIZE on the device (bilinear), or none to keep their size"
+
+
+def data_generator(seed: int):
+    """A generator for synthetic data, on a stream apart from the global one that the runner seeds
+    with ``seed`` for the model's initial weights: drawing both from one stream would make the first
+    weights a copy of the first examples, scaled."""
+    import torch
+
+    return torch.Generator().manual_seed(seed + DATA_STREAM)
+
+
+# -- training options --------------------------------------------------------------------------------
+
+
+OPTIMIZER_ALIASES = {"auto": "sgd"}  # names earlier versions took
+
+
+@dataclass
+class TrainOptions(Checked):
+    """Options every training run takes; a recipe sets the book's values as their defaults."""
+
+    epochs: int = option(10, "number of passes over the training data", at_least(1))
+    lr: float = option(0.1, "learning rate", positive)
+    batch_size: int = option(256, "examples per minibatch", at_least(1))
+    impl: Literal["scratch", "fast"] = option("fast", "scratch: built from tensor operations; fast: PyTorch's kernels")
+    optimizer: str = option("sgd", "sgd, momentum, adagrad, rmsprop, adadelta, adam, adamw or yogi, as the --impl's "
+                                   "class; scratch-NAME for the scratch one whatever --impl")
+    device: str = option("auto", "auto, cpu, cuda, cuda:N or mps")
+    seed: int = option(0, "random seed for initialisation, shuffling and dropout", at_least(0), below(2**63))
+    precision: Literal["fp32", "bf16"] = option("fp32", "bf16 runs the forward pass under autocast")
+    compile: bool = option(False, "run the model through torch.compile")
+    clip_grad: float | None = option(None, "clip the global gradient norm to this value", positive)
+    limit: int | None = option(None, "use only the first N training and N evaluation examples (a quick check)",
+                               at_least(1))
+
+    def __post_init__(self):
+        from divekit.optim import NAMES
+
+        super().__post_init__()
+        self.optimizer = OPTIMIZER_ALIASES.get(self.optimizer, self.optimizer)
+        if self.optimizer not in NAMES:
+            raise ValueError(f"--optimizer: unknown optimizer {self.optimizer!r}; choose one of {', '.join(NAMES)}")
+        if not re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", self.device):
+            raise ValueError(f"--device must be auto, cpu, cuda, cuda:N or mps, got {self.device!r}")
+
+
+@dataclass
+class UserDataOptions(Checked):
+    """Your own data in place of the book's (D2L §4.10's way of encoding tables)."""
+
+    data: str | None = option(None, "your own data: an image folder (one sub-folder per class) or a CSV file")
+    target: str | None = option(None, "the column to predict, for --data FILE.csv")
+
+
+# -- data ----------------------------------------------------------------------------------------
+
+
+@dataclass
+class Loaded:
+    """A data part made ready for a run: loaders on the device, what the model is sized by, and
+    what the task and probes need to know (``info``: a SplitData, a vocabulary, ...)."""
+
+    name: str
+    train: Iterable
+    eval: Iterable | None
+    eval_name: str = "val"
+    model_fields: dict[str, Any] = field(default_factory=dict)
+    info: Any = None
+    transform: Any = None  # the transform of the evaluation loader, for probes that show inputs
+
+
+@dataclass
+class LoadContext:
+    train: TrainOptions
+    user: UserDataOptions | None
+    user_data_kind: str | None
+    device: Any  # torch.device
+
+
+class DataPart:
+    """Base of data parts. ``PROVIDES``: the model config fields the data sets (its sizes)."""
+
+    PROVIDES: ClassVar[tuple[str, ...]] = ()
+    label: ClassVar[str] = ""
+
+    def load(self, ctx: LoadContext) -> Loaded:
+        raise NotImplementedError(f"{type(self).__name__} must define load(ctx)")
+
+
+class SupervisedData(DataPart):
+    """(X, y) examples: the book's (:meth:`book_data`), or the user's ``--data`` folder or table."""
+
+    PROVIDES = ("input_shape", "num_classes", "num_outputs")
+
+    def book_data(self, ctx: LoadContext):
+        raise NotImplementedError
+
+    def transform(self):
+        return None
+
+    def load(self, ctx: LoadContext) -> Loaded:
+        from divekit.data.batch import Split
+        from divekit.data.loader import TensorLoader
+
+        if ctx.user is not None and ctx.user.data is not None:
+            from divekit.data.user import load_user_data
+
+            data = load_user_data(ctx.user.data, kind=ctx.user_data_kind, target=ctx.user.target, seed=ctx.train.seed)
+        else:
+            data = self.book_data(ctx)
+        train, evaluation = data.train, data.eval
+        if ctx.train.limit is not None:
+            train, evaluation = (Split(s.X[:ctx.train.limit], s.y[:ctx.train.limit]) for s in (train, evaluation))
+        transform = self.transform()
+        input_shape = data.input_shape
+        if transform is not None and len(input_shape) == 3:
+            input_shape = (input_shape[0], *transform.size)
+        fields = {"input_shape": input_shape}
+        if data.classes is not None:
+            fields["num_classes"] = fields["num_outputs"] = data.num_classes
+        else:
+            fields["num_outputs"] = 1 if data.train.y.dim() == 1 else data.train.y.shape[1]
+        device, batch_size = ctx.device, ctx.train.batch_size
+        return Loaded(
+            name=data.name,
+            train=TensorLoader(train, batch_size, shuffle=True, seed=ctx.train.seed, device=device, transform=transform),
+            eval=TensorLoader(evaluation, max(batch_size, 256), device=device, transform=transform),
+            eval_name=data.eval_name, model_fields=fields, info=data, transform=transform,
+        )
+
+
+@dataclass
+class FashionMNIST(SupervisedData, Checked):
+    """Fashion-MNIST (D2L §3.5): 60,000 training and 10,000 test images, 28x28, ten classes."""
+
+    label: ClassVar[str] = "Fashion-MNIST"
+    resize: int | None = option(None, RESIZE_HELP, at_least(1))
+
+    def book_data(self, ctx):
+        from divekit.data.fashion_mnist import load_fashion_mnist
+
+        return load_fashion_mnist()
+
+    def transform(self):
+        if self.resize is None:
+            return None
+        from divekit.data.transforms import Resize
+
+        return Resize(self.resize)
+
+
+@dataclass
+class SyntheticRegression(SupervisedData, Checked):
+    """y = X w + b + noise with the book's w = [2, -3.4], b = 4.2 (D2L §3.2.1); the evaluation pass
+    is the loss on all the training examples, which is what the book prints."""
+
+    label: ClassVar[str] = "synthetic: y = X[2, -3.4] + 4.2 + N(0, 0.01^2)"
+    TRUE_W: ClassVar[tuple[float, ...]] = (2.0, -3.4)
+    TRUE_B: ClassVar[float] = 4.2
+    num_examples: int = option(1000, "number of synthetic examples", at_least(1))
+    noise: float = option(0.01, "standard deviation of the label noise", at_least(0))
+
+    def book_data(self, ctx):
+        from divekit.data.base import SplitData
+        from divekit.data.synthetic import synthetic_regression
+
+        examples = synthetic_regression(self.TRUE_W, self.TRUE_B, self.num_examples, self.noise,
+                                        generator=data_generator(ctx.train.seed))
+        return SplitData("synthetic (w=[2, -3.4], b=4.2)", train=examples, eval=examples, eval_name="train_full")
+
+
+@dataclass
+class TimeMachine(DataPart, Checked):
+    """The Time Machine as characters (D2L §8.2-8.3), in language-model minibatches."""
+
+    PROVIDES = ("vocab_size",)
+    label: ClassVar[str] = "The Time Machine (characters)"
+    num_steps: int = option(35, "time steps per subsequence", at_least(1))
+    max_tokens: int | None = option(10000, "train on the first N characters of the book (the book: 10000; none: all "
+                                           "170,580)", at_least(1))
+    random_sampling: bool = option(False, "random subsequences instead of sequential partitioning (D2L §8.3.4)")
+
+    def load(self, ctx):
+        from divekit.data.text import LMLoader, load_corpus_time_machine
+
+        corpus, vocab = load_corpus_time_machine(self.max_tokens, "char")
+        if ctx.train.limit is not None:
+            corpus = corpus[:ctx.train.limit]
+        loader = LMLoader(corpus, ctx.train.batch_size, self.num_steps, sequential=not self.random_sampling,
+                          seed=ctx.train.seed, device=ctx.device)
+        name = f"The Time Machine, first {len(corpus):,} characters (vocabulary of {len(vocab)})"
+        return Loaded(name, loader, None, model_fields={"vocab_size": len(vocab)}, info=vocab)
+
+
+@dataclass
+class FraEng(DataPart, Checked):
+    """English-French sentence pairs from Tatoeba (D2L §9.5), as the book preprocesses them."""
+
+    PROVIDES = ("src_vocab_size", "tgt_vocab_size")
+    label: ClassVar[str] = "fra-eng (Tatoeba), first 600 pairs"
+    num_examples: int = option(600, "sentence pairs from the start of fra.txt (the book: 600)", at_least(1))
+    num_steps: int = option(10, "tokens per sentence after truncating or padding", at_least(1))
+
+    def load(self, ctx):
+        from divekit.data.loader import TensorLoader
+        from divekit.data.translation import load_translation
+
+        data = load_translation(self.num_examples, self.num_steps)
+        pairs = data.pairs if ctx.train.limit is None else data.pairs.select(slice(0, ctx.train.limit))
+        loader = TensorLoader(pairs, ctx.train.batch_size, shuffle=True, seed=ctx.train.seed, device=ctx.device)
+        name = f"English-French, first {len(pairs):,} pairs (vocabularies of {len(data.src_vocab)} / {len(data.tgt_vocab)})"
+        fields = {"src_vocab_size": len(data.src_vocab), "tgt_vocab_size": len(data.tgt_vocab)}
+        return Loaded(name, loader, None, model_fields=fields, info=data)
+
+
+# -- tasks -------------------------------------------------------------------------------------------
+
+
+class TaskPart:
+    """Base of task parts: ``build(ops, data)`` makes the trainer's :class:`~divekit.train.tasks.Task`."""
+
+    def build(self, ops, data: Loaded):
+        raise NotImplementedError(f"{type(self).__name__} must define build(ops, data)")
+
+
+@dataclass
+class Classify(TaskPart):
+    """Softmax cross-entropy and accuracy (D2L §3.4)."""
+
+    def build(self, ops, data):
+        from divekit.train.tasks import Classification
+
+        return Classification(ops.cross_entropy)
+
+
+@dataclass
+class Regress(TaskPart, Checked):
+    """A regression loss per example (D2L §3.1)."""
+
+    loss: Literal["squared_loss", "mse_loss"] = option(
+        "squared_loss", "squared_loss: (y_hat - y)^2 / 2 as in §3.2; mse_loss: nn.MSELoss's (y_hat - y)^2 as in §3.3")
+
+    def build(self, ops, data):
+        from divekit.train.tasks import Regression
+
+        return Regression(getattr(ops, self.loss))
+
+
+@dataclass
+class NextToken(TaskPart):
+    """Next-token cross-entropy and perplexity (D2L §8.5); the state carries over between
+    minibatches when the loader partitions the corpus sequentially."""
+
+    def build(self, ops, data):
+        from divekit.train.lm import LanguageModeling
+
+        return LanguageModeling(ops.cross_entropy, sequential=data.train.sequential)
+
+
+@dataclass
+class TeacherForcing(TaskPart, Checked):
+    """Sequence-to-sequence training with teacher forcing and a masked cross-entropy (D2L §9.7.3)."""
+
+    loss_reduction: Literal["book", "token_mean"] = option(
+        "book", "training objective: the book's sum of token losses / num_steps, or the mean per real token")
+
+    def build(self, ops, data):
+        from divekit.train.lm import Seq2SeqTask
+
+        return Seq2SeqTask(ops.masked_cross_entropy, bos=data.info.tgt_vocab["<bos>"], reduction=self.loss_reduction)
+
+
+# -- probes ------------------------------------------------------------------------------------------
+
+
+class Probe:
+    """Base of probes: ``run(model, data, device) -> (results, figures)`` after training."""
+
+    def run(self, model, data: Loaded, device) -> tuple[dict, dict]:
+        raise NotImplementedError(f"{type(self).__name__} must define run(model, data, device)")
+
+
+@dataclass
+class PredictionGrid(Probe):
+    """The first eight evaluation images titled "true / predicted" (D2L §3.6.5)."""
+
+    def run(self, model, data, device):
+        import torch
+
+        from divekit.data.batch import Split
+        from divekit.data.loader import TensorLoader
+        from divekit.viz.images import show_images
+
+        split_data, count = data.info, 8
+        if split_data.classes is None or split_data.eval.X.dtype != torch.uint8:
+            return {}, {}  # only image classification has a picture to show
+        images, labels = split_data.eval.X[:count], split_data.eval.y[:count]
+        batch = next(iter(TensorLoader(Split(images, labels), count, device=device, transform=data.transform)))
+        model.eval()
+        with torch.no_grad():
+            predicted = model(batch.X).argmax(dim=-1).cpu()
+        titles = [f"{split_data.classes[t]}\n{split_data.classes[p]}" for t, p in zip(labels.tolist(), predicted.tolist())]
+        return {}, {"predictions": show_images(images, 1, len(images), titles=titles)}
+
+
+@dataclass
+class ParameterErrors(Probe):
+    """How far the learned w and b are from the true ones of the synthetic data (D2L §3.2.7)."""
+
+    def run(self, model, data, device):
+        import torch
+
+        if data.eval_name != "train_full":
+            return {}, {}  # the user's data: no true parameters
+        w, b = model.linear.weight.detach().cpu().reshape(-1), model.linear.bias.detach().cpu()
+        w_error = torch.tensor(SyntheticRegression.TRUE_W) - w
+        b_error = SyntheticRegression.TRUE_B - b
+        return {"w": w.tolist(), "b": float(b), "w_error": w_error.tolist(), "b_error": float(b_error),
+                "max_abs_param_error": float(torch.cat([w_error, b_error]).abs().max())}, {}
+
+
+@dataclass
+class TextSamples(Probe, Checked):
+    """Text the trained language model writes after a prefix (D2L §8.5.5)."""
+
+    prefix: str = option("time traveller", "text to warm the model up with before predicting")
+    num_preds: int = option(50, "characters to predict after the prefix", at_least(1))
+
+    def __post_init__(self):
+        super().__post_init__()
+        if not self.prefix:
+            raise ValueError("--prefix must not be empty: the model warms up on it before predicting")
+
+    def run(self, model, data, device):
+        from divekit.models.rnn import predict_chars
+
+        return {"sample": predict_chars(self.prefix, self.num_preds, model, data.info),
+                "sample_traveller": predict_chars("traveller", self.num_preds, model, data.info)}, {}
+
+
+TRANSLATION_EXAMPLES = (("go .", "va !"), ("i lost .", "j'ai perdu ."), ("he's calm .", "il est calme ."),
+                        ("i'm home .", "je suis chez moi ."))
+
+
+def _slug(sentence: str) -> str:
+    """"he's calm ." -> "he_s_calm", a metric name."""
+    return "_".join(re.findall("[a-z0-9]+", sentence))
+
+
+@dataclass
+class Translations(Probe, Checked):
+    """The book's four example translations, each scored with its BLEU (k = 2) (D2L §9.7.4)."""
+
+    beam_size: int = option(1, "beam width for the example translations (1: greedy, as in the book)", at_least(1))
+    decoding: Literal["greedy", "beam"] = option("greedy", "greedy, or beam search with --beam-size")
+
+    def run(self, model, data, device):
+        from divekit.metrics.bleu import bleu
+        from divekit.models.seq2seq import translate
+
+        beam = self.beam_size if self.decoding == "beam" else 1
+        vocabs = data.info
+        rows = []
+        for english, french in TRANSLATION_EXAMPLES:
+            prediction = translate(model, english, vocabs.src_vocab, vocabs.tgt_vocab, vocabs.num_steps, beam_size=beam)
+            rows.append({"source": english, "prediction": prediction, "reference": french,
+                         "bleu": bleu(prediction, french, k=2)})
+        return {"translations": rows, **{f"bleu_{_slug(r['source'])}": r["bleu"] for r in rows}}, {}

@@ -1,0 +1,213 @@
+"""Typed options: dataclass fields that are also ``divekit run`` flags (imports no torch).
+
+A field made with :func:`option` carries its help text; its annotation says what a value may be:
+``int``, ``float``, ``str``, ``bool``, a ``Literal[...]`` of allowed values, a ``tuple[int, ...]``
+(written ``64,128`` on the command line), or any of these ``| None`` (written ``none``). Model
+configs, the parts of an experiment and the training options are all made of such fields, and an
+experiment's options are the union of its parts' fields (:func:`merge_fields`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import types
+import typing
+from dataclasses import field
+from typing import Annotated, Any, Literal
+
+
+def option(default: Any, help: str, *checks) -> Any:
+    """A dataclass field with a default, a help text and checks of its value, e.g.
+    ``lr: float = option(0.1, "learning rate", positive)``."""
+    return field(default=default, metadata={"help": help, "checks": checks})
+
+
+def flag(name: str) -> str:
+    """``batch_size`` -> ``--batch-size``."""
+    return "--" + name.replace("_", "-")
+
+
+class Kind(typing.NamedTuple):
+    """What an annotation allows: the Python type, allowed values, None allowed, for a tuple its
+    element type, and from ``Annotated[type, help, check, ...]`` a help text and checks."""
+
+    type: type
+    choices: tuple | None
+    optional: bool
+    element: type | None = None
+    help: str = ""
+    checks: tuple = ()
+
+
+def at_least(low: float):
+    """A check for ``Annotated``: the value (when not None) is at least ``low``."""
+
+    def check(name: str, value) -> None:
+        if value is not None and value < low:
+            raise ValueError(f"{flag(name)} must be at least {low}, got {value}")
+
+    return check
+
+
+def below(high: float):
+    """A check: the value (when not None) is below ``high``."""
+
+    def check(name: str, value) -> None:
+        if value is not None and not value < high:
+            raise ValueError(f"{flag(name)} must be below {high}, got {value}")
+
+    return check
+
+
+def positive(name: str, value) -> None:
+    """A check: the value (when not None) is above 0."""
+    if value is not None and not value > 0:
+        raise ValueError(f"{flag(name)} must be positive, got {value}")
+
+
+def probability(name: str, value) -> None:
+    """A check: the value is a probability, in [0, 1]."""
+    if value is not None and not 0 <= value <= 1:
+        raise ValueError(f"{flag(name)} must be a probability between 0 and 1, got {value}")
+
+
+def each_at_least(low: float):
+    """A check for a tuple: every element is at least ``low``."""
+
+    def check(name: str, value) -> None:
+        if value is not None and (not value or min(value) < low):
+            raise ValueError(f"{flag(name)} must hold numbers of at least {low}, got {value}")
+
+    return check
+
+
+def kind_of(annotation: Any) -> Kind:
+    help, checks = "", ()
+    if typing.get_origin(annotation) is Annotated:
+        annotation, help, *checks = typing.get_args(annotation)
+        checks = tuple(checks)
+    optional = False
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        args = typing.get_args(annotation)
+        optional = type(None) in args
+        rest = [a for a in args if a is not type(None)]
+        if len(rest) != 1:
+            raise TypeError(f"an option is one type or that type | None, got {annotation}")
+        annotation = rest[0]
+    if typing.get_origin(annotation) is Literal:
+        choices = typing.get_args(annotation)
+        return Kind(type(choices[0]), choices, optional, help=help, checks=checks)
+    if typing.get_origin(annotation) is tuple:
+        elements = {a for a in typing.get_args(annotation) if a is not Ellipsis}
+        if len(elements) != 1 or not elements <= {int, float}:
+            raise TypeError(f"a tuple option holds ints or floats, got {annotation}")
+        return Kind(tuple, None, optional, elements.pop(), help=help, checks=checks)
+    if annotation not in (int, float, str, bool):
+        raise TypeError(f"an option is int, float, str, bool, a Literal or a tuple of numbers, got {annotation}")
+    return Kind(annotation, None, optional, help=help, checks=checks)
+
+
+def kinds(cls: type) -> dict[str, Kind]:
+    """The :class:`Kind` of every field of the dataclass ``cls``, with the checks of its annotation
+    and of its :func:`option`."""
+    hints = typing.get_type_hints(cls, include_extras=True)
+    result = {}
+    for f in dataclasses.fields(cls):
+        kind = kind_of(hints[f.name])
+        result[f.name] = kind._replace(checks=kind.checks + tuple(f.metadata.get("checks", ())))
+    return result
+
+
+def help_of(cls: type, name: str) -> str:
+    f = next(f for f in dataclasses.fields(cls) if f.name == name)
+    return f.metadata.get("help") or kinds(cls)[name].help
+
+
+def parse_value(kind: Kind, text: str) -> Any:
+    """A command-line string as a value of ``kind``, or a ValueError saying why not (without the flag,
+    which argparse puts in front)."""
+    if kind.optional and text.lower() == "none":
+        return None
+    if kind.type is bool:
+        if text.lower() in ("1", "true", "yes", "on"):
+            return True
+        if text.lower() in ("0", "false", "no", "off"):
+            return False
+        raise ValueError(f"must be true or false, got {text!r}")
+    if kind.type is tuple:
+        try:
+            return tuple(kind.element(part) for part in text.split(",") if part.strip())
+        except ValueError:
+            raise ValueError(f"must be {kind.element.__name__}s separated by commas, got {text!r}") from None
+    try:
+        return kind.type(text)
+    except ValueError:
+        what = {int: "an integer", float: "a number"}.get(kind.type, kind.type.__name__)
+        raise ValueError(f"must be {what}, got {text!r}") from None
+
+
+def check_value(name: str, kind: Kind, value: Any) -> Any:
+    """``value`` checked against ``kind`` (an int is taken for a float), or a ValueError naming the flag."""
+    if value is None:
+        if not kind.optional:
+            raise ValueError(f"{flag(name)} needs a value")
+        return None
+    if kind.type is float and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
+    if kind.type is tuple and isinstance(value, list):
+        value = tuple(value)  # as read back from JSON
+    if not isinstance(value, kind.type) or (kind.type is int and isinstance(value, bool)):
+        raise ValueError(f"{flag(name)} must be {kind.type.__name__}, got {value!r}")
+    if kind.type is float and not math.isfinite(value):
+        raise ValueError(f"{flag(name)} must be a finite number, got {value!r}")
+    if kind.type is tuple and not all(isinstance(v, kind.element) for v in value):
+        raise ValueError(f"{flag(name)} must hold {kind.element.__name__}s, got {value!r}")
+    if kind.choices is not None and value not in kind.choices:
+        raise ValueError(f"{flag(name)} must be one of {', '.join(map(str, kind.choices))}, got {value!r}")
+    for check in kind.checks:
+        check(name, value)
+    return value
+
+
+def check_fields(obj: Any) -> None:
+    """Check (and normalise) every field of a dataclass instance against its annotation and checks."""
+    for name, kind in kinds(type(obj)).items():
+        value = check_value(name, kind, getattr(obj, name))
+        if value is not getattr(obj, name):
+            object.__setattr__(obj, name, value)
+
+
+class Checked:
+    """Base of dataclasses whose fields are checked when an instance is made (subclasses with
+    further checks call ``super().__post_init__()`` first)."""
+
+    def __post_init__(self):
+        check_fields(self)
+
+
+def merge_fields(name: str, sources: dict[str, tuple[type, dict[str, Any]]], bases: tuple[type, ...] = ()) -> type:
+    """One dataclass with the fields of several: ``sources`` maps a label (for the error message) to
+    (dataclass, defaults to use for its fields). Two sources with a field of the same name are an
+    error. Field order: the bases', then each source's in turn."""
+    owner: dict[str, str] = {f.name: f"{b.__name__}" for b in bases for f in dataclasses.fields(b)}
+    specs = []
+    for label, (cls, defaults) in sources.items():
+        hints = typing.get_type_hints(cls, include_extras=True)
+        for f in dataclasses.fields(cls):
+            if f.name in owner:
+                raise ValueError(f"option {flag(f.name)} is both {owner[f.name]}'s and {label}'s; rename one")
+            owner[f.name] = label
+            default = defaults.get(f.name, f.default)
+            metadata = {"help": help_of(cls, f.name), "checks": f.metadata.get("checks", ())}
+            specs.append((f.name, hints[f.name], field(default=default, metadata=metadata)))
+    return dataclasses.make_dataclass(name, specs, bases=bases)
+
+
+def from_dict(cls: type, values: dict[str, Any], where: str) -> Any:
+    """Build the dataclass ``cls`` from a dict (a saved config.json), refusing unknown keys."""
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - names)
+    if unknown:
+        raise ValueError(f"{where}: unknown option(s) {', '.join(unknown)}; known: {', '.join(sorted(names))}")
+    return cls(**values)
