@@ -478,3 +478,42 @@ def test_positional_encoding_adds_the_table_and_keeps_it_out_of_the_state_dict(t
     other = (fast if twin is scratch else scratch).PositionalEncoding(6, 0.5, max_len=20).eval()
     other.load_state_dict(layer.state_dict())
     torch.testing.assert_close(other(X), layer.eval()(X))
+
+
+# ----------------------------------------------------------------------------- heatmaps
+
+def test_show_heatmaps_draws_one_image_per_map_and_one_shared_colour_bar():
+    import io
+
+    from matplotlib.figure import Figure
+
+    from divekit.viz.attention import show_heatmaps
+
+    layer = fast.MultiHeadAttention(8, 4)
+    layer.record_weights = True
+    X = torch.randn(2, 5, 8)
+    layer(X, X, X, torch.tensor([5, 3]))
+    fig = show_heatmaps(layer.attention_weights, "keys", "queries", titles=[f"head {h}" for h in range(4)])
+    assert isinstance(fig, Figure)
+    maps, colour_bars = fig.axes[:8], fig.axes[8:]
+    assert len(maps) == 8 and len(colour_bars) == 1  # (batch 2) x (heads 4) heatmaps + the colour bar
+    assert all(len(ax.images) == 1 for ax in maps)
+    assert {ax.images[0].get_clim() for ax in maps} == {(0.0, layer.attention_weights.max().item())}  # one scale
+    assert [ax.get_title() for ax in maps] == [f"head {h}" for h in range(4)] * 2
+    assert [ax.get_xlabel() for ax in maps] == [""] * 4 + ["keys"] * 4
+    assert [ax.get_ylabel() for ax in maps] == ["queries", "", "", ""] * 2
+    torch.testing.assert_close(torch.as_tensor(maps[5].images[0].get_array().data), layer.attention_weights[1, 1])
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png")  # renders headless
+    assert buffer.getvalue().startswith(b"\x89PNG")
+
+
+def test_show_heatmaps_takes_the_books_single_map_and_rejects_bad_input():
+    from divekit.viz.attention import show_heatmaps
+
+    fig = show_heatmaps(torch.eye(10).reshape(1, 1, 10, 10), xlabel="Keys", ylabel="Queries")  # D2L §10.1
+    assert len(fig.axes) == 2 and len(fig.axes[0].images) == 1
+    with pytest.raises(ValueError, match=r"\(rows, cols, Q, K\), got shape \(10, 10\)"):
+        show_heatmaps(torch.eye(10), "Keys", "Queries")
+    with pytest.raises(ValueError, match=r"one entry per column \(1\), got 2"):
+        show_heatmaps(torch.eye(3)[None, None], "Keys", "Queries", titles=["a", "b"])
