@@ -252,7 +252,8 @@ def test_dot_product_attention_records_weights_only_when_asked(twin):
 def test_attention_dropout_acts_in_training_only(twin, record):
     torch.manual_seed(0)
     queries, keys, values = qkv(dtype=torch.float32)
-    for layer in (twin.DotProductAttention(0.5), twin.AdditiveAttention(4, 4, 8, 0.5), twin.MultiHeadAttention(4, 2, 0.5)):
+    layers = (twin.DotProductAttention(0.5), twin.AdditiveAttention(4, 4, 8, 0.5), twin.MultiHeadAttention(4, 2, 0.5))
+    for layer in layers:
         layer.record_weights = record
         v = values if not isinstance(layer, twin.MultiHeadAttention) else torch.randn(2, 5, 4)
         no_dropout = layer.eval()(queries, keys, v)
@@ -272,7 +273,8 @@ def test_scratch_attention_layers_pass_gradcheck():
     mha = scratch.MultiHeadAttention(4, 2).double()
     nn.init.normal_(mha.in_proj_bias)
     nn.init.normal_(mha.out_proj.bias)
-    inputs = (queries.clone().requires_grad_(), keys.clone().requires_grad_(), torch.randn(2, 3, 4, dtype=F64, requires_grad=True))
+    values = torch.randn(2, 3, 4, dtype=F64)
+    inputs = tuple(t.clone().requires_grad_() for t in (queries, keys, values))
     for vl in (None, torch.tensor([2, 0]), torch.tensor([[1, 0], [3, 2]])):
         assert torch.autograd.gradcheck(lambda *a: mha(*a, vl), inputs)
 
@@ -287,7 +289,8 @@ def copy_into_torch(layer, **kwargs):
 
 MHA_CASES = {  # name: (Q, K, valid_lens, key_padding_mask, attn_mask) for nn.MultiheadAttention (True = masked out)
     "no mask": (4, 4, None, None, None),
-    "key padding": (3, 5, torch.tensor([5, 2]), ~torch.tensor([[1, 1, 1, 1, 1], [1, 1, 0, 0, 0]], dtype=torch.bool), None),
+    "key padding": (3, 5, torch.tensor([5, 2]),
+                    ~torch.tensor([[1, 1, 1, 1, 1], [1, 1, 0, 0, 0]], dtype=torch.bool), None),
     "causal": (4, 4, torch.arange(1, 5).repeat(2, 1), None, torch.ones(4, 4, dtype=torch.bool).triu(1)),
     "causal and padding": (4, 4, torch.arange(1, 5).clamp(max=torch.tensor([[4], [2]])),
                            ~torch.tensor([[1, 1, 1, 1], [1, 1, 0, 0]], dtype=torch.bool),
@@ -306,7 +309,7 @@ def test_multi_head_attention_equals_torchs_with_copied_weights(twin, case, bias
         nn.init.normal_(layer.in_proj_bias)
         nn.init.normal_(layer.out_proj.bias)
     reference = copy_into_torch(layer, bias=bias)
-    queries, keys, values = torch.randn(2, Q, 8, dtype=F64), torch.randn(2, K, 8, dtype=F64), torch.randn(2, K, 8, dtype=F64)
+    queries, keys, values = (torch.randn(2, n, 8, dtype=F64) for n in (Q, K, K))
     if Q == K:
         keys = values = queries  # self-attention (the fast twin's fused projection)
     layer.record_weights = True
@@ -336,9 +339,12 @@ def test_additive_attention_twins_start_alike_and_like_nn_linear():
     for twin in TWINS:
         torch.manual_seed(5)
         states.append(twin.AdditiveAttention(3, 4, 6, 0.0).state_dict())
-    assert {k: tuple(v.shape) for k, v in states[0].items()} == {"W_k.weight": (6, 3), "W_q.weight": (6, 4), "w_v.weight": (1, 6)}
+    shapes = {k: tuple(v.shape) for k, v in states[0].items()}
+    assert shapes == {"W_k.weight": (6, 3), "W_q.weight": (6, 4), "w_v.weight": (1, 6)}
     for key in states[0]:
         torch.testing.assert_close(states[0][key], states[1][key], atol=0, rtol=0)
+    torch.manual_seed(5)
+    torch.testing.assert_close(states[0]["W_k.weight"], nn.Linear(3, 6, bias=False).weight.detach())
 
 
 @pytest.mark.parametrize("self_attention", [True, False])
@@ -348,7 +354,7 @@ def test_multi_head_attention_twins_share_state_dicts_outputs_and_gradients(self
     for src, dst in ((s, f), (f, s)):  # both ways
         nn.init.normal_(src.in_proj_bias)
         dst.load_state_dict(src.state_dict())
-        queries, keys, values = torch.randn(3, 4, 8, dtype=F64), torch.randn(3, 6, 8, dtype=F64), torch.randn(3, 6, 8, dtype=F64)
+        queries, keys, values = (torch.randn(3, n, 8, dtype=F64) for n in (4, 6, 6))
         vl = torch.tensor([[1, 0, 6, 3], [2, 2, 2, 2], [6, 5, 4, 0]])
         if self_attention:
             vl = vl.clamp(max=4)
@@ -409,13 +415,18 @@ def test_bad_shapes_raise_one_line_value_errors(twin):
          r"valid_lens must have shape \(B,\) = \(2,\) or \(B, Q\) = \(2, 3\), got \(3,\)"),
         (lambda: twin.masked_softmax(torch.randn(2, 3, 4), torch.ones(2, 4)),
          r"valid_lens must have shape .* got \(2, 4\)"),
-        (lambda: twin.masked_softmax(torch.randn(3, 4), None), r"masked_softmax takes scores \(B, Q, K\), got shape \(3, 4\)"),
+        (lambda: twin.masked_softmax(torch.randn(3, 4), None),
+         r"masked_softmax takes scores \(B, Q, K\), got shape \(3, 4\)"),
         (lambda: twin.MultiHeadAttention(10, 3), "embed_dim 10 must be divisible by num_heads 3"),
-        (lambda: twin.MultiHeadAttention(8, 2)(queries, keys, keys), "queries, keys and values must have embed_dim = 8"),
+        (lambda: twin.MultiHeadAttention(8, 2)(queries, keys, keys),
+         "queries, keys and values must have embed_dim = 8 features, got 4, 4 and 4"),
         (lambda: twin.DotProductAttention(0.0)(queries, keys[:, :4], values), r"attention takes queries \(B, Q, \.\)"),
-        (lambda: twin.DotProductAttention(0.0)(queries, keys[..., :3], values), "queries and keys of one size D, got 4 and 3"),
-        (lambda: twin.DotProductAttention(0.0)(queries, keys, values, torch.tensor([1])), r"valid_lens must have shape"),
-        (lambda: twin.PositionalEncoding(4, 0.0, max_len=5)(torch.zeros(1, 6, 4)), r"T <= max_len = 5, got shape \(1, 6, 4\)"),
+        (lambda: twin.DotProductAttention(0.0)(queries, keys[..., :3], values),
+         "queries and keys of one size D, got 4 and 3"),
+        (lambda: twin.DotProductAttention(0.0)(queries, keys, values, torch.tensor([1])),
+         r"valid_lens must have shape \(B,\) = \(2,\) or \(B, Q\) = \(2, 3\), got \(1,\)"),
+        (lambda: twin.PositionalEncoding(4, 0.0, max_len=5)(torch.zeros(1, 6, 4)),
+         r"T <= max_len = 5, got shape \(1, 6, 4\)"),
     ]
     for call, message in cases:
         with pytest.raises(ValueError, match=message) as info:
@@ -446,8 +457,8 @@ def test_sinusoid_table_values_by_hand():
 def rotation(delta, num_hiddens):
     """The block-diagonal map of D2L §10.6.3.2: each (sin, cos) pair turned by delta * w_j."""
     w = 10000.0 ** (-torch.arange(0, num_hiddens, 2, dtype=F64) / num_hiddens)
-    blocks = [torch.tensor([[math.cos(delta * wj), math.sin(delta * wj)], [-math.sin(delta * wj), math.cos(delta * wj)]],
-                           dtype=F64) for wj in w.tolist()]
+    blocks = [torch.tensor([[math.cos(delta * wj), math.sin(delta * wj)],
+                            [-math.sin(delta * wj), math.cos(delta * wj)]], dtype=F64) for wj in w.tolist()]
     return torch.block_diag(*blocks)
 
 

@@ -48,7 +48,8 @@ def valid_lens_to_mask(valid_lens: torch.Tensor, batch_size: int, num_queries: i
     if valid_lens.dim() == 1 and valid_lens.shape[0] == B:
         valid_lens = valid_lens[:, None].expand(B, Q)  # (B, Q): the same length for every query
     elif valid_lens.shape != (B, Q):
-        raise ValueError(f"valid_lens must have shape (B,) = ({B},) or (B, Q) = ({B}, {Q}), got {tuple(valid_lens.shape)}")
+        raise ValueError(f"valid_lens must have shape (B,) = ({B},) or (B, Q) = ({B}, {Q}), "
+                         f"got {tuple(valid_lens.shape)}")
     return sequence_mask(valid_lens.reshape(B * Q), K).reshape(B, Q, K)  # (B * Q, K) -> (B, Q, K)
 
 
@@ -224,9 +225,10 @@ class MultiHeadAttention(nn.Module):
         k = torch.einsum("bke,hde->bhkd", keys, W_k)  # (B, H, K, Dh)
         v = torch.einsum("bke,hde->bhkd", values, W_v)  # (B, H, K, Dh)
         if self.in_proj_bias is not None:
+            # (b_k adds q . b_k to all of a query's scores: softmax ignores it, and its gradient is 0)
             b_q, b_k, b_v = self.in_proj_bias.view(3, H, 1, Dh)  # each (H, 1, Dh)
             q, k, v = q + b_q, k + b_k, v + b_v
-        mask = None if valid_lens is None else valid_lens_to_mask(valid_lens, B, Q, K)[:, None]  # (B, 1, Q, K), all heads
+        mask = None if valid_lens is None else valid_lens_to_mask(valid_lens, B, Q, K)[:, None]  # (B, 1, Q, K)
         heads, weights = _scaled_dot_product(q, k, v, mask, self.dropout)  # (B, H, Q, Dh), (B, H, Q, K)
         self.attention_weights = weights.detach() if self.record_weights else None
         # Concatenating the heads and applying W_o (E, E) in one step: W_o's input axis is (H, Dh).
@@ -275,5 +277,6 @@ def _positions(P: torch.Tensor, X: torch.Tensor) -> torch.Tensor:
     """The first T rows of P (1, max_len, d) for X (B, T, d), in X's dtype; both twins check alike."""
     _, max_len, d = P.shape
     if X.dim() != 3 or X.shape[1] > max_len or X.shape[2] != d:
-        raise ValueError(f"positional encoding takes X (B, T, {d}) with T <= max_len = {max_len}, got shape {tuple(X.shape)}")
+        raise ValueError(f"positional encoding takes X (B, T, {d}) with T <= max_len = {max_len}, "
+                         f"got shape {tuple(X.shape)}")
     return P[:, :X.shape[1]].to(X.dtype)  # (1, T, d)
