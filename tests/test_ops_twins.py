@@ -37,7 +37,8 @@ def test_each_scratch_twin_takes_its_fast_twins_leading_arguments(name):
     """Same names, kinds and defaults, in the same order; the fast twin (often torch's own class)
     may take further arguments after them, all optional (device, dtype, padding_mode, ...)."""
     s, f = getattr(scratch, name), getattr(fast, name)
-    assert s is not f or name in {"conv_output_size", "sequence_mask"}, f"{name}: the fast twin is the scratch object"
+    shared = {n for topic in fast.TOPICS for n in getattr(topic, "SHARED", ())}
+    assert (s is f) == (name in shared), f"{name}: a fast twin that is the scratch object must be listed in SHARED"
     assert callable(s) and callable(f)
     assert isinstance(s, type) == isinstance(f, type), f"{name}: one twin is a class, the other is not"
     if isinstance(s, type) and issubclass(f, nn.Module):
@@ -50,6 +51,13 @@ def test_each_scratch_twin_takes_its_fast_twins_leading_arguments(name):
     for extra in pf[len(ps):]:
         assert extra.default is not inspect.Parameter.empty or extra.kind in (
             inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD), f"{name}: fast needs {extra.name}"
+
+
+def test_shared_names_are_exported_and_documented():
+    """Where no faster kernel exists the fast topic re-exports the scratch object and says so in ``SHARED``."""
+    for topic in fast.TOPICS:
+        for name in getattr(topic, "SHARED", ()):
+            assert name in topic.__all__ and getattr(topic, name).__module__.startswith("divekit.ops.scratch"), name
 
 
 def test_get_ops_takes_a_name_or_a_namespace():

@@ -3,12 +3,13 @@
 Each topic module lists its public names in ``__all__``; every name is also exported here, flat.
 """
 
-from divekit.ops.fast import activations, containers, conv, init, linear, losses, norm, regularization, rnn
+from divekit.ops.fast import activations, attention, containers, conv, init, linear, losses, norm, regularization, rnn
 
 NAME = "fast"
-TOPICS = (activations, containers, conv, init, linear, losses, norm, regularization, rnn)
+TOPICS = (activations, attention, containers, conv, init, linear, losses, norm, regularization, rnn)
 
 from divekit.ops.fast.activations import *  # noqa: F401,F403
+from divekit.ops.fast.attention import *  # noqa: F401,F403
 from divekit.ops.fast.containers import *  # noqa: F401,F403
 from divekit.ops.fast.conv import *  # noqa: F401,F403
 from divekit.ops.fast.init import *  # noqa: F401,F403

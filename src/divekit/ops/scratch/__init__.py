@@ -4,12 +4,13 @@ Each topic module lists its public names in ``__all__``; every name is also expo
 (``ops.Conv2d``), and ``ops.fast`` mirrors them name for name, with the same arguments.
 """
 
-from divekit.ops.scratch import activations, containers, conv, init, linear, losses, norm, regularization, rnn
+from divekit.ops.scratch import activations, attention, containers, conv, init, linear, losses, norm, regularization, rnn
 
 NAME = "scratch"
-TOPICS = (activations, containers, conv, init, linear, losses, norm, regularization, rnn)
+TOPICS = (activations, attention, containers, conv, init, linear, losses, norm, regularization, rnn)
 
 from divekit.ops.scratch.activations import *  # noqa: F401,F403
+from divekit.ops.scratch.attention import *  # noqa: F401,F403
 from divekit.ops.scratch.containers import *  # noqa: F401,F403
 from divekit.ops.scratch.conv import *  # noqa: F401,F403
 from divekit.ops.scratch.init import *  # noqa: F401,F403

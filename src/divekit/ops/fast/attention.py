@@ -1,0 +1,147 @@
+"""Attention on PyTorch's kernels: twins of :mod:`divekit.ops.scratch.attention` (D2L §10.2-§10.6).
+
+Same names, signatures, parameter names, shapes and initialisation as the scratch twins, so state
+dicts load across. Dot-product and multi-head attention run ``F.scaled_dot_product_attention``
+(a fused kernel) with a boolean mask from :func:`valid_lens_to_mask` (True = the key takes part,
+SDPA's convention). The fused kernel does not return the weights: with ``record_weights = True``
+these layers take a slower path (``torch.softmax`` then a batched matmul) that keeps them, exactly
+as the scratch twins do. Letters, masks and weights are described in the scratch module.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from divekit.ops.scratch.attention import _check_num_heads, _check_qkv, _positions, sinusoid_table, valid_lens_to_mask
+
+__all__ = ["AdditiveAttention", "DotProductAttention", "MultiHeadAttention", "PositionalEncoding",
+           "masked_softmax", "sinusoid_table", "valid_lens_to_mask"]
+SHARED = ("sinusoid_table", "valid_lens_to_mask")  # the scratch objects themselves: nothing faster to call
+
+
+def _softmax_where(X: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    """``torch.softmax`` over the keys where ``mask`` is True; exactly 0 elsewhere and on rows with none."""
+    if mask is None:
+        return torch.softmax(X, dim=-1)
+    weights = torch.softmax(X.masked_fill(~mask, torch.finfo(X.dtype).min), dim=-1)
+    return weights.masked_fill(~mask, 0.0)  # a row with no valid key came out uniform (1/K): zero it
+
+
+def masked_softmax(X: torch.Tensor, valid_lens: torch.Tensor | None = None) -> torch.Tensor:
+    """Softmax of scores X (B, Q, K) over the first ``valid_lens`` keys ((B,) or (B, Q)); the others
+    get exactly 0, and a row with valid length 0 is all zeros (D2L §10.3.1)."""
+    if X.dim() != 3:
+        raise ValueError(f"masked_softmax takes scores (B, Q, K), got shape {tuple(X.shape)}")
+    mask = None if valid_lens is None else valid_lens_to_mask(valid_lens, *X.shape)  # (B, Q, K)
+    return _softmax_where(X, mask)
+
+
+def _scaled_dot_product(queries: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, mask: torch.Tensor | None,
+                        dropout: nn.Dropout, need_weights: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """softmax(q k^T / sqrt(D)) v over the last two axes; the weights (before dropout) only if asked."""
+    if not need_weights:
+        p = dropout.p if dropout.training else 0.0
+        return F.scaled_dot_product_attention(queries, keys, values, attn_mask=mask, dropout_p=p), None
+    scores = queries @ keys.transpose(-2, -1) / math.sqrt(queries.shape[-1])  # (..., Q, K)
+    weights = _softmax_where(scores, mask)  # (..., Q, K)
+    return dropout(weights) @ values, weights  # (..., Q, V)
+
+
+class AdditiveAttention(nn.Module):
+    """Additive attention (D2L §10.3.2) from ``nn.Linear`` layers ``W_k``, ``W_q``, ``w_v`` (no bias)."""
+
+    def __init__(self, key_size: int, query_size: int, num_hiddens: int, dropout: float):
+        super().__init__()
+        self.W_k = nn.Linear(key_size, num_hiddens, bias=False)
+        self.W_q = nn.Linear(query_size, num_hiddens, bias=False)
+        self.w_v = nn.Linear(num_hiddens, 1, bias=False)
+        self.dropout = nn.Dropout(dropout)
+        self.record_weights, self.attention_weights = True, None
+
+    def forward(self, queries: torch.Tensor, keys: torch.Tensor, values: torch.Tensor,
+                valid_lens: torch.Tensor | None = None) -> torch.Tensor:
+        _check_qkv(queries, keys, values)
+        features = torch.tanh(self.W_q(queries).unsqueeze(2) + self.W_k(keys).unsqueeze(1))  # (B, Q, K, h)
+        weights = masked_softmax(self.w_v(features).squeeze(-1), valid_lens)  # (B, Q, K)
+        self.attention_weights = weights.detach() if self.record_weights else None
+        return torch.bmm(self.dropout(weights), values)  # (B, Q, V)
+
+
+class DotProductAttention(nn.Module):
+    """Scaled dot-product attention (D2L §10.3.3) on ``F.scaled_dot_product_attention``."""
+
+    def __init__(self, dropout: float):
+        super().__init__()
+        self.dropout = nn.Dropout(dropout)
+        self.record_weights, self.attention_weights = False, None
+
+    def forward(self, queries: torch.Tensor, keys: torch.Tensor, values: torch.Tensor,
+                valid_lens: torch.Tensor | None = None) -> torch.Tensor:
+        _check_qkv(queries, keys, values)
+        if queries.shape[-1] != keys.shape[-1]:
+            raise ValueError(f"dot-product attention needs queries and keys of one size D, "
+                             f"got {queries.shape[-1]} and {keys.shape[-1]}")
+        (B, Q, _), K = queries.shape, keys.shape[1]
+        mask = None if valid_lens is None else valid_lens_to_mask(valid_lens, B, Q, K)  # (B, Q, K)
+        output, weights = _scaled_dot_product(queries, keys, values, mask, self.dropout, self.record_weights)
+        self.attention_weights = None if weights is None else weights.detach()
+        return output  # (B, Q, V)
+
+
+class MultiHeadAttention(nn.Module):
+    """Multi-head attention (D2L §10.5) with ``nn.MultiheadAttention``'s parameters (batch first):
+    ``F.linear`` projections, heads split with a view, one SDPA call for all heads."""
+
+    def __init__(self, embed_dim: int, num_heads: int, dropout: float = 0.0, bias: bool = True):
+        super().__init__()
+        _check_num_heads(embed_dim, num_heads)
+        self.embed_dim, self.num_heads = embed_dim, num_heads
+        self.in_proj_weight = nn.Parameter(torch.empty(3 * embed_dim, embed_dim))
+        self.in_proj_bias = nn.Parameter(torch.zeros(3 * embed_dim)) if bias else None
+        self.out_proj = nn.Linear(embed_dim, embed_dim, bias=bias)
+        nn.init.xavier_uniform_(self.in_proj_weight)  # nn.MultiheadAttention's _reset_parameters
+        if bias:
+            nn.init.zeros_(self.out_proj.bias)
+        self.dropout = nn.Dropout(dropout)
+        self.record_weights, self.attention_weights = False, None
+
+    def forward(self, queries: torch.Tensor, keys: torch.Tensor, values: torch.Tensor,
+                valid_lens: torch.Tensor | None = None) -> torch.Tensor:
+        _check_qkv(queries, keys, values)
+        E, H = self.embed_dim, self.num_heads
+        if not queries.shape[-1] == keys.shape[-1] == values.shape[-1] == E:
+            raise ValueError(f"queries, keys and values must have embed_dim = {E} features, got "
+                             f"{queries.shape[-1]}, {keys.shape[-1]} and {values.shape[-1]}")
+        (B, Q, _), K, Dh = queries.shape, keys.shape[1], E // H
+        if queries is keys and keys is values:  # self-attention: one (3E, E) matmul (nanoGPT's c_attn)
+            q, k, v = F.linear(queries, self.in_proj_weight, self.in_proj_bias).chunk(3, dim=-1)  # each (B, Q, E)
+        else:
+            w_q, w_k, w_v = self.in_proj_weight.chunk(3)  # each (E, E)
+            b_q, b_k, b_v = (None,) * 3 if self.in_proj_bias is None else self.in_proj_bias.chunk(3)
+            q, k, v = F.linear(queries, w_q, b_q), F.linear(keys, w_k, b_k), F.linear(values, w_v, b_v)
+        q = q.reshape(B, Q, H, Dh).transpose(1, 2)  # (B, H, Q, Dh)
+        k = k.reshape(B, K, H, Dh).transpose(1, 2)  # (B, H, K, Dh)
+        v = v.reshape(B, K, H, Dh).transpose(1, 2)  # (B, H, K, Dh)
+        mask = None if valid_lens is None else valid_lens_to_mask(valid_lens, B, Q, K)[:, None]  # (B, 1, Q, K)
+        heads, weights = _scaled_dot_product(q, k, v, mask, self.dropout, self.record_weights)  # (B, H, Q, Dh)
+        self.attention_weights = None if weights is None else weights.detach()  # (B, H, Q, K)
+        return self.out_proj(heads.transpose(1, 2).reshape(B, Q, E))  # (B, Q, H, Dh) -> (B, Q, E)
+
+    def extra_repr(self) -> str:
+        return f"embed_dim={self.embed_dim}, num_heads={self.num_heads}, bias={self.in_proj_bias is not None}"
+
+
+class PositionalEncoding(nn.Module):
+    """X + P[:T], then ``nn.Dropout`` (D2L §10.6.3); P the same non-persistent sinusoid buffer."""
+
+    def __init__(self, num_hiddens: int, dropout: float, max_len: int = 1000):
+        super().__init__()
+        self.dropout = nn.Dropout(dropout)
+        self.register_buffer("P", sinusoid_table(max_len, num_hiddens)[None], persistent=False)  # (1, max_len, d)
+
+    def forward(self, X: torch.Tensor) -> torch.Tensor:
+        return self.dropout(X + _positions(self.P, X))

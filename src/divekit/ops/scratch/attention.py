@@ -1,0 +1,282 @@
+"""Attention from tensor operations (D2L §10.2-§10.6): masked softmax, additive and scaled
+dot-product scoring, multi-head attention and the sinusoidal positional encoding.
+
+Letters: B batch size, Q queries, K key-value pairs, D features of a query and key (dot product),
+V features of a value, E embedding size of multi-head attention, H heads, Dh = E / H features per
+head, T sequence length, h hidden units of the additive scorer.
+
+Attention pools the values with weights that sum to 1 over the keys (§10.1-§10.2):
+    output[b, q] = sum_k alpha(q, k) v[b, k],   alpha(q, k) = softmax_k(a(q, k))
+with a scoring function a: additive, w_v^T tanh(W_q q + W_k k) (§10.3.2), or scaled dot product,
+q^T k / sqrt(D) (§10.3.3).
+
+Masks. ``valid_lens`` says how many keys each query may look at: (B,) one length per batch row,
+or (B, Q) one per query (a decoder's causal mask is valid_lens[b, q] = q + 1). It becomes a
+boolean mask (B, Q, K), True where a key takes part (``F.scaled_dot_product_attention``'s
+convention; ``nn.MultiheadAttention``'s ``key_padding_mask`` uses the opposite one). Masked keys
+get weight exactly 0, and a query with no valid key at all (valid length 0) gets all-zero weights,
+so its output is 0: not the uniform 1/K that d2l's ``-1e6`` fill gives (d2l-en PR #2423), and not
+the NaN that fill gives in float16, where -1e6 is -inf (PyTorch's SDPA also returns zeros there).
+The fill value is ``torch.finfo(dtype).min`` and the caller's scores are never written to.
+
+Weights for heatmaps (§10.1): after a forward, ``layer.attention_weights`` holds the weights
+(detached, before dropout) when ``layer.record_weights`` is True, else None. Additive attention
+records by default (its weights are computed anyway); dot-product and multi-head attention
+record only when asked, because the fast twins then leave the fused kernel for a slower path.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from divekit.ops.scratch.init import xavier_uniform_
+from divekit.ops.scratch.regularization import Dropout
+from divekit.ops.scratch.rnn import sequence_mask
+
+__all__ = ["AdditiveAttention", "DotProductAttention", "MultiHeadAttention", "PositionalEncoding",
+           "masked_softmax", "sinusoid_table", "valid_lens_to_mask"]
+
+
+def valid_lens_to_mask(valid_lens: torch.Tensor, batch_size: int, num_queries: int, num_keys: int) -> torch.Tensor:
+    """mask[b, q, k] = k < valid_lens[b] (valid_lens (B,)) or k < valid_lens[b, q] (valid_lens (B, Q)):
+    a (B, Q, K) boolean tensor, True where key k takes part in query q's attention (D2L §10.3.1).
+    Used by both twins, so they mask alike."""
+    B, Q, K = batch_size, num_queries, num_keys
+    if valid_lens.dim() == 1 and valid_lens.shape[0] == B:
+        valid_lens = valid_lens[:, None].expand(B, Q)  # (B, Q): the same length for every query
+    elif valid_lens.shape != (B, Q):
+        raise ValueError(f"valid_lens must have shape (B,) = ({B},) or (B, Q) = ({B}, {Q}), "
+                         f"got {tuple(valid_lens.shape)}")
+    return sequence_mask(valid_lens.reshape(B * Q), K).reshape(B, Q, K)  # (B * Q, K) -> (B, Q, K)
+
+
+def _softmax_where(X: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    """Softmax of X (..., Q, K) over its last axis, over the keys where ``mask`` (broadcastable to X)
+    is True; exactly 0 elsewhere, and 0 on rows where no key is True."""
+    if mask is not None:
+        # A new tensor (the caller's X is untouched). The fill keeps masked scores out of the max,
+        # and replaces whatever they held (inf, or huge padding scores whose exp would be inf and
+        # turn the gradient into inf * 0 = NaN).
+        X = X.masked_fill(~mask, torch.finfo(X.dtype).min)
+    X_max = X.amax(dim=-1, keepdim=True).detach()  # softmax(x) = softmax(x - c): exp cannot overflow
+    E = torch.exp(X - X_max)  # (..., Q, K), exactly 1 at each row's maximum
+    if mask is not None:
+        E = E * mask  # exactly 0 at masked keys; a row with no valid key is now all 0
+    denom = E.sum(dim=-1, keepdim=True)  # (..., Q, 1), at least 1 on a row with a valid key
+    return E / torch.where(denom > 0, denom, 1)  # a row with no valid key: 0 / 1 = 0, not 0 / 0 = NaN
+
+
+def masked_softmax(X: torch.Tensor, valid_lens: torch.Tensor | None = None) -> torch.Tensor:
+    """Softmax of scores X (B, Q, K) over the keys, keeping only the first ``valid_lens`` keys of each
+    query (D2L §10.3.1).
+
+    ``valid_lens``: None (all keys), (B,) one length per batch row, or (B, Q) one per query.
+    Keys k >= valid length get weight exactly 0; the others' weights sum to 1, so a fully valid row
+    is the plain softmax. A row with valid length 0 is all zeros (no key to attend to: no weight).
+    """
+    if X.dim() != 3:
+        raise ValueError(f"masked_softmax takes scores (B, Q, K), got shape {tuple(X.shape)}")
+    mask = None if valid_lens is None else valid_lens_to_mask(valid_lens, *X.shape)  # (B, Q, K)
+    return _softmax_where(X, mask)
+
+
+def _check_qkv(queries: torch.Tensor, keys: torch.Tensor, values: torch.Tensor) -> None:
+    """queries (B, Q, .), keys (B, K, .) and values (B, K, .) must be 3-D with matching B and K."""
+    shapes = tuple(tuple(t.shape) for t in (queries, keys, values))
+    three_d = all(len(shape) == 3 for shape in shapes)
+    if not (three_d and shapes[0][0] == shapes[1][0] == shapes[2][0] and shapes[1][1] == shapes[2][1]):
+        raise ValueError(f"attention takes queries (B, Q, .), keys (B, K, .), values (B, K, .), got shapes {shapes}")
+
+
+class _Linear(nn.Module):
+    """y = x W^T (+ b) on the last axis, with ``nn.Linear``'s parameter names, layout (W (out, in))
+    and initialisation U(-1/sqrt(in), 1/sqrt(in)), so state dicts load into ``nn.Linear``."""
+
+    def __init__(self, in_features: int, out_features: int, bias: bool = True):
+        super().__init__()
+        self.weight = nn.Parameter(torch.empty(out_features, in_features))
+        self.bias = nn.Parameter(torch.empty(out_features)) if bias else None
+        bound = 1 / math.sqrt(in_features)
+        nn.init.uniform_(self.weight, -bound, bound)  # = nn.Linear's kaiming_uniform_(a=sqrt(5))
+        if self.bias is not None:
+            nn.init.uniform_(self.bias, -bound, bound)
+
+    def forward(self, X: torch.Tensor) -> torch.Tensor:
+        Y = torch.einsum("...i,oi->...o", X, self.weight)  # (..., out)
+        return Y if self.bias is None else Y + self.bias
+
+    def extra_repr(self) -> str:
+        return f"in_features={self.weight.shape[1]}, out_features={self.weight.shape[0]}, bias={self.bias is not None}"
+
+
+def _scaled_dot_product(queries: torch.Tensor, keys: torch.Tensor, values: torch.Tensor,
+                        mask: torch.Tensor | None, dropout: nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
+    """softmax(q k^T / sqrt(D)) v over the last two axes (D2L §10.3.3): queries (..., Q, D),
+    keys (..., K, D), values (..., K, V), mask broadcastable to (..., Q, K).
+    Returns the output (..., Q, V) and the weights (..., Q, K) before dropout."""
+    # Dividing by sqrt(D) keeps the scores' variance at 1 for unit-variance q and k, whatever D.
+    scores = torch.einsum("...qd,...kd->...qk", queries, keys) / math.sqrt(queries.shape[-1])  # (..., Q, K)
+    weights = _softmax_where(scores, mask)  # (..., Q, K)
+    return torch.einsum("...qk,...kv->...qv", dropout(weights), values), weights  # (..., Q, V)
+
+
+class AdditiveAttention(nn.Module):
+    """Additive attention (D2L §10.3.2): a(q, k) = w_v^T tanh(W_q q + W_k k), for queries and keys of
+    different sizes. Parameters as in d2l: ``W_k`` (h, key_size), ``W_q`` (h, query_size), ``w_v`` (1, h),
+    each an ``nn.Linear``-compatible ``.weight`` without bias, with ``nn.Linear``'s initialisation.
+
+    forward(queries (B, Q, query_size), keys (B, K, key_size), values (B, K, V), valid_lens) -> (B, Q, V).
+    Records ``attention_weights`` (B, Q, K) by default (see the module docstring).
+    """
+
+    def __init__(self, key_size: int, query_size: int, num_hiddens: int, dropout: float):
+        super().__init__()
+        self.W_k = _Linear(key_size, num_hiddens, bias=False)
+        self.W_q = _Linear(query_size, num_hiddens, bias=False)
+        self.w_v = _Linear(num_hiddens, 1, bias=False)
+        self.dropout = Dropout(dropout)
+        self.record_weights, self.attention_weights = True, None
+
+    def forward(self, queries: torch.Tensor, keys: torch.Tensor, values: torch.Tensor,
+                valid_lens: torch.Tensor | None = None) -> torch.Tensor:
+        _check_qkv(queries, keys, values)
+        q, k = self.W_q(queries), self.W_k(keys)  # (B, Q, h), (B, K, h)
+        features = torch.tanh(q[:, :, None, :] + k[:, None, :, :])  # (B, Q, K, h): every query with every key
+        scores = self.w_v(features)[..., 0]  # (B, Q, K, 1) -> (B, Q, K)
+        weights = masked_softmax(scores, valid_lens)  # (B, Q, K)
+        self.attention_weights = weights.detach() if self.record_weights else None
+        return torch.einsum("bqk,bkv->bqv", self.dropout(weights), values)  # (B, Q, V)
+
+
+class DotProductAttention(nn.Module):
+    """Scaled dot-product attention (D2L §10.3.3): softmax(Q K^T / sqrt(D)) V with masks.
+
+    forward(queries (B, Q, D), keys (B, K, D), values (B, K, V), valid_lens) -> (B, Q, V).
+    Dropout acts on the attention weights, in training only. Set ``record_weights = True`` to keep
+    ``attention_weights`` (B, Q, K) (see the module docstring).
+    """
+
+    def __init__(self, dropout: float):
+        super().__init__()
+        self.dropout = Dropout(dropout)
+        self.record_weights, self.attention_weights = False, None
+
+    def forward(self, queries: torch.Tensor, keys: torch.Tensor, values: torch.Tensor,
+                valid_lens: torch.Tensor | None = None) -> torch.Tensor:
+        _check_qkv(queries, keys, values)
+        if queries.shape[-1] != keys.shape[-1]:
+            raise ValueError(f"dot-product attention needs queries and keys of one size D, "
+                             f"got {queries.shape[-1]} and {keys.shape[-1]}")
+        (B, Q, _), K = queries.shape, keys.shape[1]
+        mask = None if valid_lens is None else valid_lens_to_mask(valid_lens, B, Q, K)  # (B, Q, K)
+        output, weights = _scaled_dot_product(queries, keys, values, mask, self.dropout)  # (B, Q, V), (B, Q, K)
+        self.attention_weights = weights.detach() if self.record_weights else None
+        return output
+
+
+def _check_num_heads(embed_dim: int, num_heads: int) -> None:
+    if num_heads < 1 or embed_dim % num_heads != 0:
+        raise ValueError(f"embed_dim {embed_dim} must be divisible by num_heads {num_heads}")
+
+
+class MultiHeadAttention(nn.Module):
+    """Multi-head attention (D2L §10.5), every head in one batched product.
+
+    Each head h attends with its own projections q W_q^(h), k W_k^(h), v W_v^(h) (Dh = E / H features);
+    the heads' outputs are concatenated and mixed by W_o. Constructor arguments, parameter names,
+    layout and initialisation are ``nn.MultiheadAttention``'s (a prefix of its arguments), so state
+    dicts load both ways: ``in_proj_weight`` (3E, E) stacks W_q, W_k, W_v (Xavier-uniform),
+    ``in_proj_bias`` (3E,) (zeros), ``out_proj.weight`` (E, E) and ``out_proj.bias`` (E,) (zeros).
+    Inputs are batch first, as ``nn.MultiheadAttention(..., batch_first=True)``. Note the default
+    ``bias=True`` (torch's); the book's layer has no biases (``bias=False``).
+
+    forward(queries (B, Q, E), keys (B, K, E), values (B, K, E), valid_lens (B,) or (B, Q)) -> (B, Q, E).
+    Dropout acts on the attention weights, in training only. Set ``record_weights = True`` to keep
+    ``attention_weights`` (B, H, Q, K), one map per head (``.mean(1)`` is torch's averaged weights).
+    """
+
+    def __init__(self, embed_dim: int, num_heads: int, dropout: float = 0.0, bias: bool = True):
+        super().__init__()
+        _check_num_heads(embed_dim, num_heads)
+        self.embed_dim, self.num_heads = embed_dim, num_heads
+        # Created and initialised in nn.MultiheadAttention's order, so one seed gives the same numbers.
+        self.in_proj_weight = nn.Parameter(torch.empty(3 * embed_dim, embed_dim))
+        self.in_proj_bias = nn.Parameter(torch.zeros(3 * embed_dim)) if bias else None
+        self.out_proj = _Linear(embed_dim, embed_dim, bias=bias)
+        xavier_uniform_(self.in_proj_weight)
+        if bias:
+            nn.init.zeros_(self.out_proj.bias)
+        self.dropout = Dropout(dropout)
+        self.record_weights, self.attention_weights = False, None
+
+    def forward(self, queries: torch.Tensor, keys: torch.Tensor, values: torch.Tensor,
+                valid_lens: torch.Tensor | None = None) -> torch.Tensor:
+        _check_qkv(queries, keys, values)
+        E, H = self.embed_dim, self.num_heads
+        if not queries.shape[-1] == keys.shape[-1] == values.shape[-1] == E:
+            raise ValueError(f"queries, keys and values must have embed_dim = {E} features, got "
+                             f"{queries.shape[-1]}, {keys.shape[-1]} and {values.shape[-1]}")
+        (B, Q, _), K, Dh = queries.shape, keys.shape[1], E // H
+        W_q, W_k, W_v = self.in_proj_weight.view(3, H, Dh, E)  # each (H, Dh, E): rows h*Dh..(h+1)*Dh are head h's
+        q = torch.einsum("bqe,hde->bhqd", queries, W_q)  # (B, H, Q, Dh)
+        k = torch.einsum("bke,hde->bhkd", keys, W_k)  # (B, H, K, Dh)
+        v = torch.einsum("bke,hde->bhkd", values, W_v)  # (B, H, K, Dh)
+        if self.in_proj_bias is not None:
+            # (b_k adds q . b_k to all of a query's scores: softmax ignores it, and its gradient is 0)
+            b_q, b_k, b_v = self.in_proj_bias.view(3, H, 1, Dh)  # each (H, 1, Dh)
+            q, k, v = q + b_q, k + b_k, v + b_v
+        mask = None if valid_lens is None else valid_lens_to_mask(valid_lens, B, Q, K)[:, None]  # (B, 1, Q, K)
+        heads, weights = _scaled_dot_product(q, k, v, mask, self.dropout)  # (B, H, Q, Dh), (B, H, Q, K)
+        self.attention_weights = weights.detach() if self.record_weights else None
+        # Concatenating the heads and applying W_o (E, E) in one step: W_o's input axis is (H, Dh).
+        output = torch.einsum("bhqd,ehd->bqe", heads, self.out_proj.weight.view(E, H, Dh))  # (B, Q, E)
+        return output if self.out_proj.bias is None else output + self.out_proj.bias
+
+    def extra_repr(self) -> str:
+        return f"embed_dim={self.embed_dim}, num_heads={self.num_heads}, bias={self.in_proj_bias is not None}"
+
+
+def sinusoid_table(max_len: int, num_hiddens: int, dtype: torch.dtype | None = None) -> torch.Tensor:
+    """The sinusoidal positional encoding P (max_len, num_hiddens) of D2L §10.6.3:
+        P[i, 2j] = sin(i / 10000^(2j / d)),   P[i, 2j + 1] = cos(i / 10000^(2j / d)),   d = num_hiddens.
+    Column pair j turns at frequency w_j = 10000^(-2j / d), from 1 down to about 1/10000 (§10.6.3.1:
+    like the bits of a binary counter, low columns change fast). Computed in float64, returned in
+    ``dtype`` (default: torch's default dtype). An odd d keeps the last sine column without its cosine.
+
+    Relative positions (§10.6.3.2): [P[i + delta, 2j], P[i + delta, 2j + 1]] is the pair of position i
+    rotated by the angle delta * w_j, a linear map that depends on delta only.
+    """
+    if max_len < 1 or num_hiddens < 1:
+        raise ValueError(f"max_len and num_hiddens must be positive, got {max_len} and {num_hiddens}")
+    position = torch.arange(max_len, dtype=torch.float64)[:, None]  # (T, 1)
+    frequency = 10000.0 ** (-torch.arange(0, num_hiddens, 2, dtype=torch.float64) / num_hiddens)  # (ceil(d/2),)
+    angle = position * frequency  # (T, ceil(d/2))
+    P = torch.stack((torch.sin(angle), torch.cos(angle)), dim=-1)  # (T, ceil(d/2), 2)
+    P = P.reshape(max_len, -1)[:, :num_hiddens]  # (T, d): sine in even columns, cosine in odd ones
+    return P.to(torch.get_default_dtype() if dtype is None else dtype)
+
+
+class PositionalEncoding(nn.Module):
+    """X + P[:T], then dropout (D2L §10.6.3): adds each position's sinusoid (:func:`sinusoid_table`)
+    to X (B, T, num_hiddens). P (1, max_len, num_hiddens) is a non-persistent buffer: it moves with
+    ``.to()`` but is not in the state dict (it is a function of the arguments, not learned)."""
+
+    def __init__(self, num_hiddens: int, dropout: float, max_len: int = 1000):
+        super().__init__()
+        self.dropout = Dropout(dropout)
+        self.register_buffer("P", sinusoid_table(max_len, num_hiddens)[None], persistent=False)  # (1, max_len, d)
+
+    def forward(self, X: torch.Tensor) -> torch.Tensor:
+        return self.dropout(X + _positions(self.P, X))
+
+
+def _positions(P: torch.Tensor, X: torch.Tensor) -> torch.Tensor:
+    """The first T rows of P (1, max_len, d) for X (B, T, d), in X's dtype; both twins check alike."""
+    _, max_len, d = P.shape
+    if X.dim() != 3 or X.shape[1] > max_len or X.shape[2] != d:
+        raise ValueError(f"positional encoding takes X (B, T, {d}) with T <= max_len = {max_len}, "
+                         f"got shape {tuple(X.shape)}")
+    return P[:, :X.shape[1]].to(X.dtype)  # (1, T, d)

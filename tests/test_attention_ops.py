@@ -1,0 +1,530 @@
+"""Attention primitives (D2L §10.1-§10.6): scratch against fast twins, and both against independent
+references: plain softmax, a per-row loop, ``F.scaled_dot_product_attention`` and
+``nn.MultiheadAttention`` with copied weights; masks at the edges and in low precision."""
+
+import inspect
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from torch import nn
+
+from divekit.ops.fast import attention as fast
+from divekit.ops.scratch import attention as scratch
+
+F64 = torch.float64
+TWINS = [scratch, fast]
+TWIN_IDS = ["scratch", "fast"]
+
+
+def assert_same_values_and_grads(f_ours, f_ref, *inputs, atol=1e-10, rtol=1e-8):
+    """Outputs and input gradients (for a random output gradient) of two functions agree."""
+    ours_in = [x.clone().requires_grad_() for x in inputs]
+    ref_in = [x.clone().requires_grad_() for x in inputs]
+    ours, ref = f_ours(*ours_in), f_ref(*ref_in)
+    torch.testing.assert_close(ours, ref, atol=atol, rtol=rtol)
+    grad_out = torch.randn_like(ref)
+    for a, b in zip(torch.autograd.grad(ours, ours_in, grad_out), torch.autograd.grad(ref, ref_in, grad_out)):
+        torch.testing.assert_close(a, b, atol=atol, rtol=rtol)
+
+
+def loop_masked_softmax(X, valid_lens):
+    """Reference: each row (b, q) on its own, softmax over its first n keys, zeros after (and for n = 0)."""
+    B, Q, K = X.shape
+    rows = []
+    for b in range(B):
+        for q in range(Q):
+            n = K if valid_lens is None else int(valid_lens[b] if valid_lens.dim() == 1 else valid_lens[b, q])
+            n = max(0, min(n, K))
+            rows.append(torch.cat([torch.softmax(X[b, q, :n], dim=0), X.new_zeros(K - n)]))
+    return torch.stack(rows).reshape(B, Q, K)
+
+
+def lengths(kind, B, Q, K):
+    """valid_lens of one kind for (B, Q, K) scores: None, per row, per query, or per row with a 0."""
+    g = torch.Generator().manual_seed(B * 100 + Q * 10 + K)
+    if kind == "none":
+        return None
+    if kind == "rows":
+        return torch.randint(1, K + 1, (B,), generator=g)
+    if kind == "queries":
+        return torch.randint(1, K + 1, (B, Q), generator=g)
+    if kind == "rows_with_zero":
+        return torch.cat([torch.zeros(1, dtype=torch.long), torch.randint(0, K + 1, (B - 1,), generator=g)])
+    if kind == "queries_with_zero":
+        vl = torch.randint(0, K + 1, (B, Q), generator=g)
+        vl[0, 0] = 0
+        return vl
+    raise ValueError(kind)
+
+
+KINDS = ["none", "rows", "queries", "rows_with_zero", "queries_with_zero"]
+
+
+# ----------------------------------------------------------------------------- twin conventions
+
+def test_scratch_and_fast_export_the_same_names_and_signatures():
+    assert sorted(scratch.__all__) == sorted(fast.__all__)
+    for name in scratch.__all__:
+        s, f = getattr(scratch, name), getattr(fast, name)
+        if inspect.isclass(s):
+            assert inspect.signature(s.__init__) == inspect.signature(f.__init__), name
+            assert inspect.signature(s.forward) == inspect.signature(f.forward), name
+        else:
+            assert inspect.signature(s) == inspect.signature(f), name
+    from divekit.ops import fast as fast_ops, scratch as scratch_ops
+    assert set(scratch.__all__) <= set(scratch_ops.__all__) and set(fast.__all__) <= set(fast_ops.__all__)
+
+
+def test_multi_head_attention_takes_a_prefix_of_torchs_constructor_arguments():
+    torch_params = list(inspect.signature(nn.MultiheadAttention.__init__).parameters.values())
+    for twin in TWINS:
+        ours = list(inspect.signature(twin.MultiHeadAttention.__init__).parameters.values())
+        assert [(p.name, p.default) for p in ours] == [(p.name, p.default) for p in torch_params[:len(ours)]]
+
+
+# ----------------------------------------------------------------------------- masks and masked softmax
+
+def test_valid_lens_to_mask_per_row_and_per_query():
+    mask = scratch.valid_lens_to_mask(torch.tensor([2, 0]), 2, 2, 3)
+    assert mask.tolist() == [[[True, True, False], [True, True, False]], [[False] * 3, [False] * 3]]
+    mask = scratch.valid_lens_to_mask(torch.tensor([[1, 3], [0, 2]]), 2, 2, 3)
+    assert mask.tolist() == [[[True, False, False], [True, True, True]], [[False] * 3, [True, True, False]]]
+    assert mask.dtype == torch.bool
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("twin", TWINS, ids=TWIN_IDS)
+def test_masked_softmax_matches_a_per_row_loop_in_values_and_grads(twin, kind):
+    X = torch.randn(3, 4, 5, dtype=F64)
+    vl = lengths(kind, 3, 4, 5)
+    assert_same_values_and_grads(lambda x: twin.masked_softmax(x, vl), lambda x: loop_masked_softmax(x, vl), X)
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.integers(1, 3), st.integers(1, 4), st.integers(1, 5), st.sampled_from(KINDS[1:]), st.integers(0, 2**16))
+def test_masked_softmax_twins_agree_on_random_shapes(B, Q, K, kind, seed):
+    X = torch.randn(B, Q, K, dtype=F64, generator=torch.Generator().manual_seed(seed)) * 10
+    vl = lengths(kind if B > 1 or "zero" not in kind else "rows", B, Q, K)
+    assert_same_values_and_grads(lambda x: scratch.masked_softmax(x, vl), lambda x: fast.masked_softmax(x, vl), X)
+    torch.testing.assert_close(scratch.masked_softmax(X, vl), loop_masked_softmax(X, vl), atol=1e-12, rtol=0)
+
+
+@pytest.mark.parametrize("twin", TWINS, ids=TWIN_IDS)
+def test_masked_softmax_of_fully_valid_rows_is_the_plain_softmax(twin):
+    X = torch.randn(2, 3, 4, dtype=F64) * 100
+    torch.testing.assert_close(twin.masked_softmax(X, None), torch.softmax(X, -1))
+    torch.testing.assert_close(twin.masked_softmax(X, torch.tensor([4, 4])), torch.softmax(X, -1))
+    torch.testing.assert_close(twin.masked_softmax(X, torch.tensor([9, 7])), torch.softmax(X, -1))  # longer than K
+
+
+@pytest.mark.parametrize("twin", TWINS, ids=TWIN_IDS)
+def test_masked_softmax_gives_exact_zeros_and_zero_rows_whatever_the_padding_holds(twin):
+    vl = torch.tensor([[2, 0, 4], [1, 3, 0]])
+    X = torch.randn(2, 3, 4, dtype=F64)
+    mask = scratch.valid_lens_to_mask(vl, 2, 3, 4)
+    garbage = X.masked_fill(~mask, math.inf)  # inf (or any huge score) in the padding must not leak
+    for scores in (X, garbage):
+        scores = scores.clone().requires_grad_()
+        W = twin.masked_softmax(scores, vl)
+        assert torch.all(W[~mask] == 0)
+        assert torch.all(W[0, 1] == 0) and torch.all(W[1, 2] == 0)  # valid length 0: no weight, not 1/K
+        torch.testing.assert_close(W.sum(-1), torch.tensor([[1.0, 0.0, 1.0], [1.0, 1.0, 0.0]], dtype=F64))
+        (grad,) = torch.autograd.grad((W * torch.randn_like(W)).sum(), scores)
+        assert torch.isfinite(grad).all() and torch.all(grad[~mask] == 0)
+    torch.testing.assert_close(twin.masked_softmax(garbage, vl), twin.masked_softmax(X, vl))
+
+
+@pytest.mark.parametrize("twin", TWINS, ids=TWIN_IDS)
+def test_masked_softmax_leaves_the_callers_scores_alone(twin):
+    X = torch.randn(2, 3, 4)
+    before = X.clone()
+    twin.masked_softmax(X, torch.tensor([1, 0]))
+    assert torch.equal(X, before)
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+@pytest.mark.parametrize("twin", TWINS, ids=TWIN_IDS)
+def test_masked_softmax_in_low_precision_has_no_nan_and_zero_empty_rows(twin, dtype):
+    # d2l's -1e6 fill is -inf in float16: an empty row becomes softmax(-inf, ...) = NaN
+    X = (torch.randn(2, 3, 6) * 30).to(dtype).requires_grad_()
+    vl = torch.tensor([[0, 3, 6], [1, 0, 2]])
+    W = twin.masked_softmax(X, vl)
+    assert W.dtype == dtype and torch.isfinite(W).all()
+    assert torch.all(W[0, 0] == 0) and torch.all(W[1, 1] == 0)
+    assert torch.all(W[~scratch.valid_lens_to_mask(vl, 2, 3, 6)] == 0)
+    torch.testing.assert_close(W.float(), loop_masked_softmax(X.detach().float(), vl), atol=1e-2, rtol=1e-2)
+    W.sum().backward()
+    assert torch.isfinite(X.grad).all()
+
+
+def test_masked_softmax_gradcheck():
+    X = torch.randn(2, 3, 4, dtype=F64, requires_grad=True)
+    for vl in (None, torch.tensor([3, 0]), torch.tensor([[1, 0, 4], [2, 3, 0]])):
+        assert torch.autograd.gradcheck(lambda x: scratch.masked_softmax(x, vl), (X,))
+
+
+# ----------------------------------------------------------------------------- additive and dot-product attention
+
+def books_example(D):
+    """D2L §10.3.2-§10.3.3: keys all equal, so the weights are uniform over the valid keys and the
+    output is the mean of the first valid_len values: [2, 3, 4, 5] for 2 keys, [10, 11, 12, 13] for 6."""
+    torch.manual_seed(0)
+    queries, keys = torch.normal(0, 1, (2, 1, D)), torch.ones((2, 10, 2))
+    values = torch.arange(40, dtype=torch.float32).reshape(1, 10, 4).repeat(2, 1, 1)
+    return queries, keys, values, torch.tensor([2, 6]), torch.tensor([[[2.0, 3, 4, 5]], [[10.0, 11, 12, 13]]])
+
+
+@pytest.mark.parametrize("twin", TWINS, ids=TWIN_IDS)
+def test_attention_reproduces_the_books_examples(twin):
+    queries, keys, values, vl, expected = books_example(20)
+    additive = twin.AdditiveAttention(key_size=2, query_size=20, num_hiddens=8, dropout=0.1).eval()
+    torch.testing.assert_close(additive(queries, keys, values, vl), expected)
+    assert additive.attention_weights.shape == (2, 1, 10)
+    torch.testing.assert_close(additive.attention_weights[1, 0, :6], torch.full((6,), 1 / 6))
+    queries, keys, values, vl, expected = books_example(2)
+    dot = twin.DotProductAttention(dropout=0.5).eval()
+    torch.testing.assert_close(dot(queries, keys, values, vl), expected)
+
+
+def additive_by_hand(layer, queries, keys, values, valid_lens):
+    """Reference: a(q, k) = w_v . tanh(W_q q + W_k k) for each pair, in loops (D2L §10.3.2)."""
+    W_q, W_k, w_v = layer.W_q.weight, layer.W_k.weight, layer.w_v.weight[0]
+    B, Q, K = queries.shape[0], queries.shape[1], keys.shape[1]
+    scores = torch.stack([w_v @ torch.tanh(W_q @ queries[b, q] + W_k @ keys[b, k])
+                          for b in range(B) for q in range(Q) for k in range(K)]).reshape(B, Q, K)
+    return loop_masked_softmax(scores, valid_lens) @ values
+
+
+def qkv(B=2, Q=3, K=5, D=4, V=3, dtype=F64):
+    g = torch.Generator().manual_seed(7)
+    return (torch.randn(B, Q, D, dtype=dtype, generator=g), torch.randn(B, K, D, dtype=dtype, generator=g),
+            torch.randn(B, K, V, dtype=dtype, generator=g))
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_additive_attention_twins_agree_with_each_other_and_with_loops(kind):
+    queries, keys, values = qkv(Q=3, K=5, D=4)
+    queries = torch.randn(2, 3, 6, dtype=F64)  # queries and keys of different sizes
+    vl = lengths(kind, 2, 3, 5)
+    s = scratch.AdditiveAttention(4, 6, 7, dropout=0.0).double()
+    f = fast.AdditiveAttention(4, 6, 7, dropout=0.0).double()
+    f.load_state_dict(s.state_dict())
+    assert_same_values_and_grads(lambda *a: s(*a, vl), lambda *a: f(*a, vl), queries, keys, values)
+    torch.testing.assert_close(s(queries, keys, values, vl), additive_by_hand(s, queries, keys, values, vl))
+    torch.testing.assert_close(s.attention_weights, f.attention_weights)
+    assert s.attention_weights.shape == (2, 3, 5) and not s.attention_weights.requires_grad
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_dot_product_attention_matches_sdpa_and_its_twin(kind):
+    queries, keys, values = qkv()
+    vl = lengths(kind, 2, 3, 5)
+    mask = None if vl is None else scratch.valid_lens_to_mask(vl, 2, 3, 5)
+    s, f = scratch.DotProductAttention(0.0), fast.DotProductAttention(0.0)
+    assert_same_values_and_grads(lambda *a: s(*a, vl), lambda *a: F.scaled_dot_product_attention(*a, attn_mask=mask),
+                                 queries, keys, values)
+    assert_same_values_and_grads(lambda *a: f(*a, vl), lambda *a: s(*a, vl), queries, keys, values)
+    # and against the book's formula with the per-row loop for the weights
+    weights = loop_masked_softmax(queries @ keys.transpose(1, 2) / math.sqrt(4), vl)
+    torch.testing.assert_close(s(queries, keys, values, vl), weights @ values)
+
+
+@pytest.mark.parametrize("twin", TWINS, ids=TWIN_IDS)
+def test_dot_product_attention_records_weights_only_when_asked(twin):
+    queries, keys, values = qkv()
+    vl = torch.tensor([[1, 2, 0], [5, 4, 3]])
+    layer = twin.DotProductAttention(0.0)
+    fused = layer(queries, keys, values, vl)
+    assert layer.attention_weights is None
+    layer.record_weights = True
+    recorded = layer(queries, keys, values, vl)
+    torch.testing.assert_close(recorded, fused)  # the fast twin's slow path gives the fused kernel's answer
+    torch.testing.assert_close(layer.attention_weights, loop_masked_softmax(queries @ keys.transpose(1, 2) / 2, vl))
+    assert torch.all(layer.attention_weights[0, 2] == 0) and torch.all(recorded[0, 2] == 0)
+
+
+@pytest.mark.parametrize("record", [False, True])
+@pytest.mark.parametrize("twin", TWINS, ids=TWIN_IDS)
+def test_attention_dropout_acts_in_training_only(twin, record):
+    torch.manual_seed(0)
+    queries, keys, values = qkv(dtype=torch.float32)
+    layers = (twin.DotProductAttention(0.5), twin.AdditiveAttention(4, 4, 8, 0.5), twin.MultiHeadAttention(4, 2, 0.5))
+    for layer in layers:
+        layer.record_weights = record
+        v = values if not isinstance(layer, twin.MultiHeadAttention) else torch.randn(2, 5, 4)
+        no_dropout = layer.eval()(queries, keys, v)
+        assert torch.equal(layer(queries, keys, v), no_dropout)  # eval: deterministic, no dropout
+        layer.train()
+        assert not torch.allclose(layer(queries, keys, v), no_dropout)
+        if record:  # recorded weights are the ones before dropout: rows still sum to 1
+            torch.testing.assert_close(layer.attention_weights.sum(-1), torch.ones(layer.attention_weights.shape[:-1]))
+
+
+def test_scratch_attention_layers_pass_gradcheck():
+    queries, keys, values = qkv(B=2, Q=2, K=3, D=4, V=2)
+    vl = torch.tensor([[1, 0], [3, 2]])
+    for layer in (scratch.DotProductAttention(0.0), scratch.AdditiveAttention(4, 4, 3, 0.0).double()):
+        inputs = tuple(t.clone().requires_grad_() for t in (queries, keys, values))
+        assert torch.autograd.gradcheck(lambda *a: layer(*a, vl), inputs)
+    mha = scratch.MultiHeadAttention(4, 2).double()
+    nn.init.normal_(mha.in_proj_bias)
+    nn.init.normal_(mha.out_proj.bias)
+    values = torch.randn(2, 3, 4, dtype=F64)
+    inputs = tuple(t.clone().requires_grad_() for t in (queries, keys, values))
+    for vl in (None, torch.tensor([2, 0]), torch.tensor([[1, 0], [3, 2]])):
+        assert torch.autograd.gradcheck(lambda *a: mha(*a, vl), inputs)
+
+
+# ----------------------------------------------------------------------------- multi-head attention
+
+def copy_into_torch(layer, **kwargs):
+    reference = nn.MultiheadAttention(layer.embed_dim, layer.num_heads, batch_first=True, **kwargs).double().eval()
+    reference.load_state_dict(layer.state_dict())
+    return reference
+
+
+MHA_CASES = {  # name: (Q, K, valid_lens, key_padding_mask, attn_mask) for nn.MultiheadAttention (True = masked out)
+    "no mask": (4, 4, None, None, None),
+    "key padding": (3, 5, torch.tensor([5, 2]),
+                    ~torch.tensor([[1, 1, 1, 1, 1], [1, 1, 0, 0, 0]], dtype=torch.bool), None),
+    "causal": (4, 4, torch.arange(1, 5).repeat(2, 1), None, torch.ones(4, 4, dtype=torch.bool).triu(1)),
+    "causal and padding": (4, 4, torch.arange(1, 5).clamp(max=torch.tensor([[4], [2]])),
+                           ~torch.tensor([[1, 1, 1, 1], [1, 1, 0, 0]], dtype=torch.bool),
+                           torch.ones(4, 4, dtype=torch.bool).triu(1)),
+}
+
+
+@pytest.mark.parametrize("bias", [True, False])
+@pytest.mark.parametrize("case", MHA_CASES, ids=list(MHA_CASES))
+@pytest.mark.parametrize("twin", TWINS, ids=TWIN_IDS)
+def test_multi_head_attention_equals_torchs_with_copied_weights(twin, case, bias):
+    Q, K, vl, key_padding_mask, attn_mask = MHA_CASES[case]
+    torch.manual_seed(0)
+    layer = twin.MultiHeadAttention(8, 2, bias=bias).double().eval()
+    if bias:  # non-zero biases, so a bias in the wrong place shows
+        nn.init.normal_(layer.in_proj_bias)
+        nn.init.normal_(layer.out_proj.bias)
+    reference = copy_into_torch(layer, bias=bias)
+    queries, keys, values = (torch.randn(2, n, 8, dtype=F64) for n in (Q, K, K))
+    if Q == K:
+        keys = values = queries  # self-attention (the fast twin's fused projection)
+    layer.record_weights = True
+    ours = layer(queries, keys, values, vl)
+    theirs, their_weights = reference(queries, keys, values, key_padding_mask=key_padding_mask, attn_mask=attn_mask,
+                                      need_weights=True, average_attn_weights=True)
+    torch.testing.assert_close(ours, theirs)
+    assert layer.attention_weights.shape == (2, 2, Q, K)
+    torch.testing.assert_close(layer.attention_weights.mean(1), their_weights)
+
+
+def test_multi_head_attention_starts_as_torchs_does():
+    for bias in (True, False):
+        states = []
+        for make in (scratch.MultiHeadAttention, fast.MultiHeadAttention,
+                     lambda *a, **k: nn.MultiheadAttention(*a, **k, batch_first=True)):
+            torch.manual_seed(3)
+            states.append(make(12, 3, bias=bias).state_dict())
+        assert states[0].keys() == states[1].keys() == states[2].keys()
+        for key in states[2]:
+            torch.testing.assert_close(states[0][key], states[2][key], atol=0, rtol=0)
+            torch.testing.assert_close(states[1][key], states[2][key], atol=0, rtol=0)
+
+
+def test_additive_attention_twins_start_alike_and_like_nn_linear():
+    states = []
+    for twin in TWINS:
+        torch.manual_seed(5)
+        states.append(twin.AdditiveAttention(3, 4, 6, 0.0).state_dict())
+    shapes = {k: tuple(v.shape) for k, v in states[0].items()}
+    assert shapes == {"W_k.weight": (6, 3), "W_q.weight": (6, 4), "w_v.weight": (1, 6)}
+    for key in states[0]:
+        torch.testing.assert_close(states[0][key], states[1][key], atol=0, rtol=0)
+    torch.manual_seed(5)
+    torch.testing.assert_close(states[0]["W_k.weight"], nn.Linear(3, 6, bias=False).weight.detach())
+
+
+@pytest.mark.parametrize("self_attention", [True, False])
+def test_multi_head_attention_twins_share_state_dicts_outputs_and_gradients(self_attention):
+    torch.manual_seed(1)
+    s, f = scratch.MultiHeadAttention(8, 4).double(), fast.MultiHeadAttention(8, 4).double()
+    for src, dst in ((s, f), (f, s)):  # both ways
+        nn.init.normal_(src.in_proj_bias)
+        dst.load_state_dict(src.state_dict())
+        queries, keys, values = (torch.randn(3, n, 8, dtype=F64) for n in (4, 6, 6))
+        vl = torch.tensor([[1, 0, 6, 3], [2, 2, 2, 2], [6, 5, 4, 0]])
+        if self_attention:
+            vl = vl.clamp(max=4)
+            inputs = (queries,)
+            call_src, call_dst = (lambda x: src(x, x, x, vl)), (lambda x: dst(x, x, x, vl))
+        else:
+            inputs = (queries, keys, values)
+            call_src, call_dst = (lambda *a: src(*a, vl)), (lambda *a: dst(*a, vl))
+        assert_same_values_and_grads(call_dst, call_src, *inputs)
+        src.zero_grad()
+        dst.zero_grad()
+        call_src(*inputs).square().sum().backward()
+        call_dst(*inputs).square().sum().backward()
+        for (name, p), (_, q) in zip(src.named_parameters(), dst.named_parameters()):
+            assert p.grad is not None and torch.count_nonzero(p.grad) > 0, name
+            torch.testing.assert_close(q.grad, p.grad, atol=1e-10, rtol=1e-8, msg=name)
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+@pytest.mark.parametrize("twin", TWINS, ids=TWIN_IDS)
+def test_multi_head_attention_with_an_empty_row_in_low_precision(twin, dtype):
+    torch.manual_seed(0)
+    layer = twin.MultiHeadAttention(8, 2)
+    nn.init.normal_(layer.out_proj.bias)
+    X = torch.randn(2, 3, 8) * 20
+    vl = torch.tensor([0, 2])
+    reference = layer(X, X, X, vl)
+    torch.testing.assert_close(reference[0], layer.out_proj.bias.detach().expand(3, 8))  # no key: 0 attention output
+    for record in (False, True):
+        layer.record_weights = record
+        low = layer.to(dtype)(X.to(dtype), X.to(dtype), X.to(dtype), vl)
+        assert low.dtype == dtype and torch.isfinite(low).all()
+        torch.testing.assert_close(low.float(), reference, atol=0.1, rtol=0.05)
+        layer.float()
+    with torch.autocast("cpu", dtype=torch.bfloat16):  # mixed precision
+        mixed = layer(X, X, X, vl)
+    assert torch.isfinite(mixed).all()
+    torch.testing.assert_close(mixed.float(), reference, atol=0.1, rtol=0.05)
+
+
+def test_every_attention_parameter_gets_a_gradient():
+    queries, keys, values = qkv(dtype=torch.float32)
+    for twin in TWINS:
+        for layer, inputs in ((twin.AdditiveAttention(4, 4, 5, 0.0), (queries, keys, values)),
+                              (twin.MultiHeadAttention(4, 2), (queries, keys, torch.randn(2, 5, 4)))):
+            layer(*inputs, torch.tensor([2, 5])).square().sum().backward()
+            for name, p in layer.named_parameters():
+                assert p.grad is not None and torch.count_nonzero(p.grad) > 0, (twin.__name__, name)
+
+
+# ----------------------------------------------------------------------------- errors
+
+@pytest.mark.parametrize("twin", TWINS, ids=TWIN_IDS)
+def test_bad_shapes_raise_one_line_value_errors(twin):
+    queries, keys, values = qkv(dtype=torch.float32)
+    cases = [
+        (lambda: twin.masked_softmax(torch.randn(2, 3, 4), torch.tensor([1, 2, 3])),
+         r"valid_lens must have shape \(B,\) = \(2,\) or \(B, Q\) = \(2, 3\), got \(3,\)"),
+        (lambda: twin.masked_softmax(torch.randn(2, 3, 4), torch.ones(2, 4)),
+         r"valid_lens must have shape .* got \(2, 4\)"),
+        (lambda: twin.masked_softmax(torch.randn(3, 4), None),
+         r"masked_softmax takes scores \(B, Q, K\), got shape \(3, 4\)"),
+        (lambda: twin.MultiHeadAttention(10, 3), "embed_dim 10 must be divisible by num_heads 3"),
+        (lambda: twin.MultiHeadAttention(8, 2)(queries, keys, keys),
+         "queries, keys and values must have embed_dim = 8 features, got 4, 4 and 4"),
+        (lambda: twin.DotProductAttention(0.0)(queries, keys[:, :4], values), r"attention takes queries \(B, Q, \.\)"),
+        (lambda: twin.DotProductAttention(0.0)(queries, keys[..., :3], values),
+         "queries and keys of one size D, got 4 and 3"),
+        (lambda: twin.DotProductAttention(0.0)(queries, keys, values, torch.tensor([1])),
+         r"valid_lens must have shape \(B,\) = \(2,\) or \(B, Q\) = \(2, 3\), got \(1,\)"),
+        (lambda: twin.PositionalEncoding(4, 0.0, max_len=5)(torch.zeros(1, 6, 4)),
+         r"T <= max_len = 5, got shape \(1, 6, 4\)"),
+    ]
+    for call, message in cases:
+        with pytest.raises(ValueError, match=message) as info:
+            call()
+        assert "\n" not in str(info.value)
+
+
+# ----------------------------------------------------------------------------- positional encoding
+
+def test_sinusoid_table_values_by_hand():
+    P = scratch.sinusoid_table(10, 8, dtype=F64)  # d = 8: frequencies 1, 1/10, 1/100, 1/1000
+    assert P.shape == (10, 8) and P.dtype == F64
+    torch.testing.assert_close(P[0], torch.tensor([0.0, 1.0] * 4, dtype=F64))
+    by_hand = {(1, 0): math.sin(1), (1, 1): math.cos(1), (1, 2): math.sin(0.1), (2, 3): math.cos(0.2),
+               (3, 4): math.sin(0.03), (5, 7): math.cos(0.005), (9, 6): math.sin(0.009)}
+    for (i, j), value in by_hand.items():
+        assert P[i, j].item() == pytest.approx(value, abs=1e-15), (i, j)
+    odd = scratch.sinusoid_table(4, 5)
+    assert odd.shape == (4, 5) and odd.dtype == torch.get_default_dtype()
+    i = torch.arange(4, dtype=F64)
+    for j in range(3):  # an odd d keeps the last sine column, without its cosine
+        torch.testing.assert_close(odd[:, 2 * j], torch.sin(i / 10000 ** (2 * j / 5)).float())
+        if 2 * j + 1 < 5:
+            torch.testing.assert_close(odd[:, 2 * j + 1], torch.cos(i / 10000 ** (2 * j / 5)).float())
+    assert fast.sinusoid_table is scratch.sinusoid_table
+
+
+def rotation(delta, num_hiddens):
+    """The block-diagonal map of D2L §10.6.3.2: each (sin, cos) pair turned by delta * w_j."""
+    w = 10000.0 ** (-torch.arange(0, num_hiddens, 2, dtype=F64) / num_hiddens)
+    blocks = [torch.tensor([[math.cos(delta * wj), math.sin(delta * wj)],
+                            [-math.sin(delta * wj), math.cos(delta * wj)]], dtype=F64) for wj in w.tolist()]
+    return torch.block_diag(*blocks)
+
+
+def test_position_i_plus_delta_is_a_fixed_rotation_of_position_i():
+    P = scratch.sinusoid_table(200, 16, dtype=F64)
+    for delta in (1, 5, 37):
+        M = rotation(delta, 16)
+        torch.testing.assert_close(M @ M.T, torch.eye(16, dtype=F64))  # a rotation: lengths are kept
+        for i in (0, 3, 50, 120):
+            torch.testing.assert_close(P[i + delta], M @ P[i], atol=1e-12, rtol=0)
+        # the same M for every i at once, and M depends on delta only: M(a) M(b) = M(a + b)
+        torch.testing.assert_close(P[delta:], P[:-delta] @ M.T, atol=1e-12, rtol=0)
+        torch.testing.assert_close(rotation(delta, 16) @ rotation(3, 16), rotation(delta + 3, 16))
+
+
+@pytest.mark.parametrize("twin", TWINS, ids=TWIN_IDS)
+def test_positional_encoding_adds_the_table_and_keeps_it_out_of_the_state_dict(twin):
+    layer = twin.PositionalEncoding(6, dropout=0.5, max_len=20).eval()
+    assert "P" not in layer.state_dict() and dict(layer.named_buffers())["P"].shape == (1, 20, 6)
+    X = torch.randn(2, 7, 6)
+    torch.testing.assert_close(layer(X), X + scratch.sinusoid_table(7, 6))
+    layer.to(F64)
+    assert layer.P.dtype == F64  # a buffer moves with .to()
+    assert layer(X.double()).dtype == F64
+    assert layer.float()(X.bfloat16()).dtype == torch.bfloat16
+    layer.train()
+    assert not torch.equal(layer(X), X + scratch.sinusoid_table(7, 6))
+    other = (fast if twin is scratch else scratch).PositionalEncoding(6, 0.5, max_len=20).eval()
+    other.load_state_dict(layer.state_dict())
+    torch.testing.assert_close(other(X), layer.eval()(X))
+
+
+# ----------------------------------------------------------------------------- heatmaps
+
+def test_show_heatmaps_draws_one_image_per_map_and_one_shared_colour_bar():
+    import io
+
+    from matplotlib.figure import Figure
+
+    from divekit.viz.attention import show_heatmaps
+
+    layer = fast.MultiHeadAttention(8, 4)
+    layer.record_weights = True
+    X = torch.randn(2, 5, 8)
+    layer(X, X, X, torch.tensor([5, 3]))
+    fig = show_heatmaps(layer.attention_weights, "keys", "queries", titles=[f"head {h}" for h in range(4)])
+    assert isinstance(fig, Figure)
+    maps, colour_bars = fig.axes[:8], fig.axes[8:]
+    assert len(maps) == 8 and len(colour_bars) == 1  # (batch 2) x (heads 4) heatmaps + the colour bar
+    assert all(len(ax.images) == 1 for ax in maps)
+    assert {ax.images[0].get_clim() for ax in maps} == {(0.0, layer.attention_weights.max().item())}  # one scale
+    assert [ax.get_title() for ax in maps] == [f"head {h}" for h in range(4)] * 2
+    assert [ax.get_xlabel() for ax in maps] == [""] * 4 + ["keys"] * 4
+    assert [ax.get_ylabel() for ax in maps] == ["queries", "", "", ""] * 2
+    torch.testing.assert_close(torch.as_tensor(maps[5].images[0].get_array().data), layer.attention_weights[1, 1])
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png")  # renders headless
+    assert buffer.getvalue().startswith(b"\x89PNG")
+
+
+def test_show_heatmaps_takes_the_books_single_map_and_rejects_bad_input():
+    from divekit.viz.attention import show_heatmaps
+
+    fig = show_heatmaps(torch.eye(10).reshape(1, 1, 10, 10), xlabel="Keys", ylabel="Queries")  # D2L §10.1
+    assert len(fig.axes) == 2 and len(fig.axes[0].images) == 1
+    with pytest.raises(ValueError, match=r"\(rows, cols, Q, K\), got shape \(10, 10\)"):
+        show_heatmaps(torch.eye(10), "Keys", "Queries")
+    with pytest.raises(ValueError, match=r"one entry per column \(1\), got 2"):
+        show_heatmaps(torch.eye(3)[None, None], "Keys", "Queries", titles=["a", "b"])
