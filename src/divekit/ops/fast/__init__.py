@@ -16,6 +16,8 @@ from divekit.ops.fast import init
 from divekit.ops.fast.init import *  # noqa: F401,F403
 from divekit.ops.fast import boxes
 from divekit.ops.fast.boxes import *  # noqa: F401,F403
+from divekit.ops.fast import roi
+from divekit.ops.fast.roi import *  # noqa: F401,F403
 
 __all__ = [*losses.__all__, *conv.__all__, *norm.__all__, *rnn.__all__, *activations.__all__, *regularization.__all__, *init.__all__,
-           *boxes.__all__]
+           *boxes.__all__, *roi.__all__]

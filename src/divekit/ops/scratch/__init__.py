@@ -19,6 +19,8 @@ from divekit.ops.scratch import init
 from divekit.ops.scratch.init import *  # noqa: F401,F403
 from divekit.ops.scratch import boxes
 from divekit.ops.scratch.boxes import *  # noqa: F401,F403
+from divekit.ops.scratch import roi
+from divekit.ops.scratch.roi import *  # noqa: F401,F403
 
 __all__ = [*losses.__all__, *conv.__all__, *norm.__all__, *rnn.__all__, *activations.__all__, *regularization.__all__, *init.__all__,
-           *boxes.__all__]
+           *boxes.__all__, *roi.__all__]
