@@ -17,8 +17,8 @@ sequential by nature, and those loop once per *step*, for the whole batch at onc
   repeats: M steps, each an argmax over the (B, A, M) IoU tensor;
 * greedy NMS keeps the best remaining box and drops the boxes it overlaps: one step per kept box,
   each computing one IoU row per image, O(N·kept) in all. (All N² IoUs at once is ~18x slower on one
-  CPU core for the 5444 anchors of the book's SSD, but faster below ~1000 boxes or on a GPU:
-  ``ops.fast`` picks by size.)
+  CPU core for the 5444 anchors of the book's SSD, but faster below ~1000 boxes, and should be on a
+  GPU: ``ops.fast`` picks by size and device.)
 
 Where the book's code differs (d2l/torch.py, classic edition):
 
