@@ -6,7 +6,8 @@ GH x GW sampling points per output bin (RoI align).
 Both take torchvision's arguments: features (B, C, H, W); rois either a (R, 5) tensor of rows
 [batch_index, x1, y1, x2, y2] or a list of B tensors (L_b, 4) of boxes per image; the boxes are in
 image coordinates and ``spatial_scale`` maps them onto the feature map (1/16 for a stride-16 map).
-They return (R, C, ph, pw) and compute exactly what torchvision's CPU kernels compute.
+They return (R, C, ph, pw) and follow torchvision's CPU kernels step for step (tested against loops
+transcribed from the kernels, and against torchvision itself where it imports).
 
 * :func:`roi_pool` (Fast R-CNN): the region's corners are rounded to feature-map cells (half away
   from zero, C's ``round``), its (y2 - y1 + 1) x (x2 - x1 + 1) cells cut into ph x pw bins, bin k of
