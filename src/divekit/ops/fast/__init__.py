@@ -3,13 +3,15 @@
 Each topic module lists its public names in ``__all__``; every name is also exported here, flat.
 """
 
-from divekit.ops.fast import activations, attention, containers, conv, init, linear, losses, norm, regularization, rnn
+from divekit.ops.fast import (activations, attention, boxes, containers, conv, init, linear, losses, norm,
+                              regularization, rnn, roi)
 
 NAME = "fast"
-TOPICS = (activations, attention, containers, conv, init, linear, losses, norm, regularization, rnn)
+TOPICS = (activations, attention, boxes, containers, conv, init, linear, losses, norm, regularization, rnn, roi)
 
 from divekit.ops.fast.activations import *  # noqa: F401,F403
 from divekit.ops.fast.attention import *  # noqa: F401,F403
+from divekit.ops.fast.boxes import *  # noqa: F401,F403
 from divekit.ops.fast.containers import *  # noqa: F401,F403
 from divekit.ops.fast.conv import *  # noqa: F401,F403
 from divekit.ops.fast.init import *  # noqa: F401,F403
@@ -18,5 +20,6 @@ from divekit.ops.fast.losses import *  # noqa: F401,F403
 from divekit.ops.fast.norm import *  # noqa: F401,F403
 from divekit.ops.fast.regularization import *  # noqa: F401,F403
 from divekit.ops.fast.rnn import *  # noqa: F401,F403
+from divekit.ops.fast.roi import *  # noqa: F401,F403
 
 __all__ = [name for topic in TOPICS for name in topic.__all__]

@@ -1,0 +1,529 @@
+"""Boxes, anchors, anchor labels and NMS (D2L §13.3-§13.4): the book's printed numbers, brute-force
+Python loops that follow the book's rules, both twins, and torchvision where it imports."""
+
+import inspect
+import math
+
+import pytest
+import torch
+
+from divekit.ops import fast, scratch
+from divekit.ops.fast import boxes as fast_boxes
+from divekit.ops.scratch import boxes as scratch_boxes
+
+TWINS = [scratch, fast]
+FLOAT64 = {"dtype": torch.float64}
+
+
+def import_torchvision():
+    """torchvision, or a skip: it may be missing, or built for another torch (then importing raises)."""
+    try:
+        import torchvision
+        import torchvision.ops  # noqa: F401
+    except (ImportError, RuntimeError, OSError) as error:
+        pytest.skip(f"torchvision is not usable here: {error}")
+    return torchvision
+
+
+def random_boxes(n, generator, scale=1.0, dtype=torch.float32, min_size=0.0):
+    """n boxes (x1, y1, x2, y2) inside [0, scale]^2 with sides of at least ``min_size``."""
+    corners = torch.rand(n, 2, 2, generator=generator, dtype=dtype) * scale   # two random points per box
+    low, high = corners.min(dim=1).values, corners.max(dim=1).values
+    return torch.cat((low, torch.maximum(high, low + min_size)), dim=1)
+
+
+def clustered_boxes(n, generator, clusters=4):
+    """Boxes around a few centres, as a detector predicts them: many overlaps, chains of suppression."""
+    centres = torch.rand(clusters, 2, generator=generator)
+    c = centres[torch.randint(clusters, (n,), generator=generator)] + 0.05 * torch.randn(n, 2, generator=generator)
+    wh = 0.1 + 0.2 * torch.rand(n, 2, generator=generator)
+    return torch.cat((c - wh / 2, c + wh / 2), dim=1)
+
+
+# ---- brute-force references: plain Python, one pair or one box at a time ---------------------------
+
+def iou_pair(a, b):
+    a, b = [float(v) for v in a], [float(v) for v in b]
+    iw = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    ih = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    area = lambda r: max(0.0, r[2] - r[0]) * max(0.0, r[3] - r[1])  # noqa: E731
+    union = area(a) + area(b) - iw * ih
+    return iw * ih / union if union > 0 else 0.0
+
+
+def assign_reference(gt_boxes, anchors, threshold=0.5):
+    """The book's assignment (§13.4.3) on the real boxes only, one pair at a time."""
+    A, M = len(anchors), len(gt_boxes)
+    X = [[iou_pair(anchors[i], gt_boxes[j]) for j in range(M)] for i in range(A)]
+    result = [-1] * A
+    for i in range(A):
+        if M and max(X[i]) >= threshold:
+            result[i] = X[i].index(max(X[i]))  # first best box
+    rows, cols = set(range(A)), set(range(M))
+    for _ in range(min(A, M)):
+        best, bi, bj = -1.0, None, None
+        for i in sorted(rows):  # the first largest entry in row-major order, like the flat argmax
+            for j in sorted(cols):
+                if X[i][j] > best:
+                    best, bi, bj = X[i][j], i, j
+        result[bi] = bj
+        rows.discard(bi)
+        cols.discard(bj)
+    return result
+
+
+def nms_reference(boxes, scores, threshold, idxs=None):
+    """Greedy NMS, boxes ranked by descending score then index; a box covers those with IoU > threshold."""
+    order = sorted(range(len(scores)), key=lambda i: (-float(scores[i]), i))
+    keep, removed = [], set()
+    for pos, i in enumerate(order):
+        if i in removed:
+            continue
+        keep.append(i)
+        for j in order[pos + 1:]:
+            same = idxs is None or int(idxs[i]) == int(idxs[j])
+            if same and iou_pair(boxes[i], boxes[j]) > threshold:
+                removed.add(j)
+    return keep
+
+
+def detection_reference(cls_prob, offsets, anchors, nms_threshold=0.5, pos_threshold=0.009999999, per_class=False):
+    """The book's multibox_detection for one image: cls_prob (K + 1, A), offsets (A, 4), anchors (A, 4)."""
+    conf, class_id = cls_prob[1:].max(dim=0)
+    boxes = scratch.offset_inverse(anchors, offsets)
+    keep = nms_reference(boxes, conf, nms_threshold, class_id if per_class else None)
+    rest = [i for i in range(len(conf)) if i not in set(keep)]
+    rows = []
+    for i in keep + rest:
+        c, p = (int(class_id[i]) if i in keep else -1), float(conf[i])
+        if p < pos_threshold:
+            c, p = -1, 1 - p
+        rows.append([c, p, *boxes[i].tolist()])
+    return torch.tensor(rows, dtype=boxes.dtype)
+
+
+# ---- the API ---------------------------------------------------------------------------------------
+
+def test_box_twins_export_the_same_names_and_signatures():
+    assert scratch_boxes.__all__ == fast_boxes.__all__
+    for name in scratch_boxes.__all__:
+        assert getattr(scratch, name) is getattr(scratch_boxes, name) and getattr(fast, name) is getattr(fast_boxes, name)
+        assert inspect.signature(getattr(scratch_boxes, name)) == inspect.signature(getattr(fast_boxes, name)), name
+
+
+# ---- §13.3 bounding boxes --------------------------------------------------------------------------
+
+def test_corner_center_round_trip_on_the_books_boxes_and_random_batches():
+    # D2L §13.3: the dog and the cat in catdog.jpg
+    dog_bbox, cat_bbox = [60.0, 45.0, 378.0, 516.0], [400.0, 112.0, 655.0, 493.0]
+    boxes = torch.tensor((dog_bbox, cat_bbox))
+    centers = scratch.box_corner_to_center(boxes)
+    torch.testing.assert_close(centers, torch.tensor([[219.0, 280.5, 318.0, 471.0], [527.5, 302.5, 255.0, 381.0]]))
+    assert torch.equal(scratch.box_center_to_corner(centers), boxes)
+    # any leading shape, both directions
+    g = torch.Generator().manual_seed(0)
+    batch = random_boxes(24, g, scale=100.0, dtype=torch.float64).reshape(2, 3, 4, 4)
+    torch.testing.assert_close(scratch.box_center_to_corner(scratch.box_corner_to_center(batch)), batch)
+    torch.testing.assert_close(scratch.box_corner_to_center(scratch.box_center_to_corner(batch)), batch)
+    assert fast.box_corner_to_center is scratch.box_corner_to_center
+
+
+def test_box_iou_matches_a_pairwise_loop_including_empty_and_disjoint_boxes():
+    g = torch.Generator().manual_seed(1)
+    a = random_boxes(9, g, dtype=torch.float64)
+    b = torch.cat((random_boxes(6, g, dtype=torch.float64),
+                   torch.tensor([[0.2, 0.2, 0.2, 0.7],      # zero width
+                                 [0.5, 0.5, 0.5, 0.5],      # a point
+                                 [0.9, 0.1, 0.3, 0.4],      # x2 < x1: empty
+                                 [2.0, 2.0, 3.0, 3.0]], **FLOAT64)))  # far away
+    expected = torch.tensor([[iou_pair(x, y) for y in b] for x in a], **FLOAT64)
+    for ops in TWINS:
+        torch.testing.assert_close(ops.box_iou(a, b), expected)
+    # two empty boxes: 0, not 0/0
+    empty = torch.tensor([[0.5, 0.5, 0.5, 0.5]])
+    assert scratch.box_iou(empty, empty).item() == 0.0
+    # a box with itself: 1; IoU is symmetric
+    torch.testing.assert_close(scratch.box_iou(a, a).diagonal(), torch.ones(9, **FLOAT64))
+    torch.testing.assert_close(scratch.box_iou(a, b), scratch.box_iou(b, a).T)
+    # the book's anchor §13.4.2 wording: IoU of two unit squares shifted by half a side is 1/3
+    torch.testing.assert_close(scratch.box_iou(torch.tensor([[0.0, 0, 1, 1]]), torch.tensor([[0.5, 0, 1.5, 1]])),
+                               torch.tensor([[1 / 3]]))
+
+
+def test_box_iou_broadcasts_over_a_batch_and_has_finite_gradients():
+    g = torch.Generator().manual_seed(2)
+    anchors = random_boxes(7, g, dtype=torch.float64)
+    gt = random_boxes(3 * 4, g, dtype=torch.float64).reshape(3, 4, 4)
+    gt[1, 2] = torch.tensor([0.3, 0.3, 0.3, 0.3])  # an empty box in the batch
+    batched = scratch.box_iou(anchors[None], gt)  # (B, A, M)
+    assert batched.shape == (3, 7, 4)
+    for i in range(3):
+        torch.testing.assert_close(batched[i], scratch.box_iou(anchors, gt[i]))
+    a = anchors.clone().requires_grad_()
+    e = torch.tensor([[0.5, 0.5, 0.5, 0.5]], **FLOAT64, requires_grad=True)
+    scratch.box_iou(torch.cat((a, e)), torch.cat((gt[0], e.detach()))).sum().backward()
+    assert torch.isfinite(a.grad).all() and torch.isfinite(e.grad).all()
+    assert torch.autograd.gradcheck(lambda x: scratch.box_iou(x, gt[0]), (anchors.clone().requires_grad_(),))
+
+
+def test_box_iou_and_conversions_match_torchvision():
+    tv = import_torchvision()
+    g = torch.Generator().manual_seed(3)
+    a, b = random_boxes(20, g, scale=50.0, min_size=1.0), random_boxes(15, g, scale=50.0, min_size=1.0)
+    torch.testing.assert_close(scratch.box_iou(a, b), tv.ops.box_iou(a, b))
+    torch.testing.assert_close(scratch.box_corner_to_center(a), tv.ops.box_convert(a, "xyxy", "cxcywh"))
+    torch.testing.assert_close(scratch.box_area(a), tv.ops.box_area(a))
+
+
+# ---- §13.4.1 anchor boxes --------------------------------------------------------------------------
+
+def prior_pixel(i, j, h, w, s, r):
+    """The anchor (s, r) centred on pixel (i, j) of an h x w map: h*s*sqrt(r) by h*s/sqrt(r) pixels."""
+    cx, cy = (j + 0.5) / w, (i + 0.5) / h
+    half_w, half_h = s * math.sqrt(r) * h / w / 2, s / math.sqrt(r) / 2
+    return [cx - half_w, cy - half_h, cx + half_w, cy + half_h]
+
+
+def prior_reference(h, w, sizes, ratios):
+    """Anchors (h, w, P, 4) pixel by pixel, in the book's (size, ratio) order."""
+    pairs = [(s, ratios[0]) for s in sizes] + [(sizes[0], r) for r in ratios[1:]]
+    return torch.tensor([[[prior_pixel(i, j, h, w, s, r) for s, r in pairs] for j in range(w)] for i in range(h)], **FLOAT64)
+
+
+@pytest.mark.parametrize("ops", TWINS, ids=["scratch", "fast"])
+def test_multibox_prior_reproduces_the_books_anchors(ops):
+    # D2L §13.4.1: catdog.jpg is 561 x 728; 5 anchors per pixel, 2042040 in all
+    h, w = 561, 728
+    Y = ops.multibox_prior(torch.zeros(1, 3, h, w), sizes=[0.75, 0.5, 0.25], ratios=[1, 2, 0.5])
+    assert Y.shape == (1, 2042040, 4)
+    boxes = Y.reshape(h, w, 5, 4)
+    # the book prints tensor([0.06, 0.07, 0.63, 0.82]) for the first anchor centred on (250, 250)
+    assert torch.round(boxes[250, 250, 0, :], decimals=2).tolist() == pytest.approx([0.06, 0.07, 0.63, 0.82])
+    # all five anchors at that pixel, from the formula one by one
+    ref = [prior_pixel(250, 250, h, w, s, r) for s, r in [(0.75, 1), (0.5, 1), (0.25, 1), (0.75, 2), (0.75, 0.5)]]
+    torch.testing.assert_close(boxes[250, 250].double(), torch.tensor(ref, **FLOAT64), atol=1e-6, rtol=0)
+
+
+def test_multibox_prior_order_and_shapes_from_the_book():
+    sizes, ratios = [0.3, 0.2, 0.1, 0.05], [1.0, 2.0, 0.5]
+    Y = scratch.multibox_prior(torch.zeros(2, 8, 3, 5, **FLOAT64), sizes, ratios)
+    assert Y.shape == (1, 3 * 5 * 6, 4) and Y.dtype == torch.float64
+    torch.testing.assert_close(Y.reshape(3, 5, 6, 4), prior_reference(3, 5, sizes, ratios))
+    # §13.5: a 4 x 4 feature map, one size, three ratios -> 48 anchors
+    assert scratch.multibox_prior(torch.zeros(1, 10, 4, 4), sizes=[0.15], ratios=[1, 2, 0.5]).shape == (1, 48, 4)
+    # §13.7: SSD's five scales on a 256 x 256 input give 5444 anchors
+    ssd_sizes = [[0.2, 0.272], [0.37, 0.447], [0.54, 0.619], [0.71, 0.79], [0.88, 0.961]]
+    total = sum(scratch.multibox_prior(torch.zeros(1, 3, n, n), s, [1, 2, 0.5]).shape[1]
+                for n, s in zip([32, 16, 8, 4, 1], ssd_sizes))
+    assert total == 5444
+
+
+def test_anchor_pixel_shape_follows_the_books_code_not_its_text():
+    # pixel width / height = r and, for r = 1, a square of side h * s: what the code does and what
+    # the printed numbers need. The text's w*s*sqrt(r) by h*s/sqrt(r) would give [-0.03, ...] at (250, 250).
+    h, w = 40, 100
+    Y = scratch.multibox_prior(torch.zeros(1, 1, h, w, **FLOAT64), sizes=[0.5, 0.25], ratios=[1, 4, 0.25])
+    c = scratch.box_corner_to_center(Y.reshape(h, w, 4, 4)[7, 9])  # (P, 4) cx, cy, width, height
+    px_w, px_h = c[:, 2] * w, c[:, 3] * h
+    torch.testing.assert_close(px_w / px_h, torch.tensor([1, 1, 4, 0.25], **FLOAT64))
+    torch.testing.assert_close(px_w * px_h, torch.tensor([(h * 0.5) ** 2, (h * 0.25) ** 2, (h * 0.5) ** 2, (h * 0.5) ** 2], **FLOAT64))
+
+
+# ---- §13.4.3 labelling anchors ---------------------------------------------------------------------
+
+BOOK_GROUND_TRUTH = torch.tensor([[0, 0.1, 0.08, 0.52, 0.92], [1, 0.55, 0.2, 0.9, 0.88]])
+BOOK_ANCHORS = torch.tensor([[0, 0.1, 0.2, 0.3], [0.15, 0.2, 0.4, 0.4], [0.63, 0.05, 0.88, 0.98],
+                             [0.66, 0.45, 0.8, 0.8], [0.57, 0.3, 0.92, 0.9]])
+
+
+@pytest.mark.parametrize("ops", TWINS, ids=["scratch", "fast"])
+def test_multibox_target_reproduces_the_books_labels(ops):
+    bbox_offset, bbox_mask, class_labels = ops.multibox_target(BOOK_ANCHORS[None], BOOK_GROUND_TRUTH[None])
+    assert class_labels.tolist() == [[0, 1, 2, 0, 2]] and class_labels.dtype == torch.long
+    assert bbox_mask.tolist() == [[0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 1, 1, 1, 1]]
+    printed = torch.tensor([[-0.00e+00, -0.00e+00, -0.00e+00, -0.00e+00, 1.40e+00, 1.00e+01, 2.59e+00, 7.18e+00,
+                             -1.20e+00, 2.69e-01, 1.68e+00, -1.57e+00, -0.00e+00, -0.00e+00, -0.00e+00, -0.00e+00,
+                             -5.71e-01, -1.00e+00, 4.17e-06, 6.26e-01]])
+    torch.testing.assert_close(bbox_offset, printed, rtol=5e-3, atol=1e-7)  # the book prints 3 digits
+    assert ops.assign_anchor_to_bbox(BOOK_GROUND_TRUTH[:, 1:], BOOK_ANCHORS).tolist() == [-1, 0, 1, -1, 1]
+
+
+def random_labels(B, M, generator, num_classes=3, min_size=0.05):
+    """(B, M, 5) labels in float64, a random number of real boxes per image (0 included), the rest padding (-1)."""
+    labels = torch.full((B, M, 5), -1.0, **FLOAT64)
+    counts = torch.randint(0, M + 1, (B,), generator=generator)
+    counts[0] = M  # one full image ...
+    counts[-1] = 0  # ... and one without boxes
+    for b in range(B):
+        n = int(counts[b])
+        labels[b, :n, 0] = torch.randint(num_classes, (n,), generator=generator).float()
+        labels[b, :n, 1:] = random_boxes(n, generator, dtype=torch.float64, min_size=min_size)
+    return labels
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_assignment_and_targets_match_the_books_loop_on_padded_batches(seed):
+    # float64 throughout: a regular grid of anchors inside a big box ties exactly, and the reference
+    # (Python floats, same operations in the same order) must break ties on the same bits
+    g = torch.Generator().manual_seed(seed)
+    anchors = scratch.multibox_prior(torch.zeros(1, 1, 4, 5, **FLOAT64), sizes=[0.4, 0.2], ratios=[1, 2, 0.5])[0]  # (60, 4)
+    labels = random_labels(5, 6, g)
+    # padding rows hold junk: they must never matter
+    labels[1:, -1, 1:] = torch.where(labels[1:, -1, :1] < 0, 0.0, labels[1:, -1, 1:])
+    bbox_offset, bbox_mask, class_labels = scratch.multibox_target(anchors, labels)
+    for b in range(5):
+        real = labels[b][labels[b, :, 0] >= 0]
+        expected = assign_reference(real[:, 1:], anchors)
+        got = scratch.assign_anchor_to_bbox(labels[b, :, 1:], anchors, valid=labels[b, :, 0] >= 0)
+        assert got.tolist() == expected
+        want_class = [0 if j < 0 else int(real[j, 0]) + 1 for j in expected]
+        assert class_labels[b].tolist() == want_class
+        for i, j in enumerate(expected):
+            mask = bbox_mask[b, 4 * i:4 * i + 4]
+            if j < 0:
+                assert mask.tolist() == [0, 0, 0, 0] and bbox_offset[b, 4 * i:4 * i + 4].abs().sum() == 0
+            else:
+                assert mask.tolist() == [1, 1, 1, 1]
+                torch.testing.assert_close(bbox_offset[b, 4 * i:4 * i + 4], scratch.offset_boxes(anchors[i], real[j, 1:]))
+    # every real box has an anchor of its own
+    assert ((class_labels > 0).sum(dim=1) >= (labels[..., 0] >= 0).sum(dim=1)).all()
+    # the fast twin is the same function
+    for x, y in zip(fast.multibox_target(anchors[None], labels), (bbox_offset, bbox_mask, class_labels)):
+        assert torch.equal(x, y)
+
+
+def test_padding_is_never_assigned_and_images_without_boxes_are_background():
+    anchors = BOOK_ANCHORS
+    # the book's code assigns padding rows: with a zero-size padding box at (0, 0), its greedy pass
+    # hands anchor 0 to the padding (class -1 + 1 = 0, yet mask 1 and offsets to a zero-size box)
+    padded = torch.cat((BOOK_GROUND_TRUTH, torch.tensor([[-1.0, 0, 0, 0, 0]]))).unsqueeze(0)
+    offset, mask, classes = scratch.multibox_target(anchors, padded)
+    assert classes.tolist() == [[0, 1, 2, 0, 2]]
+    assert mask.reshape(5, 4)[:, 0].tolist() == [0, 1, 1, 0, 1]
+    torch.testing.assert_close(offset, scratch.multibox_target(anchors, BOOK_GROUND_TRUTH[None])[0])
+    # junk in padding rows (NaN, inverted boxes) changes nothing either
+    junk = torch.cat((BOOK_GROUND_TRUTH, torch.tensor([[-1.0, math.nan, 5, -3, math.nan], [-1.0, 0.1, 0.08, 0.52, 0.92]])))
+    for x, y in zip(scratch.multibox_target(anchors, junk[None]), (offset, mask, classes)):
+        assert torch.equal(x, y)
+    # an image of padding only: every anchor is background, nothing NaN
+    offset, mask, classes = scratch.multibox_target(anchors, torch.full((2, 3, 5), -1.0))
+    assert classes.abs().sum() == 0 and mask.abs().sum() == 0 and offset.abs().sum() == 0
+    # no label rows at all
+    offset, mask, classes = scratch.multibox_target(anchors, torch.zeros(2, 0, 5))
+    assert classes.shape == (2, 5) and classes.abs().sum() == 0 and offset.shape == (2, 20)
+
+
+def test_more_objects_than_anchors_gives_each_anchor_one_box():
+    anchors = BOOK_ANCHORS[:2]
+    g = torch.Generator().manual_seed(5)
+    gt = random_boxes(6, g, min_size=0.05)
+    got = scratch.assign_anchor_to_bbox(gt, anchors)
+    assert got.tolist() == assign_reference(gt, anchors)
+    assert (got >= 0).all() and len(set(got.tolist())) == 2
+
+
+# ---- offsets ---------------------------------------------------------------------------------------
+
+def test_offsets_round_trip_and_are_differentiable():
+    g = torch.Generator().manual_seed(6)
+    anchors = random_boxes(30, g, dtype=torch.float64, min_size=0.05).reshape(5, 6, 4)
+    boxes = random_boxes(30, g, dtype=torch.float64, min_size=0.05).reshape(5, 6, 4)
+    for ops in TWINS:
+        offsets = ops.offset_boxes(anchors, boxes, eps=0.0)
+        torch.testing.assert_close(ops.offset_inverse(anchors, offsets), boxes)
+    # the book's formula for one pair, written out
+    a, b = anchors[0, 0], boxes[0, 0]
+    (xa, ya, wa, ha), (xb, yb, wb, hb) = scratch.box_corner_to_center(a).tolist(), scratch.box_corner_to_center(b).tolist()
+    expected = [(xb - xa) / wa / 0.1, (yb - ya) / ha / 0.1, math.log(1e-6 + wb / wa) / 0.2, math.log(1e-6 + hb / ha) / 0.2]
+    torch.testing.assert_close(scratch.offset_boxes(a, b), torch.tensor(expected, **FLOAT64))
+    # gradients: to the anchors and boxes through offset_boxes, to the predictions through offset_inverse
+    assert torch.autograd.gradcheck(scratch.offset_boxes, (anchors[0].clone().requires_grad_(), boxes[0].clone().requires_grad_()))
+    preds = torch.randn(6, 4, **FLOAT64, generator=g)
+    assert torch.autograd.gradcheck(scratch.offset_inverse, (anchors[0].clone().requires_grad_(), preds.requires_grad_()))
+
+
+def test_offset_inverse_clamps_the_size_before_exp():
+    anchors = torch.tensor([[0.4, 0.4, 0.6, 0.5]])
+    huge = torch.tensor([[0.0, 0.0, 1e4, -1e4]])
+    box = scratch.box_corner_to_center(scratch.offset_inverse(anchors, huge))[0]
+    assert torch.isfinite(box).all()
+    torch.testing.assert_close(box[2], torch.tensor(0.2 * 1000 / 16))  # grows at most 62.5 times
+    assert 0 <= box[3] < 1e-30                                        # shrinking is not clamped
+
+
+# ---- §13.4.4 non-maximum suppression ---------------------------------------------------------------
+
+NMS_IMPLS = {
+    "scratch": lambda b, s, t, g=None: scratch_boxes._nms_keep(b, s, t, g),
+    "fast-all-pairs": lambda b, s, t, g=None: fast_boxes._nms_keep_all_pairs(b, s, t, g),
+    "fast": lambda b, s, t, g=None: fast_boxes._nms_keep(b, s, t, g),
+}
+
+
+@pytest.mark.parametrize("seed", range(3))
+@pytest.mark.parametrize("threshold", [0.3, 0.5, 0.7])
+def test_nms_matches_the_greedy_loop(seed, threshold):
+    g = torch.Generator().manual_seed(seed)
+    boxes = clustered_boxes(60, g)
+    scores = torch.rand(60, generator=g)
+    expected = nms_reference(boxes, scores, threshold)
+    for ops in TWINS:
+        assert ops.nms(boxes, scores, threshold).tolist() == expected
+    for name, keep_fn in NMS_IMPLS.items():
+        keep, order = keep_fn(boxes[None], scores[None], threshold)
+        assert sorted(torch.nonzero(keep[0]).flatten().tolist()) == sorted(expected), name
+
+
+def test_nms_of_a_batch_of_rows_and_both_fast_paths():
+    g = torch.Generator().manual_seed(11)
+    G, N = 3, 40
+    boxes = torch.stack([clustered_boxes(N, g) for _ in range(G)])
+    scores, groups = torch.rand(G, N, generator=g), torch.randint(3, (G, N), generator=g)
+    results = {name: keep_fn(boxes, scores, 0.45, groups)[0] for name, keep_fn in NMS_IMPLS.items()}
+    for row in range(G):
+        expected = sorted(nms_reference(boxes[row], scores[row], 0.45, groups[row]))
+        for name, keep in results.items():
+            assert torch.nonzero(keep[row]).flatten().tolist() == expected, name
+    # above 2^20 pairs the fast twin runs the scratch loop on the CPU; it agrees with the all-pairs form
+    big = clustered_boxes(1100, g)
+    big_scores = torch.rand(1100, generator=g)
+    assert 1100 ** 2 > fast_boxes.ALL_PAIRS_MAX_CPU
+    keep, order = fast_boxes._nms_keep_all_pairs(big[None], big_scores[None], 0.5)
+    assert fast.nms(big, big_scores, 0.5).tolist() == order[0][keep[0][order[0]]].tolist()
+
+
+def test_fixed_point_nms_falls_back_to_the_host_scan_on_long_chains(monkeypatch):
+    # a row of boxes, each overlapping only its neighbours (IoU 1/3 < ... > 0.3): keep alternates,
+    # and the fixed point needs one round per link of the chain
+    host_scan = fast_boxes._host_scan
+    n = 50
+    boxes = torch.tensor([[0.5 * i, 0.0, 0.5 * i + 1.0, 1.0] for i in range(n)])
+    scores = torch.linspace(1.0, 0.5, n)
+    expected = list(range(0, n, 2))
+    assert nms_reference(boxes, scores, 0.3) == expected
+    scans = []
+    monkeypatch.setattr(fast_boxes, "_host_scan", lambda covers: scans.append(1) or host_scan(covers))
+    keep, _ = fast_boxes._nms_keep_all_pairs(boxes[None], scores[None], 0.3)  # 50 rounds > 32: host scan
+    assert torch.nonzero(keep[0]).flatten().tolist() == expected and len(scans) == 1
+    monkeypatch.setattr(fast_boxes, "MAX_FIXED_POINT_ROUNDS", 100)           # a converged fixed point
+    keep, _ = fast_boxes._nms_keep_all_pairs(boxes[None], scores[None], 0.3)
+    assert torch.nonzero(keep[0]).flatten().tolist() == expected and len(scans) == 1
+
+
+@pytest.mark.parametrize("ops", TWINS, ids=["scratch", "fast"])
+def test_nms_edge_cases(ops):
+    empty = ops.nms(torch.zeros(0, 4), torch.zeros(0), 0.5)
+    assert empty.shape == (0,) and empty.dtype == torch.long
+    box = torch.tensor([[0.0, 0.0, 1.0, 1.0]])
+    # equal scores: the lower index ranks first; identical boxes: only the first survives
+    assert ops.nms(box.repeat(4, 1), torch.ones(4), 0.5).tolist() == [0]
+    # IoU exactly at the threshold is kept (only IoU > threshold suppresses)
+    pair = torch.tensor([[0.0, 0.0, 1.0, 1.0], [0.5, 0.0, 1.5, 1.0]])  # IoU 1/3
+    assert ops.nms(pair, torch.tensor([0.6, 0.9]), 1 / 3).tolist() == [1, 0]
+    assert ops.nms(pair, torch.tensor([0.6, 0.9]), 0.33).tolist() == [1]
+    # empty boxes overlap nothing and are kept
+    assert ops.nms(torch.tensor([[0.5, 0.5, 0.5, 0.5]] * 2), torch.tensor([0.2, 0.1]), 0.5).tolist() == [0, 1]
+    # batched: nothing crosses categories
+    four = torch.cat((pair, pair))
+    kept = ops.batched_nms(four, torch.tensor([0.6, 0.9, 0.5, 0.8]), torch.tensor([0, 0, 1, 1]), 0.2)
+    assert kept.tolist() == [1, 3]
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_batched_nms_is_nms_per_category(seed):
+    g = torch.Generator().manual_seed(20 + seed)
+    boxes = clustered_boxes(80, g, clusters=3) * 300  # pixel coordinates
+    scores, idxs = torch.rand(80, generator=g), torch.randint(4, (80,), generator=g)
+    per_category = []
+    for c in range(4):
+        members = torch.nonzero(idxs == c).flatten()
+        per_category += [int(members[i]) for i in nms_reference(boxes[members], scores[members], 0.5)]
+    expected = sorted(per_category, key=lambda i: -float(scores[i]))
+    for ops in TWINS:
+        assert ops.batched_nms(boxes, scores, idxs, 0.5).tolist() == expected
+
+
+def test_nms_matches_torchvision():
+    tv = import_torchvision()
+    g = torch.Generator().manual_seed(30)
+    boxes = clustered_boxes(300, g) * 100
+    scores, idxs = torch.rand(300, generator=g), torch.randint(5, (300,), generator=g)
+    for ops in TWINS:
+        assert ops.nms(boxes, scores, 0.5).tolist() == tv.ops.nms(boxes, scores, 0.5).tolist()
+        assert ops.batched_nms(boxes, scores, idxs, 0.5).tolist() == tv.ops.batched_nms(boxes, scores, idxs, 0.5).tolist()
+
+
+# ---- §13.4.4 multibox detection --------------------------------------------------------------------
+
+BOOK_DET_ANCHORS = torch.tensor([[0.1, 0.08, 0.52, 0.92], [0.08, 0.2, 0.56, 0.95],
+                                 [0.15, 0.3, 0.62, 0.91], [0.55, 0.2, 0.9, 0.88]])
+BOOK_CLS_PROBS = torch.tensor([[0.0] * 4, [0.9, 0.8, 0.7, 0.1], [0.1, 0.2, 0.3, 0.9]])
+
+
+@pytest.mark.parametrize("per_class_nms", [False, True])
+@pytest.mark.parametrize("ops", TWINS, ids=["scratch", "fast"])
+def test_multibox_detection_reproduces_the_books_output(ops, per_class_nms):
+    output = ops.multibox_detection(BOOK_CLS_PROBS[None], torch.zeros(1, 16), BOOK_DET_ANCHORS[None],
+                                    nms_threshold=0.5, per_class_nms=per_class_nms)
+    printed = torch.tensor([[[0.00, 0.90, 0.10, 0.08, 0.52, 0.92],
+                             [1.00, 0.90, 0.55, 0.20, 0.90, 0.88],
+                             [-1.00, 0.80, 0.08, 0.20, 0.56, 0.95],
+                             [-1.00, 0.70, 0.15, 0.30, 0.62, 0.91]]])
+    torch.testing.assert_close(output, printed)
+    assert scratch.nms(BOOK_DET_ANCHORS, BOOK_CLS_PROBS[1:].max(dim=0).values, 0.5).tolist() == [0, 3]
+
+
+def test_per_class_nms_keeps_overlapping_objects_of_different_classes():
+    # a dog box and a cat box overlapping at IoU 0.6: the book's class-blind NMS deletes the cat
+    anchors = torch.tensor([[0.1, 0.1, 0.6, 0.6], [0.1, 0.1 + 0.5 / 8, 0.6, 0.6 + 0.5 / 8]])
+    assert scratch.box_iou(anchors[:1], anchors[1:]).item() > 0.5
+    cls_probs = torch.tensor([[[0.05, 0.1], [0.9, 0.1], [0.05, 0.8]]])  # background, dog, cat
+    for ops in TWINS:
+        aware = ops.multibox_detection(cls_probs, torch.zeros(1, 8), anchors)
+        blind = ops.multibox_detection(cls_probs, torch.zeros(1, 8), anchors, per_class_nms=False)
+        assert aware[0, :, 0].tolist() == [0, 1] and blind[0, :, 0].tolist() == [0, -1]
+
+
+@pytest.mark.parametrize("per_class_nms", [False, True])
+def test_multibox_detection_on_a_batch_matches_the_books_loop(per_class_nms):
+    g = torch.Generator().manual_seed(40)
+    B, K, A = 3, 3, 45
+    anchors = clustered_boxes(A, g, clusters=3)
+    cls_probs = torch.softmax(3 * torch.randn(B, K + 1, A, generator=g), dim=1)
+    cls_probs[1, 1:, :5] = 0.001  # some anchors below pos_threshold
+    offsets = 0.5 * torch.randn(B, A * 4, generator=g)
+    for ops in TWINS:
+        out = ops.multibox_detection(cls_probs, offsets, anchors[None], 0.4, per_class_nms=per_class_nms)
+        assert out.shape == (B, A, 6)
+        for b in range(B):
+            ref = detection_reference(cls_probs[b], offsets[b].reshape(A, 4), anchors, 0.4, per_class=per_class_nms)
+            torch.testing.assert_close(out[b], ref)
+
+
+# ---- errors ----------------------------------------------------------------------------------------
+
+def test_bad_shapes_say_what_is_wrong():
+    with pytest.raises(ValueError, match=r"boxes must have shape \(\.\.\., 4\)"):
+        scratch.box_corner_to_center(torch.zeros(3, 5))
+    with pytest.raises(ValueError, match=r"boxes2 must have shape \(\.\.\., M, 4\), got \(4,\)"):
+        scratch.box_iou(torch.zeros(2, 4), torch.zeros(4))
+    with pytest.raises(ValueError, match=r"expected a feature map \(B, C, h, w\)"):
+        scratch.multibox_prior(torch.zeros(3, 4, 4), [0.5], [1])
+    with pytest.raises(ValueError, match="sizes and ratios must be positive"):
+        scratch.multibox_prior(torch.zeros(1, 3, 4, 4), [0.5], [0, 1])
+    with pytest.raises(ValueError, match="at least one value"):
+        scratch.multibox_prior(torch.zeros(1, 3, 4, 4), [], [1])
+    with pytest.raises(ValueError, match=r"labels must have shape \(B, M, 5\)"):
+        scratch.multibox_target(BOOK_ANCHORS, BOOK_GROUND_TRUTH)
+    with pytest.raises(ValueError, match=r"anchors must have shape \(1, A, 4\) or \(A, 4\)"):
+        scratch.multibox_target(BOOK_ANCHORS[None, None], BOOK_GROUND_TRUTH[None])
+    with pytest.raises(ValueError, match=r"valid must have shape \(B, M\)"):
+        scratch.assign_anchor_to_bbox(BOOK_GROUND_TRUTH[None, :, 1:], BOOK_ANCHORS, valid=torch.ones(3, dtype=torch.bool))
+    with pytest.raises(ValueError, match=r"boxes \(N, 4\) and scores \(N,\) do not fit"):
+        fast.nms(torch.zeros(3, 4), torch.zeros(2), 0.5)
+    with pytest.raises(ValueError, match=r"idxs must have shape \(N,\)"):
+        scratch.batched_nms(torch.zeros(3, 4), torch.zeros(3), torch.zeros(2), 0.5)
+    with pytest.raises(ValueError, match="do not fit"):
+        scratch.multibox_detection(BOOK_CLS_PROBS[None], torch.zeros(1, 12), BOOK_DET_ANCHORS[None])
+    with pytest.raises(ValueError, match="K >= 1 object classes"):
+        fast.multibox_detection(BOOK_CLS_PROBS[None, :1], torch.zeros(1, 16), BOOK_DET_ANCHORS[None])
