@@ -1,0 +1,42 @@
+"""Every registered experiment runs end to end with tiny settings and leaves a complete run folder
+(the recipes' and demos' own ``tiny`` option values: a few examples, one epoch, small models)."""
+
+import json
+import os
+
+import pytest
+
+from divekit.experiments.registry import Recipe, all_experiments
+from divekit.experiments.runner import run_experiment
+
+NEEDS_DATA = {"fashion-mnist": "Fashion-MNIST", "fra-eng": "fra-eng", "kaggle_house": "Kaggle house",
+              "airfoil": "airfoil"}  # data set folder -> the label its experiments show
+
+
+def _needs(experiment) -> str | None:
+    """The data set folder an experiment reads that is not packaged with divekit, if any."""
+    for folder, label in NEEDS_DATA.items():
+        if label.lower() in experiment.dataset.lower():
+            return folder
+    return None
+
+
+@pytest.mark.parametrize("experiment", all_experiments(), ids=lambda e: e.name)
+def test_every_experiment_runs_with_tiny_settings(experiment, tmp_path):
+    folder = _needs(experiment)
+    data = os.environ.get("DIVEKIT_DATA")
+    if folder and not (data and os.path.isdir(os.path.join(data, folder))):
+        pytest.skip(f"set DIVEKIT_DATA to a folder with {folder}")
+    tiny = dict(experiment.tiny)
+    if isinstance(experiment, Recipe):
+        tiny = {"epochs": 1, "limit": 64, **tiny}
+    values = {**tiny, **({"device": "cpu"} if "device" in experiment.defaults else {})}
+    summary = run_experiment(experiment, experiment.make_options(**values), tmp_path / "run", progress=False)
+    files = {p.name for p in (tmp_path / "run").iterdir()}
+    assert {"config.json", "summary.json"} <= files
+    assert json.loads((tmp_path / "run" / "summary.json").read_text())["experiment"] == experiment.name
+    if isinstance(experiment, Recipe):
+        assert {"metrics.csv", "checkpoint.pt", "curves.png"} <= files and summary["epochs"] == 1
+        assert summary["final"] and all(v == v for v in summary["final"].values())  # no NaN
+    else:
+        assert summary["results"] or any(name.endswith(".png") for name in files)
