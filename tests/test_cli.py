@@ -37,6 +37,14 @@ def test_run_writes_a_complete_run_folder_and_reaches_the_book(tmp_path, capsys)
     assert "train_full_loss: ours" in capsys.readouterr().err
 
 
+def test_the_concise_sections_loss_is_held_to_the_concise_sections_numbers(tmp_path):
+    assert main(["run", "linear-regression", "--loss", "mse_loss", "--out", str(tmp_path), "--no-progress"]) == 0
+    (run,) = run_dirs(tmp_path)
+    summary = json.loads((run / "summary.json").read_text())
+    row = next(r for r in summary["reference"] if r["metric"] == "train_full_loss")
+    assert summary["comparable"] and row["book"] == 0.000103 and row["reached"]  # §3.3's nn.MSELoss, about 2x §3.2's
+
+
 def test_overrides_reach_the_config(tmp_path):
     assert main(["run", "linear-regression", "--epochs", "1", "--lr", "0.01", "--batch-size", "50", "--seed", "7",
                  "--num-examples", "200", "--out", str(tmp_path), "--no-progress"]) == 0

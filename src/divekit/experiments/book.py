@@ -1,6 +1,6 @@
 """The book's published results and how a run compares with them.
 
-``reference/*.json`` (one file per chapter) copies the figures we use from d2l's executed builds:
+``reference/ch*.json`` (one file per chapter) copies the figures we use from d2l's executed builds:
 for each experiment and impl, each metric's published value, the spread across the book's own
 builds, and which direction is better. Where the book ran an experiment in more than one way (the
 RNN of §8.5 with sequential partitioning and with random sampling), the impl holds a list of
@@ -20,7 +20,7 @@ from typing import Any
 def _table() -> dict:
     table = {}
     for path in sorted(resources.files("divekit.experiments").joinpath("reference").iterdir(), key=lambda p: p.name):
-        if path.name.endswith(".json"):
+        if path.name.startswith("ch") and path.name.endswith(".json"):  # not sections.json, the table of contents
             chapter = json.loads(path.read_text())
             clash = table.keys() & chapter.keys()
             if clash:
