@@ -10,7 +10,7 @@ processes hits all alike. ResNet-18: a slice of ``--resnet-batches`` training ba
 96x96 (lr 0.05) after one untimed batch, per variant and repeat.
 
 * divekit: the registered experiments (``lenet``, ``resnet``) built and trained as the CLI does
-  (``build_trainer``; no run folder, no progress bar). CPU variants: as is (channels-last); with
+  (``prepare_training``; no run folder, no progress bar). CPU variants: as is (channels-last); with
   the model put back to NCHW; with ``torch.backends.mkldnn`` disabled. GPU variants (``--device
   cuda``): as is (NCHW fp32), channels_last, bf16 autocast, both, and both with torch.compile;
   there examples/s leave each run's first epoch out (warm-up and compilation), and
@@ -38,7 +38,7 @@ import torch
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from bench_softmax import loadavg, report_header, run_meta, write_atomic
+from common import loadavg, report_header, run_meta, write_atomic
 
 # variant -> (memory format to put the model in, or None to keep the experiment's; config options;
 # mkldnn off). "as is" is what `divekit run` trains: channels-last on the CPU, NCHW fp32 on a GPU.
@@ -53,24 +53,18 @@ VARIANTS = {
 
 def run_divekit(name: str, variant: str, epochs: int, device: torch.device, variant_set: str, limit: int | None = None,
                 impl: str = "fast", **overrides) -> dict:
-    from divekit.experiments.registry import get_experiment
-    from divekit.experiments.runner import build_trainer
-    from divekit.train.device import seed_everything
+    from divekit.experiments.runner import prepare_training
 
     memory_format, options, mkldnn_off = VARIANTS[variant_set][variant]
-    exp = get_experiment(name)
-    cfg = exp.config(impl=impl, epochs=epochs, limit=limit, device=device.type, **options, **overrides)
-    seed_everything(cfg.seed)
-    setup = exp.build(cfg, device)
+    training = prepare_training(name, impl=impl, epochs=epochs, limit=limit, device=device.type, **options, **overrides)
     if memory_format is not None:
-        setup.model.to(memory_format=memory_format)
+        training.setup.model.to(memory_format=memory_format)
     flags = torch.backends.mkldnn.flags(enabled=False) if mkldnn_off else contextlib.nullcontext()
-    trainer = build_trainer(cfg, setup, device, out_dir=None, progress=False)
     with flags:
-        history = trainer.fit(setup.train_loader, setup.eval_loader)
-    return {"epoch_examples": [setup.train_loader.num_examples] * epochs,
+        history = training.fit()
+    return {"epoch_examples": [training.setup.data.train.num_examples] * epochs,
             "epoch_seconds": [r["seconds"] for r in history],
-            "test_acc": history[-1][f"{setup.eval_name}_acc"], "train_loss": history[-1]["train_loss"]}
+            "test_acc": history[-1][f"{training.setup.data.eval_name}_acc"], "train_loss": history[-1]["train_loss"]}
 
 
 def run_d2l(python: str, args: list[str], threads: int, tv_shim: str, device: torch.device) -> dict:

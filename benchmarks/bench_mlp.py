@@ -13,7 +13,7 @@ Variants, all 784-256-10 with ReLU, batch size 256, SGD lr 0.1, torch.set_num_th
 
 Repeats are interleaved (divekit fast, divekit scratch, d2l concise, d2l scratch, then again), so
 that changes in the machine's load hit every variant alike; each repeat trains a fresh model for
-``--epochs`` epochs. The reporting helpers are ``bench_softmax.py``'s.
+``--epochs`` epochs. The reporting helpers are ``common.py``'s.
 """
 
 from __future__ import annotations
@@ -27,30 +27,19 @@ import time
 from pathlib import Path
 
 import torch
-from bench_softmax import fmt_ratio, loadavg, report_header, run_meta, summarize, write_atomic
+from common import fmt_ratio, loadavg, report_header, run_meta, summarize, train, write_atomic
 
 HERE = Path(__file__).resolve().parent
 D2L_DEFAULT = "d2l concise (num_workers=4, d2l default)"
 
 
 def run_divekit(impl: str, epochs: int, seed: int) -> dict:
-    from divekit.experiments.registry import get_experiment
-    from divekit.experiments.runner import build_trainer
-    from divekit.train.device import choose_device, seed_everything
-
-    exp = get_experiment("mlp")
-    cfg = exp.config(impl=impl, epochs=epochs, seed=seed)
-    assert (cfg.batch_size, cfg.lr, cfg.num_hiddens, cfg.num_layers) == (256, 0.1, 256, 1)
-    seed_everything(cfg.seed)
-    device = choose_device("cpu")
-    setup = exp.build(cfg, device)
-    trainer = build_trainer(cfg, setup, device, out_dir=None, progress=False)
-    start = time.perf_counter()
-    history = trainer.fit(setup.train_loader, setup.eval_loader)
-    return {"train_examples": setup.train_loader.num_examples * epochs,
-            "train_seconds": sum(r["seconds"] for r in history),
-            "wall_seconds": time.perf_counter() - start,
-            "test_acc": history[-1]["test_acc"]}
+    run = train("mlp", impl=impl, epochs=epochs, seed=seed, device="cpu")
+    options = run["training"].options
+    assert (options.batch_size, options.lr, options.num_hiddens, options.num_layers) == (256, 0.1, 256, 1)
+    return {"train_examples": run["training"].setup.data.train.num_examples * epochs,
+            "train_seconds": run["train_seconds"], "wall_seconds": run["wall_seconds"],
+            "test_acc": run["history"][-1]["test_acc"]}
 
 
 def run_d2l(python: str, impl: str, epochs: int, seed: int, threads: int, tv_shim: str, env: dict) -> tuple[dict, dict]:
@@ -137,9 +126,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"repeat {repeat + 1}/{args.repeats} done", file=sys.stderr)
 
     notes = [
-        "divekit: `get_experiment('mlp').config(impl=..., epochs=E)`, `exp.build(cfg, cpu)`, `Trainer(..., out_dir=None, "
-        "progress=False).fit(...)`; fast = nn.Sequential(Flatten, Linear, ReLU, Linear) + F.cross_entropy + "
-        "torch.optim.SGD; scratch = divekit's MLPScratch (X W^T + b, ReLU and cross-entropy from tensor operations) + "
+        "divekit: `prepare_training('mlp', impl=..., epochs=E, device='cpu').fit()`; fast = a Sequential of Flatten, "
+        "Linear, ReLU, Linear + F.cross_entropy + torch.optim.SGD; scratch = the same model on divekit's scratch layers "
+        "(X W^T + b, ReLU and cross-entropy from tensor operations) + "
         "divekit's scratch SGD. Data: uint8 tensors in memory (TensorLoader), no worker processes.",
         "No warm-up epoch: the first repeat of every variant includes its one-time start-up costs alike.",
     ]

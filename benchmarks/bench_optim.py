@@ -36,7 +36,7 @@ import torch
 
 from divekit.optim import scratch
 
-from bench_softmax import loadavg, report_header, run_meta, write_atomic
+from common import loadavg, report_header, run_meta, write_atomic
 
 HERE = Path(__file__).resolve().parent
 

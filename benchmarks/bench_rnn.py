@@ -8,7 +8,7 @@ Variants, each with the book's hyperparameters (Time Machine: first 10,000 chara
 lr 0.005, clip 1):
 
 * ``rnn-scratch``: divekit's registered ``rnn-scratch`` (hidden 512, scratch RNN, scratch SGD,
-  scratch clipping) trained as the CLI trains it (``build_trainer``), against
+  scratch clipping) trained as the CLI trains it (``prepare_training``), against
   ``d2l.RNNModelScratch`` with the book's §8.5 functions and ``d2l.train_epoch_ch8``.
 * ``gru``: divekit's ``gru`` (``nn.GRU``, hidden 256) against ``d2l.RNNModel(nn.GRU)`` with
   ``d2l.train_epoch_ch8``.
@@ -36,23 +36,14 @@ import torch
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from bench_softmax import loadavg, report_header, run_meta, write_atomic
+from common import loadavg, report_header, run_meta, train, write_atomic
 
 VARIANTS = ("rnn-scratch", "gru", "seq2seq")
 QUALITY = {"rnn-scratch": "train_perplexity", "gru": "train_perplexity", "seq2seq": "train_loss_d2l"}
 
 
 def run_divekit(variant: str, epochs: int, seed: int) -> dict:
-    from divekit.experiments.registry import get_experiment
-    from divekit.experiments.runner import build_trainer
-    from divekit.train.device import seed_everything
-
-    experiment = get_experiment(variant)
-    cfg = experiment.config(epochs=epochs, device="cpu", seed=seed)
-    seed_everything(cfg.seed)
-    setup = experiment.build(cfg, torch.device("cpu"))
-    trainer = build_trainer(cfg, setup, "cpu", out_dir=None, progress=False)
-    history = trainer.fit(setup.train_loader)
+    history = train(variant, epochs=epochs, device="cpu", seed=seed)["history"]
     seconds = sum(r["seconds"] for r in history)
     tokens = sum(r["tokens_per_s"] * r["seconds"] for r in history)
     return {"tokens_per_s": tokens / seconds, "quality": history[-1][QUALITY[variant]]}

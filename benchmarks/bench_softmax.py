@@ -5,8 +5,8 @@
 
 Variants, all with batch size 256, SGD lr 0.1, torch.set_num_threads(--threads) in every process:
 
-* divekit fast / scratch: the registered ``softmax-regression`` experiment built as the CLI builds
-  it, trained as the CLI trains it (``build_trainer``; no run folder, no progress bar).
+* divekit fast / scratch: the registered ``softmax-regression`` recipe built and trained as the CLI
+  does (``prepare_training``; no run folder, no progress bar).
 * bare loop: a hand-written PyTorch loop over the same uint8 tensors (randperm shuffle, ``.float()
   / 255`` per batch, ``nn.Linear(784, 10)``, ``F.cross_entropy``, ``torch.optim.SGD``, loss sum and
   correct count accumulated on the device and read once per epoch), plus the same evaluation pass.
@@ -23,12 +23,8 @@ Data loading and model construction are outside the timings.
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import json
 import os
-import platform
-import shlex
-import statistics
 import subprocess
 import sys
 import time
@@ -38,6 +34,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from common import fmt_ratio, loadavg, report_header, run_meta, summarize, train, wait_for_idle, write_atomic
+
 HERE = Path(__file__).resolve().parent
 BATCH_SIZE = 256
 LR = 0.1
@@ -46,26 +44,13 @@ LR = 0.1
 # -- variants ------------------------------------------------------------------------------------
 
 def run_divekit(impl: str, epochs: int) -> dict:
-    from divekit.experiments.registry import get_experiment
-    from divekit.experiments.runner import build_trainer
-    from divekit.train.device import choose_device, seed_everything
-
-    exp = get_experiment("softmax-regression")
-    cfg = exp.config(impl=impl, epochs=epochs)
-    assert cfg.batch_size == BATCH_SIZE and cfg.lr == LR, (cfg.batch_size, cfg.lr)
-    seed_everything(cfg.seed)
-    device = choose_device("cpu")
-    setup = exp.build(cfg, device)
-    trainer = build_trainer(cfg, setup, device, out_dir=None, progress=False)
-    n_train = setup.train_loader.num_examples
-    start = time.perf_counter()
-    history = trainer.fit(setup.train_loader, setup.eval_loader)
-    wall = time.perf_counter() - start
-    train_seconds = sum(r["seconds"] for r in history)
+    run = train("softmax-regression", impl=impl, epochs=epochs, device="cpu")
+    options, history = run["training"].options, run["history"]
+    assert options.batch_size == BATCH_SIZE and options.lr == LR, (options.batch_size, options.lr)
     return {
-        "train_examples": n_train * epochs,
-        "train_seconds": train_seconds,
-        "wall_seconds": wall,
+        "train_examples": run["training"].setup.data.train.num_examples * epochs,
+        "train_seconds": run["train_seconds"],
+        "wall_seconds": run["wall_seconds"],
         # the trainer's own per-epoch number, for the record
         "trainer_examples_per_s": [r["examples_per_s"] for r in history],
         "test_acc": history[-1]["test_acc"],
@@ -139,93 +124,6 @@ def run_d2l(python: str, impl: str, workers: int | None, epochs: int, repeats: i
 
 # -- reporting -----------------------------------------------------------------------------------
 
-def summarize(runs: list[dict]) -> dict:
-    train = [r["train_examples"] / r["train_seconds"] for r in runs]
-    wall = [r["train_examples"] / r["wall_seconds"] for r in runs]
-    accs = [r["test_acc"] for r in runs]
-    return {"train": statistics.median(train), "wall": statistics.median(wall),
-            "train_all": train, "wall_all": wall, "acc": statistics.median(accs), "acc_all": accs}
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
-
-
-def loadavg() -> str:
-    try:
-        return " ".join(Path("/proc/loadavg").read_text().split()[:3])
-    except OSError:
-        return "n/a"
-
-
-def run_meta(script: str, argv: list[str] | None, threads: int, device: str = "cpu") -> dict:
-    """The facts every benchmark report opens with, for ``report_header``.
-
-    ``script`` is the file name under ``benchmarks/`` (``"bench_mlp.py"``), ``argv`` the arguments the
-    script's ``main`` was given (``None``: ``sys.argv[1:]``), ``threads`` the ``torch.set_num_threads``
-    value of the run, ``device`` where it trained (a GPU's name, or "cpu"). The command that reproduces the run names no absolute path of this machine:
-    DIVEKIT_DATA is the environment's value when that is a relative path, else ``../shared/data``;
-    the arguments are kept as given (shell-quoted).
-    """
-    data = os.environ.get("DIVEKIT_DATA", "")
-    if not data or os.path.isabs(data):
-        data = "../shared/data"
-    args = sys.argv[1:] if argv is None else argv
-    path = f"benchmarks/{script}"
-    return {
-        "script": path,
-        "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-        "command": " ".join([f"DIVEKIT_DATA={shlex.quote(data)}", "PYTHONPATH=src", "python", path,
-                             *(shlex.quote(a) for a in args)]),
-        "cpu": cpu_model(),
-        "cores": os.cpu_count(),
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "threads": threads,
-        "device": device,
-    }
-
-
-def report_header(title: str, meta: dict) -> list[str]:
-    """The opening lines of a benchmark report: title, the command that produced it (from ``run_meta``),
-    the machine and the python/torch versions. Each script appends its own lines after these."""
-    return [
-        f"# {title}",
-        "",
-        f"Produced by `{meta['script']}` on {meta['date']} with:",
-        "",
-        "```",
-        meta["command"],
-        "```",
-        "",
-        f"- machine: {meta['cpu']}, {meta['cores']} logical cores; "
-        + ("no GPU; device cpu" if meta["device"] == "cpu" else f"device {meta['device']}"),
-        f"- python {meta['python']}, torch {meta['torch']}, `torch.set_num_threads({meta['threads']})` in every process",
-    ]
-
-
-def wait_for_idle(limit: float, threshold: float = 1.0) -> float:
-    start = time.perf_counter()
-    while limit > 0 and time.perf_counter() - start < limit:
-        try:
-            if float(Path("/proc/loadavg").read_text().split()[0]) < threshold:
-                break
-        except (OSError, ValueError):
-            break
-        time.sleep(10)
-    return time.perf_counter() - start
-
-
-def fmt_ratio(a: float, b: float | None) -> str:
-    return f"{a / b:.2f}x" if b else "—"
-
-
 def render(results: dict, meta: dict) -> str:
     rows = results["rows"]
     bare = rows["bare loop"]["wall"], rows["bare loop"]["train"]
@@ -277,13 +175,6 @@ def render(results: dict, meta: dict) -> str:
     lines += [f"- {n}" for n in results["notes"]]
     lines.append("")
     return "\n".join(lines)
-
-
-def write_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 # -- main ----------------------------------------------------------------------------------------
@@ -358,8 +249,8 @@ def main(argv: list[str] | None = None) -> int:
         notes.append("d2l: skipped (pass --d2l-python PATH to a venv python with d2l 0.17.x installed).")
 
     notes += [
-        "divekit: `get_experiment('softmax-regression').config(impl=..., epochs=E)`, `exp.build(cfg, cpu)`, "
-        "`Trainer(..., out_dir=None, progress=False).fit(train_loader, eval_loader)`; fast = nn.Linear + "
+        "divekit: `prepare_training('softmax-regression', impl=..., epochs=E, device='cpu').fit()` (the CLI's "
+        "setup and trainer, no run folder, no progress bar); fast = nn.Linear + "
         "F.cross_entropy + torch.optim.SGD, scratch = divekit's scratch linear model, cross-entropy and SGD. "
         "Its loaders hold the uint8 tensors in memory (TensorLoader); no worker processes.",
         "bare loop: same uint8 tensors, torch.randperm per epoch, index_select + `.float() / 255`, nn.Linear(784, 10), "
