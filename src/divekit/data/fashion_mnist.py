@@ -55,7 +55,7 @@ def load_fashion_mnist(data_dir: str | os.PathLike | None = None, *, progress: b
 
 
 def load_mnist(data_dir: str | os.PathLike | None = None, *, progress: bool = True) -> SplitData:
-    """MNIST handwritten digits (D2L §4.1, §7.6), in the same layout as :func:`load_fashion_mnist`."""
+    """MNIST handwritten digits (D2L §3.5, §6.6), in the same layout as :func:`load_fashion_mnist`."""
     return _load_idx_classification("mnist", DIGIT_LABELS, data_dir, progress)
 
 

@@ -182,7 +182,7 @@ _SPECS = (
             },
         ),
         license="MIT (Zalando SE)",
-        description="70,000 28x28 grayscale images of clothes in 10 classes, idx files (D2L §4.2).",
+        description="70,000 28x28 grayscale images of clothes in 10 classes, idx files (D2L §3.5).",
     ),
     DatasetSpec(
         "mnist",
@@ -196,14 +196,14 @@ _SPECS = (
             },
         ),
         license="CC BY-SA 3.0 as commonly cited (Y. LeCun, C. Cortes, C. Burges)",
-        description="70,000 28x28 grayscale handwritten digits, idx files (torchvision's mirror).",
+        description="70,000 28x28 grayscale handwritten digits, idx files (torchvision's mirror; D2L §3.5).",
     ),
     DatasetSpec(
         "timemachine",
         _files(_D2L_URL, {"timemachine.txt": "090b5e7e70c295757f55df93cb0a180b9691891a"}),
         packaged="timemachine.txt",
         license="public domain (H. G. Wells, Project Gutenberg text)",
-        description="The Time Machine by H. G. Wells, the book's language-model corpus (D2L §9.2).",
+        description="The Time Machine by H. G. Wells, the book's language-model corpus (D2L §8.2).",
     ),
     _archived_spec(
         "fra-eng",
@@ -215,7 +215,7 @@ _SPECS = (
         ),
         {"fra.txt": "c43f99dce27311d3afd4d3e0716848194cfcc103"},
         license="CC BY 2.0 FR (Tatoeba), attribution www.manythings.org/anki and tatoeba.org",
-        description="167,130 English-French sentence pairs for machine translation (D2L §10.5).",
+        description="167,130 English-French sentence pairs for machine translation (D2L §9.5).",
     ),
     _archived_spec(
         "wikitext-2",
@@ -231,7 +231,7 @@ _SPECS = (
             "wiki.test.tokens": "c7b8ce0aa086fb34dab808c5c49224211eb2b172",
         },
         license="CC BY-SA 3.0 (Wikipedia text; Merity et al. 2016)",
-        description="Tokenized Wikipedia articles for BERT pretraining (D2L §15.9).",
+        description="Tokenized Wikipedia articles for BERT pretraining (D2L §14.9).",
     ),
     DatasetSpec(
         "kaggle_house",
@@ -244,7 +244,7 @@ _SPECS = (
         ),
         license="Ames Housing data (D. De Cock, 2011) via Kaggle, redistributed by d2l; "
         "no explicit open license",
-        description="House sale prices with 79 features, Kaggle's competition as in D2L §5.7.",
+        description="House sale prices with 79 features, Kaggle's competition as in D2L §4.10.",
     ),
     _archived_spec(
         "ptb",
@@ -257,13 +257,13 @@ _SPECS = (
             "ptb.test.txt": "5c15c548b42d80bce9332b788514e6635fb0226e",
         },
         license="Penn Treebank WSJ text (LDC99T42) as preprocessed by Mikolov; LDC terms",
-        description="Penn Treebank sentences for word2vec pretraining (D2L §15.3).",
+        description="Penn Treebank sentences for word2vec pretraining (D2L §14.3).",
     ),
     DatasetSpec(
         "airfoil",
         _files(_D2L_URL, {"airfoil_self_noise.dat": "76e5be1548fd8222e5074cf0faae75edff8cf93f"}),
         license="CC BY 4.0 (UCI ML Repository, Brooks, Pope, Marcolini)",
-        description="NASA airfoil self-noise measurements, the optimization data (D2L §12.5).",
+        description="NASA airfoil self-noise measurements, the optimization data (D2L §11.5).",
     ),
 )
 

@@ -1,4 +1,4 @@
-"""Synthetic regression data (D2L §3.2.1, §3.4): y = X w + b + noise, X ~ N(0, 1)."""
+"""Synthetic regression data (D2L §3.2.1, §4.5.2): y = X w + b + noise, X ~ N(0, 1)."""
 
 from __future__ import annotations
 

@@ -104,7 +104,7 @@ class Vocab:
 
 
 def ngram_freqs(tokens: Sequence[str], n: int) -> list[tuple[tuple[str, ...], int]]:
-    """Frequencies of the n-grams of a flat token list, most frequent first (D2L §8.3.2)."""
+    """Frequencies of the n-grams of a flat token list, most frequent first (D2L §8.3.3)."""
     if n < 1:
         raise ValueError(f"n must be at least 1, got {n}")
     grams = zip(*(tokens[i:] for i in range(n)))

@@ -75,7 +75,7 @@ class TranslationData:
 
 def load_translation(num_examples: int | None = 600, num_steps: int = 10, min_freq: int = 2,
                      data_dir=None) -> TranslationData:
-    """The book's English-French data (D2L §9.5.4): the first ``num_examples`` pairs, vocabularies
+    """The book's English-French data (D2L §9.5.5): the first ``num_examples`` pairs, vocabularies
     of tokens seen at least ``min_freq`` times with ``<pad> <bos> <eos>`` reserved."""
     source, target = tokenize_pairs(preprocess(read_fra_eng(data_dir)), num_examples)
     src_vocab = Vocab(source, min_freq=min_freq, reserved_tokens=RESERVED)

@@ -283,7 +283,7 @@ class NextToken(TaskPart):
 
 @dataclass
 class TeacherForcing(TaskPart, Checked):
-    """Sequence-to-sequence training with teacher forcing and a masked cross-entropy (D2L §9.7.3)."""
+    """Sequence-to-sequence training with teacher forcing and a masked cross-entropy (D2L §9.7.3-9.7.4)."""
 
     loss_reduction: Literal["book", "token_mean"] = option(
         "book", "training objective: the book's sum of token losses / num_steps, or the mean per real token")
@@ -306,7 +306,7 @@ class Probe:
 
 @dataclass
 class PredictionGrid(Probe):
-    """The first eight evaluation images titled "true / predicted" (D2L §3.6.5)."""
+    """The first eight evaluation images titled "true / predicted" (D2L §3.6.7)."""
 
     def run(self, model, data, device):
         import torch
@@ -345,7 +345,7 @@ class ParameterErrors(Probe):
 
 @dataclass
 class TextSamples(Probe, Checked):
-    """Text the trained language model writes after a prefix (D2L §8.5.5)."""
+    """Text the trained language model writes after a prefix (D2L §8.5.4)."""
 
     prefix: str = option("time traveller", "text to warm the model up with before predicting")
     num_preds: int = option(50, "characters to predict after the prefix", at_least(1))
@@ -373,7 +373,7 @@ def _slug(sentence: str) -> str:
 
 @dataclass
 class Translations(Probe, Checked):
-    """The book's four example translations, each scored with its BLEU (k = 2) (D2L §9.7.4)."""
+    """The book's four example translations, each scored with its BLEU (k = 2) (D2L §9.7.6)."""
 
     beam_size: int = option(1, "beam width for the example translations (1: greedy, as in the book)", at_least(1))
     decoding: Literal["greedy", "beam"] = option("greedy", "greedy, or beam search with --beam-size")

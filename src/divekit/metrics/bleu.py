@@ -2,7 +2,7 @@
 
 Two versions, kept apart because their numbers are not comparable:
 
-* :func:`bleu` is the book's sentence-level score (D2L §9.7.4, eq. 9.7.4),
+* :func:`bleu` is the book's sentence-level score (D2L §9.7.6, eq. 9.7.4),
   exp(min(0, 1 - len_label / len_pred)) * prod_{n=1..k} p_n^(1/2^n), with p_n the clipped n-gram
   precision; no smoothing, so one n-gram order without a match gives 0.
 * :func:`corpus_bleu` is standard BLEU: clipped n-gram counts summed over the whole corpus,

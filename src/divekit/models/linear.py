@@ -22,7 +22,7 @@ from divekit.ops import Ops
 class LinearConfig(Checked):
     input_shape: tuple[int, ...] = option((2,), "shape of one example; flattened to D = prod(input_shape) features")
     num_outputs: int = option(1, "1 for regression, the number of classes for softmax regression", at_least(1))
-    sigma: float | None = option(0.01, "weights start at N(0, sigma^2) and the bias at 0 (D2L §3.2.2); "
+    sigma: float | None = option(0.01, "weights start at N(0, sigma^2) and the bias at 0 (D2L §3.2.3); "
                                        "none keeps nn.Linear's initialisation", positive)
     bias: bool = option(True, "learn a bias b")
 

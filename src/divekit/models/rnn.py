@@ -66,7 +66,7 @@ def rnn_lm(cfg: RNNLMConfig, ops: Ops) -> RNNLM:
 
 @torch.no_grad()
 def predict_chars(prefix: str, num_preds: int, model: RNNLM, vocab: Vocab) -> str:
-    """``prefix`` followed by ``num_preds`` greedily predicted characters (D2L §8.5.5).
+    """``prefix`` followed by ``num_preds`` greedily predicted characters (D2L §8.5.4).
 
     Warm-up: the prefix runs through the model first, so the state holds it before predicting.
     """

@@ -123,7 +123,7 @@ def sequence_pair_example(cfg: Seq2SeqConfig, batch_size: int, num_steps: int = 
                 tiny=dict(embed_size=8, num_hiddens=8))
 def seq2seq(cfg: Seq2SeqConfig, ops: Ops) -> EncoderDecoder:
     """The book's GRU encoder-decoder, Xavier-uniform weights in the GRUs and the output layer
-    (``xavier_init_weights`` of D2L §9.7.3); the other parameters keep their layers' initialisation."""
+    (``xavier_init_weights`` of D2L §9.7.4); the other parameters keep their layers' initialisation."""
     model = EncoderDecoder(Seq2SeqEncoder(cfg, ops), Seq2SeqDecoder(cfg, ops))
     for module in (model.encoder.rnn, model.decoder.rnn, model.decoder.output):
         for name, p in module.named_parameters():
@@ -135,7 +135,7 @@ def seq2seq(cfg: Seq2SeqConfig, ops: Ops) -> EncoderDecoder:
 @torch.no_grad()
 def translate(model: EncoderDecoder, sentence: str, src_vocab: Vocab, tgt_vocab: Vocab, num_steps: int,
               beam_size: int = 1, alpha: float = 0.75) -> str:
-    """Translate one preprocessed sentence (D2L §9.7.4): greedy with ``beam_size`` 1, else beam
+    """Translate one preprocessed sentence (D2L §9.7.5): greedy with ``beam_size`` 1, else beam
     search with length penalty ``alpha`` (D2L §9.8). Returns the target tokens without ``<eos>``."""
     model.eval()
     device = next(model.parameters()).device

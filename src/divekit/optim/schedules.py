@@ -1,4 +1,4 @@
-"""Learning-rate schedules (D2L §11.11 / en §12.11), usable with any optimizer.
+"""Learning-rate schedules (D2L §11.11), usable with any optimizer.
 
 Each schedule is a ``torch.optim.lr_scheduler.LRScheduler``: it sets ``group["lr"]`` of every
 parameter group of the optimizer (divekit's scratch optimizers read it at each step, as torch's
@@ -65,7 +65,7 @@ class Schedule(LRScheduler):
 
 
 class SquareRootScheduler(Schedule):
-    """lr = base_lr / sqrt(t + 1): the decay that convex SGD analyses ask for (D2L §11.11.2.1)."""
+    """lr = base_lr / sqrt(t + 1): the decay that convex SGD analyses ask for (D2L §11.11.2)."""
 
     def lr_at(self, t, base_lr):
         return base_lr * (t + 1.0) ** -0.5

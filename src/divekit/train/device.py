@@ -1,4 +1,4 @@
-"""Device choice and mixed precision (D2L §5.6, §12.5)."""
+"""Device choice and mixed precision (D2L §5.6, §12.4.5)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The training engine (D2L §3.4's Trainer, made for the whole book).
+"""The training engine (D2L §3.6's ``train_ch3``, made for the whole book).
 
 One visible loop runs any :class:`~divekit.train.tasks.Task` on any model with any optimizer:
 device choice, bf16 autocast, ``torch.compile``, gradient clipping, a progress bar with live loss
@@ -77,7 +77,7 @@ class Trainer:
         device: a ``torch.device`` (see :func:`divekit.train.device.choose_device`).
         scheduler: an optional learning-rate scheduler, stepped per epoch or per step
             (``scheduler_interval``).
-        clip_grad_norm: clip the global gradient norm to this value (D2L §8.5.4).
+        clip_grad_norm: clip the global gradient norm to this value (D2L §8.5.5).
         clip_fn: how to clip, ``clip_fn(parameters, max_norm)``: torch's ``clip_grad_norm_`` by
             default, or the scratch ``divekit.ops.scratch.clip_grad_norm``.
         precision: "fp32" or "bf16" (autocast of the forward pass and loss).

@@ -27,7 +27,7 @@ def detach_state(state):
 
 
 class LanguageModeling(Task):
-    """Next-token prediction on ``(X, Y)`` minibatches of (B, T) tokens (D2L §8.5.4).
+    """Next-token prediction on ``(X, Y)`` minibatches of (B, T) tokens (D2L §8.5.6).
 
     With ``sequential`` partitioning (the loader's minibatches continue each other) the hidden
     state carries over from one minibatch to the next, detached so that backpropagation stops at
@@ -67,7 +67,7 @@ class LanguageModeling(Task):
 
 
 class Seq2SeqTask(Task):
-    """Encoder-decoder training with teacher forcing (D2L §9.7.3).
+    """Encoder-decoder training with teacher forcing (D2L §9.7.4).
 
     A batch is a :class:`~divekit.data.batch.SequencePair`: source and target token indices (B, T)
     and their valid lengths. The decoder reads ``<bos>`` followed by the target shifted right by one

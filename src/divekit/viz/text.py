@@ -1,4 +1,4 @@
-"""Figures of chapters 8-9: token frequencies on log-log axes (Zipf's law, D2L §8.3.2) and
+"""Figures of chapters 8-9: token frequencies on log-log axes (Zipf's law, D2L §8.3.3) and
 sequence predictions against time (D2L §8.1). Matplotlib's object API, no display needed."""
 
 from __future__ import annotations

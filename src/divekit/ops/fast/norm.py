@@ -1,5 +1,5 @@
 """Batch and layer normalization on PyTorch's kernels, twins of ``ops.scratch.norm`` (D2L §7.5,
-§10.7.2). The layers are torch's own; the scratch ones share their arguments and state dicts."""
+§10.7.3). The layers are torch's own; the scratch ones share their arguments and state dicts."""
 
 from __future__ import annotations
 
@@ -18,5 +18,5 @@ def batch_norm(X: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, runnin
 
 def layer_norm(X: torch.Tensor, normalized_shape: tuple[int, ...], weight: torch.Tensor | None = None,
                bias: torch.Tensor | None = None, eps: float = 1e-5) -> torch.Tensor:
-    """``F.layer_norm`` over the last ``len(normalized_shape)`` dimensions (D2L §10.7.2)."""
+    """``F.layer_norm`` over the last ``len(normalized_shape)`` dimensions (D2L §10.7.3)."""
     return F.layer_norm(X, tuple(normalized_shape), weight, bias, eps)

@@ -1,4 +1,4 @@
-"""RoI pooling and RoI align in fewer, fused operations, twins of ``ops.scratch.roi`` (D2L §13.8.2).
+"""RoI pooling and RoI align in fewer, fused operations, twins of ``ops.scratch.roi`` (D2L §13.8.2, §13.8.4).
 
 Same arguments and results as the scratch functions (torchvision's CPU kernels):
 

@@ -215,7 +215,7 @@ def offset_boxes(anchors: torch.Tensor, assigned_bb: torch.Tensor, eps: float = 
 
 
 def offset_inverse(anchors: torch.Tensor, offset_preds: torch.Tensor) -> torch.Tensor:
-    """Boxes from anchors and predicted offsets, the inverse of :func:`offset_boxes` (D2L §13.4.3).
+    """Boxes from anchors and predicted offsets, the inverse of :func:`offset_boxes` (D2L §13.4.4).
 
     anchors and offset_preds (..., 4) -> boxes (..., 4) in corner format. The log-size offsets are
     clamped at log(1000/16) before ``exp`` (torchvision's BoxCoder), the book's code is not.

@@ -129,7 +129,7 @@ def _pool_args(kernel_size: IntPair, stride: IntPair | None, padding: IntPair):
 
 
 class Conv2d(nn.Module):
-    """A convolution layer from :func:`conv2d` (D2L §6.2.3) with ``nn.Conv2d``'s arguments, parameter
+    """A convolution layer from :func:`conv2d` (D2L §6.2.2) with ``nn.Conv2d``'s arguments, parameter
     names, shapes and initial draws: weight (O, C/g, kh, kw), then bias (O,), each from
     U(-1/sqrt(fan_in), 1/sqrt(fan_in)) with fan_in = C/g * kh * kw."""
 

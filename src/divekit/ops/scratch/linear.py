@@ -1,5 +1,5 @@
 """Affine layers from tensor operations: the linear layer (D2L §3.1-3.2, §5.4's ``MyLinear``),
-flattening, and the embedding lookup (D2L §14.1).
+flattening, and the embedding lookup (D2L §14.4.1).
 
 Letters: B batch size, D inputs (features), Q outputs, V vocabulary size, E embedding size.
 
@@ -56,7 +56,7 @@ class Flatten(nn.Module):
 
 
 class Embedding(nn.Module):
-    """Token index -> learned vector (D2L §9.7.1, §14.1): row ``i`` of ``weight`` (V, E) is the
+    """Token index -> learned vector (D2L §9.7.1, §14.4.1): row ``i`` of ``weight`` (V, E) is the
     vector of token ``i``, which is what a linear layer gives a one-hot input, without building the
     one-hot matrix. Starts at N(0, 1), as ``nn.Embedding``."""
 

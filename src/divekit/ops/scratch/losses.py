@@ -48,7 +48,7 @@ def log_softmax(X: torch.Tensor) -> torch.Tensor:
 
 
 def cross_entropy(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """l = -log softmax(o)_y for logits o (B, Q) and class indices y (B,), per example (D2L §3.4.2).
+    """l = -log softmax(o)_y for logits o (B, Q) and class indices y (B,), per example (D2L §3.4.6).
 
     Taking the log of the softmax in one step (rather than log of a probability that may have
     underflowed to 0) keeps the loss finite even for logits of +-1000.

@@ -1,4 +1,4 @@
-"""Batch normalization (D2L §7.5) and layer normalization (D2L §10.7.2) from tensor operations.
+"""Batch normalization (D2L §7.5) and layer normalization (D2L §10.7.3) from tensor operations.
 
 Letters: B batch size, D features (dense layers), C channels, H x W image size.
 
@@ -45,7 +45,7 @@ def batch_norm(X: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, runnin
 
 
 class _BatchNorm(nn.Module):
-    """What both batch normalization layers hold (D2L §7.5.4): ``nn.BatchNorm*d``'s state dict
+    """What both batch normalization layers hold (D2L §7.5.3): ``nn.BatchNorm*d``'s state dict
     names, weight (gamma), bias (beta), running_mean, running_var, num_batches_tracked."""
 
     num_dims = 0  # the input's number of dimensions
@@ -87,7 +87,7 @@ class BatchNorm2d(_BatchNorm):
 def layer_norm(X: torch.Tensor, normalized_shape: tuple[int, ...], weight: torch.Tensor | None = None,
                bias: torch.Tensor | None = None, eps: float = 1e-5) -> torch.Tensor:
     """Standardise each example over its last ``len(normalized_shape)`` dimensions, then scale and
-    shift (D2L §10.7.2): unlike batch norm, the statistics are the example's own, so training and
+    shift (D2L §10.7.3): unlike batch norm, the statistics are the example's own, so training and
     prediction compute the same thing and the batch size does not matter."""
     normalized_shape = tuple(normalized_shape)
     if tuple(X.shape[-len(normalized_shape):]) != normalized_shape:
@@ -102,7 +102,7 @@ def layer_norm(X: torch.Tensor, normalized_shape: tuple[int, ...], weight: torch
 
 
 class LayerNorm(nn.Module):
-    """Layer normalization (D2L §10.7.2) with ``nn.LayerNorm``'s state dict: weight (ones), bias (zeros)."""
+    """Layer normalization (D2L §10.7.3) with ``nn.LayerNorm``'s state dict: weight (ones), bias (zeros)."""
 
     def __init__(self, normalized_shape: int | tuple[int, ...], eps: float = 1e-5, elementwise_affine: bool = True,
                  bias: bool = True):

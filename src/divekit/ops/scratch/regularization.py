@@ -18,7 +18,7 @@ __all__ = ["Dropout", "WeightDecay", "dropout", "l2_penalty"]
 
 
 def l2_penalty(w: torch.Tensor) -> torch.Tensor:
-    """||w||^2 / 2 = sum_i w_i^2 / 2, a scalar; its gradient is w itself (D2L §4.5.2)."""
+    """||w||^2 / 2 = sum_i w_i^2 / 2, a scalar; its gradient is w itself (D2L §4.5.3)."""
     return (w**2).sum() / 2
 
 

@@ -1,6 +1,6 @@
 """Recurrent layers and what training them needs, from tensor operations: the RNN (D2L §8.4-8.5),
 GRU (§9.1), LSTM (§9.2), deep (§9.3) and bidirectional (§9.4) variants, gradient clipping
-(§8.5.4) and the masked loss of sequence-to-sequence learning (§9.7.3).
+(§8.5.5) and the masked loss of sequence-to-sequence learning (§9.7.3).
 
 Letters: T time steps, B batch size, I input size, H hidden size, G gates per cell (1 RNN, 3 GRU,
 4 LSTM), L layers, D directions (1 or 2), V vocabulary size.
@@ -180,7 +180,7 @@ class LSTM(_Recurrent):
 
 @torch.no_grad()
 def clip_grad_norm(parameters: Iterable[torch.Tensor], max_norm: float) -> torch.Tensor:
-    """Scale all gradients together so that their global norm is at most ``max_norm`` (D2L §8.5.4).
+    """Scale all gradients together so that their global norm is at most ``max_norm`` (D2L §8.5.5).
 
     g <- min(1, theta / ||g||) g, with ||g|| the L2 norm of every gradient stacked into one vector;
     the direction of the update is kept, only its length is capped. Returns ||g|| before clipping.

@@ -1,4 +1,4 @@
-"""Region-of-interest pooling and RoI align from tensor operations (D2L §13.8.2, Fast and Mask R-CNN).
+"""Region-of-interest pooling and RoI align from tensor operations (D2L §13.8.2, §13.8.4, Fast and Mask R-CNN).
 
 Letters: B batch size, C channels, H x W feature map, R regions of interest, ph x pw output size,
 GH x GW sampling points per output bin (RoI align).
