@@ -11,7 +11,7 @@ from pathlib import Path
 from divekit import io
 
 from divekit.experiments.book import format_value as _fmt
-from divekit.experiments.registry import section_key
+from divekit.experiments.registry import get_experiment, section_key
 from divekit.experiments.runner import SUMMARY_NAME
 
 
@@ -55,10 +55,12 @@ HEADLINE_COLUMNS = ("experiment", "section", "metric", "ours", "book", "builds",
 
 def _book_variant(summary: dict) -> str:
     """The experiment's name, followed by the options that chose which of the book's numbers it was
-    held to, where they are on: "rnn-scratch --random-sampling" (see ``book_results``)."""
+    held to, where they differ from the experiment's defaults: "rnn-scratch --random-sampling",
+    "linear-regression --loss mse_loss" (see ``book_results``)."""
     when = summary["reference"][0].get("when", {})
+    defaults = get_experiment(summary["experiment"]).defaults
     flags = [f"--{name.replace('_', '-')}" + ("" if value is True else f" {value}")
-             for name, value in when.items() if value not in (False, None)]
+             for name, value in when.items() if value != defaults.get(name)]
     return " ".join([summary["experiment"], *flags])
 
 
