@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs the book's experiments with the book's hyperparameters (seed 0) and writes the report, ours
-# beside d2l's published numbers, to benchmarks/REPRODUCTION.md.
-#   DIVEKIT_DATA=../shared/data bash benchmarks/reproduce_book.sh [OUT_DIR] [quick|long|all]
+# beside d2l's published numbers, to reproduction/REPRODUCTION.md.
+#   DIVEKIT_DATA=../shared/data bash reproduction/reproduce_book.sh [OUT_DIR] [quick|long|all]
 # quick: the runs that take seconds to a few minutes on a CPU; long: the 10-epoch CNNs and MLPs
 # and the 300-500-epoch sequence models (hours on a 2-core CPU). AlexNet, VGG, NiN, GoogLeNet and
 # ResNet at 224/96 pixels need a GPU and are not in either list.
@@ -9,10 +9,11 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 out=${1:-runs/book}
 which=${2:-quick}
-quick="linear-regression:scratch linear-regression:fast softmax-regression:scratch softmax-regression:fast
-  loss-functions:fast perceptron-xor:fast mlp-xor:fast activations:fast polynomial-fit:fast
-  weight-decay:scratch weight-decay:fast gradient-stability:fast kaggle-house:fast conv-edge:fast
-  sequence-sine:fast timemachine-stats:fast optimization-landscapes:fast gd-trajectories:fast
+quick="linear-regression:scratch linear-regression:fast linear-regression:fast:--loss=mse_loss
+  softmax-regression:scratch softmax-regression:fast
+  loss-functions:fast perceptron-xor: mlp-xor:fast activations:fast polynomial-fit:fast
+  weight-decay:scratch weight-decay:fast weight-decay:fast:--loss=mse_loss gradient-stability:fast kaggle-house:fast conv-edge:fast
+  sequence-sine:fast timemachine-stats: optimization-landscapes: gd-trajectories:fast
   momentum-trajectories:fast optimizers-airfoil:scratch"
 long="mlp:scratch mlp:fast dropout:scratch dropout:fast lenet:fast lenet:scratch batch-norm:fast
   batch-norm:scratch rnn-scratch:scratch rnn-scratch:scratch:--random-sampling rnn:fast gru:scratch gru:fast lstm:scratch lstm:fast
@@ -23,18 +24,18 @@ case $which in
   all) runs="$quick $long" ;;
   *) echo "usage: $0 [OUT_DIR] [quick|long|all]" >&2; exit 2 ;;
 esac
-for run in $runs; do  # NAME:IMPL[:EXTRA OPTION]
+for run in $runs; do  # NAME:[IMPL][:EXTRA OPTION, as --flag=value]; no IMPL for a demo without --impl
   IFS=: read -r name impl extra <<< "$run"
-  divekit run "$name" --impl "$impl" $extra --out "$out" --no-progress
+  divekit run "$name" ${impl:+--impl "$impl"} ${extra/=/ } --out "$out" --no-progress
 done
 divekit report "$out" > /dev/null
 {
   echo "# Reproduction of the book's experiments"
   echo
-  echo "Produced by \`bash benchmarks/reproduce_book.sh $out $which\` on $(date -u +%Y-%m-%d), $(nproc) CPU cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)), torch $(python -c 'import torch; print(torch.__version__)'), seed 0."
+  echo "Produced by \`bash reproduction/reproduce_book.sh $out $which\` on $(date -u +%Y-%m-%d), $(nproc) CPU cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)), torch $(python -c 'import torch; print(torch.__version__)'), seed 0."
   echo "\"builds\" is the spread of d2l's own published builds; \"reached\" means at least as good as the spread's worse end."
   echo
   tail -n +3 "$out/report.md"
-} > benchmarks/REPRODUCTION.md.tmp
-mv benchmarks/REPRODUCTION.md.tmp benchmarks/REPRODUCTION.md
-echo "wrote benchmarks/REPRODUCTION.md"
+} > reproduction/REPRODUCTION.md.tmp
+mv reproduction/REPRODUCTION.md.tmp reproduction/REPRODUCTION.md
+echo "wrote reproduction/REPRODUCTION.md"
