@@ -28,7 +28,8 @@ def test_list_shows_every_experiment_with_section_and_data(capsys):
 def test_run_writes_a_complete_run_folder_and_reaches_the_book(tmp_path, capsys):
     assert main(["run", "linear-regression", "--impl", "scratch", "--out", str(tmp_path), "--no-progress"]) == 0
     (run,) = run_dirs(tmp_path)
-    assert {p.name for p in run.iterdir()} == {"config.json", "metrics.csv", "summary.json", "curves.png", "checkpoint.pt"}
+    assert {p.name for p in run.iterdir()} == {"config.json", "metrics.csv", "summary.json", "curves.png", "checkpoint.pt",
+                                             ".lock"}  # the lock a running process holds
     summary = json.loads((run / "summary.json").read_text())
     assert summary["experiment"] == "linear-regression" and summary["epochs"] == 3
     assert summary["results"]["max_abs_param_error"] < 2e-3
@@ -105,16 +106,33 @@ def test_run_help_lists_the_experiments_options_with_book_defaults(capsys):
     assert "--num-examples" in out and "(default: 0.03)" in out and "D2L 3.1-3.3" in out
 
 
-def test_resume_finishes_an_interrupted_run(tmp_path):
+def test_resume_extends_a_run_with_explicit_changes_and_records_them(tmp_path, capsys):
     assert main(["run", "linear-regression", "--epochs", "2", "--out", str(tmp_path), "--no-progress"]) == 0
     (run,) = run_dirs(tmp_path)
-    # pretend the run was meant to have 4 epochs and was killed after 2
-    config = io.read_json(run / "config.json")
-    config["config"]["epochs"] = 4
-    io.write_json(run / "config.json", config)
-    assert main(["resume", str(run), "--no-progress"]) == 0
+    assert main(["resume", str(run), "--no-progress"]) == 1  # finished: nothing to continue
+    assert "has finished its 2 epochs; pass --epochs N (more than 2)" in capsys.readouterr().err
+    assert main(["resume", str(run), "--epochs", "4", "--lr", "0.01", "--no-progress"]) == 0
     assert json.loads((run / "summary.json").read_text())["epochs"] == 4
     assert len((run / "metrics.csv").read_text().strip().splitlines()) == 1 + 4
+    record = io.read_json(run / "config.json")
+    assert record["config"]["epochs"] == 4 and record["config"]["lr"] == 0.01
+    assert record["changes"] == [{"after_epoch": 2, "step": 0, "epochs": 4, "lr": 0.01}]
+    checkpoint = io.load(run / "checkpoint.pt")
+    assert checkpoint["optimizer"]["param_groups"][0]["lr"] == pytest.approx(0.01)  # applied, not only recorded
+    with pytest.raises(SystemExit):
+        main(["resume", str(run), "--batch-size", "5"])
+    assert "unrecognized arguments: --batch-size 5" in capsys.readouterr().err  # it would change the data
+
+
+def test_resume_refuses_a_config_edited_by_hand(tmp_path, capsys):
+    assert main(["run", "linear-regression", "--epochs", "2", "--out", str(tmp_path), "--no-progress"]) == 0
+    (run,) = run_dirs(tmp_path)
+    config = io.read_json(run / "config.json")
+    config["config"]["lr"] = 0.5
+    io.write_json(run / "config.json", config)
+    assert main(["resume", str(run), "--epochs", "3", "--no-progress"]) == 1
+    err = capsys.readouterr().err
+    assert "config.json was edited since the last checkpoint (lr: 0.03 -> 0.5)" in err and "--lr 0.5" in err
 
 
 def test_resume_of_a_folder_that_is_not_a_run(tmp_path, capsys):
@@ -252,7 +270,8 @@ def test_a_demo_experiment_writes_results_rows_and_figures(tmp_path):
     assert [f.name for f in __import__("dataclasses").fields(experiment.options)] == ["steps", "rate"]
     summary = run_experiment(experiment, experiment.make_options(), tmp_path / "run")
     assert summary["results"] == {"x_final": 10 * 0.6 ** 2} and summary["epochs"] == 0
-    assert {p.name for p in (tmp_path / "run").iterdir()} == {"config.json", "summary.json", "metrics.csv", "trajectory.png"}
+    assert {p.name for p in (tmp_path / "run").iterdir()} == {"config.json", "summary.json", "metrics.csv", "trajectory.png",
+                                                          ".lock"}
     assert (tmp_path / "run" / "metrics.csv").read_text().splitlines()[0] == "step,x"
     with pytest.raises(ValueError, match="--steps must be at least 1, got 0"):
         experiment.make_options(steps=0)

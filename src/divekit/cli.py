@@ -3,7 +3,7 @@
     divekit list
     divekit run NAME [--epochs N --lr X --batch-size N --device D --seed N --impl scratch|fast --out DIR ...]
     divekit run NAME --help          (every option of that experiment, with the book's defaults)
-    divekit resume RUN_DIR
+    divekit resume RUN_DIR [--epochs N --lr X --device D ...]   (continue, or extend, a run)
     divekit report [DIR]
 
 Bad options and bad values are reported in one line with what is allowed; errors while running
@@ -13,6 +13,7 @@ Bad options and bad values are reported in one line with what is allowed; errors
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import logging
 import sys
@@ -44,25 +45,29 @@ def _main_parser() -> argparse.ArgumentParser:
     sub.add_parser("list", help="every experiment, with its book section and data set")
     run = sub.add_parser("run", help="run an experiment: divekit run NAME [options]; divekit run NAME --help for its options")
     run.add_argument("name", metavar="NAME")
-    resume = sub.add_parser("resume", help="continue a run from its last checkpoint")
+    resume = sub.add_parser("resume", help="continue a run from its last checkpoint: divekit resume RUN_DIR "
+                                           "[--epochs N --lr X ...]; divekit resume RUN_DIR --help for what may change")
     resume.add_argument("run_dir", metavar="RUN_DIR")
-    resume.add_argument("--no-progress", action="store_true", help="no progress bar")
     report = sub.add_parser("report", help="a table of all runs in a folder beside the book's results (Markdown and HTML)")
     report.add_argument("dir", metavar="DIR", nargs="?", default="runs", help="the folder the runs went to (default: runs)")
     return parser
 
 
-def _run_parser(experiment) -> argparse.ArgumentParser:
-    """The options of ``divekit run NAME``: one per field of the experiment's options, with its defaults."""
+def _run_parser(experiment, only: Sequence[str] | None = None, prog: str | None = None,
+                defaults: dict | None = None) -> argparse.ArgumentParser:
+    """The options of ``divekit run NAME`` (or only those named in ``only``): one per field of the
+    experiment's options, with its defaults (or ``defaults``, a run's own values)."""
     from divekit.options import help_of, kinds, parse_value
 
     options = experiment.options
     parser = argparse.ArgumentParser(
-        prog=f"{PROG} run {experiment.name}",
+        prog=prog or f"{PROG} run {experiment.name}",
         description=f"{experiment.title} (D2L {experiment.section}) on {experiment.dataset}. {experiment.description}",
     )
-    defaults = {f.name: f.default for f in dataclasses.fields(options)}
+    defaults = {**{f.name: f.default for f in dataclasses.fields(options)}, **(defaults or {})}
     for name, kind in kinds(options).items():
+        if only is not None and name not in only:
+            continue
 
         def convert(text, kind=kind):
             try:
@@ -79,7 +84,8 @@ def _run_parser(experiment) -> argparse.ArgumentParser:
         shown = ",".join(map(str, default)) if isinstance(default, tuple) else default
         parser.add_argument("--" + name.replace("_", "-"), dest=name, type=convert, default=argparse.SUPPRESS,
                             metavar=metavar, help=f"{help_of(options, name)} (default: {shown})", **bare_means_true)
-    parser.add_argument("--out", default="runs", help="folder for run folders (default: runs)")
+    if only is None:
+        parser.add_argument("--out", default="runs", help="folder for run folders (default: runs)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     return parser
 
@@ -109,8 +115,36 @@ def _cmd_run(name: str, argv: Sequence[str]) -> int:
         options = experiment.make_options(**args)
     except ValueError as e:
         parser.error(str(e))
-    run_experiment(experiment, options, new_run_dir(out, experiment, options), progress=not no_progress)
+    run_dir = new_run_dir(out, experiment, options)
+    with _interrupt_message(run_dir):
+        run_experiment(experiment, options, run_dir, progress=not no_progress)
     return 0
+
+
+def _cmd_resume(run_dir: str, argv: Sequence[str]) -> int:
+    """``divekit resume RUN_DIR [--epochs N ...]``: the options a resume may change, with the run's values."""
+    from pathlib import Path
+
+    from divekit.experiments.runner import RESUMABLE, read_run_config, resume_run
+
+    experiment, record = read_run_config(Path(run_dir))
+    parser = _run_parser(experiment, only=RESUMABLE, prog=f"{PROG} resume {run_dir}", defaults=record["config"])
+    args = vars(parser.parse_args(argv))
+    no_progress = args.pop("no_progress")
+    with _interrupt_message(Path(run_dir)):
+        resume_run(run_dir, args, progress=not no_progress)
+    return 0
+
+
+@contextlib.contextmanager
+def _interrupt_message(run_dir):
+    """On Ctrl-C, say (on a line of its own, below the progress bar) how to continue the run."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        tqdm.write(f"\n{PROG}: interrupted; `divekit resume {run_dir}` continues from its last checkpoint",
+                   file=sys.stderr)
+        raise
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -119,9 +153,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if debug:
         argv.remove("--debug")
     parser = _main_parser()
-    # `run NAME` takes the experiment's own options, so only NAME is parsed here.
+    # `run NAME` and `resume RUN_DIR` take the experiment's own options, so only NAME or RUN_DIR is parsed here.
     run_rest: list[str] = []
-    if argv and argv[0] == "run" and len(argv) > 1 and not argv[1].startswith("-"):
+    if argv and argv[0] in ("run", "resume") and len(argv) > 1 and not argv[1].startswith("-"):
         argv, run_rest = argv[:2], argv[2:]
     args = parser.parse_args(argv)
     _setup_logging(quiet=False)
@@ -131,10 +165,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "run":
             return _cmd_run(args.name, run_rest)
         if args.command == "resume":
-            from divekit.experiments.runner import resume_run
-
-            resume_run(args.run_dir, progress=not args.no_progress)
-            return 0
+            return _cmd_resume(args.run_dir, run_rest)
         if args.command == "report":
             from divekit.report import write_report
 
@@ -143,7 +174,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"\nwrote {md_path} and {html_path}", file=sys.stderr)
             return 0
     except KeyboardInterrupt:
-        print(f"{PROG}: interrupted; `divekit resume RUN_DIR` continues from the last finished epoch", file=sys.stderr)
         return 130
     except (ValueError, KeyError, OSError, RuntimeError) as e:
         if debug:

@@ -6,13 +6,16 @@ from __future__ import annotations
 import base64
 import html
 import json
+import logging
 from pathlib import Path
 
 from divekit import io
-
 from divekit.experiments.book import format_value as _fmt
 from divekit.experiments.registry import get_experiment, section_key
 from divekit.experiments.runner import SUMMARY_NAME
+
+log = logging.getLogger("divekit")
+SUMMARY_KEYS = ("experiment", "section", "title", "impl", "data", "epochs", "train_seconds", "final", "reference")
 
 
 def find_runs(root: str | Path) -> list[tuple[Path, dict]]:
@@ -23,9 +26,16 @@ def find_runs(root: str | Path) -> list[tuple[Path, dict]]:
     runs = []
     for path in sorted(root.rglob(SUMMARY_NAME)):
         try:
-            runs.append((path.parent, json.loads(path.read_text())))
-        except (OSError, json.JSONDecodeError) as e:
-            raise ValueError(f"{path} is not a readable run summary ({e}); delete that run folder or re-run it") from e
+            summary = json.loads(path.read_text())
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+            log.warning(f"skipped {path}: not a readable run summary ({e}); delete that run folder or run it again")
+            continue
+        missing = [key for key in SUMMARY_KEYS if not isinstance(summary, dict) or key not in summary]
+        if missing:
+            log.warning(f"skipped {path}: not a divekit run summary (no {', '.join(missing)}); "
+                        "delete that run folder or run it again")
+            continue
+        runs.append((path.parent, summary))
     return runs
 
 

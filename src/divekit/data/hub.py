@@ -28,6 +28,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 import zipfile
+import zlib
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from importlib import resources
@@ -527,10 +528,14 @@ def extract_archive(
         tempfile.mkdtemp(prefix=f".{target_dir.name}.", suffix=".unpack", dir=target_dir.parent)
     )
     try:
-        if kind == "zip":
-            _extract_zip(archive_path, staging)
-        else:
-            _extract_tar(archive_path, staging)
+        try:
+            if kind == "zip":
+                _extract_zip(archive_path, staging)
+            else:
+                _extract_tar(archive_path, staging)
+        except (zipfile.BadZipFile, tarfile.ReadError, EOFError, zlib.error) as error:
+            raise ValueError(f"{archive_path} is truncated or corrupt ({type(error).__name__}: {error}); nothing was "
+                             "extracted: delete it and download it again") from error
         source = staging / root
         if not source.is_dir():
             raise ValueError(f"{archive_path} has no folder {root!r} to unpack")
@@ -560,6 +565,8 @@ def _extract_tar(archive_path: Path, staging: Path) -> None:
     with tarfile.open(archive_path, "r:gz") as archive:
         try:
             for member in archive.getmembers():  # check all before writing any
+                if os.path.isabs(member.name):  # the data filter would strip the "/": refuse it instead
+                    raise _unsafe(archive_path, member.name, "has an absolute path")
                 tarfile.data_filter(member, str(staging))
             archive.extractall(staging, filter="data")  # re-checks links through extracted links
         except tarfile.FilterError as error:

@@ -9,6 +9,7 @@ float in [0, 1]; a transform (resizing, augmentation) then runs on the whole min
 
 from __future__ import annotations
 
+import hashlib
 import math
 
 import torch
@@ -63,6 +64,10 @@ class TensorLoader:
     def num_examples(self) -> int:
         return len(self.data)
 
+    def fingerprint(self) -> str:
+        """A SHA-1 of the examples (every field's name, dtype, shape and bytes): the same data, the same string."""
+        return tensors_fingerprint(self.data.fields())
+
     def __len__(self) -> int:
         n = self.num_examples
         return n // self.batch_size if self.drop_last else math.ceil(n / self.batch_size)
@@ -82,3 +87,12 @@ class TensorLoader:
             sl = slice(i * self.batch_size, (i + 1) * self.batch_size)
             batch = self._prepare(self.data.select(sl if order is None else order[sl]))
             yield batch if self.transform is None else self.transform(batch, augment)
+
+
+def tensors_fingerprint(tensors: dict[str, torch.Tensor]) -> str:
+    """A SHA-1 over named tensors: their names, dtypes, shapes and values."""
+    digest = hashlib.sha1()
+    for name, tensor in tensors.items():
+        digest.update(f"{name}:{tensor.dtype}:{tuple(tensor.shape)}".encode())
+        digest.update(tensor.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()

@@ -156,6 +156,13 @@ class LMLoader:
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
+    def fingerprint(self) -> str:
+        """A SHA-1 of the corpus and the batching: the same data, the same string."""
+        from divekit.data.loader import tensors_fingerprint
+
+        layout = torch.tensor([self.batch_size, self.num_steps, int(self.sequential)])
+        return tensors_fingerprint({"corpus": self.corpus, "layout": layout})
+
     def _generator(self) -> torch.Generator:
         return torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
 

@@ -282,6 +282,7 @@ def load_csv_table(
     target_position = columns.index(target)
     if len(columns) == 1:
         raise UserDataError(f"{path} has only the target column {target!r}; add feature columns")
+    _check_numbers(columns, rows, line_numbers, target_position if kind == "regression" else None, path)
     target_values = [row[target_position] for row in rows]
     if kind == "classification":
         y, classes = _encode_classes(target_values, line_numbers, target, path)
@@ -348,6 +349,32 @@ def read_csv_rows(path: Path) -> tuple[list[str], list[list[str]], list[int]]:
     if len(rows) < 2:
         raise UserDataError(f"{path} has only 1 data row; training and validation need at least 2")
     return columns, rows, line_numbers
+
+
+LARGEST_FEATURE = 1e150  # beyond this, the squares in a column's standard deviation overflow float64
+LARGEST_TARGET = float(torch.finfo(torch.float32).max)  # a regression target is trained in float32
+
+
+def _check_numbers(columns: list[str], rows: list[list[str]], line_numbers: list[int], target_position: int | None,
+                   path: Path) -> None:
+    """Refuse cells that read as infinite numbers (which would make their column categorical), feature
+    values too large to standardise, and a regression target beyond float32, naming line and column."""
+    for row, line in zip(rows, line_numbers):
+        for position, (column, cell) in enumerate(zip(columns, row)):
+            if _is_missing(cell):
+                continue
+            try:
+                value = float(cell)
+            except ValueError:
+                continue
+            if not math.isfinite(value):
+                raise UserDataError(f"line {line} of {path} has {cell!r} in column {column!r}, an infinite number; "
+                                    "replace it with a finite one or leave the cell empty")
+            limit = LARGEST_TARGET if position == target_position else LARGEST_FEATURE
+            if abs(value) > limit:
+                what = "the target" if position == target_position else "a feature"
+                raise UserDataError(f"line {line} of {path} has {cell!r} in column {column!r}, too large for "
+                                    f"{what} (at most {limit:.3g}); rescale the column, e.g. to thousands")
 
 
 def _is_missing(value: str) -> bool:

@@ -71,7 +71,7 @@ def compare(experiment: str, impl: str, ours: dict[str, float], config: Mapping[
 
 # options that do not change what a run is compared with: which twin, where it runs, its seed, and
 # the speed settings that keep the book's recipe
-INCIDENTAL = ("impl", "device", "seed", "compile", "precision")
+INCIDENTAL = ("impl", "device", "seed", "compile", "precision", "checkpoint_every")
 
 
 def changed_options(defaults: Mapping[str, Any], config: Mapping[str, Any], experiment: str, impl: str) -> dict:

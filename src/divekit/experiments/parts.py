@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
+from pathlib import Path
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
 
@@ -56,6 +57,8 @@ class TrainOptions(Checked):
     clip_grad: float | None = option(None, "clip the global gradient norm to this value", positive)
     limit: int | None = option(None, "use only the first N training and N evaluation examples (a quick check)",
                                at_least(1))
+    checkpoint_every: float = option(300.0, "seconds between checkpoints within an epoch, so that a run stopped "
+                                            "mid-epoch resumes there (0: after every step)", at_least(0))
 
     def __post_init__(self):
         from divekit.optim import NAMES
@@ -74,6 +77,11 @@ class UserDataOptions(Checked):
 
     data: str | None = option(None, "your own data: an image folder (one sub-folder per class) or a CSV file")
     target: str | None = option(None, "the column to predict, for --data FILE.csv")
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.data is not None:  # absolute, so that `divekit resume` works from any folder
+            self.data = str(Path(self.data).expanduser().absolute())
 
 
 # -- data ----------------------------------------------------------------------------------------

@@ -207,8 +207,11 @@ class Recipe(Experiment):
     def validate(self, options):
         from divekit.models.registry import model_config
 
-        parts = self.parts(options)  # each part checks its own values as it is made
+        parts = self.parts(options)  # each part checks (and may normalise) its own values as it is made
         model_config(self.model, **parts.model_args)
+        for part in (parts.train, parts.user, parts.data, parts.task, *parts.probes):
+            for name in _fields_of(part) if part is not None else ():
+                setattr(options, name, getattr(part, name))  # e.g. --optimizer auto -> sgd, --data made absolute
         if parts.user is not None and parts.user.target is not None and parts.user.data is None:
             raise ValueError("--target names a column of your own CSV table; pass it together with --data FILE.csv")
 

@@ -1,8 +1,11 @@
 """Run an experiment into a run folder, or resume one.
 
-A run folder holds ``config.json`` (the experiment and every option), ``metrics.csv`` (one row per
-epoch), ``curves.png``, ``checkpoint.pt`` and, when training finishes, ``summary.json`` with the
-final metrics beside the book's published ones, and the figures of the experiment's probes.
+A run folder holds ``config.json`` (the experiment, every option, and the changes a resume made),
+``metrics.csv`` (one row per epoch), ``curves.png``, ``checkpoint.pt`` and, when training finishes,
+``summary.json`` with the final metrics beside the book's published ones, and the figures of the
+experiment's probes. A run folder is made exclusively, a running or resumed run holds a lock on it
+(a second process is refused), and a run that fails before it has written anything but its config
+leaves no folder behind.
 
 How ``divekit run NAME`` flows: the CLI makes the experiment's options (every value checked),
 :func:`new_run_dir` makes a fresh folder, and :func:`run_experiment` writes ``config.json``, then
@@ -13,12 +16,15 @@ trains, runs the probes and writes the summary; for a demo it calls the function
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
+import os
 import platform
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -32,6 +38,7 @@ from divekit.options import from_dict
 from divekit.ops import get_ops
 from divekit.optim import create_optimizer
 from divekit.train.callbacks import CurvesFigure
+from divekit.train.checkpoint import CHECKPOINT_NAME, read_checkpoint
 from divekit.train.device import choose_device, seed_everything
 from divekit.train.engine import METRICS_NAME, Trainer, history_to_csv
 from divekit.train.tasks import Task
@@ -40,6 +47,9 @@ log = logging.getLogger("divekit")
 
 CONFIG_NAME = "config.json"
 SUMMARY_NAME = "summary.json"
+LOCK_NAME = ".lock"
+# the options `divekit resume RUN --option VALUE` may change; the others shape the model or the data
+RESUMABLE = ("epochs", "lr", "clip_grad", "device", "precision", "compile", "checkpoint_every")
 
 
 @dataclass
@@ -72,7 +82,7 @@ def build_setup(recipe: Recipe, parts: Parts, device: torch.device) -> Setup:
 
 
 def build_trainer(train, setup: Setup, device: torch.device, *, out_dir: str | Path | None, progress: bool = True,
-                  callbacks=()) -> Trainer:
+                  callbacks=(), run_info: dict | None = None) -> Trainer:
     """The trainer of a run, as the CLI makes it: the training options' epochs, precision,
     compilation and gradient clipping (with the clip function of its ``--impl``)."""
     return Trainer(
@@ -87,6 +97,8 @@ def build_trainer(train, setup: Setup, device: torch.device, *, out_dir: str | P
         precision=train.precision,
         compile=train.compile,
         out_dir=out_dir,
+        checkpoint_every=train.checkpoint_every,
+        run_info=run_info,
         eval_name=setup.data.eval_name,
         progress=progress,
         callbacks=[*([CurvesFigure(out_dir)] if out_dir is not None else []), *callbacks],
@@ -104,8 +116,8 @@ class Training:
     setup: Setup
     trainer: Trainer = field(repr=False)
 
-    def fit(self, resume: bool = False) -> list[dict]:
-        return self.trainer.fit(self.setup.data.train, self.setup.data.eval, resume=resume)
+    def fit(self) -> list[dict]:
+        return self.trainer.fit(self.setup.data.train, self.setup.data.eval)
 
 
 def prepare_training(experiment: str | Recipe, options: Options | None = None, *, out_dir: str | Path | None = None,
@@ -121,8 +133,15 @@ def prepare_training(experiment: str | Recipe, options: Options | None = None, *
     seed_everything(parts.train.seed)
     device = choose_device(parts.train.device)
     setup = build_setup(recipe, parts, device)
-    trainer = build_trainer(parts.train, setup, device, out_dir=out_dir, progress=progress, callbacks=callbacks)
+    trainer = build_trainer(parts.train, setup, device, out_dir=out_dir, progress=progress, callbacks=callbacks,
+                            run_info=run_info(recipe, options, setup.data))
     return Training(recipe, options, parts, device, setup, trainer)
+
+
+def run_info(recipe: Recipe, options: Options, data: Loaded) -> dict[str, Any]:
+    """What a run's checkpoints belong to: the experiment, every option, and a fingerprint of the
+    training data (so a checkpoint cannot continue on other data, another model or the other twin)."""
+    return {"experiment": recipe.name, "config": options.to_dict(), "data": data.train.fingerprint()}
 
 
 def new_run_dir(out_root: str | Path, experiment: Experiment, options: Options) -> Path:
@@ -142,35 +161,136 @@ def new_run_dir(out_root: str | Path, experiment: Experiment, options: Options) 
     raise FileExistsError(f"could not make a new run folder beside {base}; clean up {base.parent}")
 
 
+@contextlib.contextmanager
+def run_lock(run_dir: Path):
+    """Hold ``run_dir``'s lock while training, so that no second process trains into the same folder;
+    also clears the temporary files a killed process left there."""
+    import fcntl
+
+    fd = os.open(run_dir / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = Path(run_dir / LOCK_NAME).read_text().strip() or "another process"
+            raise RuntimeError(f"{run_dir} is being trained by {holder}; wait for it to finish (or stop it) "
+                               "before running or resuming it again") from None
+        os.ftruncate(fd, 0)
+        os.write(fd, f"process {os.getpid()}".encode())
+        for stale in run_dir.glob(".*.tmp"):  # an atomic write that a killed process never finished
+            stale.unlink(missing_ok=True)
+        yield
+    finally:
+        os.close(fd)
+
+
 def run_experiment(experiment: Experiment, options: Options, run_dir: str | Path, *, progress: bool = True) -> dict:
-    """Run ``experiment`` with ``options`` into ``run_dir`` and return the summary."""
+    """Run ``experiment`` with ``options`` into ``run_dir`` and return the summary. If the run fails
+    before it writes anything but its config, the folder is removed again."""
     run_dir = Path(run_dir)
     if (run_dir / CONFIG_NAME).exists():
         raise FileExistsError(f"{run_dir} already holds a run; use `divekit resume {run_dir}` to continue it")
+    run_dir.mkdir(parents=True, exist_ok=True)
     record = {
         "experiment": experiment.name,
         "config": options.to_dict(),
         "divekit": divekit.__version__,
         "torch": torch.__version__,
         "python": platform.python_version(),
+        "changes": [],
     }
-    io.write_json(run_dir / CONFIG_NAME, record)
-    if isinstance(experiment, Demo):
-        return _demo(experiment, options, run_dir)
-    return _train(experiment, options, run_dir, resume=False, progress=progress)
+    try:
+        with run_lock(run_dir):
+            io.write_json(run_dir / CONFIG_NAME, record)
+            if isinstance(experiment, Demo):
+                return _demo(experiment, options, run_dir)
+            return _train(experiment, options, run_dir, progress=progress)
+    except BaseException:
+        _remove_if_empty(run_dir)
+        raise
 
 
-def resume_run(run_dir: str | Path, *, progress: bool = True) -> dict:
-    """Continue the run in ``run_dir`` from its last checkpoint to the configured epochs."""
-    run_dir = Path(run_dir)
-    if not (run_dir / CONFIG_NAME).exists():
+def _remove_if_empty(run_dir: Path) -> None:
+    """Remove a run folder that holds nothing but its config (the run failed before it began)."""
+    if {p.name for p in run_dir.iterdir()} <= {CONFIG_NAME, LOCK_NAME}:
+        for name in (CONFIG_NAME, LOCK_NAME):
+            (run_dir / name).unlink(missing_ok=True)
+        run_dir.rmdir()
+
+
+def read_run_config(run_dir: Path) -> tuple[Experiment, dict]:
+    """The experiment and the record of ``run_dir/config.json``, or a one-line error naming the file
+    and what is wrong with it."""
+    path = run_dir / CONFIG_NAME
+    if not path.exists():
         raise FileNotFoundError(f"{run_dir} is not a divekit run folder (no {CONFIG_NAME})")
-    record = io.read_json(run_dir / CONFIG_NAME)
-    experiment = get_experiment(record["experiment"])
+    try:
+        record = io.read_json(path)
+    except (ValueError, UnicodeDecodeError) as error:
+        raise ValueError(f"{path} is not readable JSON ({type(error).__name__}: {error}); "
+                         "restore it or start the run again") from None
+    if not isinstance(record, dict) or not isinstance(record.get("experiment"), str) \
+            or not isinstance(record.get("config"), dict):
+        raise ValueError(f"{path} is not a divekit run config: it needs an \"experiment\" name and a \"config\" "
+                         "object of options; restore it or start the run again")
+    return get_experiment(record["experiment"]), record
+
+
+def resume_run(run_dir: str | Path, changes: dict[str, Any] | None = None, *, progress: bool = True) -> dict:
+    """Continue the run in ``run_dir`` from its last checkpoint (written at the end of an epoch, or
+    within one). ``changes`` sets options that may change on the way (``RESUMABLE``: more epochs, a
+    new learning rate, another device, ...); they apply from here on and are recorded in config.json.
+    A config.json edited by hand since the checkpoint is refused: pass the change instead."""
+    run_dir = Path(run_dir)
+    experiment, record = read_run_config(run_dir)
     if isinstance(experiment, Demo):
         raise ValueError(f"{experiment.name} is a demonstration without checkpoints; run it again instead of resuming")
-    options = from_dict(experiment.options, record["config"], str(run_dir / CONFIG_NAME))
-    return _train(experiment, options, run_dir, resume=True, progress=progress)
+    changes = dict(changes or {})
+    fixed = sorted(set(changes) - set(RESUMABLE))
+    if fixed:
+        raise ValueError(f"--{fixed[0].replace('_', '-')} cannot change when a run resumes (it shapes the model or the "
+                         f"data); a resume may change {', '.join('--' + n.replace('_', '-') for n in RESUMABLE)}")
+    recorded = from_dict(experiment.options, record["config"], str(run_dir / CONFIG_NAME))
+    checkpoint = run_dir / CHECKPOINT_NAME
+    if not checkpoint.exists():
+        raise FileNotFoundError(f"{run_dir} has no {CHECKPOINT_NAME} to resume from (the run stopped before its "
+                                "first checkpoint); start it again")
+    saved = read_checkpoint(checkpoint)
+    saved_config = saved["run"].get("config", {})
+    edited = {k: (saved_config.get(k), v) for k, v in recorded.to_dict().items()
+              if k in RESUMABLE and k in saved_config and saved_config[k] != v}
+    if edited:  # other differences mean another run's checkpoint: the trainer says so below
+        names = "; ".join(f"{k}: {a!r} -> {b!r}" for k, (a, b) in edited.items())
+        flags = " ".join(f"--{k.replace('_', '-')} {b}" for k, (a, b) in edited.items())
+        raise ValueError(f"{run_dir / CONFIG_NAME} was edited since the last checkpoint ({names}); put it back, and "
+                         f"pass a change as an option instead: `divekit resume {run_dir} {flags}`")
+    finished = saved["epoch"]
+    epochs = changes.get("epochs", recorded.epochs)
+    if epochs <= finished and not saved["step"]:
+        raise ValueError(f"{run_dir} has finished its {finished} epochs; pass --epochs N (more than {finished}) "
+                         "to train it further")
+    options = experiment.make_options(**{**recorded.to_dict(), **changes})
+    with run_lock(run_dir):
+        training = prepare_training(experiment, options, out_dir=run_dir, progress=progress)
+        training.trainer.resume_from_checkpoint(expected_run=run_info(experiment, recorded, training.setup.data))
+        applied = {k: v for k, v in changes.items() if getattr(recorded, k) != v}
+        if applied:
+            if "lr" in applied:
+                _scale_learning_rate(training.trainer, applied["lr"] / recorded.lr)
+            record["config"] = options.to_dict()
+            record.setdefault("changes", []).append({"after_epoch": finished, "step": saved["step"], **applied})
+            io.write_json(run_dir / CONFIG_NAME, record)
+        log.info(f"{experiment.name} ({experiment.section}, impl {training.parts.train.impl}) resumed on "
+                 f"{training.setup.data.name} with {training.device}; run folder {run_dir}")
+        return _finish_training(training, run_dir)
+
+
+def _scale_learning_rate(trainer: Trainer, factor: float) -> None:
+    """Multiply every parameter group's learning rate (and a scheduler's base rates) by ``factor``."""
+    for group in trainer.optimizer.param_groups:
+        group["lr"] *= factor
+    if trainer.scheduler is not None and hasattr(trainer.scheduler, "base_lrs"):
+        trainer.scheduler.base_lrs = [lr * factor for lr in trainer.scheduler.base_lrs]
 
 
 def _demo(experiment: Demo, options: Options, run_dir: Path) -> dict:
@@ -199,18 +319,22 @@ def _save_figures(figures: dict, run_dir: Path) -> None:
         save_figure(figure, run_dir / f"{name}.png")
 
 
-def _train(recipe: Recipe, options: Options, run_dir: Path, *, resume: bool, progress: bool) -> dict:
+def _train(recipe: Recipe, options: Options, run_dir: Path, *, progress: bool) -> dict:
     training = prepare_training(recipe, options, out_dir=run_dir, progress=progress)
     log.info(f"{recipe.name} ({recipe.section}, impl {training.parts.train.impl}) on {training.setup.data.name} "
              f"with {training.device}; run folder {run_dir}")
-    history = training.fit(resume=resume)
+    return _finish_training(training, run_dir)
+
+
+def _finish_training(training: Training, run_dir: Path) -> dict:
+    history = training.fit()
     results = {}
     for probe in training.setup.probes:
         probe_results, figures = probe.run(training.setup.model, training.setup.data, training.device)
         results.update(probe_results)
         _save_figures(figures, run_dir)
-    return _summarize(recipe, options, run_dir, training.device, data_name=training.setup.data.name, history=history,
-                      results=results, train_seconds=sum(r["seconds"] for r in history))
+    return _summarize(training.recipe, training.options, run_dir, training.device, data_name=training.setup.data.name,
+                      history=history, results=results, train_seconds=sum(r["seconds"] for r in history))
 
 
 def _summarize(experiment: Experiment, options: Options, run_dir: Path, device, *, data_name: str,

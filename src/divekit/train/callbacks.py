@@ -1,6 +1,7 @@
 """Callbacks: what happens around training without being the training loop (D2L §3.6's Animator,
-made a file): the trainer calls ``on_epoch_end(trainer, record)`` after every epoch and
-``on_fit_end(trainer)`` once when ``fit`` returns or stops on an error."""
+made a file): the trainer calls ``on_step_end(trainer, epoch, step)`` after every training step,
+``on_epoch_end(trainer, record)`` after every epoch and ``on_fit_end(trainer)`` once when ``fit``
+returns or stops on an error."""
 
 from __future__ import annotations
 
@@ -15,6 +16,9 @@ CURVES_NAME = "curves.png"
 
 class Callback:
     """Base class; override the hooks you need."""
+
+    def on_step_end(self, trainer: Trainer, epoch: int, step: int) -> None:
+        """After the optimizer's step ``step`` (from 1) of epoch ``epoch`` (and its checkpoint, if one was due)."""
 
     def on_epoch_end(self, trainer: Trainer, record: dict) -> None:
         """After an epoch's record (train metrics, evaluation metrics) is in ``trainer.history``."""

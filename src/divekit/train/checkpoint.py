@@ -1,11 +1,16 @@
-"""Checkpoints: everything needed to continue a run exactly where it stopped.
+"""Checkpoints: everything needed to continue a run exactly where it stopped, and what it belongs to.
 
-A checkpoint holds the model and optimizer (and scheduler) state, the finished epoch, the metric
-history and torch's random state. It is written atomically and loaded with ``weights_only=True``.
+A checkpoint holds the model, optimizer and scheduler states, how far training got (finished
+epochs, and batches of the next epoch when it was written within an epoch), the metric history, the
+unfinished epoch's metric sums and the task's carried state (a language model's hidden state),
+torch's random states, and ``run``: a description of the run it belongs to (the experiment, its
+options, a fingerprint of its data), which resume compares with the run it is asked to continue.
+It is written atomically and loaded with ``weights_only=True``.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -13,27 +18,61 @@ import torch
 from divekit import io
 
 CHECKPOINT_NAME = "checkpoint.pt"
+FORMAT = 2
 
 
-def save_checkpoint(path: Path, *, model, optimizer, scheduler, epoch: int, history: list[dict]) -> None:
-    state = {
-        "format": 1,
-        "epoch": epoch,
+@dataclass
+class TrainingState:
+    """How far training got: ``epoch`` epochs finished and ``step`` batches of the next one."""
+
+    epoch: int = 0
+    step: int = 0
+    history: list[dict] = field(default_factory=list)
+    sums: dict = field(default_factory=dict)  # the unfinished epoch's metric sums (MetricSums.state_dict())
+    task: dict = field(default_factory=dict)  # the task's carried state (Task.state_dict())
+    run: dict = field(default_factory=dict)  # what the checkpoint belongs to
+
+
+def save_checkpoint(path: Path, *, model, optimizer, scheduler, state: TrainingState) -> None:
+    io.save({
+        "format": FORMAT,
+        "epoch": state.epoch,
+        "step": state.step,
+        "history": state.history,
+        "sums": state.sums,
+        "task": state.task,
+        "run": state.run,
         "model": model.state_dict(),
         "optimizer": optimizer.state_dict(),
         "scheduler": scheduler.state_dict() if scheduler is not None else None,
-        "history": history,
         "torch_rng": torch.get_rng_state(),
         "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-    }
-    io.save(state, path)
+    }, path)
 
 
-def load_checkpoint(path: Path, *, model, optimizer, scheduler) -> tuple[int, list[dict]]:
-    """Restore states in place; return (finished epoch, history)."""
+def read_checkpoint(path: Path) -> dict:
+    """The checkpoint's contents, or a ValueError saying why the file is not a divekit checkpoint."""
     state = io.load(path)
-    if not isinstance(state, dict) or state.get("format") != 1:
-        raise ValueError(f"{path} is not a divekit checkpoint")
+    if not isinstance(state, dict) or state.get("format") != FORMAT:
+        found = state.get("format") if isinstance(state, dict) else type(state).__name__
+        raise ValueError(f"{path} is not a divekit checkpoint of format {FORMAT} (found {found!r}); "
+                         "it cannot be resumed: start the run again")
+    return state
+
+
+class ResumeMismatchError(ValueError):
+    """The checkpoint belongs to another run than the one asked to continue from it."""
+
+
+def load_checkpoint(path: Path, *, model, optimizer, scheduler, expected_run: dict) -> TrainingState:
+    """Restore the model, optimizer, scheduler and random states in place; return how far training
+    got. A checkpoint whose ``run`` is not ``expected_run`` is refused, saying what differs, before
+    anything is restored."""
+    state = read_checkpoint(path)
+    differences = _differences(state["run"], expected_run)
+    if differences:
+        raise ResumeMismatchError(f"{path} belongs to another run ({'; '.join(differences)}); "
+                                  "resume it with the run it came from, or start a new run")
     model.load_state_dict(state["model"])
     optimizer.load_state_dict(state["optimizer"])
     if scheduler is not None and state["scheduler"] is not None:
@@ -41,4 +80,16 @@ def load_checkpoint(path: Path, *, model, optimizer, scheduler) -> tuple[int, li
     torch.set_rng_state(state["torch_rng"])
     if state["cuda_rng"] and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda_rng"])
-    return state["epoch"], state["history"]
+    return TrainingState(state["epoch"], state["step"], state["history"], state["sums"], state["task"], state["run"])
+
+
+def _differences(saved: dict, current: dict, prefix: str = "") -> list[str]:
+    """What differs between two run descriptions: "config.impl: 'scratch' in the checkpoint, 'fast' here"."""
+    differences = []
+    for key in sorted(saved.keys() | current.keys()):
+        a, b = saved.get(key), current.get(key)
+        if isinstance(a, dict) and isinstance(b, dict):
+            differences += _differences(a, b, f"{prefix}{key}.")
+        elif a != b:
+            differences.append(f"{prefix}{key}: {a!r} in the checkpoint, {b!r} here")
+    return differences

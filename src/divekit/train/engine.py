@@ -2,10 +2,12 @@
 
 One visible loop runs any :class:`~divekit.train.tasks.Task` on any model with any optimizer:
 device choice, bf16 autocast, ``torch.compile``, gradient clipping, a progress bar with live loss
-and throughput, evaluation each epoch, metrics to CSV, an atomic checkpoint each epoch, resume,
-and callbacks (:mod:`divekit.train.callbacks`: figures and anything else around the loop). Metric
-sums stay on the device and are read once per epoch; the loss is looked at every ``log_every``
-steps, which is also when a NaN or infinite loss stops the run.
+and throughput, evaluation each epoch, metrics to CSV, an atomic checkpoint each epoch and, every
+``checkpoint_every`` seconds, within an epoch too, resume from either to the same result as an
+uninterrupted run, and callbacks (:mod:`divekit.train.callbacks`: figures and anything else around
+the loop). Metric sums stay on the device and are read once per epoch; the loss is looked at every
+``log_every`` steps, which is also when a NaN or infinite loss stops the run. No checkpoint is ever
+written with a non-finite loss or non-finite parameters: the last good one is kept.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from tqdm.auto import tqdm
 from divekit import io
 from divekit.data.batch import Batch
 from divekit.train.callbacks import Callback
-from divekit.train.checkpoint import CHECKPOINT_NAME, load_checkpoint, save_checkpoint
+from divekit.train.checkpoint import CHECKPOINT_NAME, TrainingState, load_checkpoint, save_checkpoint
 from divekit.train.device import autocast
 from divekit.train.metrics import MetricSums
 from divekit.train.tasks import Task
@@ -35,9 +37,10 @@ METRICS_NAME = "metrics.csv"
 
 
 class NonFiniteLossError(RuntimeError):
-    """The loss became NaN or infinite; the last good checkpoint is left as it was."""
+    """The loss (or, after the last update, a parameter) became NaN or infinite; the last good
+    checkpoint is left as it was."""
 
-    def __init__(self, epoch: int, step: int, value: float, checkpoint: Path | None):
+    def __init__(self, epoch: int, step: int, value: float | str, checkpoint: Path | None, what: str = "loss"):
         self.epoch, self.step, self.value, self.checkpoint = epoch, step, value, checkpoint
         kept = (
             f"the last good checkpoint is kept at {checkpoint}"
@@ -45,9 +48,10 @@ class NonFiniteLossError(RuntimeError):
             else "no checkpoint had been written yet"
         )
         super().__init__(
-            f"loss became {value} at epoch {epoch}, step {step}; training stopped and {kept}. "
+            f"{what} became {value} at epoch {epoch}, step {step}; training stopped and {kept}. "
             "Try a smaller learning rate (--lr), gradient clipping (--clip-grad), or fp32 precision."
         )
+
 
 
 def _to_device(batch, device: torch.device):
@@ -57,6 +61,8 @@ def _to_device(batch, device: torch.device):
         return batch.to(device, non_blocking=True)
     if isinstance(batch, (list, tuple)):
         return type(batch)(_to_device(b, device) for b in batch)
+    if isinstance(batch, dict):
+        return {name: _to_device(value, device) for name, value in batch.items()}
     return batch
 
 
@@ -83,6 +89,10 @@ class Trainer:
         precision: "fp32" or "bf16" (autocast of the forward pass and loss).
         compile: run the forward pass through ``torch.compile``.
         out_dir: where metrics and checkpoints go; ``None`` writes nothing.
+        checkpoint_every: seconds between checkpoints within an epoch (``None``: at the end of
+            each epoch only; 0: after every step).
+        run_info: what the checkpoints belong to (the experiment, its options, its data's
+            fingerprint); resuming from a checkpoint with other ``run_info`` is refused.
         eval_name: what the evaluation loader is called in metric names ("test", "val").
         progress: show a progress bar.
         log_every: steps between looks at the loss (progress bar text and the NaN check).
@@ -105,6 +115,8 @@ class Trainer:
         precision: str = "fp32",
         compile: bool = False,
         out_dir: str | Path | None = None,
+        checkpoint_every: float | None = None,
+        run_info: dict | None = None,
         eval_name: str = "val",
         progress: bool = True,
         log_every: int = 50,
@@ -129,6 +141,8 @@ class Trainer:
         self.clip_fn = clip_fn
         self._autocast = autocast(self.device, precision)  # validates the precision now; reusable per step
         self.out_dir = Path(out_dir) if out_dir is not None else None
+        self.checkpoint_every = checkpoint_every
+        self.run_info = run_info or {}
         self.eval_name = eval_name
         self.progress = progress
         self.log_every = max(1, log_every)
@@ -136,6 +150,8 @@ class Trainer:
         self.epoch_log_level = logging.INFO if verbose else logging.DEBUG
         self.history: list[dict] = []
         self.epoch = 0  # epochs finished
+        self.step = 0  # batches of epoch ``self.epoch + 1`` finished (when resumed within an epoch)
+        self._resumed_sums: MetricSums | None = None
 
     @property
     def checkpoint_path(self) -> Path | None:
@@ -144,9 +160,10 @@ class Trainer:
     # -- the loop ------------------------------------------------------------------------------
 
     def fit(self, train_loader: Iterable, eval_loader: Iterable | None = None, *, resume: bool = False) -> list[dict]:
-        """Train up to ``epochs``; with ``resume``, first continue from ``out_dir``'s checkpoint."""
+        """Train up to ``epochs`` from where the trainer is; with ``resume``, first load
+        ``out_dir``'s checkpoint (see :meth:`resume_from_checkpoint`)."""
         if resume:
-            self._resume()
+            self.resume_from_checkpoint()
         try:
             while self.epoch < self.epochs:
                 epoch = self.epoch + 1
@@ -157,9 +174,9 @@ class Trainer:
                 if self.scheduler is not None and self.scheduler_interval == "epoch":
                     self.scheduler.step()
                 self.history.append(record)
-                self.epoch = epoch
+                self.epoch, self.step = epoch, 0
                 log.log(self.epoch_log_level, _format_record(record, self.epochs))
-                self._save_epoch()
+                self._save(MetricSums())
                 for callback in self.callbacks:
                     callback.on_epoch_end(self, record)
         finally:
@@ -168,19 +185,27 @@ class Trainer:
         return self.history
 
     def _train_epoch(self, loader: Iterable, epoch: int) -> dict:
+        """One pass over ``loader``; after a resume within the epoch, its first ``self.step``
+        batches (the same ones: the loader's order is fixed per epoch) are skipped and the epoch's
+        sums and task state continue from the checkpoint. ``seconds`` then covers what is left."""
         self.model.train()
-        self.task.start_epoch(training=True)
+        resumed_at, sums = self.step, self._resumed_sums or MetricSums()
+        if resumed_at == 0:
+            self.task.start_epoch(training=True)
+        self._resumed_sums = None
         if hasattr(loader, "set_epoch"):
             loader.set_epoch(epoch)
-        sums = MetricSums()
         params = [p for p in self.model.parameters() if p.requires_grad]
         window: list[torch.Tensor] = []  # losses since the last look, left on the device
         total = len(loader) if hasattr(loader, "__len__") else None
-        bar = tqdm(total=total, desc=f"epoch {epoch}/{self.epochs}", disable=not self.progress, leave=False, unit="batch")
-        start = time.perf_counter()
-        step = 0
+        bar = tqdm(total=total, initial=resumed_at, desc=f"epoch {epoch}/{self.epochs}", disable=not self.progress,
+                   leave=False, unit="batch")
+        start = last_save = time.perf_counter()
+        step = resumed_at
         on_device = _yields_on(loader, self.device)
         for step, batch in enumerate(loader, 1):
+            if step <= resumed_at:
+                continue  # trained before the checkpoint this run resumed from
             if not on_device:
                 batch = _to_device(batch, self.device)
             with self._autocast:
@@ -198,6 +223,15 @@ class Trainer:
                 bar.set_postfix(loss=f"{self._check_losses(window, epoch, step):.4g}", refresh=False)
                 window = []
             bar.update()
+            self.step = step
+            if self.checkpoint_every is not None and time.perf_counter() - last_save >= self.checkpoint_every:
+                if window:
+                    self._check_losses(window, epoch, step)
+                    window = []
+                self._save(sums)
+                last_save = time.perf_counter()
+            for callback in self.callbacks:
+                callback.on_step_end(self, epoch, step)
         if window:
             self._check_losses(window, epoch, step)
         bar.close()
@@ -233,25 +267,38 @@ class Trainer:
 
     # -- files ---------------------------------------------------------------------------------
 
-    def _resume(self) -> None:
+    def resume_from_checkpoint(self, expected_run: dict | None = None) -> None:
+        """Load ``out_dir``'s checkpoint: model, optimizer, scheduler and random states, the history,
+        and, for a checkpoint written within an epoch, that epoch's sums and task state. A
+        checkpoint of another run (its ``run_info`` is not ``expected_run``, by default this
+        trainer's ``run_info``) is refused with what differs."""
         path = self.checkpoint_path
         if path is None or not path.exists():
             raise FileNotFoundError(f"cannot resume: no checkpoint at {path}")
-        self.epoch, self.history = load_checkpoint(path, model=self.model, optimizer=self.optimizer, scheduler=self.scheduler)
-        log.info(f"resumed from {path} after epoch {self.epoch}")
+        state = load_checkpoint(path, model=self.model, optimizer=self.optimizer, scheduler=self.scheduler,
+                                expected_run=self.run_info if expected_run is None else expected_run)
+        self.epoch, self.step, self.history = state.epoch, state.step, state.history
+        if state.step:
+            self._resumed_sums = MetricSums()
+            self._resumed_sums.load_state_dict(state.sums, self.device)
+            self.task.load_state_dict(_to_device(state.task, self.device))
+        where = f"epoch {self.epoch}" + (f" and {self.step} batches of epoch {self.epoch + 1}" if self.step else "")
+        log.info(f"resumed from {path} after {where}")
 
-    def _save_epoch(self) -> None:
+    def _save(self, sums: MetricSums) -> None:
+        """Write the checkpoint (then metrics.csv), unless training has diverged: a checkpoint never
+        holds non-finite parameters, so the last good one stays."""
         if self.out_dir is None:
             return
+        bad = next((name for name, p in self.model.named_parameters() if not bool(torch.isfinite(p).all())), None)
+        if bad is not None:
+            raise NonFiniteLossError(self.epoch + (self.step > 0), self.step, f"non-finite (in {bad})",
+                                     self.checkpoint_path, what="a parameter")
+        state = TrainingState(self.epoch, self.step, self.history, sums.state_dict(),
+                              self.task.state_dict() if self.step else {}, self.run_info)
+        save_checkpoint(self.checkpoint_path, model=self.model, optimizer=self.optimizer, scheduler=self.scheduler,
+                        state=state)
         io.write_text(self.out_dir / METRICS_NAME, history_to_csv(self.history))
-        save_checkpoint(
-            self.checkpoint_path,
-            model=self.model,
-            optimizer=self.optimizer,
-            scheduler=self.scheduler,
-            epoch=self.epoch,
-            history=self.history,
-        )
 
 
 def history_to_csv(history: list[dict]) -> str:

@@ -49,6 +49,12 @@ class LanguageModeling(Task):
     def start_epoch(self, training: bool) -> None:
         self.state = None
 
+    def state_dict(self) -> dict:
+        return {} if self.state is None else {"state": detach_state(self.state)}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.state = state.get("state")
+
     def step(self, model: nn.Module, batch, training: bool) -> StepOutput:
         X, Y = batch.X, batch.y  # (B, T) each
         state = detach_state(self.state) if self.sequential else None

@@ -29,6 +29,13 @@ class MetricSums:
             else:
                 self._sums[name] = value + current  # a tensor plus a number stays a tensor
 
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        """The sums so far, as tensors (for a checkpoint written within an epoch)."""
+        return {name: torch.as_tensor(value).detach().cpu() for name, value in self._sums.items()}
+
+    def load_state_dict(self, state: dict[str, torch.Tensor], device: torch.device | str = "cpu") -> None:
+        self._sums = {name: value.to(device) for name, value in state.items()}
+
     def totals(self) -> dict[str, float]:
         if not self._sums:
             return {}

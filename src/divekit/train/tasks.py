@@ -33,6 +33,14 @@ class Task:
     def start_epoch(self, training: bool) -> None:
         """Called before each pass over a loader (e.g. to reset recurrent state)."""
 
+    def state_dict(self) -> dict:
+        """State the task carries from one batch to the next (saved in a checkpoint written within
+        an epoch); none by default."""
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Restore :meth:`state_dict`'s state."""
+
     def step(self, model: nn.Module, batch, training: bool) -> StepOutput:
         raise NotImplementedError(f"{type(self).__name__} must define step(model, batch, training)")
 
