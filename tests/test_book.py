@@ -92,3 +92,12 @@ def test_descriptions_come_from_the_book_numbers_or_the_docstring():
     assert get_experiment("lenet").description == "book: test_acc 0.779 (builds 0.772–0.821)"
     assert get_experiment("rnn-scratch").description == "book: train_perplexity 1 (builds 1–1.15)"
     assert get_experiment("activations").description.startswith("The plots of ReLU, sigmoid and tanh")
+
+
+def test_a_metric_whose_builds_reach_down_to_zero_is_shown_but_not_compared():
+    from divekit.experiments.book import compare
+
+    rows = {r["metric"]: r for r in compare("seq2seq", "fast", {"bleu_go": 0.0, "bleu_i_lost": 0.0},
+                                            {"loss_reduction": "book"})}
+    assert rows["bleu_go"]["spread"][0] == 0 and rows["bleu_go"]["reached"] is None  # 0 to 1: any BLEU "reaches" it
+    assert rows["bleu_i_lost"]["reached"] is False  # every build translated "i lost ." perfectly: a real check

@@ -28,7 +28,7 @@ def test_list_shows_every_experiment_with_section_and_data(capsys):
 def test_run_writes_a_complete_run_folder_and_reaches_the_book(tmp_path, capsys):
     assert main(["run", "linear-regression", "--impl", "scratch", "--out", str(tmp_path), "--no-progress"]) == 0
     (run,) = run_dirs(tmp_path)
-    assert {p.name for p in run.iterdir()} == {"config.json", "metrics.csv", "summary.json", "curves.png", "checkpoint.pt",
+    assert {p.name for p in run.iterdir()} == {"config.json", "metrics.csv", "summary.json", "curves.png", "checkpoint.pt", "model.json",
                                              ".lock"}  # the lock a running process holds
     summary = json.loads((run / "summary.json").read_text())
     assert summary["experiment"] == "linear-regression" and summary["epochs"] == 3

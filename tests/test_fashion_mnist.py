@@ -167,6 +167,33 @@ def test_loading_twice_reuses_the_parsed_tensors(tmp_path, fake_fetch):
     assert second.train.X is first.train.X and second.eval.y is first.eval.y
 
 
+def test_a_later_process_reads_the_decoded_copy_instead_of_the_gzip_files(tmp_path, fake_fetch, monkeypatch):
+    from divekit.data.hub import cache_dir
+
+    folder = _write_fake_data_set(tmp_path / "fake", train_n=4, test_n=3)
+    first = fashion_mnist._load_idx_classification("mnist", ("a",) * 10, folder, False, expect_counts=(4, 3))
+    copies = sorted((cache_dir() / "decoded").iterdir())
+    assert [p.name.split("-")[0] for p in copies] == ["t10k", "train"]
+    monkeypatch.setattr(fashion_mnist, "_SPLIT_CACHE", {})  # as a new process starts
+    monkeypatch.setattr(fashion_mnist, "_read_split", lambda *a: pytest.fail("decoded the gzip files again"))
+    again = fashion_mnist._load_idx_classification("mnist", ("a",) * 10, folder, False, expect_counts=(4, 3))
+    assert torch.equal(again.train.X, first.train.X) and torch.equal(again.eval.y, first.eval.y)
+    assert again.eval.y.dtype == torch.int64
+
+
+def test_a_damaged_decoded_copy_is_decoded_again(tmp_path, fake_fetch, monkeypatch):
+    from divekit.data.hub import cache_dir
+
+    folder = _write_fake_data_set(tmp_path / "fake", train_n=4, test_n=3)
+    first = fashion_mnist._load_idx_classification("mnist", ("a",) * 10, folder, False, expect_counts=(4, 3))
+    for copy in (cache_dir() / "decoded").iterdir():
+        copy.write_bytes(copy.read_bytes()[:100])
+    monkeypatch.setattr(fashion_mnist, "_SPLIT_CACHE", {})
+    again = fashion_mnist._load_idx_classification("mnist", ("a",) * 10, folder, False, expect_counts=(4, 3))
+    assert torch.equal(again.train.X, first.train.X)
+    assert all(len(copy.read_bytes()) > 100 for copy in (cache_dir() / "decoded").iterdir())  # replaced
+
+
 def test_published_counts_are_checked(tmp_path, fake_fetch):
     folder = _write_fake_data_set(tmp_path / "fake", train_n=4, test_n=3)
     with pytest.raises(IdxFormatError, match="holds 4 images, expected 60000"):

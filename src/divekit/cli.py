@@ -1,9 +1,12 @@
-"""The ``divekit`` command: list, run, resume and report the book's experiments.
+"""The ``divekit`` command: list, run, resume and report the book's experiments, and put trained runs to use.
 
     divekit list
     divekit run NAME [--epochs N --lr X --batch-size N --device D --seed N --impl scratch|fast --out DIR ...]
     divekit run NAME --help          (every option of that experiment, with the book's defaults)
     divekit resume RUN_DIR [--epochs N --lr X --device D ...]   (continue, or extend, a run)
+    divekit predict RUN_DIR INPUT... (image files, a CSV table, a text prefix or a sentence)
+    divekit evaluate RUN_DIR [--data PATH]
+    divekit export RUN_DIR [--format safetensors|onnx] [--out FILE]
     divekit report [DIR]
 
 Bad options and bad values are reported in one line with what is allowed; errors while running
@@ -21,26 +24,17 @@ from typing import Sequence
 
 from tqdm.auto import tqdm
 
+from divekit.console import setup_logging
+
 PROG = "divekit"
 
 
-class _TqdmHandler(logging.Handler):
-    """Log lines that do not break the progress bar."""
-
-    def emit(self, record):
-        tqdm.write(self.format(record), file=sys.stderr)
-
-
-def _setup_logging(quiet: bool) -> None:
-    logger = logging.getLogger("divekit")
-    logger.handlers[:] = [_TqdmHandler()]
-    logger.setLevel(logging.WARNING if quiet else logging.INFO)
-    logger.propagate = False
-
-
 def _main_parser() -> argparse.ArgumentParser:
+    import divekit
+
     parser = argparse.ArgumentParser(prog=PROG, description="Dive into Deep Learning, one command per experiment.")
     parser.add_argument("--debug", action="store_true", help="show tracebacks of errors")
+    parser.add_argument("--version", action="version", version=f"{PROG} {divekit.__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     sub.add_parser("list", help="every experiment, with its book section and data set")
     run = sub.add_parser("run", help="run an experiment: divekit run NAME [options]; divekit run NAME --help for its options")
@@ -48,9 +42,43 @@ def _main_parser() -> argparse.ArgumentParser:
     resume = sub.add_parser("resume", help="continue a run from its last checkpoint: divekit resume RUN_DIR "
                                            "[--epochs N --lr X ...]; divekit resume RUN_DIR --help for what may change")
     resume.add_argument("run_dir", metavar="RUN_DIR")
+    predict = sub.add_parser("predict", help="predictions of a trained run: divekit predict RUN_DIR IMAGE.png ... "
+                                              "(or TABLE.csv, a text prefix, a sentence to translate)")
+    predict.add_argument("run_dir", metavar="RUN_DIR")
+    predict.add_argument("inputs", metavar="INPUT", nargs="+",
+                         help="image files; one CSV table; prefixes for a language model; sentences to translate")
+    predict.add_argument("--top-k", type=int, default=3, help="classes shown per input of a classifier (default: 3)")
+    predict.add_argument("--num-preds", type=int, default=50, help="tokens a language model writes (default: 50)")
+    predict.add_argument("--beam-size", type=int, default=1, help="beam width of a translation (default: 1, greedy)")
+    _weights_and_device(predict)
+    predict.add_argument("--json", action="store_true", help="print the predictions as JSON")
+    evaluate = sub.add_parser("evaluate", help="a trained run's loss and metrics on other data: "
+                                                "divekit evaluate RUN_DIR --data PATH")
+    evaluate.add_argument("run_dir", metavar="RUN_DIR")
+    evaluate.add_argument("--data", metavar="PATH", help="labelled data in the form the run trained on (a folder of "
+                                                         "class sub-folders, a CSV with the target column, a text "
+                                                         "file, a file of english<TAB>french lines); default: the "
+                                                         "run's own evaluation data")
+    _weights_and_device(evaluate)
+    export = sub.add_parser("export", help="a trained run's weights as safetensors, or its model as ONNX")
+    export.add_argument("run_dir", metavar="RUN_DIR")
+    export.add_argument("--format", choices=("safetensors", "onnx"), default="safetensors",
+                        help="safetensors (the weights, with model.json as metadata) or onnx (the model; needs "
+                             "divekit[export]) (default: safetensors)")
+    export.add_argument("--out", metavar="FILE", help="where to write it (default: RUN_DIR/model.safetensors or "
+                                                      "RUN_DIR/model.onnx)")
+    _weights_and_device(export, device=False)
     report = sub.add_parser("report", help="a table of all runs in a folder beside the book's results (Markdown and HTML)")
     report.add_argument("dir", metavar="DIR", nargs="?", default="runs", help="the folder the runs went to (default: runs)")
     return parser
+
+
+def _weights_and_device(parser: argparse.ArgumentParser, device: bool = True) -> None:
+    parser.add_argument("--weights", choices=("best", "last"), default="best",
+                        help="best: the best epoch's by the validation metric where the run kept them, else the "
+                             "last; last: the last checkpoint's (default: best)")
+    if device:
+        parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N, mps or auto (default: cpu)")
 
 
 def _run_parser(experiment, only: Sequence[str] | None = None, prog: str | None = None,
@@ -136,6 +164,40 @@ def _cmd_resume(run_dir: str, argv: Sequence[str]) -> int:
     return 0
 
 
+def _cmd_predict(args) -> int:
+    """``divekit predict RUN_DIR INPUT...``: one line per input (or JSON with --json)."""
+    import json
+
+    from divekit.predict import load
+
+    predictor = load(args.run_dir, weights=args.weights, device=args.device)
+    if predictor.kind == "images":
+        rows = predictor.predict(args.inputs, top_k=args.top_k)
+    elif predictor.kind == "table":
+        if len(args.inputs) != 1:
+            raise ValueError(f"{args.run_dir} predicts the rows of one CSV table; pass one file, got {len(args.inputs)}")
+        rows = predictor.predict(args.inputs[0], top_k=args.top_k)
+    elif predictor.kind == "text":
+        rows = [{"input": text, "text": predictor.predict(text, num_preds=args.num_preds)} for text in args.inputs]
+    else:
+        rows = [{"input": text, "translation": predictor.predict(text, beam_size=args.beam_size)} for text in args.inputs]
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    for row in rows:
+        if "top" in row:
+            others = ", ".join(f"{t['class']} {t['probability']:.1%}" for t in row["top"][1:])
+            print(f"{row['input']}: {row['class']} ({row['probability']:.1%})" + (f"; then {others}" if others else ""))
+        else:
+            value = next(v for k, v in row.items() if k != "input")
+            print(f"{row['input']}: {_format(value)}")
+    return 0
+
+
+def _format(value) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
 @contextlib.contextmanager
 def _interrupt_message(run_dir):
     """On Ctrl-C, say (on a line of its own, below the progress bar) how to continue the run."""
@@ -158,7 +220,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if argv and argv[0] in ("run", "resume") and len(argv) > 1 and not argv[1].startswith("-"):
         argv, run_rest = argv[:2], argv[2:]
     args = parser.parse_args(argv)
-    _setup_logging(quiet=False)
+    setup_logging(quiet=False)
     try:
         if args.command == "list":
             return _cmd_list()
@@ -166,6 +228,23 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _cmd_run(args.name, run_rest)
         if args.command == "resume":
             return _cmd_resume(args.run_dir, run_rest)
+        if args.command == "predict":
+            return _cmd_predict(args)
+        if args.command == "evaluate":
+            from divekit.predict import load
+
+            metrics = load(args.run_dir, weights=args.weights, device=args.device).evaluate(args.data)
+            print("\n".join(f"{name}: {_format(value)}" for name, value in metrics.items()))
+            return 0
+        if args.command == "export":
+            from pathlib import Path
+
+            from divekit.predict import load
+
+            out = args.out or Path(args.run_dir) / f"model.{args.format}"
+            path = load(args.run_dir, weights=args.weights).export(out, args.format)
+            print(f"wrote {path}", file=sys.stderr)
+            return 0
         if args.command == "report":
             from divekit.report import write_report
 

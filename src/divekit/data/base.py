@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from divekit.data.batch import Split
+from divekit.data.inputs import Inputs
 
 
 @dataclass(frozen=True)
@@ -15,7 +16,8 @@ class SplitData:
     ``eval_name`` says what the evaluation split is ("test" for a published test set such as
     Fashion-MNIST's, "val" for a held-out part of the training data). ``classes`` names the labels
     of a classification set and is ``None`` for regression. Image features are uint8 (N, C, H, W);
-    table features are float32 (N, D).
+    table features are float32 (N, D). ``inputs`` (:mod:`divekit.data.inputs`) says how new raw
+    inputs become such features, for predictions from a trained model.
     """
 
     name: str
@@ -24,6 +26,7 @@ class SplitData:
     eval_name: str = "val"
     classes: tuple[str, ...] | None = None
     feature_names: tuple[str, ...] | None = None
+    inputs: Inputs | None = None
 
     @property
     def input_shape(self) -> tuple[int, ...]:

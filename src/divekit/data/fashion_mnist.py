@@ -14,6 +14,7 @@ import torch
 
 from divekit.data.base import Split, SplitData
 from divekit.data.hub import fetch
+from divekit.data.inputs import ImageInputs
 from divekit.data.idx import IdxFormatError, read_idx
 
 TEXT_LABELS = (
@@ -72,7 +73,8 @@ def _load_idx_classification(
         _load_split(dataset_name, prefix, count, len(classes), data_dir, progress)
         for prefix, count in zip(_SPLIT_FILE_PREFIXES, expect_counts)
     )
-    return SplitData(name=dataset_name, train=train, eval=test, eval_name="test", classes=tuple(classes))
+    return SplitData(name=dataset_name, train=train, eval=test, eval_name="test", classes=tuple(classes),
+                     inputs=ImageInputs(1, IMAGE_SIZE, IMAGE_SIZE, tuple(classes)))
 
 
 def _load_split(
@@ -89,8 +91,31 @@ def _load_split(
     )
     key = (_file_identity(images_path), _file_identity(labels_path))
     if key not in _SPLIT_CACHE:
-        _SPLIT_CACHE[key] = _read_split(images_path, labels_path, expect_count, num_classes)
+        _SPLIT_CACHE[key] = _decoded_split(images_path, labels_path, expect_count, num_classes)
     return _SPLIT_CACHE[key]
+
+
+def _decoded_split(images_path: Path, labels_path: Path, expect_count: int, num_classes: int) -> Split:
+    """The split, decoded once per machine: the gunzipped, checked tensors are kept in the cache
+    (``decoded/``, named by the files' SHA-1s, so other files never read a stale copy) and loaded
+    from there in later runs, which skips decompressing 30 MB of gzip on every start."""
+    from divekit import io
+    from divekit.data.hub import cache_dir, file_sha1
+
+    name = f"{images_path.name.split('-')[0]}-{file_sha1(images_path)[:16]}-{file_sha1(labels_path)[:16]}.pt"
+    cached = cache_dir() / "decoded" / name
+    if cached.exists():
+        try:
+            state = io.load(cached)
+            return Split(X=state["X"], y=state["y"])
+        except (ValueError, KeyError, TypeError):
+            pass  # a damaged copy: decode again below and replace it
+    split = _read_split(images_path, labels_path, expect_count, num_classes)
+    try:
+        io.save({"X": split.X, "y": split.y}, cached)
+    except OSError:
+        pass  # a read-only or full cache only costs the next run the decoding
+    return split
 
 
 def _file_identity(path: Path) -> tuple[Path, int, int]:

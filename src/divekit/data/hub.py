@@ -293,7 +293,7 @@ def _stat_key(path: Path) -> tuple[str, int, int]:
     return str(path.resolve()), stat.st_size, stat.st_mtime_ns
 
 
-def _file_sha1(path: Path) -> str:
+def file_sha1(path: Path) -> str:
     """``sha1sum(path)``, hashed at most once per process while the file stays unchanged."""
     key = _stat_key(path)
     if key not in _KNOWN_SHA1:
@@ -325,7 +325,7 @@ def _user_copies(
 
 
 def _require_sha1(path: Path, remote: RemoteFile, remedy: str) -> Path:
-    actual = _file_sha1(path)
+    actual = file_sha1(path)
     if actual != remote.sha1:
         raise ChecksumError(
             f"{path} has SHA-1 {actual}, but {remote.name} should have SHA-1 {remote.sha1}. "
@@ -391,7 +391,7 @@ def _download_archive(spec: DatasetSpec, progress: bool) -> None:
     """Get the verified archive into the cache (once) and unpack it into the data set's folder."""
     folder = cache_dir() / spec.name
     archive_path = folder / spec.archive.filename
-    if archive_path.is_file() and _file_sha1(archive_path) != spec.archive.sha1:
+    if archive_path.is_file() and file_sha1(archive_path) != spec.archive.sha1:
         archive_path.unlink()
     if not archive_path.is_file():
         _download(spec.archive.url, archive_path, spec.archive.sha1, progress)
@@ -431,7 +431,7 @@ def _resolve(
             )
     cached = cache_dir() / spec.name / remote.name
     if cached.is_file():
-        if _file_sha1(cached) == remote.sha1:
+        if file_sha1(cached) == remote.sha1:
             return cached
         cached.unlink()
     if spec.packaged == remote.name:
@@ -454,7 +454,7 @@ def _check_unpacked(spec: DatasetSpec, remote: RemoteFile, path: Path) -> Path:
             f"{spec.name}/{remote.name} cannot be unpacked from it; the registry entry for "
             f"{spec.name!r} is wrong."
         )
-    actual = _file_sha1(path)
+    actual = file_sha1(path)
     if actual != remote.sha1:
         path.unlink()
         raise ChecksumError(

@@ -81,6 +81,16 @@ class Vocab:
         self.idx_to_token += [t for t, freq in self.token_freqs if freq >= min_freq and t not in self.idx_to_token]
         self.token_to_idx: dict[str, int] = {t: i for i, t in enumerate(self.idx_to_token)}
 
+    @classmethod
+    def from_tokens(cls, idx_to_token: Sequence[str]) -> Vocab:
+        """The vocabulary whose tokens, in index order, are ``idx_to_token`` (as saved with a run)."""
+        if not idx_to_token or idx_to_token[0] != UNK or len(set(idx_to_token)) != len(idx_to_token):
+            raise ValueError(f"a vocabulary's tokens start with {UNK} and have no repeats")
+        vocab = cls()
+        vocab.idx_to_token = list(idx_to_token)
+        vocab.token_to_idx = {t: i for i, t in enumerate(vocab.idx_to_token)}
+        return vocab
+
     def __len__(self) -> int:
         return len(self.idx_to_token)
 

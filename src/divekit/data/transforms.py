@@ -18,10 +18,15 @@ from divekit.data.batch import Batch
 
 
 class Transform:
-    """Base class: ``transform(batch, generator) -> batch``."""
+    """Base class: ``transform(batch, generator) -> batch``. A deterministic transform (one that
+    evaluation uses) also has ``spec()``, a JSON description that :func:`transform_from_spec` turns
+    back into it, so that a trained model's inputs are prepared as in training."""
 
     def __call__(self, batch: Batch, generator: torch.Generator | None = None) -> Batch:
         raise NotImplementedError(f"{type(self).__name__} must define __call__(batch, generator)")
+
+    def spec(self) -> list[dict]:
+        raise ValueError(f"{type(self).__name__} is random, for training only; it has no description to save")
 
 
 class Compose(Transform):
@@ -34,6 +39,9 @@ class Compose(Transform):
         for transform in self.transforms:
             batch = transform(batch, generator)
         return batch
+
+    def spec(self):
+        return [part for transform in self.transforms for part in transform.spec()]
 
     def __repr__(self) -> str:
         return f"Compose({self.transforms})"
@@ -66,6 +74,9 @@ class Resize(Transform):
                 changes[name] = F.interpolate(masks[:, None].float(), size=self.size, mode="nearest")[:, 0].to(masks.dtype)
         return batch.replace(**changes) if changes else batch
 
+    def spec(self):
+        return [{"name": "Resize", "size": list(self.size)}]
+
     def __repr__(self) -> str:
         return f"Resize({self.size})"
 
@@ -97,3 +108,16 @@ class RandomHorizontalFlip(Transform):
 
     def __repr__(self) -> str:
         return f"RandomHorizontalFlip(p={self.p})"
+
+
+def transform_from_spec(spec) -> Transform:
+    """The transform that ``Transform.spec()`` described (a list of steps)."""
+    known = {"Resize": Resize}
+    steps = []
+    for step in spec:
+        step = dict(step)
+        name = step.pop("name", None)
+        if name not in known:
+            raise ValueError(f"unknown transform {name!r} in a saved description; this divekit knows {', '.join(known)}")
+        steps.append(known[name](**{k: tuple(v) if isinstance(v, list) else v for k, v in step.items()}))
+    return steps[0] if len(steps) == 1 else Compose(steps)

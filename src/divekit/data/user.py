@@ -25,6 +25,7 @@ import numpy as np
 import torch
 
 from divekit.data.base import Split, SplitData
+from divekit.data.inputs import ImageInputs, TableInputs
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 # Cells that mean "no value": pandas' default ``na_values`` (pandas >= 2, which added "None"; D2L's
@@ -109,8 +110,8 @@ def load_image_folder(path: str | Path, *, val_fraction: float = 0.2, seed: int 
     name = root.resolve().name
     train_folder, test_folder = root / "train", root / "test"
     if train_folder.is_dir() and test_folder.is_dir():
-        train_files = _scan_classes(train_folder)
-        test_files = _scan_classes(test_folder)
+        train_files = scan_class_folders(train_folder)
+        test_files = scan_class_folders(test_folder)
         if list(train_files) != list(test_files):
             raise UserDataError(
                 f"{train_folder} and {test_folder} must have the same class sub-folders; "
@@ -122,7 +123,8 @@ def load_image_folder(path: str | Path, *, val_fraction: float = 0.2, seed: int 
         images = _read_images(train_paths + test_paths, root)
         train = Split(images[: len(train_paths)], train_labels)
         test = Split(images[len(train_paths) :], test_labels)
-        return SplitData(name, train, test, eval_name="test", classes=tuple(train_files))
+        return SplitData(name, train, test, eval_name="test", classes=tuple(train_files),
+                         inputs=ImageInputs(*images.shape[1:], classes=tuple(train_files)))
     if train_folder.is_dir() or test_folder.is_dir():
         present, absent = (
             (train_folder, test_folder) if train_folder.is_dir() else (test_folder, train_folder)
@@ -131,7 +133,7 @@ def load_image_folder(path: str | Path, *, val_fraction: float = 0.2, seed: int 
             f"found {present} but no {absent}: a split image folder needs both train/ and test/ "
             "with the same class sub-folders (or put the class sub-folders directly in the folder)"
         )
-    files_by_class = _scan_classes(root)
+    files_by_class = scan_class_folders(root)
     paths, labels = _flatten(files_by_class)
     images = _read_images(paths, root)
     train_index, val_index = _stratified_split(labels, len(files_by_class), val_fraction, seed)
@@ -142,7 +144,8 @@ def load_image_folder(path: str | Path, *, val_fraction: float = 0.2, seed: int 
         )
     train = Split(images[train_index], labels[train_index])
     val = Split(images[val_index], labels[val_index])
-    return SplitData(name, train, val, eval_name="val", classes=tuple(files_by_class))
+    return SplitData(name, train, val, eval_name="val", classes=tuple(files_by_class),
+                     inputs=ImageInputs(*images.shape[1:], classes=tuple(files_by_class)))
 
 
 def _visible_children(folder: Path) -> list[Path]:
@@ -150,7 +153,7 @@ def _visible_children(folder: Path) -> list[Path]:
     return sorted(child for child in folder.iterdir() if not child.name.startswith("."))
 
 
-def _scan_classes(root: Path) -> dict[str, list[Path]]:
+def scan_class_folders(root: Path) -> dict[str, list[Path]]:
     """Map each class sub-folder of ``root`` (sorted) to its image files (sorted)."""
     class_folders = [child for child in _visible_children(root) if child.is_dir()]
     if not class_folders:
@@ -190,23 +193,39 @@ def _flatten(files_by_class: dict[str, list[Path]]) -> tuple[list[Path], torch.T
 
 def _read_image(file: Path, root: Path) -> np.ndarray:
     """One image as uint8 (H, W) if grayscale or (H, W, 3) otherwise."""
+    image = _open_image(file, file.relative_to(root))
+    gray = image.mode in ("1", "L", "LA")
+    return np.asarray(image.convert("L" if gray else "RGB"), dtype=np.uint8)
+
+
+def read_image(file: Path, *, mode: str, size: tuple[int, int] | None = None) -> torch.Tensor:
+    """One image file as uint8 (C, H, W) in ``mode`` ("L": C = 1, "RGB": C = 3), resized (bilinear)
+    to ``size`` (width, height) when given and different."""
+    from PIL import Image
+
+    image = _open_image(file, file).convert(mode)
+    if size is not None and image.size != tuple(size):
+        image = image.resize(tuple(size), Image.Resampling.BILINEAR)
+    array = np.asarray(image, dtype=np.uint8)
+    return torch.from_numpy(array.copy()).reshape(array.shape[0], array.shape[1], -1).permute(2, 0, 1).contiguous()
+
+
+def _open_image(file: Path, shown: Path):
+    """A PIL image, turned as viewers show photos taken sideways; 8 bits per channel."""
     from PIL import Image, ImageOps
 
     try:
         with Image.open(file) as image:
             image.load()
-            image = ImageOps.exif_transpose(image)  # as viewers show photos taken sideways
+            image = ImageOps.exif_transpose(image)
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as error:
-        raise UserDataError(
-            f"cannot read image {file.relative_to(root)} ({file}): {error}; fix or remove the file"
-        ) from error
+        raise UserDataError(f"cannot read image {shown} ({file}): {error}; fix or remove the file") from error
     if image.mode in ("I", "I;16", "I;16B", "I;16L", "F"):
         raise UserDataError(
-            f"image {file.relative_to(root)} has {image.mode!r} pixels (16-bit or floating point); "
+            f"image {shown} has {image.mode!r} pixels (16-bit or floating point); "
             "save the images with 8 bits per channel first"
         )
-    gray = image.mode in ("1", "L", "LA")
-    return np.asarray(image.convert("L" if gray else "RGB"), dtype=np.uint8)
+    return image
 
 
 def _read_images(files: list[Path], root: Path) -> torch.Tensor:
@@ -289,29 +308,32 @@ def load_csv_table(
     else:
         y, classes = _encode_regression_target(target_values, line_numbers, target, path), None
     train_index, val_index = _random_split(len(rows), val_fraction, seed)
-    blocks, feature_names = [], []
-    for position, column in enumerate(columns):
-        if position == target_position:
-            continue
-        values = [row[position] for row in rows]
-        block, names = encode_column(column, values, train_index)
-        blocks.append(block)
-        feature_names += names
-    X = torch.cat(blocks, dim=1).float()
+    encodings = [fit_column(column, [row[position] for row in rows], train_index)
+                 for position, column in enumerate(columns) if position != target_position]
+    X = torch.cat([apply_column(encoding, [row[columns.index(encoding["name"])] for row in rows])
+                   for encoding in encodings], dim=1).float()  # (N, D)
+    target_stats = {}
+    if classes is None:  # the model learns the standardised target; its mean and std come from the training rows
+        train_y = y[train_index].double()
+        std = float(train_y.std()) if len(train_y) > 1 else 0.0
+        target_stats = {"target_mean": float(train_y.mean()), "target_std": std if std > 0 else 1.0}
+    inputs = TableInputs(tuple(encodings), target, classes, **target_stats)
     return SplitData(
         path.name,
         Split(X[train_index], y[train_index]),
         Split(X[val_index], y[val_index]),
         eval_name="val",
         classes=classes,
-        feature_names=tuple(feature_names),
+        feature_names=inputs.feature_names,
+        inputs=inputs,
     )
 
 
-def read_csv_rows(path: Path) -> tuple[list[str], list[list[str]], list[int]]:
+def read_csv_rows(path: Path, min_rows: int = 2) -> tuple[list[str], list[list[str]], list[int]]:
     """The column names, the data rows (cells stripped) and each row's line number in the file.
 
-    Blank lines are skipped; every other row must have as many fields as the header.
+    Blank lines are skipped; every other row must have as many fields as the header. Training
+    needs ``min_rows`` = 2 (one to train on, one to validate); a table to predict, 1.
     """
     if not path.exists():
         raise UserDataError(f"table {path} does not exist; check the path")
@@ -346,7 +368,7 @@ def read_csv_rows(path: Path) -> tuple[list[str], list[list[str]], list[int]]:
         raise UserDataError(f"{path} has several columns named {named}; rename them")
     if not rows:
         raise UserDataError(f"{path} has a header row but no data rows; add data rows")
-    if len(rows) < 2:
+    if len(rows) < min_rows:
         raise UserDataError(f"{path} has only 1 data row; training and validation need at least 2")
     return columns, rows, line_numbers
 
@@ -437,41 +459,53 @@ def encode_column(column: str, values: list[str], stats_index: torch.Tensor) -> 
     Numeric: standardised, missing values set to 0 (1 feature). Otherwise one-hot with a feature
     for missing values. Means, stds and categories come only from the rows in ``stats_index``.
     """
-    encode = _encode_numeric if is_numeric_column(values) else _encode_categorical
-    return encode(column, values, stats_index)
+    encoding = fit_column(column, values, stats_index)
+    return apply_column(encoding, values), column_feature_names(encoding)
 
 
-def _encode_numeric(
-    column: str, values: list[str], stats_index: torch.Tensor
-) -> tuple[torch.Tensor, list[str]]:
-    """(N, 1) values standardised with the ``stats_index`` rows' mean and std; missing values become 0."""
+def fit_column(column: str, values: list[str], stats_index: torch.Tensor) -> dict:
+    """How to encode ``column``, learned from the rows in ``stats_index``: ``{"name", "mean", "std"}``
+    for a numeric column (a std of 0 divides by 1), ``{"name", "categories"}`` (sorted) otherwise.
+    The dict is plain JSON, saved with a run so that new rows are encoded the same way."""
+    if not is_numeric_column(values):
+        return {"name": column, "categories": sorted({values[i] for i in stats_index.tolist()} - MISSING_MARKERS)}
     numbers = torch.tensor([math.nan if _is_missing(v) else float(v) for v in values], dtype=torch.float64)
-    train_numbers = numbers[stats_index]
-    observed = train_numbers[~train_numbers.isnan()]
-    mean = observed.mean() if len(observed) > 0 else 0.0
-    std = observed.std() if len(observed) > 1 else 0.0  # unbiased, as pandas' std in D2L
-    standardised = (numbers - mean) / (std if std > 0 else 1.0)
-    return torch.where(numbers.isnan(), 0.0, standardised).unsqueeze(1), [column]
+    observed = numbers[stats_index]
+    observed = observed[~observed.isnan()]
+    mean = float(observed.mean()) if len(observed) > 0 else 0.0
+    std = float(observed.std()) if len(observed) > 1 else 0.0  # unbiased, as pandas' std in D2L
+    return {"name": column, "mean": mean, "std": std}
 
 
-def _encode_categorical(
-    column: str, values: list[str], stats_index: torch.Tensor
-) -> tuple[torch.Tensor, list[str]]:
-    """One-hot (N, K + 1): the K categories seen in ``stats_index`` rows (sorted), then missing values.
-
-    A category that only other rows have gets all zeros.
-    """
-    categories = sorted({values[i] for i in stats_index.tolist()} - MISSING_MARKERS)
-    position = {category: k for k, category in enumerate(categories)}
-    missing_position = len(categories)
-    codes = torch.tensor(
-        [missing_position if _is_missing(v) else position.get(v, -1) for v in values], dtype=torch.int64
-    )
-    one_hot = torch.zeros(len(values), len(categories) + 1, dtype=torch.float64)
+def apply_column(encoding: dict, values: list[str]) -> torch.Tensor:
+    """float64 (N, K) features of ``values`` by a :func:`fit_column` encoding. Numeric: (v - mean) / std,
+    missing values 0, a value that is not a number is an error. Categorical: one-hot over the
+    categories and then missing values; a category the fitted rows did not have gets all zeros."""
+    column = encoding["name"]
+    if "categories" not in encoding:
+        bad = next((v for v in values if not _is_number_or_missing(v)), None)
+        if bad is not None:
+            raise UserDataError(f"column {column!r} holds {bad!r}, but the model was trained on numbers in it; "
+                                "give a number or leave the cell empty")
+        numbers = torch.tensor([math.nan if _is_missing(v) else float(v) for v in values], dtype=torch.float64)
+        std = encoding["std"] if encoding["std"] > 0 else 1.0
+        return torch.where(numbers.isnan(), 0.0, (numbers - encoding["mean"]) / std).unsqueeze(1)
+    position = {category: k for k, category in enumerate(encoding["categories"])}
+    missing_position = len(position)
+    codes = torch.tensor([missing_position if _is_missing(v) else position.get(v, -1) for v in values],
+                         dtype=torch.int64)
+    one_hot = torch.zeros(len(values), len(position) + 1, dtype=torch.float64)
     known = (codes >= 0).nonzero().flatten()
     one_hot[known, codes[known]] = 1.0
-    names = [f"{column}={category}" for category in categories] + [f"{column}={MISSING_CATEGORY}"]
-    return one_hot, names
+    return one_hot
+
+
+def column_feature_names(encoding: dict) -> list[str]:
+    """The names of the features :func:`apply_column` makes: the column, or ``column=category`` each."""
+    column = encoding["name"]
+    if "categories" not in encoding:
+        return [column]
+    return [f"{column}={category}" for category in encoding["categories"]] + [f"{column}={MISSING_CATEGORY}"]
 
 
 def _random_split(n: int, val_fraction: float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:

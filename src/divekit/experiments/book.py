@@ -47,7 +47,8 @@ def compare(experiment: str, impl: str, ours: dict[str, float], config: Mapping[
     our value, the book's, the build-to-build spread, and whether we reached it (at least the
     spread's low end for "higher" metrics such as accuracy, at most its high end for "lower" ones
     such as loss, inside the spread for "within" ones: a deterministic result such as the end of a
-    gradient-descent trajectory)."""
+    gradient-descent trajectory). A "higher" metric whose builds reach down to 0 (a BLEU of 0 to 1
+    over the builds) is shown but not compared: no result could fall short of it."""
     entry = book_results(experiment, impl, config)
     if entry is None:
         return []
@@ -55,7 +56,7 @@ def compare(experiment: str, impl: str, ours: dict[str, float], config: Mapping[
     for name, ref in entry["metrics"].items():
         value = ours.get(name)
         low, high = ref["spread"]
-        if value is None:
+        if value is None or uninformative(ref):
             reached = None
         elif ref["better"] == "higher":
             reached = value >= low
@@ -69,9 +70,15 @@ def compare(experiment: str, impl: str, ours: dict[str, float], config: Mapping[
     return rows
 
 
+def uninformative(ref: Mapping[str, Any]) -> bool:
+    """Whether a published metric's builds disagree so much that it cannot tell results apart: a
+    "higher is better" metric (accuracy, BLEU: never below 0) whose spread starts at 0 or below."""
+    return ref["better"] == "higher" and ref["spread"][0] <= 0
+
+
 # options that do not change what a run is compared with: which twin, where it runs, its seed, and
 # the speed settings that keep the book's recipe
-INCIDENTAL = ("impl", "device", "seed", "compile", "precision", "checkpoint_every")
+INCIDENTAL = ("impl", "device", "seed", "compile", "precision", "checkpoint_every", "tensorboard")
 
 
 def changed_options(defaults: Mapping[str, Any], config: Mapping[str, Any], experiment: str, impl: str) -> dict:

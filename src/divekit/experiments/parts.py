@@ -13,6 +13,7 @@ fields are ``divekit run`` options:
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Iterable
 from pathlib import Path
@@ -59,6 +60,8 @@ class TrainOptions(Checked):
                                at_least(1))
     checkpoint_every: float = option(300.0, "seconds between checkpoints within an epoch, so that a run stopped "
                                             "mid-epoch resumes there (0: after every step)", at_least(0))
+    tensorboard: bool = option(False, "also log every epoch's metrics to TensorBoard, in RUN_DIR/tensorboard "
+                                      "(needs divekit[tensorboard]; watch with `tensorboard --logdir runs`)")
 
     def __post_init__(self):
         from divekit.optim import NAMES
@@ -69,6 +72,11 @@ class TrainOptions(Checked):
             raise ValueError(f"--optimizer: unknown optimizer {self.optimizer!r}; choose one of {', '.join(NAMES)}")
         if not re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", self.device):
             raise ValueError(f"--device must be auto, cpu, cuda, cuda:N or mps, got {self.device!r}")
+        if self.tensorboard:
+            import importlib.util
+
+            if importlib.util.find_spec("tensorboard") is None:
+                raise ValueError("--tensorboard needs the tensorboard package: pip install 'divekit[tensorboard]'")
 
 
 @dataclass
@@ -99,6 +107,7 @@ class Loaded:
     model_fields: dict[str, Any] = field(default_factory=dict)
     info: Any = None
     transform: Any = None  # the transform of the evaluation loader, for probes that show inputs
+    inputs: Any = None  # how new raw inputs become the model's (divekit.data.inputs), saved for predictions
 
 
 @dataclass
@@ -143,7 +152,13 @@ class SupervisedData(DataPart):
         train, evaluation = data.train, data.eval
         if ctx.train.limit is not None:
             train, evaluation = (Split(s.X[:ctx.train.limit], s.y[:ctx.train.limit]) for s in (train, evaluation))
-        transform = self.transform()
+        from divekit.data.inputs import ImageInputs, TableInputs
+
+        inputs, transform = data.inputs, self.transform()
+        if isinstance(inputs, TableInputs) and inputs.classes is None:  # learn the standardised target
+            train, evaluation = (s.replace(y=inputs.standardize(s.y)) for s in (train, evaluation))
+        if isinstance(inputs, ImageInputs) and transform is not None:
+            inputs = dataclasses.replace(inputs, transform=tuple(transform.spec()))
         input_shape = data.input_shape
         if transform is not None and len(input_shape) == 3:
             input_shape = (input_shape[0], *transform.size)
@@ -157,7 +172,7 @@ class SupervisedData(DataPart):
             name=data.name,
             train=TensorLoader(train, batch_size, shuffle=True, seed=ctx.train.seed, device=device, transform=transform),
             eval=TensorLoader(evaluation, max(batch_size, 256), device=device, transform=transform),
-            eval_name=data.eval_name, model_fields=fields, info=data, transform=transform,
+            eval_name=data.eval_name, model_fields=fields, info=data, transform=transform, inputs=inputs,
         )
 
 
@@ -198,7 +213,11 @@ class SyntheticRegression(SupervisedData, Checked):
 
         examples = synthetic_regression(self.TRUE_W, self.TRUE_B, self.num_examples, self.noise,
                                         generator=data_generator(ctx.train.seed))
-        return SplitData("synthetic (w=[2, -3.4], b=4.2)", train=examples, eval=examples, eval_name="train_full")
+        from divekit.data.inputs import TableInputs
+
+        columns = tuple({"name": f"x{i + 1}", "mean": 0.0, "std": 1.0} for i in range(len(self.TRUE_W)))
+        return SplitData("synthetic (w=[2, -3.4], b=4.2)", train=examples, eval=examples, eval_name="train_full",
+                         inputs=TableInputs(columns, target="y"))
 
 
 @dataclass
@@ -213,6 +232,7 @@ class TimeMachine(DataPart, Checked):
     random_sampling: bool = option(False, "random subsequences instead of sequential partitioning (D2L §8.3.4)")
 
     def load(self, ctx):
+        from divekit.data.inputs import TextInputs
         from divekit.data.text import LMLoader, load_corpus_time_machine
 
         corpus, vocab = load_corpus_time_machine(self.max_tokens, "char")
@@ -220,8 +240,9 @@ class TimeMachine(DataPart, Checked):
             corpus = corpus[:ctx.train.limit]
         loader = LMLoader(corpus, ctx.train.batch_size, self.num_steps, sequential=not self.random_sampling,
                           seed=ctx.train.seed, device=ctx.device)
-        name = f"The Time Machine, first {len(corpus):,} characters (vocabulary of {len(vocab)})"
-        return Loaded(name, loader, None, model_fields={"vocab_size": len(vocab)}, info=vocab)
+        name = f"The Time Machine, first {len(corpus):,} characters ({len(vocab)} distinct characters)"
+        return Loaded(name, loader, None, model_fields={"vocab_size": len(vocab)}, info=vocab,
+                      inputs=TextInputs(tuple(vocab.idx_to_token), token="char"))
 
 
 @dataclass
@@ -234,6 +255,7 @@ class FraEng(DataPart, Checked):
     num_steps: int = option(10, "tokens per sentence after truncating or padding", at_least(1))
 
     def load(self, ctx):
+        from divekit.data.inputs import TranslationInputs
         from divekit.data.loader import TensorLoader
         from divekit.data.translation import load_translation
 
@@ -242,7 +264,8 @@ class FraEng(DataPart, Checked):
         loader = TensorLoader(pairs, ctx.train.batch_size, shuffle=True, seed=ctx.train.seed, device=ctx.device)
         name = f"English-French, first {len(pairs):,} pairs (vocabularies of {len(data.src_vocab)} / {len(data.tgt_vocab)})"
         fields = {"src_vocab_size": len(data.src_vocab), "tgt_vocab_size": len(data.tgt_vocab)}
-        return Loaded(name, loader, None, model_fields=fields, info=data)
+        inputs = TranslationInputs(tuple(data.src_vocab.idx_to_token), tuple(data.tgt_vocab.idx_to_token), data.num_steps)
+        return Loaded(name, loader, None, model_fields=fields, info=data, inputs=inputs)
 
 
 # -- tasks -------------------------------------------------------------------------------------------
@@ -273,9 +296,11 @@ class Regress(TaskPart, Checked):
         "squared_loss", "squared_loss: (y_hat - y)^2 / 2 as in §3.2; mse_loss: nn.MSELoss's (y_hat - y)^2 as in §3.3")
 
     def build(self, ops, data):
+        from divekit.data.inputs import TableInputs
         from divekit.train.tasks import Regression
 
-        return Regression(getattr(ops, self.loss))
+        target_std = data.inputs.target_std if isinstance(data.inputs, TableInputs) else 1.0
+        return Regression(getattr(ops, self.loss), target_std=target_std)
 
 
 @dataclass

@@ -37,7 +37,8 @@ from divekit.experiments.registry import Demo, Experiment, Options, Parts, Recip
 from divekit.options import from_dict
 from divekit.ops import get_ops
 from divekit.optim import create_optimizer
-from divekit.train.callbacks import CurvesFigure
+from divekit.console import in_notebook
+from divekit.train.callbacks import BestWeights, CurvesFigure, NotebookCurves, TensorBoardLog
 from divekit.train.checkpoint import CHECKPOINT_NAME, read_checkpoint
 from divekit.train.device import choose_device, seed_everything
 from divekit.train.engine import METRICS_NAME, Trainer, history_to_csv
@@ -49,7 +50,7 @@ CONFIG_NAME = "config.json"
 SUMMARY_NAME = "summary.json"
 LOCK_NAME = ".lock"
 # the options `divekit resume RUN --option VALUE` may change; the others shape the model or the data
-RESUMABLE = ("epochs", "lr", "clip_grad", "device", "precision", "compile", "checkpoint_every")
+RESUMABLE = ("epochs", "lr", "clip_grad", "device", "precision", "compile", "checkpoint_every", "tensorboard")
 
 
 @dataclass
@@ -62,23 +63,25 @@ class Setup:
     data: Loaded
     probes: tuple[Probe, ...] = ()
     scheduler: object | None = None
+    model_config: dict = field(default_factory=dict)  # every field of the model's config, as built
 
 
 def build_setup(recipe: Recipe, parts: Parts, device: torch.device) -> Setup:
     """Load the data, build the model from the registry on the run's ops twin, the task and the optimizer."""
-    from divekit.models.registry import create_model, get_model
+    from divekit.models.registry import create_model, get_model, model_config
 
     ops = get_ops(parts.train.impl)
     data = parts.data.load(LoadContext(parts.train, parts.user, recipe.user_data_kind, device))
     config_fields = {f.name for f in dataclasses.fields(get_model(recipe.model).config)}
     sizes = {name: value for name, value in data.model_fields.items() if name in config_fields}
-    model = create_model(recipe.model, ops, **sizes, **parts.model_args).to(device)
+    config = dataclasses.asdict(model_config(recipe.model, **sizes, **parts.model_args))
+    model = create_model(recipe.model, ops, **config).to(device)
     if ops.NAME == "fast" and device.type == "cpu" and any(isinstance(m, nn.Conv2d) for m in model.modules()):
         # PyTorch's CPU convolution and pooling kernels run faster on NHWC tensors (measured: the NCHW rows
         # of benchmarks/results/cnn.md)
         model = model.to(memory_format=torch.channels_last)
     optimizer = create_optimizer(parts.train.optimizer, model.parameters(), impl=parts.train.impl, lr=parts.train.lr)
-    return Setup(model, parts.task.build(ops, data), optimizer, data, parts.probes)
+    return Setup(model, parts.task.build(ops, data), optimizer, data, parts.probes, model_config=config)
 
 
 def build_trainer(train, setup: Setup, device: torch.device, *, out_dir: str | Path | None, progress: bool = True,
@@ -101,7 +104,9 @@ def build_trainer(train, setup: Setup, device: torch.device, *, out_dir: str | P
         run_info=run_info,
         eval_name=setup.data.eval_name,
         progress=progress,
-        callbacks=[*([CurvesFigure(out_dir)] if out_dir is not None else []), *callbacks],
+        callbacks=[*([CurvesFigure(out_dir), BestWeights(out_dir)] if out_dir is not None else []),
+                   *([NotebookCurves()] if progress and in_notebook() else []),
+                   *([TensorBoardLog(out_dir)] if train.tensorboard and out_dir is not None else []), *callbacks],
     )
 
 
@@ -184,6 +189,52 @@ def run_lock(run_dir: Path):
         os.close(fd)
 
 
+@dataclass
+class Run:
+    """A finished run: its folder and its summary (``summary.json``'s contents)."""
+
+    run_dir: Path
+    summary: dict
+
+    def load(self, **kwargs):
+        """The trained model ready to predict (:func:`divekit.predict.load`)."""
+        from divekit.predict import load
+
+        return load(self.run_dir, **kwargs)
+
+    def _repr_html_(self) -> str:
+        """In a notebook: the results beside the book's, then every figure of the run."""
+        import base64
+        import html
+
+        rows = "".join(f"<tr><td>{html.escape(r['metric'])}</td><td>{_fmt(r['ours'])}</td><td>{_fmt(r['book'])}</td>"
+                       f"<td>{ {True: 'reached', False: 'not reached', None: 'not compared'}[r['reached']]}</td></tr>"
+                       for r in self.summary["reference"])
+        table = (f"<table><tr><th>metric</th><th>ours</th><th>book</th><th></th></tr>{rows}</table>" if rows else "")
+        final = ", ".join(f"{k} {_fmt(v)}" for k, v in self.summary["final"].items() if isinstance(v, float))
+        figures = "".join(f'<img src="data:image/png;base64,{base64.b64encode(p.read_bytes()).decode()}" '
+                          f'alt="{p.stem}" style="max-width:48%">' for p in sorted(self.run_dir.glob("*.png")))
+        return (f"<p><b>{html.escape(self.summary['experiment'])}</b> (D2L §{self.summary['section']}) in "
+                f"<code>{html.escape(str(self.run_dir))}</code>. {html.escape(final)}</p>{table}{figures}")
+
+
+def run(name: str, *, out: str | Path = "runs", progress: bool = True, **options) -> Run:
+    """Run the experiment ``name`` with ``options`` (the ``divekit run NAME`` flags, as keywords:
+    ``divekit.run("lenet", epochs=2, lr=0.5)``) into a new folder under ``out``, exactly as the
+    command does: the same run folder, progress bar, log lines and summary; in a notebook the curves
+    also show inline as it trains. A bad option is a ValueError saying what is allowed."""
+    from divekit.console import setup_logging
+
+    setup_logging(only_if_unset=True)
+    experiment = get_experiment(name)
+    unknown = sorted(set(options) - {f.name for f in dataclasses.fields(experiment.options)})
+    if unknown:
+        raise ValueError(f"{name} has no option(s) {', '.join(unknown)}; `divekit run {name} --help` lists its options")
+    made = experiment.make_options(**options)
+    run_dir = new_run_dir(out, experiment, made)
+    return Run(run_dir, run_experiment(experiment, made, run_dir, progress=progress))
+
+
 def run_experiment(experiment: Experiment, options: Options, run_dir: str | Path, *, progress: bool = True) -> dict:
     """Run ``experiment`` with ``options`` into ``run_dir`` and return the summary. If the run fails
     before it writes anything but its config, the folder is removed again."""
@@ -199,15 +250,19 @@ def run_experiment(experiment: Experiment, options: Options, run_dir: str | Path
         "python": platform.python_version(),
         "changes": [],
     }
+    start = time.perf_counter()
     try:
         with run_lock(run_dir):
             io.write_json(run_dir / CONFIG_NAME, record)
             if isinstance(experiment, Demo):
-                return _demo(experiment, options, run_dir)
-            return _train(experiment, options, run_dir, progress=progress)
+                summary = _demo(experiment, options, run_dir)
+            else:
+                summary = _train(experiment, options, run_dir, progress=progress)
     except BaseException:
         _remove_if_empty(run_dir)
         raise
+    log.info(_closing_line(run_dir, time.perf_counter() - start))
+    return summary
 
 
 def _remove_if_empty(run_dir: Path) -> None:
@@ -270,6 +325,7 @@ def resume_run(run_dir: str | Path, changes: dict[str, Any] | None = None, *, pr
         raise ValueError(f"{run_dir} has finished its {finished} epochs; pass --epochs N (more than {finished}) "
                          "to train it further")
     options = experiment.make_options(**{**recorded.to_dict(), **changes})
+    start = time.perf_counter()
     with run_lock(run_dir):
         training = prepare_training(experiment, options, out_dir=run_dir, progress=progress)
         training.trainer.resume_from_checkpoint(expected_run=run_info(experiment, recorded, training.setup.data))
@@ -282,7 +338,9 @@ def resume_run(run_dir: str | Path, changes: dict[str, Any] | None = None, *, pr
             io.write_json(run_dir / CONFIG_NAME, record)
         log.info(f"{experiment.name} ({experiment.section}, impl {training.parts.train.impl}) resumed on "
                  f"{training.setup.data.name} with {training.device}; run folder {run_dir}")
-        return _finish_training(training, run_dir)
+        summary = _finish_training(training, run_dir)
+    log.info(_closing_line(run_dir, time.perf_counter() - start))
+    return summary
 
 
 def _scale_learning_rate(trainer: Trainer, factor: float) -> None:
@@ -320,7 +378,11 @@ def _save_figures(figures: dict, run_dir: Path) -> None:
 
 
 def _train(recipe: Recipe, options: Options, run_dir: Path, *, progress: bool) -> dict:
+    from divekit.predict import write_model_card
+
     training = prepare_training(recipe, options, out_dir=run_dir, progress=progress)
+    write_model_card(run_dir, experiment=recipe.name, model=recipe.model, impl=training.parts.train.impl,
+                     config=training.setup.model_config, inputs=training.setup.data.inputs)
     log.info(f"{recipe.name} ({recipe.section}, impl {training.parts.train.impl}) on {training.setup.data.name} "
              f"with {training.device}; run folder {run_dir}")
     return _finish_training(training, run_dir)
@@ -334,11 +396,38 @@ def _finish_training(training: Training, run_dir: Path) -> dict:
         results.update(probe_results)
         _save_figures(figures, run_dir)
     return _summarize(training.recipe, training.options, run_dir, training.device, data_name=training.setup.data.name,
-                      history=history, results=results, train_seconds=sum(r["seconds"] for r in history))
+                      history=history, results=results, train_seconds=sum(r["seconds"] for r in history),
+                      warnings=_learning_warnings(training, history))
+
+
+# a user's classifier whose accuracy is within this of always answering the commonest class has not learned
+CHANCE_MARGIN = 0.02
+
+
+def _learning_warnings(training: Training, history: list[dict]) -> list[str]:
+    """What the user should know about a run on their own data that did not learn: a classifier no
+    better than always answering its commonest class, and what to change."""
+    data, user = training.setup.data, training.parts.user
+    split_data = data.info
+    if user is None or user.data is None or not history or getattr(split_data, "classes", None) is None:
+        return []
+    accuracy = history[-1].get(f"{data.eval_name}_acc")
+    labels = split_data.eval.y
+    if accuracy is None or len(labels) == 0:
+        return []
+    commonest = float(labels.bincount(minlength=len(split_data.classes)).max()) / len(labels)
+    if accuracy > commonest + CHANCE_MARGIN:
+        return []
+    name = training.recipe.name
+    advice = (f"`divekit run image-classifier --data {user.data}` (batch norm and Adam, made for small data sets)"
+              if name != "image-classifier" and split_data.train.X.dim() == 4 else "more --epochs")
+    return [f"{data.eval_name}_acc {accuracy:.3f} is no better than always answering the commonest class "
+            f"({commonest:.3f}): the model has not learned from {data.name}. The book's settings for {name} are "
+            f"made for its own data; try {advice}, or another --lr"]
 
 
 def _summarize(experiment: Experiment, options: Options, run_dir: Path, device, *, data_name: str,
-               history: list[dict], results: dict, train_seconds: float) -> dict:
+               history: list[dict], results: dict, train_seconds: float, warnings: list[str] = ()) -> dict:
     """Write summary.json (final metrics, results, the book's numbers beside ours) and log it."""
     final = {k: v for k, v in history[-1].items() if k != "epoch"} if history else {}
     config = options.to_dict()
@@ -363,6 +452,7 @@ def _summarize(experiment: Experiment, options: Options, run_dir: Path, device, 
         "comparable": not changed,
         "changed": changed,
         "reference": reference,
+        "warnings": list(warnings),
         "config": config,
     }
     io.write_json(run_dir / SUMMARY_NAME, summary)
@@ -375,4 +465,38 @@ def _summarize(experiment: Experiment, options: Options, run_dir: Path, device, 
         verdict = {True: "reached", False: "NOT reached", None: "not compared"}[row["reached"]]
         low, high = row["spread"]
         log.info(f"{row['metric']}: ours {_fmt(row['ours'])}, book {_fmt(row['book'])} (builds {_fmt(low)}-{_fmt(high)}): {verdict}")
+    for warning in warnings:
+        log.warning(warning)
     return summary
+
+
+def _closing_line(run_dir: Path, seconds: float) -> str:
+    """Where everything went and what to run next."""
+    files = ", ".join(sorted(p.name for p in run_dir.iterdir() if not p.name.startswith(".")))
+    lines = [f"done in {_duration(seconds)}; the run folder {run_dir} holds {files}"]
+    example = _PREDICT_EXAMPLES.get(_inputs_kind(run_dir))
+    if example:
+        lines.append(f"next: `divekit predict {run_dir} {example}`, `divekit evaluate {run_dir} --data ...`, "
+                     f"or `divekit report {run_dir.parent}`")
+    else:
+        lines.append(f"next: `divekit report {run_dir.parent}` compares all the runs there with the book")
+    return "\n".join(lines)
+
+
+_PREDICT_EXAMPLES = {"images": "IMAGE.png ...", "table": "TABLE.csv", "text": '"time traveller"',
+                     "translation": '"i\'m home ."'}
+
+
+def _inputs_kind(run_dir: Path) -> str | None:
+    from divekit.predict import MODEL_CARD
+
+    path = run_dir / MODEL_CARD
+    if not path.exists():
+        return None
+    inputs = io.read_json(path).get("inputs")
+    return inputs.get("kind") if isinstance(inputs, dict) else None
+
+
+def _duration(seconds: float) -> str:
+    """"1m 52s", "8.3s"."""
+    return f"{seconds:.1f}s" if seconds < 60 else f"{int(seconds // 60)}m {int(seconds % 60):02d}s"

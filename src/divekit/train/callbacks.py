@@ -12,6 +12,7 @@ if TYPE_CHECKING:
     from divekit.train.engine import Trainer
 
 CURVES_NAME = "curves.png"
+BEST_NAME = "best.pt"
 
 
 class Callback:
@@ -40,3 +41,81 @@ class CurvesFigure(Callback):
         from divekit.viz.images import save_figure
 
         save_figure(plot_history(trainer.history), self.path)
+
+
+class BestWeights(Callback):
+    """Keep the weights of the epoch with the best validation metric in ``out_dir/best.pt`` beside the
+    last checkpoint: the task's ``monitor`` metric (accuracy, highest; a loss, lowest) on the
+    evaluation data, when that is a validation split held out of the training data. A book's test
+    set (Fashion-MNIST's) is not used to pick an epoch: that would tune on the test set. The best so
+    far is read from the trainer's history, so a resumed run keeps choosing among all its epochs."""
+
+    def __init__(self, out_dir: str | Path):
+        self.path = Path(out_dir) / BEST_NAME
+
+    def on_epoch_end(self, trainer, record):
+        monitor = getattr(trainer.task, "monitor", None)
+        if monitor is None or trainer.eval_name != "val":
+            return
+        name, mode = f"val_{monitor[0]}", monitor[1]
+        values = [r[name] for r in trainer.history if r.get(name) is not None]
+        if not values or values[-1] != record.get(name):
+            return
+        earlier = values[:-1]
+        if earlier and not (record[name] > max(earlier) if mode == "max" else record[name] < min(earlier)):
+            return
+        from divekit import io
+
+        state = {k: v.detach().cpu() for k, v in trainer.model.state_dict().items()}
+        io.save({"model": state, "epoch": record["epoch"], "metric": name, "value": record[name]}, self.path)
+
+
+class NotebookCurves(Callback):
+    """Show the training curves inline in a Jupyter notebook (Colab, Kaggle), redrawn in place after
+    every epoch, as D2L's ``Animator`` does; outside a notebook nothing is shown."""
+
+    def __init__(self):
+        self.handle = None
+
+    def on_epoch_end(self, trainer, record):
+        from io import BytesIO
+
+        from IPython.display import Image, display
+
+        from divekit.viz.curves import plot_history
+
+        buffer = BytesIO()
+        plot_history(trainer.history).savefig(buffer, format="png")
+        image = Image(data=buffer.getvalue(), format="png")
+        if self.handle is None:
+            self.handle = display(image, display_id=True)
+        else:
+            self.handle.update(image)
+
+
+class TensorBoardLog(Callback):
+    """Every epoch's metrics and the learning rate as TensorBoard scalars in ``out_dir/tensorboard``
+    (``tensorboard --logdir runs`` shows all runs side by side). A resumed run appends to the same folder."""
+
+    def __init__(self, out_dir: str | Path):
+        self.log_dir = Path(out_dir) / "tensorboard"
+        self.writer = None
+
+    def on_epoch_end(self, trainer, record):
+        if self.writer is None:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.writer = SummaryWriter(log_dir=str(self.log_dir))
+        epoch = record["epoch"]
+        for name, value in record.items():
+            if name != "epoch" and isinstance(value, (int, float)):
+                split = next((f"{prefix}/{name[len(prefix) + 1:]}" for prefix in sorted({"train", trainer.eval_name}, key=len, reverse=True)
+                              if name.startswith(prefix + "_")), name)  # "train_full_r2" -> "train_full/r2"
+                self.writer.add_scalar(split, value, epoch)
+        self.writer.add_scalar("lr", trainer.optimizer.param_groups[0]["lr"], epoch)
+        self.writer.flush()
+
+    def on_fit_end(self, trainer):
+        if self.writer is not None:
+            self.writer.close()
+            self.writer = None

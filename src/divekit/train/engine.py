@@ -12,6 +12,7 @@ written with a non-finite loss or non-finite parameters: the last good one is ke
 
 from __future__ import annotations
 
+import contextlib
 import csv
 from io import StringIO
 import logging
@@ -34,6 +35,7 @@ from divekit.train.tasks import Task
 log = logging.getLogger("divekit")
 
 METRICS_NAME = "metrics.csv"
+EPOCH_LINES = 20  # about how many epoch lines a long run logs
 
 
 class NonFiniteLossError(RuntimeError):
@@ -164,6 +166,8 @@ class Trainer:
         ``out_dir``'s checkpoint (see :meth:`resume_from_checkpoint`)."""
         if resume:
             self.resume_from_checkpoint()
+        # one bar for the whole run: its ETA is the run's; a line per epoch above it
+        self._bar = tqdm(total=None, disable=not self.progress, leave=False, unit="batch", dynamic_ncols=True)
         try:
             while self.epoch < self.epochs:
                 epoch = self.epoch + 1
@@ -175,14 +179,22 @@ class Trainer:
                     self.scheduler.step()
                 self.history.append(record)
                 self.epoch, self.step = epoch, 0
-                log.log(self.epoch_log_level, _format_record(record, self.epochs))
+                log.log(self._epoch_level(epoch), _format_record(record, self.epochs))
                 self._save(MetricSums())
                 for callback in self.callbacks:
                     callback.on_epoch_end(self, record)
         finally:
+            self._bar.close()
             for callback in self.callbacks:
                 callback.on_fit_end(self)
         return self.history
+
+    def _epoch_level(self, epoch: int) -> int:
+        """Log level of an epoch's line: every epoch of a short run; of a long one the first, the last
+        and about twenty between (the rest at DEBUG, and all of them in metrics.csv)."""
+        every = -(-self.epochs // EPOCH_LINES)
+        shown = epoch in (1, self.epochs) or epoch % every == 0
+        return self.epoch_log_level if shown else logging.DEBUG
 
     def _train_epoch(self, loader: Iterable, epoch: int) -> dict:
         """One pass over ``loader``; after a resume within the epoch, its first ``self.step``
@@ -197,9 +209,13 @@ class Trainer:
             loader.set_epoch(epoch)
         params = [p for p in self.model.parameters() if p.requires_grad]
         window: list[torch.Tensor] = []  # losses since the last look, left on the device
-        total = len(loader) if hasattr(loader, "__len__") else None
-        bar = tqdm(total=total, initial=resumed_at, desc=f"epoch {epoch}/{self.epochs}", disable=not self.progress,
-                   leave=False, unit="batch")
+        bar = self._bar
+        per_epoch = len(loader) if hasattr(loader, "__len__") else None
+        if per_epoch is not None:
+            if bar.total is None:  # the first epoch this process trains: count what came before as done
+                bar.n = bar.initial = bar.last_print_n = (epoch - 1) * per_epoch + resumed_at
+            bar.total = bar.n + (per_epoch - resumed_at) + per_epoch * (self.epochs - epoch)
+        bar.set_description(f"epoch {epoch}/{self.epochs}", refresh=False)
         start = last_save = time.perf_counter()
         step = resumed_at
         on_device = _yields_on(loader, self.device)
@@ -234,7 +250,6 @@ class Trainer:
                 callback.on_step_end(self, epoch, step)
         if window:
             self._check_losses(window, epoch, step)
-        bar.close()
         totals = sums.totals()
         seconds = time.perf_counter() - start
         record = {f"train_{k}": v for k, v in self.task.summarize(totals).items()}
@@ -251,19 +266,9 @@ class Trainer:
             raise NonFiniteLossError(epoch, last_step - len(window) + 1 + first, float(losses[first]), self.checkpoint_path)
         return float(losses.mean())
 
-    @torch.no_grad()
     def evaluate(self, loader: Iterable) -> dict[str, float]:
         """Metrics of the model over one pass of ``loader``, in eval mode."""
-        self.model.eval()
-        self.task.start_epoch(training=False)
-        sums = MetricSums()
-        on_device = _yields_on(loader, self.device)
-        for batch in loader:
-            if not on_device:
-                batch = _to_device(batch, self.device)
-            with self._autocast:
-                sums.add(self.task.step(self.forward_model, batch, training=False).sums)
-        return self.task.summarize(sums.totals())
+        return evaluate(self.forward_model, self.task, loader, self.device, self._autocast)
 
     # -- files ---------------------------------------------------------------------------------
 
@@ -299,6 +304,23 @@ class Trainer:
         save_checkpoint(self.checkpoint_path, model=self.model, optimizer=self.optimizer, scheduler=self.scheduler,
                         state=state)
         io.write_text(self.out_dir / METRICS_NAME, history_to_csv(self.history))
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, task: Task, loader: Iterable, device: torch.device,
+             precision_context=contextlib.nullcontext()) -> dict[str, float]:
+    """The task's metrics of ``model`` over one pass of ``loader``, in eval mode (the trainer's
+    evaluation each epoch, and ``divekit evaluate``)."""
+    model.eval()
+    task.start_epoch(training=False)
+    sums = MetricSums()
+    on_device = _yields_on(loader, device)
+    for batch in loader:
+        if not on_device:
+            batch = _to_device(batch, device)
+        with precision_context:
+            sums.add(task.step(model, batch, training=False).sums)
+    return task.summarize(sums.totals())
 
 
 def history_to_csv(history: list[dict]) -> str:

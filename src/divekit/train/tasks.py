@@ -29,6 +29,7 @@ class Task:
 
     count_key = "count"
     count_unit = "examples"
+    monitor: tuple[str, str] | None = None  # the metric that says which epoch is best, and "max" or "min"
 
     def start_epoch(self, training: bool) -> None:
         """Called before each pass over a loader (e.g. to reset recurrent state)."""
@@ -55,6 +56,8 @@ class Classification(Task):
     plug in alike.
     """
 
+    monitor = ("acc", "max")
+
     def __init__(self, loss_fn: LossFn):
         self.loss_fn = loss_fn
 
@@ -76,23 +79,34 @@ class Regression(Task):
     """Minibatch regression (D2L §3.1): ``loss_fn(y_hat, y)`` gives per-element losses.
 
     With a ``penalty(model)``, the training loss adds it (weight decay's lambda * ||w||^2 / 2,
-    D2L §4.5.3); the reported loss stays the data loss alone, as the book plots it.
+    D2L §4.5.3); the reported loss stays the data loss alone, as the book plots it. Beside the loss,
+    the root-mean-square error in the target's units (``target_std``: the std a standardised target
+    was divided by) and R^2 = 1 - SSE / SST, the share of the targets' variance explained.
     """
 
-    def __init__(self, loss_fn: LossFn, penalty: Callable[[nn.Module], torch.Tensor] | None = None):
+    monitor = ("loss", "min")
+
+    def __init__(self, loss_fn: LossFn, penalty: Callable[[nn.Module], torch.Tensor] | None = None,
+                 target_std: float = 1.0):
         self.loss_fn = loss_fn
         self.penalty = penalty
+        self.target_std = target_std
 
     def step(self, model, batch, training):
         X, y = batch.X, batch.y
         y_hat = model(X)
-        losses = self.loss_fn(y_hat, y.reshape(y_hat.shape))
+        y = y.reshape(y_hat.shape)
+        losses = self.loss_fn(y_hat, y)
         loss = losses.mean()
-        sums = {"loss": loss.detach().float() * len(y), "count": len(y)}
+        y32 = y.detach().float()
+        sums = {"loss": loss.detach().float() * len(y), "count": len(y), "values": y.numel(),
+                "sse": (y_hat.detach().float() - y32).square().sum(), "y_sum": y32.sum(), "y_sq_sum": y32.square().sum()}
         if training and self.penalty is not None:
             loss = loss + self.penalty(model)
         return StepOutput(loss, sums)
 
     def summarize(self, totals):
-        return {"loss": totals["loss"] / totals["count"]}
-
+        n = totals["values"]
+        sst = totals["y_sq_sum"] - totals["y_sum"] ** 2 / n  # sum of (y - mean)^2
+        return {"loss": totals["loss"] / totals["count"], "rmse": (totals["sse"] / n) ** 0.5 * self.target_std,
+                "r2": 1 - totals["sse"] / sst if sst > 0 else float("nan")}

@@ -1,0 +1,374 @@
+"""Trained runs put to use: predictions, evaluation on other data, and export.
+
+``divekit.load(RUN_DIR)`` returns a :class:`Predictor`: the trained model with what it needs to turn
+raw inputs into its tensors and its outputs into answers, read from the run folder alone:
+
+* ``model.json``: the registered model, its config and ops twin, and its inputs
+  (:mod:`divekit.data.inputs`: image size and classes, a table's column encodings, a vocabulary);
+* the weights: ``best.pt``, the best epoch's by the validation metric, where the run kept one,
+  else the last checkpoint's (``weights="last"`` asks for those).
+
+One predictor per kind of input::
+
+    divekit.load("runs/lenet-...").predict(["shoe.png"])        # [{"class": "sneaker", ...}]
+    divekit.load("runs/linear-...").predict("houses.csv")       # [{"price": 181200.0}, ...]
+    divekit.load("runs/rnn-...").predict("time traveller")      # "time traveller ..."
+    divekit.load("runs/seq2seq-...").predict("I'm home.")        # "je suis chez moi ."
+
+``predictor.evaluate(PATH)`` scores the model on other data with the run's own loss and metrics,
+``export(...)`` writes its weights to safetensors or the model to ONNX.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+import torch
+from torch import nn
+
+from divekit import io
+from divekit.data.inputs import ImageInputs, Inputs, TableInputs, TextInputs, TranslationInputs, inputs_from_dict
+
+MODEL_CARD = "model.json"
+WEIGHTS = ("best", "last")
+EXPORT_FORMATS = ("safetensors", "onnx")
+
+
+def write_model_card(run_dir: Path, *, model: str, impl: str, config: dict, inputs: Inputs | None,
+                     experiment: str) -> None:
+    """``model.json``: what :func:`load` rebuilds the model and its input handling from."""
+    from divekit.data.inputs import inputs_to_dict
+
+    io.write_json(run_dir / MODEL_CARD, {"experiment": experiment, "model": model, "impl": impl, "config": config,
+                                         "inputs": inputs_to_dict(inputs) if inputs is not None else None})
+
+
+@dataclass
+class Predictor:
+    """A trained model and its inputs; subclasses per kind of input define ``predict``."""
+
+    kind: ClassVar[str] = ""
+    model: nn.Module
+    inputs: Inputs
+    run_dir: Path
+    experiment: str
+    model_name: str
+    impl: str
+    weights: Path
+    device: torch.device
+
+    def __call__(self, *args, **kwargs):
+        return self.predict(*args, **kwargs)
+
+    def predict(self, *args, **kwargs):
+        raise NotImplementedError
+
+    def evaluation_data(self, path: Path, batch_size: int):
+        """``path`` as a :class:`~divekit.experiments.parts.Loaded` whose ``eval`` loader the run's task scores."""
+        raise NotImplementedError
+
+    def evaluate(self, path: str | Path | None = None, *, batch_size: int = 256) -> dict[str, Any]:
+        """The run's loss and metrics of this model on ``path`` (data in the form ``predict`` takes,
+        with its labels), or on the run's own evaluation data when ``path`` is None."""
+        from divekit.ops import get_ops
+        from divekit.train.engine import evaluate
+
+        experiment, options = _run_options(self.run_dir)
+        if path is None:
+            data = _rebuild_run_data(experiment, options, self.device)
+        else:
+            path = Path(path).expanduser()
+            if not path.exists():
+                raise FileNotFoundError(f"{path} does not exist; pass the data to evaluate on")
+            data = self.evaluation_data(path, batch_size)
+        loader = data.eval if data.eval is not None else data.train
+        task = experiment.parts(options).task.build(get_ops(self.impl), data)
+        metrics = evaluate(self.model, task, loader, self.device)
+        where = data.eval_name if data.eval is not None and path is None else "data"
+        return {"data": str(path) if path is not None else f"{data.name} ({where})",
+                "examples": getattr(loader, "num_examples", None), **metrics}
+
+    def export(self, path: str | Path, format: str = "safetensors") -> Path:
+        """Write the weights (``safetensors``, with model.json's contents as metadata) or the model
+        with its forward pass (``onnx``, for an example batch, the batch size left free)."""
+        path = Path(path)
+        if format not in EXPORT_FORMATS:
+            raise ValueError(f"unknown export format {format!r}; choose {' or '.join(EXPORT_FORMATS)}")
+        card = io.read_json(self.run_dir / MODEL_CARD)
+        if format == "safetensors":
+            try:
+                from safetensors.torch import save
+            except ImportError:
+                raise ImportError("exporting to safetensors needs the safetensors package: "
+                                  "pip install 'divekit[export]'") from None
+            # cloned, so that tied weights (one tensor under two names) are written under both names
+            tensors = {name: t.detach().cpu().contiguous().clone() for name, t in self.model.state_dict().items()}
+            with io.atomic_open(path, "wb") as f:
+                f.write(save(tensors, metadata={k: json.dumps(v) for k, v in card.items()}))
+            return path
+        return _export_onnx(self, path)
+
+
+class ImageClassifier(Predictor):
+    """An image classifier (D2L §3.6 on): image files in, the most likely classes out."""
+
+    kind = "images"
+    inputs: ImageInputs
+
+    def predict(self, images, top_k: int = 3) -> list[dict]:
+        """Classes of ``images`` (file paths, or uint8 images (N, C, H, W)): per image the top class,
+        its probability, and the ``top_k`` most likely classes with theirs."""
+        names = [str(p) for p in images] if not isinstance(images, torch.Tensor) else [str(i) for i in range(len(images))]
+        pixels = images if isinstance(images, torch.Tensor) else self.inputs.read(images)  # (N, C, H, W) uint8
+        probabilities = _softmax_outputs(self.model, self.inputs.prepare(pixels.to(self.device)))
+        return _top_classes(names, probabilities, self.inputs.classes, top_k)
+
+    def evaluation_data(self, path, batch_size):
+        from divekit.data.batch import Split
+        from divekit.data.user import UserDataError, scan_class_folders
+
+        files = scan_class_folders(path)
+        unknown = sorted(set(files) - set(self.inputs.classes))
+        if unknown:
+            raise UserDataError(f"{path} has class folder(s) {', '.join(unknown)} that the model does not know; "
+                                f"its classes are {', '.join(self.inputs.classes)}")
+        paths = [file for name in files for file in files[name]]
+        labels = torch.tensor([self.inputs.classes.index(name) for name in files for _ in files[name]])
+        X = self.inputs.prepare(self.inputs.read(paths))  # (N, C, H', W') float, as the model takes it
+        return _loaded(path.name, Split(X, labels), self, batch_size)
+
+
+class TablePredictor(Predictor):
+    """A model of a table's rows (D2L §3.3, §4.10): a classifier of the target column's values, or a
+    regression of its numbers, given in the table's own units."""
+
+    kind = "table"
+    inputs: TableInputs
+
+    def predict(self, table, top_k: int = 3) -> list[dict]:
+        """Predictions for the rows of ``table`` (a CSV file, or a list of {column: value} dicts)."""
+        if isinstance(table, (str, Path)):
+            _, X, _ = self.inputs.read(table)
+        else:
+            X = self.inputs.encode([{k: str(v) for k, v in row.items()} for row in table])
+        X = X.to(self.device)  # (N, D)
+        if self.inputs.classes is not None:
+            probabilities = _softmax_outputs(self.model, X)
+            return _top_classes([str(i + 1) for i in range(len(X))], probabilities, self.inputs.classes, top_k)
+        with torch.no_grad():
+            self.model.eval()
+            values = self.inputs.destandardize(self.model(X).float().cpu())  # (N, 1)
+        return [{"input": str(i + 1), self.inputs.target: float(v)} for i, v in enumerate(values[:, 0])]
+
+    def evaluation_data(self, path, batch_size):
+        from divekit.data.batch import Split
+        from divekit.data.user import UserDataError
+
+        _, X, y = self.inputs.read(path)
+        if y is None:
+            raise UserDataError(f"{path} has no column {self.inputs.target!r} to score the predictions against")
+        return _loaded(path.name, Split(X, y), self, batch_size)
+
+
+class TextGenerator(Predictor):
+    """A language model (D2L §8.5): a prefix in, the prefix and the text predicted after it out."""
+
+    kind = "text"
+    inputs: TextInputs
+
+    def predict(self, prefix: str, num_preds: int = 50) -> str:
+        from divekit.models.rnn import predict_chars
+
+        if self.inputs.token != "char":
+            raise ValueError("prediction is written for character-level language models")
+        cleaned = self.inputs.clean(prefix)
+        if not cleaned:
+            raise ValueError(f"the prefix {prefix!r} holds no letters the model knows; give it some text to start from")
+        return predict_chars(cleaned, num_preds, self.model, self.inputs.vocab())
+
+    def evaluation_data(self, path, batch_size):
+        from divekit.data.text import LMLoader
+
+        vocab = self.inputs.vocab()
+        tokens = self.inputs.split(path.read_text(encoding="utf-8"))
+        corpus = torch.tensor(vocab[tokens], dtype=torch.long)
+        batch_size, num_steps = 1, 35  # one row: the text is read in order, the state carried along
+        if len(corpus) < 3 * num_steps + 1:
+            raise ValueError(f"{path} holds {len(corpus)} tokens; evaluating a language model needs at least "
+                             f"{3 * num_steps + 1}")
+        loader = LMLoader(corpus, batch_size, num_steps, sequential=True, device=self.device)
+        return _loaded(path.name, loader, self, batch_size, info=vocab, as_train=True)
+
+
+class Translator(Predictor):
+    """A translation model (D2L §9.7, §10.7): a sentence in, its translation out, greedy or by beam search."""
+
+    kind = "translation"
+    inputs: TranslationInputs
+
+    def predict(self, sentence: str, beam_size: int = 1, alpha: float = 0.75) -> str:
+        from divekit.data.translation import preprocess
+        from divekit.models.seq2seq import translate
+
+        source, target = self.inputs.vocabs()
+        return translate(self.model, preprocess(sentence).strip(), source, target, self.inputs.num_steps,
+                         beam_size, alpha)
+
+    def evaluation_data(self, path, batch_size):
+        from divekit.data.translation import TranslationData, build_array, preprocess, tokenize_pairs
+        from divekit.data.batch import SequencePair
+        from divekit.data.loader import TensorLoader
+
+        source_lines, target_lines = tokenize_pairs(preprocess(path.read_text(encoding="utf-8")))
+        if not source_lines:
+            raise ValueError(f"{path} holds no sentence pairs; write one 'english<TAB>french' pair a line")
+        source, target = self.inputs.vocabs()
+        X, X_valid_len = build_array(source_lines, source, self.inputs.num_steps)
+        Y, Y_valid_len = build_array(target_lines, target, self.inputs.num_steps)
+        pairs = SequencePair(X, X_valid_len, Y, Y_valid_len)
+        info = TranslationData(pairs, source, target, self.inputs.num_steps)
+        return _loaded(path.name, pairs, self, batch_size, info=info)
+
+
+PREDICTORS: dict[str, type[Predictor]] = {cls.kind: cls for cls in (ImageClassifier, TablePredictor, TextGenerator,
+                                                                      Translator)}
+
+
+def load(run_dir: str | Path, *, weights: str = "best", device: str = "cpu") -> Predictor:
+    """The trained model of ``run_dir`` ready to predict (see the module docstring); ``weights``:
+    "best" (the best epoch's where kept, else the last) or "last"."""
+    from divekit.models.registry import create_model
+    from divekit.train.callbacks import BEST_NAME
+    from divekit.train.checkpoint import CHECKPOINT_NAME
+    from divekit.train.device import choose_device
+
+    run_dir = Path(run_dir).expanduser()
+    if weights not in WEIGHTS:
+        raise ValueError(f"weights must be 'best' or 'last', got {weights!r}")
+    card_path = run_dir / MODEL_CARD
+    if not card_path.exists():
+        what = "is not a divekit run folder" if not (run_dir / "config.json").exists() else \
+            "holds no trained model (a demonstration, or a run made before divekit saved model.json)"
+        raise FileNotFoundError(f"{run_dir} {what}; predictions need a run of a training experiment")
+    card = io.read_json(card_path)
+    if card.get("inputs") is None:
+        raise ValueError(f"{run_dir}: the data of this {card['experiment']} run did not say how to read new inputs, "
+                         "so it cannot predict; `divekit evaluate` still scores it on its own data")
+    inputs = inputs_from_dict(card["inputs"], str(card_path))
+    weights_path = run_dir / BEST_NAME
+    if weights == "last" or not weights_path.exists():
+        weights_path = run_dir / CHECKPOINT_NAME
+    if not weights_path.exists():
+        raise FileNotFoundError(f"{run_dir} has no weights yet ({CHECKPOINT_NAME} is written after the first epoch "
+                                "or the first --checkpoint-every interval)")
+    device = choose_device(device)
+    model = create_model(card["model"], card["impl"], **card["config"])
+    try:
+        model.load_state_dict(io.load(weights_path)["model"])
+    except RuntimeError as error:
+        raise ValueError(f"{weights_path} does not fit the model that {card_path} describes ({error}); "
+                         "the run folder was changed by hand") from None
+    model.to(device).eval()
+    return PREDICTORS[inputs.kind](model, inputs, run_dir, card["experiment"], card["model"], card["impl"],
+                                   weights_path, device)
+
+
+# -- helpers -----------------------------------------------------------------------------------
+
+
+@torch.no_grad()
+def _softmax_outputs(model: nn.Module, X: torch.Tensor) -> torch.Tensor:
+    model.eval()
+    return torch.softmax(model(X).float(), dim=-1).cpu()  # (N, classes)
+
+
+def _top_classes(names: list[str], probabilities: torch.Tensor, classes, top_k: int) -> list[dict]:
+    if top_k < 1:
+        raise ValueError(f"top_k must be at least 1, got {top_k}")
+    values, indices = probabilities.topk(min(top_k, probabilities.shape[-1]), dim=-1)  # (N, k) each
+    rows = []
+    for name, p, i in zip(names, values.tolist(), indices.tolist()):
+        top = [{"class": classes[k], "probability": q} for k, q in zip(i, p)]
+        rows.append({"input": name, "class": top[0]["class"], "probability": top[0]["probability"], "top": top})
+    return rows
+
+
+def _loaded(name: str, data, predictor: Predictor, batch_size: int, *, info=None, as_train: bool = False):
+    """Evaluation data as the run's task expects it: a Loaded whose eval loader (or train loader,
+    for a language model's sequential batches) is ``data`` (a loader, or a Batch to make one of)."""
+    from divekit.data.batch import Batch
+    from divekit.data.loader import TensorLoader
+    from divekit.experiments.parts import Loaded
+
+    loader = TensorLoader(data, batch_size, device=predictor.device) if isinstance(data, Batch) else data
+    if as_train:
+        return Loaded(name, loader, None, info=info, inputs=predictor.inputs)
+    return Loaded(name, loader, loader, eval_name="data", info=info, inputs=predictor.inputs)
+
+
+def _run_options(run_dir: Path):
+    """The run's recipe and its options, from its config.json."""
+    from divekit.experiments.registry import Recipe
+    from divekit.experiments.runner import CONFIG_NAME, read_run_config
+    from divekit.options import from_dict
+
+    experiment, record = read_run_config(run_dir)
+    if not isinstance(experiment, Recipe):
+        raise ValueError(f"{experiment.name} is a demonstration; it has no trained model to evaluate")
+    return experiment, from_dict(experiment.options, record["config"], str(run_dir / CONFIG_NAME))
+
+
+def _rebuild_run_data(experiment, options, device: torch.device):
+    """The run's own data, loaded again from its options (the data parts are deterministic)."""
+    from divekit.experiments.parts import LoadContext
+
+    parts = experiment.parts(options)
+    return parts.data.load(LoadContext(parts.train, parts.user, experiment.user_data_kind, device))
+
+
+def _export_onnx(predictor: Predictor, path: Path) -> Path:
+    """The model as ONNX (torch.onnx's exporter), for a batch of example inputs with a free batch size."""
+    from divekit.models.registry import get_model
+
+    try:
+        import onnx  # noqa: F401  (torch.onnx needs it, with onnxscript)
+    except ImportError:
+        raise ImportError("exporting to ONNX needs the onnx and onnxscript packages: "
+                          "pip install 'divekit[export]'") from None
+    entry = get_model(predictor.model_name)
+    card = io.read_json(predictor.run_dir / MODEL_CARD)
+    example = entry.example(entry.make_config(**card["config"]), 2)
+    args = tuple(a.to(predictor.device) for a in example.args)
+    if len(args) != 1:
+        raise ValueError(f"{predictor.model_name} takes {len(args)} inputs and a recurrent state; ONNX export is "
+                         "offered for models with one input tensor (export to safetensors instead)")
+    import logging
+    import os
+    import warnings
+
+    model = predictor.model.float().eval()
+    batch = torch.export.Dim("batch", min=1)
+    exporter_log = logging.getLogger("torch.onnx")
+    level = exporter_log.level
+    try:
+        exporter_log.setLevel(logging.ERROR)  # its notes (e.g. on torchvision's ops) are not the user's business
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            program = torch.onnx.export(model, args, dynamo=True, dynamic_shapes=({0: batch},), verbose=False)
+    except Exception as error:  # the exporter's errors are long; say what failed in one line
+        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise ValueError(f"{predictor.model_name} could not be exported to ONNX ({first}); "
+                         "export its weights to safetensors instead") from None
+    finally:
+        exporter_log.setLevel(level)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f".{path.name}.tmp")
+    try:
+        program.save(str(partial))
+        os.replace(partial, path)
+    finally:
+        partial.unlink(missing_ok=True)
+    return path

@@ -1,0 +1,273 @@
+"""Trained runs put to use (divekit.predict): predictions from the run folder alone, held against the
+model run by hand on inputs prepared by hand; evaluation on other data against metrics computed
+independently; export to safetensors and ONNX read back by their own libraries; the CLI."""
+
+import json
+import math
+
+import pytest
+import torch
+from PIL import Image
+
+import divekit
+from divekit import io
+from divekit.cli import main
+from divekit.predict import load
+
+
+def write_image_folder(root, size=(8, 8), per_class=12, seed=0):
+    """Two classes told apart by brightness, as grayscale PNGs."""
+    g = torch.Generator().manual_seed(seed)
+    for cls, brightness in (("dark", 40), ("light", 210)):
+        (root / cls).mkdir(parents=True)
+        for i in range(per_class):
+            pixels = (brightness + torch.randint(-30, 30, size[::-1], generator=g)).clamp(0, 255).to(torch.uint8)
+            Image.fromarray(pixels.numpy(), mode="L").save(root / cls / f"{i}.png")
+    return root
+
+
+def write_table(path, rows=120, seed=0, classify=False):
+    """y = 3 x1 - 2 x2 + 5 (+2 where colour is red) + noise, in the thousands; or its sign as a class."""
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(rows, 2, generator=g)
+    colour = torch.randint(0, 2, (rows,), generator=g)
+    y = 1000 * (3 * x[:, 0] - 2 * x[:, 1] + 5 + 2 * colour) + 10 * torch.randn(rows, generator=g)
+    lines = ["x1,x2,colour,y"]
+    for (a, b), c, t in zip(x.tolist(), colour.tolist(), y.tolist()):
+        target = ("high" if t > 6000 else "low") if classify else f"{t:.3f}"
+        lines.append(f"{a:.6f},{b:.6f},{'red' if c else 'blue'},{target}")
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def only_run(out):
+    (run,) = [p for p in out.iterdir() if p.is_dir()]
+    return run
+
+
+def test_an_image_classifier_predicts_as_its_model_does_on_inputs_prepared_by_hand(tmp_path):
+    images = write_image_folder(tmp_path / "images")
+    run = divekit.run("softmax-regression", data=str(images), epochs=3, lr=0.5, batch_size=4,
+                      out=tmp_path / "runs", progress=False)
+    predictor = load(run.run_dir)
+    assert predictor.kind == "images" and predictor.inputs.classes == ("dark", "light")
+    # a photo of another size is resized to the training images' 8 x 8
+    Image.open(images / "light" / "0.png").resize((32, 24)).save(tmp_path / "big.png")
+    files = [images / "dark" / "0.png", tmp_path / "big.png"]
+    rows = predictor.predict(files, top_k=2)
+
+    from divekit.models.registry import create_model
+
+    card = json.loads((run.run_dir / "model.json").read_text())
+    model = create_model(card["model"], card["impl"], **card["config"])
+    model.load_state_dict(torch.load(predictor.weights, weights_only=True)["model"])  # best.pt: the val split's best
+    pixels = [Image.open(files[0]).convert("L"), Image.open(files[1]).convert("L").resize((8, 8), Image.BILINEAR)]
+    X = torch.stack([torch.tensor(list(p.tobytes()), dtype=torch.float32).reshape(1, 8, 8) / 255 for p in pixels])
+    with torch.no_grad():
+        expected = torch.softmax(model.eval()(X), dim=-1)
+    for row, p in zip(rows, expected):
+        assert row["class"] == ("dark", "light")[int(p.argmax())]
+        assert row["probability"] == pytest.approx(float(p.max()), abs=1e-6)
+        assert [t["class"] for t in row["top"]] == [("dark", "light")[i] for i in p.argsort(descending=True)]
+    assert [r["class"] for r in rows] == ["dark", "light"]
+
+
+def test_evaluate_on_a_folder_matches_accuracy_counted_from_predictions(tmp_path):
+    images = write_image_folder(tmp_path / "images")
+    other = write_image_folder(tmp_path / "other", per_class=5, seed=7)
+    run = divekit.run("softmax-regression", data=str(images), epochs=2, lr=0.5, batch_size=4,
+                      out=tmp_path / "runs", progress=False)
+    predictor = load(run.run_dir)
+    metrics = predictor.evaluate(other)
+    files = sorted((other / "dark").iterdir()) + sorted((other / "light").iterdir())
+    predicted = [r["class"] for r in predictor.predict(files)]
+    truth = ["dark"] * 5 + ["light"] * 5
+    assert metrics["examples"] == 10
+    assert metrics["acc"] == pytest.approx(sum(p == t for p, t in zip(predicted, truth)) / 10)
+    rows = predictor.predict(files, top_k=2)
+    loss = -sum(math.log(next(t["probability"] for t in r["top"] if t["class"] == c)) for r, c in zip(rows, truth)) / 10
+    assert metrics["loss"] == pytest.approx(loss, rel=1e-4)
+
+
+def test_evaluate_without_data_repeats_the_runs_last_evaluation(tmp_path):
+    images = write_image_folder(tmp_path / "images")
+    run = divekit.run("softmax-regression", data=str(images), epochs=2, lr=0.5, batch_size=4,
+                      out=tmp_path / "runs", progress=False)
+    metrics = load(run.run_dir, weights="last").evaluate()
+    assert metrics["acc"] == pytest.approx(run.summary["final"]["val_acc"])
+    assert metrics["loss"] == pytest.approx(run.summary["final"]["val_loss"], rel=1e-5)
+
+
+def test_a_table_regression_learns_the_standardised_target_and_answers_in_its_units(tmp_path):
+    table = write_table(tmp_path / "t.csv")
+    run = divekit.run("linear-regression", data=str(table), target="y", epochs=30, out=tmp_path / "runs",
+                      progress=False)
+    card = json.loads((run.run_dir / "model.json").read_text())
+    y = torch.tensor([float(line.split(",")[-1]) for line in table.read_text().split("\n")[1:-1]])
+    assert card["inputs"]["target_std"] > 1000  # the model learnt (y - mean) / std, not squared thousands
+    final = run.summary["final"]
+    assert final["val_r2"] > 0.99 and final["val_rmse"] < 200 and final["val_loss"] < 0.01
+    predictor = load(run.run_dir)
+    rows = predictor.predict(table)
+    predicted = torch.tensor([r["y"] for r in rows])
+    assert float((predicted - y).square().mean().sqrt()) < 200  # in the table's units
+    one = predictor.predict([{"x1": 1.0, "x2": 0.0, "colour": "red"}])[0]["y"]
+    assert one == pytest.approx(1000 * (3 + 5 + 2), rel=0.03)
+    metrics = predictor.evaluate(table)
+    residual = predicted - y
+    assert metrics["rmse"] == pytest.approx(float(residual.square().mean().sqrt()), rel=1e-3)
+    assert metrics["r2"] == pytest.approx(1 - float(residual.square().sum() / (y - y.mean()).square().sum()), abs=1e-4)
+
+
+def test_a_table_classifier_names_its_classes(tmp_path):
+    table = write_table(tmp_path / "t.csv", rows=200, classify=True)
+    run = divekit.run("softmax-regression", data=str(table), target="y", epochs=20, lr=0.5, batch_size=16,
+                      out=tmp_path / "runs", progress=False)
+    rows = load(run.run_dir).predict(table)
+    truth = [line.split(",")[-1] for line in table.read_text().split("\n")[1:-1]]
+    assert {r["class"] for r in rows} <= {"high", "low"}
+    assert sum(r["class"] == t for r, t in zip(rows, truth)) / len(truth) > 0.9
+
+
+def test_table_inputs_with_a_missing_column_or_unknown_class_are_clear_errors(tmp_path):
+    table = write_table(tmp_path / "t.csv", rows=40, classify=True)
+    run = divekit.run("softmax-regression", data=str(table), target="y", epochs=1, out=tmp_path / "runs",
+                      progress=False)
+    predictor = load(run.run_dir)
+    (tmp_path / "short.csv").write_text("x1,colour\n1,red\n")
+    with pytest.raises(ValueError, match=r"lacks the column\(s\) x2 that the model was trained on"):
+        predictor.predict(tmp_path / "short.csv")
+    (tmp_path / "odd.csv").write_text("x1,x2,colour,y\n1,2,red,medium\n")
+    with pytest.raises(ValueError, match="'medium' that are not among the classes the model knows"):
+        predictor.evaluate(tmp_path / "odd.csv")
+    (tmp_path / "words.csv").write_text("x1,x2,colour\none,2,red\n")
+    with pytest.raises(ValueError, match="column 'x1' holds 'one', but the model was trained on numbers"):
+        predictor.predict(tmp_path / "words.csv")
+
+
+@pytest.fixture(scope="module")
+def text_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("runs")
+    return divekit.run("rnn", epochs=2, limit=2000, num_hiddens=16, out=out, progress=False)
+
+
+def test_a_language_model_continues_a_prefix_as_the_experiment_does(text_run):
+    from divekit.experiments.runner import prepare_training
+    from divekit.models.rnn import predict_chars
+
+    predictor = load(text_run.run_dir)
+    training = prepare_training("rnn", epochs=2, limit=2000, num_hiddens=16)
+    training.setup.model.load_state_dict(io.load(text_run.run_dir / "checkpoint.pt")["model"])
+    expected = predict_chars("time traveller", 20, training.setup.model, training.setup.data.info)
+    assert predictor.predict("Time Traveller!", num_preds=20) == expected  # cleaned as the book cleans its text
+    with pytest.raises(ValueError, match="holds no letters"):
+        predictor.predict("123")
+
+
+def test_a_language_model_is_evaluated_on_a_text_file_by_perplexity(text_run, tmp_path):
+    text = ("the time traveller for so it will be convenient to speak of him was expounding a recondite matter "
+            "to us his grey eyes shone and twinkled and his usually pale face was flushed and animated ") * 3
+    (tmp_path / "t.txt").write_text(text)
+    metrics = load(text_run.run_dir).evaluate(tmp_path / "t.txt")
+    assert metrics["perplexity"] == pytest.approx(math.exp(metrics["loss"]))
+    assert 1 < metrics["perplexity"] < 28  # better than guessing among the 28 characters
+
+
+def test_a_translation_model_translates_as_the_experiment_does(tmp_path):
+    from divekit.experiments.runner import prepare_training
+    from divekit.models.seq2seq import translate
+
+    options = dict(epochs=2, limit=64, embed_size=8, num_hiddens=8)
+    run = divekit.run("seq2seq", out=tmp_path / "runs", progress=False, **options)
+    predictor = load(run.run_dir)
+    training = prepare_training("seq2seq", **options)
+    training.setup.model.load_state_dict(io.load(run.run_dir / "checkpoint.pt")["model"])
+    data = training.setup.data.info
+    expected = translate(training.setup.model, "i'm home .", data.src_vocab, data.tgt_vocab, data.num_steps)
+    assert predictor.predict("I'm home.") == expected  # preprocessed as the book's pairs are
+    (tmp_path / "pairs.txt").write_text("go .\tva !\ni lost .\tj'ai perdu .\n")
+    metrics = predictor.evaluate(tmp_path / "pairs.txt")
+    assert metrics["examples"] == 2 and metrics["loss"] > 0
+
+
+def test_export_to_safetensors_holds_the_weights_and_the_model_card(tmp_path):
+    safetensors = pytest.importorskip("safetensors")
+    from safetensors.torch import load_file
+
+    images = write_image_folder(tmp_path / "images", size=(28, 28), per_class=4)
+    run = divekit.run("lenet", data=str(images), epochs=1, batch_size=4, out=tmp_path / "runs", progress=False)
+    predictor = load(run.run_dir)
+    path = predictor.export(tmp_path / "m.safetensors")
+    tensors = load_file(path)
+    state = predictor.model.state_dict()
+    assert tensors.keys() == state.keys() and all(torch.equal(tensors[k], state[k]) for k in state)
+    with safetensors.safe_open(path, "pt") as f:
+        assert json.loads(f.metadata()["model"]) == "lenet"
+        assert json.loads(f.metadata()["inputs"])["classes"] == ["dark", "light"]
+
+
+def test_export_to_onnx_runs_in_onnxruntime_with_the_same_outputs(tmp_path):
+    pytest.importorskip("onnxscript")
+    onnxruntime = pytest.importorskip("onnxruntime")
+    images = write_image_folder(tmp_path / "images", size=(28, 28), per_class=4)
+    run = divekit.run("lenet", data=str(images), epochs=1, batch_size=4, out=tmp_path / "runs", progress=False)
+    predictor = load(run.run_dir)
+    path = predictor.export(tmp_path / "m.onnx", "onnx")
+    session = onnxruntime.InferenceSession(str(path))
+    X = torch.rand(5, 1, 28, 28)  # another batch size than the export's example
+    (got,) = session.run(None, {session.get_inputs()[0].name: X.numpy()})
+    with torch.no_grad():
+        expected = predictor.model(X)
+    assert torch.allclose(torch.from_numpy(got), expected, atol=1e-5)
+
+
+def test_best_weights_are_those_of_the_best_validation_epoch(tmp_path):
+    images = write_image_folder(tmp_path / "images", per_class=20)
+    run = divekit.run("softmax-regression", data=str(images), epochs=6, lr=3.0, batch_size=4,
+                      out=tmp_path / "runs", progress=False)
+    best = io.load(run.run_dir / "best.pt")
+    losses = [float(line.split(",")[header.index("val_acc")]) for header in
+              [(run.run_dir / "metrics.csv").read_text().split("\n")[0].split(",")]
+              for line in (run.run_dir / "metrics.csv").read_text().split("\n")[1:-1]]
+    assert best["metric"] == "val_acc" and best["value"] == max(losses)
+    assert best["epoch"] == losses.index(max(losses)) + 1
+    predictor = load(run.run_dir)
+    assert predictor.weights.name == "best.pt"
+    assert all(torch.equal(predictor.model.state_dict()[k], v) for k, v in best["model"].items())
+
+
+def test_the_books_test_set_does_not_choose_an_epoch(tmp_path):
+    run = divekit.run("softmax-regression", epochs=1, limit=500, out=tmp_path / "runs", progress=False)
+    assert not (run.run_dir / "best.pt").exists()  # Fashion-MNIST's evaluation data is its test set
+    assert load(run.run_dir).weights.name == "checkpoint.pt"
+
+
+def test_loading_what_is_not_a_trained_run_says_why(tmp_path):
+    with pytest.raises(FileNotFoundError, match="is not a divekit run folder"):
+        load(tmp_path)
+    run = divekit.run("activations", out=tmp_path / "runs", progress=False)
+    with pytest.raises(FileNotFoundError, match="holds no trained model"):
+        load(run.run_dir)
+    with pytest.raises(ValueError, match="weights must be 'best' or 'last'"):
+        load(tmp_path, weights="first")
+
+
+def test_the_cli_predicts_evaluates_and_exports(tmp_path, capsys):
+    images = write_image_folder(tmp_path / "images")
+    assert main(["run", "softmax-regression", "--data", str(images), "--epochs", "3", "--lr", "0.5", "--batch-size", "4",
+                 "--out", str(tmp_path / "runs"), "--no-progress"]) == 0
+    run = only_run(tmp_path / "runs")
+    assert f"next: `divekit predict {run} IMAGE.png ...`" in capsys.readouterr().err
+    files = [str(images / "dark" / "1.png"), str(images / "light" / "1.png")]
+    assert main(["predict", str(run), *files]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith(f"{files[0]}: dark (") and lines[1].startswith(f"{files[1]}: light (")
+    assert main(["predict", str(run), *files, "--json", "--top-k", "1"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert [r["class"] for r in rows] == ["dark", "light"] and len(rows[0]["top"]) == 1
+    assert main(["evaluate", str(run), "--data", str(images)]) == 0
+    assert "acc: 1" in capsys.readouterr().out
+    assert main(["export", str(run)]) == 0
+    assert (run / "model.safetensors").exists()
+    assert main(["predict", str(run), str(tmp_path / "missing.png")]) == 1
+    assert "cannot read image" in capsys.readouterr().err
