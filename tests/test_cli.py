@@ -293,3 +293,50 @@ def test_synthetic_data_is_independent_of_the_initial_weights():
     init = torch.randn(100)
     data = torch.randn(100, generator=data_generator(0))
     assert abs(torch.corrcoef(torch.stack([init, data]))[0, 1]) < 0.3
+
+
+def test_a_users_classifier_that_stays_at_chance_is_told_so(tmp_path, capsys):
+    for cls in ("cats", "dogs"):  # the same gray picture in both classes: nothing to learn
+        (tmp_path / "images" / cls).mkdir(parents=True)
+        for i in range(10):
+            Image.fromarray(torch.full((8, 8), 128, dtype=torch.uint8).numpy(), mode="L").save(
+                tmp_path / "images" / cls / f"{i}.png")
+    assert main(["run", "softmax-regression", "--data", str(tmp_path / "images"), "--epochs", "2", "--batch-size", "4",
+                 "--out", str(tmp_path / "runs"), "--no-progress"]) == 0
+    err = capsys.readouterr().err
+    assert "val_acc 0.500 is no better than always answering the commonest class (0.500)" in err
+    assert f"try `divekit run image-classifier --data {tmp_path / 'images'}`" in err
+    (run,) = run_dirs(tmp_path / "runs")
+    assert "has not learned" in json.loads((run / "summary.json").read_text())["warnings"][0]
+
+
+def test_a_users_classifier_that_learns_gets_no_warning(tmp_path, capsys):
+    g = torch.Generator().manual_seed(0)
+    for cls, brightness in (("dark", 40), ("light", 210)):
+        (tmp_path / "images" / cls).mkdir(parents=True)
+        for i in range(10):
+            pixels = (brightness + torch.randint(-30, 30, (8, 8), generator=g)).clamp(0, 255).to(torch.uint8)
+            Image.fromarray(pixels.numpy(), mode="L").save(tmp_path / "images" / cls / f"{i}.png")
+    assert main(["run", "softmax-regression", "--data", str(tmp_path / "images"), "--epochs", "10", "--lr", "0.5",
+                 "--batch-size", "4", "--out", str(tmp_path / "runs"), "--no-progress"]) == 0
+    assert "no better than always answering" not in capsys.readouterr().err
+
+
+def test_list_fits_a_terminals_width(monkeypatch, capsys):
+    import os
+    import shutil
+
+    monkeypatch.setattr("sys.stdout.isatty", lambda: True, raising=False)
+    monkeypatch.setattr(shutil, "get_terminal_size", lambda *a: os.terminal_size((80, 24)))
+    assert main(["list"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == len(all_experiments()) + 1 and all(len(line) <= 80 for line in lines)
+    assert any(line.endswith("…") for line in lines)
+
+
+def test_version(capsys):
+    import divekit
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--version"])
+    assert exit_info.value.code == 0 and capsys.readouterr().out.strip() == f"divekit {divekit.__version__}"

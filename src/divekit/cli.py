@@ -119,15 +119,21 @@ def _run_parser(experiment, only: Sequence[str] | None = None, prog: str | None 
 
 
 def _cmd_list() -> int:
+    """One line per experiment; on a terminal each line is cut to its width."""
+    import shutil
+
     from divekit.experiments.registry import all_experiments
 
     experiments = all_experiments()
     width = max(len(e.name) for e in experiments)
-    print(f"{'NAME':<{width}}  {'BOOK':<11}  {'DATA':<16}  WHAT")
+    book = max(len(e.section) for e in experiments) + 1
+    columns = shutil.get_terminal_size().columns if sys.stdout.isatty() else None
+    print(f"{'NAME':<{width}}  {'BOOK':<{book}}  {'DATA':<16}  WHAT")
     for e in experiments:
-        data = e.dataset if len(e.dataset) <= 16 else e.dataset.split(":")[0][:16]
+        data = e.dataset if len(e.dataset) <= 16 else e.dataset.split(":")[0][:15].rstrip() + "…"
         own = " (also --data)" if e.user_data else ""
-        print(f"{e.name:<{width}}  §{e.section:<10}  {data:<16}  {e.title}; {e.description}{own}")
+        line = f"{e.name:<{width}}  {'§' + e.section:<{book}}  {data:<16}  {e.title}; {e.description}{own}"
+        print(line if columns is None or len(line) <= columns else line[:columns - 1] + "…")
     return 0
 
 
@@ -254,6 +260,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # `divekit list | head`: the reader has what it wanted
+        sys.stderr.close()
+        return 0
     except (ValueError, KeyError, OSError, RuntimeError) as e:
         if debug:
             raise

@@ -456,8 +456,10 @@ def _summarize(experiment: Experiment, options: Options, run_dir: Path, device, 
         "config": config,
     }
     io.write_json(run_dir / SUMMARY_NAME, summary)
+    compared = {row["metric"] for row in reference}
     for key, value in results.items():
-        log.info(f"{key}: {value}")
+        if key not in compared:  # those are shown beside the book's below
+            log.info(_format_result(key, value))
     if changed and reference:
         flags = ", ".join(f"--{name.replace('_', '-')} {value}" for name, value in changed.items())
         log.info(f"not compared with the book: this run changed the book's settings ({flags})")
@@ -468,6 +470,22 @@ def _summarize(experiment: Experiment, options: Options, run_dir: Path, device, 
     for warning in warnings:
         log.warning(warning)
     return summary
+
+
+def _format_result(key: str, value) -> str:
+    """A result as a person reads it: numbers to 4 digits, a table (a list of records) one row a line."""
+    def plain(v):
+        if isinstance(v, float):
+            return _fmt(v)
+        if isinstance(v, (list, tuple)) and all(isinstance(x, (int, float)) for x in v):
+            return "[" + ", ".join(_fmt(float(x)) if isinstance(x, float) else str(x) for x in v) + "]"
+        if isinstance(v, dict):
+            return ", ".join(f"{k} {plain(x)}" for k, x in v.items())
+        return str(v)
+
+    if isinstance(value, list) and value and all(isinstance(row, dict) for row in value):
+        return "\n".join([f"{key}:"] + [f"  {plain(row)}" for row in value])
+    return f"{key}: {plain(value)}"
 
 
 def _closing_line(run_dir: Path, seconds: float) -> str:
