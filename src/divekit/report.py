@@ -13,9 +13,9 @@ from __future__ import annotations
 import base64
 import csv
 import html
-import io as _bytes_io
 import json
 import logging
+from io import BytesIO
 from pathlib import Path
 
 from divekit import io
@@ -176,9 +176,11 @@ def read_history(path: Path) -> list[dict] | None:
 
 def _run_labels(summaries: list[dict], names: list[str]) -> list[str]:
     """Labels that tell runs of one experiment apart: the impl and the options in which their
-    configs differ ("fast --seed 1"), or the run folder's name where nothing differs."""
+    configs differ ("fast --seed 1"; where they ran and how often they saved do not count), or the
+    run folder's name where nothing differs."""
     configs = [s.get("config", {}) for s in summaries]
-    differ = [k for k in dict.fromkeys(k for c in configs for k in c) if len({repr(c.get(k)) for c in configs}) > 1]
+    differ = [k for k in dict.fromkeys(k for c in configs for k in c)
+              if k not in ("device", "checkpoint_every") and len({repr(c.get(k)) for c in configs}) > 1]
     labels = [" ".join(([str(c["impl"])] if "impl" in differ else []) + [_flags({k: c.get(k)}) for k in differ if k != "impl"])
               for c in configs]
     if len(set(labels)) < len(labels):
@@ -198,7 +200,7 @@ def overlay_png(root: Path, runs: list[tuple[Path, dict]]) -> bytes | None:
     labels = _run_labels([s for _, s, _ in found], [str(d.relative_to(root)) for d, _, _ in found])
     fig = plot_runs({label: history for label, (_, _, history) in zip(labels, found)},
                     title=f"{found[0][1]['experiment']}: {len(found)} runs")
-    buffer = _bytes_io.BytesIO()
+    buffer = BytesIO()
     fig.savefig(buffer, format="png", dpi=90)
     return buffer.getvalue()
 
@@ -229,7 +231,7 @@ article.run{background:var(--soft);border:1px solid var(--line);border-radius:8p
 .tables table{background:#fff;font-size:13px}
 .figures{display:flex;flex-wrap:wrap;gap:14px;margin-top:12px;align-items:flex-start}
 figure{margin:0;background:#fff;border:1px solid var(--line);border-radius:6px;padding:8px;max-width:100%;box-sizing:border-box}
-figure.overlay{max-width:100%;margin:10px 0}
+figure.overlay{margin:10px 0}
 img{max-width:100%;height:auto;display:block;margin:0 auto}
 figcaption{font-size:13px;color:var(--muted);margin-top:4px}
 code,pre{font-family:ui-monospace,SFMono-Regular,Menlo,monospace;font-size:12.5px}
@@ -252,18 +254,14 @@ def _changed_note(changed: dict) -> str:
     return f"changed the book's settings: {_flags(changed)}" if changed else ""
 
 
-def _scalar(value) -> str:
-    return _e(_fmt(value)) if isinstance(value, float) else _e("–" if value is None else value)
-
-
-def render_value(value, depth: int = 0) -> str:
+def render_value(value) -> str:
     """A result as HTML a person reads: a mapping as a two-column table, a list of records as a
     table with a column per key, a list of rows as a grid, a list of numbers inline, long lists
     folded, text as text; numbers with 4 significant digits."""
     if isinstance(value, dict):
         if not value:
             return "–"
-        body = "".join(f"<tr><th>{_e(k)}</th><td>{render_value(v, depth + 1)}</td></tr>" for k, v in value.items())
+        body = "".join(f"<tr><th>{_e(k)}</th><td>{render_value(v)}</td></tr>" for k, v in value.items())
         return f"<table class='kv'>{body}</table>"
     if isinstance(value, (list, tuple)):
         if not value:
@@ -271,21 +269,21 @@ def render_value(value, depth: int = 0) -> str:
         if all(isinstance(v, dict) for v in value):
             keys = list(dict.fromkeys(k for v in value for k in v))
             head = "".join(f"<th>{_e(k)}</th>" for k in keys)
-            body = "".join("<tr>" + "".join(f"<td>{render_value(v.get(k), depth + 1)}</td>" for k in keys) + "</tr>"
+            body = "".join("<tr>" + "".join(f"<td>{render_value(v.get(k))}</td>" for k in keys) + "</tr>"
                            for v in value)
             out = f"<table><tr>{head}</tr>{body}</table>"
         elif all(isinstance(v, (list, tuple)) for v in value):
             out = "<table class='grid'>" + "".join(
-                "<tr>" + "".join(f"<td>{render_value(c, depth + 1)}</td>" for c in row) + "</tr>" for row in value
+                "<tr>" + "".join(f"<td>{render_value(c)}</td>" for c in row) + "</tr>" for row in value
             ) + "</table>"
         else:
-            out = "<code>" + ", ".join(render_value(v, depth + 1) for v in value) + "</code>"
+            out = "<code>" + ", ".join(render_value(v) for v in value) + "</code>"
         if len(value) > 12:
             return f"<details><summary>{len(value)} entries</summary>{out}</details>"
         return out
     if isinstance(value, str) and ("\n" in value or len(value) > 80):
         return f"<pre>{_e(value)}</pre>"
-    return _scalar(value)
+    return _e(_fmt(value))
 
 
 def _png(data: bytes) -> str:
@@ -321,7 +319,7 @@ def _run_html(root: Path, run_dir: Path, summary: dict) -> str:
             f"{summary['epochs']} epoch{'s' * (summary['epochs'] != 1)}" if summary["epochs"] else "demonstration",
             f"{summary['train_seconds']:.1f} s", summary.get("device", "")]
     if changed:
-        meta.append(f"changed the book's settings: {_flags(changed)}")
+        meta.append(_changed_note(changed))
     elif summary.get("comparable", True) and summary["reference"]:
         meta.append("the book's settings")
     tables = []

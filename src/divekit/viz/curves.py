@@ -49,6 +49,7 @@ def plot_history(history: list[dict], title: str | None = None) -> Figure:
         if panel_keys is loss_keys:
             _log_scale_if_wide(ax, [r[k] for r in history for k in panel_keys if k in r])
         ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(True, alpha=0.3)
         ax.legend()
     if title:
@@ -87,8 +88,9 @@ def plot_runs(histories: dict[str, list[dict]], title: str | None = None, column
         ax.set_xlabel("epoch")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(True, alpha=0.3)
+    longest = max(len(label) for label in histories)
     fig.legend(handles=[Line2D([], [], **style, label=label) for label, style in styles.items()],
-               loc="outside lower center", ncols=min(len(histories), 4))
+               loc="outside lower center", ncols=max(1, min(len(histories), 4, 24 * columns // longest)))
     if title:
         fig.suptitle(title)
     return fig
