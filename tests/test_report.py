@@ -21,7 +21,8 @@ from divekit.viz.curves import plot_runs
 
 CHROMIUM = shutil.which("chromium")
 CHROMIUM_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                  "--disable-background-networking", "--disable-component-update", "--disable-sync", "--hide-scrollbars")
+                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                  "--hide-scrollbars")
 
 
 class Page(HTMLParser):
@@ -133,15 +134,18 @@ def test_nested_results_read_as_tables_not_as_python():
     assert "[[" not in out and "{'" not in out and "x &lt; y" in out
     page = Page(out)
     assert [t for t, *_ in page.tags].count("table") == 3  # the mapping, the kernel's grid, the folds' records
-    assert "1.006" in page.text and "-0.966" in page.text and ["fold", "rmse"] == page.text[page.text.index("folds") + 1:][:2]
+    assert "1.006" in page.text and "-0.966" in page.text
+    assert page.text[page.text.index("folds") + 1:][:2] == ["fold", "rmse"]  # the records' keys head their table
     assert "<details>" in render_value(list(range(13))) and "<details>" not in render_value(list(range(12)))
 
 
 def test_read_history_takes_per_epoch_tables_only(tmp_path):
     path = tmp_path / "metrics.csv"
     path.write_text("epoch,train_loss,test_acc\n1,0.5,\n2,0.25,0.9\n")
-    assert read_history(path) == [{"epoch": 1.0, "train_loss": 0.5}, {"epoch": 2.0, "train_loss": 0.25, "test_acc": 0.9}]
-    for text in ("fold,epoch,train_loss\n1,1,0.5\n", "epoch,loss\n1,0.5\n1,0.4\n", "epoch,word\n1,the\n", "epoch,loss\n"):
+    assert read_history(path) == [{"epoch": 1.0, "train_loss": 0.5},
+                                  {"epoch": 2.0, "train_loss": 0.25, "test_acc": 0.9}]
+    tables = ("fold,epoch,train_loss\n1,1,0.5\n", "epoch,loss\n1,0.5\n1,0.4\n", "epoch,word\n1,the\n", "epoch,loss\n")
+    for text in tables:
         path.write_text(text)
         assert read_history(path) is None, text
     assert read_history(tmp_path / "missing.csv") is None
@@ -165,7 +169,8 @@ def test_plot_runs_draws_one_panel_per_metric_and_one_line_per_run():
 def test_the_overlay_figures_need_no_torch():
     code = ("import sys; sys.modules['torch'] = None\n"
             "from divekit.viz.curves import plot_runs\n"
-            "plot_runs({'a': [{'epoch': 1, 'loss': 1.0}], 'b': [{'epoch': 1, 'loss': 2.0}]}).savefig(sys.stdout.buffer, format='png')")
+            "fig = plot_runs({'a': [{'epoch': 1, 'loss': 1.0}], 'b': [{'epoch': 1, 'loss': 2.0}]})\n"
+            "fig.savefig(sys.stdout.buffer, format='png')")
     env = {**os.environ, "PYTHONPATH": str(Path(divekit.__file__).parents[1])}
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, env=env, timeout=120)
     assert done.returncode == 0, done.stderr.decode()

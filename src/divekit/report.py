@@ -140,8 +140,8 @@ def headline_rows(runs: list[tuple[Path, dict]]) -> list[dict]:
             "ours": " / ".join(f"{_fmt(r['ours'])} ({s['impl']})" for s, r in pairs),
             "book": _fmt(book["book"]), "builds": f"{_fmt(book['spread'][0])}–{_fmt(book['spread'][1])}",
             "reached": " / ".join({True: "yes", False: "no", None: "–"}[r["reached"]] for _, r in pairs),
-            "entries": [{"impl": s["impl"], "ours": _fmt(r["ours"]), "status": status(r), "changed": s.get("changed", {})}
-                        for s, r in pairs],
+            "entries": [{"impl": s["impl"], "ours": _fmt(r["ours"]), "status": status(r),
+                         "changed": s.get("changed", {})} for s, r in pairs],
         })
     return sorted(rows, key=lambda row: section_key(row["section"]))
 
@@ -181,8 +181,8 @@ def _run_labels(summaries: list[dict], names: list[str]) -> list[str]:
     configs = [s.get("config", {}) for s in summaries]
     differ = [k for k in dict.fromkeys(k for c in configs for k in c)
               if k not in ("device", "checkpoint_every") and len({repr(c.get(k)) for c in configs}) > 1]
-    labels = [" ".join(([str(c["impl"])] if "impl" in differ else []) + [_flags({k: c.get(k)}) for k in differ if k != "impl"])
-              for c in configs]
+    labels = [" ".join(([str(c["impl"])] if "impl" in differ else [])
+                       + [_flags({k: c.get(k)}) for k in differ if k != "impl"]) for c in configs]
     if len(set(labels)) < len(labels):
         labels = [f"{label} ({name})" if label else name for label, name in zip(labels, names)]
     return labels
@@ -230,7 +230,8 @@ article.run{background:var(--soft);border:1px solid var(--line);border-radius:8p
 .tables{display:flex;flex-wrap:wrap;gap:18px;align-items:flex-start}
 .tables table{background:#fff;font-size:13px}
 .figures{display:flex;flex-wrap:wrap;gap:14px;margin-top:12px;align-items:flex-start}
-figure{margin:0;background:#fff;border:1px solid var(--line);border-radius:6px;padding:8px;max-width:100%;box-sizing:border-box}
+figure{margin:0;background:#fff;border:1px solid var(--line);border-radius:6px;padding:8px;max-width:100%;
+box-sizing:border-box}
 figure.overlay{margin:10px 0}
 img{max-width:100%;height:auto;display:block;margin:0 auto}
 figcaption{font-size:13px;color:var(--muted);margin-top:4px}
@@ -306,7 +307,8 @@ def _headline_html(rows: list[dict]) -> str:
         verdicts = "<br>".join(_badge(e["status"], _changed_note(e["changed"])) for e in r["entries"])
         body.append(
             f"<tr class='headline-row' data-experiment='{_e(r['experiment'])}'>"
-            f"<td><a href='#exp-{_e(r['name'])}'>{_e(r['experiment'])}</a><br><span class='impl'>{_e(r['title'])}</span></td>"
+            f"<td><a href='#exp-{_e(r['name'])}'>{_e(r['experiment'])}</a><br>"
+            f"<span class='impl'>{_e(r['title'])}</span></td>"
             f"<td>{_e(r['section'])}</td><td><code>{_e(r['metric'])}</code></td><td class='num'>{ours}</td>"
             f"<td class='num'>{_e(r['book'])}</td><td class='num'>{_e(r['builds'])}</td><td>{verdicts}</td></tr>")
     return f"<table class='headline'><tr>{head}</tr>{''.join(body)}</table>"
@@ -356,7 +358,8 @@ def _experiment_html(root: Path, runs: list[tuple[Path, dict]]) -> str:
                         f"runs overlaid (from each run's <code>{METRICS_NAME}</code>)</figcaption></figure>")
     datasets = sorted({s["data"] for _, s in runs})
     return (f"<section class='experiment' id='exp-{_e(first['experiment'])}'>"
-            f"<h2>{_e(first['experiment'])} <span class='sec'>{_e(first['title'])} · D2L §{_e(first['section'])}</span></h2>"
+            f"<h2>{_e(first['experiment'])} "
+            f"<span class='sec'>{_e(first['title'])} · D2L §{_e(first['section'])}</span></h2>"
             f"<div class='data'>{_e('; '.join(datasets))} · {len(runs)} run{'s' * (len(runs) != 1)}</div>"
             + overlay_html + "".join(_run_html(root, d, s) for d, s in runs) + "</section>")
 

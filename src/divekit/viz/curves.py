@@ -22,7 +22,8 @@ LINE_STYLES = ("-", "--", ":", "-.")
 def plotted_keys(history: list[dict]) -> list[str]:
     """The metrics of ``history`` that a curve figure draws, in first-seen order: all but the epoch,
     the seconds and the throughputs (``*_per_s``)."""
-    return [k for k in dict.fromkeys(k for r in history for k in r) if k not in _NOT_PLOTTED and not k.endswith("_per_s")]
+    keys = dict.fromkeys(k for r in history for k in r)
+    return [k for k in keys if k not in _NOT_PLOTTED and not k.endswith("_per_s")]
 
 
 def _log_scale_if_wide(ax, values: list[float]) -> None:
