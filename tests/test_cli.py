@@ -151,7 +151,8 @@ def test_report_writes_markdown_and_self_contained_html(tmp_path, capsys):
     headline = [line for line in markdown.splitlines() if line.startswith("| linear-regression | 3.1-3.3 |")]
     assert len(headline) == 1 and "(scratch) / " in headline[0] and headline[0].endswith("| yes / yes |")
     html = (tmp_path / "report.html").read_text()
-    assert html.count("data:image/png;base64,") == 2 and "<table>" in html
+    assert html.count("data:image/png;base64,") == 3  # each run's curves.png and the two runs overlaid
+    assert "badge reached" in html and "badge not-reached" not in html and "badge not-compared" not in html
     assert (tmp_path / "report.md").read_text().startswith("# divekit runs")
 
 
@@ -163,7 +164,8 @@ def test_report_gives_each_book_variant_of_an_experiment_its_own_headline():
 
     def summary(random_sampling, perplexity):
         reference = compare("rnn-scratch", "scratch", {"train_perplexity": perplexity}, {"random_sampling": random_sampling})
-        return Path("run"), {"experiment": "rnn-scratch", "section": "8.5", "impl": "scratch", "reference": reference}
+        return Path("run"), {"experiment": "rnn-scratch", "section": "8.5", "title": "RNN", "impl": "scratch",
+                             "reference": reference}
 
     rows = headline_rows([summary(False, 1.03), summary(True, 1.39)])
     assert [(r["experiment"], r["ours"], r["book"]) for r in rows] == [
