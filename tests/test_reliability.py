@@ -112,7 +112,7 @@ def test_a_full_disk_keeps_the_previous_file_and_says_so(tmp_path, monkeypatch):
         f.write(b"partial")
         raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 1856 vs 1750")
 
-    monkeypatch.setattr(io.torch, "save", full_disk)
+    monkeypatch.setattr(torch, "save", full_disk)
     with pytest.raises(io.DiskFullError, match="the disk is full: .*checkpoint.pt could not be written and the "
                                                "previous checkpoint.pt was kept"):
         io.save({"w": torch.zeros(2)}, tmp_path / "checkpoint.pt")

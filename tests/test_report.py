@@ -207,3 +207,15 @@ def test_the_page_renders_in_a_headless_browser(report, tmp_path):
     assert image.size == (1280, 1600)
     low, high = image.getextrema()
     assert high - low > 100  # text and figures on the page, not a blank screen
+
+
+def test_the_headline_prefers_the_latest_run_that_kept_the_books_settings(tmp_path):
+    from divekit.cli import main
+    from divekit.report import find_runs, headline_rows
+
+    out = tmp_path / "runs"
+    assert main(["run", "linear-regression", "--out", str(out), "--no-progress"]) == 0
+    assert main(["run", "linear-regression", "--epochs", "1", "--out", str(out), "--no-progress"]) == 0
+    (row,) = headline_rows(find_runs(out))
+    assert row["entries"][0]["changed"] == {}  # the full run, not the later one-epoch check
+    assert row["entries"][0]["status"] == "reached"

@@ -17,8 +17,6 @@ import tempfile
 from pathlib import Path
 from typing import IO, Any, Iterator
 
-import torch
-
 
 def _file_mode() -> int:
     """The mode a plain ``open`` would give a new file: 0o666 less the umask (mkstemp makes 0o600)."""
@@ -77,6 +75,8 @@ def read_json(path: str | os.PathLike) -> Any:
 
 def save(obj: Any, path: str | os.PathLike) -> None:
     """``torch.save`` made atomic: tensors, state dicts, or containers of them."""
+    import torch  # here, so that reading and writing text and JSON needs no torch
+
     with atomic_open(path, "wb") as f:
         try:
             torch.save(obj, f)
@@ -86,8 +86,10 @@ def save(obj: Any, path: str | os.PathLike) -> None:
             raise
 
 
-def load(path: str | os.PathLike, map_location: str | torch.device | None = "cpu") -> Any:
+def load(path: str | os.PathLike, map_location: str | None = "cpu") -> Any:
     """``torch.load`` with ``weights_only=True``; a missing or foreign file is a clear error."""
+    import torch
+
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no such file: {path}")

@@ -31,8 +31,8 @@ from torch import nn
 
 from divekit import io
 from divekit.data.inputs import ImageInputs, Inputs, TableInputs, TextInputs, TranslationInputs, inputs_from_dict
+from divekit.run_folder import BEST_NAME, CHECKPOINT_NAME, CONFIG_NAME, MODEL_CARD
 
-MODEL_CARD = "model.json"
 WEIGHTS = ("best", "last")
 EXPORT_FORMATS = ("safetensors", "onnx")
 
@@ -241,8 +241,6 @@ def load(run_dir: str | Path, *, weights: str = "best", device: str = "cpu") -> 
     """The trained model of ``run_dir`` ready to predict (see the module docstring); ``weights``:
     "best" (the best epoch's where kept, else the last) or "last"."""
     from divekit.models.registry import create_model
-    from divekit.train.callbacks import BEST_NAME
-    from divekit.train.checkpoint import CHECKPOINT_NAME
     from divekit.train.device import choose_device
 
     run_dir = Path(run_dir).expanduser()
@@ -312,7 +310,7 @@ def _loaded(name: str, data, predictor: Predictor, batch_size: int, *, info=None
 def _run_options(run_dir: Path):
     """The run's recipe and its options, from its config.json."""
     from divekit.experiments.registry import Recipe
-    from divekit.experiments.runner import CONFIG_NAME, read_run_config
+    from divekit.experiments.runner import read_run_config
     from divekit.options import from_dict
 
     experiment, record = read_run_config(run_dir)

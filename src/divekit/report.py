@@ -21,8 +21,7 @@ from pathlib import Path
 from divekit import io
 from divekit.experiments.book import format_value as _fmt
 from divekit.experiments.registry import get_experiment, section_key
-from divekit.experiments.runner import SUMMARY_NAME
-from divekit.train.engine import METRICS_NAME
+from divekit.run_folder import METRICS_NAME, SUMMARY_NAME
 
 log = logging.getLogger("divekit")
 SUMMARY_KEYS = ("experiment", "section", "title", "impl", "data", "epochs", "train_seconds", "final", "reference")
@@ -118,12 +117,15 @@ def _flags(changed: dict) -> str:
 def headline_rows(runs: list[tuple[Path, dict]]) -> list[dict]:
     """One row per experiment (and per book variant of it) compared with the book: its headline
     metric (test accuracy where the book publishes one, else its first published metric) for each
-    impl's latest run. Besides the table's columns, a row's "entries" hold each impl's value and
-    verdict (:func:`status`) and the options its run changed."""
+    impl's latest run that kept the book's settings, or its latest run when none did (so a quick
+    check made after a full run does not hide it). Besides the table's columns, a row's "entries"
+    hold each impl's value and verdict (:func:`status`) and the options its run changed."""
     latest: dict[tuple[str, str], dict] = {}
     for _, summary in runs:  # runs come in name order, and run names end in their start time
         if summary["reference"]:
-            latest[_book_variant(summary), summary["impl"]] = summary
+            key = _book_variant(summary), summary["impl"]
+            if key not in latest or summary.get("comparable", True) or not latest[key].get("comparable", True):
+                latest[key] = summary
     by_experiment: dict[str, list[dict]] = {}
     for (experiment, _), summary in sorted(latest.items(), key=lambda item: item[0][1], reverse=True):  # scratch first
         by_experiment.setdefault(experiment, []).append(summary)

@@ -35,20 +35,18 @@ from divekit.experiments.book import changed_options, compare, format_value as _
 from divekit.experiments.parts import LoadContext, Loaded, Probe
 from divekit.experiments.registry import Demo, Experiment, Options, Parts, Recipe, get_experiment
 from divekit.options import from_dict
+from divekit.run_folder import CHECKPOINT_NAME, CONFIG_NAME, LOCK_NAME, METRICS_NAME, MODEL_CARD, SUMMARY_NAME
 from divekit.ops import get_ops
 from divekit.optim import create_optimizer
 from divekit.console import in_notebook
 from divekit.train.callbacks import BestWeights, CurvesFigure, NotebookCurves, TensorBoardLog
-from divekit.train.checkpoint import CHECKPOINT_NAME, read_checkpoint
+from divekit.train.checkpoint import read_checkpoint
 from divekit.train.device import choose_device, seed_everything
-from divekit.train.engine import METRICS_NAME, Trainer, history_to_csv
+from divekit.train.engine import Trainer, history_to_csv
 from divekit.train.tasks import Task
 
 log = logging.getLogger("divekit")
 
-CONFIG_NAME = "config.json"
-SUMMARY_NAME = "summary.json"
-LOCK_NAME = ".lock"
 # the options `divekit resume RUN --option VALUE` may change; the others shape the model or the data
 RESUMABLE = ("epochs", "lr", "clip_grad", "device", "precision", "compile", "checkpoint_every", "tensorboard")
 
@@ -506,8 +504,6 @@ _PREDICT_EXAMPLES = {"images": "IMAGE.png ...", "table": "TABLE.csv", "text": '"
 
 
 def _inputs_kind(run_dir: Path) -> str | None:
-    from divekit.predict import MODEL_CARD
-
     path = run_dir / MODEL_CARD
     if not path.exists():
         return None

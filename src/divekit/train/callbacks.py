@@ -11,8 +11,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from divekit.train.engine import Trainer
 
-CURVES_NAME = "curves.png"
-BEST_NAME = "best.pt"
+from divekit.run_folder import BEST_NAME, CURVES_NAME, TENSORBOARD_DIR
 
 
 class Callback:
@@ -98,7 +97,7 @@ class TensorBoardLog(Callback):
     (``tensorboard --logdir runs`` shows all runs side by side). A resumed run appends to the same folder."""
 
     def __init__(self, out_dir: str | Path):
-        self.log_dir = Path(out_dir) / "tensorboard"
+        self.log_dir = Path(out_dir) / TENSORBOARD_DIR
         self.writer = None
 
     def on_epoch_end(self, trainer, record):

@@ -17,7 +17,6 @@ import torch
 
 from divekit import io
 
-CHECKPOINT_NAME = "checkpoint.pt"
 FORMAT = 2
 
 

@@ -27,14 +27,14 @@ from tqdm.auto import tqdm
 from divekit import io
 from divekit.data.batch import Batch
 from divekit.train.callbacks import Callback
-from divekit.train.checkpoint import CHECKPOINT_NAME, TrainingState, load_checkpoint, save_checkpoint
+from divekit.run_folder import CHECKPOINT_NAME, METRICS_NAME
+from divekit.train.checkpoint import TrainingState, load_checkpoint, save_checkpoint
 from divekit.train.device import autocast
 from divekit.train.metrics import MetricSums
 from divekit.train.tasks import Task
 
 log = logging.getLogger("divekit")
 
-METRICS_NAME = "metrics.csv"
 EPOCH_LINES = 20  # about how many epoch lines a long run logs
 
 
