@@ -15,8 +15,9 @@ from divekit.data.hub import fetch
 from divekit.data.kaggle_house import load_kaggle_house, read_kaggle_house
 from divekit.data.loader import TensorLoader
 from divekit.data.user import UserDataError
-from divekit.experiments.kaggle import HousePriceRegression, kaggle_house
+from divekit.experiments.kaggle import kaggle_house
 from divekit.train.engine import Trainer
+from divekit.train.tasks import HousePriceRegression
 
 
 def write_csv(path, header, rows):
@@ -75,12 +76,11 @@ def test_mismatched_files_are_refused(tmp_path, tiny):
 
 
 def test_the_run_folder_gets_the_books_submission_csv(tmp_path, tiny, monkeypatch):
-    from divekit.experiments import kaggle
     from divekit.experiments.registry import get_experiment
     from divekit.experiments.runner import run_experiment
 
     data = read_kaggle_house(*tiny)
-    monkeypatch.setattr(kaggle, "load_kaggle_house", lambda: data)
+    monkeypatch.setattr("divekit.data.kaggle_house.load_kaggle_house", lambda: data)
     experiment = get_experiment("kaggle-house")
     run_experiment(experiment, experiment.make_options(epochs=2, k=2, device="cpu"), tmp_path / "run", progress=False)
     with open(tmp_path / "run" / "submission.csv", newline="") as f:

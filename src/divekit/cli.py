@@ -22,8 +22,6 @@ import logging
 import sys
 from typing import Sequence
 
-from tqdm.auto import tqdm
-
 from divekit.console import setup_logging
 
 PROG = "divekit"
@@ -139,11 +137,12 @@ def _cmd_list() -> int:
 
 def _cmd_run(name: str, argv: Sequence[str]) -> int:
     from divekit.experiments.registry import get_experiment
-    from divekit.experiments.runner import new_run_dir, run_experiment
 
     experiment = get_experiment(name)
     parser = _run_parser(experiment)
     args = vars(parser.parse_args(argv))
+    from divekit.experiments.runner import new_run_dir, run_experiment  # torch: not needed for --help
+
     out, no_progress = args.pop("out"), args.pop("no_progress")
     try:
         options = experiment.make_options(**args)
@@ -210,6 +209,8 @@ def _interrupt_message(run_dir):
     try:
         yield
     except KeyboardInterrupt:
+        from tqdm.auto import tqdm
+
         tqdm.write(f"\n{PROG}: interrupted; `divekit resume {run_dir}` continues from its last checkpoint",
                    file=sys.stderr)
         raise

@@ -7,7 +7,6 @@ from typing import Annotated
 
 from divekit.experiments.registry import DemoResult, Impl, demo
 from divekit.options import positive
-from divekit.viz.losses import loss_curves, plot_loss_curves
 
 
 @demo("loss-functions", section="1.2.3, 3.1.3", title="Regression losses: L2, L1 and Huber",
@@ -20,6 +19,8 @@ def loss_functions(impl: Impl = "fast",
 
     Results: each loss's gradient at the ends of the plot, which shows the point of the figure
     (L2's grows with the error; L1's and Huber's stay at 1 and delta)."""
+    from divekit.viz.losses import loss_curves, plot_loss_curves
+
     y_hat, curves = loss_curves(impl, span, delta)
     short = {title: title.split()[0].lower() for title in curves}  # "L2 loss" -> "l2", "Huber ..." -> "huber"
     results = {f"{short[title]}_gradient_at_{end}": float(curve["gradient"][index])

@@ -42,6 +42,12 @@ def book_results(experiment: str, impl: str, config: Mapping[str, Any] | None = 
     return None
 
 
+def when_options(experiment: str, impl: str) -> set[str]:
+    """The options whose values choose among the book's entries for an experiment and impl."""
+    entries = _table().get(experiment, {}).get(impl) or []
+    return {option for entry in (entries if isinstance(entries, list) else [entries]) for option in entry.get("when", {})}
+
+
 def compare(experiment: str, impl: str, ours: dict[str, float], config: Mapping[str, Any] | None = None) -> list[dict]:
     """One row per published metric of the entry that fits ``config`` (see :func:`book_results`):
     our value, the book's, the build-to-build spread, and whether we reached it (at least the

@@ -10,12 +10,14 @@ at 0.01, batches of 32, 20 epochs."""
 
 from __future__ import annotations
 
-import torch
-from matplotlib.figure import Figure
+from typing import TYPE_CHECKING
 
 from divekit.experiments.parts import Classify, FashionMNIST, PredictionGrid
 from divekit.experiments.registry import DemoResult, Epochs, Impl, LearningRate, Recipe, demo, register
 from divekit.ops import get_ops
+
+if TYPE_CHECKING:
+    import torch
 
 
 # -- §6.2.4: learning a kernel -------------------------------------------------------------------
@@ -24,6 +26,8 @@ def learn_edge_kernel(impl: str, lr: float, iterations: int) -> tuple[torch.Tens
     """Learn K from X and Y = corr2d(X, K) for the edge detector K = [1, -1] (D2L §6.2.4):
     ``Conv2d(1, 1, (1, 2), bias=False)``, loss = sum of squared errors, plain gradient descent.
     Returns the learned kernel (1, 2) and the loss before each update."""
+    import torch
+
     ops = get_ops(impl)
     X = torch.ones(6, 8)
     X[:, 2:6] = 0  # a black band in a white image
@@ -45,6 +49,9 @@ def learn_edge_kernel(impl: str, lr: float, iterations: int) -> tuple[torch.Tens
       dataset="a 6x8 image with a black band and its edges Y = corr2d(X, [1, -1])")
 def conv_edge(epochs: Epochs = 10, lr: LearningRate = 3e-2, impl: Impl = "fast") -> DemoResult:
     """The learned kernel is close to [1, -1] after 10 gradient-descent iterations on one image."""
+    import torch
+    from matplotlib.figure import Figure
+
     kernel, losses = learn_edge_kernel(impl, lr, epochs)
     fig = Figure(figsize=(5, 3))
     ax = fig.add_subplot()

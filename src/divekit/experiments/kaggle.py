@@ -3,45 +3,17 @@ prices, and 5-fold cross-validation of the log RMSE, then a final model trained 
 
 from __future__ import annotations
 
-import math
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
-import torch
-import torch.nn.functional as F
-from torch import nn
-
-from divekit.data.base import Split
-from divekit.data.kaggle_house import KaggleHouse, load_kaggle_house
 from divekit.experiments.registry import (BatchSize, DemoResult, Device, Epochs, Impl, LearningRate, Optimizer, Seed,
                                           demo)
-from divekit.models.registry import create_model
-from divekit.optim import create_optimizer
 from divekit.options import at_least
-from divekit.train.device import choose_device
-from divekit.train.kfold import fit_and_evaluate, k_fold
-from divekit.train.tasks import StepOutput, Task
 
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
 
-class HousePriceRegression(Task):
-    """Minimise the mean squared error of the prices (the book's ``nn.MSELoss``); report it as
-    "loss" and the competition's metric as "log_rmse":
-
-        log rmse = sqrt(mean_n (log max(y_hat_n, 1) - log y_n)^2)
-
-    which weighs a 10% error alike on cheap and dear houses (clamping at 1 keeps the log finite).
-    """
-
-    def step(self, model, batch, training):
-        X, y = batch.X, batch.y
-        y_hat = model(X)  # (B, 1)
-        squared_error = F.mse_loss(y_hat, y, reduction="none")
-        log_error = torch.log(y_hat.detach().clamp(min=1)) - torch.log(y)
-        return StepOutput(squared_error.mean(), {"loss": squared_error.detach().sum(),
-                                                 "squared_log_error": (log_error**2).sum(), "count": len(y)})
-
-    def summarize(self, totals):
-        n = totals["count"]
-        return {"loss": totals["loss"] / n, "log_rmse": math.sqrt(totals["squared_log_error"] / n)}
+    from divekit.data.kaggle_house import KaggleHouse
 
 
 @demo("kaggle-house", section="4.10", title="Predicting house prices on Kaggle with k-fold cross-validation",
@@ -54,6 +26,14 @@ def kaggle_house(epochs: Epochs = 100, lr: LearningRate = 5.0, batch_size: Batch
     """The k-fold log RMSE (per fold and averaged) of the book's linear model, then the final
     model's log RMSE on all training data and its predictions for the test houses (submission.csv,
     ready for Kaggle). metrics.csv has one row per fold and epoch ("all" for the final model)."""
+    from divekit.data.base import Split
+    from divekit.data.kaggle_house import load_kaggle_house
+    from divekit.models.registry import create_model
+    from divekit.optim import create_optimizer
+    from divekit.train.device import choose_device
+    from divekit.train.kfold import fit_and_evaluate, k_fold
+    from divekit.train.tasks import HousePriceRegression
+
     device = choose_device(device)
     data = load_kaggle_house()
     train = data.train if limit is None else Split(data.train.X[:limit], data.train.y[:limit])
@@ -86,11 +66,13 @@ def kaggle_house(epochs: Epochs = 100, lr: LearningRate = 5.0, batch_size: Batch
                       rows=folds.history + final_rows, files={"submission.csv": submission_csv(model, data, device)})
 
 
-@torch.no_grad()
 def submission_csv(model: nn.Module, data: KaggleHouse, device: torch.device) -> str:
     """The file the book uploads to Kaggle (``train_and_pred``): one line "Id,SalePrice" per test house."""
+    import torch
+
     model.eval()
-    prices = model(data.test_X.to(device)).reshape(-1).tolist()
+    with torch.no_grad():
+        prices = model(data.test_X.to(device)).reshape(-1).tolist()
     return "Id,SalePrice\n" + "".join(f"{house},{price!r}\n" for house, price in zip(data.test_ids, prices))
 
 

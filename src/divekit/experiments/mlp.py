@@ -9,28 +9,27 @@ the same trainer, where there is training) and return numbers and figures.
 from __future__ import annotations
 
 import math
-from typing import Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
-import torch
-
-from divekit.data.batch import Split
-from divekit.data.loader import TensorLoader
-from divekit.data.synthetic import synthetic_regression
 from divekit.experiments.parts import Classify, FashionMNIST, PredictionGrid
 from divekit.experiments.registry import (BatchSize, DemoResult, Device, Epochs, Impl, LearningRate, Optimizer, Recipe,
                                           Seed, demo, register)
-from divekit.models.perceptron import Perceptron, mistake_bound, train_perceptron
-from divekit.models.registry import create_model
 from divekit.ops import get_ops
-from divekit.optim import create_optimizer
 from divekit.options import at_least, positive
-from divekit.train.device import choose_device
-from divekit.train.engine import Trainer
-from divekit.train.tasks import Classification, Regression
+
+if TYPE_CHECKING:
+    import torch
+
+    from divekit.data.batch import Split
+    from divekit.data.loader import TensorLoader
+    from divekit.train.engine import Trainer
+
 
 def _fit(model, task, optimizer, train: TensorLoader, evaluation: TensorLoader, epochs: int, device,
          eval_name: str = "test") -> tuple[Trainer, list[dict]]:
     """Train a demo's model with the trainer (no run folder, no progress bar, no epoch lines)."""
+    from divekit.train.engine import Trainer
+
     trainer = Trainer(model, task, optimizer, epochs=epochs, device=device, eval_name=eval_name, progress=False,
                       verbose=False)
     return trainer, trainer.fit(train, evaluation)
@@ -65,6 +64,9 @@ register(Recipe(
 @demo("activations", section="4.1.2", title="Activation functions and their derivatives", dataset="none (x in [-8, 8))")
 def activations(impl: Impl = "fast", device: Device = "auto") -> DemoResult:
     """The plots of ReLU, sigmoid and tanh and their derivatives; the closed forms agree with autograd."""
+    import torch
+
+    from divekit.train.device import choose_device
     from divekit.viz.mlp import plot_functions_and_derivatives
 
     ops = get_ops(impl)
@@ -94,8 +96,11 @@ def activations(impl: Impl = "fast", device: Device = "auto") -> DemoResult:
 
 # -- the perceptron and XOR (D2L §4.1 in the notes) ------------------------------------------------
 
-XOR_X = torch.tensor([[0.0, 0.0], [0.0, 1.0], [1.0, 0.0], [1.0, 1.0]])
-XOR_Y = torch.tensor([0, 1, 1, 0])  # x1 XOR x2
+def xor_points() -> tuple[torch.Tensor, torch.Tensor]:
+    """The four points of the unit square (4, 2) and their labels x1 XOR x2 (4,)."""
+    import torch
+
+    return torch.tensor([[0.0, 0.0], [0.0, 1.0], [1.0, 0.0], [1.0, 1.0]]), torch.tensor([0, 1, 1, 0])
 
 
 @demo("perceptron-xor", section="4.1", title="The perceptron: convergence on separable data, failure on XOR",
@@ -105,6 +110,9 @@ def perceptron_xor(epochs: Epochs = 100, seed: Seed = 0,
                    margin: Annotated[float, "keep only examples at least this far from the true separating line",
                                      positive] = 0.1) -> DemoResult:
     """Zero mistakes within Novikoff's bound on separable data; never zero on XOR."""
+    import torch
+
+    from divekit.models.perceptron import Perceptron, mistake_bound, train_perceptron
     from divekit.viz.mlp import plot_curves, plot_decision_regions
 
     w_star, b_star = torch.tensor([1.0, -2.0]), 0.5  # the true line x1 - 2 x2 + 0.5 = 0
@@ -116,8 +124,9 @@ def perceptron_xor(epochs: Epochs = 100, seed: Seed = 0,
     separable = Perceptron(2)
     separable_mistakes = train_perceptron(separable, X, y, epochs)
     xor = Perceptron(2)
-    xor_y = 2 * XOR_Y - 1  # {0, 1} -> {-1, +1}
-    xor_mistakes = train_perceptron(xor, XOR_X, xor_y, epochs)
+    xor_X, xor_labels = xor_points()
+    xor_y = 2 * xor_labels - 1  # {0, 1} -> {-1, +1}
+    xor_mistakes = train_perceptron(xor, xor_X, xor_y, epochs)
 
     results = {
         "separable_epochs": len(separable_mistakes),
@@ -126,13 +135,13 @@ def perceptron_xor(epochs: Epochs = 100, seed: Seed = 0,
         "separable_train_errors": int((separable.predict(X) != y).sum()),
         "xor_epochs": len(xor_mistakes),
         "xor_fewest_mistakes_in_an_epoch": min(xor_mistakes),
-        "xor_train_errors": int((xor.predict(XOR_X) != xor_y).sum()),
+        "xor_train_errors": int((xor.predict(xor_X) != xor_y).sum()),
     }
     curves = {"separable data": (list(range(1, len(separable_mistakes) + 1)), separable_mistakes),
               "XOR": (list(range(1, len(xor_mistakes) + 1)), xor_mistakes)}
     figures = {
         "decision_regions": plot_decision_regions({"perceptron, separable data": (separable.predict, X, y),
-                                                   "perceptron, XOR": (xor.predict, XOR_X, xor_y)}),
+                                                   "perceptron, XOR": (xor.predict, xor_X, xor_y)}),
         "mistakes": plot_curves({"perceptron mistakes per epoch": curves}, "epoch", "mistakes", log_y=False),
     }
     rows = [{"epoch": e, "separable_mistakes": separable_mistakes[e - 1] if e <= len(separable_mistakes) else 0,
@@ -147,12 +156,21 @@ def mlp_xor(epochs: Epochs = 300, lr: LearningRate = 0.5, batch_size: BatchSize 
             sigma: Annotated[float, "standard deviation of the initial weights (the XOR net is too small for 0.01)",
                              positive] = 0.5) -> DemoResult:
     """One hidden ReLU layer classifies all four points correctly, which no linear model can."""
+    import torch
+
+    from divekit.data.batch import Split
+    from divekit.data.loader import TensorLoader
+    from divekit.models.registry import create_model
+    from divekit.optim import create_optimizer
+    from divekit.train.device import choose_device
+    from divekit.train.tasks import Classification
     from divekit.viz.curves import plot_history
     from divekit.viz.mlp import plot_decision_regions
 
     device = choose_device(device)
     model = create_model("mlp", impl, input_shape=(2,), num_outputs=2, num_hiddens=num_hiddens, sigma=sigma)
-    data = Split(XOR_X, XOR_Y)
+    X, y = xor_points()
+    data = Split(X, y)
     loader = TensorLoader(data, batch_size, shuffle=True, seed=seed, device=device)
     task = Classification(get_ops(impl).cross_entropy)
     _, history = _fit(model, task, create_optimizer(optimizer, model.parameters(), impl=impl, lr=lr), loader,
@@ -160,14 +178,14 @@ def mlp_xor(epochs: Epochs = 300, lr: LearningRate = 0.5, batch_size: BatchSize 
     solved = [r["epoch"] for r in history if r["xor_acc"] == 1.0]
     model.eval()
     with torch.no_grad():
-        predicted = model(XOR_X.to(device)).argmax(-1).cpu()
+        predicted = model(X.to(device)).argmax(-1).cpu()
     results = {"xor_acc": history[-1]["xor_acc"], "xor_loss": history[-1]["xor_loss"],
                "first_epoch_all_correct": solved[0] if solved else None, "predictions": predicted.tolist()}
 
     def predict(points):
         return model(points.to(device)).argmax(-1).cpu()
 
-    figures = {"decision_regions": plot_decision_regions({f"MLP 2-{num_hiddens}-2 on XOR": (predict, XOR_X, XOR_Y)}),
+    figures = {"decision_regions": plot_decision_regions({f"MLP 2-{num_hiddens}-2 on XOR": (predict, X, y)}),
                "curves": plot_history(history)}
     return DemoResult(results, figures, history)
 
@@ -182,6 +200,10 @@ def polynomial_data(max_degree: int, num_examples: int) -> Split:
 
     Dividing by i! = Gamma(i + 1) keeps the large powers of x from dwarfing the rest (D2L §4.4.4.1).
     """
+    import torch
+
+    from divekit.data.batch import Split
+
     if max_degree < len(TRUE_POLY_W):
         raise ValueError(f"max_degree must be at least {len(TRUE_POLY_W)} (the true polynomial is cubic), got {max_degree}")
     x = torch.randn(num_examples, 1)  # (N, 1)
@@ -205,6 +227,14 @@ def polynomial_fit(epochs: Epochs = 400, lr: LearningRate = 0.01, batch_size: Ba
                    ) -> DemoResult:
     """Fit the first 2 (under-fitting), 4 (the true model) and all ``max_degree`` (over-fitting)
     features with a bias-free linear model, MSE loss and minibatch SGD; compare train and test loss."""
+    import torch
+
+    from divekit.data.batch import Split
+    from divekit.data.loader import TensorLoader
+    from divekit.models.registry import create_model
+    from divekit.optim import create_optimizer
+    from divekit.train.device import choose_device
+    from divekit.train.tasks import Regression
     from divekit.viz.mlp import plot_curves
 
     device = choose_device(device)
@@ -248,6 +278,12 @@ def weight_decay(epochs: Epochs = 100, lr: LearningRate = 0.003, batch_size: Bat
     """High-dimensional linear regression with lambda = 0 and lambda = ``wd`` on the weights (not
     the bias). The scratch twin adds lambda * ||w||^2 / 2 to the loss (D2L §4.5.3); the fast twin
     gives SGD weight_decay on the weights' parameter group (§4.5.4), the same update."""
+    from divekit.data.loader import TensorLoader
+    from divekit.data.synthetic import synthetic_regression
+    from divekit.models.registry import create_model
+    from divekit.optim import create_optimizer
+    from divekit.train.device import choose_device
+    from divekit.train.tasks import Regression
     from divekit.viz.mlp import plot_curves
 
     device = choose_device(device)
@@ -284,6 +320,9 @@ def gradient_stability(impl: Impl = "fast", seed: Seed = 0, device: Device = "au
     Exploding gradients: a product of random N(0, 1) 4x4 matrices grows exponentially (§4.8.1.2).
     And the cure in §4.8.2: through a deep linear stack, N(0, 0.01^2) weights shrink the signal
     to nothing, while Xavier's Var = 2 / (n_in + n_out) keeps its variance near 1."""
+    import torch
+
+    from divekit.train.device import choose_device
     from divekit.viz.mlp import plot_curves, plot_functions_and_derivatives
 
     device = choose_device(device)

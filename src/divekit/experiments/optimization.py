@@ -27,22 +27,25 @@ import math
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
-import torch
-
-from divekit.data.base import Split
 from divekit.experiments.registry import DemoResult, Impl, Seed, demo
-from divekit.optim import optimizer_class
 from divekit.options import at_least
+
+if TYPE_CHECKING:
+    import torch
+
+    from divekit.data.base import Split
 
 log = logging.getLogger("divekit")
 
-MakeOptimizer = Callable[[Iterable[torch.Tensor]], torch.optim.Optimizer]
+MakeOptimizer = Callable[[Iterable["torch.Tensor"]], "torch.optim.Optimizer"]
 
 
 def make_sgd(impl: str, lr: float, momentum: float = 0.0) -> MakeOptimizer:
     """Gradient descent (with momentum) as the scratch or the torch optimizer."""
+    from divekit.optim import optimizer_class
+
     return functools.partial(optimizer_class("sgd", impl), lr=lr, momentum=momentum)
 
 
@@ -53,6 +56,8 @@ def descend(f: Callable[[torch.Tensor], torch.Tensor], x0: Sequence[float] | flo
     """Minimise ``f`` from ``x0`` with ``steps`` steps of an optimizer: the gradient comes from
     autograd and the update from the optimizer, so gradient descent here *is* ``SGD`` on f.
     Returns the trajectory x_0, x_1, ..., x_steps: (steps + 1,) or (steps + 1, d), float64."""
+    import torch
+
     x = torch.tensor(x0, dtype=torch.float64, requires_grad=True)
     optimizer = make_optimizer([x])
     trajectory = [x.detach().clone()]
@@ -79,6 +84,8 @@ def _trajectory_rows(name: str, trajectory: torch.Tensor) -> list[dict]:
 def optimization_landscapes() -> DemoResult:
     """The figures of local minima, saddle points, vanishing gradients and convexity (§11.1-11.2),
     with the numbers they show computed."""
+    import torch
+
     from divekit.viz import optimization as viz
 
     # x cos(pi x): the minima on either side of x = 0.5, from a fine grid
@@ -125,7 +132,7 @@ def square(x):
 
 
 def nonconvex(x):
-    return x * torch.cos(NONCONVEX_C * x)  # f(x) = x cos(cx), c = 0.15 pi
+    return x * (NONCONVEX_C * x).cos()  # f(x) = x cos(cx), c = 0.15 pi
 
 
 def quadratic_2d(x):
@@ -251,6 +258,8 @@ def train_linear_regression(data: Split, make_optimizer: MakeOptimizer, *, batch
     examples the loss on all of ``data`` is recorded with the examples seen so far and the training
     time so far (the clock stops while the loss is evaluated). Returns those points; the last one
     is taken after the final step."""
+    import torch
+
     generator = torch.Generator().manual_seed(seed)
     X, y = data.X, data.y.reshape(-1, 1)  # (N, D), (N, 1)
     w = torch.normal(0.0, 0.01, size=(X.shape[1], 1), generator=generator).requires_grad_()
@@ -297,6 +306,8 @@ def optimizers_airfoil(impl: Impl = "fast", seed: Seed = 0,
     the book's (a 6-parameter model gains nothing from a GPU); the full-data loss against time and
     against examples seen."""
     from divekit.data.airfoil import load_airfoil
+    from divekit.data.base import Split
+    from divekit.optim import optimizer_class
     from divekit.viz.optimization import loss_curves
 
     data = load_airfoil().train

@@ -170,24 +170,42 @@ class Recipe(Experiment):
 
         return [name for name in _fields_of(get_model(self.model).config) if name not in self.data.PROVIDES]
 
-    @functools.cached_property
-    def options(self) -> type[Options]:
-        from divekit.models.registry import model_config
-
-        model_defaults = dataclasses.asdict(model_config(self.model, **self.model_args))
-        model_cls = type(model_config(self.model))
-        model_fields = [f for f in dataclasses.fields(model_cls) if f.name not in self.data.PROVIDES]
+    def _sources(self, model: bool = True) -> dict[str, tuple[type, dict]]:
+        """Each part's dataclass and its defaults in this recipe, by a label for merge_fields'
+        messages; the model's config (less the sizes the data gives) only with ``model``: it is
+        defined in the model's module, which imports torch."""
         sources = {"the training options": (TrainOptions, self.train)}
         if self.user_data_kind is not None:
             sources["the user-data options"] = (UserDataOptions, {})
         sources[f"the data ({type(self.data).__name__})"] = (type(self.data), dataclasses.asdict(self.data))
-        sources[f"the model ({self.model})"] = (_only(model_cls, model_fields), model_defaults)
+        if model:
+            from divekit.models.registry import model_config
+
+            model_defaults = dataclasses.asdict(model_config(self.model, **self.model_args))
+            model_cls = type(model_config(self.model))
+            model_fields = [f for f in dataclasses.fields(model_cls) if f.name not in self.data.PROVIDES]
+            sources[f"the model ({self.model})"] = (_only(model_cls, model_fields), model_defaults)
         sources[f"the task ({type(self.task).__name__})"] = (type(self.task), dataclasses.asdict(self.task))
         for probe in self.probes:
             sources[f"the probe {type(probe).__name__}"] = (type(probe), dataclasses.asdict(probe))
-        cls = merge_fields(_class_name(self.name), sources, bases=(Options,))
+        return sources
+
+    @functools.cached_property
+    def options(self) -> type[Options]:
+        cls = merge_fields(_class_name(self.name), self._sources(), bases=(Options,))
         cls.experiment = self
         return cls
+
+    @property
+    def description(self) -> str:
+        """As every experiment's, but from the defaults of the parts other than the model where the
+        options that choose among the book's entries (``"when"``) are all theirs (``--loss``): then
+        ``divekit list`` imports no model, nor torch."""
+        config = {f.name: defaults.get(f.name, f.default)
+                  for cls, defaults in self._sources(model=False).values() for f in dataclasses.fields(cls)}
+        if not book.when_options(self.name, self.default_impl) <= config.keys():
+            config = self.defaults
+        return book.describe(self.name, self.default_impl, config) or self.title
 
     def parts(self, options: Options) -> Parts:
         values = options.to_dict()

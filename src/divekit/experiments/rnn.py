@@ -10,19 +10,11 @@ from __future__ import annotations
 
 from typing import Annotated
 
-import torch
-
-from divekit.data.batch import Split
-from divekit.data.loader import TensorLoader
 from divekit.experiments.parts import NextToken, TextSamples, TimeMachine, data_generator
 from divekit.experiments.registry import (BatchSize, DemoResult, Device, Epochs, Impl, LearningRate, Optimizer, Recipe,
                                           Seed, demo, register)
 from divekit.ops import get_ops
-from divekit.optim import create_optimizer
 from divekit.options import at_least
-from divekit.train.device import choose_device
-from divekit.train.engine import Trainer
-from divekit.train.tasks import Regression
 
 
 # -- 8.1: sequence model on a noisy sine -----------------------------------------------------------
@@ -38,6 +30,14 @@ def sequence_sine(epochs: Epochs = 5, lr: LearningRate = 0.01, batch_size: Batch
     """An autoregressive MLP x_t ~ f(x_{t-tau}, ..., x_{t-1}) (tau-10-1, ReLU, Xavier init, MSE,
     Adam), then 1-, 4-, 16- and 64-step-ahead predictions, each feeding its own predictions back in:
     errors pile up and the 64-step prediction decays to a constant (D2L §8.1)."""
+    import torch
+
+    from divekit.data.batch import Split
+    from divekit.data.loader import TensorLoader
+    from divekit.optim import create_optimizer
+    from divekit.train.device import choose_device
+    from divekit.train.engine import Trainer
+    from divekit.train.tasks import Regression
     from divekit.viz.text import plot_series
 
     device = choose_device(device)
