@@ -29,6 +29,7 @@ class Task:
 
     count_key = "count"
     count_unit = "examples"
+    state_batch_dim = 0  # the batch dimension of state_dict()'s tensors (processes' rows are joined along it)
 
     def start_epoch(self, training: bool) -> None:
         """Called before each pass over a loader (e.g. to reset recurrent state)."""
