@@ -7,6 +7,7 @@
     divekit predict RUN_DIR INPUT... (image files, a CSV table, a text prefix or a sentence)
     divekit evaluate RUN_DIR [--data PATH]
     divekit export RUN_DIR [--format safetensors|onnx] [--out FILE]
+    divekit run NAME --nproc N [--fsdp]   (data-parallel in N processes; or start it with torchrun)
     divekit report [DIR]
 
 Bad options and bad values are reported in one line with what is allowed; errors while running
@@ -113,6 +114,12 @@ def _run_parser(experiment, only: Sequence[str] | None = None, prog: str | None 
     if only is None:
         parser.add_argument("--out", default="runs", help="folder for run folders (default: runs)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("--nproc", type=int, default=1, metavar="N",
+                        help="train data-parallel in N processes on this machine, started with torchrun; --batch-size "
+                             "stays the global minibatch (default: 1; see docs/DISTRIBUTED.md)")
+    parser.add_argument("--fsdp", action="store_true",
+                        help="with several processes, shard parameters, gradients and optimizer state (FSDP2) "
+                             "instead of copying them into each")
     return parser
 
 
@@ -136,21 +143,33 @@ def _cmd_list() -> int:
 
 
 def _cmd_run(name: str, argv: Sequence[str]) -> int:
-    from divekit.experiments.registry import get_experiment
+    from divekit.experiments.registry import Demo, get_experiment
+    from divekit.train import distributed
 
     experiment = get_experiment(name)
     parser = _run_parser(experiment)
     args = vars(parser.parse_args(argv))
     from divekit.experiments.runner import new_run_dir, run_experiment  # torch: not needed for --help
 
-    out, no_progress = args.pop("out"), args.pop("no_progress")
+    out, no_progress, nproc, fsdp = args.pop("out"), args.pop("no_progress"), args.pop("nproc"), args.pop("fsdp")
+    if nproc < 1:
+        parser.error(f"--nproc must be at least 1, got {nproc}")
     try:
         options = experiment.make_options(**args)
     except ValueError as e:
         parser.error(str(e))
-    run_dir = new_run_dir(out, experiment, options)
+    if nproc > 1 and isinstance(experiment, Demo):
+        parser.error(f"--nproc: {name} is a demonstration; it runs in one process")
+    if nproc > 1 and not distributed.under_torchrun():  # start this command again in nproc processes
+        run_dir = new_run_dir(out, experiment, options)
+        with _interrupt_message(run_dir):
+            distributed.launch(["run", name, *argv], nproc, run_dir)
+        return 0
+    distributed.start(fsdp=fsdp)
+    run_dir = distributed.launched_run_dir() or new_run_dir(out, experiment, options)
     with _interrupt_message(run_dir):
         run_experiment(experiment, options, run_dir, progress=not no_progress)
+    distributed.finish()
     return 0
 
 
@@ -159,13 +178,19 @@ def _cmd_resume(run_dir: str, argv: Sequence[str]) -> int:
     from pathlib import Path
 
     from divekit.experiments.runner import RESUMABLE, read_run_config, resume_run
+    from divekit.train import distributed
 
     experiment, record = read_run_config(Path(run_dir))
     parser = _run_parser(experiment, only=RESUMABLE, prog=f"{PROG} resume {run_dir}", defaults=record["config"])
     args = vars(parser.parse_args(argv))
-    no_progress = args.pop("no_progress")
+    no_progress, nproc, fsdp = args.pop("no_progress"), args.pop("nproc"), args.pop("fsdp")
     with _interrupt_message(Path(run_dir)):
+        if nproc > 1 and not distributed.under_torchrun():
+            distributed.launch(["resume", run_dir, *argv], nproc, Path(run_dir))
+            return 0
+        distributed.start(fsdp=fsdp)
         resume_run(run_dir, args, progress=not no_progress)
+    distributed.finish()
     return 0
 
 

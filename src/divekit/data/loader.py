@@ -5,6 +5,10 @@ epoch draws one permutation from a generator seeded with ``(seed, epoch)`` and s
 out of it. So a run is reproducible and a resumed run sees the same batches as an uninterrupted
 one, with no worker processes at all. Images stay uint8 until a minibatch is taken, then become
 float in [0, 1]; a transform (resizing, augmentation) then runs on the whole minibatch on the device.
+
+Under data-parallel training (:mod:`divekit.train.distributed`) every process holds the same data
+and draws the same permutation; :meth:`TensorLoader.shard` makes it yield only its share of each
+minibatch (:func:`share_bounds`), so the processes' shares together are the one-process minibatch.
 """
 
 from __future__ import annotations
@@ -18,6 +22,17 @@ from divekit.data.batch import Batch
 from divekit.data.transforms import Transform
 
 TRANSFORM_STREAM = 500_000_003  # seed offset of the transform's random choices, apart from the shuffling's
+SHARD_STREAM = 1_000_033  # seed offset between the shards' transform streams: each process augments its own way
+
+
+def share_bounds(size: int, shard: int, num_shards: int) -> tuple[int, int]:
+    """[lo, hi) of shard ``shard``'s part of ``size`` items split into ``num_shards`` parts, as
+    ``torch.tensor_split`` splits them: the first ``size % num_shards`` parts have one item more."""
+    if not 0 <= shard < num_shards:
+        raise ValueError(f"shard must be in [0, {num_shards}), got {shard}")
+    base, extra = divmod(size, num_shards)
+    lo = shard * base + min(shard, extra)
+    return lo, lo + base + (shard < extra)
 
 
 class TensorLoader:
@@ -55,6 +70,14 @@ class TensorLoader:
         self.transform = transform
         self.drop_last = drop_last
         self.epoch = 0
+        self.shard_index, self.num_shards = 0, 1
+
+    def shard(self, index: int, num_shards: int) -> None:
+        """Yield only part ``index`` of ``num_shards`` of every minibatch (the minibatches, their
+        number and their order stay those of the whole loader, so the shards together are its
+        minibatches). A last minibatch with fewer examples than shards is left out."""
+        share_bounds(self.batch_size, index, num_shards)  # checks index
+        self.shard_index, self.num_shards = index, num_shards
 
     def set_epoch(self, epoch: int) -> None:
         """Choose the permutation of ``epoch`` (the trainer calls this before each epoch)."""
@@ -69,8 +92,8 @@ class TensorLoader:
         return tensors_fingerprint(self.data.fields())
 
     def __len__(self) -> int:
-        n = self.num_examples
-        return n // self.batch_size if self.drop_last else math.ceil(n / self.batch_size)
+        n, last = self.num_examples, self.num_examples % self.batch_size
+        return n // self.batch_size if self.drop_last or 0 < last < self.num_shards else math.ceil(n / self.batch_size)
 
     def _generator(self, offset: int = 0) -> torch.Generator:
         return torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch + offset)
@@ -82,9 +105,12 @@ class TensorLoader:
 
     def __iter__(self):
         order = torch.randperm(self.num_examples, generator=self._generator()).to(self.device) if self.shuffle else None
-        augment = self._generator(TRANSFORM_STREAM) if self.transform is not None else None
+        stream = TRANSFORM_STREAM + self.shard_index * SHARD_STREAM
+        augment = self._generator(stream) if self.transform is not None else None
         for i in range(len(self)):
-            sl = slice(i * self.batch_size, (i + 1) * self.batch_size)
+            start = i * self.batch_size
+            lo, hi = share_bounds(min(self.batch_size, self.num_examples - start), self.shard_index, self.num_shards)
+            sl = slice(start + lo, start + hi)  # this shard's part of minibatch i
             batch = self._prepare(self.data.select(sl if order is None else order[sl]))
             yield batch if self.transform is None else self.transform(batch, augment)
 

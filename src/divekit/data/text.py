@@ -1,7 +1,8 @@
 """Text as data (D2L §8.2-8.3): The Time Machine, tokens, a vocabulary, corpus statistics and
 language-model minibatches.
 
-Letters: N corpus length in tokens, B batch size, T number of time steps (``num_steps``).
+Letters: N corpus length in tokens, B batch size, T number of time steps (``num_steps``), b the
+rows of B that one process takes under data-parallel training (B when there is one process).
 A language-model minibatch is a :class:`~divekit.data.batch.Split` of (B, T) token indices ``X`` and
 ``y``, the next token of each position of ``X`` (shifted by one in the corpus).
 """
@@ -147,6 +148,7 @@ class LMLoader:
 
     Everything happens on ``device`` by tensor indexing; the offset and order of each epoch come
     from a generator seeded with ``(seed, epoch)``, so a resumed run sees the same batches.
+    :meth:`shard` makes it yield one process's rows of every minibatch (data-parallel training).
     """
 
     def __init__(self, corpus: torch.Tensor, batch_size: int, num_steps: int, *, sequential: bool,
@@ -162,9 +164,18 @@ class LMLoader:
         self.batch_size, self.num_steps, self.sequential = batch_size, num_steps, sequential
         self.seed = seed
         self.epoch = 0
+        self.rows = (0, batch_size)  # [lo, hi): the rows of every minibatch this loader yields
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
+
+    def shard(self, index: int, num_shards: int) -> None:
+        """Yield only part ``index`` of ``num_shards`` of the B rows of every minibatch. With
+        sequential partitioning a shard's rows still continue each other from one minibatch to
+        the next, so each process carries its own rows' hidden state."""
+        from divekit.data.loader import share_bounds
+
+        self.rows = share_bounds(self.batch_size, index, num_shards)
 
     def fingerprint(self) -> str:
         """A SHA-1 of the corpus and the batching: the same data, the same string."""
@@ -192,16 +203,17 @@ class LMLoader:
         offset, num_batches = self._plan(g)
         B, T = self.batch_size, self.num_steps
         steps = torch.arange(T, device=self.corpus.device)
+        lo, hi = self.rows
         if self.sequential:
             row_len = (len(self.corpus) - offset - 1) // B
-            starts = offset + torch.arange(B, device=self.corpus.device) * row_len  # (B,) row starts
+            starts = offset + torch.arange(lo, hi, device=self.corpus.device) * row_len  # (b,) this shard's row starts
             for i in range(num_batches):
-                idx = starts[:, None] + i * T + steps  # (B, T) corpus positions
+                idx = starts[:, None] + i * T + steps  # (b, T) corpus positions
                 yield Split(self.corpus[idx], self.corpus[idx + 1])
         else:
             num_subseqs = (len(self.corpus) - offset - 1) // T
             starts = offset + torch.randperm(num_subseqs, generator=g)[: num_batches * B] * T
-            starts = starts.to(self.corpus.device).reshape(num_batches, B, 1)
+            starts = starts.to(self.corpus.device).reshape(num_batches, B, 1)[:, lo:hi]  # (num_batches, b, 1)
             for i in range(num_batches):
-                idx = starts[i] + steps  # (B, T)
+                idx = starts[i] + steps  # (b, T)
                 yield Split(self.corpus[idx], self.corpus[idx + 1])

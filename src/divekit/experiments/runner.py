@@ -11,7 +11,9 @@ How ``divekit run NAME`` flows: the CLI makes the experiment's options (every va
 :func:`new_run_dir` makes a fresh folder, and :func:`run_experiment` writes ``config.json``, then
 for a recipe :func:`prepare_training` builds its parts (data loaders, the model from the registry
 on the run's ops twin, the task, the optimizer) and a :class:`~divekit.train.engine.Trainer`,
-trains, runs the probes and writes the summary; for a demo it calls the function.
+trains, runs the probes and writes the summary; for a demo it calls the function. Under torchrun
+every process runs the same code and process 0 alone writes into the run folder
+(:mod:`divekit.train.distributed`).
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ from divekit.run_folder import CHECKPOINT_NAME, CONFIG_NAME, LOCK_NAME, METRICS_
 from divekit.ops import get_ops
 from divekit.optim import create_optimizer
 from divekit.console import in_notebook
+from divekit.train import distributed
 from divekit.train.callbacks import BestWeights, CurvesFigure, NotebookCurves, TensorBoardLog
 from divekit.train.checkpoint import read_checkpoint
 from divekit.train.device import choose_device, seed_everything
@@ -70,6 +73,7 @@ def build_setup(recipe: Recipe, parts: Parts, device: torch.device) -> Setup:
 
     ops = get_ops(parts.train.impl)
     data = parts.data.load(LoadContext(parts.train, parts.user, recipe.user_data_kind, device))
+    distributed.split_data(data.train, data.eval)  # under torchrun: each process its share of every minibatch
     config_fields = {f.name for f in dataclasses.fields(get_model(recipe.model).config)}
     sizes = {name: value for name, value in data.model_fields.items() if name in config_fields}
     config = dataclasses.asdict(model_config(recipe.model, **sizes, **parts.model_args))
@@ -78,6 +82,7 @@ def build_setup(recipe: Recipe, parts: Parts, device: torch.device) -> Setup:
         # PyTorch's CPU convolution and pooling kernels run faster on NHWC tensors (measured: the NCHW rows
         # of benchmarks/results/cnn.md)
         model = model.to(memory_format=torch.channels_last)
+    model = distributed.shard_model(model, device)  # with --fsdp, before the optimizer sees the parameters
     optimizer = create_optimizer(parts.train.optimizer, model.parameters(), impl=parts.train.impl, lr=parts.train.lr)
     return Setup(model, parts.task.build(ops, data), optimizer, data, parts.probes, model_config=config)
 
@@ -85,7 +90,9 @@ def build_setup(recipe: Recipe, parts: Parts, device: torch.device) -> Setup:
 def build_trainer(train, setup: Setup, device: torch.device, *, out_dir: str | Path | None, progress: bool = True,
                   callbacks=(), run_info: dict | None = None) -> Trainer:
     """The trainer of a run, as the CLI makes it: the training options' epochs, precision,
-    compilation and gradient clipping (with the clip function of its ``--impl``)."""
+    compilation and gradient clipping (with the clip function of its ``--impl``). Under torchrun,
+    only the first process draws figures and writes weights and logs."""
+    main = distributed.world().main
     return Trainer(
         setup.model,
         setup.task,
@@ -102,9 +109,12 @@ def build_trainer(train, setup: Setup, device: torch.device, *, out_dir: str | P
         run_info=run_info,
         eval_name=setup.data.eval_name,
         progress=progress,
-        callbacks=[*([CurvesFigure(out_dir), BestWeights(out_dir)] if out_dir is not None else []),
-                   *([NotebookCurves()] if progress and in_notebook() else []),
-                   *([TensorBoardLog(out_dir)] if train.tensorboard and out_dir is not None else []), *callbacks],
+        # best.pt copies the model's own state dict: not taken under --fsdp, whose weights are sharded
+        callbacks=[*([CurvesFigure(out_dir)] if out_dir is not None and main else []),
+                   *([BestWeights(out_dir)] if out_dir is not None and main and not distributed.world().fsdp else []),
+                   *([NotebookCurves()] if progress and main and in_notebook() else []),
+                   *([TensorBoardLog(out_dir)] if train.tensorboard and out_dir is not None and main else []),
+                   *callbacks],
     )
 
 
@@ -133,8 +143,9 @@ def prepare_training(experiment: str | Recipe, options: Options | None = None, *
         raise ValueError(f"{recipe.name} is a demonstration, not a training recipe; run it with `divekit run {recipe.name}`")
     options = options if options is not None else recipe.make_options(**values)
     parts = recipe.parts(options)
+    distributed.start()  # under torchrun: join its processes
     seed_everything(parts.train.seed)
-    device = choose_device(parts.train.device)
+    device = distributed.process_device(choose_device(parts.train.device))
     setup = build_setup(recipe, parts, device)
     trainer = build_trainer(parts.train, setup, device, out_dir=out_dir, progress=progress, callbacks=callbacks,
                             run_info=run_info(recipe, options, setup.data))
@@ -149,7 +160,11 @@ def run_info(recipe: Recipe, options: Options, data: Loaded) -> dict[str, Any]:
 
 def new_run_dir(out_root: str | Path, experiment: Experiment, options: Options) -> Path:
     """Make ``OUT/NAME-IMPL-YYYYmmdd-HHMMSS`` (with a counter if that exists already), exclusively:
-    two runs started in the same second get two folders."""
+    two runs started in the same second get two folders. Under torchrun process 0 makes it and
+    the others are told its name."""
+    if distributed.world().enabled:
+        made = new_run_dir(out_root, experiment, options) if distributed.world().main else None
+        return Path(distributed.gather_objects(made)[0])
     impl = getattr(options, "impl", None)
     stamp = time.strftime("%Y%m%d-%H%M%S")
     base = Path(out_root) / "-".join(part for part in (experiment.name, impl, stamp) if part)
@@ -167,8 +182,12 @@ def new_run_dir(out_root: str | Path, experiment: Experiment, options: Options) 
 @contextlib.contextmanager
 def run_lock(run_dir: Path):
     """Hold ``run_dir``'s lock while training, so that no second process trains into the same folder;
-    also clears the temporary files a killed process left there."""
+    also clears the temporary files a killed process left there. Under torchrun process 0 holds it."""
     import fcntl
+
+    if not distributed.world().main:
+        yield
+        return
 
     fd = os.open(run_dir / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
     try:
@@ -220,7 +239,8 @@ def run(name: str, *, out: str | Path = "runs", progress: bool = True, **options
     """Run the experiment ``name`` with ``options`` (the ``divekit run NAME`` flags, as keywords:
     ``divekit.run("lenet", epochs=2, lr=0.5)``) into a new folder under ``out``, exactly as the
     command does: the same run folder, progress bar, log lines and summary; in a notebook the curves
-    also show inline as it trains. A bad option is a ValueError saying what is allowed."""
+    also show inline as it trains. A bad option is a ValueError saying what is allowed. It trains in
+    this one process; several processes are `divekit run NAME --nproc N` (docs/DISTRIBUTED.md)."""
     from divekit.console import setup_logging
 
     setup_logging(only_if_unset=True)
@@ -237,8 +257,10 @@ def run_experiment(experiment: Experiment, options: Options, run_dir: str | Path
     """Run ``experiment`` with ``options`` into ``run_dir`` and return the summary. If the run fails
     before it writes anything but its config, the folder is removed again."""
     run_dir = Path(run_dir)
-    if (run_dir / CONFIG_NAME).exists():
+    if distributed.world().main and (run_dir / CONFIG_NAME).exists():  # (under torchrun, process 0 writes it)
         raise FileExistsError(f"{run_dir} already holds a run; use `divekit resume {run_dir}` to continue it")
+    if isinstance(experiment, Demo) and distributed.world().enabled:
+        raise ValueError(f"{experiment.name} is a demonstration: it runs in one process, without torchrun or --nproc")
     run_dir.mkdir(parents=True, exist_ok=True)
     record = {
         "experiment": experiment.name,
@@ -246,18 +268,21 @@ def run_experiment(experiment: Experiment, options: Options, run_dir: str | Path
         "divekit": divekit.__version__,
         "torch": torch.__version__,
         "python": platform.python_version(),
+        "distributed": distributed.describe(getattr(options, "batch_size", None)),
         "changes": [],
     }
     start = time.perf_counter()
     try:
         with run_lock(run_dir):
-            io.write_json(run_dir / CONFIG_NAME, record)
+            if distributed.world().main:
+                io.write_json(run_dir / CONFIG_NAME, record)
             if isinstance(experiment, Demo):
                 summary = _demo(experiment, options, run_dir)
             else:
                 summary = _train(experiment, options, run_dir, progress=progress)
     except BaseException:
-        _remove_if_empty(run_dir)
+        if distributed.world().main:
+            _remove_if_empty(run_dir)
         raise
     log.info(_closing_line(run_dir, time.perf_counter() - start))
     return summary
@@ -328,12 +353,16 @@ def resume_run(run_dir: str | Path, changes: dict[str, Any] | None = None, *, pr
         training = prepare_training(experiment, options, out_dir=run_dir, progress=progress)
         training.trainer.resume_from_checkpoint(expected_run=run_info(experiment, recorded, training.setup.data))
         applied = {k: v for k, v in changes.items() if getattr(recorded, k) != v}
+        split, before = distributed.describe(options.batch_size), record.get("distributed") or {"processes": 1}
+        applied.update({k: split[k] for k in ("processes", "strategy") if before.get(k) != split[k]})
+        record["distributed"] = split
         if applied:
             if "lr" in applied:
                 _scale_learning_rate(training.trainer, applied["lr"] / recorded.lr)
             record["config"] = options.to_dict()
             record.setdefault("changes", []).append({"after_epoch": finished, "step": saved["step"], **applied})
-            io.write_json(run_dir / CONFIG_NAME, record)
+            if distributed.world().main:
+                io.write_json(run_dir / CONFIG_NAME, record)
         log.info(f"{experiment.name} ({experiment.section}, impl {training.parts.train.impl}) resumed on "
                  f"{training.setup.data.name} with {training.device}; run folder {run_dir}")
         summary = _finish_training(training, run_dir)
@@ -371,6 +400,9 @@ def _demo(experiment: Demo, options: Options, run_dir: Path) -> dict:
 def _save_figures(figures: dict, run_dir: Path) -> None:
     from divekit.viz.images import save_figure
 
+    if not distributed.world().main:
+        return
+
     for name, figure in figures.items():
         save_figure(figure, run_dir / f"{name}.png")
 
@@ -379,8 +411,9 @@ def _train(recipe: Recipe, options: Options, run_dir: Path, *, progress: bool) -
     from divekit.predict import write_model_card
 
     training = prepare_training(recipe, options, out_dir=run_dir, progress=progress)
-    write_model_card(run_dir, experiment=recipe.name, model=recipe.model, impl=training.parts.train.impl,
-                     config=training.setup.model_config, inputs=training.setup.data.inputs)
+    if distributed.world().main:
+        write_model_card(run_dir, experiment=recipe.name, model=recipe.model, impl=training.parts.train.impl,
+                         config=training.setup.model_config, inputs=training.setup.data.inputs)
     log.info(f"{recipe.name} ({recipe.section}, impl {training.parts.train.impl}) on {training.setup.data.name} "
              f"with {training.device}; run folder {run_dir}")
     return _finish_training(training, run_dir)
@@ -453,7 +486,8 @@ def _summarize(experiment: Experiment, options: Options, run_dir: Path, device, 
         "warnings": list(warnings),
         "config": config,
     }
-    io.write_json(run_dir / SUMMARY_NAME, summary)
+    if distributed.world().main:
+        io.write_json(run_dir / SUMMARY_NAME, summary)
     compared = {row["metric"] for row in reference}
     for key, value in results.items():
         if key not in compared:  # those are shown beside the book's below

@@ -6,6 +6,11 @@ unfinished epoch's metric sums and the task's carried state (a language model's 
 torch's random states, and ``run``: a description of the run it belongs to (the experiment, its
 options, a fingerprint of its data), which resume compares with the run it is asked to continue.
 It is written atomically and loaded with ``weights_only=True``.
+
+Under data-parallel training (:mod:`divekit.train.distributed`) every process calls
+:func:`save_checkpoint` and :func:`load_checkpoint`; the checkpoint holds the whole model and
+optimizer as one process has them (gathered from FSDP's shards) and every process's random state,
+and process 0 writes it, so it resumes under any number of processes.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from pathlib import Path
 import torch
 
 from divekit import io
+from divekit.train import distributed
 
 FORMAT = 2
 
@@ -32,7 +38,16 @@ class TrainingState:
     run: dict = field(default_factory=dict)  # what the checkpoint belongs to
 
 
+def _random_state() -> tuple[torch.Tensor, list[torch.Tensor]]:
+    return torch.get_rng_state(), torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []
+
+
 def save_checkpoint(path: Path, *, model, optimizer, scheduler, state: TrainingState) -> None:
+    """Write the checkpoint (every process calls it; process 0 writes)."""
+    model_state, optimizer_state = distributed.full_state_dicts(model, optimizer)
+    (torch_rng, cuda_rng), *other_processes = distributed.gather_objects(_random_state())
+    if not distributed.world().main:
+        return
     io.save({
         "format": FORMAT,
         "epoch": state.epoch,
@@ -41,11 +56,12 @@ def save_checkpoint(path: Path, *, model, optimizer, scheduler, state: TrainingS
         "sums": state.sums,
         "task": state.task,
         "run": state.run,
-        "model": model.state_dict(),
-        "optimizer": optimizer.state_dict(),
+        "model": model_state,
+        "optimizer": optimizer_state,
         "scheduler": scheduler.state_dict() if scheduler is not None else None,
-        "torch_rng": torch.get_rng_state(),
-        "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        "torch_rng": torch_rng,
+        "cuda_rng": cuda_rng,
+        "process_rngs": [list(rng) for rng in other_processes],  # processes 1, 2, ... (torch, cuda)
     }, path)
 
 
@@ -72,14 +88,24 @@ def load_checkpoint(path: Path, *, model, optimizer, scheduler, expected_run: di
     if differences:
         raise ResumeMismatchError(f"{path} belongs to another run ({'; '.join(differences)}); "
                                   "resume it with the run it came from, or start a new run")
-    model.load_state_dict(state["model"])
-    optimizer.load_state_dict(state["optimizer"])
+    distributed.load_full_state_dicts(model, optimizer, state["model"], state["optimizer"])
     if scheduler is not None and state["scheduler"] is not None:
         scheduler.load_state_dict(state["scheduler"])
-    torch.set_rng_state(state["torch_rng"])
-    if state["cuda_rng"] and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda_rng"])
+    _restore_random_state(state)
     return TrainingState(state["epoch"], state["step"], state["history"], state["sums"], state["task"], state["run"])
+
+
+def _restore_random_state(state: dict) -> None:
+    """This process's random state: its own from the checkpoint, or, for a process the run did not
+    have before (resumed under more processes), a stream of its own drawn from process 0's."""
+    rank, others = distributed.world().rank, state.get("process_rngs", [])
+    own = rank == 0 or rank > len(others)
+    torch_rng, cuda_rng = (state["torch_rng"], state["cuda_rng"]) if own else others[rank - 1]
+    torch.set_rng_state(torch_rng)
+    if cuda_rng and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(cuda_rng)
+    if rank > len(others):
+        torch.manual_seed(int(torch.randint(2**62, (1,))) + rank * distributed.RANK_STREAM)
 
 
 def _differences(saved: dict, current: dict, prefix: str = "") -> list[str]:

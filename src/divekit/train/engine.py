@@ -26,6 +26,7 @@ from tqdm.auto import tqdm
 
 from divekit import io
 from divekit.data.batch import Batch
+from divekit.train import distributed
 from divekit.train.callbacks import Callback
 from divekit.run_folder import CHECKPOINT_NAME, METRICS_NAME
 from divekit.train.checkpoint import TrainingState, load_checkpoint, save_checkpoint
@@ -133,7 +134,8 @@ class Trainer:
             raise ValueError(f"clip_grad_norm must be positive, got {clip_grad_norm}")
         self.device = torch.device(device)
         self.model = model.to(self.device)
-        self.forward_model = torch.compile(self.model) if compile else self.model
+        parallel = distributed.data_parallel(self.model, self.device)  # DDP under torchrun, else the model
+        self.forward_model = torch.compile(parallel) if compile else parallel
         self.task = task
         self.optimizer = optimizer
         self.scheduler = scheduler
@@ -146,7 +148,7 @@ class Trainer:
         self.checkpoint_every = checkpoint_every
         self.run_info = run_info or {}
         self.eval_name = eval_name
-        self.progress = progress
+        self.progress = progress and distributed.world().main
         self.log_every = max(1, log_every)
         self.callbacks = list(callbacks)
         self.epoch_log_level = logging.INFO if verbose else logging.DEBUG
@@ -240,7 +242,7 @@ class Trainer:
                 window = []
             bar.update()
             self.step = step
-            if self.checkpoint_every is not None and time.perf_counter() - last_save >= self.checkpoint_every:
+            if self._checkpoint_due(step, time.perf_counter() - last_save):
                 if window:
                     self._check_losses(window, epoch, step)
                     window = []
@@ -257,9 +259,20 @@ class Trainer:
         record[f"{self.task.count_unit}_per_s"] = totals.get(self.task.count_key, 0.0) / max(seconds, 1e-9)
         return record
 
+    def _checkpoint_due(self, step: int, seconds_since_save: float) -> bool:
+        """Whether to write a checkpoint after ``step``; under torchrun all processes write together,
+        when process 0's clock says so, at the steps where the losses are looked at."""
+        if self.checkpoint_every is None:
+            return False
+        due = seconds_since_save >= self.checkpoint_every
+        if not distributed.world().enabled or self.checkpoint_every == 0:
+            return due
+        return step % self.log_every == 0 and distributed.decided_by_main(due)
+
     def _check_losses(self, window: list[torch.Tensor], epoch: int, last_step: int) -> float:
-        """Stop on the first non-finite loss in ``window`` (which ends at ``last_step``)."""
-        losses = torch.stack(window).float()
+        """Stop on the first non-finite loss in ``window`` (which ends at ``last_step``); under
+        torchrun the losses are averaged over the processes first, so all stop together."""
+        losses = distributed.mean_over_processes(torch.stack(window).float())
         finite = torch.isfinite(losses)
         if not bool(finite.all()):
             first = int((~finite).nonzero()[0])
@@ -286,24 +299,29 @@ class Trainer:
         if state.step:
             self._resumed_sums = MetricSums()
             self._resumed_sums.load_state_dict(state.sums, self.device)
-            self.task.load_state_dict(_to_device(state.task, self.device))
+            self.task.load_state_dict(distributed.rows_of_process(_to_device(state.task, self.device),
+                                                                  self.task.state_batch_dim))
         where = f"epoch {self.epoch}" + (f" and {self.step} batches of epoch {self.epoch + 1}" if self.step else "")
         log.info(f"resumed from {path} after {where}")
 
     def _save(self, sums: MetricSums) -> None:
         """Write the checkpoint (then metrics.csv), unless training has diverged: a checkpoint never
-        holds non-finite parameters, so the last good one stays."""
+        holds non-finite parameters, so the last good one stays. Under torchrun every process
+        takes part (the state of the whole run is gathered) and process 0 writes."""
         if self.out_dir is None:
             return
-        bad = next((name for name, p in self.model.named_parameters() if not bool(torch.isfinite(p).all())), None)
+        bad = next((name for name, p in self.model.named_parameters()
+                    if not bool(torch.isfinite(distributed.local_part(p)).all())), None)
+        bad = distributed.first_found(bad)  # FSDP: each process looks at its shards
         if bad is not None:
             raise NonFiniteLossError(self.epoch + (self.step > 0), self.step, f"non-finite (in {bad})",
                                      self.checkpoint_path, what="a parameter")
-        state = TrainingState(self.epoch, self.step, self.history, sums.state_dict(),
-                              self.task.state_dict() if self.step else {}, self.run_info)
+        task = distributed.gather_rows(self.task.state_dict(), self.task.state_batch_dim) if self.step else {}
+        state = TrainingState(self.epoch, self.step, self.history, sums.state_dict(), task, self.run_info)
         save_checkpoint(self.checkpoint_path, model=self.model, optimizer=self.optimizer, scheduler=self.scheduler,
                         state=state)
-        io.write_text(self.out_dir / METRICS_NAME, history_to_csv(self.history))
+        if distributed.world().main:
+            io.write_text(self.out_dir / METRICS_NAME, history_to_csv(self.history))
 
 
 @torch.no_grad()

@@ -40,6 +40,7 @@ class LanguageModeling(Task):
 
     count_key = "tokens"
     count_unit = "tokens"
+    state_batch_dim = 1  # the state is (L*D, B, H), or a pair of them
 
     def __init__(self, loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], sequential: bool):
         self.loss_fn = loss_fn

@@ -30,11 +30,18 @@ class MetricSums:
                 self._sums[name] = value + current  # a tensor plus a number stays a tensor
 
     def state_dict(self) -> dict[str, torch.Tensor]:
-        """The sums so far, as tensors (for a checkpoint written within an epoch)."""
-        return {name: torch.as_tensor(value).detach().cpu() for name, value in self._sums.items()}
+        """The sums so far, as tensors (for a checkpoint written within an epoch); summed across
+        processes when ``torch.distributed`` is initialised (every process must call it then)."""
+        if not (dist.is_available() and dist.is_initialized()):
+            return {name: torch.as_tensor(value).detach().cpu() for name, value in self._sums.items()}
+        return {name: torch.tensor(value, dtype=torch.float64) for name, value in self.totals().items()}
 
     def load_state_dict(self, state: dict[str, torch.Tensor], device: torch.device | str = "cpu") -> None:
-        self._sums = {name: value.to(device) for name, value in state.items()}
+        """Continue from :meth:`state_dict`'s sums. Under ``torch.distributed`` (they are the sums of
+        all processes then) process 0 takes them and the others start from zeros, so that
+        :meth:`totals` counts them once."""
+        first = not (dist.is_available() and dist.is_initialized()) or dist.get_rank() == 0
+        self._sums = {name: (value if first else torch.zeros_like(value)).to(device) for name, value in state.items()}
 
     def totals(self) -> dict[str, float]:
         if not self._sums:

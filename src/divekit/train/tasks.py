@@ -32,6 +32,7 @@ class Task:
     count_key = "count"
     count_unit = "examples"
     monitor: tuple[str, str] | None = None  # the metric that says which epoch is best, and "max" or "min"
+    state_batch_dim = 0  # the batch dimension of state_dict()'s tensors (processes' rows are joined along it)
 
     def start_epoch(self, training: bool) -> None:
         """Called before each pass over a loader (e.g. to reset recurrent state)."""

@@ -1,0 +1,123 @@
+#!/usr/bin/env bash
+# The prepared GPU check: on one lent GPU, within 10 minutes, everything divekit has to show there.
+#
+#   bash benchmarks/gpu_check.sh --prepare   # here, once, in the checkout the device tool sends (the lead's):
+#                                            # wheels, Fashion-MNIST and tv_shim into .gpu-check/ (git-ignored)
+#   bash benchmarks/gpu_check.sh             # there: run(command="bash benchmarks/gpu_check.sh",
+#                                            #            carry=[".gpu-check"], timeout_s=600)
+#   bash benchmarks/gpu_check.sh --tiny      # anywhere, on the CPU: every step with tiny settings (a check of this script)
+#
+# Steps, each with its share of the 10 minutes (a step cut short keeps what it wrote):
+#   1. machine.txt: nvidia-smi, torch, the GPUs;
+#   2. reproductions.{md,json}: the 10-epoch alexnet, vgg, nin, googlenet and resnet runs with the book's recipe,
+#      bf16 autocast and channels-last (benchmarks/gpu_reproduce.py);
+#   3. cnn-gpu.md: the CNN benchmark against d2l's own code on the same GPU (benchmarks/bench_cnn.py --device cuda:
+#      NCHW fp32, channels-last, bf16, both, both + torch.compile);
+#   4. ddp.md: with 2 GPUs, ResNet-18 for 2 epochs in 1 process and in 2 (divekit run --nproc 2), examples/s and metrics;
+#      skipped with 1 GPU (--tiny: 2 gloo processes on the CPU).
+# PYTHON: the Python that has torch (default python3); GPU_CHECK_BUDGET: seconds for all steps (600; --tiny: 3600,
+# as a CPU compiles torch.compile's kernels slowly). Exit status 0 when every step finished.
+# Everything goes to $OUT (the device tool's folder; default gpu-check-out/), at most 8 files: log.txt, machine.txt,
+# reproductions.md, reproductions.json, cnn-gpu.md, ddp.md. Run folders and checkpoints stay in /tmp.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+mode=${1:-run}
+here=$PWD
+carried=$here/.gpu-check
+D2L_WHEELS="d2l==0.17.6 ipython==9.18.1 ipython_pygments_lexers==1.1.1 decorator==5.2.1 jedi==0.20.1 parso==0.8.7
+  matplotlib-inline==0.2.2 pexpect==4.9.0 ptyprocess==0.7.0 prompt_toolkit==3.0.53 wcwidth==0.9.4 stack-data==0.6.3
+  asttokens==3.0.2 executing==2.3.0 pure_eval==0.2.4 traitlets==5.16.1"  # what d2l.torch imports that the GPU image lacks
+
+if [ "$mode" = --prepare ]; then
+  exclude=$(git rev-parse --git-path info/exclude)
+  grep -qx '/.gpu-check/' "$exclude" 2>/dev/null || echo '/.gpu-check/' >> "$exclude"
+  data=${DIVEKIT_DATA:-../shared/data}
+  mkdir -p "$carried/whl" "$carried/data/fashion-mnist"
+  # the GPU image's Python is 3.12; these wheels are pure Python
+  python3 -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+    --platform manylinux_2_28_x86_64 --platform manylinux2014_x86_64 --platform any -d "$carried/whl" $D2L_WHEELS || exit
+  cp "$data"/fashion-mnist/*.gz "$carried/data/fashion-mnist/" || exit
+  cp "${TV_SHIM:-../shared/bench/tv_shim.py}" "$carried/tv_shim.py" || exit
+  du -sh "$carried"
+  echo "ready: run(command=\"bash benchmarks/gpu_check.sh\", carry=[\".gpu-check\"], timeout_s=600)"
+  exit 0
+fi
+
+tiny=0
+[ "$mode" = --tiny ] || [ "${GPU_CHECK_TINY:-0}" = 1 ] && tiny=1
+OUT=${OUT:-$here/gpu-check-out}
+mkdir -p "$OUT"
+exec > >(tee "$OUT/log.txt") 2>&1
+PYTHON=${PYTHON:-python3}
+export PYTHONPATH=$here/src PYTHONUNBUFFERED=1
+if [ -d "$carried/data" ]; then export DIVEKIT_DATA=$carried/data; else export DIVEKIT_DATA=${DIVEKIT_DATA:-$here/../shared/data}; fi
+shim=$carried/tv_shim.py; [ -f "$shim" ] || shim=${TV_SHIM:-$here/../shared/bench/tv_shim.py}
+# d2l runs in its own Python path (bench_cnn.py clears PYTHONPATH for it): a wrapper that sets it
+d2l_python=/tmp/gpu-check-d2l-python
+if [ -d "$carried/whl" ]; then
+  "$PYTHON" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/gpu-check-site "$carried"/whl/*.whl
+  printf '#!/bin/sh\nPYTHONPATH=/tmp/gpu-check-site exec %s "$@"\n' "$(command -v "$PYTHON")" > "$d2l_python"
+elif [ -x "${D2L_PYTHON:-/work/d2l-venv/bin/python}" ]; then
+  printf '#!/bin/sh\nexec %s "$@"\n' "${D2L_PYTHON:-/work/d2l-venv/bin/python}" > "$d2l_python"
+fi
+chmod +x "$d2l_python" 2>/dev/null
+failed=0
+budget=${GPU_CHECK_BUDGET:-$([ $tiny = 1 ] && echo 3600 || echo 600)}  # seconds for all steps (the device's 10 minutes)
+left() { local s=$(( $1 * budget / 600 - SECONDS )); echo $(( s > 1 ? s : 1 )); }  # seconds until $1 (of 600) of it
+
+echo "== 1. machine ($(date -u +%FT%TZ), tiny=$tiny)"
+gpus=$(nvidia-smi -L 2>/dev/null | grep -c '^GPU' || true)
+{
+  nvidia-smi 2>&1 || echo "no nvidia-smi"
+  "$PYTHON" -c "import torch, platform; print('python', platform.python_version(), 'torch', torch.__version__, 'cuda', torch.version.cuda, [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())])"
+  echo "cores $(nproc); load $(cut -d' ' -f1-3 /proc/loadavg); gpus $gpus"
+} > "$OUT/machine.txt"
+cat "$OUT/machine.txt"
+
+if [ $tiny = 1 ]; then
+  device=cpu; repro_args="--tiny --device cpu"
+  bench_args="--device cpu --variant-set cuda --epochs 1 --repeats 1 --limit 512 --resnet-batches 1 --resnet-batch-size 8 --threads 2"
+else
+  device=cuda; repro_args="--device cuda"
+  bench_args="--device cuda --epochs 2 --repeats 1 --resnet-batches 20 --threads 4"
+fi
+
+echo "== 2. the 10-epoch chapter 7 reproductions"
+timeout -s INT "$(left 330)" "$PYTHON" benchmarks/gpu_reproduce.py $repro_args --out "$OUT" \
+  || { echo "reproductions stopped early (status $?); reproductions.md holds the finished ones"; failed=1; }
+
+echo "== 3. the CNN benchmark against d2l on the same device"
+timeout -s INT "$(left 520)" "$PYTHON" benchmarks/bench_cnn.py $bench_args --d2l-python "$d2l_python" \
+  --tv-shim "$shim" --out "$OUT/cnn-gpu.md" || { echo "the CNN benchmark stopped early or failed (status $?)"; failed=1; }
+
+echo "== 4. data-parallel training"
+if [ $tiny = 1 ] || [ "$gpus" -ge 2 ]; then
+  if [ $tiny = 1 ]; then ddp_args="lenet --limit 64 --batch-size 16 --epochs 2 --device cpu"
+  else ddp_args="resnet --epochs 2 --precision bf16 --device cuda"; fi
+  runs=/tmp/gpu-check-ddp; rm -rf "$runs"
+  for n in 1 2; do
+    timeout -s INT "$(left 585)" "$PYTHON" -m divekit run $ddp_args --nproc $n --no-progress --out "$runs/$n" \
+      || { echo "the $n-process run stopped early or failed (status $?)"; failed=1; }
+  done
+  "$PYTHON" - "$runs" "$OUT/ddp.md" "$ddp_args" <<'EOF'
+import json, sys
+from pathlib import Path
+runs, out, args = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3]
+lines = [f"# Data-parallel check: `divekit run {args} --nproc N`", "",
+         "| processes | examples/s (last epoch) | train loss | train acc | test acc | config.json distributed |",
+         "|---:|---:|---:|---:|---:|---|"]
+for n in (1, 2):
+    for summary in sorted((runs / str(n)).glob("*/summary.json")):
+        final = json.loads(summary.read_text())["final"]
+        split = json.loads((summary.parent / "config.json").read_text()).get("distributed")
+        lines.append(f"| {n} | {final.get('examples_per_s', 0):,.0f} | {final.get('train_loss', 0):.4f} | "
+                     f"{final.get('train_acc', 0):.4f} | {final.get('test_acc', 0):.4f} | `{json.dumps(split)}` |")
+out.write_text("\n".join(lines) + "\n")
+print(out.read_text())
+EOF
+else
+  echo "skipped: $gpus GPU(s); the data-parallel check needs 2" | tee "$OUT/ddp.md"
+fi
+echo "== done in ${SECONDS}s ($([ $failed = 0 ] && echo 'every step finished' || echo 'some steps did not finish')); files in $OUT:"
+ls -la "$OUT"
+exit $failed

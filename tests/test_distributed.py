@@ -1,0 +1,228 @@
+"""Data-parallel training (divekit.train.distributed): the shards of a minibatch are the minibatch,
+two gloo processes on the CPU train as one process does on the whole minibatch, a process that
+dies stops the run and leaves its checkpoint intact, and a checkpoint written under two processes
+(DDP or FSDP2) resumes under one. The processes are real: torchrun starts them."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+import torch
+
+from divekit import io
+from divekit.cli import main
+from divekit.data.batch import Split
+from divekit.data.loader import TensorLoader, share_bounds
+from divekit.data.text import LMLoader
+
+ROOT = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.skipif(not torch.distributed.is_available() or not torch.distributed.is_gloo_available(),
+                                reason="torch.distributed with gloo is needed")
+
+
+def env(*paths: Path) -> dict:
+    return {**os.environ, "PYTHONPATH": os.pathsep.join([*map(str, paths), str(ROOT / "src")]), "OMP_NUM_THREADS": "1"}
+
+
+def torchrun(script: Path, *args: str, nproc: int = 2) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}",
+                           str(script), *args], env=env(), capture_output=True, text=True, timeout=600)
+
+
+def only_run(out: Path) -> Path:
+    (run,) = [p for p in out.iterdir() if p.is_dir()]
+    return run
+
+
+def final(run: Path) -> dict:
+    return json.loads((run / "summary.json").read_text())["final"]
+
+
+def assert_same_metrics(a: dict, b: dict, keys, rtol=1e-5):
+    for key in keys:
+        assert a[key] == pytest.approx(b[key], rel=rtol, abs=1e-7), key
+
+
+def assert_same_weights(a: Path, b: Path, atol=1e-6):
+    wa, wb = io.load(a / "checkpoint.pt")["model"], io.load(b / "checkpoint.pt")["model"]
+    assert wa.keys() == wb.keys()
+    for name in wa:
+        torch.testing.assert_close(wa[name], wb[name], rtol=1e-5, atol=atol, msg=name)
+
+
+# -- shards (one process) --------------------------------------------------------------------------
+
+@pytest.mark.parametrize("size, parts", [(10, 3), (2, 4), (7, 7), (0, 2)])
+def test_share_bounds_split_as_tensor_split_does(size, parts):
+    expected = torch.arange(size).tensor_split(parts)
+    for shard in range(parts):
+        lo, hi = share_bounds(size, shard, parts)
+        assert torch.equal(torch.arange(size)[lo:hi], expected[shard])
+    with pytest.raises(ValueError, match=r"shard must be in \[0, 3\), got 3"):
+        share_bounds(size, 3, 3)
+
+
+def test_the_shards_of_every_minibatch_together_are_the_minibatch():
+    data = Split(torch.arange(23).float()[:, None], torch.arange(23))
+    whole = TensorLoader(data, 6, shuffle=True, seed=3)
+    shards = [TensorLoader(data, 6, shuffle=True, seed=3) for _ in range(3)]
+    for index, loader in enumerate(shards):
+        loader.shard(index, 3)
+    for epoch in (1, 2):
+        for loader in (whole, *shards):
+            loader.set_epoch(epoch)
+        batches = list(whole)
+        assert [len(s) for s in shards] == [len(whole)] * 3 == [4] * 3 and [len(b) for b in batches] == [6, 6, 6, 5]
+        for batch, parts in zip(batches, zip(*shards)):
+            assert torch.equal(torch.cat([p.y for p in parts]), batch.y)  # the same examples, in rank order
+    lone = TensorLoader(Split(torch.zeros(13, 1), torch.arange(13)), 6)
+    lone.shard(1, 2)
+    assert len(lone) == 2  # the last minibatch (1 example) cannot be shared by 2 processes: it is left out
+
+
+@pytest.mark.parametrize("sequential", [True, False])
+def test_language_model_shards_are_rows_of_the_minibatch(sequential):
+    corpus = torch.arange(400) % 29
+    whole = LMLoader(corpus, 6, 5, sequential=sequential, seed=1)
+    shards = [LMLoader(corpus, 6, 5, sequential=sequential, seed=1) for _ in range(2)]
+    for index, loader in enumerate(shards):
+        loader.shard(index, 2)
+    for batch, (a, b) in zip(whole, zip(*shards), strict=True):
+        assert a.X.shape == (3, 5)
+        assert torch.equal(torch.cat([a.X, b.X]), batch.X) and torch.equal(torch.cat([a.y, b.y]), batch.y)
+
+
+def test_fsdp_and_nproc_are_refused_where_they_cannot_work(tmp_path, capsys):
+    assert main(["run", "linear-regression", "--fsdp", "--out", str(tmp_path)]) == 1
+    assert "--fsdp shards the model over several processes: start the run with --nproc N" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["run", "conv-edge", "--nproc", "2", "--out", str(tmp_path)])
+    assert "conv-edge is a demonstration; it runs in one process" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["run", "linear-regression", "--nproc", "0", "--out", str(tmp_path)])
+    assert "--nproc must be at least 1, got 0" in capsys.readouterr().err
+
+
+# -- two processes ---------------------------------------------------------------------------------
+
+ONE_STEP = """
+import sys, torch
+from divekit.experiments.runner import prepare_training
+from divekit.train import distributed
+
+for impl in ("fast", "scratch"):
+    training = prepare_training("lenet", impl=impl, limit=16, batch_size=16, epochs=1, device="cpu")
+    training.fit()  # 16 examples in minibatches of 16: one step
+    if distributed.world().main:
+        torch.save(training.setup.model.state_dict(), f"{sys.argv[1]}/{impl}-{distributed.world().size}.pt")
+"""
+
+
+def test_one_step_under_two_processes_equals_one_process_on_the_whole_minibatch(tmp_path):
+    script = tmp_path / "one_step.py"
+    script.write_text(ONE_STEP)
+    done = torchrun(script, str(tmp_path))
+    assert done.returncode == 0, done.stderr[-3000:]
+    from divekit.experiments.runner import prepare_training
+
+    for impl in ("fast", "scratch"):
+        training = prepare_training("lenet", impl=impl, limit=16, batch_size=16, epochs=1, device="cpu")
+        start = {k: v.clone() for k, v in training.setup.model.state_dict().items()}
+        training.fit()
+        two = torch.load(tmp_path / f"{impl}-2.pt")
+        moved = 0
+        for name, value in training.setup.model.state_dict().items():
+            torch.testing.assert_close(two[name], value, rtol=1e-5, atol=1e-6, msg=f"{impl} {name}")
+            moved += not torch.equal(value, start[name])
+        assert moved > 0  # the step changed the weights: the comparison is not of two initialisations
+
+
+def test_two_processes_end_at_the_metrics_of_one_with_the_same_global_batch(tmp_path):
+    options = ["run", "softmax-regression", "--limit", "512", "--batch-size", "64", "--epochs", "2", "--no-progress"]
+    two = subprocess.run([sys.executable, "-m", "divekit", *options, "--nproc", "2", "--out", str(tmp_path / "two")],
+                         env=env(), capture_output=True, text=True, timeout=600)
+    assert two.returncode == 0, two.stderr[-3000:]
+    assert main([*options, "--out", str(tmp_path / "one")]) == 0
+    run_two, run_one = only_run(tmp_path / "two"), only_run(tmp_path / "one")  # one run folder, written by process 0
+    assert_same_metrics(final(run_two), final(run_one), ("train_loss", "train_acc", "test_loss", "test_acc"))
+    assert_same_weights(run_two, run_one)
+    record = json.loads((run_two / "config.json").read_text())
+    assert record["distributed"] == {"processes": 2, "strategy": "ddp", "backend": "gloo", "global_batch_size": 64,
+                                     "batch_size_per_process": 32}
+    assert json.loads((run_one / "config.json").read_text())["distributed"]["processes"] == 1
+    assert two.stderr.count("epoch 2/2") == 1  # one process speaks for the run
+
+
+KILL = """
+import os
+if os.environ.get("RANK") == "1":  # torchrun's second process dies just after its checkpoint of this step
+    import signal
+    from divekit.experiments import runner
+    from divekit.train.callbacks import Callback
+
+    class Kill(Callback):
+        def on_step_end(self, trainer, epoch, step):
+            if (epoch, step) == {kill_at}:
+                os.kill(os.getpid(), signal.SIGKILL)
+
+    prepare = runner.prepare_training
+
+    def prepare_training(*args, **kwargs):
+        training = prepare(*args, **kwargs)
+        training.trainer.callbacks.append(Kill())
+        return training
+
+    runner.prepare_training = prepare_training
+"""
+
+
+def test_a_process_that_dies_stops_the_run_and_its_checkpoint_resumes_under_one_process(tmp_path):
+    """An LSTM language model: mid-epoch checkpoints hold the global metric sums and both processes'
+    rows of the hidden state, so one process continues exactly where the two stopped."""
+    options = ["run", "lstm", "--limit", "600", "--num-hiddens", "8", "--batch-size", "4", "--epochs", "3",
+               "--checkpoint-every", "0", "--no-progress"]
+    (tmp_path / "hook").mkdir()
+    (tmp_path / "hook" / "sitecustomize.py").write_text(textwrap.dedent(KILL).format(kill_at=(2, 2)))
+    killed = subprocess.run([sys.executable, "-m", "divekit", *options, "--nproc", "2", "--out", str(tmp_path / "two")],
+                            env=env(tmp_path / "hook"), capture_output=True, text=True, timeout=600)
+    assert killed.returncode == 1
+    run = only_run(tmp_path / "two")
+    assert ("divekit: error: a process of the run stopped, and torchrun stopped the others" in killed.stderr
+            and f"its last checkpoint, after epoch 1 and 2 batches of epoch 2, is intact: `divekit resume {run}` "
+                "continues from it" in killed.stderr), killed.stderr[-3000:]
+    checkpoint = io.load(run / "checkpoint.pt")
+    assert (checkpoint["epoch"], checkpoint["step"]) == (1, 2) and len(checkpoint["process_rngs"]) == 1
+    assert checkpoint["task"]["state"][0].shape == (1, 4, 8)  # both processes' rows of the LSTM's (H, C)
+
+    assert main(["resume", str(run), "--no-progress"]) == 0  # one process
+    assert main([*options, "--out", str(tmp_path / "one")]) == 0
+    whole = only_run(tmp_path / "one")
+    assert_same_metrics(final(run), final(whole), ("train_loss", "train_perplexity"))
+    assert_same_weights(run, whole)
+    change = json.loads((run / "config.json").read_text())["changes"][-1]
+    assert change == {"after_epoch": 1, "step": 2, "processes": 1, "strategy": None}
+
+
+def test_fsdp_trains_as_one_process_and_its_checkpoint_resumes_under_one(tmp_path):
+    options = ["run", "lenet", "--limit", "64", "--batch-size", "16", "--epochs", "2", "--optimizer", "momentum",
+               "--lr", "0.05", "--checkpoint-every", "0", "--no-progress"]
+    two = subprocess.run([sys.executable, "-m", "divekit", *options, "--nproc", "2", "--fsdp", "--out",
+                          str(tmp_path / "fsdp")], env=env(), capture_output=True, text=True, timeout=600)
+    assert two.returncode == 0, two.stderr[-3000:]
+    assert main([*options, "--out", str(tmp_path / "one")]) == 0
+    sharded, one = only_run(tmp_path / "fsdp"), only_run(tmp_path / "one")
+    assert json.loads((sharded / "config.json").read_text())["distributed"]["strategy"] == "fsdp"
+    assert_same_metrics(final(sharded), final(one), ("train_loss", "train_acc", "test_loss", "test_acc"))
+    assert_same_weights(sharded, one)  # the checkpoint holds the whole model, gathered from the shards
+    sharded_state, one_state = (io.load(run / "checkpoint.pt")["optimizer"] for run in (sharded, one))
+    assert [g["params"] for g in sharded_state["param_groups"]] == [g["params"] for g in one_state["param_groups"]]
+    torch.testing.assert_close(sharded_state["state"], one_state["state"], rtol=1e-5, atol=1e-6)  # momentum buffers
+    for run in (sharded, one):
+        assert main(["resume", str(run), "--epochs", "3", "--no-progress"]) == 0
+    assert_same_metrics(final(sharded), final(one), ("train_loss", "test_acc"))
