@@ -86,7 +86,7 @@ def test_each_fold_is_evaluated_on_its_own_parts():
             assert fold["train_loss"] == pytest.approx(float(mse(fixed(data.X[train]), data.y[train]).mean()), rel=1e-6)
     assert [(row["fold"], row["epoch"]) for row in result.history] == [(f, e) for f in range(1, 6) for e in (1, 2)]
     assert result.average["valid_loss"] == pytest.approx(sum(f["valid_loss"] for f in result.folds) / 5)
-    assert set(result.average) == {"train_loss", "valid_loss"}
+    assert set(result.average) == {f"{split}_{metric}" for split in ("train", "valid") for metric in ("loss", "rmse", "r2")}
 
 
 def test_k_fold_trains_a_fresh_model_per_fold():
@@ -122,6 +122,6 @@ def test_fit_and_evaluate_without_valid_reports_the_full_training_set_each_epoch
     rows = fit_and_evaluate(model, torch.optim.SGD(model.parameters(), lr=0.0), Regression(mse), data,
                             epochs=3, batch_size=4)
     expected = mse(constant_model()(data.X), data.y).mean().item()
-    assert [sorted(row) for row in rows] == [["epoch", "train_loss"]] * 3
+    assert [sorted(row) for row in rows] == [["epoch", "train_loss", "train_r2", "train_rmse"]] * 3
     assert [row["epoch"] for row in rows] == [1, 2, 3]
     assert all(row["train_loss"] == pytest.approx(expected, rel=1e-6) for row in rows)
