@@ -151,7 +151,8 @@ def launch(argv: list[str], nproc: int, run_dir: Path) -> None:
 
 
 def _where_to_continue(run_dir: Path) -> str:
-    from divekit.train.checkpoint import CHECKPOINT_NAME, read_checkpoint
+    from divekit.run_folder import CHECKPOINT_NAME
+    from divekit.train.checkpoint import read_checkpoint
 
     path = run_dir / CHECKPOINT_NAME
     if not path.exists():
