@@ -144,12 +144,12 @@ def _cmd_list() -> int:
 
 def _cmd_run(name: str, argv: Sequence[str]) -> int:
     from divekit.experiments.registry import Demo, get_experiment
-    from divekit.train import distributed
 
     experiment = get_experiment(name)
     parser = _run_parser(experiment)
     args = vars(parser.parse_args(argv))
     from divekit.experiments.runner import new_run_dir, run_experiment  # torch: not needed for --help
+    from divekit.train import distributed
 
     out, no_progress, nproc, fsdp = args.pop("out"), args.pop("no_progress"), args.pop("nproc"), args.pop("fsdp")
     if nproc < 1:
