@@ -16,7 +16,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from divekit.ops.scratch.attention import _check_num_heads, _check_qkv, _positions, sinusoid_table, valid_lens_to_mask
+from divekit.ops.scratch.attention import (_check_embed_dim, _check_num_heads, _check_projected, _check_qkv, _positions,
+                                           sinusoid_table, valid_lens_to_mask)
 
 __all__ = ["AdditiveAttention", "DotProductAttention", "MultiHeadAttention", "PositionalEncoding",
            "masked_softmax", "sinusoid_table", "valid_lens_to_mask"]
@@ -94,7 +95,8 @@ class DotProductAttention(nn.Module):
 
 class MultiHeadAttention(nn.Module):
     """Multi-head attention (D2L §10.5) with ``nn.MultiheadAttention``'s parameters (batch first):
-    ``F.linear`` projections, heads split with a view, one SDPA call for all heads."""
+    ``F.linear`` projections, heads split with a view, one SDPA call for all heads; ``project_kv`` and
+    ``attend`` split it for a key/value cache, as in the scratch twin."""
 
     def __init__(self, embed_dim: int, num_heads: int, dropout: float = 0.0, bias: bool = True):
         super().__init__()
@@ -113,19 +115,43 @@ class MultiHeadAttention(nn.Module):
                 valid_lens: torch.Tensor | None = None) -> torch.Tensor:
         _check_qkv(queries, keys, values)
         E, H = self.embed_dim, self.num_heads
-        if not queries.shape[-1] == keys.shape[-1] == values.shape[-1] == E:
-            raise ValueError(f"queries, keys and values must have embed_dim = {E} features, got "
-                             f"{queries.shape[-1]}, {keys.shape[-1]} and {values.shape[-1]}")
-        (B, Q, _), K, Dh = queries.shape, keys.shape[1], E // H
-        if queries is keys and keys is values:  # self-attention: one (3E, E) matmul (nanoGPT's c_attn)
-            q, k, v = F.linear(queries, self.in_proj_weight, self.in_proj_bias).chunk(3, dim=-1)  # each (B, Q, E)
-        else:
-            w_q, w_k, w_v = self.in_proj_weight.chunk(3)  # each (E, E)
-            b_q, b_k, b_v = (None,) * 3 if self.in_proj_bias is None else self.in_proj_bias.chunk(3)
-            q, k, v = F.linear(queries, w_q, b_q), F.linear(keys, w_k, b_k), F.linear(values, w_v, b_v)
+        _check_embed_dim(E, queries, keys, values)
+        if not (queries is keys and keys is values):
+            return self.attend(queries, *self.project_kv(keys, values), valid_lens)
+        # self-attention: one (3E, E) matmul (nanoGPT's c_attn)
+        (B, Q, _), Dh = queries.shape, E // H
+        q, k, v = F.linear(queries, self.in_proj_weight, self.in_proj_bias).chunk(3, dim=-1)  # each (B, Q, E)
+        k = k.reshape(B, Q, H, Dh).transpose(1, 2)  # (B, H, Q, Dh)
+        v = v.reshape(B, Q, H, Dh).transpose(1, 2)  # (B, H, Q, Dh)
+        return self._attend_projected(q, k, v, valid_lens)
+
+    def project_kv(self, keys: torch.Tensor, values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The heads' keys and values, each (B, H, K, Dh) (see the scratch twin)."""
+        E, H = self.embed_dim, self.num_heads
+        _check_embed_dim(E, keys, values)
+        _, w_k, w_v = self.in_proj_weight.chunk(3)  # each (E, E)
+        _, b_k, b_v = (None,) * 3 if self.in_proj_bias is None else self.in_proj_bias.chunk(3)
+        (B, K, _), Dh = keys.shape, E // H
+        k = F.linear(keys, w_k, b_k).reshape(B, K, H, Dh).transpose(1, 2)  # (B, H, K, Dh)
+        v = F.linear(values, w_v, b_v).reshape(B, K, H, Dh).transpose(1, 2)  # (B, H, K, Dh)
+        return k, v
+
+    def attend(self, queries: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+               valid_lens: torch.Tensor | None = None) -> torch.Tensor:
+        """Attention of queries (B, Q, E) over projected keys and values k, v (B, H, K, Dh) -> (B, Q, E)."""
+        E, H = self.embed_dim, self.num_heads
+        _check_embed_dim(E, queries)
+        _check_projected(queries, k, v, H, E // H)
+        w_q = self.in_proj_weight[:E]  # (E, E)
+        b_q = None if self.in_proj_bias is None else self.in_proj_bias[:E]
+        return self._attend_projected(F.linear(queries, w_q, b_q), k, v, valid_lens)
+
+    def _attend_projected(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+                          valid_lens: torch.Tensor | None) -> torch.Tensor:
+        """Projected queries q (B, Q, E), k and v (B, H, K, Dh) -> the output projection of the heads (B, Q, E)."""
+        E, H = self.embed_dim, self.num_heads
+        (B, Q, _), K, Dh = q.shape, k.shape[2], E // H
         q = q.reshape(B, Q, H, Dh).transpose(1, 2)  # (B, H, Q, Dh)
-        k = k.reshape(B, K, H, Dh).transpose(1, 2)  # (B, H, K, Dh)
-        v = v.reshape(B, K, H, Dh).transpose(1, 2)  # (B, H, K, Dh)
         mask = None if valid_lens is None else valid_lens_to_mask(valid_lens, B, Q, K)[:, None]  # (B, 1, Q, K)
         heads, weights = _scaled_dot_product(q, k, v, mask, self.dropout, self.record_weights)  # (B, H, Q, Dh)
         self.attention_weights = None if weights is None else weights.detach()  # (B, H, Q, K)
@@ -136,12 +162,12 @@ class MultiHeadAttention(nn.Module):
 
 
 class PositionalEncoding(nn.Module):
-    """X + P[:T], then ``nn.Dropout`` (D2L §10.6.3); P the same non-persistent sinusoid buffer."""
+    """X + P[offset:offset + T], then ``nn.Dropout`` (D2L §10.6.3); P the same non-persistent sinusoid buffer."""
 
     def __init__(self, num_hiddens: int, dropout: float, max_len: int = 1000):
         super().__init__()
         self.dropout = nn.Dropout(dropout)
         self.register_buffer("P", sinusoid_table(max_len, num_hiddens)[None], persistent=False)  # (1, max_len, d)
 
-    def forward(self, X: torch.Tensor) -> torch.Tensor:
-        return self.dropout(X + _positions(self.P, X))
+    def forward(self, X: torch.Tensor, offset: int = 0) -> torch.Tensor:
+        return self.dropout(X + _positions(self.P, X, offset))
