@@ -429,10 +429,13 @@ def test_project_kv_and_attend_twins_agree_and_check_their_shapes():
     f = fast.MultiHeadAttention(8, 4).double()
     f.load_state_dict(s.state_dict())
     queries, keys = torch.randn(2, 3, 8, dtype=F64), torch.randn(2, 6, 8, dtype=F64)
-    for a, b in zip(s.project_kv(keys, keys), f.project_kv(keys, keys)):
-        torch.testing.assert_close(a, b)
+    values = torch.randn(2, 6, 8, dtype=F64)
+    for kv in ((keys, keys), (keys, values)):  # one fused projection when keys is values, two otherwise
+        for a, b in zip(s.project_kv(*kv), f.project_kv(*kv)):
+            torch.testing.assert_close(a, b)
     vl = torch.tensor([2, 6])
-    torch.testing.assert_close(s.attend(queries, *s.project_kv(keys, keys), vl), f.attend(queries, *f.project_kv(keys, keys), vl))
+    torch.testing.assert_close(s.attend(queries, *s.project_kv(keys, keys), vl),
+                               f.attend(queries, *f.project_kv(keys, keys), vl))
     torch.testing.assert_close(s.attend(queries, *s.project_kv(keys, keys), vl), s(queries, keys, keys, vl))
     for twin in (s, f):
         k, v = twin.project_kv(keys, keys)

@@ -129,12 +129,15 @@ class MultiHeadAttention(nn.Module):
         """The heads' keys and values, each (B, H, K, Dh) (see the scratch twin)."""
         E, H = self.embed_dim, self.num_heads
         _check_embed_dim(E, keys, values)
-        _, w_k, w_v = self.in_proj_weight.chunk(3)  # each (E, E)
-        _, b_k, b_v = (None,) * 3 if self.in_proj_bias is None else self.in_proj_bias.chunk(3)
         (B, K, _), Dh = keys.shape, E // H
-        k = F.linear(keys, w_k, b_k).reshape(B, K, H, Dh).transpose(1, 2)  # (B, H, K, Dh)
-        v = F.linear(values, w_v, b_v).reshape(B, K, H, Dh).transpose(1, 2)  # (B, H, K, Dh)
-        return k, v
+        w_kv = self.in_proj_weight[E:]  # (2E, E): W_k over W_v
+        b_kv = None if self.in_proj_bias is None else self.in_proj_bias[E:]
+        if keys is values:  # a decoder's self-attention or its attention over the encoder: one matmul
+            k, v = F.linear(keys, w_kv, b_kv).chunk(2, dim=-1)  # each (B, K, E)
+        else:
+            (w_k, w_v), (b_k, b_v) = w_kv.chunk(2), (None, None) if b_kv is None else b_kv.chunk(2)
+            k, v = F.linear(keys, w_k, b_k), F.linear(values, w_v, b_v)  # each (B, K, E)
+        return k.reshape(B, K, H, Dh).transpose(1, 2), v.reshape(B, K, H, Dh).transpose(1, 2)  # (B, H, K, Dh)
 
     def attend(self, queries: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
                valid_lens: torch.Tensor | None = None) -> torch.Tensor:
