@@ -28,26 +28,13 @@ EXAMPLES = (("go .", "va !"), ("i lost .", "j'ai perdu ."), ("he's calm .", "il 
             ("i'm home .", "je suis chez moi ."))
 
 
-def main() -> None:
-    p = argparse.ArgumentParser()
-    p.add_argument("--epochs", type=int, default=200)
-    p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--data", default="../shared/data")
-    args = p.parse_args()
-
+def build(d2l):
+    """The book's Transformer and data (D2L §10.7), as its notebook builds them."""
     import torch
     from torch import nn
 
-    torch.set_num_threads(args.threads)
-    torch.manual_seed(args.seed)
-    load_shim("../shared/bench/tv_shim.py")  # d2l imports torchvision, which has no CPU build here
-    from d2l import torch as d2l
-
-    d2l.download_extract = lambda name, folder=None: os.path.join(args.data, "fra-eng")
-    device = torch.device("cpu")
-
-    # D2L §10.7 (classic), verbatim
+    # D2L §10.7 (classic), verbatim but for the d2l. prefix of AddNorm and PositionWiseFFN, which the same
+    # notebook defines in #@save cells (so the package has them)
     class DecoderBlock(nn.Module):
         # The `i`-th block in the decoder
         def __init__(self, key_size, query_size, value_size, num_hiddens,
@@ -133,7 +120,6 @@ def main() -> None:
             return self._attention_weights
 
     num_hiddens, num_layers, dropout, batch_size, num_steps = 32, 2, 0.1, 64, 10
-    lr = 0.005
     ffn_num_input, ffn_num_hiddens, num_heads = 32, 64, 4
     key_size, query_size, value_size = 32, 32, 32
     norm_shape = [32]
@@ -149,6 +135,28 @@ def main() -> None:
         norm_shape, ffn_num_input, ffn_num_hiddens, num_heads,
         num_layers, dropout)
     net = d2l.EncoderDecoder(encoder, decoder)
+    return net, train_iter, src_vocab, tgt_vocab
+
+
+def main() -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("--epochs", type=int, default=200)
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--data", default="../shared/data")
+    args = p.parse_args()
+
+    import torch
+
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed)
+    load_shim("../shared/bench/tv_shim.py")  # d2l imports torchvision, which has no CPU build here
+    from d2l import torch as d2l
+
+    d2l.download_extract = lambda name, folder=None: os.path.join(args.data, "fra-eng")
+    device = torch.device("cpu")
+    lr, num_steps = 0.005, 10
+    net, train_iter, src_vocab, tgt_vocab = build(d2l)
     epochs = train_seq2seq_timed(d2l, net, train_iter, lr, args.epochs, tgt_vocab, device)
 
     translations = []

@@ -145,3 +145,31 @@ def test_probe_options_are_checked():
     with pytest.raises(ValueError, match="--bleu-sentences must be at least 1"):
         HeldOutBLEU(bleu_sentences=0)
     assert AttentionHeatmaps().heatmap_sentence == "i'm home ."
+
+
+# -- the book's settings (opt-in: pytest -m slow) ----------------------------------------------------
+
+def book_run(name, tmp_path):
+    experiment = get_experiment(name)
+    options = experiment.make_options(**({"device": "cpu"} if "device" in experiment.defaults else {}))
+    summary = run_experiment(experiment, options, tmp_path / name, progress=False)
+    assert summary["comparable"], summary["changed"]
+    return summary, {row["metric"]: row for row in summary["reference"]}
+
+
+@pytest.mark.slow
+def test_nadaraya_watson_reaches_the_books_summed_loss(tmp_path):
+    """D2L §10.2: seed 0's summed loss after 5 epochs is at most the book's builds' 14.12."""
+    summary, rows = book_run("nadaraya-watson", tmp_path)
+    assert rows["loss_sum"]["reached"], rows["loss_sum"]
+
+
+@pytest.mark.slow
+@needs_real_data(["fra-eng"])
+@pytest.mark.parametrize("name", ["bahdanau", "transformer"])
+def test_the_attention_translators_reach_the_books_loss_and_translations(name, tmp_path):
+    """D2L §10.4 (250 epochs) and §10.7 (200 epochs) at the book's settings: the loss and every BLEU
+    within the book's builds (a few minutes each on a CPU)."""
+    summary, rows = book_run(name, tmp_path)
+    assert all(row["reached"] for row in rows.values()), rows
+    assert set(rows) == {"train_loss_d2l", "bleu_go", "bleu_i_lost", "bleu_he_s_calm", "bleu_i_m_home"}
