@@ -27,6 +27,29 @@ import time
 from _d2l_softmax import load_shim
 
 
+def parse_common_args(p: argparse.ArgumentParser) -> argparse.Namespace:
+    """The options every d2l runner takes besides its own: threads, seed, data folder."""
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--data", default="../shared/data")
+    return p.parse_args()
+
+
+def start_d2l(args):
+    """torch's threads and seed from ``args``, then ``d2l.torch`` with its downloads pointed at the local
+    copies of the data in ``args.data`` (no network here)."""
+    import torch
+
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed)
+    load_shim("../shared/bench/tv_shim.py")  # d2l imports torchvision, which has no CPU build here
+    from d2l import torch as d2l
+
+    d2l.download = lambda name, cache_dir=None: os.path.join(args.data, "timemachine", "timemachine.txt")
+    d2l.download_extract = lambda name, folder=None: os.path.join(args.data, "fra-eng")
+    return d2l
+
+
 def train_seq2seq_timed(d2l, net, train_iter, lr, num_epochs, tgt_vocab, device) -> list[dict]:
     """The body of ``d2l.train_seq2seq`` (D2L §9.7.3) verbatim minus its ``Animator``, each epoch
     timed: per epoch its seconds, d2l's own tokens/s and printed loss (per token / num_steps)."""
@@ -74,21 +97,12 @@ def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--variant", choices=("rnn-scratch", "gru", "seq2seq"), required=True)
     p.add_argument("--epochs", type=int, default=3)
-    p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--data", default="../shared/data")
-    args = p.parse_args()
+    args = parse_common_args(p)
 
     import torch
     from torch import nn
 
-    torch.set_num_threads(args.threads)
-    torch.manual_seed(args.seed)
-    load_shim("../shared/bench/tv_shim.py")  # d2l imports torchvision, which has no CPU build here
-    from d2l import torch as d2l
-
-    d2l.download = lambda name, cache_dir=None: os.path.join(args.data, "timemachine", "timemachine.txt")
-    d2l.download_extract = lambda name, folder=None: os.path.join(args.data, "fra-eng")
+    d2l = start_d2l(args)
     device = torch.device("cpu")
     epochs = []
 

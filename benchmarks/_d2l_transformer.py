@@ -19,10 +19,8 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 
-from _d2l_rnn import train_seq2seq_timed
-from _d2l_softmax import load_shim
+from _d2l_rnn import parse_common_args, start_d2l, train_seq2seq_timed
 
 EXAMPLES = (("go .", "va !"), ("i lost .", "j'ai perdu ."), ("he's calm .", "il est calme ."),
             ("i'm home .", "je suis chez moi ."))
@@ -141,19 +139,11 @@ def build(d2l):
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--epochs", type=int, default=200)
-    p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--data", default="../shared/data")
-    args = p.parse_args()
+    args = parse_common_args(p)
 
     import torch
 
-    torch.set_num_threads(args.threads)
-    torch.manual_seed(args.seed)
-    load_shim("../shared/bench/tv_shim.py")  # d2l imports torchvision, which has no CPU build here
-    from d2l import torch as d2l
-
-    d2l.download_extract = lambda name, folder=None: os.path.join(args.data, "fra-eng")
+    d2l = start_d2l(args)
     device = torch.device("cpu")
     lr, num_steps = 0.005, 10
     net, train_iter, src_vocab, tgt_vocab = build(d2l)
@@ -162,7 +152,11 @@ def main() -> None:
     translations = []
     for eng, fra in EXAMPLES:
         translation, _ = d2l.predict_seq2seq(net, eng, src_vocab, tgt_vocab, num_steps, device, True)
-        translations.append({"source": eng, "prediction": translation, "bleu": d2l.bleu(translation, fra, k=2)})
+        try:
+            score = d2l.bleu(translation, fra, k=2)
+        except ZeroDivisionError:  # d2l.bleu divides by zero for a prediction of fewer than k tokens
+            score = 0.0
+        translations.append({"source": eng, "prediction": translation, "bleu": score})
     print(json.dumps({"epochs": epochs, "translations": translations, "pairs": len(train_iter.dataset),
                       "threads": torch.get_num_threads()}))
 
