@@ -94,7 +94,8 @@ def profile_large(steps: int) -> tuple[list[tuple[str, float, float, int]], floa
     events = [e for e in prof.key_averages() if e.key.startswith("aten::") or "Optimizer" in e.key]
     total = sum(e.self_cpu_time_total for e in prof.key_averages())
     top = sorted(events, key=lambda e: e.self_cpu_time_total, reverse=True)[:12]
-    return [(e.key, e.self_cpu_time_total / 1000, 100 * e.self_cpu_time_total / total, e.count) for e in top], total / 1e6
+    rows = [(e.key, e.self_cpu_time_total / 1000, 100 * e.self_cpu_time_total / total, e.count) for e in top]
+    return rows, total / 1e6
 
 
 def render(book: dict, large: dict, profile: list, profile_seconds: float, meta: dict) -> str:
@@ -108,7 +109,8 @@ def render(book: dict, large: dict, profile: list, profile_seconds: float, meta:
         *report_header("Transformer (D2L §10.7): training throughput against d2l, and the larger preset", meta),
         "- d2l 0.17.6 (classic): its package's `TransformerEncoder`, the book's `DecoderBlock`/`TransformerDecoder`, "
         "`train_seq2seq`'s loop (without its Animator); divekit: the `transformer` recipe via `prepare_training`",
-        f"- book settings: {meta['epochs']} epochs x {meta['repeats']} repeats per side, interleaved; medians over repeats",
+        f"- book settings: {meta['epochs']} epochs x {meta['repeats']} repeats per side, interleaved; "
+        "medians over repeats",
         f"- load average (1/5/15 min) before: {meta['load_before']}; after the book-settings part: {meta['load_mid']}; "
         f"at the end: {meta['load_after']} (other jobs share this machine){meta['waited']}",
         f"- total benchmark wall time: {meta['total_seconds']:.0f} s",
@@ -134,7 +136,8 @@ def render(book: dict, large: dict, profile: list, profile_seconds: float, meta:
               f"{meta['large_steps']} timed steps of batch {LARGE_BATCH} after a warm-up epoch of as many (the warm-up "
               "includes `torch.compile`'s compilation); load average at the start of this part: "
               f"{meta['load_mid']}.", "",
-              "| variant | tokens/s | vs eager fp32 | warm-up epoch (s) | loss after 2 epochs |", "|---|---:|---:|---:|---:|"]
+              "| variant | tokens/s | vs eager fp32 | warm-up epoch (s) | loss after 2 epochs |",
+              "|---|---:|---:|---:|---:|"]
     for name, r in large.items():
         lines.append(f"| {name} | {r['tokens_per_s']:,.0f} | {r['tokens_per_s'] / base:.2f}x | "
                      f"{r['warmup_seconds']:.1f} | {r['loss']:.3f} |")

@@ -53,7 +53,8 @@ def test_nadaraya_watson_trains_w_with_leave_one_out_keys_and_both_twins_agree()
     data = kernel_regression_data(50, seed=0)
     x, y = data["x_train"], data["y_train"]
     keep = ~torch.eye(50, dtype=torch.bool)
-    y_hat = loop_kernel_regression(x, x.expand(50, -1)[keep].reshape(50, 49), y.expand(50, -1)[keep].reshape(50, 49), w0)
+    others = x.expand(50, -1)[keep].reshape(50, 49), y.expand(50, -1)[keep].reshape(50, 49)  # keys, values (50, 49)
+    y_hat = loop_kernel_regression(x, *others, w0)
     assert fast_run.results["losses"][0] == pytest.approx(float(((y_hat - y.double()) ** 2).sum()), rel=1e-5)
     assert fast_run.results["losses"][-1] < fast_run.results["losses"][0]
     assert fast_run.results["test_mse_parametric"] < fast_run.results["test_mse_average"]
@@ -110,7 +111,8 @@ def test_a_finished_run_translates_what_a_user_types(tmp_path):
         assert translator(row["source"]) == row["prediction"]
     assert translator("I'm home.") == translator("i'm home .")  # as typed: case and punctuation
     assert isinstance(translator("Go!", beam_size=3), str) and not translator.model.training
-    assert {"encoder_self_heatmap", "decoder_self_heatmap", "decoder_cross_heatmap"} <= {p.stem for p in run_dir.glob("*.png")}
+    figures = {p.stem for p in run_dir.glob("*.png")}
+    assert {"encoder_self_heatmap", "decoder_self_heatmap", "decoder_cross_heatmap"} <= figures
 
 
 def test_translator_refuses_what_is_not_a_trained_translation_run(tmp_path):

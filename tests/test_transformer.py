@@ -200,7 +200,8 @@ def test_the_books_transformer_has_the_books_parameters_and_initialisation():
     for W in (*attention.in_proj_weight.chunk(3), attention.out_proj.weight):
         assert W.abs().max() <= bound and W.abs().max() > 0.9 * bound
     assert model.decoder.output.weight.abs().max() <= math.sqrt(6 / (32 + 201))
-    assert float(model.encoder.embed.embedding.weight.detach().std()) == pytest.approx(1, abs=0.05)  # N(0, 1) embeddings
+    embedding = model.encoder.embed.embedding.weight.detach()
+    assert float(embedding.std()) == pytest.approx(1, abs=0.05)  # N(0, 1) embeddings
 
 
 def test_presets_and_bad_configs():

@@ -8,7 +8,6 @@ with corpus BLEU on English sentences it never saw in training.
 from __future__ import annotations
 
 import importlib.metadata
-import logging
 from dataclasses import dataclass
 from typing import Annotated
 
@@ -19,8 +18,6 @@ from divekit.experiments.registry import DemoResult, Epochs, Impl, LearningRate,
 from divekit.ops import get_ops
 from divekit.optim import create_optimizer
 from divekit.options import Checked, at_least, option
-
-log = logging.getLogger("divekit")
 
 
 # -- §10.2: Nadaraya-Watson kernel regression ------------------------------------------------------
