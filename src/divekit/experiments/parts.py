@@ -223,12 +223,17 @@ class FraEng(DataPart, Checked):
     each epoch and BLEU on unseen sentences (:class:`HeldOutBLEU`)."""
 
     PROVIDES = ("src_vocab_size", "tgt_vocab_size")
-    label: ClassVar[str] = "fra-eng (Tatoeba), the book's first 601 pairs"
     num_examples: int | None = option(601, "sentence pairs from the start of fra.txt (none: all 167,130); the book's "
                                            "load_data_nmt(num_examples=600) reads 601", at_least(1))
     num_steps: int = option(10, "tokens per sentence after truncating or padding", at_least(1))
     held_out: float = option(0.0, "share of the distinct English sentences kept out of training for evaluation "
                                   "(the book: 0)", at_least(0), below(1))
+
+    @property
+    def label(self) -> str:
+        pairs = "all pairs" if self.num_examples is None else f"the first {self.num_examples:,} pairs"
+        held_out = f", {self.held_out:.0%} of the English sentences held out" if self.held_out else ""
+        return f"fra-eng (Tatoeba), {pairs}{held_out}"
 
     def load(self, ctx):
         from divekit.data.loader import TensorLoader
