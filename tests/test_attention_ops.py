@@ -104,8 +104,8 @@ def test_masked_softmax_matches_a_per_row_loop_in_values_and_grads(twin, kind):
     assert_same_values_and_grads(lambda x: twin.masked_softmax(x, vl), lambda x: loop_masked_softmax(x, vl), X)
 
 
-@settings(max_examples=30, deadline=None)
-@given(st.integers(1, 3), st.integers(1, 4), st.integers(1, 5), st.sampled_from(KINDS[1:]), st.integers(0, 2**16))
+@settings(max_examples=40, deadline=None)  # K on both sides of 16, where the fast twin pads short rows
+@given(st.integers(1, 3), st.integers(1, 4), st.integers(1, 20), st.sampled_from(KINDS[1:]), st.integers(0, 2**16))
 def test_masked_softmax_twins_agree_on_random_shapes(B, Q, K, kind, seed):
     X = torch.randn(B, Q, K, dtype=F64, generator=torch.Generator().manual_seed(seed)) * 10
     vl = lengths(kind if B > 1 or "zero" not in kind else "rows", B, Q, K)
