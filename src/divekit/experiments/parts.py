@@ -220,7 +220,7 @@ class TimeMachine(DataPart, Checked):
 class FraEng(DataPart, Checked):
     """English-French sentence pairs from Tatoeba (D2L §9.5), as the book preprocesses them; with
     ``held_out``, a share of the English sentences is kept out of training, for a validation loss
-    each epoch and BLEU on unseen sentences (:class:`HeldOutBLEU`)."""
+    each epoch and BLEU on unseen sentences (:class:`divekit.experiments.attention.HeldOutBLEU`)."""
 
     PROVIDES = ("src_vocab_size", "tgt_vocab_size")
     num_examples: int | None = option(601, "sentence pairs from the start of fra.txt (none: all 167,130); the book's "
