@@ -27,17 +27,18 @@ import time
 from _d2l_softmax import load_shim
 
 
-def main() -> None:
-    p = argparse.ArgumentParser()
-    p.add_argument("--variant", choices=("rnn-scratch", "gru", "seq2seq"), required=True)
-    p.add_argument("--epochs", type=int, default=3)
+def parse_common_args(p: argparse.ArgumentParser) -> argparse.Namespace:
+    """The options every d2l runner takes besides its own: threads, seed, data folder."""
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--data", default="../shared/data")
-    args = p.parse_args()
+    return p.parse_args()
 
+
+def start_d2l(args):
+    """torch's threads and seed from ``args``, then ``d2l.torch`` with its downloads pointed at the local
+    copies of the data in ``args.data`` (no network here)."""
     import torch
-    from torch import nn
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
@@ -46,6 +47,62 @@ def main() -> None:
 
     d2l.download = lambda name, cache_dir=None: os.path.join(args.data, "timemachine", "timemachine.txt")
     d2l.download_extract = lambda name, folder=None: os.path.join(args.data, "fra-eng")
+    return d2l
+
+
+def train_seq2seq_timed(d2l, net, train_iter, lr, num_epochs, tgt_vocab, device) -> list[dict]:
+    """The body of ``d2l.train_seq2seq`` (D2L §9.7.3) verbatim minus its ``Animator``, each epoch
+    timed: per epoch its seconds, d2l's own tokens/s and printed loss (per token / num_steps)."""
+    import torch
+    from torch import nn
+
+    def xavier_init_weights(m):
+        if type(m) == nn.Linear:
+            nn.init.xavier_uniform_(m.weight)
+        if type(m) == nn.GRU:
+            for param in m._flat_weights_names:
+                if "weight" in param:
+                    nn.init.xavier_uniform_(m._parameters[param])
+    net.apply(xavier_init_weights)
+    net.to(device)
+    optimizer = torch.optim.Adam(net.parameters(), lr=lr)
+    loss = d2l.MaskedSoftmaxCELoss()
+    net.train()
+    epochs = []
+    for epoch in range(num_epochs):
+        start = time.perf_counter()
+        timer = d2l.Timer()
+        metric = d2l.Accumulator(2)  # Sum of training loss, no. of tokens
+        for batch in train_iter:
+            optimizer.zero_grad()
+            X, X_valid_len, Y, Y_valid_len = [x.to(device) for x in batch]
+            bos = torch.tensor([tgt_vocab['<bos>']] * Y.shape[0], device=device).reshape(-1, 1)
+            dec_input = d2l.concat([bos, Y[:, :-1]], 1)  # Teacher forcing
+            Y_hat, _ = net(X, dec_input, X_valid_len)
+            l = loss(Y_hat, Y, Y_valid_len)
+            l.sum().backward()  # Make the loss scalar for `backward`
+            d2l.grad_clipping(net, 1)
+            num_tokens = Y_valid_len.sum()
+            optimizer.step()
+            with torch.no_grad():
+                metric.add(l.sum(), num_tokens)
+        speed = metric[1] / timer.stop()
+        seconds = time.perf_counter() - start
+        epochs.append({"seconds": seconds, "tokens_per_s_d2l": speed, "loss_d2l": metric[0] / metric[1],
+                       "tokens": metric[1]})
+    return epochs
+
+
+def main() -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("--variant", choices=("rnn-scratch", "gru", "seq2seq"), required=True)
+    p.add_argument("--epochs", type=int, default=3)
+    args = parse_common_args(p)
+
+    import torch
+    from torch import nn
+
+    d2l = start_d2l(args)
     device = torch.device("cpu")
     epochs = []
 
@@ -125,40 +182,7 @@ def main() -> None:
         decoder = Seq2SeqDecoder(len(tgt_vocab), embed_size, num_hiddens, num_layers, dropout)
         net = d2l.EncoderDecoder(encoder, decoder)
 
-        # d2l.train_seq2seq without its Animator
-        def xavier_init_weights(m):
-            if type(m) == nn.Linear:
-                nn.init.xavier_uniform_(m.weight)
-            if type(m) == nn.GRU:
-                for param in m._flat_weights_names:
-                    if "weight" in param:
-                        nn.init.xavier_uniform_(m._parameters[param])
-        net.apply(xavier_init_weights)
-        net.to(device)
-        optimizer = torch.optim.Adam(net.parameters(), lr=lr)
-        loss = d2l.MaskedSoftmaxCELoss()
-        net.train()
-        for epoch in range(args.epochs):
-            start = time.perf_counter()
-            timer = d2l.Timer()
-            metric = d2l.Accumulator(2)  # Sum of training loss, no. of tokens
-            for batch in train_iter:
-                optimizer.zero_grad()
-                X, X_valid_len, Y, Y_valid_len = [x.to(device) for x in batch]
-                bos = torch.tensor([tgt_vocab['<bos>']] * Y.shape[0], device=device).reshape(-1, 1)
-                dec_input = d2l.concat([bos, Y[:, :-1]], 1)  # Teacher forcing
-                Y_hat, _ = net(X, dec_input, X_valid_len)
-                l = loss(Y_hat, Y, Y_valid_len)
-                l.sum().backward()  # Make the loss scalar for `backward`
-                d2l.grad_clipping(net, 1)
-                num_tokens = Y_valid_len.sum()
-                optimizer.step()
-                with torch.no_grad():
-                    metric.add(l.sum(), num_tokens)
-            speed = metric[1] / timer.stop()
-            seconds = time.perf_counter() - start
-            epochs.append({"seconds": seconds, "tokens_per_s_d2l": speed, "loss_d2l": metric[0] / metric[1],
-                           "tokens": metric[1]})
+        epochs = train_seq2seq_timed(d2l, net, train_iter, lr, args.epochs, tgt_vocab, device)
     print(json.dumps({"variant": args.variant, "epochs": epochs}))
 
 

@@ -58,3 +58,22 @@ def test_sigmoid_and_tanh_stay_finite_for_huge_inputs(dtype):
         assert torch.isfinite(y).all() and torch.isfinite(grad).all(), name
         torch.testing.assert_close(y, TORCH[name](x))
         torch.testing.assert_close(grad, autograd_derivative(TORCH[name], x.detach()))
+
+
+@pytest.mark.parametrize("approximate", ["none", "tanh"])
+def test_gelu_matches_torch_in_values_gradients_and_as_a_layer(approximate):
+    x = torch.cat([torch.randn(200, dtype=torch.float64) * 4, torch.tensor([0.0, -30.0, 30.0], dtype=torch.float64)])
+    torch.testing.assert_close(scratch.gelu(x, approximate), torch.nn.functional.gelu(x, approximate=approximate))
+    torch.testing.assert_close(autograd_derivative(lambda t: scratch.gelu(t, approximate), x),
+                               autograd_derivative(lambda t: torch.nn.functional.gelu(t, approximate=approximate), x))
+    for ops in (scratch, fast):
+        torch.testing.assert_close(ops.GELU(approximate)(x), torch.nn.GELU(approximate)(x))
+    assert torch.autograd.gradcheck(lambda t: scratch.gelu(t, approximate), (x[:20].clone().requires_grad_(),))
+
+
+def test_gelu_values_by_hand_and_a_bad_approximation():
+    assert float(scratch.gelu(torch.tensor(0.0))) == 0.0
+    torch.testing.assert_close(scratch.gelu(torch.tensor(1.0, dtype=torch.float64)),
+                               torch.tensor(0.8413447460685429, dtype=torch.float64))  # 1 * Phi(1)
+    with pytest.raises(ValueError, match="approximate must be 'none' or 'tanh', got 'fast'"):
+        scratch.GELU("fast")

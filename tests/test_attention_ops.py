@@ -104,8 +104,8 @@ def test_masked_softmax_matches_a_per_row_loop_in_values_and_grads(twin, kind):
     assert_same_values_and_grads(lambda x: twin.masked_softmax(x, vl), lambda x: loop_masked_softmax(x, vl), X)
 
 
-@settings(max_examples=30, deadline=None)
-@given(st.integers(1, 3), st.integers(1, 4), st.integers(1, 5), st.sampled_from(KINDS[1:]), st.integers(0, 2**16))
+@settings(max_examples=40, deadline=None)  # K on both sides of 16, where the fast twin pads short rows
+@given(st.integers(1, 3), st.integers(1, 4), st.integers(1, 20), st.sampled_from(KINDS[1:]), st.integers(0, 2**16))
 def test_masked_softmax_twins_agree_on_random_shapes(B, Q, K, kind, seed):
     X = torch.randn(B, Q, K, dtype=F64, generator=torch.Generator().manual_seed(seed)) * 10
     vl = lengths(kind if B > 1 or "zero" not in kind else "rows", B, Q, K)
@@ -395,6 +395,59 @@ def test_multi_head_attention_with_an_empty_row_in_low_precision(twin, dtype):
     torch.testing.assert_close(mixed.float(), reference, atol=0.1, rtol=0.05)
 
 
+@pytest.mark.parametrize("bias", [True, False])
+@pytest.mark.parametrize("twin", TWINS, ids=TWIN_IDS)
+def test_a_key_value_cache_built_with_project_kv_gives_the_full_causal_attention(twin, bias):
+    """Feeding positions one at a time, each query attending over the cached projections of the
+    positions so far, gives the outputs of one causal pass over the whole sequence (and of
+    nn.MultiheadAttention with a causal mask)."""
+    torch.manual_seed(4)
+    layer = twin.MultiHeadAttention(8, 2, bias=bias).double().eval()
+    if bias:
+        nn.init.normal_(layer.in_proj_bias)
+        nn.init.normal_(layer.out_proj.bias)
+    X = torch.randn(3, 5, 8, dtype=F64)
+    causal = torch.arange(1, 6).repeat(3, 1)  # (B, T): query t sees keys 0..t
+    full = layer(X, X, X, causal)
+    reference = copy_into_torch(layer, bias=bias)(X, X, X, attn_mask=torch.ones(5, 5, dtype=torch.bool).triu(1))[0]
+    torch.testing.assert_close(full, reference)
+    k_cache = v_cache = None
+    steps = []
+    for t in range(5):
+        k, v = layer.project_kv(X[:, t:t + 1], X[:, t:t + 1])  # (B, H, 1, Dh): only the new position
+        assert k.shape == v.shape == (3, 2, 1, 4)
+        k_cache = k if k_cache is None else torch.cat([k_cache, k], dim=2)
+        v_cache = v if v_cache is None else torch.cat([v_cache, v], dim=2)
+        steps.append(layer.attend(X[:, t:t + 1], k_cache, v_cache))  # every cached key is in the past
+    torch.testing.assert_close(torch.cat(steps, dim=1), full)
+
+
+def test_project_kv_and_attend_twins_agree_and_check_their_shapes():
+    torch.manual_seed(2)
+    s = scratch.MultiHeadAttention(8, 4).double()
+    nn.init.normal_(s.in_proj_bias)
+    f = fast.MultiHeadAttention(8, 4).double()
+    f.load_state_dict(s.state_dict())
+    queries, keys = torch.randn(2, 3, 8, dtype=F64), torch.randn(2, 6, 8, dtype=F64)
+    values = torch.randn(2, 6, 8, dtype=F64)
+    for kv in ((keys, keys), (keys, values)):  # one fused projection when keys is values, two otherwise
+        for a, b in zip(s.project_kv(*kv), f.project_kv(*kv)):
+            torch.testing.assert_close(a, b)
+    vl = torch.tensor([2, 6])
+    torch.testing.assert_close(s.attend(queries, *s.project_kv(keys, keys), vl),
+                               f.attend(queries, *f.project_kv(keys, keys), vl))
+    torch.testing.assert_close(s.attend(queries, *s.project_kv(keys, keys), vl), s(queries, keys, keys, vl))
+    for twin in (s, f):
+        k, v = twin.project_kv(keys, keys)
+        with pytest.raises(ValueError, match=r"projected keys and values \(B, H, K, Dh\) = \(2, 4, K, 2\), got shapes "
+                                             r"\(2, 3, 8\), \(2, 4, 6, 2\) and \(2, 4, 5, 2\)"):
+            twin.attend(queries, k, v[:, :, :5])
+        with pytest.raises(ValueError, match="keys and values must have embed_dim = 8 features, got 8 and 4"):
+            twin.project_kv(keys, keys[..., :4])
+        with pytest.raises(ValueError, match="queries must have embed_dim = 8 features, got 3"):
+            twin.attend(queries[..., :3], k, v)
+
+
 def test_every_attention_parameter_gets_a_gradient():
     queries, keys, values = qkv(dtype=torch.float32)
     for twin in TWINS:
@@ -489,6 +542,18 @@ def test_positional_encoding_adds_the_table_and_keeps_it_out_of_the_state_dict(t
     other = (fast if twin is scratch else scratch).PositionalEncoding(6, 0.5, max_len=20).eval()
     other.load_state_dict(layer.state_dict())
     torch.testing.assert_close(other(X), layer.eval()(X))
+
+
+@pytest.mark.parametrize("twin", TWINS, ids=TWIN_IDS)
+def test_positional_encoding_at_an_offset_continues_the_sequence(twin):
+    """A decoder fed one token at a time adds position t to its t-th token, as in training."""
+    layer = twin.PositionalEncoding(6, dropout=0.0, max_len=20)
+    X = torch.randn(2, 7, 6)
+    whole = layer(X)
+    torch.testing.assert_close(torch.cat([layer(X[:, t:t + 1], offset=t) for t in range(7)], dim=1), whole)
+    torch.testing.assert_close(layer(X[:, 3:], offset=3), whole[:, 3:])
+    with pytest.raises(ValueError, match=r"offset \+ T <= max_len = 20, got shape \(2, 7, 6\) at offset 14"):
+        layer(X, offset=14)
 
 
 # ----------------------------------------------------------------------------- heatmaps

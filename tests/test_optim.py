@@ -1,6 +1,7 @@
 """Scratch optimizers against torch.optim, step by step; learning-rate schedules against torch's
 schedulers and the book's formulas; the optimizer registry."""
 
+import copy
 import io
 import math
 
@@ -234,6 +235,27 @@ def test_create_optimizer_names_classes_and_momentum():
     for name in set(OPTIMIZERS) - set(TAKES_MOMENTUM):
         with pytest.raises(ValueError, match="takes no momentum"):
             create_optimizer(name, params, lr=0.1, momentum=0.9)
+
+
+@pytest.mark.parametrize("name", ["adam", "adamw"])
+def test_torchs_adam_runs_fused_and_steps_as_the_unfused_loop_does(name):
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(5, 7), nn.Tanh(), nn.Linear(7, 1))
+    twin = copy.deepcopy(net)
+    fused = create_optimizer(name, net.parameters(), lr=0.01, weight_decay=0.01)
+    loop = type(fused)(twin.parameters(), lr=0.01, weight_decay=0.01, foreach=False)
+    assert fused.defaults["fused"] is True and not loop.defaults["fused"]
+    X, y = torch.randn(16, 5), torch.randn(16, 1)
+    for model, optimizer in ((net, fused), (twin, loop)):
+        for _ in range(5):
+            optimizer.zero_grad()
+            ((model(X) - y) ** 2).mean().backward()
+            optimizer.step()
+    for p, q in zip(net.parameters(), twin.parameters()):
+        torch.testing.assert_close(p, q)
+    groups = [{"params": [net[0].weight], "weight_decay": 0.1}, {"params": [net[0].bias]}]
+    assert create_optimizer(name, groups, lr=0.1).defaults["fused"] is True  # param groups too
+    assert not create_optimizer(name, [nn.Parameter(torch.zeros(2, dtype=torch.complex64))], lr=0.1).defaults["fused"]
 
 
 # -- schedules -----------------------------------------------------------------------------------

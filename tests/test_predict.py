@@ -7,6 +7,7 @@ import math
 
 import pytest
 import torch
+from conftest import needs_real_data
 from PIL import Image
 
 import divekit
@@ -173,6 +174,7 @@ def test_a_language_model_is_evaluated_on_a_text_file_by_perplexity(text_run, tm
     assert 1 < metrics["perplexity"] < 28  # better than guessing among the 28 characters
 
 
+@needs_real_data(["fra-eng"])
 def test_a_translation_model_translates_as_the_experiment_does(tmp_path):
     from divekit.experiments.runner import prepare_training
     from divekit.models.seq2seq import translate
@@ -236,6 +238,7 @@ def test_best_weights_are_those_of_the_best_validation_epoch(tmp_path):
     assert all(torch.equal(predictor.model.state_dict()[k], v) for k, v in best["model"].items())
 
 
+@needs_real_data(["fashion-mnist"])
 def test_the_books_test_set_does_not_choose_an_epoch(tmp_path):
     run = divekit.run("softmax-regression", epochs=1, limit=500, out=tmp_path / "runs", progress=False)
     assert not (run.run_dir / "best.pt").exists()  # Fashion-MNIST's evaluation data is its test set

@@ -63,6 +63,52 @@ def test_tokenize_truncate_pad_and_valid_lengths():
     assert eos not in array[2].tolist()  # truncation may cut <eos> off, as in the book
 
 
+def d2l_tokenize_nmt(text, num_examples=None):
+    """d2l 0.17.6's ``tokenize_nmt`` (D2L §9.5.2), as the package has it: the reference for the book's data."""
+    source, target = [], []
+    for i, line in enumerate(text.split('\n')):
+        if num_examples and i > num_examples:
+            break
+        parts = line.split('\t')
+        if len(parts) == 2:
+            source.append(parts[0].split(' '))
+            target.append(parts[1].split(' '))
+    return source, target
+
+
+@needs_real_data(["fra-eng"])
+def test_the_default_data_is_the_books_601_pairs_of_load_data_nmt_600():
+    from divekit.data.translation import read_fra_eng
+
+    book_source, book_target = d2l_tokenize_nmt(preprocess(read_fra_eng()), num_examples=600)
+    assert len(book_source) == 601  # d2l's loop stops only after line 600
+    data = load_translation(num_steps=10)
+    assert len(data.pairs) == 601 and data.held_out is None
+    book_vocab = Vocab(book_source, min_freq=2, reserved_tokens=("<pad>", "<bos>", "<eos>"))
+    assert data.src_vocab.idx_to_token == book_vocab.idx_to_token
+    X, _ = build_array(book_source, book_vocab, 10)
+    torch.testing.assert_close(data.pairs.X, X)
+    assert data.tgt_vocab.idx_to_token == Vocab(book_target, min_freq=2,
+                                                reserved_tokens=("<pad>", "<bos>", "<eos>")).idx_to_token
+
+
+@needs_real_data(["fra-eng"])
+def test_held_out_sentences_are_unseen_in_training_and_keep_all_their_references():
+    data = load_translation(num_examples=3000, num_steps=10, held_out=0.1)
+    train = {" ".join(data.src_vocab.to_tokens(row[:n - 1])) for row, n in zip(data.pairs.X, data.pairs.X_valid_len)}
+    held = dict(data.held_out_references)
+    assert not set(held) & train and len(held) > 100
+    assert len(data.pairs) + len(data.held_out) == 3000
+    assert sum(len(refs) for refs in held.values()) == len(data.held_out)
+    assert any(len(refs) > 1 for refs in held.values())  # Tatoeba gives several translations of one sentence
+    again = load_translation(num_examples=3000, num_steps=10, held_out=0.1)  # a fixed choice, whatever the run
+    assert again.held_out_references == data.held_out_references
+    trained = {token for row in data.pairs.X for token in data.src_vocab.to_tokens(row)}
+    assert trained == set(data.src_vocab.idx_to_token) - {"<bos>"}  # the vocabulary is the training pairs' own
+    with pytest.raises(ValueError, match=r"held_out must be a share in \[0, 1\), got 1.0"):
+        load_translation(num_examples=10, held_out=1.0)
+
+
 @needs_real_data(["fra-eng"])
 def test_load_translation_matches_the_book():
     data = load_translation(num_examples=600, num_steps=8)
@@ -232,6 +278,21 @@ def test_corpus_bleu_matches_sacrebleu():
     ours = corpus_bleu(predictions, references)
     theirs = sacrebleu.corpus_bleu(predictions, [references], tokenize="none", smooth_method="none").score / 100
     assert ours == pytest.approx(theirs, rel=1e-9) and 0 < ours < 1
+
+
+def test_corpus_bleu_with_several_references_matches_sacrebleu():
+    sacrebleu = pytest.importorskip("sacrebleu")
+    predictions = ["il est calme et il dort .", "je suis chez moi ce soir .", "va !", "le le le chat est là"]
+    references = [["il est calme .", "il est tranquille et il dort ."], ["je suis à la maison ."],
+                  ["va !", "bouge !", "file !"], ["le chat est là .", "le chat le chat est là"]]
+    ours = corpus_bleu(predictions, references)
+    streams = [[refs[i] if i < len(refs) else None for refs in references] for i in range(3)]  # sacrebleu's layout
+    theirs = sacrebleu.corpus_bleu(predictions, streams, tokenize="none", smooth_method="none").score / 100
+    assert ours == pytest.approx(theirs, rel=1e-9) and 0 < ours < 1
+    # a second reference can only raise the counts: BLEU with it is at least BLEU with the first alone
+    assert ours > corpus_bleu(predictions, [refs[0] for refs in references])
+    with pytest.raises(ValueError, match="no reference for the prediction 'va !'"):
+        corpus_bleu(["va !"], [[]])
 
 
 # -- decoding --------------------------------------------------------------------------------------

@@ -210,12 +210,10 @@ class Translator(Predictor):
     inputs: TranslationInputs
 
     def predict(self, sentence: str, beam_size: int = 1, alpha: float = 0.75) -> str:
-        from divekit.data.translation import preprocess
         from divekit.models.seq2seq import translate
 
         source, target = self.inputs.vocabs()
-        return translate(self.model, preprocess(sentence).strip(), source, target, self.inputs.num_steps,
-                         beam_size, alpha)
+        return translate(self.model, sentence, source, target, self.inputs.num_steps, beam_size, alpha)
 
     def evaluation_data(self, path, batch_size):
         from divekit.data.translation import TranslationData, build_array, preprocess, tokenize_pairs

@@ -247,25 +247,44 @@ class TimeMachine(DataPart, Checked):
 
 @dataclass
 class FraEng(DataPart, Checked):
-    """English-French sentence pairs from Tatoeba (D2L §9.5), as the book preprocesses them."""
+    """English-French sentence pairs from Tatoeba (D2L §9.5), as the book preprocesses them; with
+    ``held_out``, a share of the English sentences is kept out of training, for a validation loss
+    each epoch and BLEU on unseen sentences (:class:`divekit.experiments.attention.HeldOutBLEU`)."""
 
     PROVIDES = ("src_vocab_size", "tgt_vocab_size")
-    label: ClassVar[str] = "fra-eng (Tatoeba), first 600 pairs"
-    num_examples: int = option(600, "sentence pairs from the start of fra.txt (the book: 600)", at_least(1))
+    num_examples: int | None = option(601, "sentence pairs from the start of fra.txt (none: all 167,130); the book's "
+                                           "load_data_nmt(num_examples=600) reads 601", at_least(1))
     num_steps: int = option(10, "tokens per sentence after truncating or padding", at_least(1))
+    held_out: float = option(0.0, "share of the distinct English sentences kept out of training for evaluation "
+                                  "(the book: 0)", at_least(0), below(1))
+
+    @property
+    def label(self) -> str:
+        pairs = "all pairs" if self.num_examples is None else f"the first {self.num_examples:,} pairs"
+        held_out = f", {self.held_out:.0%} of the English sentences held out" if self.held_out else ""
+        return f"fra-eng (Tatoeba), {pairs}{held_out}"
 
     def load(self, ctx):
         from divekit.data.inputs import TranslationInputs
         from divekit.data.loader import TensorLoader
         from divekit.data.translation import load_translation
 
-        data = load_translation(self.num_examples, self.num_steps)
+        data = load_translation(self.num_examples, self.num_steps, held_out=self.held_out)
         pairs = data.pairs if ctx.train.limit is None else data.pairs.select(slice(0, ctx.train.limit))
         loader = TensorLoader(pairs, ctx.train.batch_size, shuffle=True, seed=ctx.train.seed, device=ctx.device)
-        name = f"English-French, first {len(pairs):,} pairs (vocabularies of {len(data.src_vocab)} / {len(data.tgt_vocab)})"
+        held_out = data.held_out
+        if held_out is not None and ctx.train.limit is not None:
+            held_out = held_out.select(slice(0, ctx.train.limit))
+        evaluation = None if held_out is None else TensorLoader(held_out, max(ctx.train.batch_size, 256),
+                                                                device=ctx.device)
+        name = (f"English-French, first {len(pairs):,} training pairs (vocabularies of {len(data.src_vocab)} / "
+                f"{len(data.tgt_vocab)})")
+        if held_out is not None:
+            name += f", {len(held_out):,} held-out pairs of {len(data.held_out_references):,} English sentences"
         fields = {"src_vocab_size": len(data.src_vocab), "tgt_vocab_size": len(data.tgt_vocab)}
         inputs = TranslationInputs(tuple(data.src_vocab.idx_to_token), tuple(data.tgt_vocab.idx_to_token), data.num_steps)
-        return Loaded(name, loader, None, model_fields=fields, info=data, inputs=inputs)
+        return Loaded(name, loader, evaluation, eval_name="val", model_fields=fields, info=data,
+                      inputs=inputs)
 
 
 # -- tasks -------------------------------------------------------------------------------------------

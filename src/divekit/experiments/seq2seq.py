@@ -1,6 +1,7 @@
 """Sequence to sequence learning (D2L §9.5-9.8): a GRU encoder-decoder translating English to
 French, trained with teacher forcing and a masked cross-entropy, then asked for the book's four
-example translations, each scored with the book's BLEU (k = 2)."""
+example translations, each scored with the book's BLEU (k = 2). A finished run translates what a
+user types through :func:`divekit.load` (:class:`divekit.predict.Translator`)."""
 
 from __future__ import annotations
 

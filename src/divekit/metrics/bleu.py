@@ -6,8 +6,9 @@ Two versions, kept apart because their numbers are not comparable:
   exp(min(0, 1 - len_label / len_pred)) * prod_{n=1..k} p_n^(1/2^n), with p_n the clipped n-gram
   precision; no smoothing, so one n-gram order without a match gives 0.
 * :func:`corpus_bleu` is standard BLEU: clipped n-gram counts summed over the whole corpus,
-  geometric mean of p_1..p_4 with equal weights, brevity penalty from the total lengths
-  (what sacreBLEU reports, here on already tokenized, space-separated text, times 100 there).
+  geometric mean of p_1..p_4 with equal weights, brevity penalty from the total lengths, one or
+  several references per sentence (what sacreBLEU reports with ``tokenize="none"`` on already
+  tokenized, space-separated text, times 100 there).
 """
 
 from __future__ import annotations
@@ -46,19 +47,28 @@ def bleu(pred_seq: str, label_seq: str, k: int = 2) -> float:
     return score
 
 
-def corpus_bleu(predictions: Sequence[str], references: Sequence[str], max_n: int = 4) -> float:
-    """Standard corpus BLEU in [0, 1] of space-separated predictions, one reference each."""
+def corpus_bleu(predictions: Sequence[str], references: Sequence[str | Sequence[str]], max_n: int = 4) -> float:
+    """Standard corpus BLEU in [0, 1] of space-separated predictions, each with one reference or a
+    sequence of several (Papineni et al.: an n-gram counts up to its largest count in any one
+    reference; the reference length is the one closest to the prediction's, the shorter on a tie)."""
     if len(predictions) != len(references):
         raise ValueError(f"{len(predictions)} predictions but {len(references)} references")
     matches, totals = [0] * max_n, [0] * max_n
     pred_len = ref_len = 0
-    for pred_seq, label_seq in zip(predictions, references):
-        pred, label = pred_seq.split(), label_seq.split()
-        pred_len, ref_len = pred_len + len(pred), ref_len + len(label)
+    for pred_seq, refs in zip(predictions, references):
+        pred = pred_seq.split()
+        labels = [r.split() for r in ([refs] if isinstance(refs, str) else refs)]
+        if not labels:
+            raise ValueError(f"no reference for the prediction {pred_seq!r}")
+        pred_len += len(pred)
+        ref_len += min((abs(len(label) - len(pred)), len(label)) for label in labels)[1]
         for n in range(1, max_n + 1):
-            m, t = ngram_matches(pred, label, n)
-            matches[n - 1] += m
-            totals[n - 1] += t
+            pred_counts = collections.Counter(tuple(pred[i:i + n]) for i in range(len(pred) - n + 1))
+            most = collections.Counter()
+            for label in labels:
+                most |= collections.Counter(tuple(label[i:i + n]) for i in range(len(label) - n + 1))  # max count
+            matches[n - 1] += sum(min(count, most[gram]) for gram, count in pred_counts.items())
+            totals[n - 1] += max(0, len(pred) - n + 1)
     if pred_len == 0 or min(matches) == 0:
         return 0.0
     log_precision = sum(math.log(m / t) for m, t in zip(matches, totals)) / max_n

@@ -33,6 +33,7 @@ OPTIMIZERS: dict[str, OptimizerTwins] = {
     "yogi": OptimizerTwins(scratch.Yogi, None, {}),
 }
 TAKES_MOMENTUM = ("sgd", "momentum")
+FUSED = ("adam", "adamw")  # torch.optim classes run with fused=True: one kernel for all parameters on CPU and CUDA
 SCRATCH_PREFIX = "scratch-"
 NAMES = (*OPTIMIZERS, *(SCRATCH_PREFIX + name for name in OPTIMIZERS))  # every name create_optimizer takes
 
@@ -56,7 +57,9 @@ def create_optimizer(name: str, params: Iterable, *, impl: str = "fast", lr: flo
     """Make the optimizer called ``name`` (see ``OPTIMIZERS``) of ``impl`` over ``params``.
 
     Hyperparameters not named here (betas, eps, RMSProp's alpha) keep torch's defaults; construct
-    the classes directly to change them.
+    the classes directly to change them. torch's Adam and AdamW run fused (one kernel updates every
+    parameter; torch's default on the CPU is a Python loop over them) where all parameters are
+    floating-point tensors on the CPU or a CUDA device.
     """
     base = name.removeprefix(SCRATCH_PREFIX)
     if momentum is not None and base not in TAKES_MOMENTUM:
@@ -65,4 +68,14 @@ def create_optimizer(name: str, params: Iterable, *, impl: str = "fast", lr: flo
     hyper = dict(OPTIMIZERS[base].defaults)
     if momentum is not None:
         hyper["momentum"] = momentum
+    params = list(params)
+    if cls is OPTIMIZERS[base].fast and base in FUSED and _fusable(params):
+        hyper["fused"] = True
     return cls(params, lr=lr, weight_decay=weight_decay, **hyper)
+
+
+def _fusable(params: list) -> bool:
+    """Every parameter (of plain tensors or of param-group dicts) a floating-point tensor on the CPU or CUDA."""
+    tensors = [t for p in params for t in (p["params"] if isinstance(p, dict) else [p])]
+    return bool(tensors) and all(isinstance(t, torch.Tensor) and t.is_floating_point() and not t.is_sparse
+                                 and t.device.type in ("cpu", "cuda") for t in tensors)

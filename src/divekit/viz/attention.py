@@ -1,4 +1,5 @@
-"""Attention weights as heatmaps (D2L §10.1 ``show_heatmaps``), drawn without a display.
+"""Attention weights as heatmaps (D2L §10.1 ``show_heatmaps``) and kernel regression plots (D2L §10.2),
+drawn without a display.
 
 Uses matplotlib's object API (``Figure``, not pyplot), like :mod:`divekit.viz.images`. Feed it the
 ``attention_weights`` an attention layer records (``record_weights = True``): (B, Q, K) from
@@ -56,4 +57,18 @@ def show_heatmaps(
             if titles is not None:
                 ax.set_title(titles[j])
     fig.colorbar(image, ax=axes, shrink=0.6)
+    return fig
+
+
+def plot_kernel_regression(x_test: torch.Tensor, y_truth: torch.Tensor, y_hat: torch.Tensor, x_train: torch.Tensor,
+                           y_train: torch.Tensor) -> Figure:
+    """The book's ``plot_kernel_reg`` (D2L §10.2.2): the truth and the prediction on the test inputs,
+    and the noisy training points."""
+    fig = Figure(figsize=(4.5, 3.2), layout="constrained")
+    ax = fig.add_subplot()
+    ax.plot(x_test.numpy(), y_truth.numpy(), label="Truth")
+    ax.plot(x_test.numpy(), y_hat.detach().numpy(), "m--", label="Pred")
+    ax.plot(x_train.numpy(), y_train.numpy(), "o", alpha=0.5)
+    ax.set(xlabel="x", ylabel="y", xlim=(0, 5), ylim=(-1, 5))
+    ax.legend()
     return fig

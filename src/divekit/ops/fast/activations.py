@@ -7,9 +7,15 @@ The derivatives call the backward kernels that autograd itself runs (``threshold
 from __future__ import annotations
 
 import torch
-from torch.nn import ReLU, Sigmoid, Tanh
+import torch.nn.functional as F
+from torch.nn import GELU, ReLU, Sigmoid, Tanh
 
-__all__ = ["ReLU", "Sigmoid", "Tanh", "relu", "relu_grad", "sigmoid", "sigmoid_grad", "tanh", "tanh_grad"]
+__all__ = ["GELU", "ReLU", "Sigmoid", "Tanh", "gelu", "relu", "relu_grad", "sigmoid", "sigmoid_grad", "tanh",
+           "tanh_grad"]
+
+
+def gelu(X: torch.Tensor, approximate: str = "none") -> torch.Tensor:
+    return F.gelu(X, approximate=approximate)
 
 
 def relu(X: torch.Tensor) -> torch.Tensor:

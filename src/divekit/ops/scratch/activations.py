@@ -3,15 +3,18 @@
 An activation is applied elementwise after an affine map; without one, a stack of linear layers
 collapses to a single linear layer. Each ``*_grad`` is the closed-form derivative d f(x) / dx,
 elementwise, the quantity the book plots beside each function. ``ReLU``, ``Sigmoid`` and ``Tanh``
-are the same functions as layers, for ``Sequential`` models.
+are the same functions as layers, for ``Sequential`` models. ``GELU`` is BERT's activation (D2L §14.8).
 """
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import nn
 
-__all__ = ["ReLU", "Sigmoid", "Tanh", "relu", "relu_grad", "sigmoid", "sigmoid_grad", "tanh", "tanh_grad"]
+__all__ = ["GELU", "ReLU", "Sigmoid", "Tanh", "gelu", "relu", "relu_grad", "sigmoid", "sigmoid_grad", "tanh",
+           "tanh_grad"]
 
 
 def relu(X: torch.Tensor) -> torch.Tensor:
@@ -61,6 +64,18 @@ def tanh_grad(X: torch.Tensor) -> torch.Tensor:
     return 1 - tanh(X) ** 2
 
 
+def gelu(X: torch.Tensor, approximate: str = "none") -> torch.Tensor:
+    """GELU(x) = x Phi(x), Phi the standard normal CDF (Hendrycks & Gimpel, 2016): a ReLU that lets
+    small negative inputs through a little, weighting x by how likely a standard normal is below it.
+    Phi(x) = (1 + erf(x / sqrt 2)) / 2; ``approximate="tanh"``: Phi(x) ~ (1 + tanh(sqrt(2/pi)(x + 0.044715 x^3))) / 2,
+    the form the original BERT used."""
+    if approximate == "none":
+        return X * (1 + torch.erf(X / math.sqrt(2))) / 2
+    if approximate == "tanh":
+        return X * (1 + tanh(math.sqrt(2 / math.pi) * (X + 0.044715 * X ** 3))) / 2
+    raise ValueError(f"approximate must be 'none' or 'tanh', got {approximate!r}")
+
+
 class _Activation(nn.Module):
     """A layer without arguments or parameters that applies its function elementwise."""
 
@@ -87,3 +102,18 @@ class Tanh(_Activation):
 
     def forward(self, X: torch.Tensor) -> torch.Tensor:
         return tanh(X)
+
+
+class GELU(nn.Module):
+    """:func:`gelu` as a layer, with ``nn.GELU``'s argument."""
+
+    def __init__(self, approximate: str = "none"):
+        super().__init__()
+        gelu(torch.zeros(1), approximate)  # a bad value fails here, not at the first forward
+        self.approximate = approximate
+
+    def forward(self, X: torch.Tensor) -> torch.Tensor:
+        return gelu(X, self.approximate)
+
+    def extra_repr(self) -> str:
+        return f"approximate={self.approximate!r}"

@@ -182,6 +182,25 @@ def _check_num_heads(embed_dim: int, num_heads: int) -> None:
         raise ValueError(f"embed_dim {embed_dim} must be divisible by num_heads {num_heads}")
 
 
+def _check_embed_dim(embed_dim: int, *tensors: torch.Tensor) -> None:
+    """Each of queries, keys, values (those given) has ``embed_dim`` features."""
+    if any(t.shape[-1] != embed_dim for t in tensors):
+        names = ("queries, keys and values" if len(tensors) == 3 else "keys and values" if len(tensors) == 2
+                 else "queries")
+        got = " and ".join(", ".join(str(t.shape[-1]) for t in tensors).rsplit(", ", 1))
+        raise ValueError(f"{names} must have embed_dim = {embed_dim} features, got {got}")
+
+
+def _check_projected(queries: torch.Tensor, k: torch.Tensor, v: torch.Tensor, num_heads: int, head_dim: int) -> None:
+    """queries (B, Q, E) and projected keys and values k, v (B, H, K, Dh) of one batch and key count."""
+    B = queries.shape[0]
+    if queries.dim() != 3 or k.shape != v.shape or k.dim() != 4 or k.shape[:2] != (B, num_heads) \
+            or k.shape[3] != head_dim:
+        raise ValueError(f"attend takes queries (B, Q, E) and projected keys and values (B, H, K, Dh) = "
+                         f"({B}, {num_heads}, K, {head_dim}), got shapes {tuple(queries.shape)}, "
+                         f"{tuple(k.shape)} and {tuple(v.shape)}")
+
+
 class MultiHeadAttention(nn.Module):
     """Multi-head attention (D2L §10.5), every head in one batched product.
 
@@ -193,7 +212,10 @@ class MultiHeadAttention(nn.Module):
     Inputs are batch first, as ``nn.MultiheadAttention(..., batch_first=True)``. Note the default
     ``bias=True`` (torch's); the book's layer has no biases (``bias=False``).
 
-    forward(queries (B, Q, E), keys (B, K, E), values (B, K, E), valid_lens (B,) or (B, Q)) -> (B, Q, E).
+    forward(queries (B, Q, E), keys (B, K, E), values (B, K, E), valid_lens (B,) or (B, Q)) -> (B, Q, E),
+    which is ``attend(queries, *project_kv(keys, values), valid_lens)``: a decoder that predicts one
+    token at a time keeps what :meth:`project_kv` returns for the positions it has seen (a key/value
+    cache) and calls :meth:`attend` with the new position's query only.
     Dropout acts on the attention weights, in training only. Set ``record_weights = True`` to keep
     ``attention_weights`` (B, H, Q, K), one map per head (``.mean(1)`` is torch's averaged weights).
     """
@@ -215,19 +237,35 @@ class MultiHeadAttention(nn.Module):
     def forward(self, queries: torch.Tensor, keys: torch.Tensor, values: torch.Tensor,
                 valid_lens: torch.Tensor | None = None) -> torch.Tensor:
         _check_qkv(queries, keys, values)
+        _check_embed_dim(self.embed_dim, queries, keys, values)
+        return self.attend(queries, *self.project_kv(keys, values), valid_lens)
+
+    def project_kv(self, keys: torch.Tensor, values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The heads' keys k = keys W_k^(h) + b_k and values v = values W_v^(h) + b_v, each (B, H, K, Dh):
+        what a decoder's key/value cache keeps, so that a new query need not project old positions again."""
         E, H = self.embed_dim, self.num_heads
-        if not queries.shape[-1] == keys.shape[-1] == values.shape[-1] == E:
-            raise ValueError(f"queries, keys and values must have embed_dim = {E} features, got "
-                             f"{queries.shape[-1]}, {keys.shape[-1]} and {values.shape[-1]}")
-        (B, Q, _), K, Dh = queries.shape, keys.shape[1], E // H
-        W_q, W_k, W_v = self.in_proj_weight.view(3, H, Dh, E)  # each (H, Dh, E): rows h*Dh..(h+1)*Dh are head h's
-        q = torch.einsum("bqe,hde->bhqd", queries, W_q)  # (B, H, Q, Dh)
+        _check_embed_dim(E, keys, values)
+        _, W_k, W_v = self.in_proj_weight.view(3, H, E // H, E)  # each (H, Dh, E): rows h*Dh..(h+1)*Dh are head h's
         k = torch.einsum("bke,hde->bhkd", keys, W_k)  # (B, H, K, Dh)
         v = torch.einsum("bke,hde->bhkd", values, W_v)  # (B, H, K, Dh)
         if self.in_proj_bias is not None:
             # (b_k adds q . b_k to all of a query's scores: softmax ignores it, and its gradient is 0)
-            b_q, b_k, b_v = self.in_proj_bias.view(3, H, 1, Dh)  # each (H, 1, Dh)
-            q, k, v = q + b_q, k + b_k, v + b_v
+            _, b_k, b_v = self.in_proj_bias.view(3, H, 1, E // H)  # each (H, 1, Dh)
+            k, v = k + b_k, v + b_v
+        return k, v
+
+    def attend(self, queries: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+               valid_lens: torch.Tensor | None = None) -> torch.Tensor:
+        """Attention of queries (B, Q, E) over keys and values already projected by :meth:`project_kv`
+        (k, v (B, H, K, Dh)), masked by ``valid_lens`` (B,) or (B, Q) -> (B, Q, E)."""
+        E, H = self.embed_dim, self.num_heads
+        _check_embed_dim(E, queries)
+        _check_projected(queries, k, v, H, E // H)
+        (B, Q, _), K, Dh = queries.shape, k.shape[2], E // H
+        W_q = self.in_proj_weight[:E].view(H, Dh, E)  # (H, Dh, E)
+        q = torch.einsum("bqe,hde->bhqd", queries, W_q)  # (B, H, Q, Dh)
+        if self.in_proj_bias is not None:
+            q = q + self.in_proj_bias[:E].view(H, 1, Dh)
         mask = None if valid_lens is None else valid_lens_to_mask(valid_lens, B, Q, K)[:, None]  # (B, 1, Q, K)
         heads, weights = _scaled_dot_product(q, k, v, mask, self.dropout)  # (B, H, Q, Dh), (B, H, Q, K)
         self.attention_weights = weights.detach() if self.record_weights else None
@@ -260,23 +298,25 @@ def sinusoid_table(max_len: int, num_hiddens: int, dtype: torch.dtype | None = N
 
 
 class PositionalEncoding(nn.Module):
-    """X + P[:T], then dropout (D2L §10.6.3): adds each position's sinusoid (:func:`sinusoid_table`)
-    to X (B, T, num_hiddens). P (1, max_len, num_hiddens) is a non-persistent buffer: it moves with
-    ``.to()`` but is not in the state dict (it is a function of the arguments, not learned)."""
+    """X + P[offset:offset + T], then dropout (D2L §10.6.3): adds each position's sinusoid
+    (:func:`sinusoid_table`) to X (B, T, num_hiddens). P (1, max_len, num_hiddens) is a non-persistent
+    buffer: it moves with ``.to()`` but is not in the state dict (it is a function of the arguments,
+    not learned). ``offset``: the position of X's first step, for a decoder that is fed one token at a
+    time (d2l's decoder adds position 0 to every token it predicts, unlike in training)."""
 
     def __init__(self, num_hiddens: int, dropout: float, max_len: int = 1000):
         super().__init__()
         self.dropout = Dropout(dropout)
         self.register_buffer("P", sinusoid_table(max_len, num_hiddens)[None], persistent=False)  # (1, max_len, d)
 
-    def forward(self, X: torch.Tensor) -> torch.Tensor:
-        return self.dropout(X + _positions(self.P, X))
+    def forward(self, X: torch.Tensor, offset: int = 0) -> torch.Tensor:
+        return self.dropout(X + _positions(self.P, X, offset))
 
 
-def _positions(P: torch.Tensor, X: torch.Tensor) -> torch.Tensor:
-    """The first T rows of P (1, max_len, d) for X (B, T, d), in X's dtype; both twins check alike."""
+def _positions(P: torch.Tensor, X: torch.Tensor, offset: int = 0) -> torch.Tensor:
+    """Rows offset..offset + T - 1 of P (1, max_len, d) for X (B, T, d), in X's dtype; both twins check alike."""
     _, max_len, d = P.shape
-    if X.dim() != 3 or X.shape[1] > max_len or X.shape[2] != d:
-        raise ValueError(f"positional encoding takes X (B, T, {d}) with T <= max_len = {max_len}, "
-                         f"got shape {tuple(X.shape)}")
-    return P[:, :X.shape[1]].to(X.dtype)  # (1, T, d)
+    if X.dim() != 3 or X.shape[2] != d or offset < 0 or offset + X.shape[1] > max_len:
+        raise ValueError(f"positional encoding takes X (B, T, {d}) with offset + T <= max_len = {max_len}, "
+                         f"got shape {tuple(X.shape)} at offset {offset}")
+    return P[:, offset:offset + X.shape[1]].to(X.dtype)  # (1, T, d)
