@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -176,13 +177,17 @@ def truncated_lengths(len_a: int, len_b: int, budget: int) -> tuple[int, int]:
     return budget - half, half
 
 
-def encode_texts(data: LabeledTexts, vocab: Vocab, max_len: int) -> TextClassification:
+def encode_texts(data: LabeledTexts, vocab: Vocab, max_len: int,
+                 tokenize: Callable[[str], list[str]] | None = None) -> TextClassification:
     """BERT inputs (D2L §15.6-15.7) of ``data`` with ``vocab``: ``<cls>`` A ``<sep>`` [B ``<sep>``], cut
     as the book cuts pairs (:func:`truncated_lengths`; a single text keeps its first max_len - 2
-    tokens), padded to ``max_len``; ``y`` the labels."""
+    tokens), padded to ``max_len``; ``y`` the labels. ``tokenize``: a tokenizer the words are joined
+    for and split again by (a checkpoint's WordPiece), else the words are the tokens."""
     if max_len < 3 + (data.texts_b is not None):
         raise ValueError(f"max_len {max_len} leaves no room for a text beside <cls> and <sep>")
     texts = data.texts_a if data.texts_b is None else [t for pair in zip(data.texts_a, data.texts_b) for t in pair]
+    if tokenize is not None:
+        texts = [tokenize(" ".join(text)) for text in texts]
     ids = [vocab.token_to_idx.get(token, vocab.unk) for text in texts for token in text]
     corpus = torch.tensor(ids + [0], dtype=torch.long)  # one spare entry: empty texts point past the end
     lens = torch.tensor([len(text) for text in texts])

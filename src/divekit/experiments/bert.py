@@ -130,10 +130,10 @@ def load_pretrained(spec: str, impl: str, device: torch.device):
         model, vocab = load_d2l_pretrained(spec.removeprefix("d2l:"), impl)
         return model.to(device), vocab, f"the book's pretrained {spec.removeprefix('d2l:')}"
     if spec.startswith("hf:"):
-        model, tokenizer = load_hf_checkpoint(spec.removeprefix("hf:"), impl)
-        if tokenizer is None:
-            raise ValueError(f"{spec}: the checkpoint folder has no vocab.txt, so its texts cannot be tokenized")
-        return model.to(device), tokenizer, f"the Hugging Face checkpoint {spec.removeprefix('hf:')}"
+        model, vocab = load_hf_checkpoint(spec.removeprefix("hf:"), impl)
+        if vocab is None:
+            raise ValueError(f"{spec}: the checkpoint folder has no vocab.txt, so texts cannot be tokenized for it")
+        return model.to(device), vocab, f"the Hugging Face checkpoint {spec.removeprefix('hf:')}"
     return (*pretrained_run(spec, impl, device), f"the pretraining run {spec}")
 
 
@@ -170,6 +170,17 @@ def pretrain_here(steps: int, impl: str, device: str, seed: int, **sizes):
     return training.setup.model, training.setup.data.info.vocab
 
 
+def finetune_optimizer(model, name: str, impl: str, lr: float, body_lr_factor: float) -> torch.optim.Optimizer:
+    """The optimizer ``name`` with two parameter groups: the pretrained body (``model.body_parameters()``)
+    at ``lr * body_lr_factor``, the new output layer at ``lr`` (D2L §15.6: the body needs only small changes)."""
+    from divekit.optim import create_optimizer
+
+    body = {id(p) for p in model.body_parameters()}
+    groups = [{"params": model.body_parameters(), "lr": lr * body_lr_factor},
+              {"params": [p for p in model.parameters() if id(p) not in body], "lr": lr}]
+    return create_optimizer(name, groups, impl=impl, lr=lr)
+
+
 def fine_tune(bert, data, *, ops, epochs: int, lr: float, body_lr_factor: float, warmup: float, batch_size: int,
               optimizer: str, impl: str, device: torch.device, seed: int) -> list[dict]:
     """Fine-tune a :class:`~divekit.models.bert.BERTClassifier` made of ``bert`` on ``data`` (train, test,
@@ -178,17 +189,13 @@ def fine_tune(bert, data, *, ops, epochs: int, lr: float, body_lr_factor: float,
     stay constant, as in the book). Returns the trainer's history (test metrics each epoch)."""
     from divekit.data.loader import TensorLoader
     from divekit.models.bert import BERTClassifier
-    from divekit.optim import create_optimizer
     from divekit.optim.schedules import CosineScheduler
     from divekit.train.bert import TextClassificationTask
     from divekit.train.engine import Trainer
 
     train, test, classes = data
     model = BERTClassifier(bert, len(classes), ops).to(device)
-    body = {id(p) for p in model.body_parameters()}
-    groups = [{"params": model.body_parameters(), "lr": lr * body_lr_factor},
-              {"params": [p for p in model.parameters() if id(p) not in body], "lr": lr}]
-    opt = create_optimizer(optimizer, groups, impl=impl, lr=lr)
+    opt = finetune_optimizer(model, optimizer, impl, lr, body_lr_factor)
     train_loader = TensorLoader(train, batch_size, shuffle=True, seed=seed, device=device)
     total = epochs * len(train_loader)
     scheduler = CosineScheduler(opt, max_update=total, warmup_steps=round(warmup * total)) if warmup > 0 else None
@@ -210,7 +217,8 @@ def _task_data(task: str, vocab, max_len: int, train_examples: int | None, test_
         order = torch.randperm(len(train), generator=torch.Generator().manual_seed(seed)).tolist()  # pos, neg mixed
         train = type(train)([train.texts_a[i] for i in order], None, [train.labels[i] for i in order], train.classes)
         train, test = train.head(train_examples), test.head(test_examples)
-    return encode_texts(train, vocab, max_len), encode_texts(test, vocab, max_len), train.classes
+    tokenize = getattr(vocab, "tokenize", None)  # a Hugging Face checkpoint's WordPiece
+    return encode_texts(train, vocab, max_len, tokenize), encode_texts(test, vocab, max_len, tokenize), train.classes
 
 
 Task = Annotated[Literal["fra-eng", "snli", "imdb"], "fra-eng: an English sentence with its French translation or "

@@ -5,7 +5,7 @@ pretrained ``bert.small`` / ``bert.base`` (D2L §15.7).
   translate the configs, :func:`from_hf_state_dict` and :func:`to_hf_state_dict` the weights, and
   :func:`load_hf_checkpoint` reads a checkpoint folder a user has on disk (``config.json``, the
   weights as ``model.safetensors`` or ``pytorch_model.bin``, and ``vocab.txt`` for
-  :class:`~divekit.data.wordpiece.WordPieceTokenizer`). Hugging Face keeps W_q, W_k and W_v as three
+  :class:`~divekit.data.wordpiece.WordPieceVocab`). Hugging Face keeps W_q, W_k and W_v as three
   ``Linear`` layers where divekit stacks them into one ``in_proj_weight`` (3d, d); every other tensor
   is a renaming. Only the original style converts (``embed_norm``: Hugging Face's embeddings always
   have a LayerNorm), with ReLU or GELU.
@@ -136,9 +136,10 @@ def _load(model: BERTModel, state: dict[str, torch.Tensor], source: str) -> BERT
 
 def load_hf_checkpoint(folder: str | Path, ops: str | Ops = "fast", **overrides):
     """A Hugging Face BERT checkpoint folder -> (a divekit :class:`BERTModel` holding its weights, the
-    :class:`~divekit.data.wordpiece.WordPieceTokenizer` of its ``vocab.txt``). ``overrides`` change
+    :class:`~divekit.data.wordpiece.WordPieceVocab` of its ``vocab.txt``, lower-casing unless its
+    ``tokenizer_config.json`` says otherwise; None without a ``vocab.txt``). ``overrides`` change
     config values that do not touch the weights' shapes (e.g. ``dropout``)."""
-    from divekit.data.wordpiece import WordPieceTokenizer
+    from divekit.data.wordpiece import WordPieceVocab
     from divekit.ops import get_ops
 
     folder = Path(folder)
@@ -158,9 +159,10 @@ def load_hf_checkpoint(folder: str | Path, ops: str | Ops = "fast", **overrides)
         raise FileNotFoundError(f"{folder} holds neither model.safetensors nor pytorch_model.bin")
     model = BERTModel(config_from_hf(hf, **overrides), get_ops(ops))
     _load(model, from_hf_state_dict(state), str(folder))
-    tokenizer = WordPieceTokenizer.from_file(folder / "vocab.txt", lower_case=hf.get("do_lower_case", True)) \
-        if (folder / "vocab.txt").is_file() else None
-    return model, tokenizer
+    settings = folder / "tokenizer_config.json"
+    lower_case = json.loads(settings.read_text()).get("do_lower_case", True) if settings.is_file() else True
+    vocab = WordPieceVocab.from_file(folder / "vocab.txt", lower_case) if (folder / "vocab.txt").is_file() else None
+    return model, vocab
 
 
 # -- the book's pretrained weights ---------------------------------------------------------------------
