@@ -83,3 +83,29 @@ def test_the_books_pretraining_run_reaches_the_books_losses(tmp_path):
     rows = {row["metric"]: row for row in summary["reference"]}
     assert summary["comparable"] and rows["train_mlm_loss_d2l"]["reached"] and rows["train_nsp_loss"]["reached"]
     assert summary["results"]["crane_cosine"] < 0.99  # the two cranes differ
+
+
+def test_imdb_and_snli_tasks_read_their_files_through_the_hub(tmp_path, monkeypatch):
+    from divekit.data import hub
+    from divekit.data.bert_data import RESERVED
+    from divekit.data.text import Vocab
+    from divekit.experiments.bert import _task_data
+
+    for split in ("train", "test"):
+        for label in ("pos", "neg"):
+            (tmp_path / split / label).mkdir(parents=True)
+            for i in range(6):
+                (tmp_path / split / label / f"{i}_1.txt").write_text(f"a {label} film number {i}")
+    (tmp_path / "README").write_text("aclImdb")
+    header = "gold_label\tsentence1_binary_parse\tsentence2_binary_parse"
+    rows = ["entailment\t( a film )\t( a ( good film ) )", "neutral\t( a film )\t( no film )"]
+    for split in ("train", "test"):
+        (tmp_path / f"snli_1.0_{split}.txt").write_text("\n".join([header, *rows]) + "\n")
+    monkeypatch.setattr(hub, "fetch", lambda name, filename, **kwargs: tmp_path / filename)
+    vocab = Vocab("a film pos neg good no".split(), reserved_tokens=RESERVED)
+    train, test, classes = _task_data("imdb", vocab, 8, 4, 6, seed=0)
+    assert classes == ("neg", "pos") and len(train) == 4 and len(test) == 6
+    assert 0 < int(test.y.sum()) < 6  # the first 6 of the test set hold both classes
+    train, test, classes = _task_data("snli", vocab, 8, None, None, seed=0)
+    assert train.y.tolist() == [0, 2] and classes[0] == "entailment"
+    assert vocab.to_tokens(train.tokens[0]) == ["<cls>", "a", "film", "<sep>", "a", "good", "film", "<sep>"]

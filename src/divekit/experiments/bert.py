@@ -204,6 +204,12 @@ def fine_tune(bert, data, *, ops, epochs: int, lr: float, body_lr_factor: float,
     return trainer.fit(train_loader, TensorLoader(test, max(batch_size, 256), device=device))
 
 
+def _shuffled(data, seed: int):
+    """Single texts in a random order (by ``seed``)."""
+    order = torch.randperm(len(data), generator=torch.Generator().manual_seed(seed)).tolist()
+    return type(data)([data.texts_a[i] for i in order], None, [data.labels[i] for i in order], data.classes)
+
+
 def _task_data(task: str, vocab, max_len: int, train_examples: int | None, test_examples: int | None, seed: int):
     """(train, test, classes) of a fine-tuning task as BERT inputs with ``vocab``."""
     from divekit.data.text_classification import encode_texts, fra_eng_matching, read_imdb, read_snli
@@ -212,11 +218,9 @@ def _task_data(task: str, vocab, max_len: int, train_examples: int | None, test_
         train, test = fra_eng_matching(train_examples, test_examples, seed=seed)
     elif task == "snli":
         train, test = read_snli("train").head(train_examples), read_snli("test").head(test_examples)
-    else:
-        train, test = read_imdb("train"), read_imdb("test")
-        order = torch.randperm(len(train), generator=torch.Generator().manual_seed(seed)).tolist()  # pos, neg mixed
-        train = type(train)([train.texts_a[i] for i in order], None, [train.labels[i] for i in order], train.classes)
-        train, test = train.head(train_examples), test.head(test_examples)
+    else:  # the files list positive reviews first: shuffle, so that the first N hold both classes
+        train, test = (_shuffled(read_imdb(split), seed).head(n)
+                       for split, n in (("train", train_examples), ("test", test_examples)))
     tokenize = getattr(vocab, "tokenize", None)  # a Hugging Face checkpoint's WordPiece
     return encode_texts(train, vocab, max_len, tokenize), encode_texts(test, vocab, max_len, tokenize), train.classes
 
