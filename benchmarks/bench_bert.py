@@ -63,7 +63,8 @@ def run_divekit(steps: int, seed: int, device: str, epochs: int = 1, **options) 
     history = training.fit()
     last = history[-1]
     batch = next(iter(training.setup.data.train))
-    return {"data_seconds": data_seconds, "train_seconds": last["seconds"], "pairs": last["pairs_per_s"] * last["seconds"],
+    return {"data_seconds": data_seconds, "train_seconds": last["seconds"],
+            "pairs": last["pairs_per_s"] * last["seconds"],
             "mlm_loss_d2l": last["train_mlm_loss_d2l"], "mlm_loss": last["train_mlm_loss"],
             "nsp_loss": last["train_nsp_loss"], "flops_per_step": model_flops(training.setup.model.config, batch),
             "steps": steps}
@@ -111,7 +112,8 @@ def render(book: dict, variants: dict, meta: dict) -> str:
     if variants:
         base = variants["fast, fp32, eager"]
         peak = meta.get("peak_tflops")
-        lines += [f"## The fast twin's options ({meta['variant_steps']} measured steps after as many warm-up steps)", "",
+        lines += [f"## The fast twin's options ({meta['variant_steps']} measured steps after as many warm-up "
+                  "steps)", "",
                   "| variant | pairs/s | vs fast fp32 eager | model GFLOP/s" + (" | MFU" if peak else "") + " |",
                   "|---|---:|---:|---:|" + ("---:|" if peak else "")]
         for name, run in variants.items():

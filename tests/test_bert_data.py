@@ -27,14 +27,16 @@ def vocab():
 
 def test_get_tokens_and_segments_is_the_books():
     assert get_tokens_and_segments(["a", "b"]) == (["<cls>", "a", "b", "<sep>"], [0, 0, 0, 0])
-    assert get_tokens_and_segments(["a"], ["b", "c"]) == (["<cls>", "a", "<sep>", "b", "c", "<sep>"], [0, 0, 0, 1, 1, 1])
+    assert get_tokens_and_segments(["a"], ["b", "c"]) == (["<cls>", "a", "<sep>", "b", "c", "<sep>"],
+                                                          [0, 0, 0, 1, 1, 1])
 
 
 @pytest.mark.parametrize("pairs", [True, False])
 def test_packing_many_at_once_equals_the_books_one_by_one(pairs):
     v = vocab()
     g = torch.Generator().manual_seed(0)
-    texts = [[WORDS[i] for i in torch.randint(len(WORDS), (int(n),), generator=g)] for n in torch.randint(0, 6, (12,), generator=g)]
+    lengths = torch.randint(0, 6, (12,), generator=g).tolist()
+    texts = [[WORDS[i] for i in torch.randint(len(WORDS), (n,), generator=g)] for n in lengths]
     corpus = torch.tensor(v[[t for text in texts for t in text]] + [0])
     lens = torch.tensor([len(t) for t in texts])
     starts = lens.cumsum(0) - lens
@@ -206,8 +208,9 @@ SNLI_HEADER = ("gold_label\tsentence1_binary_parse\tsentence2_binary_parse\tsent
 
 def test_snli_file_reads_as_the_book_reads_it(tmp_path):
     rows = [
-        "neutral\t( ( A person ) ( on ( a horse ) ) )\t( ( A person ) ( is ( training ( his horse ) ) ) )\t(ROOT)\t(ROOT)"
-        "\tA person on a horse.\tA person is training his horse.\t3416050480.jpg#4\t3416050480.jpg#4r1n\tneutral\t\t\t\t",
+        "neutral\t( ( A person ) ( on ( a horse ) ) )\t( ( A person ) ( is ( training ( his horse ) ) ) )"
+        "\t(ROOT)\t(ROOT)\tA person on a horse.\tA person is training his horse.\t3416050480.jpg#4"
+        "\t3416050480.jpg#4r1n\tneutral\t\t\t\t",
         "-\t( A dog )\t( A cat )\t(ROOT)\t(ROOT)\tA dog\tA cat\tx\ty\tneutral\tcontradiction\t\t\t",
         "contradiction\t( ( Two  women ) ( are ( hugging ) ) )\t( Nobody ( is hugging ) )\t(ROOT)\t(ROOT)\t"
         "Two women are hugging.\tNobody is hugging.\tz\tw\tcontradiction\t\t\t\t",

@@ -20,7 +20,8 @@ def test_a_pretraining_run_comes_back_from_its_folder_and_fine_tunes(tmp_path):
     experiment = get_experiment("bert-pretrain")
     options = experiment.make_options(**{**experiment.tiny, "device": "cpu"})
     summary = run_experiment(experiment, options, tmp_path / "run", progress=False)
-    assert summary["results"]["encoded_text_shape"] == [1, 6, 8] and summary["results"]["encoded_pair_shape"] == [1, 10, 8]
+    results = summary["results"]
+    assert results["encoded_text_shape"] == [1, 6, 8] and results["encoded_pair_shape"] == [1, 10, 8]
     model, vocab = pretrained_run(tmp_path / "run")
     saved = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=False)["model"]
     for key, value in model.state_dict().items():
@@ -70,7 +71,8 @@ def test_the_books_pretrained_weights_load_with_their_vocabulary(tmp_path, monke
     model, vocab = load_d2l_pretrained("bert.small", "scratch")
     assert asked == ["d2l-bert.small"] and len(vocab) == 20 and vocab["w3"] == 8
     assert model.config.num_heads == 4 and model.config.num_layers == 2 and model.config.max_positions == 16
-    torch.testing.assert_close(model.encoder.token_embedding.weight, saved["state_dict"]["encoder.token_embedding.weight"])
+    embedding = saved["state_dict"]["encoder.token_embedding.weight"]
+    torch.testing.assert_close(model.encoder.token_embedding.weight, embedding)
     with pytest.raises(ValueError, match="unknown d2l pretrained BERT 'bert.large'"):
         load_d2l_pretrained("bert.large")
 

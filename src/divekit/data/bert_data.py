@@ -45,7 +45,8 @@ MLM_SHARE = 0.15
 
 
 def get_tokens_and_segments(tokens_a: list[str], tokens_b: list[str] | None = None) -> tuple[list[str], list[int]]:
-    """``<cls>`` A ``<sep>`` [B ``<sep>``] and its segment ids, 0 for the first part, 1 for B ``<sep>`` (D2L §14.8.4)."""
+    """``<cls>`` A ``<sep>`` [B ``<sep>``] and its segment ids: 0 for the first part, 1 for B ``<sep>``
+    (D2L §14.8.4)."""
     tokens = [CLS, *tokens_a, SEP]
     segments = [0] * (len(tokens_a) + 2)
     if tokens_b is not None:

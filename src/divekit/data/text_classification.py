@@ -46,7 +46,8 @@ class LabeledTexts:
     classes: tuple[str, ...]
 
     def __post_init__(self):
-        if len(self.texts_a) != len(self.labels) or (self.texts_b is not None and len(self.texts_b) != len(self.labels)):
+        n = len(self.labels)
+        if len(self.texts_a) != n or (self.texts_b is not None and len(self.texts_b) != n):
             raise ValueError(f"{len(self.texts_a)} texts, {len(self.texts_b or [])} second texts and "
                              f"{len(self.labels)} labels: they must be as many")
 

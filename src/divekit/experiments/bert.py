@@ -148,7 +148,8 @@ def pretrained_run(run_dir: str | Path, impl: str = "fast", device: str | torch.
 
     run_dir = Path(run_dir)
     if not (run_dir / CONFIG_NAME).exists() or not (run_dir / CHECKPOINT_NAME).exists():
-        raise FileNotFoundError(f"{run_dir} is not a finished divekit run (it needs {CONFIG_NAME} and {CHECKPOINT_NAME})")
+        raise FileNotFoundError(f"{run_dir} is not a finished divekit run (it needs {CONFIG_NAME} and "
+                                f"{CHECKPOINT_NAME})")
     record = io.read_json(run_dir / CONFIG_NAME)
     experiment = get_experiment(record["experiment"])
     if not isinstance(getattr(experiment, "data", None), WikiText2):
@@ -261,7 +262,7 @@ def bert_finetune(pretrained: PretrainedSpec = None,
                   max_len: MaxLen = 48, epochs: Epochs = 5, lr: LearningRate = 1e-3, body_lr_factor: BodyLr = 0.1,
                   warmup: Warmup = 0.1, batch_size: BatchSize = 64, optimizer: Optimizer = "adam",
                   scratch: Annotated[bool, "also fine-tune the same BERT from a fresh initialisation"] = True,
-                  num_hiddens: Annotated[int | None, "pretraining here: width (none: the book's 128)", at_least(1)] = None,
+                  num_hiddens: Annotated[int | None, "pretraining here: width (none: 128)", at_least(1)] = None,
                   ffn_num_hiddens: Annotated[int | None, "pretraining here: FFN width (none: 256)", at_least(1)] = None,
                   num_heads: Annotated[int | None, "pretraining here: heads (none: 2)", at_least(1)] = None,
                   num_layers: Annotated[int | None, "pretraining here: blocks (none: 2)", at_least(1)] = None,
@@ -304,7 +305,8 @@ def bert_finetune(pretrained: PretrainedSpec = None,
 def bert_snli(pretrained: PretrainedSpec = "d2l:bert.small", train_examples: Examples = None,
               test_examples: Examples = None, max_len: MaxLen = 128, epochs: Epochs = 5, lr: LearningRate = 1e-4,
               body_lr_factor: BodyLr = 1.0, warmup: Warmup = 0.0, batch_size: BatchSize = 512,
-              optimizer: Optimizer = "adam", impl: Impl = "fast", seed: Seed = 0, device: Device = "auto") -> DemoResult:
+              optimizer: Optimizer = "adam", impl: Impl = "fast", seed: Seed = 0,
+              device: Device = "auto") -> DemoResult:
     """The book's §15.7: its pretrained bert.small (or any BERT given), a new linear layer on the
     pooled ``<cls>`` vector, Adam at 1e-4 for every parameter, 5 epochs of batches of 512 pairs of at
     most 128 tokens; test accuracy on SNLI's test set."""

@@ -51,7 +51,8 @@ class BERTConfig(Checked):
     num_heads: int = option(2, "attention heads; must divide num_hiddens", at_least(1))
     num_layers: int = option(2, "encoder blocks", at_least(1))
     dropout: float = option(0.2, "dropout on attention weights and sublayer outputs", probability, below(1))
-    max_positions: int = option(1000, "positions with an embedding: the longest input (the book's max_len)", at_least(1))
+    max_positions: int = option(1000, "positions with an embedding: the longest input (the book's max_len)",
+                                at_least(1))
     activation: Activation = option("relu", "the feed-forward networks' and the MLM head's activation (the "
                                             "original BERT: gelu)")
     norm_eps: float = option(1e-5, "epsilon of every LayerNorm (the original BERT: 1e-12)", positive)
@@ -275,19 +276,20 @@ def bert_small(cfg: BERTConfig, ops: Ops) -> BERTModel:
 @register_model("bert-base", config=BERTConfig, example=bert_example, section="14.8", tiny=TINY, **ORIGINAL,
                 num_hiddens=768, ffn_num_hiddens=3072, num_heads=12, num_layers=12)
 def bert_base(cfg: BERTConfig, ops: Ops) -> BERTModel:
-    """BERT-base as published (GELU, embedding LayerNorm): width 768, FFN 3072, 12 heads, 12 blocks (110M parameters)."""
+    """BERT-base as published (GELU, embedding LayerNorm): width 768, FFN 3072, 12 heads, 12 blocks (110M)."""
     return BERTModel(cfg, ops)
 
 
 @register_model("bert-large", config=BERTConfig, example=bert_example, section="14.8", tiny=TINY, **ORIGINAL,
                 num_hiddens=1024, ffn_num_hiddens=4096, num_heads=16, num_layers=24)
 def bert_large(cfg: BERTConfig, ops: Ops) -> BERTModel:
-    """BERT-large as published (GELU, embedding LayerNorm): width 1024, FFN 4096, 16 heads, 24 blocks (340M parameters)."""
+    """BERT-large as published (GELU, embedding LayerNorm): width 1024, FFN 4096, 16 heads, 24 blocks (340M)."""
     return BERTModel(cfg, ops)
 
 
 @torch.no_grad()
-def encode_text(model: BERTModel, vocab, text_a: str | list[str], text_b: str | list[str] | None = None) -> torch.Tensor:
+def encode_text(model: BERTModel, vocab, text_a: str | list[str],
+                text_b: str | list[str] | None = None) -> torch.Tensor:
     """BERT's representation of a text or a text pair (the book's ``get_bert_encoding``, D2L §14.10.2):
     ``<cls>`` A ``<sep>`` [B ``<sep>``] through the encoder in eval mode -> (1, T, d). Row 0 stands for the
     whole input; a word's row depends on its context. A string is split on spaces."""
