@@ -10,23 +10,21 @@ from divekit.experiments.registry import Recipe, all_experiments
 from divekit.experiments.runner import run_experiment
 
 NEEDS_DATA = {"fashion-mnist": "Fashion-MNIST", "fra-eng": "fra-eng", "kaggle_house": "Kaggle house",
-              "airfoil": "airfoil"}  # data set folder -> the label its experiments show
+              "airfoil": "airfoil", "wikitext-2": "WikiText-2", "snli": "SNLI",
+              "d2l-bert.small": "bert.small"}  # data set folder -> the label its experiments show
 
 
-def _needs(experiment) -> str | None:
-    """The data set folder an experiment reads that is not packaged with divekit, if any."""
-    for folder, label in NEEDS_DATA.items():
-        if label.lower() in experiment.dataset.lower():
-            return folder
-    return None
+def _needs(experiment) -> list[str]:
+    """The data set folders an experiment reads that are not packaged with divekit."""
+    return [folder for folder, label in NEEDS_DATA.items() if label.lower() in experiment.dataset.lower()]
 
 
 @pytest.mark.parametrize("experiment", all_experiments(), ids=lambda e: e.name)
 def test_every_experiment_runs_with_tiny_settings(experiment, tmp_path):
-    folder = _needs(experiment)
     data = os.environ.get("DIVEKIT_DATA")
-    if folder and not (data and os.path.isdir(os.path.join(data, folder))):
-        pytest.skip(f"set DIVEKIT_DATA to a folder with {folder}")
+    missing = [folder for folder in _needs(experiment) if not (data and os.path.isdir(os.path.join(data, folder)))]
+    if missing:
+        pytest.skip(f"set DIVEKIT_DATA to a folder with {', '.join(missing)}")
     tiny = dict(experiment.tiny)
     if isinstance(experiment, Recipe):
         tiny = {"epochs": 1, "limit": 64, **tiny}

@@ -27,10 +27,14 @@ def _build(name, impl, seed=0):
 def test_shapes_finite_outputs_and_a_gradient_for_every_parameter(name, impl):
     model, example = _build(name, impl)
     model.train()
-    out = _first(model(*example.args))
+    outputs = model(*example.args)
+    out = _first(outputs)
     assert tuple(out.shape) == example.output_shape
     assert torch.isfinite(out).all()
-    out.float().square().mean().backward()
+    # every floating-point tensor the model returns (BERT: the encoding and both heads' logits)
+    returned = [o for o in (outputs if isinstance(outputs, tuple) else (outputs,))
+                if isinstance(o, torch.Tensor) and o.is_floating_point()]
+    sum(o.float().square().mean() for o in returned).backward()
     missing = [n for n, p in model.named_parameters() if p.grad is None or not torch.isfinite(p.grad).all()]
     assert not missing, f"{name} ({impl}): no finite gradient for {missing}"
     assert any(p.grad.abs().sum() > 0 for p in model.parameters())

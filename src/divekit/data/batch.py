@@ -10,7 +10,7 @@ with its image) are named in the class variables ``image_fields`` (B, C, H, W), 
 (B, H, W) per-pixel class indices, and ``box_fields`` (B, M, 4) corner boxes (x1, y1, x2, y2)
 relative to the image size, so in [0, 1].
 
-Letters: B examples, C channels, H x W image size, T time steps, M boxes per image (padded), P
+Letters: B examples, C channels, H x W image size, T time steps (or tokens), M boxes per image (padded), P
 prediction positions.
 """
 
@@ -121,3 +121,15 @@ class BertPretraining(Batch):
     mlm_weights: torch.Tensor
     mlm_labels: torch.Tensor
     nsp_labels: torch.Tensor
+
+
+@dataclass(frozen=True)
+class TextClassification(Batch):
+    """BERT fine-tuning examples (D2L §15.6): ``tokens`` and ``segments`` (B, T) of a text or a text
+    pair with ``valid_lens`` (B,), and labels ``y``: (B,) one class per text or pair, or (B, T) one tag
+    per token, -1 where a token has none (``<cls>``, ``<sep>``, padding)."""
+
+    tokens: torch.Tensor
+    segments: torch.Tensor
+    valid_lens: torch.Tensor
+    y: torch.Tensor

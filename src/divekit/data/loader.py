@@ -45,6 +45,8 @@ class TensorLoader:
         seed: base seed for shuffling and for the transform's random choices.
         device: where minibatches are made; the data is copied there once.
         transform: applied to each minibatch after uint8 images are scaled to [0, 1].
+        num_batches: at most this many minibatches per epoch, each epoch from its own permutation
+            (the book's BERT pretraining counts steps, not epochs: D2L §14.10).
     """
 
     def __init__(
@@ -57,6 +59,7 @@ class TensorLoader:
         device: str | torch.device = "cpu",
         transform: Transform | None = None,
         drop_last: bool = False,
+        num_batches: int | None = None,
     ):
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
@@ -69,6 +72,9 @@ class TensorLoader:
         self.seed = seed
         self.transform = transform
         self.drop_last = drop_last
+        if num_batches is not None and num_batches < 1:
+            raise ValueError(f"num_batches must be at least 1, got {num_batches}")
+        self.num_batches = num_batches
         self.epoch = 0
         self.shard_index, self.num_shards = 0, 1
 
@@ -93,7 +99,8 @@ class TensorLoader:
 
     def __len__(self) -> int:
         n, last = self.num_examples, self.num_examples % self.batch_size
-        return n // self.batch_size if self.drop_last or 0 < last < self.num_shards else math.ceil(n / self.batch_size)
+        full = n // self.batch_size if self.drop_last or 0 < last < self.num_shards else math.ceil(n / self.batch_size)
+        return full if self.num_batches is None else min(full, self.num_batches)
 
     def _generator(self, offset: int = 0) -> torch.Generator:
         return torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch + offset)

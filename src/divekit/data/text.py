@@ -84,9 +84,10 @@ class Vocab:
 
     @classmethod
     def from_tokens(cls, idx_to_token: Sequence[str]) -> Vocab:
-        """The vocabulary whose tokens, in index order, are ``idx_to_token`` (as saved with a run)."""
+        """The vocabulary whose index ``i`` is ``idx_to_token[i]``, as saved with a model (e.g. the book's
+        pretrained BERT's ``vocab.json``, D2L §15.7); ``<unk>`` must be index 0."""
         if not idx_to_token or idx_to_token[0] != UNK or len(set(idx_to_token)) != len(idx_to_token):
-            raise ValueError(f"a vocabulary's tokens start with {UNK} and have no repeats")
+            raise ValueError(f"a saved vocabulary must start with {UNK} and hold no repeats")
         vocab = cls()
         vocab.idx_to_token = list(idx_to_token)
         vocab.token_to_idx = {t: i for i, t in enumerate(vocab.idx_to_token)}

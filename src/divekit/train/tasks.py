@@ -65,8 +65,10 @@ class Classification(Task):
         self.loss_fn = loss_fn
 
     def step(self, model, batch, training):
-        X, y = batch.X, batch.y
-        logits = model(X)
+        return self.score(model(batch.X), batch.y)
+
+    def score(self, logits: torch.Tensor, y: torch.Tensor) -> StepOutput:
+        """The loss and sums of logits (N, C) against classes y (N,)."""
         losses = self.loss_fn(logits, y)
         loss = losses.mean()
         correct = (logits.argmax(dim=-1) == y).sum()

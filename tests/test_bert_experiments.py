@@ -1,0 +1,113 @@
+"""BERT's experiments (D2L §14.10, §15.6-15.7): a pretraining run's BERT and vocabulary come back from its
+folder and fine-tune; a Hugging Face checkpoint and the book's pretrained weights load for fine-tuning;
+and (slow) the book's pretraining run reaches the book's losses."""
+
+import json
+
+import pytest
+import torch
+
+from conftest import needs_real_data
+from divekit.experiments.bert import bert_finetune, pretrained_run
+from divekit.experiments.registry import get_experiment
+from divekit.experiments.runner import run_experiment
+
+TINY_FINETUNE = dict(train_examples=48, test_examples=16, epochs=1, batch_size=16, max_len=24, device="cpu")
+
+
+@needs_real_data(["wikitext-2", "fra-eng"])
+def test_a_pretraining_run_comes_back_from_its_folder_and_fine_tunes(tmp_path):
+    experiment = get_experiment("bert-pretrain")
+    options = experiment.make_options(**{**experiment.tiny, "device": "cpu"})
+    summary = run_experiment(experiment, options, tmp_path / "run", progress=False)
+    results = summary["results"]
+    assert results["encoded_text_shape"] == [1, 6, 8] and results["encoded_pair_shape"] == [1, 10, 8]
+    model, vocab = pretrained_run(tmp_path / "run")
+    saved = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=False)["model"]
+    for key, value in model.state_dict().items():
+        torch.testing.assert_close(value, saved[key])
+    assert len(vocab) == model.config.vocab_size == 20256
+    result = bert_finetune(pretrained=str(tmp_path / "run"), **TINY_FINETUNE)
+    assert result.results["pretrained_from"].startswith("the pretraining run")
+    assert {row["model"] for row in result.rows} == {"pretrained", "scratch"}
+    assert 0 <= result.results["pretrained_test_acc"] <= 1
+    with pytest.raises(ValueError, match="not a BERT pretraining run"):
+        (tmp_path / "other").mkdir()
+        (tmp_path / "other" / "config.json").write_text(json.dumps({"experiment": "lenet", "config": {}}))
+        (tmp_path / "other" / "checkpoint.pt").write_bytes(b"")
+        pretrained_run(tmp_path / "other")
+
+
+@needs_real_data(["fra-eng"])
+def test_a_hugging_face_checkpoint_fine_tunes_with_its_wordpiece_vocabulary(tmp_path):
+    transformers = pytest.importorskip("transformers")
+    from divekit.models.bert import BERTConfig
+    from divekit.models.bert_weights import hf_config
+
+    torch.manual_seed(0)
+    config = BERTConfig(vocab_size=40, num_hiddens=16, ffn_num_hiddens=32, num_heads=2, num_layers=1, max_positions=32,
+                        activation="gelu", norm_eps=1e-12, embed_norm=True, init="bert")
+    transformers.BertModel(transformers.BertConfig(**hf_config(config))).save_pretrained(tmp_path)
+    words = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "i", "you", "he", "is", "a", ".", "?", "je", "tu", "il",
+             "est", "un", "##s", "go", "va"]
+    (tmp_path / "vocab.txt").write_text("\n".join(words + [f"x{i}" for i in range(40 - len(words))]) + "\n")
+    result = bert_finetune(pretrained=f"hf:{tmp_path}", scratch=False, **TINY_FINETUNE)
+    assert result.results["pretrained_from"] == f"the Hugging Face checkpoint {tmp_path}"
+    assert "scratch_test_acc" not in result.results and 0 <= result.results["pretrained_test_acc"] <= 1
+
+
+def test_the_books_pretrained_weights_load_with_their_vocabulary(tmp_path, monkeypatch):
+    from pathlib import Path
+
+    from divekit.data import hub
+    from divekit.models.bert_weights import load_d2l_pretrained
+
+    saved = torch.load(Path(__file__).parent / "data" / "d2l_bert_tiny.pt", weights_only=True)
+    torch.save(saved["state_dict"], tmp_path / "pretrained.params")
+    (tmp_path / "vocab.json").write_text(json.dumps(["<unk>", "<pad>", "<mask>", "<cls>", "<sep>"]
+                                                    + [f"w{i}" for i in range(15)]))
+    asked = []
+    monkeypatch.setattr(hub, "fetch", lambda name, **kwargs: asked.append(name) or tmp_path)
+    model, vocab = load_d2l_pretrained("bert.small", "scratch")
+    assert asked == ["d2l-bert.small"] and len(vocab) == 20 and vocab["w3"] == 8
+    assert model.config.num_heads == 4 and model.config.num_layers == 2 and model.config.max_positions == 16
+    embedding = saved["state_dict"]["encoder.token_embedding.weight"]
+    torch.testing.assert_close(model.encoder.token_embedding.weight, embedding)
+    with pytest.raises(ValueError, match="unknown d2l pretrained BERT 'bert.large'"):
+        load_d2l_pretrained("bert.large")
+
+
+@pytest.mark.slow
+@needs_real_data(["wikitext-2"])
+def test_the_books_pretraining_run_reaches_the_books_losses(tmp_path):
+    experiment = get_experiment("bert-pretrain")
+    summary = run_experiment(experiment, experiment.make_options(device="cpu"), tmp_path / "run", progress=False)
+    rows = {row["metric"]: row for row in summary["reference"]}
+    assert summary["comparable"] and rows["train_mlm_loss_d2l"]["reached"] and rows["train_nsp_loss"]["reached"]
+    assert summary["results"]["crane_cosine"] < 0.99  # the two cranes differ
+
+
+def test_imdb_and_snli_tasks_read_their_files_through_the_hub(tmp_path, monkeypatch):
+    from divekit.data import hub
+    from divekit.data.bert_data import RESERVED
+    from divekit.data.text import Vocab
+    from divekit.experiments.bert import _task_data
+
+    for split in ("train", "test"):
+        for label in ("pos", "neg"):
+            (tmp_path / split / label).mkdir(parents=True)
+            for i in range(6):
+                (tmp_path / split / label / f"{i}_1.txt").write_text(f"a {label} film number {i}")
+    (tmp_path / "README").write_text("aclImdb")
+    header = "gold_label\tsentence1_binary_parse\tsentence2_binary_parse"
+    rows = ["entailment\t( a film )\t( a ( good film ) )", "neutral\t( a film )\t( no film )"]
+    for split in ("train", "test"):
+        (tmp_path / f"snli_1.0_{split}.txt").write_text("\n".join([header, *rows]) + "\n")
+    monkeypatch.setattr(hub, "fetch", lambda name, filename, **kwargs: tmp_path / filename)
+    vocab = Vocab("a film pos neg good no".split(), reserved_tokens=RESERVED)
+    train, test, classes = _task_data("imdb", vocab, 8, 4, 6, seed=0)
+    assert classes == ("neg", "pos") and len(train) == 4 and len(test) == 6
+    assert 0 < int(test.y.sum()) < 6  # the first 6 of the test set hold both classes
+    train, test, classes = _task_data("snli", vocab, 8, None, None, seed=0)
+    assert train.y.tolist() == [0, 2] and classes[0] == "entailment"
+    assert vocab.to_tokens(train.tokens[0]) == ["<cls>", "a", "film", "<sep>", "a", "good", "film", "<sep>"]
