@@ -425,6 +425,65 @@ def test_archive_member_with_wrong_checksum_is_not_kept(server):
     assert not (cache_dir() / "toy" / "train.txt").exists()
 
 
+def vouched_spec(url: str, archive_bytes: bytes) -> DatasetSpec:
+    """A data set whose files have no SHA-1 of their own: the archive's vouches for them."""
+    archive = Archive(url, sha1(archive_bytes), "zip", root="toy")
+    return DatasetSpec(
+        "toy", (RemoteFile("a/label.csv", None, url), RemoteFile("b/label.csv", None, url)), archive=archive
+    )
+
+
+TOY_MEMBERS = {"toy/a/label.csv": b"a\n", "toy/a/images/0.png": b"png", "toy/b/label.csv": b"b\n"}
+
+
+def test_files_without_a_checksum_come_from_the_verified_archive_only(tmp_path, monkeypatch):
+    zipped = make_zip(TOY_MEMBERS)
+    spec = vouched_spec(unreachable_url().replace("data.bin", "toy.zip"), zipped)
+    shared = tmp_path / "shared"
+    (shared / "toy" / "a").mkdir(parents=True)
+    (shared / "toy" / "a" / "label.csv").write_bytes(b"a loose copy that nothing can check\n")
+    (shared / "toy" / "b").mkdir(parents=True)
+    (shared / "toy" / "b" / "label.csv").write_bytes(b"b\n")
+    monkeypatch.setenv("DIVEKIT_DATA", str(shared))
+    with pytest.raises(DataNotFoundError, match=f"put toy.zip \\(SHA-1 {sha1(zipped)}\\) in"):
+        fetch(spec, progress=False)  # loose files are never used, and the archive cannot be downloaded
+
+    (shared / "toy" / "toy.zip").write_bytes(zipped)
+    folder = fetch(spec, progress=False)
+    assert folder == cache_dir() / "toy"  # unpacked into the cache, not read from the shared folder
+    assert (folder / "a" / "label.csv").read_bytes() == b"a\n" and (folder / "a" / "images" / "0.png").is_file()
+    assert (folder / ".toy.zip.unpacked").read_text().strip() == sha1(zipped)
+
+    (shared / "toy" / "toy.zip").unlink()  # unpacked once: the cache copy is used from now on
+    assert fetch(spec, "b/label.csv", progress=False) == folder / "b" / "label.csv"
+
+    (folder / ".toy.zip.unpacked").write_text("0" * 40)  # unpacked from another archive: not trusted
+    with pytest.raises(DataNotFoundError):
+        fetch(spec, "a/label.csv", progress=False)
+
+
+def test_a_wrong_archive_is_an_error_and_a_lost_member_is_unpacked_again(tmp_path, server):
+    zipped = make_zip(TOY_MEMBERS)
+    server.files["/toy.zip"] = zipped
+    spec = vouched_spec(server.url("/toy.zip"), zipped)
+    (tmp_path / "mine" / "toy").mkdir(parents=True)
+    (tmp_path / "mine" / "toy" / "toy.zip").write_bytes(make_zip({"toy/a/label.csv": b"other"}))
+    with pytest.raises(ChecksumError, match="found through the data_dir argument and is not used"):
+        fetch(spec, data_dir=tmp_path / "mine", progress=False)
+    assert server.requests == []
+
+    folder = fetch(spec, progress=False)  # downloaded, verified, unpacked
+    assert (folder / "a" / "label.csv").read_bytes() == b"a\n" and server.requests == ["/toy.zip"]
+    (folder / "a" / "label.csv").unlink()
+    assert fetch(spec, "a/label.csv", progress=False).read_bytes() == b"a\n"  # from the cached archive
+    assert server.requests == ["/toy.zip"]
+
+
+def test_a_file_without_a_checksum_needs_an_archive():
+    with pytest.raises(ValueError, match="must come from the data set's archive"):
+        DatasetSpec("toy", (RemoteFile("a.csv", None, "http://example.invalid/a.csv"),))
+
+
 # ---------------------------------------------------------------------------------------------
 # The registry against the real data.
 
@@ -439,11 +498,13 @@ def test_registry_names_and_specs_are_consistent():
         "kaggle_house",
         "ptb",
         "airfoil",
+        "banana-detection",
     }
     for name, spec in hub.REGISTRY.items():
         assert spec.name == name and spec.files and spec.license and spec.description
         for remote in spec.files:
-            assert len(remote.sha1) == 40 and int(remote.sha1, 16) >= 0
+            checksum = remote.sha1 if remote.sha1 is not None else spec.archive.sha1  # vouched for by the archive
+            assert len(checksum) == 40 and int(checksum, 16) >= 0
             if spec.archive is not None:
                 assert remote.url == spec.archive.url
     with pytest.raises(TypeError):
@@ -456,6 +517,8 @@ def test_registry_names_and_specs_are_consistent():
 )
 @pytest.mark.parametrize("name", sorted(hub.REGISTRY))
 def test_real_data_matches_registry(name, monkeypatch):
+    if not (Path(REAL_DATA) / name).is_dir():
+        pytest.skip(f"$DIVEKIT_DATA has no {name}")
     monkeypatch.setenv("DIVEKIT_DATA", REAL_DATA)
     assert fetch(name, progress=False) == Path(REAL_DATA) / name
     assert not cache_dir().exists()  # nothing downloaded

@@ -13,6 +13,15 @@ each file of a data set in this order:
 
 A copy found in 1 or 2 with the wrong SHA-1 is an error, because only the user can say which copy
 is right. A wrong copy in the cache is deleted and downloaded again.
+
+Files inside an archive whose own SHA-1s are not known (the banana detection set: only the zip's
+SHA-1 is published) have ``sha1=None`` and are vouched for by the archive alone. Such a file is
+never taken from a folder as it stands, since nothing could check it: ``fetch`` looks for the
+*archive* in 1 and 2 (``<name>/<archive file>`` or ``<archive file>``), checks the archive's
+SHA-1, and unpacks it into ``cache_dir()/<name>``, or downloads the archive there (5). Each
+unpacking leaves a marker file ``.<archive file>.unpacked`` holding the archive's SHA-1, and the
+cache folder's members are used while that marker names the registered archive; a member that
+has gone missing is unpacked again.
 """
 
 from __future__ import annotations
@@ -78,10 +87,11 @@ class UnsafeArchiveError(ValueError):
 
 @dataclass(frozen=True)
 class RemoteFile:
-    """One file a loader reads: ``name`` is its path inside the data set's folder."""
+    """One file a loader reads: ``name`` is its path inside the data set's folder. ``sha1`` None:
+    only the data set's archive has a known SHA-1, which vouches for this member (module docstring)."""
 
     name: str
-    sha1: str
+    sha1: str | None
     url: str
 
 
@@ -131,6 +141,12 @@ class DatasetSpec:
             raise ValueError(
                 f"{self.name}: packaged file {self.packaged!r} is not one of {self.filenames}"
             )
+        unchecked = [remote.name for remote in self.files if remote.sha1 is None]
+        if unchecked and (self.archive is None or self.packaged in unchecked):
+            raise ValueError(
+                f"{self.name}: {', '.join(unchecked)} have no SHA-1 of their own, so they must come "
+                f"from the data set's archive, whose SHA-1 vouches for them"
+            )
 
     @property
     def filenames(self) -> tuple[str, ...]:
@@ -161,9 +177,10 @@ def _files(base_url: str, sha1_by_name: dict[str, str]) -> tuple[RemoteFile, ...
 
 
 def _archived_spec(
-    name: str, archive: Archive, sha1_by_name: dict[str, str], **info: str
+    name: str, archive: Archive, sha1_by_name: dict[str, str | None], **info: str
 ) -> DatasetSpec:
-    """A data set downloaded as one archive; each file's URL is the archive's."""
+    """A data set downloaded as one archive; each file's URL is the archive's (a SHA-1 of None:
+    the archive's vouches for the file)."""
     files = tuple(
         RemoteFile(filename, sha1, archive.url) for filename, sha1 in sha1_by_name.items()
     )
@@ -259,6 +276,20 @@ _SPECS = (
         },
         license="Penn Treebank WSJ text (LDC99T42) as preprocessed by Mikolov; LDC terms",
         description="Penn Treebank sentences for word2vec pretraining (D2L §14.3).",
+    ),
+    _archived_spec(
+        "banana-detection",
+        Archive(
+            _D2L_URL + "banana-detection.zip",
+            "5de26c8fce5ccdea9f91267273464dc968d20d72",
+            "zip",
+            root="banana-detection",
+        ),
+        # per-file SHA-1s are not published; the images/ folders beside them come from the same archive
+        {"bananas_train/label.csv": None, "bananas_val/label.csv": None},
+        license="made by the d2l authors for the book (D2L §13.6); no explicit license",
+        description="1,000 training and 100 validation 256x256 images with one banana each, label.csv "
+        "with img_name,label,xmin,ymin,xmax,ymax in pixels (D2L §13.6).",
     ),
     DatasetSpec(
         "airfoil",
@@ -395,11 +426,63 @@ def _download_archive(spec: DatasetSpec, progress: bool) -> None:
         archive_path.unlink()
     if not archive_path.is_file():
         _download(spec.archive.url, archive_path, spec.archive.sha1, progress)
-    extract_archive(archive_path, folder, spec.archive.kind, root=spec.archive.root)
+    _unpack(spec, archive_path)
+
+
+def _unpack_marker(spec: DatasetSpec) -> Path:
+    """The file that records which archive (by SHA-1) the cache folder of ``spec`` was unpacked from."""
+    return cache_dir() / spec.name / f".{spec.archive.filename}.unpacked"
+
+
+def _unpack(spec: DatasetSpec, archive_path: Path) -> None:
+    """Unpack a verified archive into the data set's cache folder and mark the folder as its copy."""
+    extract_archive(archive_path, cache_dir() / spec.name, spec.archive.kind, root=spec.archive.root)
+    with atomic_open(_unpack_marker(spec), "w") as marker:
+        marker.write(spec.archive.sha1 + "\n")
+
+
+def _archive_member(
+    spec: DatasetSpec, remote: RemoteFile, data_dir: str | os.PathLike | None, progress: bool
+) -> Path:
+    """A file without a SHA-1 of its own: a member of the verified archive, unpacked into the cache
+    (from the user's copy of the archive, the cached one, or a download), never a loose copy."""
+    path = cache_dir() / spec.name / remote.name
+    marker = _unpack_marker(spec)
+    if path.is_file() and marker.is_file() and marker.read_text().strip() == spec.archive.sha1:
+        return path
+    archive = RemoteFile(spec.archive.filename, spec.archive.sha1, spec.archive.url)
+    for candidate, origin in _user_copies(spec.name, archive.name, data_dir):
+        if candidate.is_file():
+            _require_sha1(
+                candidate,
+                archive,
+                f"It was found through {origin} and is not used: replace it with an intact copy, "
+                f"or delete it to let divekit download {archive.url}.",
+            )
+            _unpack(spec, candidate)
+            break
+    else:
+        try:
+            _download_archive(spec, progress)
+        except _NETWORK_ERRORS as error:
+            raise _not_found(spec, remote, error) from error
+    if not path.is_file():
+        raise DataNotFoundError(
+            f"{archive.url} holds no member {spec.archive.member(remote.name)}; the registry entry "
+            f"for {spec.name!r} is wrong."
+        )
+    return path
 
 
 def _not_found(spec: DatasetSpec, remote: RemoteFile, error: Exception) -> DataNotFoundError:
     folder = cache_dir() / spec.name
+    if remote.sha1 is None:
+        return DataNotFoundError(
+            f"{spec.name}/{remote.name} is not on this machine and {spec.archive.url} could not be "
+            f"downloaded: {type(error).__name__}: {error}. Only the archive's SHA-1 is known, so an "
+            f"unpacked copy cannot be checked: put {spec.archive.filename} (SHA-1 {spec.archive.sha1}) "
+            f"in {folder}, or in a folder {spec.name} under DIVEKIT_DATA."
+        )
     source = (
         remote.url
         if spec.archive is None
@@ -421,6 +504,8 @@ def _resolve(
     spec: DatasetSpec, remote: RemoteFile, data_dir: str | os.PathLike | None, progress: bool
 ) -> Path:
     """The path of a verified copy of one file, downloading it if no verified copy exists."""
+    if remote.sha1 is None:
+        return _archive_member(spec, remote, data_dir, progress)
     for path, origin in _user_copies(spec.name, remote.name, data_dir):
         if path.is_file():
             return _require_sha1(

@@ -77,7 +77,8 @@ def build_setup(recipe: Recipe, parts: Parts, device: torch.device) -> Setup:
         # PyTorch's CPU convolution and pooling kernels run faster on NHWC tensors (measured: the NCHW rows
         # of benchmarks/results/cnn.md)
         model = model.to(memory_format=torch.channels_last)
-    optimizer = create_optimizer(parts.train.optimizer, model.parameters(), impl=parts.train.impl, lr=parts.train.lr)
+    optimizer = create_optimizer(parts.train.optimizer, model.parameters(), impl=parts.train.impl, lr=parts.train.lr,
+                                 weight_decay=parts.train.weight_decay)
     return Setup(model, parts.task.build(ops, data), optimizer, data, parts.probes)
 
 
