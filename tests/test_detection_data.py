@@ -15,10 +15,11 @@ from divekit.data.detection import (DETECTION_SETS, generate_detection_set, load
 from divekit.data.loader import TensorLoader
 
 needs_photos = pytest.mark.skipif(importlib.util.find_spec("skimage") is None,
-                                  reason="the generated sets paste objects on scikit-image's photographs (photos extra)")
+                                  reason="the generated sets paste objects on scikit-image's photographs")
 
 # the first rows of the book's bananas_val/label.csv (the real file's header and format)
-BOOK_ROWS = "img_name,label,xmin,ymin,xmax,ymax\n0.png,0,183,63,241,112\n1.png,0,26,86,79,133\n2.png,0,139,108,178,148\n"
+BOOK_ROWS = ("img_name,label,xmin,ymin,xmax,ymax\n0.png,0,183,63,241,112\n1.png,0,26,86,79,133\n"
+             "2.png,0,139,108,178,148\n")
 
 
 def write_images(folder, names, size=(256, 256), seed=0):
@@ -122,6 +123,7 @@ def test_load_detection_draws_once_into_the_cache_and_feeds_the_loader(tmp_path)
     again = load_detection("generated-shapes", num_train=6, num_val=3, image_size=64, seed=0)
     assert torch.equal(again.train.X, data.train.X) and torch.equal(again.train.boxes, data.train.boxes)
     batch = next(iter(TensorLoader(data.train, 4)))
-    assert batch.X.dtype == torch.float32 and batch.X.max() <= 1 and batch.boxes.shape == (4, data.train.boxes.shape[1], 4)
+    assert batch.X.dtype == torch.float32 and batch.X.max() <= 1
+    assert batch.boxes.shape == (4, data.train.boxes.shape[1], 4)
     with pytest.raises(ValueError, match="unknown detection set 'voc'; choose bananas, generated-bananas"):
         load_detection("voc")

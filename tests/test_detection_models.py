@@ -43,7 +43,8 @@ def test_tinyssd_outputs_the_books_shapes_and_anchors():
     assert [list(s) for s in cfg.scale_sizes] == book_sizes and cfg.anchors_per_pixel == 4
     assert sum(p.numel() for p in net.parameters()) == 1010376  # the book's layer sizes
     features = net.forward_features(torch.zeros(2, 3, 256, 256))
-    assert [tuple(f.shape[1:]) for f in features] == [(64, 32, 32), (128, 16, 16), (128, 8, 8), (128, 4, 4), (128, 1, 1)]
+    assert [tuple(f.shape[1:]) for f in features] == [(64, 32, 32), (128, 16, 16), (128, 8, 8), (128, 4, 4),
+                                                      (128, 1, 1)]
 
 
 def test_tinyssd_checks_its_config():
@@ -92,7 +93,8 @@ def test_detect_returns_relative_boxes_in_eval_mode_and_the_twins_agree(name):
     assert not model_fast.training and len(preds) == 2
     for pred, other in zip(preds, model_scratch.detect(X)):
         assert set(pred) == {"boxes", "scores", "labels"} and len(pred["boxes"]) > 0
-        assert pred["boxes"].shape == (len(pred["scores"]), 4) and (pred["labels"] >= 0).all() and (pred["labels"] < 3).all()
+        assert pred["boxes"].shape == (len(pred["scores"]), 4)
+        assert (pred["labels"] >= 0).all() and (pred["labels"] < 3).all()
         assert (pred["scores"][:-1] >= pred["scores"][1:]).all()  # best first
         torch.testing.assert_close(pred, other, rtol=1e-4, atol=1e-5)
 
@@ -113,8 +115,8 @@ def test_decode_grid_against_a_loop():
                 t = preds[1, i, j, a]
                 cx, cy = (j + 1 / (1 + math.exp(-t[0]))) / w, (i + 1 / (1 + math.exp(-t[1]))) / h
                 bw, bh = priors[a, 0] * math.exp(t[2]), priors[a, 1] * math.exp(t[3])
-                torch.testing.assert_close(boxes[1, n], torch.tensor([cx - bw / 2, cy - bh / 2, cx + bw / 2, cy + bh / 2],
-                                                                     dtype=torch.float64))
+                corners = torch.tensor([cx - bw / 2, cy - bh / 2, cx + bw / 2, cy + bh / 2], dtype=torch.float64)
+                torch.testing.assert_close(boxes[1, n], corners)
                 assert obj[1, n] == t[4] and torch.equal(cls[1, n], t[5:])
                 n += 1
 
@@ -139,8 +141,8 @@ def test_grid_targets_follow_the_yolo_rule_written_as_a_loop():
                 continue
             x1, y1, x2, y2 = boxes[b, m].tolist()
             row, col = int((y1 + y2) / 2 * 4), int((x1 + x2) / 2 * 4)
-            ious = [min(x2 - x1, pw) * min(y2 - y1, ph) / ((x2 - x1) * (y2 - y1) + pw * ph - min(x2 - x1, pw) * min(y2 - y1, ph))
-                    for pw, ph in priors.tolist()]
+            inters = [min(x2 - x1, pw) * min(y2 - y1, ph) for pw, ph in priors.tolist()]
+            ious = [i / ((x2 - x1) * (y2 - y1) + pw * ph - i) for i, (pw, ph) in zip(inters, priors.tolist())]
             expected[b, (row * 4 + col) * 3 + max(range(3), key=ious.__getitem__)] = m
     assert torch.equal(owner, expected)
     assert owner[0].tolist().count(2) == 1 and 1 not in owner[0].tolist()  # rows 1 and 2 share one prediction

@@ -53,11 +53,13 @@ def test_twins_start_identical_at_one_seed_and_load_each_others_state_dicts(name
     fast.load_state_dict(other.state_dict())
     other.eval(), fast.eval()
     with torch.no_grad():
-        torch.testing.assert_close(_tensors(fast(*example.args)), _tensors(other(*example.args)), rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(_tensors(fast(*example.args)), _tensors(other(*example.args)),
+                                   rtol=1e-4, atol=1e-5)
     scratch.load_state_dict(fast.state_dict())
     scratch.eval()
     with torch.no_grad():
-        torch.testing.assert_close(_tensors(scratch(*example.args)), _tensors(fast(*example.args)), rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(_tensors(scratch(*example.args)), _tensors(fast(*example.args)),
+                                   rtol=1e-4, atol=1e-5)
 
 
 @pytest.mark.parametrize("name", NAMES)

@@ -39,8 +39,8 @@ from divekit.data.batch import Detection
 from divekit.data.hub import cache_dir, fetch
 from divekit.data.photos import load_photos, random_crops
 
-__all__ = ["DETECTION_SETS", "DetectionData", "GeneratedSet", "generate_detection_set", "load_detection",
-           "read_detection_split", "write_detection_split"]
+__all__ = ["DETECTION_SETS", "DetectionData", "GeneratedSet", "generate_detection_set", "generated_folder",
+           "load_detection", "read_detection_split", "write_detection_split"]
 
 LABEL_HEADER = ("img_name", "label", "xmin", "ymin", "xmax", "ymax")
 SHAPES = ("banana", "ring", "triangle", "star")
@@ -80,7 +80,8 @@ def read_detection_split(folder: str | os.PathLike) -> Detection:
         reader = csv.reader(f)
         header = tuple(next(reader, ()))
         if header != LABEL_HEADER:
-            raise ValueError(f"{folder / 'label.csv'} must start with the header {','.join(LABEL_HEADER)}, got {','.join(header)}")
+            raise ValueError(f"{folder / 'label.csv'} must start with the header {','.join(LABEL_HEADER)}, "
+                             f"got {','.join(header)}")
         for line, row in enumerate(reader, 2):
             if len(row) != len(LABEL_HEADER):
                 raise ValueError(f"{folder / 'label.csv'}, line {line}: expected {len(LABEL_HEADER)} fields, got {row}")
@@ -234,15 +235,18 @@ def generate_detection_set(root: str | os.PathLike, spec: GeneratedSet, *, num_t
     return Path(root)
 
 
-def _generated_folder(dataset: str, num_train: int, num_val: int, image_size: int, seed: int) -> Path:
-    """The cache folder of a generated set, drawn on first use (into a temporary folder, then renamed)."""
+def generated_folder(dataset: str, num_train: int, num_val: int, image_size: int, seed: int) -> Path:
+    """The cache folder of a generated set (``<name>_train`` and ``<name>_val`` in the banana format), drawn on
+    first use into a temporary folder, then renamed."""
     spec = DETECTION_SETS[dataset]
-    folder = cache_dir() / "generated" / f"{dataset}-{num_train}-{num_val}-{image_size}px-seed{seed}-v{GENERATOR_VERSION}"
+    name = f"{dataset}-{num_train}-{num_val}-{image_size}px-seed{seed}-v{GENERATOR_VERSION}"
+    folder = cache_dir() / "generated" / name
     if not folder.is_dir():
         folder.parent.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
         try:
-            generate_detection_set(staging, spec, num_train=num_train, num_val=num_val, image_size=image_size, seed=seed)
+            generate_detection_set(staging, spec, num_train=num_train, num_val=num_val, image_size=image_size,
+                                   seed=seed)
             os.replace(staging, folder)
         except OSError:
             if not folder.is_dir():  # another process finished the same set first: use that one
@@ -264,7 +268,7 @@ def load_detection(dataset: str, *, num_train: int = 1000, num_val: int = 100, i
     if dataset not in DETECTION_SETS:
         raise ValueError(f"unknown detection set {dataset!r}; choose bananas, {', '.join(DETECTION_SETS)}")
     spec = DETECTION_SETS[dataset]
-    folder = _generated_folder(dataset, num_train, num_val, image_size, seed)
+    folder = generated_folder(dataset, num_train, num_val, image_size, seed)
     name = (f"{dataset}: {num_train:,} / {num_val:,} images of {image_size}x{image_size} in the book's format, "
             f"drawn here from seed {seed} (not the book's photographs)")
     return DetectionData(name, read_detection_split(folder / f"{spec.name}_train"),

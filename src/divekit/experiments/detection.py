@@ -54,11 +54,13 @@ class DetectionImages(DataPart, Checked):
     num_val: int = option(100, "validation images of a generated set (the book: 100)", at_least(1))
     image_size: int = option(256, "side of a generated set's images (the book: 256)", at_least(32))
     data_seed: int = option(0, "seed a generated set is drawn from", at_least(0))
-    flip: bool = option(False, "flip training images left to right at random, boxes with them (D2L §13.1; the book: no)")
+    flip: bool = option(False, "flip training images left to right at random, boxes with them (D2L §13.1; the "
+                               "book: no)")
 
     def __post_init__(self):
         super().__post_init__()
-        if self.dataset == "bananas" and (self.num_train, self.num_val, self.image_size, self.data_seed) != (1000, 100, 256, 0):
+        shape = (self.num_train, self.num_val, self.image_size, self.data_seed)
+        if self.dataset == "bananas" and shape != (1000, 100, 256, 0):
             raise ValueError("--num-train, --num-val, --image-size and --data-seed shape a generated set; the book's "
                              "banana set is 1,000 / 100 images of 256x256 (use --limit to train on fewer)")
 
@@ -177,7 +179,7 @@ register(Recipe(
 register(Recipe(
     name="yolo", section="13.7", title="A grid detector in the YOLO line (beyond the book)",
     data=DetectionImages(dataset="generated-shapes"), model="yolo", task=YoloLoss(),
-    train=dict(epochs=20, lr=0.05, batch_size=32, weight_decay=5e-4, optimizer="momentum"),
+    train=dict(epochs=20, lr=1e-3, batch_size=32, weight_decay=5e-4, optimizer="adam"),
     probes=(Detections(display_threshold=0.5),), tiny=TINY_DETECTOR,
 ))
 
@@ -206,7 +208,8 @@ def _photo_axes(fig: Figure, image: torch.Tensor, position: int = 111, title: st
       dataset="the book's example boxes on a stand-in photograph (scikit-image's chelsea, resized to the book's "
               "561x728 catdog image)")
 def anchors(impl: Impl = "fast",
-            nms_threshold: Annotated[float, "IoU above which NMS drops the weaker box (D2L §13.4.4)", probability] = 0.5,
+            nms_threshold: Annotated[float, "IoU above which NMS drops the weaker box (D2L §13.4.4)",
+                                     probability] = 0.5,
             per_class_nms: Annotated[bool, "NMS within each class (the book's is class-blind)"] = False) -> DemoResult:
     """The book's anchors, their labels and non-maximum suppression on its example boxes (D2L §13.4), and anchors
     at three scales (D2L §13.5); the numbers are the book's where its image size matters."""

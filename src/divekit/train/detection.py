@@ -33,12 +33,13 @@ class MultiboxTask(Task):
 
     count_unit = "images"
 
-    def __init__(self, cross_entropy: Callable, l1_loss: Callable, multibox_target: Callable, iou_threshold: float = 0.5):
+    def __init__(self, cross_entropy: Callable, l1_loss: Callable, multibox_target: Callable,
+                 iou_threshold: float = 0.5):
         self.cross_entropy, self.l1_loss, self.multibox_target = cross_entropy, l1_loss, multibox_target
         self.iou_threshold = iou_threshold
 
     def step(self, model: nn.Module, batch, training: bool) -> StepOutput:
-        anchors, cls_preds, bbox_preds = model(batch.X)                                 # (1, A, 4), (B, A, K+1), (B, A*4)
+        anchors, cls_preds, bbox_preds = model(batch.X)                   # (1, A, 4), (B, A, K+1), (B, A*4)
         cls_preds, bbox_preds = cls_preds.float(), bbox_preds.float()                   # losses in fp32 under autocast
         bbox_labels, bbox_masks, cls_labels = self.multibox_target(anchors, book_labels(batch), self.iou_threshold)
         B, A, num_classes = cls_preds.shape
@@ -116,7 +117,7 @@ class GridDetectionTask(Task):
         centre = (target_boxes[..., :2] + target_boxes[..., 2:]) / 2 * grid              # (B, N, 2) in cells
         size = (target_boxes[..., 2:] - target_boxes[..., :2]).clamp(min=1e-6)            # (B, N, 2)
         raw = preds[..., :4].reshape(B, -1, 4)                                            # (B, N, 4) t_x, t_y, t_w, t_h
-        prior_size = priors.repeat(h * w, 1)                                              # (N, 2) prior of each prediction
+        prior_size = priors.repeat(h * w, 1)                                              # (N, 2) each one's prior
         xy_error = (torch.sigmoid(raw[..., :2]) - (centre - centre.floor())).square().sum(-1)   # (B, N)
         wh_error = (raw[..., 2:] - torch.log(size / prior_size)).square().sum(-1)                 # (B, N)
         weight = 2 - size.prod(-1)

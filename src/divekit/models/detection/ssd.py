@@ -48,7 +48,8 @@ class TinySSDConfig(DetectorConfig):
     sizes: tuple[float, ...] = option((0.2, 0.272, 0.37, 0.447, 0.54, 0.619, 0.71, 0.79, 0.88, 0.961),
                                       "anchor sizes, the same number for each of the five scales, smallest scale first "
                                       "(D2L §13.7.1)", each_at_least(1e-6))
-    ratios: tuple[float, ...] = option((1.0, 2.0, 0.5), "anchor aspect ratios, the same at every scale", each_at_least(1e-6))
+    ratios: tuple[float, ...] = option((1.0, 2.0, 0.5), "anchor aspect ratios, the same at every scale",
+                                       each_at_least(1e-6))
 
     def __post_init__(self):
         super().__post_init__()
