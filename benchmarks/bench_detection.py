@@ -40,10 +40,11 @@ HERE = Path(__file__).resolve().parent
 D2L_NAME = "d2l (the book's TinySSD code, d2l 0.17.6 box functions)"
 
 
-def run_divekit(impl: str, epochs: int, seed: int) -> dict:
-    run = train("ssd", impl=impl, epochs=epochs, seed=seed, device="cpu")
+def run_divekit(impl: str, epochs: int, seed: int, num_train: int) -> dict:
+    run = train("ssd", impl=impl, epochs=epochs, seed=seed, device="cpu", num_train=num_train)
     options = run["training"].options
-    assert (options.lr, options.batch_size, options.weight_decay, options.dataset) == (0.2, 32, 5e-4, "generated-bananas")
+    book = (options.lr, options.batch_size, options.weight_decay, options.dataset)
+    assert book == (0.2, 32, 5e-4, "generated-bananas"), book  # the book's settings
     history = run["history"]
     images = run["training"].setup.data.train.num_examples * epochs
     return {"images_per_s": images / run["train_seconds"], "class_err": history[-1]["train_class_err"],
@@ -64,8 +65,9 @@ def run_d2l(python: str, data: Path, epochs: int, seed: int, threads: int, tv_sh
         raise RuntimeError(f"{' '.join(cmd)} failed:\n{proc.stderr[-3000:]}")
     out = json.loads(proc.stdout.strip().splitlines()[-1])
     seconds = sum(e["seconds"] for e in out["epochs"])
-    return {"images_per_s": sum(e["images"] for e in out["epochs"]) / seconds, "class_err": out["epochs"][-1]["class_err"],
-            "bbox_mae": out["epochs"][-1]["bbox_mae"], "seconds": seconds, "d2l_version": out["d2l_version"]}
+    last = out["epochs"][-1]
+    return {"images_per_s": sum(e["images"] for e in out["epochs"]) / seconds, "class_err": last["class_err"],
+            "bbox_mae": last["bbox_mae"], "seconds": seconds, "d2l_version": out["d2l_version"]}
 
 
 def clustered_boxes(n: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -109,7 +111,8 @@ def batch_cases(seed: int = 0) -> tuple[dict, dict]:
     return targets, detections
 
 
-def bench_boxes(sizes: list[int], repeats: int, python: str | None, threads: int, tv_shim: str) -> tuple[list[dict], dict]:
+def bench_boxes(sizes: list[int], repeats: int, python: str | None, threads: int,
+                tv_shim: str) -> tuple[list[dict], dict]:
     """Seconds per call of divekit's twins and d2l's box functions, and whether their outputs agree."""
     from divekit.ops import fast, scratch
 
@@ -127,66 +130,76 @@ def bench_boxes(sizes: list[int], repeats: int, python: str | None, threads: int
                 raise RuntimeError(f"{' '.join(cmd)} failed:\n{proc.stderr[-3000:]}")
             d2l = json.loads(proc.stdout.strip().splitlines()[-1])["seconds"]
             d2l_out = torch.load(path + ".d2l.pt")
+
+    def row(what: str, call, key: str, with_scratch: bool = False) -> dict:
+        timed = {"what": what, "fast": median_seconds(lambda: call(fast), repeats), "d2l": d2l.get(key)}
+        if with_scratch:
+            timed["scratch"] = median_seconds(lambda: call(scratch), repeats)
+        return timed
+
     rows, agree = [], {}
     for n, case in pairs.items():
         boxes, scores = case["boxes"], case["scores"]
-        rows.append({"what": f"IoU of all pairs, N = {n:,}", "fast": median_seconds(lambda: fast.box_iou(boxes, boxes), repeats),
-                     "d2l": d2l.get(f"box_iou_{n}")})
         kept = fast.nms(boxes, scores, 0.5)
-        rows.append({"what": f"NMS, N = {n:,} ({len(kept)} kept)", "fast": median_seconds(lambda: fast.nms(boxes, scores, 0.5), repeats),
-                     "scratch": median_seconds(lambda: scratch.nms(boxes, scores, 0.5), repeats), "d2l": d2l.get(f"nms_{n}")})
+        rows.append(row(f"IoU of all pairs, N = {n:,}", lambda ops: ops.box_iou(boxes, boxes), f"box_iou_{n}"))
+        rows.append(row(f"NMS, N = {n:,} ({len(kept)} kept)", lambda ops: ops.nms(boxes, scores, 0.5), f"nms_{n}",
+                        with_scratch=True))
         if d2l_out:
-            agree[f"nms_{n}"] = kept.tolist() == scratch.nms(boxes, scores, 0.5).tolist() == d2l_out[f"nms_{n}"].tolist()
+            same = kept.tolist() == scratch.nms(boxes, scores, 0.5).tolist() == d2l_out[f"nms_{n}"].tolist()
+            agree[f"nms_{n}"] = same
     for name, case in targets.items():
-        call = lambda ops, case=case: ops.multibox_target(case["anchors"], case["labels"])  # noqa: E731
-        rows.append({"what": f"multibox_target, {name.replace('_', ', ')}, A = 5,444", "fast": median_seconds(lambda: call(fast), repeats),
-                     "d2l": d2l.get(f"multibox_target_{name}")})
+        def label(ops, case=case):
+            return ops.multibox_target(case["anchors"], case["labels"])
+
+        key = f"multibox_target_{name}"
+        rows.append(row(f"multibox_target, {name.replace('_', ', ')}, A = 5,444", label, key))
         if d2l_out:
-            agree[f"multibox_target_{name}"] = all(torch.allclose(a.float(), b.float(), atol=1e-5)
-                                                   for a, b in zip(call(fast), d2l_out[f"multibox_target_{name}"]))
+            agree[key] = all(torch.allclose(a.float(), b.float(), atol=1e-5) for a, b in zip(label(fast), d2l_out[key]))
     for name, case in detections.items():
-        def call(ops, case=case):
+        def detect(ops, case=case):  # the book's class-blind NMS, as d2l's
             return ops.multibox_detection(case["cls_probs"], case["offset_preds"], case["anchors"], nms_threshold=0.5,
-                                          per_class_nms=False)  # the book's class-blind NMS, as d2l's
-        rows.append({"what": f"multibox_detection, {name.replace('_', ', ')}, 2 classes", "fast": median_seconds(lambda: call(fast), repeats),
-                     "scratch": median_seconds(lambda: call(scratch), repeats), "d2l": d2l.get(f"multibox_detection_{name}")})
+                                          per_class_nms=False)
+
+        key = f"multibox_detection_{name}"
+        rows.append(row(f"multibox_detection, {name.replace('_', ', ')}, 2 classes", detect, key, with_scratch=True))
         if d2l_out:
-            agree[f"multibox_detection_{name}"] = torch.allclose(call(fast), d2l_out[f"multibox_detection_{name}"], atol=1e-5)
+            agree[key] = torch.allclose(detect(fast), d2l_out[key], atol=1e-5)
     return rows, agree
 
 
 def render(ssd: dict[str, list[dict]], boxes: list[dict], same_nms: dict, meta: dict) -> str:
     lines = [
-        *report_header("Object detection: TinySSD training and box functions (D2L §13.4, §13.7), divekit vs the book's code",
-                       meta),
+        *report_header("Object detection: TinySSD training and box functions (D2L §13.4, §13.7), divekit vs the "
+                       "book's code", meta),
         f"- load average (1/5/15 min) at start: {meta['load_before']}; at end: {meta['load_after']}"
         + (f"; waited {meta['waited']:.0f} s for the load to fall (--wait-idle)" if meta["waited"] >= 1 else ""),
         f"- total benchmark wall time: {meta['total_seconds']:.0f} s",
         "",
         f"## TinySSD training (§13.7), {meta['epochs']} epoch(s) x {meta['repeats']} interleaved repeats",
         "",
-        "Data: the generated banana set in the book's format (1,000 training images of 256x256), the same files "
-        "for both. Images/s over the training passes; class error and bbox MAE are the book's training metrics "
-        "after the last epoch (medians over repeats).",
+        f"Data: the generated banana set in the book's format ({meta['num_train']:,} training images of 256x256), "
+        "the same files for both. Images/s over the training passes; class error and bbox MAE are the book's "
+        "training metrics after the last epoch (medians over repeats).",
         "",
         "| variant | images/s | ratio vs d2l | class err | bbox MAE | per repeat (images/s) |",
         "|---|---:|---:|---:|---:|---|",
     ]
-    ref = statistics.median(r["images_per_s"] for r in ssd[D2L_NAME]) if ssd.get(D2L_NAME) else None
+    def median(runs: list[dict], key: str) -> float:
+        return statistics.median(r[key] for r in runs)
+
+    ref = median(ssd[D2L_NAME], "images_per_s") if ssd.get(D2L_NAME) else None
     for name, runs in ssd.items():
-        speed = statistics.median(r["images_per_s"] for r in runs)
-        lines.append(f"| {name} | {speed:.1f} | {fmt_ratio(speed, ref)} | "
-                     f"{statistics.median(r['class_err'] for r in runs):.3e} | {statistics.median(r['bbox_mae'] for r in runs):.3e} | "
-                     + ", ".join(f"{r['images_per_s']:.1f}" for r in runs) + " |")
+        speed = median(runs, "images_per_s")
+        lines.append(f"| {name} | {speed:.1f} | {fmt_ratio(speed, ref)} | {median(runs, 'class_err'):.3e} | "
+                     f"{median(runs, 'bbox_mae'):.3e} | " + ", ".join(f"{r['images_per_s']:.1f}" for r in runs) + " |")
     if ref:
-        ours = ssd["divekit fast"]
-        paired = [o["images_per_s"] / d["images_per_s"] for o, d in zip(ours, ssd[D2L_NAME])]
-        ratio = statistics.median(r["images_per_s"] for r in ours) / ref
-        better = (statistics.median(r["class_err"] for r in ours) <= statistics.median(r["class_err"] for r in ssd[D2L_NAME])
-                  and statistics.median(r["bbox_mae"] for r in ours) <= statistics.median(r["bbox_mae"] for r in ssd[D2L_NAME]))
-        lines += ["", f"Target (at least 2x d2l at equal or better class error and bbox MAE): {ratio:.2f}x on the medians, "
-                      f"paired by repeat " + ", ".join(f"{p:.2f}x" for p in paired) + f"; quality {'equal or better' if better else 'WORSE'} "
-                      f"-> {'met' if ratio >= 2 and better else 'NOT met'}."]
+        ours, theirs = ssd["divekit fast"], ssd[D2L_NAME]
+        paired = ", ".join(f"{o['images_per_s'] / d['images_per_s']:.2f}x" for o, d in zip(ours, theirs))
+        ratio = median(ours, "images_per_s") / ref
+        better = all(median(ours, key) <= median(theirs, key) for key in ("class_err", "bbox_mae"))
+        lines += ["", f"Target (at least 2x d2l at equal or better class error and bbox MAE): {ratio:.2f}x on the "
+                      f"medians, paired by repeat {paired}; quality {'equal or better' if better else 'WORSE'} -> "
+                      f"{'met' if ratio >= 2 and better else 'NOT met'}."]
     lines += ["", "## Box functions (§13.4): seconds per call, medians", "",
               "| call | divekit fast | divekit scratch | d2l | d2l / divekit fast |", "|---|---:|---:|---:|---:|"]
     for r in boxes:
@@ -206,6 +219,8 @@ def render(ssd: dict[str, list[dict]], boxes: list[dict], same_nms: dict, meta: 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--epochs", type=int, default=2, help="SSD epochs per repeat")
+    p.add_argument("--num-train", type=int, default=1000,
+                   help="training images of the generated banana set (the book's: 1000)")
     p.add_argument("--repeats", type=int, default=2)
     p.add_argument("--threads", type=int, default=2, help="torch.set_num_threads in every process")
     p.add_argument("--scratch", action="store_true", help="also time divekit's scratch twin of TinySSD")
@@ -224,16 +239,16 @@ def main(argv: list[str] | None = None) -> int:
     start, load_before = time.perf_counter(), loadavg()
     from divekit.data.detection import generated_folder, load_detection
 
-    load_detection("generated-bananas")  # draw (once) and read the set outside every timing
-    data = generated_folder("generated-bananas", 1000, 100, 256, 0)
+    load_detection("generated-bananas", num_train=args.num_train)  # draw (once) and read the set outside every timing
+    data = generated_folder("generated-bananas", args.num_train, 100, 256, 0)
     with_d2l = Path(args.d2l_python).exists()
     ssd: dict[str, list[dict]] = {"divekit fast": [], **({"divekit scratch": []} if args.scratch else {}),
                                   **({D2L_NAME: []} if with_d2l else {})}
     d2l_version = "?"
     for repeat in range(args.repeats):
-        ssd["divekit fast"].append(run_divekit("fast", args.epochs, repeat))
+        ssd["divekit fast"].append(run_divekit("fast", args.epochs, repeat, args.num_train))
         if args.scratch:
-            ssd["divekit scratch"].append(run_divekit("scratch", args.epochs, repeat))
+            ssd["divekit scratch"].append(run_divekit("scratch", args.epochs, repeat, args.num_train))
         if with_d2l:
             ssd[D2L_NAME].append(run_d2l(args.d2l_python, data, args.epochs, repeat, args.threads, tv_shim))
             d2l_version = ssd[D2L_NAME][-1]["d2l_version"]
@@ -253,8 +268,8 @@ def main(argv: list[str] | None = None) -> int:
         "convolution the network computes the same function either way.",
     ]
     meta = {**run_meta(Path(__file__).name, argv, torch.get_num_threads()), "epochs": args.epochs,
-            "repeats": args.repeats, "load_before": load_before, "load_after": loadavg(), "waited": waited,
-            "total_seconds": time.perf_counter() - start, "notes": notes}
+            "num_train": args.num_train, "repeats": args.repeats, "load_before": load_before, "load_after": loadavg(),
+            "waited": waited, "total_seconds": time.perf_counter() - start, "notes": notes}
     text = render(ssd, boxes, same, meta)
     write_atomic(args.out, text)
     print(text)
