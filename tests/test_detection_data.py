@@ -127,3 +127,32 @@ def test_load_detection_draws_once_into_the_cache_and_feeds_the_loader(tmp_path)
     assert batch.boxes.shape == (4, data.train.boxes.shape[1], 4)
     with pytest.raises(ValueError, match="unknown detection set 'voc'; choose bananas, generated-bananas"):
         load_detection("voc")
+
+
+def test_the_books_set_is_read_from_a_verified_zip(tmp_path, monkeypatch):
+    """load_detection("bananas") through the hub: the zip found in data_dir, checked, unpacked into the cache,
+    its two splits read. The registry's entry with a stand-in zip's SHA-1 (the real zip is not here)."""
+    import dataclasses
+    import io
+    import zipfile
+
+    from divekit.data import hub
+
+    buffer, rng = io.BytesIO(), np.random.default_rng(0)
+    with zipfile.ZipFile(buffer, "w") as archive:
+        for split, rows in (("bananas_train", BOOK_ROWS), ("bananas_val", BOOK_ROWS.rsplit("2.png", 1)[0])):
+            archive.writestr(f"banana-detection/{split}/label.csv", rows)
+            for name in ("0.png", "1.png", "2.png"):
+                png = io.BytesIO()
+                Image.fromarray(rng.integers(0, 256, (256, 256, 3), dtype=np.uint8)).save(png, format="PNG")
+                archive.writestr(f"banana-detection/{split}/images/{name}", png.getvalue())
+    zipped = buffer.getvalue()
+    (tmp_path / "mine" / "banana-detection").mkdir(parents=True)
+    (tmp_path / "mine" / "banana-detection" / "banana-detection.zip").write_bytes(zipped)
+    real = hub.REGISTRY["banana-detection"]
+    spec = dataclasses.replace(real, archive=dataclasses.replace(real.archive, sha1=hashlib.sha1(zipped).hexdigest()))
+    monkeypatch.setattr(detection, "fetch", lambda name, data_dir=None: hub.fetch(spec, data_dir=data_dir, progress=False))
+    data = load_detection("bananas", data_dir=tmp_path / "mine")
+    assert data.classes == ("banana",) and len(data.train) == 3 and len(data.eval) == 2
+    torch.testing.assert_close(data.train.boxes[0, 0], torch.tensor([183, 63, 241, 112]) / 256)
+    assert (hub.cache_dir() / "banana-detection" / "bananas_val" / "images" / "1.png").is_file()
