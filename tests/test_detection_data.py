@@ -151,7 +151,8 @@ def test_the_books_set_is_read_from_a_verified_zip(tmp_path, monkeypatch):
     (tmp_path / "mine" / "banana-detection" / "banana-detection.zip").write_bytes(zipped)
     real = hub.REGISTRY["banana-detection"]
     spec = dataclasses.replace(real, archive=dataclasses.replace(real.archive, sha1=hashlib.sha1(zipped).hexdigest()))
-    monkeypatch.setattr(detection, "fetch", lambda name, data_dir=None: hub.fetch(spec, data_dir=data_dir, progress=False))
+    monkeypatch.setattr(detection, "fetch",
+                        lambda name, data_dir=None: hub.fetch(spec, data_dir=data_dir, progress=False))
     data = load_detection("bananas", data_dir=tmp_path / "mine")
     assert data.classes == ("banana",) and len(data.train) == 3 and len(data.eval) == 2
     torch.testing.assert_close(data.train.boxes[0, 0], torch.tensor([183, 63, 241, 112]) / 256)
