@@ -116,6 +116,7 @@ DATASET_SECTIONS = {
     "kaggle_house": ("House Prices",),
     "ptb": ("word2vec", "Word Embedding"),
     "airfoil": ("Minibatch",),
+    "banana-detection": ("Object Detection Dataset",),
 }
 
 
