@@ -2,7 +2,8 @@
 functions (IoU of all pairs, NMS).
 
     DIVEKIT_DATA=../shared/data PYTHONPATH=src python benchmarks/bench_detection.py \
-        [--epochs 2] [--repeats 2] [--threads 2] [--boxes 1000,3000,10000] [--d2l-python /work/d2l-venv/bin/python] \
+        [--epochs 2] [--repeats 2] [--threads 2] [--boxes 1000,3000,10000] [--box-rounds 3] \
+        [--d2l-python /work/d2l-venv/bin/python] \
         [--wait-idle 900] [--out benchmarks/results/detection.md]
 
 * SSD training: divekit's registered ``ssd`` recipe (TinySSD, SGD lr 0.2, weight decay 5e-4, batch 32)
@@ -111,59 +112,65 @@ def batch_cases(seed: int = 0) -> tuple[dict, dict]:
     return targets, detections
 
 
-def bench_boxes(sizes: list[int], repeats: int, python: str | None, threads: int,
+def d2l_box_seconds(python: str, cases: dict, repeats: int, threads: int, tv_shim: str) -> tuple[dict, dict]:
+    """d2l's seconds per call on ``cases`` (see ``_d2l_ssd.py --task boxes``) and its outputs."""
+    with tempfile.TemporaryDirectory() as tmp:
+        path = str(Path(tmp) / "boxes.pt")
+        torch.save(cases, path)
+        cmd = [python, str(HERE / "_d2l_ssd.py"), "--task", "boxes", "--boxes", path, "--repeats", str(repeats),
+               "--threads", str(threads), "--tv-shim", tv_shim]
+        proc = subprocess.run(cmd, capture_output=True, text=True, env=d2l_env(), cwd=HERE)
+        if proc.returncode != 0:
+            raise RuntimeError(f"{' '.join(cmd)} failed:\n{proc.stderr[-3000:]}")
+        return json.loads(proc.stdout.strip().splitlines()[-1])["seconds"], torch.load(path + ".d2l.pt")
+
+
+def bench_boxes(sizes: list[int], repeats: int, rounds: int, python: str | None, threads: int,
                 tv_shim: str) -> tuple[list[dict], dict]:
-    """Seconds per call of divekit's twins and d2l's box functions, and whether their outputs agree."""
+    """Seconds per call of divekit's twins and d2l's box functions (medians over ``rounds`` rounds, each
+    timing d2l and then divekit, ``repeats`` calls each), and whether their outputs agree with d2l's."""
     from divekit.ops import fast, scratch
 
     pairs = {n: dict(zip(("boxes", "scores"), clustered_boxes(n)), threshold=0.5) for n in sizes}
     targets, detections = batch_cases()
-    d2l, d2l_out = {}, {}
-    if python:
-        with tempfile.TemporaryDirectory() as tmp:
-            path = str(Path(tmp) / "boxes.pt")
-            torch.save({"pairs": pairs, "targets": targets, "detections": detections}, path)
-            cmd = [python, str(HERE / "_d2l_ssd.py"), "--task", "boxes", "--boxes", path, "--repeats", str(repeats),
-                   "--threads", str(threads), "--tv-shim", tv_shim]
-            proc = subprocess.run(cmd, capture_output=True, text=True, env=d2l_env(), cwd=HERE)
-            if proc.returncode != 0:
-                raise RuntimeError(f"{' '.join(cmd)} failed:\n{proc.stderr[-3000:]}")
-            d2l = json.loads(proc.stdout.strip().splitlines()[-1])["seconds"]
-            d2l_out = torch.load(path + ".d2l.pt")
-
-    def row(what: str, call, key: str, with_scratch: bool = False) -> dict:
-        timed = {"what": what, "fast": median_seconds(lambda: call(fast), repeats), "d2l": d2l.get(key)}
-        if with_scratch:
-            timed["scratch"] = median_seconds(lambda: call(scratch), repeats)
-        return timed
-
-    rows, agree = [], {}
+    calls: dict[str, tuple[str, dict]] = {}  # d2l's key -> (what, {impl: call})
     for n, case in pairs.items():
         boxes, scores = case["boxes"], case["scores"]
-        kept = fast.nms(boxes, scores, 0.5)
-        rows.append(row(f"IoU of all pairs, N = {n:,}", lambda ops: ops.box_iou(boxes, boxes), f"box_iou_{n}"))
-        rows.append(row(f"NMS, N = {n:,} ({len(kept)} kept)", lambda ops: ops.nms(boxes, scores, 0.5), f"nms_{n}",
-                        with_scratch=True))
-        if d2l_out:
-            same = kept.tolist() == scratch.nms(boxes, scores, 0.5).tolist() == d2l_out[f"nms_{n}"].tolist()
-            agree[f"nms_{n}"] = same
+        calls[f"box_iou_{n}"] = (f"IoU of all pairs, N = {n:,}", {"fast": lambda b=boxes: fast.box_iou(b, b)})
+        calls[f"nms_{n}"] = (f"NMS, N = {n:,} ({len(fast.nms(boxes, scores, 0.5))} kept)",
+                             {impl: lambda ops=ops, b=boxes, s=scores: ops.nms(b, s, 0.5)
+                              for impl, ops in (("fast", fast), ("scratch", scratch))})
     for name, case in targets.items():
-        def label(ops, case=case):
-            return ops.multibox_target(case["anchors"], case["labels"])
-
-        key = f"multibox_target_{name}"
-        rows.append(row(f"multibox_target, {name.replace('_', ', ')}, A = 5,444", label, key))
-        if d2l_out:
-            agree[key] = all(torch.allclose(a.float(), b.float(), atol=1e-5) for a, b in zip(label(fast), d2l_out[key]))
-    for name, case in detections.items():
-        def detect(ops, case=case):  # the book's class-blind NMS, as d2l's
-            return ops.multibox_detection(case["cls_probs"], case["offset_preds"], case["anchors"], nms_threshold=0.5,
-                                          per_class_nms=False)
-
-        key = f"multibox_detection_{name}"
-        rows.append(row(f"multibox_detection, {name.replace('_', ', ')}, 2 classes", detect, key, with_scratch=True))
-        if d2l_out:
-            agree[key] = torch.allclose(detect(fast), d2l_out[key], atol=1e-5)
+        calls[f"multibox_target_{name}"] = (f"multibox_target, {name.replace('_', ', ')}, A = 5,444",
+                                            {"fast": lambda c=case: fast.multibox_target(c["anchors"], c["labels"])})
+    for name, case in detections.items():  # the book's class-blind NMS, as d2l's
+        calls[f"multibox_detection_{name}"] = (
+            f"multibox_detection, {name.replace('_', ', ')}, 2 classes",
+            {impl: lambda ops=ops, c=case: ops.multibox_detection(c["cls_probs"], c["offset_preds"], c["anchors"],
+                                                                  nms_threshold=0.5, per_class_nms=False)
+             for impl, ops in (("fast", fast), ("scratch", scratch))})
+    d2l_rounds, d2l_out, ours_rounds = [], {}, []
+    for _ in range(rounds):
+        if python:
+            seconds, d2l_out = d2l_box_seconds(python, {"pairs": pairs, "targets": targets, "detections": detections},
+                                               repeats, threads, tv_shim)
+            d2l_rounds.append(seconds)
+        ours_rounds.append({(key, impl): median_seconds(call, repeats)
+                            for key, (_, impls) in calls.items() for impl, call in impls.items()})
+    rows = []
+    for key, (what, impls) in calls.items():
+        row = {impl: statistics.median(r[(key, impl)] for r in ours_rounds) for impl in impls}
+        rows.append({"what": what, **row, "d2l": statistics.median(r[key] for r in d2l_rounds) if d2l_rounds else None})
+    agree = {}
+    for key, (_, impls) in calls.items():
+        if d2l_out and key in d2l_out:
+            ours, theirs = impls["fast"](), d2l_out[key]
+            if isinstance(ours, tuple):
+                agree[key] = all(torch.allclose(a.float(), b.float(), atol=1e-5) for a, b in zip(ours, theirs))
+            elif key.startswith("nms"):
+                agree[key] = ours.tolist() == impls["scratch"]().tolist() == theirs.tolist()
+            else:
+                agree[key] = torch.allclose(ours, theirs, atol=1e-5)
     return rows, agree
 
 
@@ -200,7 +207,8 @@ def render(ssd: dict[str, list[dict]], boxes: list[dict], same_nms: dict, meta: 
         lines += ["", f"Target (at least 2x d2l at equal or better class error and bbox MAE): {ratio:.2f}x on the "
                       f"medians, paired by repeat {paired}; quality {'equal or better' if better else 'WORSE'} -> "
                       f"{'met' if ratio >= 2 and better else 'NOT met'}."]
-    lines += ["", "## Box functions (§13.4): seconds per call, medians", "",
+    lines += ["", f"## Box functions (§13.4): seconds per call, medians over {meta['box_rounds']} rounds "
+                  f"(d2l's timings, then divekit's) of {meta['box_repeats']} calls", "",
               "| call | divekit fast | divekit scratch | d2l | d2l / divekit fast |", "|---|---:|---:|---:|---:|"]
     for r in boxes:
         scratch = f"{r['scratch']:.2e}" if "scratch" in r else "—"
@@ -225,7 +233,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=2, help="torch.set_num_threads in every process")
     p.add_argument("--scratch", action="store_true", help="also time divekit's scratch twin of TinySSD")
     p.add_argument("--boxes", default="1000,3000,10000", help="box counts for IoU and NMS")
-    p.add_argument("--box-repeats", type=int, default=5)
+    p.add_argument("--box-repeats", type=int, default=5, help="calls per timing of a box function")
+    p.add_argument("--box-rounds", type=int, default=3, help="rounds of timings, d2l's then divekit's, for the medians")
     p.add_argument("--d2l-python", default="/work/d2l-venv/bin/python", help="python of a venv with d2l 0.17.x")
     p.add_argument("--tv-shim", default="../shared/bench/tv_shim.py", help="torchvision stand-in for d2l")
     p.add_argument("--wait-idle", type=float, default=0, metavar="SECONDS",
@@ -253,7 +262,7 @@ def main(argv: list[str] | None = None) -> int:
             ssd[D2L_NAME].append(run_d2l(args.d2l_python, data, args.epochs, repeat, args.threads, tv_shim))
             d2l_version = ssd[D2L_NAME][-1]["d2l_version"]
         print(f"ssd repeat {repeat + 1}/{args.repeats} done", file=sys.stderr)
-    boxes, same = bench_boxes([int(n) for n in args.boxes.split(",")], args.box_repeats,
+    boxes, same = bench_boxes([int(n) for n in args.boxes.split(",")], args.box_repeats, args.box_rounds,
                               args.d2l_python if with_d2l else None, args.threads, tv_shim)
     notes = [
         "divekit: `prepare_training('ssd', epochs=E, seed=repeat, device='cpu').fit()`: the uint8 images stay in one "
@@ -268,7 +277,8 @@ def main(argv: list[str] | None = None) -> int:
         "convolution the network computes the same function either way.",
     ]
     meta = {**run_meta(Path(__file__).name, argv, torch.get_num_threads()), "epochs": args.epochs,
-            "num_train": args.num_train, "repeats": args.repeats, "load_before": load_before, "load_after": loadavg(),
+            "num_train": args.num_train, "repeats": args.repeats, "box_rounds": args.box_rounds,
+            "box_repeats": args.box_repeats, "load_before": load_before, "load_after": loadavg(),
             "waited": waited, "total_seconds": time.perf_counter() - start, "notes": notes}
     text = render(ssd, boxes, same, meta)
     write_atomic(args.out, text)
