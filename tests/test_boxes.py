@@ -356,6 +356,7 @@ def test_offset_inverse_clamps_the_size_before_exp():
 NMS_IMPLS = {
     "scratch": lambda b, s, t, g=None: scratch_boxes._nms_keep(b, s, t, g),
     "fast-all-pairs": lambda b, s, t, g=None: fast_boxes._nms_keep_all_pairs(b, s, t, g),
+    "fast-blocks": lambda b, s, t, g=None: fast_boxes._nms_keep_blocks(b, s, t, g),
     "fast": lambda b, s, t, g=None: fast_boxes._nms_keep(b, s, t, g),
 }
 
@@ -374,9 +375,10 @@ def test_nms_matches_the_greedy_loop(seed, threshold):
         assert sorted(torch.nonzero(keep[0]).flatten().tolist()) == sorted(expected), name
 
 
-def test_nms_of_a_batch_of_rows_and_both_fast_paths():
+@pytest.mark.parametrize("N", [40, 150])  # one block and several (BLOCK = 64)
+def test_nms_of_a_batch_of_rows_and_both_fast_paths(N):
     g = torch.Generator().manual_seed(11)
-    G, N = 3, 40
+    G = 3
     boxes = torch.stack([clustered_boxes(N, g) for _ in range(G)])
     scores, groups = torch.rand(G, N, generator=g), torch.randint(3, (G, N), generator=g)
     results = {name: keep_fn(boxes, scores, 0.45, groups)[0] for name, keep_fn in NMS_IMPLS.items()}
@@ -384,12 +386,12 @@ def test_nms_of_a_batch_of_rows_and_both_fast_paths():
         expected = sorted(nms_reference(boxes[row], scores[row], 0.45, groups[row]))
         for name, keep in results.items():
             assert torch.nonzero(keep[row]).flatten().tolist() == expected, name
-    # above 2^20 pairs the fast twin runs the scratch loop on the CPU; it agrees with the all-pairs form
+    # on the CPU the fast twin goes block by block; it agrees with the all-pairs form and the loop
     big = clustered_boxes(1100, g)
     big_scores = torch.rand(1100, generator=g)
-    assert 1100 ** 2 > fast_boxes.ALL_PAIRS_MAX_CPU
     keep, order = fast_boxes._nms_keep_all_pairs(big[None], big_scores[None], 0.5)
     assert fast.nms(big, big_scores, 0.5).tolist() == order[0][keep[0][order[0]]].tolist()
+    assert fast.nms(big, big_scores, 0.5).tolist() == scratch.nms(big, big_scores, 0.5).tolist()
 
 
 def test_fixed_point_nms_falls_back_to_the_host_scan_on_long_chains(monkeypatch):

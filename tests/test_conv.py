@@ -206,6 +206,16 @@ def test_adaptive_average_pooling_matches_torch(output_size):
     torch.testing.assert_close(scratch.AdaptiveAvgPool2d(output_size)(X), fast.AdaptiveAvgPool2d(output_size)(X))
 
 
+@pytest.mark.parametrize("output_size", [1, (1, 1), (2, 3), (3, 4), (7, 6)])
+def test_adaptive_max_pooling_matches_torch(output_size):
+    X = torch.randn(2, 3, 7, 6, **FLOAT64)  # no ties: the gradient goes to one entry in both
+    assert_same_values_and_grads(lambda x: scratch.adaptive_max_pool2d(x, output_size),
+                                 lambda x: F.adaptive_max_pool2d(x, output_size), X)
+    torch.testing.assert_close(scratch.AdaptiveMaxPool2d(output_size)(X), fast.AdaptiveMaxPool2d(output_size)(X))
+    with pytest.raises(ValueError, match=r"expected a batch of images \(B, C, H, W\), got shape \(7, 6\)"):
+        scratch.adaptive_max_pool2d(X[0, 0], output_size)
+
+
 def test_learning_the_edge_kernel_recovers_it():
     # D2L §6.2.4: 10 steps of gradient descent on the summed squared error, lr 3e-2
     from divekit.experiments.cnn import learn_edge_kernel

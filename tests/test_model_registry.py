@@ -12,8 +12,14 @@ from divekit.models.registry import create_model, get_model, list_models, model_
 NAMES = list_models()
 
 
-def _first(output):
-    return output[0] if isinstance(output, tuple) else output
+def _tensors(output) -> list[torch.Tensor]:
+    """Every tensor a model returns: one tensor, or those inside a tuple (logits and a state, a
+    detector's anchors and predictions), nested tuples flattened, None and state objects left out."""
+    if isinstance(output, torch.Tensor):
+        return [output]
+    if not isinstance(output, (tuple, list)):
+        return []  # a decoder's state object
+    return [t for part in output for t in _tensors(part)]
 
 
 def _build(name, impl, seed=0):
@@ -27,14 +33,10 @@ def _build(name, impl, seed=0):
 def test_shapes_finite_outputs_and_a_gradient_for_every_parameter(name, impl):
     model, example = _build(name, impl)
     model.train()
-    outputs = model(*example.args)
-    out = _first(outputs)
-    assert tuple(out.shape) == example.output_shape
-    assert torch.isfinite(out).all()
-    # every floating-point tensor the model returns (BERT: the encoding and both heads' logits)
-    returned = [o for o in (outputs if isinstance(outputs, tuple) else (outputs,))
-                if isinstance(o, torch.Tensor) and o.is_floating_point()]
-    sum(o.float().square().mean() for o in returned).backward()
+    outputs = _tensors(model(*example.args))
+    assert tuple(outputs[0].shape) == example.output_shape
+    assert all(torch.isfinite(out).all() for out in outputs)
+    sum(out.float().square().mean() for out in outputs if out.requires_grad).backward()
     missing = [n for n, p in model.named_parameters() if p.grad is None or not torch.isfinite(p.grad).all()]
     assert not missing, f"{name} ({impl}): no finite gradient for {missing}"
     assert any(p.grad.abs().sum() > 0 for p in model.parameters())
@@ -53,11 +55,13 @@ def test_twins_start_identical_at_one_seed_and_load_each_others_state_dicts(name
     fast.load_state_dict(other.state_dict())
     other.eval(), fast.eval()
     with torch.no_grad():
-        torch.testing.assert_close(_first(fast(*example.args)), _first(other(*example.args)), rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(_tensors(fast(*example.args)), _tensors(other(*example.args)),
+                                   rtol=1e-4, atol=1e-5)
     scratch.load_state_dict(fast.state_dict())
     scratch.eval()
     with torch.no_grad():
-        torch.testing.assert_close(_first(scratch(*example.args)), _first(fast(*example.args)), rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(_tensors(scratch(*example.args)), _tensors(fast(*example.args)),
+                                   rtol=1e-4, atol=1e-5)
 
 
 @pytest.mark.parametrize("name", NAMES)

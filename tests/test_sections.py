@@ -116,6 +116,11 @@ DATASET_SECTIONS = {
     "kaggle_house": ("House Prices",),
     "ptb": ("word2vec", "Word Embedding"),
     "airfoil": ("Minibatch",),
+    "banana-detection": ("Object Detection Dataset",),
+    "snli": ("Natural Language Inference and the Dataset",),
+    "aclImdb": ("Sentiment Analysis and the Dataset",),
+    "d2l-bert.small": ("Fine-Tuning BERT",),
+    "d2l-bert.base": ("Fine-Tuning BERT",),
 }
 
 

@@ -49,6 +49,7 @@ class TrainOptions(Checked):
     lr: float = option(0.1, "learning rate", positive)
     batch_size: int = option(256, "examples per minibatch", at_least(1))
     impl: Literal["scratch", "fast"] = option("fast", "scratch: built from tensor operations; fast: PyTorch's kernels")
+    weight_decay: float = option(0.0, "L2 weight decay of the optimizer, on every parameter (D2L §4.5.4)", at_least(0))
     optimizer: str = option("sgd", "sgd, momentum, adagrad, rmsprop, adadelta, adam, adamw or yogi, as the --impl's "
                                    "class; scratch-NAME for the scratch one whatever --impl")
     device: str = option("auto", "auto, cpu, cuda, cuda:N or mps")

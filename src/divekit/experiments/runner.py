@@ -83,7 +83,8 @@ def build_setup(recipe: Recipe, parts: Parts, device: torch.device) -> Setup:
         # of benchmarks/results/cnn.md)
         model = model.to(memory_format=torch.channels_last)
     model = distributed.shard_model(model, device)  # with --fsdp, before the optimizer sees the parameters
-    optimizer = create_optimizer(parts.train.optimizer, model.parameters(), impl=parts.train.impl, lr=parts.train.lr)
+    optimizer = create_optimizer(parts.train.optimizer, model.parameters(), impl=parts.train.impl, lr=parts.train.lr,
+                                 weight_decay=parts.train.weight_decay)
     return Setup(model, parts.task.build(ops, data), optimizer, data, parts.probes, model_config=config)
 
 

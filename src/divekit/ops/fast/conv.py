@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from torch.nn import AdaptiveAvgPool2d, AvgPool2d, Conv2d, MaxPool2d
+from torch.nn import AdaptiveAvgPool2d, AdaptiveMaxPool2d, AvgPool2d, Conv2d, MaxPool2d
 
 from divekit.ops.scratch.conv import IntPair, conv_output_size
 
-__all__ = ["AdaptiveAvgPool2d", "AvgPool2d", "Conv2d", "MaxPool2d", "adaptive_avg_pool2d", "avg_pool2d", "conv2d",
-           "conv_output_size", "corr2d", "max_pool2d"]
+__all__ = ["AdaptiveAvgPool2d", "AdaptiveMaxPool2d", "AvgPool2d", "Conv2d", "MaxPool2d", "adaptive_avg_pool2d",
+           "adaptive_max_pool2d", "avg_pool2d", "conv2d", "conv_output_size", "corr2d", "max_pool2d"]
 SHARED = ("conv_output_size",)  # the scratch object itself: nothing faster to call
 
 
@@ -44,3 +44,8 @@ def avg_pool2d(X: torch.Tensor, kernel_size: IntPair, stride: IntPair | None = N
 def adaptive_avg_pool2d(X: torch.Tensor, output_size: IntPair) -> torch.Tensor:
     """Average pooling to a fixed output size (D2L §7.3.2)."""
     return F.adaptive_avg_pool2d(X, output_size)
+
+
+def adaptive_max_pool2d(X: torch.Tensor, output_size: IntPair) -> torch.Tensor:
+    """Max pooling to a fixed output size (D2L §13.7.1)."""
+    return F.adaptive_max_pool2d(X, output_size)

@@ -16,8 +16,8 @@ import math
 import torch
 from torch import nn
 
-__all__ = ["AdaptiveAvgPool2d", "AvgPool2d", "Conv2d", "MaxPool2d", "adaptive_avg_pool2d", "avg_pool2d", "conv2d",
-           "conv_output_size", "corr2d", "max_pool2d"]
+__all__ = ["AdaptiveAvgPool2d", "AdaptiveMaxPool2d", "AvgPool2d", "Conv2d", "MaxPool2d", "adaptive_avg_pool2d",
+           "adaptive_max_pool2d", "avg_pool2d", "conv2d", "conv_output_size", "corr2d", "max_pool2d"]
 
 IntPair = int | tuple[int, int]
 
@@ -181,28 +181,51 @@ class AvgPool2d(_Pool2d):
         return avg_pool2d(X, self.kernel_size, self.stride, self.padding)
 
 
-def adaptive_avg_pool2d(X: torch.Tensor, output_size: IntPair) -> torch.Tensor:
-    """Average pooling to a fixed output size (P, Q) whatever the input size (D2L §7.3.2 uses
-    (1, 1): global average pooling). Output cell (p, q) averages rows floor(p H / P) to
-    ceil((p + 1) H / P) - 1 and the same for columns, as ``nn.AdaptiveAvgPool2d``."""
+def _adaptive_cells(X: torch.Tensor, output_size: IntPair, reduce) -> torch.Tensor:
+    """``reduce(cell, dims)`` of each of P x Q cells of X (B, C, H, W) -> (B, C, P, Q). Output cell (p, q) covers
+    rows floor(p H / P) to ceil((p + 1) H / P) - 1 and the same for columns, as torch's adaptive pooling."""
     if X.dim() != 4:
         raise ValueError(f"expected a batch of images (B, C, H, W), got shape {tuple(X.shape)}")
     P, Q = _pair(output_size, "output_size")
     H, W = X.shape[-2:]
     rows = [X[:, :, p * H // P:math.ceil((p + 1) * H / P)] for p in range(P)]  # P slices of (B, C, h_p, W)
-    cells = [[r[..., q * W // Q:math.ceil((q + 1) * W / Q)].mean(dim=(-2, -1)) for q in range(Q)] for r in rows]
+    cells = [[reduce(r[..., q * W // Q:math.ceil((q + 1) * W / Q)], (-2, -1)) for q in range(Q)] for r in rows]
     return torch.stack([torch.stack(row, dim=-1) for row in cells], dim=-2)  # (B, C, P, Q)
 
 
-class AdaptiveAvgPool2d(nn.Module):
-    """:func:`adaptive_avg_pool2d` as a layer."""
+def adaptive_avg_pool2d(X: torch.Tensor, output_size: IntPair) -> torch.Tensor:
+    """Average pooling to a fixed output size (P, Q) whatever the input size (D2L §7.3.2 uses
+    (1, 1): global average pooling), as ``nn.AdaptiveAvgPool2d``."""
+    return _adaptive_cells(X, output_size, lambda cell, dims: cell.mean(dim=dims))
+
+
+def adaptive_max_pool2d(X: torch.Tensor, output_size: IntPair) -> torch.Tensor:
+    """Max pooling to a fixed output size (P, Q) whatever the input size (D2L §13.7.1: TinySSD's last
+    block is global max pooling, (1, 1)), as ``nn.AdaptiveMaxPool2d``. Equal maxima share the gradient
+    evenly (``amax``); PyTorch's kernel gives it all to one."""
+    return _adaptive_cells(X, output_size, lambda cell, dims: cell.amax(dim=dims))
+
+
+class _AdaptivePool2d(nn.Module):
+    """What both adaptive pooling layers hold: the output size."""
 
     def __init__(self, output_size: IntPair):
         super().__init__()
         self.output_size = output_size
 
+    def extra_repr(self) -> str:
+        return f"output_size={self.output_size}"
+
+
+class AdaptiveAvgPool2d(_AdaptivePool2d):
+    """:func:`adaptive_avg_pool2d` as a layer."""
+
     def forward(self, X: torch.Tensor) -> torch.Tensor:
         return adaptive_avg_pool2d(X, self.output_size)
 
-    def extra_repr(self) -> str:
-        return f"output_size={self.output_size}"
+
+class AdaptiveMaxPool2d(_AdaptivePool2d):
+    """:func:`adaptive_max_pool2d` as a layer."""
+
+    def forward(self, X: torch.Tensor) -> torch.Tensor:
+        return adaptive_max_pool2d(X, self.output_size)

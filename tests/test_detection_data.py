@@ -1,0 +1,159 @@
+"""Detection data in the book's banana format (D2L §13.6): reading it, the generated sets, loading
+them into Detection batches. Every set here is tiny and drawn into the test's own cache."""
+
+import hashlib
+import importlib.util
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from divekit.data import detection
+from divekit.data.detection import (DETECTION_SETS, generate_detection_set, load_detection, read_detection_split,
+                                    write_detection_split)
+from divekit.data.loader import TensorLoader
+
+needs_photos = pytest.mark.skipif(importlib.util.find_spec("skimage") is None,
+                                  reason="the generated sets paste objects on scikit-image's photographs")
+
+# the first rows of the book's bananas_val/label.csv (the real file's header and format)
+BOOK_ROWS = ("img_name,label,xmin,ymin,xmax,ymax\n0.png,0,183,63,241,112\n1.png,0,26,86,79,133\n"
+             "2.png,0,139,108,178,148\n")
+
+
+def write_images(folder, names, size=(256, 256), seed=0):
+    (folder / "images").mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    for name in names:
+        Image.fromarray(rng.integers(0, 256, (*size, 3), dtype=np.uint8)).save(folder / "images" / name)
+
+
+def test_the_books_rows_read_as_the_books_loader_reads_them(tmp_path):
+    split = tmp_path / "bananas_val"
+    write_images(split, ["0.png", "1.png", "2.png"])
+    (split / "label.csv").write_text(BOOK_ROWS)
+    data = read_detection_split(split)
+    assert data.X.shape == (3, 3, 256, 256) and data.X.dtype == torch.uint8
+    # d2l's read_data_bananas: torch.tensor(targets).unsqueeze(1) / 256
+    book = torch.tensor([[0, 183, 63, 241, 112], [0, 26, 86, 79, 133], [0, 139, 108, 178, 148]]).unsqueeze(1) / 256
+    torch.testing.assert_close(data.boxes, book[..., 1:])
+    assert data.labels.tolist() == [[0], [0], [0]]
+    with Image.open(split / "images" / "1.png") as image:
+        assert torch.equal(data.X[1], torch.from_numpy(np.array(image)).permute(2, 0, 1))
+
+
+def test_several_objects_per_image_are_padded_with_label_minus_one(tmp_path):
+    split = tmp_path / "shapes_val"
+    images = [Image.new("RGB", (200, 100), (i, i, i)) for i in range(3)]
+    write_detection_split(split, images, [[(2, 0, 0, 100, 50)], [(0, 10, 20, 30, 40), (3, 50, 0, 200, 100)],
+                                          [(1, 0, 0, 2, 2)]])
+    assert (split / "label.csv").read_text().splitlines()[:3] == ["img_name,label,xmin,ymin,xmax,ymax",
+                                                                   "0.png,2,0,0,100,50", "1.png,0,10,20,30,40"]
+    data = read_detection_split(split)
+    assert data.labels.tolist() == [[2, -1], [0, 3], [1, -1]]
+    # x by the width (200), y by the height (100)
+    torch.testing.assert_close(data.boxes[1], torch.tensor([[0.05, 0.2, 0.15, 0.4], [0.25, 0.0, 1.0, 1.0]]))
+    assert data.boxes[0, 1].tolist() == [0, 0, 0, 0] and data.X[2, 0, 0, 0] == 2
+
+
+def test_bad_label_files_are_one_line_errors(tmp_path):
+    split = tmp_path / "split"
+    write_images(split, ["0.png", "1.png"])
+    (split / "label.csv").write_text("name,label,x1,y1,x2,y2\n")
+    with pytest.raises(ValueError, match="must start with the header img_name,label,xmin,ymin,xmax,ymax"):
+        read_detection_split(split)
+    (split / "label.csv").write_text("img_name,label,xmin,ymin,xmax,ymax\n0.png,0,1,2,3\n")
+    with pytest.raises(ValueError, match="line 2: expected 6 fields"):
+        read_detection_split(split)
+    (split / "label.csv").write_text("img_name,label,xmin,ymin,xmax,ymax\n")
+    with pytest.raises(ValueError, match="lists no images"):
+        read_detection_split(split)
+    write_images(split, ["1.png"], size=(64, 32))
+    (split / "label.csv").write_text("img_name,label,xmin,ymin,xmax,ymax\n0.png,0,1,2,3,4\n1.png,0,1,2,3,4\n")
+    with pytest.raises(ValueError, match="differ in size"):
+        read_detection_split(split)
+
+
+@needs_photos
+def test_a_pasted_object_is_exactly_inside_its_box():
+    """On a flat background the changed pixels are the object: their bounding box is the written box."""
+    generator = torch.Generator().manual_seed(3)
+    background = torch.full((3, 128, 128), 90, dtype=torch.uint8)
+    for spec in DETECTION_SETS.values():
+        for _ in range(5):
+            image, rows = detection._draw_image(spec, background, generator)
+            assert spec.objects[0] <= len(rows) <= spec.objects[1]
+            changed = (np.asarray(image).astype(int) - 90).any(axis=-1)                     # (H, W)
+            for label, x1, y1, x2, y2 in rows:
+                assert 0 <= label < len(spec.classes) and 0 <= x1 < x2 <= 128 and 0 <= y1 < y2 <= 128
+                # tight: the object reaches all four sides of its box
+                assert changed[y1, x1:x2].any() and changed[y2 - 1, x1:x2].any()
+                assert changed[y1:y2, x1].any() and changed[y1:y2, x2 - 1].any()
+            ys, xs = np.nonzero(changed)
+            assert (xs.min(), ys.min()) == (min(r[1] for r in rows), min(r[2] for r in rows))
+            assert (xs.max() + 1, ys.max() + 1) == (max(r[3] for r in rows), max(r[4] for r in rows))
+
+
+@needs_photos
+def test_generated_sets_are_deterministic_in_the_books_format(tmp_path):
+    def digest(root):
+        return {p.relative_to(root).as_posix(): hashlib.sha1(p.read_bytes()).hexdigest()
+                for p in sorted(root.rglob("*")) if p.is_file()}
+
+    spec = DETECTION_SETS["generated-bananas"]
+    a = generate_detection_set(tmp_path / "a", spec, num_train=4, num_val=2, image_size=64, seed=1)
+    b = generate_detection_set(tmp_path / "b", spec, num_train=4, num_val=2, image_size=64, seed=1)
+    c = generate_detection_set(tmp_path / "c", spec, num_train=4, num_val=2, image_size=64, seed=2)
+    assert digest(a) == digest(b) != digest(c)
+    assert sorted(digest(a)) == ["bananas_train/images/0.png", "bananas_train/images/1.png",
+                                 "bananas_train/images/2.png", "bananas_train/images/3.png", "bananas_train/label.csv",
+                                 "bananas_val/images/0.png", "bananas_val/images/1.png", "bananas_val/label.csv"]
+    train = read_detection_split(a / "bananas_train")
+    sides = (train.boxes[..., 2:] - train.boxes[..., :2]).amax(-1)                     # the longer side, relative
+    assert train.labels.tolist() == [[0]] * 4 and ((sides > 0.1) & (sides < 0.3)).all()  # the book's 32-68 of 256
+
+
+@needs_photos
+def test_load_detection_draws_once_into_the_cache_and_feeds_the_loader(tmp_path):
+    data = load_detection("generated-shapes", num_train=6, num_val=3, image_size=64, seed=0)
+    assert data.classes == ("banana", "ring", "triangle", "star") and data.input_shape == (3, 64, 64)
+    assert len(data.train) == 6 and len(data.eval) == 3 and data.train.labels.shape[1] <= 4
+    assert ((data.train.labels >= 0).sum(1) >= 1).all() and "not the book's photographs" in data.name
+    again = load_detection("generated-shapes", num_train=6, num_val=3, image_size=64, seed=0)
+    assert torch.equal(again.train.X, data.train.X) and torch.equal(again.train.boxes, data.train.boxes)
+    batch = next(iter(TensorLoader(data.train, 4)))
+    assert batch.X.dtype == torch.float32 and batch.X.max() <= 1
+    assert batch.boxes.shape == (4, data.train.boxes.shape[1], 4)
+    with pytest.raises(ValueError, match="unknown detection set 'voc'; choose bananas, generated-bananas"):
+        load_detection("voc")
+
+
+def test_the_books_set_is_read_from_a_verified_zip(tmp_path, monkeypatch):
+    """load_detection("bananas") through the hub: the zip found in data_dir, checked, unpacked into the cache,
+    its two splits read. The registry's entry with a stand-in zip's SHA-1 (the real zip is not here)."""
+    import dataclasses
+    import io
+    import zipfile
+
+    from divekit.data import hub
+
+    buffer, rng = io.BytesIO(), np.random.default_rng(0)
+    with zipfile.ZipFile(buffer, "w") as archive:
+        for split, rows in (("bananas_train", BOOK_ROWS), ("bananas_val", BOOK_ROWS.rsplit("2.png", 1)[0])):
+            archive.writestr(f"banana-detection/{split}/label.csv", rows)
+            for name in ("0.png", "1.png", "2.png"):
+                png = io.BytesIO()
+                Image.fromarray(rng.integers(0, 256, (256, 256, 3), dtype=np.uint8)).save(png, format="PNG")
+                archive.writestr(f"banana-detection/{split}/images/{name}", png.getvalue())
+    zipped = buffer.getvalue()
+    (tmp_path / "mine" / "banana-detection").mkdir(parents=True)
+    (tmp_path / "mine" / "banana-detection" / "banana-detection.zip").write_bytes(zipped)
+    real = hub.REGISTRY["banana-detection"]
+    spec = dataclasses.replace(real, archive=dataclasses.replace(real.archive, sha1=hashlib.sha1(zipped).hexdigest()))
+    monkeypatch.setattr(detection, "fetch",
+                        lambda name, data_dir=None: hub.fetch(spec, data_dir=data_dir, progress=False))
+    data = load_detection("bananas", data_dir=tmp_path / "mine")
+    assert data.classes == ("banana",) and len(data.train) == 3 and len(data.eval) == 2
+    torch.testing.assert_close(data.train.boxes[0, 0], torch.tensor([183, 63, 241, 112]) / 256)
+    assert (hub.cache_dir() / "banana-detection" / "bananas_val" / "images" / "1.png").is_file()
