@@ -13,6 +13,13 @@ each file of a data set in this order:
 
 A copy found in 1 or 2 with the wrong SHA-1 is an error, because only the user can say which copy
 is right. A wrong copy in the cache is deleted and downloaded again.
+
+Some publishers give a checksum of the archive only, not of its files, and some give a SHA-256
+rather than a SHA-1 (CIFAR-10: Keras checks the SHA-256 of the authors' archive). Such a data set
+lists no files: ``fetch(name)`` returns its unpacked folder, taken as it is from 1 or 2 (the
+archive itself, dropped there, is verified and unpacked into the cache), or else unpacked in the
+cache from the verified archive. A checksum's length says its algorithm: 40 hex digits SHA-1,
+64 SHA-256.
 """
 
 from __future__ import annotations
@@ -47,6 +54,7 @@ __all__ = [
     "RemoteFile",
     "UnsafeArchiveError",
     "cache_dir",
+    "checksum_algorithm",
     "extract_archive",
     "fetch",
     "sha1sum",
@@ -56,8 +64,10 @@ CHUNK_BYTES = 1 << 20
 DOWNLOAD_TRIES = 3
 RETRY_BACKOFF_SECONDS = 1.0  # wait backoff * attempt before the next try
 REQUEST_TIMEOUT_SECONDS = 30.0  # per connect and per read, not for the whole download
-TAR_KINDS = ("tar.gz", "tgz")
-ARCHIVE_KINDS = ("zip", *TAR_KINDS)
+TAR_MODES = {"tar": "r:", "tar.gz": "r:gz", "tgz": "r:gz"}  # archive kind -> tarfile's mode
+ARCHIVE_KINDS = ("zip", *TAR_MODES)
+CHECKSUM_ALGORITHMS = {40: "sha1", 64: "sha256"}  # hex digits -> hashlib's name
+UNPACKED_MARK = ".divekit-unpacked"  # written into a cache folder once its archive is fully unpacked
 
 # Errors that a flaky network or a missing server raises; disk errors are not among them.
 _NETWORK_ERRORS = (urllib.error.URLError, http.client.HTTPException, ConnectionError, TimeoutError)
@@ -75,6 +85,14 @@ class UnsafeArchiveError(ValueError):
     """An archive member would be written outside the target folder, or is a device file."""
 
 
+def checksum_algorithm(checksum: str) -> str:
+    """hashlib's name of the algorithm that makes checksums like ``checksum`` (by its length)."""
+    algorithm = CHECKSUM_ALGORITHMS.get(len(checksum))
+    if algorithm is None or any(c not in "0123456789abcdef" for c in checksum):
+        raise ValueError(f"checksum {checksum!r} is neither a SHA-1 (40 lowercase hex digits) nor a SHA-256 (64)")
+    return algorithm
+
+
 @dataclass(frozen=True)
 class RemoteFile:
     """One file a loader reads: ``name`` is its path inside the data set's folder."""
@@ -86,20 +104,22 @@ class RemoteFile:
 
 @dataclass(frozen=True)
 class Archive:
-    """A zip or tar.gz that holds a data set's files.
+    """A zip, tar or tar.gz that holds a data set's files, with the archive's ``checksum`` (SHA-1,
+    or SHA-256 where that is what the publisher gives).
 
     ``root`` is the folder inside the archive that becomes the data set's folder: the member
     ``fra-eng/fra.txt`` of ``fra-eng.zip`` is the data set's ``fra.txt`` when ``root="fra-eng"``.
     """
 
     url: str
-    sha1: str
+    checksum: str
     kind: str
     root: str = ""
 
     def __post_init__(self):
         if self.kind not in ARCHIVE_KINDS:
             raise ValueError(f"archive kind {self.kind!r} is not one of {ARCHIVE_KINDS}")
+        checksum_algorithm(self.checksum)
 
     @property
     def filename(self) -> str:
@@ -114,8 +134,10 @@ class Archive:
 class DatasetSpec:
     """A data set: its files, and how to get them when they are not on disk.
 
-    With an ``archive``, the files are downloaded as that archive and unpacked. ``packaged``
-    names one of ``files`` that ships inside the package, in ``divekit/data/resources/``.
+    With an ``archive``, the files are downloaded as that archive and unpacked; with an archive
+    and no ``files`` the data set is its whole unpacked folder (only the archive has a published
+    checksum). ``packaged`` names one of ``files`` that ships inside the package, in
+    ``divekit/data/resources/``.
     """
 
     name: str
@@ -126,6 +148,8 @@ class DatasetSpec:
     description: str = ""
 
     def __post_init__(self):
+        if not self.files and self.archive is None:
+            raise ValueError(f"{self.name}: a data set without a list of files needs an archive")
         if self.packaged is not None and self.packaged not in self.filenames:
             raise ValueError(
                 f"{self.name}: packaged file {self.packaged!r} is not one of {self.filenames}"
@@ -260,6 +284,40 @@ _SPECS = (
         description="Penn Treebank sentences for word2vec pretraining (D2L §15.3).",
     ),
     DatasetSpec(
+        "cifar-10",
+        (),
+        archive=Archive(
+            "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz",
+            # the authors publish an MD5 (c58f30108f718f92721af3b95e74349a); this SHA-256 of the same
+            # archive is the one keras.datasets.cifar10 checks
+            "6d958be074577803d12ecdefd02955f39262c83c16fe9348329d7fe0b5c001ce",
+            "tar.gz",
+            root="cifar-10-batches-py",
+        ),
+        license="no explicit license; cite A. Krizhevsky, Learning Multiple Layers of Features from Tiny Images (2009)",
+        description="60,000 32x32 colour images in 10 classes, python pickle batches (D2L §13.1).",
+    ),
+    DatasetSpec(
+        "hotdog",
+        (),
+        archive=Archive(_D2L_URL + "hotdog.zip", "fba480ffa8aa7e0febbb511d181409f899b9baa5", "zip", root="hotdog"),
+        license="photographs collected from the web by the d2l authors; no explicit license",
+        description="1,400 hot-dog and 1,400 other photographs in train/ and test/ class folders (D2L §13.2).",
+    ),
+    DatasetSpec(
+        "voc2012",
+        (),
+        archive=Archive(
+            # d2l's copy of http://host.robots.ox.ac.uk/pascal/VOC/voc2012/VOCtrainval_11-May-2012.tar
+            _D2L_URL + "VOCtrainval_11-May-2012.tar",
+            "4e443f8a2eca6b1dac8a6c57641b67dd40621a49",
+            "tar",
+            root="VOCdevkit/VOC2012",
+        ),
+        license="Flickr images under their owners' terms; annotations by the PASCAL VOC project",
+        description="Pascal VOC2012 trainval: JPEGImages/, SegmentationClass/ palette PNGs, ImageSets/ (D2L §13.9).",
+    ),
+    DatasetSpec(
         "airfoil",
         _files(_D2L_URL, {"airfoil_self_noise.dat": "76e5be1548fd8222e5074cf0faae75edff8cf93f"}),
         license="CC BY 4.0 (UCI ML Repository, Brooks, Pope, Marcolini)",
@@ -273,31 +331,36 @@ REGISTRY: Mapping[str, DatasetSpec] = MappingProxyType({spec.name: spec for spec
 # ---------------------------------------------------------------------------------------------
 # Hashing, with a memory of files already hashed in this process.
 
-# (resolved path, size, mtime_ns) -> SHA-1. A file rewritten in place changes size or mtime, so a
-# stale entry is never looked up again.
-_KNOWN_SHA1: dict[tuple[str, int, int], str] = {}
+# (algorithm, resolved path, size, mtime_ns) -> hex digest. A file rewritten in place changes size
+# or mtime, so a stale entry is never looked up again.
+_KNOWN_DIGESTS: dict[tuple[str, str, int, int], str] = {}
 
 
-def sha1sum(path: str | os.PathLike) -> str:
-    """The SHA-1 of a file as hex, read in 1 MiB chunks so big files need little memory."""
-    digest = hashlib.sha1()
+def sha1sum(path: str | os.PathLike, algorithm: str = "sha1") -> str:
+    """The SHA-1 (or another hashlib ``algorithm``) of a file as hex, read in 1 MiB chunks so big
+    files need little memory."""
+    digest = hashlib.new(algorithm)
     with open(path, "rb") as f:
         while chunk := f.read(CHUNK_BYTES):
             digest.update(chunk)
     return digest.hexdigest()
 
 
-def _stat_key(path: Path) -> tuple[str, int, int]:
+def _stat_key(path: Path, algorithm: str) -> tuple[str, str, int, int]:
     stat = path.stat()
-    return str(path.resolve()), stat.st_size, stat.st_mtime_ns
+    return algorithm, str(path.resolve()), stat.st_size, stat.st_mtime_ns
 
 
-def _file_sha1(path: Path) -> str:
-    """``sha1sum(path)``, hashed at most once per process while the file stays unchanged."""
-    key = _stat_key(path)
-    if key not in _KNOWN_SHA1:
-        _KNOWN_SHA1[key] = sha1sum(path)
-    return _KNOWN_SHA1[key]
+def _file_digest(path: Path, algorithm: str = "sha1") -> str:
+    """``sha1sum(path, algorithm)``, hashed at most once per process while the file stays unchanged."""
+    key = _stat_key(path, algorithm)
+    if key not in _KNOWN_DIGESTS:
+        _KNOWN_DIGESTS[key] = sha1sum(path, algorithm)
+    return _KNOWN_DIGESTS[key]
+
+
+def _matches(path: Path, checksum: str) -> bool:
+    return _file_digest(path, checksum_algorithm(checksum)) == checksum
 
 
 # ---------------------------------------------------------------------------------------------
@@ -324,7 +387,7 @@ def _user_copies(
 
 
 def _require_sha1(path: Path, remote: RemoteFile, remedy: str) -> Path:
-    actual = _file_sha1(path)
+    actual = _file_digest(path)
     if actual != remote.sha1:
         raise ChecksumError(
             f"{path} has SHA-1 {actual}, but {remote.name} should have SHA-1 {remote.sha1}. "
@@ -342,10 +405,11 @@ def _packaged_copy(remote: RemoteFile) -> Path:
 # Downloads.
 
 
-def _download_once(url: str, dest: Path, sha1: str, progress: bool) -> None:
+def _download_once(url: str, dest: Path, checksum: str, progress: bool) -> None:
+    algorithm = checksum_algorithm(checksum)
     with urllib.request.urlopen(url, timeout=REQUEST_TIMEOUT_SECONDS) as response:
         size = response.headers.get("Content-Length")
-        digest = hashlib.sha1()
+        digest = hashlib.new(algorithm)
         with (
             atomic_open(dest, "wb") as out,
             tqdm(
@@ -361,39 +425,40 @@ def _download_once(url: str, dest: Path, sha1: str, progress: bool) -> None:
                 out.write(chunk)
                 digest.update(chunk)
                 bar.update(len(chunk))
-            if digest.hexdigest() != sha1:  # raised inside atomic_open: the temp file is deleted
+            if digest.hexdigest() != checksum:  # raised inside atomic_open: the temp file is deleted
+                name = algorithm.upper().replace("SHA", "SHA-")
                 raise ChecksumError(
-                    f"the download of {url} has SHA-1 {digest.hexdigest()}, expected {sha1}; "
+                    f"the download of {url} has {name} {digest.hexdigest()}, expected {checksum}; "
                     f"it was not kept. The transfer may be corrupt or the file changed upstream: "
-                    f"try again, or put a copy with the expected SHA-1 at {dest}."
+                    f"try again, or put a copy with the expected {name} at {dest}."
                 )
 
 
-def _download(url: str, dest: Path, sha1: str, progress: bool) -> None:
-    """Download ``url`` to ``dest`` through a temp file renamed only once its SHA-1 matches.
+def _download(url: str, dest: Path, checksum: str, progress: bool) -> None:
+    """Download ``url`` to ``dest`` through a temp file renamed only once its checksum matches.
 
     Transient network errors are retried; the last one is raised. A 4xx answer is not retried.
     """
     for attempt in range(1, DOWNLOAD_TRIES + 1):
         try:
-            _download_once(url, dest, sha1, progress)
+            _download_once(url, dest, checksum, progress)
             break
         except _NETWORK_ERRORS as error:
             permanent = isinstance(error, urllib.error.HTTPError) and error.code < 500
             if permanent or attempt == DOWNLOAD_TRIES:
                 raise
             time.sleep(RETRY_BACKOFF_SECONDS * attempt)
-    _KNOWN_SHA1[_stat_key(dest)] = sha1
+    _KNOWN_DIGESTS[_stat_key(dest, checksum_algorithm(checksum))] = checksum
 
 
 def _download_archive(spec: DatasetSpec, progress: bool) -> None:
     """Get the verified archive into the cache (once) and unpack it into the data set's folder."""
     folder = cache_dir() / spec.name
     archive_path = folder / spec.archive.filename
-    if archive_path.is_file() and _file_sha1(archive_path) != spec.archive.sha1:
+    if archive_path.is_file() and not _matches(archive_path, spec.archive.checksum):
         archive_path.unlink()
     if not archive_path.is_file():
-        _download(spec.archive.url, archive_path, spec.archive.sha1, progress)
+        _download(spec.archive.url, archive_path, spec.archive.checksum, progress)
     extract_archive(archive_path, folder, spec.archive.kind, root=spec.archive.root)
 
 
@@ -430,7 +495,7 @@ def _resolve(
             )
     cached = cache_dir() / spec.name / remote.name
     if cached.is_file():
-        if _file_sha1(cached) == remote.sha1:
+        if _file_digest(cached) == remote.sha1:
             return cached
         cached.unlink()
     if spec.packaged == remote.name:
@@ -453,7 +518,7 @@ def _check_unpacked(spec: DatasetSpec, remote: RemoteFile, path: Path) -> Path:
             f"{spec.name}/{remote.name} cannot be unpacked from it; the registry entry for "
             f"{spec.name!r} is wrong."
         )
-    actual = _file_sha1(path)
+    actual = _file_digest(path)
     if actual != remote.sha1:
         path.unlink()
         raise ChecksumError(
@@ -476,9 +541,14 @@ def fetch(
     ``name`` is a key of ``REGISTRY``, or a ``DatasetSpec`` for a data set of your own. Each file
     is looked for in ``data_dir``, ``$DIVEKIT_DATA``, the cache and the package, in that order,
     and downloaded into the cache when none of them has it (see the module docstring). With
-    ``filename=None`` every file of the data set is resolved and their common folder returned.
+    ``filename=None`` every file of the data set is resolved and their common folder returned
+    (for a data set known only by its archive: its unpacked folder).
     """
     spec = name if isinstance(name, DatasetSpec) else _lookup(name)
+    if not spec.files:
+        if filename is not None:
+            raise ValueError(f"data set {spec.name!r} is fetched as a whole folder; call fetch({spec.name!r})")
+        return _resolve_folder(spec, data_dir, progress)
     if filename is not None:
         return _resolve(spec, spec.file(filename), data_dir, progress)
     folders: dict[Path, list[str]] = {}
@@ -493,6 +563,44 @@ def fetch(
             f"folder, or fetch each file with fetch({spec.name!r}, filename)."
         )
     return next(iter(folders))
+
+
+def _resolve_folder(spec: DatasetSpec, data_dir: str | os.PathLike | None, progress: bool) -> Path:
+    """The unpacked folder of a data set known only by its archive's checksum (see the module docstring)."""
+    archive = spec.archive
+    for path, origin in _user_copies(spec.name, archive.filename, data_dir):
+        folder = path.parent
+        if path.is_file():  # the archive itself: verified, then unpacked into the cache
+            if not _matches(path, archive.checksum):
+                raise ChecksumError(f"{path} (found through {origin}) does not have the checksum {archive.checksum} "
+                                    f"of {archive.url}; replace it with an intact copy or delete it")
+            return _unpack_once(spec, path)
+        if folder.name == spec.name and folder.is_dir() and any(folder.iterdir()):
+            return folder  # the user's unpacked copy, taken as it is
+    cached = cache_dir() / spec.name
+    if (cached / UNPACKED_MARK).is_file() and (cached / UNPACKED_MARK).read_text() == archive.checksum:
+        return cached
+    try:
+        _download_archive(spec, progress)
+    except _NETWORK_ERRORS as error:
+        raise DataNotFoundError(
+            f"{spec.name} is not on this machine and could not be downloaded from {archive.url}: "
+            f"{type(error).__name__}: {error}. To use a copy you already have, put the archive "
+            f"{archive.filename} (checksum {archive.checksum}) or its unpacked contents (the folder "
+            f"{archive.root or 'at the top'} of the archive) in a folder {spec.name}/ under DIVEKIT_DATA."
+        ) from error
+    (cached / UNPACKED_MARK).write_text(archive.checksum)
+    return cached
+
+
+def _unpack_once(spec: DatasetSpec, archive_path: Path) -> Path:
+    """Unpack the verified ``archive_path`` into the cache unless that was done already."""
+    cached = cache_dir() / spec.name
+    mark = cached / UNPACKED_MARK
+    if not (mark.is_file() and mark.read_text() == spec.archive.checksum):
+        extract_archive(archive_path, cached, spec.archive.kind, root=spec.archive.root)
+        mark.write_text(spec.archive.checksum)
+    return cached
 
 
 def _lookup(name: str) -> DatasetSpec:
@@ -511,7 +619,7 @@ def _lookup(name: str) -> DatasetSpec:
 def extract_archive(
     archive_path: str | os.PathLike, target_dir: str | os.PathLike, kind: str, *, root: str = ""
 ) -> Path:
-    """Unpack a zip or tar.gz into ``target_dir`` and return it; only members under ``root/`` are
+    """Unpack a zip, tar or tar.gz into ``target_dir`` and return it; only members under ``root/`` are
     kept, with that prefix removed.
 
     Every member is checked before anything is written: an absolute path, a ``..`` that leaves the
@@ -530,7 +638,7 @@ def extract_archive(
         if kind == "zip":
             _extract_zip(archive_path, staging)
         else:
-            _extract_tar(archive_path, staging)
+            _extract_tar(archive_path, staging, TAR_MODES[kind])
         source = staging / root
         if not source.is_dir():
             raise ValueError(f"{archive_path} has no folder {root!r} to unpack")
@@ -556,8 +664,8 @@ def _extract_zip(archive_path: Path, staging: Path) -> None:
         archive.extractall(staging)
 
 
-def _extract_tar(archive_path: Path, staging: Path) -> None:
-    with tarfile.open(archive_path, "r:gz") as archive:
+def _extract_tar(archive_path: Path, staging: Path, mode: str) -> None:
+    with tarfile.open(archive_path, mode) as archive:
         try:
             for member in archive.getmembers():  # check all before writing any
                 tarfile.data_filter(member, str(staging))
