@@ -8,10 +8,12 @@ import torch.distributed as dist
 
 
 class MetricSums:
-    """Running sums of named quantities (loss sums, correct counts, example counts).
+    """Running sums of named quantities (loss sums, correct counts, example counts, and tensors such
+    as a segmentation's confusion matrix).
 
     ``add`` takes tensors (kept on their device, detached) or plain numbers; ``totals`` syncs once,
-    summing across processes too when ``torch.distributed`` is initialised.
+    summing across processes too when ``torch.distributed`` is initialised: scalars as floats,
+    tensors of one or more dimensions as float64 CPU tensors.
     """
 
     def __init__(self):
@@ -29,12 +31,17 @@ class MetricSums:
             else:
                 self._sums[name] = value + current  # a tensor plus a number stays a tensor
 
-    def totals(self) -> dict[str, float]:
+    def totals(self) -> dict[str, float | torch.Tensor]:
         if not self._sums:
             return {}
-        names = list(self._sums)
         device = next((v.device for v in self._sums.values() if isinstance(v, torch.Tensor)), "cpu")
-        stacked = torch.stack([torch.as_tensor(self._sums[n], device=device).to(torch.float64) for n in names])
+        values = {n: torch.as_tensor(v, device=device).to(torch.float64) for n, v in self._sums.items()}
+        flat = torch.cat([v.reshape(-1) for v in values.values()])  # one vector: one sync, one all_reduce
         if dist.is_available() and dist.is_initialized():
-            dist.all_reduce(stacked)
-        return dict(zip(names, stacked.tolist()))
+            dist.all_reduce(flat)
+        flat, totals, start = flat.cpu(), {}, 0
+        for name, value in values.items():
+            part = flat[start:start + value.numel()]
+            totals[name] = part.reshape(value.shape) if value.dim() else float(part)
+            start += value.numel()
+        return totals
