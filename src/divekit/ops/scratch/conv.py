@@ -5,7 +5,8 @@ width, kh x kw kernel (window) size, s stride, d dilation, P x Q output height a
 
 Every operation looks at the same thing: the (kh, kw) windows of a padded input, taken with a
 stride. ``Tensor.unfold`` gives all windows at once as a strided view (no Python loop over pixels),
-so cross-correlation is one ``einsum`` over each window and pooling one ``amax`` or ``sum``.
+so cross-correlation is one ``einsum`` over each window and pooling one ``amax`` or ``sum``;
+``F.fold``, unfold's adjoint, adds blocks back onto their windows for the transposed convolution.
 Output size per axis: floor((n - k + 2p) / s) + 1 (D2L §6.3), with taps d apart floor((n + 2p - d (k - 1) - 1) / s) + 1.
 
 A transposed convolution (§13.10) runs the other way: each input entry spreads a copy of the kernel,
@@ -19,6 +20,7 @@ from __future__ import annotations
 import math
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 __all__ = ["AdaptiveAvgPool2d", "AvgPool2d", "Conv2d", "ConvTranspose2d", "MaxPool2d", "adaptive_avg_pool2d",
@@ -134,7 +136,6 @@ def conv_transpose2d(X: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor |
                          f"{dilation}")
     B, C, H, W = X.shape
     kh, kw = weight.shape[-2:]
-    (sh, sw), (dh, dw) = stride, dilation
     P, Q = ((n - 1) * s - 2 * p + d * (k - 1) + op + 1
             for n, s, p, d, k, op in zip((H, W), stride, padding, dilation, (kh, kw), output_padding))
     if P < 1 or Q < 1:
@@ -142,12 +143,14 @@ def conv_transpose2d(X: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor |
                          f"{H}x{W} input")
     Xg = X.reshape(B, groups, C // groups, H, W)
     Wg = weight.reshape(groups, C // groups, -1, kh, kw)  # (g, C/g, O/g, kh, kw)
-    full = X.new_zeros(B, groups, Wg.shape[2], P + 2 * padding[0], Q + 2 * padding[1])  # before padding is cut off
-    for a in range(kh):  # each kernel tap (a, c) places the whole input, scaled by W[:, :, a, c], on a stride-s grid
-        for c in range(kw):
-            tap = torch.einsum("bgkhw,gko->bgohw", Xg, Wg[..., a, c])  # (B, g, O/g, H, W)
-            full[..., a * dh:a * dh + (H - 1) * sh + 1:sh, c * dw:c * dw + (W - 1) * sw + 1:sw] += tap
-    Y = full[..., padding[0]:padding[0] + P, padding[1]:padding[1] + Q].reshape(B, -1, P, Q)  # (B, O, P, Q)
+    # every input entry times the whole kernel: one (O, kh, kw) block of the output per input position
+    blocks = torch.einsum("bgchw,gcokl->bgoklhw", Xg, Wg).reshape(B, -1, H * W)  # (B, O kh kw, H W)
+    # fold, the adjoint of unfold, adds each block onto the window it stands for: the windows of a
+    # convolution of the output, s apart, taps d apart
+    full = (H - 1) * stride[0] + dilation[0] * (kh - 1) + 1, (W - 1) * stride[1] + dilation[1] * (kw - 1) + 1
+    Y = F.fold(blocks, full, (kh, kw), dilation=dilation, stride=stride)  # (B, O, full_h, full_w)
+    Y = F.pad(Y, (0, output_padding[1], 0, output_padding[0]))  # output_padding: rows and columns at the end
+    Y = Y[..., padding[0]:padding[0] + P, padding[1]:padding[1] + Q]  # padding cuts the border off: (B, O, P, Q)
     return Y if bias is None else Y + bias[:, None, None]
 
 
