@@ -293,7 +293,7 @@ def test_with_a_size_images_of_many_sizes_are_resized_and_centre_cropped(tmp_pat
     assert data.input_shape == (1, 2, 2)
     reference = Image.fromarray(wide).resize((6, 2), Image.BILINEAR).crop((2, 0, 4, 2))  # shorter side 2, centre
     images = torch.cat([data.train.X, data.eval.X])
-    assert any(torch.equal(x[0], torch.from_numpy(np.asarray(reference))) for x in images)
+    assert any(torch.equal(x[0], torch.from_numpy(np.array(reference))) for x in images)
 
 
 def test_a_single_class_is_an_error(tmp_path):
