@@ -1,6 +1,7 @@
 """Every registered experiment runs end to end with tiny settings and leaves a complete run folder
 (the recipes' and demos' own ``tiny`` option values: a few examples, one epoch, small models)."""
 
+import importlib.util
 import json
 import os
 
@@ -27,6 +28,8 @@ def test_every_experiment_runs_with_tiny_settings(experiment, tmp_path):
     data = os.environ.get("DIVEKIT_DATA")
     if folder and not (data and os.path.isdir(os.path.join(data, folder))):
         pytest.skip(f"set DIVEKIT_DATA to a folder with {folder}")
+    if "photos extra" in experiment.dataset and importlib.util.find_spec("skimage") is None:
+        pytest.skip("the photos extra (scikit-image) is not installed")
     tiny = dict(experiment.tiny)
     if isinstance(experiment, Recipe):
         tiny = {"epochs": 1, "limit": 64, **tiny}

@@ -20,6 +20,9 @@ from __future__ import annotations
 
 import math
 import os
+import shutil
+import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -27,6 +30,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from divekit.data.base import Split
+from divekit.data.hub import cache_dir
 from divekit.data.photos import load_photos, random_crops
 from divekit.data.voc import IGNORE, write_label_png
 
@@ -165,3 +169,45 @@ def write_image_folder(root: str | os.PathLike, splits: dict[str, Split], classe
             folder.mkdir(parents=True, exist_ok=True)
             Image.fromarray(image.permute(1, 2, 0).numpy()).save(folder / f"{i:05d}.png")
     return root
+
+
+def generated_folder(name: str, write: Callable[[Path], object]) -> Path:
+    """``cache_dir()/generated/name``, made by ``write(folder)`` the first time (into a temporary
+    folder renamed into place, so a half-written set is never used). Name it by everything that
+    decides its contents."""
+    folder = cache_dir() / "generated" / name
+    if folder.is_dir():
+        return folder
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=folder.parent))
+    try:
+        write(staging)
+        os.replace(staging, folder)
+    except OSError:
+        if not folder.is_dir():  # another process finished first: use its copy
+            raise
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return folder
+
+
+def voc_standin(classes: tuple[str, ...], num_train: int, num_val: int,
+                image_size: tuple[tuple[int, int], tuple[int, int]], seed: int = 0) -> Path:
+    """The VOC-format stand-in (:func:`write_voc_standin`) in the cache, written once."""
+    (h_low, h_high), (w_low, w_high) = image_size
+    name = f"voc-shapes-{'-'.join(classes)}-{num_train}-{num_val}-{h_low}x{w_low}-{h_high}x{w_high}-seed{seed}"
+    return generated_folder(name, lambda folder: write_voc_standin(
+        folder, classes, {"train": num_train, "val": num_val}, image_size=image_size, seed=seed))
+
+
+def hotdog_standin(classes: tuple[str, ...], num_train: int, num_test: int, size: int, seed: int = 0) -> Path:
+    """A hotdog-format stand-in (train/ and test/ class folders of one-object images) in the cache."""
+
+    def write(folder: Path) -> None:
+        generator = torch.Generator().manual_seed(seed)
+        photos = load_photos()
+        splits = {"train": shape_images(classes, num_train, size, generator, photos),
+                  "test": shape_images(classes, num_test, size, generator, photos)}
+        write_image_folder(folder, splits, classes)
+
+    return generated_folder(f"hotdog-shapes-{'-'.join(classes)}-{num_train}-{num_test}-{size}-seed{seed}", write)
