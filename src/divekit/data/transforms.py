@@ -258,53 +258,51 @@ GRAY_WEIGHTS = (0.299, 0.587, 0.114)
 
 def grayscale(X: torch.Tensor) -> torch.Tensor:
     """(B, 3, H, W) RGB -> (B, 1, H, W) luma, 0.299 R + 0.587 G + 0.114 B."""
-    weights = torch.tensor(GRAY_WEIGHTS, dtype=X.dtype, device=X.device)
-    return torch.einsum("bchw,c->bhw", X, weights)[:, None]  # (B, 1, H, W)
+    r, g, b = GRAY_WEIGHTS
+    return (r * X[:, 0:1] + g * X[:, 1:2]).add_(X[:, 2:3], alpha=b)  # (B, 1, H, W)
 
 
 def rgb_to_hsv(X: torch.Tensor) -> torch.Tensor:
     """(..., 3, H, W) RGB in [0, 1] -> hue, saturation, value, each in [0, 1] (hue in turns: 0 red,
     1/3 green, 2/3 blue), as Python's ``colorsys.rgb_to_hsv`` per pixel."""
-    r, g, b = X.unbind(dim=-3)
-    value, _ = X.max(dim=-3)
-    chroma = value - X.min(dim=-3).values
+    r, g, b = X.split(1, dim=-3)  # each (..., 1, H, W)
+    value = X.amax(dim=-3, keepdim=True)
+    chroma = value - X.amin(dim=-3, keepdim=True)
     saturation = chroma / torch.where(value > 0, value, 1)
     safe = torch.where(chroma > 0, chroma, 1)
     hue = torch.where(value == r, (g - b) / safe,  # between yellow and magenta
                       torch.where(value == g, 2 + (b - r) / safe, 4 + (r - g) / safe))  # cyan-yellow, magenta-cyan
     hue = torch.where(chroma > 0, (hue / 6) % 1, 0)
-    return torch.stack([hue, saturation, value], dim=-3)
+    return torch.cat([hue, saturation, value], dim=-3)
 
 
 def hsv_to_rgb(X: torch.Tensor) -> torch.Tensor:
-    """The inverse of :func:`rgb_to_hsv`: (..., 3, H, W) hue, saturation, value -> RGB."""
-    hue, saturation, value = X.unbind(dim=-3)
-    sector = torch.floor(hue * 6)
-    f = hue * 6 - sector  # position inside the sector
-    sector = sector.long() % 6
-    p, q, t = value * (1 - saturation), value * (1 - saturation * f), value * (1 - saturation * (1 - f))
-    # (r, g, b) of the six sectors of the colour wheel
-    table = torch.stack([torch.stack(c, dim=-3) for c in
-                         ((value, t, p), (q, value, p), (p, value, t), (p, q, value), (t, p, value), (value, p, q))])
-    return table.gather(0, sector[None, ..., None, :, :].expand(1, *table.shape[1:]))[0]
+    """The inverse of :func:`rgb_to_hsv`: (..., 3, H, W) hue, saturation, value -> RGB, channel by
+    channel with the closed form c_n = V - V S max(0, min(k, 4 - k, 1)), k = (n + 6 H) mod 6, n = 5
+    for red, 3 for green, 1 for blue (the six sectors of the colour wheel without a table)."""
+    hue, saturation, value = X.split(1, dim=-3)  # each (..., 1, H, W)
+    n = torch.tensor([5.0, 3.0, 1.0], dtype=X.dtype, device=X.device)[:, None, None]  # (3, 1, 1)
+    k = (n + 6 * hue) % 6  # (..., 3, H, W)
+    ramp = torch.minimum(k, 4 - k).clamp_(0, 1)
+    return value - value * saturation * ramp
 
 
 def adjust_brightness(X: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
     """Each image b times factor[b] (B,), clipped to [0, 1]."""
-    return (X * factor[:, None, None, None]).clamp(0, 1)
+    return (X * factor[:, None, None, None]).clamp_(0, 1)
 
 
 def adjust_contrast(X: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
     """Each image b blended with its mean gray level: f X + (1 - f) mean(gray(X)), f = factor[b], clipped."""
     luma = grayscale(X) if X.shape[1] == 3 else X
     f = factor[:, None, None, None]
-    return (f * X + (1 - f) * luma.mean(dim=(-3, -2, -1), keepdim=True)).clamp(0, 1)
+    return (f * X).add_((1 - f) * luma.mean(dim=(-3, -2, -1), keepdim=True)).clamp_(0, 1)
 
 
 def adjust_saturation(X: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
     """Each RGB image b blended with its gray version: f X + (1 - f) gray(X), f = factor[b], clipped."""
     f = factor[:, None, None, None]
-    return (f * X + (1 - f) * grayscale(X)).clamp(0, 1)
+    return (f * X).add_((1 - f) * grayscale(X)).clamp_(0, 1)
 
 
 def adjust_hue(X: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:

@@ -32,7 +32,7 @@ from divekit.options import from_dict
 from divekit.ops import get_ops
 from divekit.optim import create_optimizer
 from divekit.train.callbacks import CurvesFigure
-from divekit.train.device import choose_device, seed_everything
+from divekit.train.device import choose_device, prefer_channels_last, seed_everything
 from divekit.train.engine import METRICS_NAME, Trainer, history_to_csv
 from divekit.train.tasks import Task
 
@@ -62,11 +62,7 @@ def build_setup(recipe: Recipe, parts: Parts, device: torch.device) -> Setup:
     data = parts.data.load(LoadContext(parts.train, parts.user, recipe.user_data_kind, device))
     config_fields = {f.name for f in dataclasses.fields(get_model(recipe.model).config)}
     sizes = {name: value for name, value in data.model_fields.items() if name in config_fields}
-    model = create_model(recipe.model, ops, **sizes, **parts.model_args).to(device)
-    if ops.NAME == "fast" and device.type == "cpu" and any(isinstance(m, nn.Conv2d) for m in model.modules()):
-        # PyTorch's CPU convolution and pooling kernels run faster on NHWC tensors (measured: the NCHW rows
-        # of benchmarks/results/cnn.md)
-        model = model.to(memory_format=torch.channels_last)
+    model = prefer_channels_last(create_model(recipe.model, ops, **sizes, **parts.model_args).to(device), ops, device)
     optimizer = create_optimizer(parts.train.optimizer, model.parameters(), impl=parts.train.impl, lr=parts.train.lr)
     return Setup(model, parts.task.build(ops, data), optimizer, data, parts.probes)
 

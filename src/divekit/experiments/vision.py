@@ -30,7 +30,7 @@ from divekit.models.registry import create_model
 from divekit.ops import get_ops
 from divekit.optim import create_optimizer
 from divekit.options import at_least, each_at_least, positive
-from divekit.train.device import choose_device
+from divekit.train.device import choose_device, prefer_channels_last
 from divekit.train.engine import Trainer
 from divekit.train.tasks import Classification, PixelClassification
 
@@ -385,6 +385,7 @@ def fcn(
                          num_residuals=num_residuals).to(device)
     if source is not None:
         load_body(model, read_weights(source))
+    model = prefer_channels_last(model, ops, device)
     normalize = Normalize()
     train = RandomCropLoader(train_images, crop, batch_size, shuffle=True, seed=seed, device=device, transform=normalize)
     val = RandomCropLoader(val_images, crop, batch_size, seed=seed, device=device, transform=normalize)

@@ -55,9 +55,11 @@ def tv_loss(Y_hat: torch.Tensor) -> torch.Tensor:
 
 class FeatureExtractor(nn.Module):
     """The layers of a frozen network up to the deepest one asked for, returning in one pass the
-    features of the content layers and of the style layers. A feature of layer i is taken after the
-    ReLU that follows it, which is what the book's code records: torchvision's ReLUs work in place,
-    so the convolution's output it keeps is overwritten with the ReLU's."""
+    features of the content layers and of the style layers, as the book's code records them: its
+    loop runs the network up to the deepest layer, and torchvision's ReLUs work in place, so the
+    output of a convolution it keeps is overwritten with that of the ReLU after it, when the loop
+    runs that ReLU (for every layer but the deepest). Here the features are the ReLUs' outputs
+    then, without in-place tricks."""
 
     def __init__(self, features: nn.Sequential, content_layers: Sequence[int] = CONTENT_LAYERS,
                  style_layers: Sequence[int] = STYLE_LAYERS):
@@ -65,8 +67,7 @@ class FeatureExtractor(nn.Module):
         deepest = max(*content_layers, *style_layers)
         if deepest >= len(features):
             raise ValueError(f"layer {deepest} was asked for, but the network has only {len(features)} layers")
-        layers = list(features)[:deepest + 2]  # the deepest one and the ReLU after it
-        self.layers = nn.ModuleList(layers)
+        self.layers = nn.ModuleList(list(features)[:deepest + 1])
         self.content_at = [self._after_relu(i) for i in content_layers]
         self.style_at = [self._after_relu(i) for i in style_layers]
         self.requires_grad_(False)
