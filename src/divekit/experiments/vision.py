@@ -34,7 +34,9 @@ from divekit.train.device import choose_device, prefer_channels_last
 from divekit.train.engine import Trainer
 from divekit.train.tasks import Classification, PixelClassification
 
-PHOTOS_EXTRA = "the photos extra (pip install 'divekit[photos]')"
+WeightDecay = Annotated[float, "SGD's weight decay (the book: 0.001)", at_least(0)]
+SourceWeights = Annotated[str | None, "the source model: a divekit run folder of a ResNet-18, or a weights file "
+                                      "(divekit's keys, or torchvision's ResNet-18's such as its ImageNet weights)"]
 
 
 def _fit(model, task, optimizer, train, evaluation, epochs: int, device, eval_name: str = "test",
@@ -195,14 +197,13 @@ def _train_source(image_size: int, size: int, epochs: int, batch_size: int, impl
                 batch_size=8))
 def fine_tune(
     epochs: Epochs = 5, lr: LearningRate = 0.01, batch_size: BatchSize = 32,
-    weight_decay: Annotated[float, "SGD's weight decay (the book: 0.001)", at_least(0)] = 0.001,
+    weight_decay: WeightDecay = 0.001,
     head_lr_scale: Annotated[float, "the new output layer's learning rate is lr times this (the book: 10)", positive]
     = 10.0,
     scratch_lr: Annotated[float, "learning rate of the same model trained from scratch (the book: 10 lr)", positive]
     = 0.1,
     freeze_body: Annotated[bool, "train the new output layer alone, the body frozen (D2L §13.2.2)"] = False,
-    source: Annotated[str | None, "the source model: a divekit run folder of a ResNet-18, or a weights file (divekit's "
-                      "or torchvision's ResNet-18 keys); none: train one here on the source classes"] = None,
+    source: SourceWeights = None,
     source_epochs: Annotated[int, "epochs of the source model's training (without --source)", at_least(1)] = 5,
     source_size: Annotated[int, "images of the source classes (without --source)", at_least(1)] = 2000,
     dataset: Annotated[Literal["generated", "hotdog"], "the target images: generated two-class set, or the book's "
@@ -213,7 +214,8 @@ def fine_tune(
     impl: Impl = "fast", seed: Seed = 0, device: Device = "auto",
 ) -> DemoResult:
     """Test accuracy of a model whose body comes from a source model, trained with a 10x larger
-    learning rate for the new output layer, against the same model trained from scratch."""
+    learning rate for the new output layer, against the same model trained from scratch. Without
+    --source, the source is a ResNet-18 trained here on the source classes."""
     from divekit.train.finetune import load_body, new_output_layer, parameter_groups, read_weights
     from divekit.viz.curves import plot_history
     from divekit.viz.images import show_images
@@ -355,7 +357,7 @@ def prediction_figure(images: torch.Tensor, truth: torch.Tensor, predicted: torc
       tiny=dict(epochs=1, num_train=4, num_val=2, batch_size=2, crop_height=32, crop_width=32, num_residuals=(1, 1, 1, 1)))
 def fcn(
     epochs: Epochs = 10, lr: LearningRate = 0.05, batch_size: BatchSize = 32,
-    weight_decay: Annotated[float, "SGD's weight decay (the book: 0.001)", at_least(0)] = 0.001,
+    weight_decay: WeightDecay = 0.001,
     momentum: Annotated[float, "SGD's momentum (the book: none, from ImageNet weights)", at_least(0)] = 0.9,
     dataset: Annotated[Literal["generated", "voc2012"], "generated VOC-format scenes, or the book's VOC2012 "
                        "(from the data hub)"] = "generated",
@@ -363,14 +365,14 @@ def fcn(
     crop_width: Annotated[int, "width of the random crops (a multiple of 32; the book: 480)", at_least(32)] = 128,
     num_train: Annotated[int, "training scenes of the generated set", at_least(1)] = 300,
     num_val: Annotated[int, "validation scenes of the generated set", at_least(1)] = 100,
-    source: Annotated[str | None, "initialise the ResNet-18 body from a divekit run folder or a weights file "
-                      "(torchvision's ImageNet ResNet-18 for the book's setting); none: random"] = None,
+    source: SourceWeights = None,
     num_residuals: Annotated[tuple[int, ...], "residual blocks of the body's stages (ResNet-18: 2,2,2,2)",
                              each_at_least(1)] = (2, 2, 2, 2),
     impl: Impl = "fast", seed: Seed = 0, device: Device = "auto",
 ) -> DemoResult:
     """Pixel accuracy and mean IoU on the validation images of an FCN (a ResNet-18 body, a 1x1
-    convolution, a transposed convolution initialised bilinearly), trained with SGD on random crops."""
+    convolution, a transposed convolution initialised bilinearly), trained with SGD on random crops.
+    Its body starts from --source when given (the book: ImageNet weights), else from random weights."""
     from divekit.data.voc import RandomCropLoader
     from divekit.metrics.segmentation import class_iou
     from divekit.train.finetune import load_body, read_weights

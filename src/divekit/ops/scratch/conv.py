@@ -196,13 +196,14 @@ def _pool_args(kernel_size: IntPair, stride: IntPair | None, padding: IntPair):
     return kernel, kernel if stride is None else _pair(stride, "stride"), padding
 
 
-class Conv2d(nn.Module):
-    """A convolution layer from :func:`conv2d` (D2L §6.2.3) with ``nn.Conv2d``'s arguments, parameter
-    names, shapes and initial draws: weight (O, C/g, kh, kw), then bias (O,), each from
-    U(-1/sqrt(fan_in), 1/sqrt(fan_in)) with fan_in = C/g * kh * kw."""
+class _Conv(nn.Module):
+    """What both convolution layers hold (channels, groups, kernel size, stride, padding, dilation),
+    and their parameters drawn as torch draws them: the weight, then the bias, each from
+    U(-1/sqrt(fan_in), 1/sqrt(fan_in)), fan_in = the weight's second axis times kh * kw (torch's
+    kaiming_uniform_(a=sqrt(5)) and its bias bound)."""
 
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: IntPair, stride: IntPair = 1,
-                 padding: IntPair = 0, dilation: IntPair = 1, groups: int = 1, bias: bool = True):
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: IntPair, stride: IntPair, padding: IntPair,
+                 dilation: IntPair, groups: int, bias: bool, transposed: bool):
         super().__init__()
         if groups < 1 or in_channels % groups or out_channels % groups:
             raise ValueError(f"in_channels {in_channels} and out_channels {out_channels} must both be divisible "
@@ -210,48 +211,47 @@ class Conv2d(nn.Module):
         self.in_channels, self.out_channels, self.groups = in_channels, out_channels, groups
         self.kernel_size, self.stride = _pair(kernel_size, "kernel_size"), _pair(stride, "stride")
         self.padding, self.dilation = _pair(padding, "padding", minimum=0), _pair(dilation, "dilation")
-        fan_in = in_channels // groups * self.kernel_size[0] * self.kernel_size[1]
-        bound = 1 / math.sqrt(fan_in)  # nn.Conv2d's kaiming_uniform_(a=sqrt(5)) is U(-bound, bound)
-        self.weight = nn.Parameter(torch.empty(out_channels, in_channels // groups, *self.kernel_size).uniform_(-bound, bound))
+        # (O, C/g, kh, kw) for a convolution, (C, O/g, kh, kw) for a transposed one
+        shape = (in_channels, out_channels // groups) if transposed else (out_channels, in_channels // groups)
+        bound = 1 / math.sqrt(shape[1] * self.kernel_size[0] * self.kernel_size[1])
+        self.weight = nn.Parameter(torch.empty(*shape, *self.kernel_size).uniform_(-bound, bound))
         self.bias = nn.Parameter(torch.empty(out_channels).uniform_(-bound, bound)) if bias else None
-
-    def forward(self, X: torch.Tensor) -> torch.Tensor:
-        return conv2d(X, self.weight, self.bias, self.stride, self.padding, self.dilation, self.groups)
 
     def extra_repr(self) -> str:
         return (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}, "
                 f"padding={self.padding}, dilation={self.dilation}, groups={self.groups}, bias={self.bias is not None}")
 
 
-class ConvTranspose2d(nn.Module):
+class Conv2d(_Conv):
+    """A convolution layer from :func:`conv2d` (D2L §6.2.3) with ``nn.Conv2d``'s arguments, parameter
+    names, shapes and initial draws: weight (O, C/g, kh, kw), then bias (O,), fan_in = C/g * kh * kw."""
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: IntPair, stride: IntPair = 1,
+                 padding: IntPair = 0, dilation: IntPair = 1, groups: int = 1, bias: bool = True):
+        super().__init__(in_channels, out_channels, kernel_size, stride, padding, dilation, groups, bias, transposed=False)
+
+    def forward(self, X: torch.Tensor) -> torch.Tensor:
+        return conv2d(X, self.weight, self.bias, self.stride, self.padding, self.dilation, self.groups)
+
+
+class ConvTranspose2d(_Conv):
     """A transposed convolution layer from :func:`conv_transpose2d` (D2L §13.10) with
     ``nn.ConvTranspose2d``'s arguments, parameter names, shapes and initial draws: weight
-    (C, O/g, kh, kw), then bias (O,), each from U(-1/sqrt(fan_in), 1/sqrt(fan_in)) with
-    fan_in = O/g * kh * kw (torch computes it from the weight's second axis)."""
+    (C, O/g, kh, kw), then bias (O,), fan_in = O/g * kh * kw (torch reads it off the weight's
+    second axis)."""
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: IntPair, stride: IntPair = 1,
                  padding: IntPair = 0, output_padding: IntPair = 0, groups: int = 1, bias: bool = True,
                  dilation: IntPair = 1):
-        super().__init__()
-        if groups < 1 or in_channels % groups or out_channels % groups:
-            raise ValueError(f"in_channels {in_channels} and out_channels {out_channels} must both be divisible "
-                             f"by groups={groups}")
-        self.in_channels, self.out_channels, self.groups = in_channels, out_channels, groups
-        self.kernel_size, self.stride = _pair(kernel_size, "kernel_size"), _pair(stride, "stride")
-        self.padding, self.dilation = _pair(padding, "padding", minimum=0), _pair(dilation, "dilation")
+        super().__init__(in_channels, out_channels, kernel_size, stride, padding, dilation, groups, bias, transposed=True)
         self.output_padding = _pair(output_padding, "output_padding", minimum=0)
-        bound = 1 / math.sqrt(out_channels // groups * self.kernel_size[0] * self.kernel_size[1])
-        self.weight = nn.Parameter(torch.empty(in_channels, out_channels // groups, *self.kernel_size).uniform_(-bound, bound))
-        self.bias = nn.Parameter(torch.empty(out_channels).uniform_(-bound, bound)) if bias else None
 
     def forward(self, X: torch.Tensor) -> torch.Tensor:
         return conv_transpose2d(X, self.weight, self.bias, self.stride, self.padding, self.output_padding, self.groups,
                                 self.dilation)
 
     def extra_repr(self) -> str:
-        return (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}, "
-                f"padding={self.padding}, output_padding={self.output_padding}, dilation={self.dilation}, "
-                f"groups={self.groups}, bias={self.bias is not None}")
+        return f"{super().extra_repr()}, output_padding={self.output_padding}"
 
 
 class _Pool2d(nn.Module):
