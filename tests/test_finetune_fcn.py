@@ -1,7 +1,7 @@
 """Fine-tuning (D2L §13.2) and FCN (§13.11): torchvision's ResNet-18 keys mapped onto divekit's
 ResNet-18 and held against a copy of torchvision's network, weights read from run folders and
-files, new heads and parameter groups, the bilinear kernel against ``F.interpolate``, and FCN's
-shapes and its body's weights."""
+files, new heads and parameter groups, the fine-tuning demo's class split and its error without
+source weights, the bilinear kernel against ``F.interpolate``, and FCN's shapes and its body's weights."""
 
 import importlib.util
 
@@ -174,3 +174,22 @@ def test_fcn_segments_at_the_input_size_and_its_body_takes_a_resnets_weights():
         model(torch.rand(1, 3, 60, 96))
     with pytest.raises(ValueError, match="multiples of 32, got 100x96"):
         create_model("fcn", input_shape=(3, 100, 96))
+
+
+def test_the_fine_tuning_classes_are_picked_and_relabelled_in_the_order_named():
+    from divekit.data.base import Split
+    from divekit.experiments.vision import _class_subset
+
+    X = torch.arange(8, dtype=torch.uint8).reshape(8, 1, 1, 1)
+    y = torch.tensor([0, 3, 1, 3, 2, 1, 3, 0])  # classes a b c d
+    every = _class_subset(Split(X, y), ("d", "b"), ("a", "b", "c", "d"), None)
+    assert every.y.tolist() == [0, 1, 0, 1, 0] and every.X.flatten().tolist() == [1, 2, 3, 5, 6]  # d -> 0, b -> 1
+    first = _class_subset(Split(X, y), ("d", "b"), ("a", "b", "c", "d"), 3)
+    assert first.y.tolist() == [0, 1, 0] and first.X.flatten().tolist() == [1, 2, 3]
+
+
+def test_fine_tuning_the_hotdog_photographs_needs_source_weights():
+    from divekit.experiments.vision import fine_tune
+
+    with pytest.raises(ValueError, match="--dataset hotdog fine-tunes given weights: pass --source FILE"):
+        fine_tune(dataset="hotdog")  # before any download is tried

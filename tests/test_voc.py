@@ -1,6 +1,6 @@
 """Pascal VOC's segmentation format (D2L §13.9): palette label PNGs read as class indices with 255
 kept, the colour map both ways, the folder reader with its crop filter, the random-crop loader, and
-the generated VOC-format and hotdog-format stand-ins."""
+the generated VOC-format stand-in."""
 
 import importlib.util
 import logging
@@ -131,20 +131,3 @@ def test_the_generated_voc_set_is_deterministic_and_reads_back(tmp_path):
         inner = mask.long()
         for a, b in ((inner[1:], inner[:-1]), (inner[:, 1:], inner[:, :-1])):
             assert not ((a != b) & (a != 255) & (b != 255)).any()
-
-
-@needs_photos
-def test_the_generated_image_folder_reads_back_as_classes(tmp_path):
-    from divekit.data.shapes import shape_images, write_image_folder
-    from divekit.data.user import load_image_folder
-
-    g = torch.Generator().manual_seed(0)
-    classes = ("ring", "cross")
-    train, test = shape_images(classes, 6, 24, g), shape_images(classes, 4, 24, g)
-    assert train.X.dtype == torch.uint8 and train.X.shape == (6, 3, 24, 24) and train.y.bincount().tolist() == [3, 3]
-    write_image_folder(tmp_path, {"train": train, "test": test}, classes)
-    data = load_image_folder(tmp_path)
-    assert data.classes == ("cross", "ring") and data.eval_name == "test" and len(data.train.y) == 6
-    # the folder reader sorts the classes by name: ring (1 here) is the reader's 1 as well
-    ring = train.X[train.y == 0]
-    assert torch.equal(data.train.X[data.train.y == 1], ring)

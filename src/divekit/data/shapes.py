@@ -1,16 +1,12 @@
-"""Generated stand-ins for the book's vision data sets (D2L §13.2, §13.9), written in the real
-formats, from real photographs (the photos extra), deterministically from a seed.
+"""A generated stand-in for Pascal VOC2012 (D2L §13.9), written in VOC's format, from real
+photographs (the photos extra), deterministically from a seed.
 
 The objects are shapes (a disc, a square, a star, ...) cut out of one photograph and pasted on a
 crop of another, at random places, sizes and angles: what class an object is can only be told
-from its outline, as a hot dog can only be told from its shape and texture, not from where it is.
-
-* :func:`write_voc_standin` writes a VOC2012-format segmentation set (``JPEGImages/*.jpg``,
-  ``SegmentationClass/*.png`` palette PNGs with 255 on a band around each object, as VOC's
-  annotators drew it, ``ImageSets/Segmentation/train.txt`` and ``val.txt``) of images of several
-  sizes, for :func:`divekit.data.voc.read_voc`;
-* :func:`write_image_folder` writes a hotdog-format set (``train/<class>/*.png``,
-  ``test/<class>/*.png``) of one object per image, for :func:`divekit.data.user.load_image_folder`.
+from its outline. :func:`write_voc_standin` writes the set (``JPEGImages/*.jpg``,
+``SegmentationClass/*.png`` palette PNGs with 255 on a band around each object, as VOC's
+annotators drew it, ``ImageSets/Segmentation/train.txt`` and ``val.txt``) of images of several
+sizes, for :func:`divekit.data.voc.read_voc`; :func:`voc_standin` keeps one in the cache.
 
 Letters: N objects or images, H x W image size, (u, v) a pixel's coordinates in an object's own
 frame (the object's centre at 0, its radius 1).
@@ -29,7 +25,6 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from divekit.data.base import Split
 from divekit.data.hub import cache_dir
 from divekit.data.photos import load_photos, random_crops
 from divekit.data.voc import IGNORE, write_label_png
@@ -93,22 +88,6 @@ def _textures(photos: list[torch.Tensor], count: int, size: tuple[int, int], gen
     return ((crops + colours) / 2).round().to(torch.uint8)
 
 
-def shape_images(classes: tuple[str, ...], count: int, size: int, generator: torch.Generator,
-                 photos: list[torch.Tensor] | None = None) -> Split:
-    """``count`` square images of ``size`` pixels, each one object of ``classes`` (balanced, in a
-    random order) on a photo: uint8 X (count, 3, size, size), y (count,) indices into ``classes``."""
-    photos = photos if photos is not None else load_photos()
-    y = torch.arange(count) % len(classes)
-    y = y[torch.randperm(count, generator=generator)]
-    centres = size * (0.35 + 0.3 * torch.rand(count, 2, generator=generator))
-    radii = size * (0.22 + 0.13 * torch.rand(count, generator=generator))
-    angles = 2 * math.pi * torch.rand(count, generator=generator)
-    masks = shape_masks([classes[i] for i in y.tolist()], size, size, centres, radii, angles)  # (N, size, size)
-    background = random_crops(photos, count, size, generator=generator)
-    objects = _textures(photos, count, (size, size), generator)
-    return Split(torch.where(masks[:, None], objects, background), y)
-
-
 def shape_scene(classes: tuple[str, ...], H: int, W: int, generator: torch.Generator,
                 photos: list[torch.Tensor], max_objects: int = 3) -> tuple[torch.Tensor, torch.Tensor]:
     """One segmentation example: 1 to ``max_objects`` objects of ``classes`` on a photo, the later
@@ -160,17 +139,6 @@ def write_voc_standin(root: str | os.PathLike, classes: tuple[str, ...], sizes: 
     return root
 
 
-def write_image_folder(root: str | os.PathLike, splits: dict[str, Split], classes: tuple[str, ...]) -> Path:
-    """Write uint8 images as ``root/<split>/<class>/<i>.png``, the hotdog set's layout."""
-    root = Path(root)
-    for split, data in splits.items():
-        for i, (image, label) in enumerate(zip(data.X, data.y.tolist())):
-            folder = root / split / classes[label]
-            folder.mkdir(parents=True, exist_ok=True)
-            Image.fromarray(image.permute(1, 2, 0).numpy()).save(folder / f"{i:05d}.png")
-    return root
-
-
 def generated_folder(name: str, write: Callable[[Path], object]) -> Path:
     """``cache_dir()/generated/name``, made by ``write(folder)`` the first time (into a temporary
     folder renamed into place, so a half-written set is never used). Name it by everything that
@@ -198,16 +166,3 @@ def voc_standin(classes: tuple[str, ...], num_train: int, num_val: int,
     name = f"voc-shapes-{'-'.join(classes)}-{num_train}-{num_val}-{h_low}x{w_low}-{h_high}x{w_high}-seed{seed}"
     return generated_folder(name, lambda folder: write_voc_standin(
         folder, classes, {"train": num_train, "val": num_val}, image_size=image_size, seed=seed))
-
-
-def hotdog_standin(classes: tuple[str, ...], num_train: int, num_test: int, size: int, seed: int = 0) -> Path:
-    """A hotdog-format stand-in (train/ and test/ class folders of one-object images) in the cache."""
-
-    def write(folder: Path) -> None:
-        generator = torch.Generator().manual_seed(seed)
-        photos = load_photos()
-        splits = {"train": shape_images(classes, num_train, size, generator, photos),
-                  "test": shape_images(classes, num_test, size, generator, photos)}
-        write_image_folder(folder, splits, classes)
-
-    return generated_folder(f"hotdog-shapes-{'-'.join(classes)}-{num_train}-{num_test}-{size}-seed{seed}", write)
