@@ -164,7 +164,8 @@ def render(aug: dict, fcn: dict, meta: dict) -> str:
         lines.append(f"| {row['label']} | {row['images']} | {d:,.0f} | {p:,.0f} | {k:,.0f} | {d / p:.1f}x | "
                      f"{d / k:.2f}x |")
     lines += ["", "## FCN training (images/s of training steps after the warm-up)", "",
-              f"Same generated VOC-format folder ({fcn['images']} training scenes), crop {fcn['crop'][0]}x{fcn['crop'][1]}, "
+              f"Same generated VOC-format folder ({fcn['images']} training scenes), "
+              f"crop {fcn['crop'][0]}x{fcn['crop'][1]}, "
               f"batch {fcn['batch_size']}, 21 classes, {fcn['batches']} timed batches per repeat, SGD lr 0.001, "
               "weight decay 0.001.", "",
               "| | divekit fcn (fast) | d2l (book's code) | divekit / d2l |", "|---|---:|---:|---:|"]
@@ -206,7 +207,8 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     random.seed(0)
     load_before, t_start = loadavg(), time.perf_counter()
-    inputs = {"hotdog": photo_batch(args.hotdog_images, 256, seed=0), "cifar": photo_batch(args.cifar_images, 32, seed=1)}
+    inputs = {"hotdog": photo_batch(args.hotdog_images, 256, seed=0),
+              "cifar": photo_batch(args.cifar_images, 32, seed=1)}
     labels = {"hotdog": "fine-tuning: RandomResizedCrop 224, flip, ColorJitter 0.5, Normalize",
               "cifar": "CIFAR-10: flip, ToTensor"}
     aug = {kind: {"label": labels[kind], "images": f"{len(x)} x {x.shape[-1]}x{x.shape[-1]}", "divekit": [],

@@ -32,7 +32,8 @@ def write_batch(path, images: np.ndarray, labels: list[int]) -> None:
 
     buffer = io.BytesIO()
     Py2Pickler(buffer, protocol=2).dump({b"batch_label": b"testing batch", b"labels": labels,
-                                         b"data": images.reshape(len(images), -1), b"filenames": [b"x.png"] * len(labels)})
+                                         b"data": images.reshape(len(images), -1),
+                                         b"filenames": [b"x.png"] * len(labels)})
     # numpy 1.x, which wrote the files, named its array constructor numpy.core.multiarray
     path.write_bytes(buffer.getvalue().replace(b"numpy._core.multiarray", b"numpy.core.multiarray"))
 

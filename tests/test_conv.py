@@ -305,7 +305,8 @@ def test_a_convolution_is_a_matrix_and_the_transposed_convolution_its_transpose(
 
 @pytest.mark.parametrize("kernel_size, stride, padding, output_padding, bias", [
     (2, 1, 0, 0, True), (4, 2, 1, 0, False), ((3, 2), (2, 3), (1, 0), (1, 2), True)])
-def test_conv_transpose_layer_twins_start_alike_and_share_state_dicts(kernel_size, stride, padding, output_padding, bias):
+def test_conv_transpose_layer_twins_start_alike_and_share_state_dicts(kernel_size, stride, padding, output_padding,
+                                                                       bias):
     torch.manual_seed(0)
     ours = scratch.ConvTranspose2d(4, 6, kernel_size, stride, padding, output_padding, bias=bias)
     torch.manual_seed(0)

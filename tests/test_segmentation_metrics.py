@@ -31,7 +31,8 @@ def test_confusion_matrix_accuracy_and_iou_agree_with_brute_force():
     g = torch.Generator().manual_seed(0)
     target = torch.randint(0, 5, (3, 7, 9), generator=g)
     target[0, :2] = 255
-    predicted = torch.where(torch.rand(3, 7, 9, generator=g) < 0.6, target.clamp(max=4), torch.randint(0, 5, (3, 7, 9), generator=g))
+    predicted = torch.where(torch.rand(3, 7, 9, generator=g) < 0.6, target.clamp(max=4),
+                            torch.randint(0, 5, (3, 7, 9), generator=g))
     predicted[target == 255] = 4  # whatever is predicted on ignored pixels does not count
     target[target == 3] = 2  # class 3 is never true, but sometimes predicted: IoU 0, counted
     matrix = confusion_matrix(predicted, target, 6)

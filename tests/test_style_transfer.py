@@ -33,7 +33,8 @@ def test_content_and_total_variation_losses_by_brute_force():
     torch.testing.assert_close(content_loss(Y_hat, Y), ((Y_hat - Y) ** 2).sum() / Y.numel())
     X = torch.randn(1, 3, 4, 5)
     down = sum(abs(float(X[0, c, i + 1, j] - X[0, c, i, j])) for c in range(3) for i in range(3) for j in range(5)) / 45
-    right = sum(abs(float(X[0, c, i, j + 1] - X[0, c, i, j])) for c in range(3) for i in range(4) for j in range(4)) / 48
+    right = sum(abs(float(X[0, c, i, j + 1] - X[0, c, i, j]))
+                for c in range(3) for i in range(4) for j in range(4)) / 48
     assert float(tv_loss(X)) == pytest.approx(0.5 * (down + right), rel=1e-6)
     assert float(tv_loss(torch.ones(1, 3, 4, 5))) == 0
     target = torch.randn(1, 2, 3, 4, requires_grad=True)

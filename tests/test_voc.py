@@ -57,7 +57,8 @@ def write_tiny_voc(root, sizes: dict[str, list[tuple[int, int]]]):
         names = [f"{split}{i}" for i in range(len(shapes))]
         for name, (h, w) in zip(names, shapes):
             Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8)).save(root / "JPEGImages" / f"{name}.jpg")
-            write_label_png(root / "SegmentationClass" / f"{name}.png", torch.full((h, w), len(name), dtype=torch.uint8))
+            write_label_png(root / "SegmentationClass" / f"{name}.png",
+                            torch.full((h, w), len(name), dtype=torch.uint8))
         (root / "ImageSets" / "Segmentation" / f"{split}.txt").write_text("\n".join(names) + "\n")
 
 

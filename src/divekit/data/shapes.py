@@ -80,7 +80,8 @@ def shape_masks(kinds: list[str], H: int, W: int, centres: torch.Tensor, radii: 
     return masks
 
 
-def _textures(photos: list[torch.Tensor], count: int, size: tuple[int, int], generator: torch.Generator) -> torch.Tensor:
+def _textures(photos: list[torch.Tensor], count: int, size: tuple[int, int],
+              generator: torch.Generator) -> torch.Tensor:
     """What objects are made of: photo crops pulled halfway to one random colour each, so an object
     stands out of its background but carries no class in its colour. uint8 (count, 3, H, W)."""
     crops = random_crops(photos, count, size, generator=generator, min_scale=0.3).float()

@@ -155,7 +155,8 @@ def _crop_and_resize(batch: Batch, top: torch.Tensor, left: torch.Tensor, height
     changes = {}
     for name in batch.image_fields:
         X = _images(batch, name)
-        grid = F.affine_grid(theta.to(X.dtype), [len(batch), X.shape[1], *size], align_corners=False)  # (B, S_h, S_w, 2)
+        # (B, S_h, S_w, 2)
+        grid = F.affine_grid(theta.to(X.dtype), [len(batch), X.shape[1], *size], align_corners=False)
         changes[name] = F.grid_sample(X, grid, mode="bilinear", padding_mode="border", align_corners=False)
     if batch.mask_fields:
         # nearest neighbour, as PIL's NEAREST: output pixel k takes the pixel under its centre, j + (k + 1/2) w / S
@@ -376,7 +377,8 @@ class Normalize(Transform):
         for name in batch.image_fields:
             X = _images(batch, name)
             if X.shape[1] != len(self.mean):
-                raise ValueError(f"Normalize has statistics for {len(self.mean)} channels, field {name!r} has {X.shape[1]}")
+                raise ValueError(f"Normalize has statistics for {len(self.mean)} channels, "
+                                 f"field {name!r} has {X.shape[1]}")
             mean = torch.tensor(self.mean, dtype=X.dtype, device=X.device)[:, None, None]
             std = torch.tensor(self.std, dtype=X.dtype, device=X.device)[:, None, None]
             changes[name] = (X - mean) / std

@@ -158,7 +158,8 @@ class RandomCropLoader(TensorLoader):
     def __init__(self, data: SegmentationImages, crop: tuple[int, int], batch_size: int, *, shuffle: bool = False,
                  seed: int = 0, device: str | torch.device = "cpu", transform: Transform | None = None,
                  drop_last: bool = False):
-        small = [name for name, image in zip(data.names, data.images) if image.shape[1] < crop[0] or image.shape[2] < crop[1]]
+        small = [name for name, image in zip(data.names, data.images)
+                 if image.shape[1] < crop[0] or image.shape[2] < crop[1]]
         if small:
             raise ValueError(f"{len(small)} images are smaller than the {crop[0]}x{crop[1]} crop (e.g. {small[0]}); "
                              "read them with read_voc(..., crop=crop) to leave them out")

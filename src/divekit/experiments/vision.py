@@ -98,7 +98,8 @@ def _classification_data(dataset: str, train_size: int | None, test_size: int | 
 def _train_augmentations(kind: str, size: tuple[int, int], channels: int) -> Transform:
     if kind == "flip":  # the book's train_augs
         return RandomHorizontalFlip()
-    color = ColorJitter(brightness=0.5, contrast=0.5, saturation=0.5 if channels == 3 else 0, hue=0.1 if channels == 3 else 0)
+    colour = channels == 3
+    color = ColorJitter(brightness=0.5, contrast=0.5, saturation=0.5 if colour else 0, hue=0.1 if colour else 0)
     return Compose([RandomHorizontalFlip(), RandomResizedCrop(size, scale=(0.5, 1.0)), color])
 
 
@@ -108,8 +109,8 @@ def _train_augmentations(kind: str, size: tuple[int, int], channels: int) -> Tra
       tiny=dict(epochs=1, train_size=32, test_size=32, batch_size=16))
 def augmentation(
     epochs: Epochs = 10, lr: LearningRate = 0.001, batch_size: BatchSize = 256,
-    dataset: Annotated[Literal["fashion-mnist", "cifar-10"], "the images: Fashion-MNIST (here) or CIFAR-10 (the book's)"]
-    = "fashion-mnist",
+    dataset: Annotated[Literal["fashion-mnist", "cifar-10"],
+                       "the images: Fashion-MNIST (here) or CIFAR-10 (the book's)"] = "fashion-mnist",
     train_size: Annotated[int | None, "train on the first N training images (none: all)", at_least(1)] = 3000,
     test_size: Annotated[int | None, "test on the first N test images (none: all)", at_least(1)] = 2000,
     augs: Annotated[Literal["flip", "flip-crop-color"], "flip: the book's random horizontal flip; flip-crop-color: "
@@ -183,7 +184,8 @@ def _finetune_data(dataset: str, target_train: int, source_size: int,
     target = SplitData(f"Fashion-MNIST {' and '.join(TARGET_CLASSES)}",
                        _class_subset(data.train, TARGET_CLASSES, data.classes, target_train),
                        _class_subset(data.eval, TARGET_CLASSES, data.classes, test_size), "test", TARGET_CLASSES)
-    source = SplitData(f"Fashion-MNIST {', '.join(others)}", _class_subset(data.train, others, data.classes, source_size),
+    source = SplitData(f"Fashion-MNIST {', '.join(others)}",
+                       _class_subset(data.train, others, data.classes, source_size),
                        _class_subset(data.eval, others, data.classes, test_size or 2000), "test", others)
     return target, source
 
@@ -240,7 +242,8 @@ def fine_tune(
         model = prefer_channels_last(create_model("resnet18-tv", ops, input_shape=shape,
                                                   num_classes=source_data.num_classes).to(device), ops, device)
         history = _fit(model, classifier, create_optimizer("adam", model.parameters(), impl=impl, lr=1e-3),
-                       TensorLoader(source_data.train, 128, shuffle=True, seed=seed, device=device, transform=train_augs),
+                       TensorLoader(source_data.train, 128, shuffle=True, seed=seed, device=device,
+                                    transform=train_augs),
                        TensorLoader(source_data.eval, 512, device=device), source_epochs, device)
         weights, results["source_test_acc"] = model.state_dict(), history[-1]["test_acc"]
         results["source"] = f"ResNet-18 trained here on {len(source_data.train.y)} images of {source_data.name}"
@@ -316,7 +319,8 @@ def transposed_conv(impl: Impl = "fast") -> DemoResult:
     panels = (("X", X), ("K", K), ("trans_conv(X, K)", ours["basic"]), ("stride 2", ours["stride_2"]))
     for ax, (title, values) in zip(fig.subplots(1, len(panels)), panels):
         ax.imshow(values.detach().numpy(), cmap="viridis")
-        for (i, j), v in zip(torch.cartesian_prod(*map(torch.arange, values.shape)).tolist(), values.reshape(-1).tolist()):
+        cells = torch.cartesian_prod(*map(torch.arange, values.shape)).tolist()  # (H * W, 2) row, column
+        for (i, j), v in zip(cells, values.reshape(-1).tolist()):
             ax.text(j, i, f"{v:g}", ha="center", va="center", color="white")
         ax.set_title(title)
         ax.set_xticks([]), ax.set_yticks([])
@@ -363,7 +367,8 @@ def prediction_figure(images: torch.Tensor, truth: torch.Tensor, predicted: torc
       dataset="generated VOC-format scenes (5 shapes + background, 300 training and 100 validation images about "
               "112-144 x 149-192, random 96x128 crops) from the photos extra; the book's VOC2012 with --dataset "
               "voc2012 --crop-height 320 --crop-width 480",
-      tiny=dict(epochs=1, num_train=4, num_val=2, batch_size=2, crop_height=32, crop_width=32, num_residuals=(1, 1, 1, 1)))
+      tiny=dict(epochs=1, num_train=4, num_val=2, batch_size=2, crop_height=32, crop_width=32,
+                num_residuals=(1, 1, 1, 1)))
 def fcn(
     epochs: Epochs = 10, lr: LearningRate = 0.05, batch_size: BatchSize = 32,
     weight_decay: WeightDecay = 0.001,
@@ -398,7 +403,8 @@ def fcn(
         load_body(model, read_weights(source))
     model = prefer_channels_last(model, ops, device)
     normalize = Normalize()
-    train = RandomCropLoader(train_images, crop, batch_size, shuffle=True, seed=seed, device=device, transform=normalize)
+    train = RandomCropLoader(train_images, crop, batch_size, shuffle=True, seed=seed, device=device,
+                             transform=normalize)
     val = RandomCropLoader(val_images, crop, batch_size, seed=seed, device=device, transform=normalize)
     task = PixelClassification(ops.cross_entropy, len(classes))
     optimizer = create_optimizer("sgd", model.parameters(), impl=impl, lr=lr, weight_decay=weight_decay,

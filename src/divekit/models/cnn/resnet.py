@@ -113,7 +113,8 @@ def from_torchvision(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Ten
                 tiny=dict(input_shape=(1, 32, 32), num_residuals=(1, 1, 1, 1)))
 def resnet18(cfg: ResNetConfig, ops: Ops) -> ConvNet:
     """The book's ResNet-18: a 7x7 stem and four stages of residual blocks."""
-    b1 = ops.Sequential(ops.Conv2d(cfg.input_shape[0], 64, kernel_size=7, stride=2, padding=3, bias=cfg.layout == "d2l"),
+    b1 = ops.Sequential(ops.Conv2d(cfg.input_shape[0], 64, kernel_size=7, stride=2, padding=3,
+                                   bias=cfg.layout == "d2l"),
                         ops.BatchNorm2d(64), ops.ReLU(), ops.MaxPool2d(kernel_size=3, stride=2, padding=1))
     channels = (64, 64, 128, 256, 512)
     stages = [resnet_block(channels[i], channels[i + 1], n, first_block=i == 0, ops=ops, layout=cfg.layout)
@@ -128,5 +129,6 @@ def resnet18(cfg: ResNetConfig, ops: Ops) -> ConvNet:
                 input_shape=(3, 224, 224), num_classes=1000,
                 tiny=dict(input_shape=(3, 32, 32), num_residuals=(1, 1, 1, 1), num_classes=10))
 def resnet18_tv(cfg: ResNetConfig, ops: Ops) -> ConvNet:
-    """ResNet-18 in torchvision's layout (convolutions without bias, batch norm on the shortcuts), whose weights load."""
+    """ResNet-18 in torchvision's layout (convolutions without bias, batch norm on the shortcuts),
+    whose weights load."""
     return resnet18(cfg, ops)

@@ -35,7 +35,8 @@ def conv2d(X: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = No
 def trans_conv(X: torch.Tensor, K: torch.Tensor) -> torch.Tensor:
     """The basic transposed convolution of one image X (H, W) with a kernel K (kh, kw) (D2L §13.10.1)."""
     if X.dim() != 2 or K.dim() != 2:
-        raise ValueError(f"trans_conv takes a 2-D image and a 2-D kernel, got shapes {tuple(X.shape)} and {tuple(K.shape)}")
+        raise ValueError(f"trans_conv takes a 2-D image and a 2-D kernel, "
+                         f"got shapes {tuple(X.shape)} and {tuple(K.shape)}")
     return F.conv_transpose2d(X[None, None], K[None, None])[0, 0]
 
 

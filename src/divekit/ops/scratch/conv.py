@@ -12,7 +12,8 @@ Output size per axis: floor((n - k + 2p) / s) + 1 (D2L §6.3), with taps d apart
 A transposed convolution (§13.10) runs the other way: each input entry spreads a copy of the kernel,
 scaled by itself, over the output, copies s apart, and overlapping copies add up. It is the transpose
 of a convolution's matrix (:func:`conv_matrix`): it maps a convolution's output shape back to its
-input shape, which is how FCN upsamples (§13.11). Output size per axis: (n - 1) s - 2p + d (k - 1) + 1 + output_padding.
+input shape, which is how FCN upsamples (§13.11). Output size per axis:
+(n - 1) s - 2p + d (k - 1) + 1 + output_padding.
 """
 
 from __future__ import annotations
@@ -109,7 +110,8 @@ def trans_conv(X: torch.Tensor, K: torch.Tensor) -> torch.Tensor:
     """The basic transposed convolution of one image X (H, W) with a kernel K (kh, kw) (D2L §13.10.1):
     Y[i:i + kh, j:j + kw] += X[i, j] K for every (i, j), Y of shape (H + kh - 1, W + kw - 1)."""
     if X.dim() != 2 or K.dim() != 2:
-        raise ValueError(f"trans_conv takes a 2-D image and a 2-D kernel, got shapes {tuple(X.shape)} and {tuple(K.shape)}")
+        raise ValueError(f"trans_conv takes a 2-D image and a 2-D kernel, "
+                         f"got shapes {tuple(X.shape)} and {tuple(K.shape)}")
     return conv_transpose2d(X[None, None], K[None, None])[0, 0]
 
 
@@ -154,7 +156,8 @@ def conv_transpose2d(X: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor |
     return Y if bias is None else Y + bias[:, None, None]
 
 
-def conv_matrix(K: torch.Tensor, input_shape: tuple[int, int], stride: IntPair = 1, padding: IntPair = 0) -> torch.Tensor:
+def conv_matrix(K: torch.Tensor, input_shape: tuple[int, int], stride: IntPair = 1,
+                padding: IntPair = 0) -> torch.Tensor:
     """The matrix M (P Q, H W) of the convolution of an H x W image with the kernel K (kh, kw)
     (the book's ``kernel2matrix``, D2L §13.10.3): conv(X) = M vec(X), reshaped to (P, Q), and the
     transposed convolution with the same kernel, stride and padding is M^T: vec(Y) -> (H, W).
@@ -228,7 +231,8 @@ class Conv2d(_Conv):
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: IntPair, stride: IntPair = 1,
                  padding: IntPair = 0, dilation: IntPair = 1, groups: int = 1, bias: bool = True):
-        super().__init__(in_channels, out_channels, kernel_size, stride, padding, dilation, groups, bias, transposed=False)
+        super().__init__(in_channels, out_channels, kernel_size, stride, padding, dilation, groups, bias,
+                         transposed=False)
 
     def forward(self, X: torch.Tensor) -> torch.Tensor:
         return conv2d(X, self.weight, self.bias, self.stride, self.padding, self.dilation, self.groups)
@@ -243,7 +247,8 @@ class ConvTranspose2d(_Conv):
     def __init__(self, in_channels: int, out_channels: int, kernel_size: IntPair, stride: IntPair = 1,
                  padding: IntPair = 0, output_padding: IntPair = 0, groups: int = 1, bias: bool = True,
                  dilation: IntPair = 1):
-        super().__init__(in_channels, out_channels, kernel_size, stride, padding, dilation, groups, bias, transposed=True)
+        super().__init__(in_channels, out_channels, kernel_size, stride, padding, dilation, groups, bias,
+                         transposed=True)
         self.output_padding = _pair(output_padding, "output_padding", minimum=0)
 
     def forward(self, X: torch.Tensor) -> torch.Tensor:
