@@ -13,6 +13,13 @@ CPU budget (a 2-core machine): the defaults are sized so that each experiment ta
 hours: 3,000 training images at 28x28 for augmentation, 8,000 source and 400 target images at 28x28
 for fine-tuning, 96x128 crops of 300 scenes for FCN, a VGG-19 with a quarter of the channels at
 150x225 for style transfer.
+
+Measured (``divekit run fine-tune``, defaults, seed 0, fast, a 2-core CPU, 93 s): the source reached
+0.843 test accuracy on its eight classes; on 2,000 test shirts and coats the fine-tuned model ended at
+0.700 and the model trained from scratch at 0.701 (per epoch 0.68 0.73 0.62 0.66 0.70 against 0.50
+0.53 0.56 0.54 0.70): fine-tuning leads early but does not finish ahead here. This is not the
+book's comparison (0.94 vs 0.84 on the hotdog photographs, from ImageNet weights) and not comparable
+with it.
 """
 
 from __future__ import annotations
