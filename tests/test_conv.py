@@ -1,4 +1,6 @@
-"""Scratch convolution and pooling against PyTorch's kernels, values and gradients (D2L §6.2-§6.5)."""
+"""Scratch convolution, transposed convolution and pooling against PyTorch's kernels, values and gradients
+(D2L §6.2-§6.5, §13.10), the book's examples, and the transposed convolution as the transpose of a
+convolution's matrix."""
 
 import pytest
 import torch
@@ -225,3 +227,117 @@ def test_learning_the_edge_kernel_recovers_it():
         kernel, losses = learn_edge_kernel(impl, lr=3e-2, iterations=10)
         assert losses[-1] < 0.2 < losses[0]
         torch.testing.assert_close(kernel, torch.tensor([[1.0, -1.0]]), atol=0.15, rtol=0)
+
+
+# -- transposed convolution (D2L §13.10) --------------------------------------------------------
+
+
+@st.composite
+def transposed_case(draw):
+    """A random (shape, kernel, stride, padding, output padding, dilation, groups) that torch accepts."""
+    kernel = (draw(st.integers(1, 4)), draw(st.integers(1, 4)))
+    stride = (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
+    dilation = (draw(st.integers(1, 2)), draw(st.integers(1, 2)))
+    output_padding = tuple(draw(st.integers(0, max(s, d) - 1)) for s, d in zip(stride, dilation))
+    size = (draw(st.integers(1, 6)), draw(st.integers(1, 6)))
+    # padding may remove at most what leaves one output row and column
+    padding = tuple(draw(st.integers(0, max(0, ((n - 1) * s + d * (k - 1) + op) // 2)))
+                    for n, s, d, k, op in zip(size, stride, dilation, kernel, output_padding))
+    groups = draw(st.sampled_from([1, 2]))
+    channels = (groups * draw(st.integers(1, 2)), groups * draw(st.integers(1, 2)))
+    return (draw(st.integers(1, 2)), channels, size), kernel, stride, padding, output_padding, dilation, groups
+
+
+@settings(max_examples=50, deadline=None)
+@given(transposed_case(), st.booleans())
+def test_conv_transpose2d_matches_torch_on_random_shapes(case, with_bias):
+    (batch, (c_in, c_out), size), kernel, stride, padding, output_padding, dilation, groups = case
+    X = torch.randn(batch, c_in, *size, **FLOAT64)
+    W = torch.randn(c_in, c_out // groups, *kernel, **FLOAT64)
+    inputs = (X, W, torch.randn(c_out, **FLOAT64)) if with_bias else (X, W)
+    args = dict(stride=stride, padding=padding, output_padding=output_padding, groups=groups, dilation=dilation)
+    assert_same_values_and_grads(lambda *a: scratch.conv_transpose2d(*a, **args),
+                                 lambda *a: F.conv_transpose2d(*a, **args), *inputs)
+    expected = [(n - 1) * s - 2 * p + d * (k - 1) + op + 1
+                for n, s, p, d, k, op in zip(size, stride, padding, dilation, kernel, output_padding)]
+    assert fast.conv_transpose2d(X, W, **args).shape == (batch, c_out, *expected)
+
+
+def test_conv_transpose2d_passes_gradcheck():
+    X = torch.randn(1, 2, 3, 4, **FLOAT64, requires_grad=True)
+    W = torch.randn(2, 3, 3, 2, **FLOAT64, requires_grad=True)
+    b = torch.randn(3, **FLOAT64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda x, w, b: scratch.conv_transpose2d(x, w, b, stride=2, padding=1,
+                                                                              output_padding=1), (X, W, b))
+
+
+def test_the_books_examples_of_section_13_10():
+    X = torch.tensor([[0.0, 1.0], [2.0, 3.0]])
+    K = torch.tensor([[0.0, 1.0], [2.0, 3.0]])
+    for ops in (scratch, fast):  # §13.10.1: each input entry spreads a scaled copy of the kernel
+        torch.testing.assert_close(ops.trans_conv(X, K), torch.tensor([[0.0, 0.0, 1.0], [0.0, 4.0, 6.0],
+                                                                       [4.0, 12.0, 9.0]]))
+    X4, K4 = X.reshape(1, 1, 2, 2), K.reshape(1, 1, 2, 2)
+    # §13.10.2: padding removes the outer rows and columns, stride spaces the copies apart
+    torch.testing.assert_close(scratch.conv_transpose2d(X4, K4, padding=1), torch.tensor([[[[4.0]]]]))
+    torch.testing.assert_close(scratch.conv_transpose2d(X4, K4, stride=2)[0, 0], torch.tensor(
+        [[0.0, 0.0, 0.0, 1.0], [0.0, 0.0, 2.0, 3.0], [0.0, 2.0, 0.0, 3.0], [4.0, 6.0, 6.0, 9.0]]))
+    # a transposed convolution with a convolution's hyperparameters gives back the convolution's input shape
+    X = torch.rand(1, 10, 16, 16)
+    conv = scratch.Conv2d(10, 20, kernel_size=5, padding=2, stride=3)
+    tconv = scratch.ConvTranspose2d(20, 10, kernel_size=5, padding=2, stride=3)
+    assert tconv(conv(X)).shape == X.shape
+
+
+def test_a_convolution_is_a_matrix_and_the_transposed_convolution_its_transpose():
+    X = torch.arange(9.0).reshape(3, 3)
+    K = torch.tensor([[1.0, 2.0], [3.0, 4.0]])
+    M = scratch.conv_matrix(K, (3, 3))
+    # the book's kernel2matrix, written out (D2L §13.10.3)
+    k = torch.tensor([1.0, 2.0, 0.0, 3.0, 4.0])
+    book = torch.zeros(4, 9)
+    book[0, :5], book[1, 1:6], book[2, 3:8], book[3, 4:] = k, k, k, k
+    torch.testing.assert_close(M, book)
+    Y = scratch.corr2d(X, K)
+    torch.testing.assert_close(M @ X.reshape(-1), Y.reshape(-1))
+    torch.testing.assert_close(M.T @ Y.reshape(-1), scratch.trans_conv(Y, K).reshape(-1))
+    # and with stride and padding: <conv(X), Y> = <X, conv_transpose(Y)>, the defining property of a transpose
+    X = torch.randn(5, 7, **FLOAT64)
+    K = torch.randn(3, 3, **FLOAT64)
+    M = fast.conv_matrix(K, (5, 7), stride=2, padding=1)
+    conv = F.conv2d(X[None, None], K[None, None], stride=2, padding=1)[0, 0]
+    torch.testing.assert_close(M @ X.reshape(-1), conv.reshape(-1))
+    Y = torch.randn_like(conv)
+    back = scratch.conv_transpose2d(Y[None, None], K[None, None], stride=2, padding=1, output_padding=(0, 0))[0, 0]
+    torch.testing.assert_close(M.T @ Y.reshape(-1), back.reshape(-1))
+    assert back.shape == X.shape
+
+
+@pytest.mark.parametrize("kernel_size, stride, padding, output_padding, bias", [
+    (2, 1, 0, 0, True), (4, 2, 1, 0, False), ((3, 2), (2, 3), (1, 0), (1, 2), True)])
+def test_conv_transpose_layer_twins_start_alike_and_share_state_dicts(kernel_size, stride, padding, output_padding,
+                                                                       bias):
+    torch.manual_seed(0)
+    ours = scratch.ConvTranspose2d(4, 6, kernel_size, stride, padding, output_padding, bias=bias)
+    torch.manual_seed(0)
+    theirs = nn.ConvTranspose2d(4, 6, kernel_size, stride, padding, output_padding, bias=bias)
+    assert ours.state_dict().keys() == theirs.state_dict().keys()
+    for name, tensor in theirs.state_dict().items():
+        torch.testing.assert_close(ours.state_dict()[name], tensor)  # the same draws from the same stream
+    X = torch.randn(2, 4, 5, 6)
+    torch.testing.assert_close(ours(X), theirs(X), atol=1e-5, rtol=1e-5)
+    assert fast.ConvTranspose2d is nn.ConvTranspose2d
+
+
+def test_bad_transposed_convolutions_say_what_is_wrong():
+    X = torch.zeros(1, 2, 3, 3)
+    with pytest.raises(ValueError, match=r"weight \(C, O/groups, kh, kw\)"):
+        scratch.conv_transpose2d(X, torch.zeros(3, 1, 2, 2))
+    with pytest.raises(ValueError, match="output_padding .* must be smaller than the stride"):
+        scratch.conv_transpose2d(X, torch.zeros(2, 1, 2, 2), stride=2, output_padding=2)
+    with pytest.raises(ValueError, match="removes the whole"):
+        scratch.conv_transpose2d(X, torch.zeros(2, 1, 1, 1), padding=2)
+    with pytest.raises(ValueError, match="trans_conv takes a 2-D image"):
+        scratch.trans_conv(X, torch.zeros(2, 2))
+    with pytest.raises(ValueError, match="divisible by groups=2"):
+        scratch.ConvTranspose2d(3, 4, 2, groups=2)

@@ -1,6 +1,7 @@
 """Every registered experiment runs end to end with tiny settings and leaves a complete run folder
 (the recipes' and demos' own ``tiny`` option values: a few examples, one epoch, small models)."""
 
+import importlib.util
 import json
 import os
 
@@ -25,6 +26,8 @@ def test_every_experiment_runs_with_tiny_settings(experiment, tmp_path):
     missing = [folder for folder in _needs(experiment) if not (data and os.path.isdir(os.path.join(data, folder)))]
     if missing:
         pytest.skip(f"set DIVEKIT_DATA to a folder with {', '.join(missing)}")
+    if "photos extra" in experiment.dataset and importlib.util.find_spec("skimage") is None:
+        pytest.skip("the photos extra (scikit-image) is not installed")
     tiny = dict(experiment.tiny)
     if isinstance(experiment, Recipe):
         tiny = {"epochs": 1, "limit": 64, **tiny}

@@ -484,6 +484,51 @@ def test_a_file_without_a_checksum_needs_an_archive():
         DatasetSpec("toy", (RemoteFile("a.csv", None, "http://example.invalid/a.csv"),))
 
 
+def plain_tar(members: dict[str, bytes]) -> bytes:
+    """An uncompressed tar (VOC's form) of the given files."""
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as archive:
+        for name, data in members.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            archive.addfile(info, io.BytesIO(data))
+    return buffer.getvalue()
+
+
+def test_a_data_set_known_by_its_archive_alone_is_fetched_as_a_folder(server, tmp_path, monkeypatch):
+    content = plain_tar({"devkit/VOC/list.txt": b"a\nb\n", "devkit/VOC/img/a.jpg": b"jpeg", "other.txt": b"x"})
+    server.files["/toy.tar"] = content
+    sha256 = hashlib.sha256(content).hexdigest()  # a publisher that gives a SHA-256
+    spec = DatasetSpec("toy", (), archive=Archive(server.url("/toy.tar"), sha256, "tar", root="devkit/VOC"))
+    folder = fetch(spec, progress=False)
+    assert folder == cache_dir() / "toy" and (folder / "img" / "a.jpg").read_bytes() == b"jpeg"
+    assert not (folder / "other.txt").exists()
+    assert fetch(spec, progress=False) == folder and server.requests == ["/toy.tar"]  # unpacked once
+    with pytest.raises(ValueError, match="fetched as a whole folder"):
+        fetch(spec, "list.txt")
+    # the user's copy of the archive is verified and unpacked; an unpacked folder is taken as it is
+    shared = tmp_path / "shared"
+    (shared / "toy").mkdir(parents=True)
+    (shared / "toy" / "toy.tar").write_bytes(b"damaged")
+    monkeypatch.setenv("DIVEKIT_DATA", str(shared))
+    with pytest.raises(ChecksumError, match="does not have the checksum"):
+        fetch(spec, progress=False)
+    (shared / "toy" / "toy.tar").unlink()
+    (shared / "toy" / "list.txt").write_text("mine")
+    assert fetch(spec, progress=False) == shared / "toy"
+    with pytest.raises(ValueError, match="neither a SHA-1 .* nor a SHA-256"):
+        Archive(server.url("/toy.tar"), "c58f30108f718f92721af3b95e74349a", "tar")  # an MD5
+    with pytest.raises(ValueError, match="needs an archive"):
+        DatasetSpec("toy", ())
+
+
+def test_a_missing_folder_data_set_says_where_to_put_it(monkeypatch):
+    monkeypatch.delenv("DIVEKIT_DATA", raising=False)
+    spec = DatasetSpec("toy", (), archive=Archive(unreachable_url(), "0" * 40, "tar", root="a/b"))
+    with pytest.raises(DataNotFoundError, match="put the archive data.bin .* or its unpacked contents"):
+        fetch(spec, progress=False)
+
+
 # ---------------------------------------------------------------------------------------------
 # The registry against the real data.
 
@@ -503,11 +548,16 @@ def test_registry_names_and_specs_are_consistent():
         "ptb",
         "airfoil",
         "banana-detection",
+        "cifar-10",
+        "hotdog",
+        "voc2012",
     }
     for name, spec in hub.REGISTRY.items():
-        assert spec.name == name and spec.files and spec.license and spec.description
+        assert spec.name == name and (spec.files or spec.archive) and spec.license and spec.description
+        if spec.archive is not None:
+            assert hub.checksum_algorithm(spec.archive.checksum) in ("sha1", "sha256")
         for remote in spec.files:
-            checksum = remote.sha1 if remote.sha1 is not None else spec.archive.sha1  # vouched for by the archive
+            checksum = remote.sha1 if remote.sha1 is not None else spec.archive.checksum  # vouched for by the archive
             assert len(checksum) == 40 and int(checksum, 16) >= 0
             if spec.archive is not None:
                 assert remote.url == spec.archive.url
@@ -535,7 +585,7 @@ def test_real_data_matches_registry(name, monkeypatch):
 )
 def test_real_ptb_zip_unpacks_to_the_registered_files(tmp_path):
     spec = hub.REGISTRY["ptb"]
-    assert sha1sum(Path(REAL_DATA) / "ptb" / "ptb.zip") == spec.archive.sha1
+    assert sha1sum(Path(REAL_DATA) / "ptb" / "ptb.zip") == spec.archive.checksum
     out = extract_archive(
         Path(REAL_DATA) / "ptb" / "ptb.zip", tmp_path / "ptb", "zip", root=spec.archive.root
     )

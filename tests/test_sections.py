@@ -121,6 +121,9 @@ DATASET_SECTIONS = {
     "aclImdb": ("Sentiment Analysis and the Dataset",),
     "d2l-bert.small": ("Fine-Tuning BERT",),
     "d2l-bert.base": ("Fine-Tuning BERT",),
+    "cifar-10": ("Image Augmentation",),
+    "hotdog": ("Fine-Tuning",),
+    "voc2012": ("Semantic Segmentation",),
 }
 
 

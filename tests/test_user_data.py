@@ -283,6 +283,19 @@ def test_mixed_sizes_name_two_files_and_their_sizes(tmp_path):
     assert "wide.png" in message and "9x4" in message
 
 
+def test_with_a_size_images_of_many_sizes_are_resized_and_centre_cropped(tmp_path):
+    root = tmp_path / "set"
+    make_class_folder(root, {"a": 2, "b": 1})
+    wide = np.zeros((4, 12), np.uint8)
+    wide[:, 4:8] = 200  # the middle third is bright: it is what the centre crop keeps
+    write_image(root / "b" / "wide.png", wide)
+    data = load_image_folder(root, size=2, val_fraction=0.3)
+    assert data.input_shape == (1, 2, 2)
+    reference = Image.fromarray(wide).resize((6, 2), Image.BILINEAR).crop((2, 0, 4, 2))  # shorter side 2, centre
+    images = torch.cat([data.train.X, data.eval.X])
+    assert any(torch.equal(x[0], torch.from_numpy(np.array(reference))) for x in images)
+
+
 def test_a_single_class_is_an_error(tmp_path):
     root = tmp_path / "set"
     make_class_folder(root, {"only": 3})

@@ -18,10 +18,17 @@ Files inside an archive whose own SHA-1s are not known (the banana detection set
 SHA-1 is published) have ``sha1=None`` and are vouched for by the archive alone. Such a file is
 never taken from a folder as it stands, since nothing could check it: ``fetch`` looks for the
 *archive* in 1 and 2 (``<name>/<archive file>`` or ``<archive file>``), checks the archive's
-SHA-1, and unpacks it into ``cache_dir()/<name>``, or downloads the archive there (5). Each
-unpacking leaves a marker file ``.<archive file>.unpacked`` holding the archive's SHA-1, and the
+checksum, and unpacks it into ``cache_dir()/<name>``, or downloads the archive there (5). Each
+unpacking leaves a marker file ``.<archive file>.unpacked`` holding the archive's checksum, and the
 cache folder's members are used while that marker names the registered archive; a member that
 has gone missing is unpacked again.
+
+Some publishers give a checksum of the archive only and a data set too large to list file by
+file (CIFAR-10, VOC2012, hotdog), and some give a SHA-256 rather than a SHA-1 (CIFAR-10: Keras
+checks the SHA-256 of the authors' archive). Such a data set lists no files: ``fetch(name)``
+returns its unpacked folder, taken as it is from 1 or 2 (the archive itself, dropped there, is
+verified and unpacked into the cache), or else unpacked in the cache from the verified archive.
+A checksum's length says its algorithm: 40 hex digits SHA-1, 64 SHA-256.
 """
 
 from __future__ import annotations
@@ -57,6 +64,7 @@ __all__ = [
     "RemoteFile",
     "UnsafeArchiveError",
     "cache_dir",
+    "checksum_algorithm",
     "extract_archive",
     "fetch",
     "sha1sum",
@@ -66,8 +74,9 @@ CHUNK_BYTES = 1 << 20
 DOWNLOAD_TRIES = 3
 RETRY_BACKOFF_SECONDS = 1.0  # wait backoff * attempt before the next try
 REQUEST_TIMEOUT_SECONDS = 30.0  # per connect and per read, not for the whole download
-TAR_KINDS = ("tar.gz", "tgz")
-ARCHIVE_KINDS = ("zip", *TAR_KINDS)
+TAR_MODES = {"tar": "r:", "tar.gz": "r:gz", "tgz": "r:gz"}  # archive kind -> tarfile's mode
+ARCHIVE_KINDS = ("zip", *TAR_MODES)
+CHECKSUM_ALGORITHMS = {40: "sha1", 64: "sha256"}  # hex digits -> hashlib's name
 
 # Errors that a flaky network or a missing server raises; disk errors are not among them.
 _NETWORK_ERRORS = (urllib.error.URLError, http.client.HTTPException, ConnectionError, TimeoutError)
@@ -85,6 +94,14 @@ class UnsafeArchiveError(ValueError):
     """An archive member would be written outside the target folder, or is a device file."""
 
 
+def checksum_algorithm(checksum: str) -> str:
+    """hashlib's name of the algorithm that makes checksums like ``checksum`` (by its length)."""
+    algorithm = CHECKSUM_ALGORITHMS.get(len(checksum))
+    if algorithm is None or any(c not in "0123456789abcdef" for c in checksum):
+        raise ValueError(f"checksum {checksum!r} is neither a SHA-1 (40 lowercase hex digits) nor a SHA-256 (64)")
+    return algorithm
+
+
 @dataclass(frozen=True)
 class RemoteFile:
     """One file a loader reads: ``name`` is its path inside the data set's folder. ``sha1`` None:
@@ -97,20 +114,22 @@ class RemoteFile:
 
 @dataclass(frozen=True)
 class Archive:
-    """A zip or tar.gz that holds a data set's files.
+    """A zip, tar or tar.gz that holds a data set's files, with the archive's ``checksum`` (SHA-1,
+    or SHA-256 where that is what the publisher gives).
 
     ``root`` is the folder inside the archive that becomes the data set's folder: the member
     ``fra-eng/fra.txt`` of ``fra-eng.zip`` is the data set's ``fra.txt`` when ``root="fra-eng"``.
     """
 
     url: str
-    sha1: str
+    checksum: str
     kind: str
     root: str = ""
 
     def __post_init__(self):
         if self.kind not in ARCHIVE_KINDS:
             raise ValueError(f"archive kind {self.kind!r} is not one of {ARCHIVE_KINDS}")
+        checksum_algorithm(self.checksum)
 
     @property
     def filename(self) -> str:
@@ -125,8 +144,10 @@ class Archive:
 class DatasetSpec:
     """A data set: its files, and how to get them when they are not on disk.
 
-    With an ``archive``, the files are downloaded as that archive and unpacked. ``packaged``
-    names one of ``files`` that ships inside the package, in ``divekit/data/resources/``.
+    With an ``archive``, the files are downloaded as that archive and unpacked; with an archive
+    and no ``files`` the data set is its whole unpacked folder (only the archive has a published
+    checksum). ``packaged`` names one of ``files`` that ships inside the package, in
+    ``divekit/data/resources/``.
     """
 
     name: str
@@ -137,6 +158,8 @@ class DatasetSpec:
     description: str = ""
 
     def __post_init__(self):
+        if not self.files and self.archive is None:
+            raise ValueError(f"{self.name}: a data set without a list of files needs an archive")
         if self.packaged is not None and self.packaged not in self.filenames:
             raise ValueError(
                 f"{self.name}: packaged file {self.packaged!r} is not one of {self.filenames}"
@@ -292,6 +315,40 @@ _SPECS = (
         "with img_name,label,xmin,ymin,xmax,ymax in pixels (D2L §13.6).",
     ),
     DatasetSpec(
+        "cifar-10",
+        (),
+        archive=Archive(
+            "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz",
+            # the authors publish an MD5 (c58f30108f718f92721af3b95e74349a); this SHA-256 of the same
+            # archive is the one keras.datasets.cifar10 checks
+            "6d958be074577803d12ecdefd02955f39262c83c16fe9348329d7fe0b5c001ce",
+            "tar.gz",
+            root="cifar-10-batches-py",
+        ),
+        license="no explicit license; cite A. Krizhevsky, Learning Multiple Layers of Features from Tiny Images (2009)",
+        description="60,000 32x32 colour images in 10 classes, python pickle batches (D2L §13.1).",
+    ),
+    DatasetSpec(
+        "hotdog",
+        (),
+        archive=Archive(_D2L_URL + "hotdog.zip", "fba480ffa8aa7e0febbb511d181409f899b9baa5", "zip", root="hotdog"),
+        license="photographs collected from the web by the d2l authors; no explicit license",
+        description="1,400 hot-dog and 1,400 other photographs in train/ and test/ class folders (D2L §13.2).",
+    ),
+    DatasetSpec(
+        "voc2012",
+        (),
+        archive=Archive(
+            # d2l's copy of http://host.robots.ox.ac.uk/pascal/VOC/voc2012/VOCtrainval_11-May-2012.tar
+            _D2L_URL + "VOCtrainval_11-May-2012.tar",
+            "4e443f8a2eca6b1dac8a6c57641b67dd40621a49",
+            "tar",
+            root="VOCdevkit/VOC2012",
+        ),
+        license="Flickr images under their owners' terms; annotations by the PASCAL VOC project",
+        description="Pascal VOC2012 trainval: JPEGImages/, SegmentationClass/ palette PNGs, ImageSets/ (D2L §13.9).",
+    ),
+    DatasetSpec(
         "airfoil",
         _files(_D2L_URL, {"airfoil_self_noise.dat": "76e5be1548fd8222e5074cf0faae75edff8cf93f"}),
         license="CC BY 4.0 (UCI ML Repository, Brooks, Pope, Marcolini)",
@@ -342,31 +399,41 @@ REGISTRY: Mapping[str, DatasetSpec] = MappingProxyType({spec.name: spec for spec
 # ---------------------------------------------------------------------------------------------
 # Hashing, with a memory of files already hashed in this process.
 
-# (resolved path, size, mtime_ns) -> SHA-1. A file rewritten in place changes size or mtime, so a
-# stale entry is never looked up again.
-_KNOWN_SHA1: dict[tuple[str, int, int], str] = {}
+# (algorithm, resolved path, size, mtime_ns) -> hex digest. A file rewritten in place changes size
+# or mtime, so a stale entry is never looked up again.
+_KNOWN_DIGESTS: dict[tuple[str, str, int, int], str] = {}
 
 
-def sha1sum(path: str | os.PathLike) -> str:
-    """The SHA-1 of a file as hex, read in 1 MiB chunks so big files need little memory."""
-    digest = hashlib.sha1()
+def sha1sum(path: str | os.PathLike, algorithm: str = "sha1") -> str:
+    """The SHA-1 (or another hashlib ``algorithm``) of a file as hex, read in 1 MiB chunks so big
+    files need little memory."""
+    digest = hashlib.new(algorithm)
     with open(path, "rb") as f:
         while chunk := f.read(CHUNK_BYTES):
             digest.update(chunk)
     return digest.hexdigest()
 
 
-def _stat_key(path: Path) -> tuple[str, int, int]:
+def _stat_key(path: Path, algorithm: str) -> tuple[str, str, int, int]:
     stat = path.stat()
-    return str(path.resolve()), stat.st_size, stat.st_mtime_ns
+    return algorithm, str(path.resolve()), stat.st_size, stat.st_mtime_ns
+
+
+def _file_digest(path: Path, algorithm: str = "sha1") -> str:
+    """``sha1sum(path, algorithm)``, hashed at most once per process while the file stays unchanged."""
+    key = _stat_key(path, algorithm)
+    if key not in _KNOWN_DIGESTS:
+        _KNOWN_DIGESTS[key] = sha1sum(path, algorithm)
+    return _KNOWN_DIGESTS[key]
 
 
 def file_sha1(path: Path) -> str:
     """``sha1sum(path)``, hashed at most once per process while the file stays unchanged."""
-    key = _stat_key(path)
-    if key not in _KNOWN_SHA1:
-        _KNOWN_SHA1[key] = sha1sum(path)
-    return _KNOWN_SHA1[key]
+    return _file_digest(path)
+
+
+def _matches(path: Path, checksum: str) -> bool:
+    return _file_digest(path, checksum_algorithm(checksum)) == checksum
 
 
 # ---------------------------------------------------------------------------------------------
@@ -411,10 +478,11 @@ def _packaged_copy(remote: RemoteFile) -> Path:
 # Downloads.
 
 
-def _download_once(url: str, dest: Path, sha1: str, progress: bool) -> None:
+def _download_once(url: str, dest: Path, checksum: str, progress: bool) -> None:
+    algorithm = checksum_algorithm(checksum)
     with urllib.request.urlopen(url, timeout=REQUEST_TIMEOUT_SECONDS) as response:
         size = response.headers.get("Content-Length")
-        digest = hashlib.sha1()
+        digest = hashlib.new(algorithm)
         with (
             atomic_open(dest, "wb") as out,
             tqdm(
@@ -430,52 +498,59 @@ def _download_once(url: str, dest: Path, sha1: str, progress: bool) -> None:
                 out.write(chunk)
                 digest.update(chunk)
                 bar.update(len(chunk))
-            if digest.hexdigest() != sha1:  # raised inside atomic_open: the temp file is deleted
+            if digest.hexdigest() != checksum:  # raised inside atomic_open: the temp file is deleted
+                name = algorithm.upper().replace("SHA", "SHA-")
                 raise ChecksumError(
-                    f"the download of {url} has SHA-1 {digest.hexdigest()}, expected {sha1}; "
+                    f"the download of {url} has {name} {digest.hexdigest()}, expected {checksum}; "
                     f"it was not kept. The transfer may be corrupt or the file changed upstream: "
-                    f"try again, or put a copy with the expected SHA-1 at {dest}."
+                    f"try again, or put a copy with the expected {name} at {dest}."
                 )
 
 
-def _download(url: str, dest: Path, sha1: str, progress: bool) -> None:
-    """Download ``url`` to ``dest`` through a temp file renamed only once its SHA-1 matches.
+def _download(url: str, dest: Path, checksum: str, progress: bool) -> None:
+    """Download ``url`` to ``dest`` through a temp file renamed only once its checksum matches.
 
     Transient network errors are retried; the last one is raised. A 4xx answer is not retried.
     """
     for attempt in range(1, DOWNLOAD_TRIES + 1):
         try:
-            _download_once(url, dest, sha1, progress)
+            _download_once(url, dest, checksum, progress)
             break
         except _NETWORK_ERRORS as error:
             permanent = isinstance(error, urllib.error.HTTPError) and error.code < 500
             if permanent or attempt == DOWNLOAD_TRIES:
                 raise
             time.sleep(RETRY_BACKOFF_SECONDS * attempt)
-    _KNOWN_SHA1[_stat_key(dest)] = sha1
+    _KNOWN_DIGESTS[_stat_key(dest, checksum_algorithm(checksum))] = checksum
 
 
 def _download_archive(spec: DatasetSpec, progress: bool) -> None:
     """Get the verified archive into the cache (once) and unpack it into the data set's folder."""
     folder = cache_dir() / spec.name
     archive_path = folder / spec.archive.filename
-    if archive_path.is_file() and file_sha1(archive_path) != spec.archive.sha1:
+    if archive_path.is_file() and not _matches(archive_path, spec.archive.checksum):
         archive_path.unlink()
     if not archive_path.is_file():
-        _download(spec.archive.url, archive_path, spec.archive.sha1, progress)
+        _download(spec.archive.url, archive_path, spec.archive.checksum, progress)
     _unpack(spec, archive_path)
 
 
 def _unpack_marker(spec: DatasetSpec) -> Path:
-    """The file that records which archive (by SHA-1) the cache folder of ``spec`` was unpacked from."""
+    """The file that records which archive (by checksum) the cache folder of ``spec`` was unpacked from."""
     return cache_dir() / spec.name / f".{spec.archive.filename}.unpacked"
+
+
+def _unpacked(spec: DatasetSpec) -> bool:
+    """Whether the cache folder of ``spec`` holds an unpacking of its registered archive."""
+    marker = _unpack_marker(spec)
+    return marker.is_file() and marker.read_text().strip() == spec.archive.checksum
 
 
 def _unpack(spec: DatasetSpec, archive_path: Path) -> None:
     """Unpack a verified archive into the data set's cache folder and mark the folder as its copy."""
     extract_archive(archive_path, cache_dir() / spec.name, spec.archive.kind, root=spec.archive.root)
     with atomic_open(_unpack_marker(spec), "w") as marker:
-        marker.write(spec.archive.sha1 + "\n")
+        marker.write(spec.archive.checksum + "\n")
 
 
 def _archive_member(
@@ -484,18 +559,17 @@ def _archive_member(
     """A file without a SHA-1 of its own: a member of the verified archive, unpacked into the cache
     (from the user's copy of the archive, the cached one, or a download), never a loose copy."""
     path = cache_dir() / spec.name / remote.name
-    marker = _unpack_marker(spec)
-    if path.is_file() and marker.is_file() and marker.read_text().strip() == spec.archive.sha1:
+    if path.is_file() and _unpacked(spec):
         return path
-    archive = RemoteFile(spec.archive.filename, spec.archive.sha1, spec.archive.url)
-    for candidate, origin in _user_copies(spec.name, archive.name, data_dir):
+    archive = spec.archive
+    for candidate, origin in _user_copies(spec.name, archive.filename, data_dir):
         if candidate.is_file():
-            _require_sha1(
-                candidate,
-                archive,
-                f"It was found through {origin} and is not used: replace it with an intact copy, "
-                f"or delete it to let divekit download {archive.url}.",
-            )
+            if not _matches(candidate, archive.checksum):
+                raise ChecksumError(
+                    f"{candidate} does not have the checksum {archive.checksum} of {archive.url}. It was "
+                    f"found through {origin} and is not used: replace it with an intact copy, or delete it "
+                    f"to let divekit download {archive.url}."
+                )
             _unpack(spec, candidate)
             break
     else:
@@ -505,7 +579,7 @@ def _archive_member(
             raise _not_found(spec, remote, error) from error
     if not path.is_file():
         raise DataNotFoundError(
-            f"{archive.url} holds no member {spec.archive.member(remote.name)}; the registry entry "
+            f"{archive.url} holds no member {archive.member(remote.name)}; the registry entry "
             f"for {spec.name!r} is wrong."
         )
     return path
@@ -516,8 +590,9 @@ def _not_found(spec: DatasetSpec, remote: RemoteFile, error: Exception) -> DataN
     if remote.sha1 is None:
         return DataNotFoundError(
             f"{spec.name}/{remote.name} is not on this machine and {spec.archive.url} could not be "
-            f"downloaded: {type(error).__name__}: {error}. Only the archive's SHA-1 is known, so an "
-            f"unpacked copy cannot be checked: put {spec.archive.filename} (SHA-1 {spec.archive.sha1}) "
+            f"downloaded: {type(error).__name__}: {error}. Only the archive's checksum is known, so an "
+            f"unpacked copy cannot be checked: put {spec.archive.filename} "
+            f"({checksum_algorithm(spec.archive.checksum).upper().replace('SHA', 'SHA-')} {spec.archive.checksum}) "
             f"in {folder}, or in a folder {spec.name} under DIVEKIT_DATA."
         )
     source = (
@@ -599,9 +674,14 @@ def fetch(
     ``name`` is a key of ``REGISTRY``, or a ``DatasetSpec`` for a data set of your own. Each file
     is looked for in ``data_dir``, ``$DIVEKIT_DATA``, the cache and the package, in that order,
     and downloaded into the cache when none of them has it (see the module docstring). With
-    ``filename=None`` every file of the data set is resolved and their common folder returned.
+    ``filename=None`` every file of the data set is resolved and their common folder returned
+    (for a data set known only by its archive: its unpacked folder).
     """
     spec = name if isinstance(name, DatasetSpec) else _lookup(name)
+    if not spec.files:
+        if filename is not None:
+            raise ValueError(f"data set {spec.name!r} is fetched as a whole folder; call fetch({spec.name!r})")
+        return _resolve_folder(spec, data_dir, progress)
     if filename is not None:
         return _resolve(spec, spec.file(filename), data_dir, progress)
     folders: dict[Path, list[str]] = {}
@@ -616,6 +696,40 @@ def fetch(
             f"folder, or fetch each file with fetch({spec.name!r}, filename)."
         )
     return next(iter(folders))
+
+
+def _resolve_folder(spec: DatasetSpec, data_dir: str | os.PathLike | None, progress: bool) -> Path:
+    """The unpacked folder of a data set known only by its archive's checksum (see the module docstring)."""
+    archive = spec.archive
+    for path, origin in _user_copies(spec.name, archive.filename, data_dir):
+        folder = path.parent
+        if path.is_file():  # the archive itself: verified, then unpacked into the cache
+            if not _matches(path, archive.checksum):
+                raise ChecksumError(f"{path} (found through {origin}) does not have the checksum {archive.checksum} "
+                                    f"of {archive.url}; replace it with an intact copy or delete it")
+            return _unpack_once(spec, path)
+        if folder.name == spec.name and folder.is_dir() and any(folder.iterdir()):
+            return folder  # the user's unpacked copy, taken as it is
+    cached = cache_dir() / spec.name
+    if _unpacked(spec):
+        return cached
+    try:
+        _download_archive(spec, progress)
+    except _NETWORK_ERRORS as error:
+        raise DataNotFoundError(
+            f"{spec.name} is not on this machine and could not be downloaded from {archive.url}: "
+            f"{type(error).__name__}: {error}. To use a copy you already have, put the archive "
+            f"{archive.filename} (checksum {archive.checksum}) or its unpacked contents (the folder "
+            f"{archive.root or 'at the top'} of the archive) in a folder {spec.name}/ under DIVEKIT_DATA."
+        ) from error
+    return cached
+
+
+def _unpack_once(spec: DatasetSpec, archive_path: Path) -> Path:
+    """Unpack the verified ``archive_path`` into the cache unless that was done already."""
+    if not _unpacked(spec):
+        _unpack(spec, archive_path)
+    return cache_dir() / spec.name
 
 
 def _lookup(name: str) -> DatasetSpec:
@@ -634,7 +748,7 @@ def _lookup(name: str) -> DatasetSpec:
 def extract_archive(
     archive_path: str | os.PathLike, target_dir: str | os.PathLike, kind: str, *, root: str = ""
 ) -> Path:
-    """Unpack a zip or tar.gz into ``target_dir`` and return it; only members under ``root/`` are
+    """Unpack a zip, tar or tar.gz into ``target_dir`` and return it; only members under ``root/`` are
     kept, with that prefix removed.
 
     Every member is checked before anything is written: an absolute path, a ``..`` that leaves the
@@ -654,7 +768,7 @@ def extract_archive(
             if kind == "zip":
                 _extract_zip(archive_path, staging)
             else:
-                _extract_tar(archive_path, staging)
+                _extract_tar(archive_path, staging, TAR_MODES[kind])
         except (zipfile.BadZipFile, tarfile.ReadError, EOFError, zlib.error) as error:
             raise ValueError(f"{archive_path} is truncated or corrupt ({type(error).__name__}: {error}); nothing was "
                              "extracted: delete it and download it again") from error
@@ -683,8 +797,8 @@ def _extract_zip(archive_path: Path, staging: Path) -> None:
         archive.extractall(staging)
 
 
-def _extract_tar(archive_path: Path, staging: Path) -> None:
-    with tarfile.open(archive_path, "r:gz") as archive:
+def _extract_tar(archive_path: Path, staging: Path, mode: str) -> None:
+    with tarfile.open(archive_path, mode) as archive:
         try:
             for member in archive.getmembers():  # check all before writing any
                 if os.path.isabs(member.name):  # the data filter would strip the "/": refuse it instead

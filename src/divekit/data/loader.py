@@ -66,7 +66,7 @@ class TensorLoader:
         if len(data) == 0:
             raise ValueError("cannot make batches from an empty data set")
         self.device = torch.device(device)
-        self.data = data.to(self.device)
+        self.data = self._place(data)
         self.batch_size = batch_size
         self.shuffle = shuffle
         self.seed = seed
@@ -84,6 +84,10 @@ class TensorLoader:
         minibatches). A last minibatch with fewer examples than shards is left out."""
         share_bounds(self.batch_size, index, num_shards)  # checks index
         self.shard_index, self.num_shards = index, num_shards
+
+    def _place(self, data: Batch) -> Batch:
+        """Where the examples are kept: on the device."""
+        return data.to(self.device)
 
     def set_epoch(self, epoch: int) -> None:
         """Choose the permutation of ``epoch`` (the trainer calls this before each epoch)."""
@@ -105,7 +109,9 @@ class TensorLoader:
     def _generator(self, offset: int = 0) -> torch.Generator:
         return torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch + offset)
 
-    def _prepare(self, batch: Batch) -> Batch:
+    def _take(self, index: torch.Tensor | slice) -> Batch:
+        """The examples ``index`` as a minibatch on the device, uint8 images scaled to [0, 1]."""
+        batch = self.data.select(index)
         scaled = {name: getattr(batch, name).float().div_(255) for name in batch.image_fields
                   if getattr(batch, name).dtype == torch.uint8}  # (B, C, H, W) in [0, 1]
         return batch.replace(**scaled) if scaled else batch
@@ -118,7 +124,7 @@ class TensorLoader:
             start = i * self.batch_size
             lo, hi = share_bounds(min(self.batch_size, self.num_examples - start), self.shard_index, self.num_shards)
             sl = slice(start + lo, start + hi)  # this shard's part of minibatch i
-            batch = self._prepare(self.data.select(sl if order is None else order[sl]))
+            batch = self._take(sl if order is None else order[sl])
             yield batch if self.transform is None else self.transform(batch, augment)
 
 

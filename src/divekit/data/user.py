@@ -88,7 +88,8 @@ def load_user_data(
 # Image folders
 
 
-def load_image_folder(path: str | Path, *, val_fraction: float = 0.2, seed: int = 0) -> SplitData:
+def load_image_folder(path: str | Path, *, val_fraction: float = 0.2, seed: int = 0,
+                      size: int | None = None) -> SplitData:
     """Load a folder of class sub-folders of images as uint8 (N, C, H, W) with int64 labels.
 
     ``PATH/train/<class>/`` and ``PATH/test/<class>/`` are used as they are (eval_name "test";
@@ -97,7 +98,10 @@ def load_image_folder(path: str | Path, *, val_fraction: float = 0.2, seed: int 
     ``val_fraction`` of its images (rounded, at most all but one) into val, drawn with ``seed``.
     Classes are the sub-folder names in sorted order; only the images directly inside a class
     folder count, hidden files and files that are not .png/.jpg/.jpeg are skipped. All images must
-    have one size. C is 1 when every image is grayscale and 3 otherwise (grayscale ones repeated).
+    have one size, unless ``size`` is given: then each image is resized as it is read so that its
+    shorter side is ``size`` (bilinear, antialiased), and its centre ``size`` x ``size`` is kept (the
+    book's test-time ``Resize`` and ``CenterCrop``, D2L §13.2.1, for photographs of many sizes such as
+    the hotdog set's). C is 1 when every image is grayscale and 3 otherwise (grayscale ones repeated).
     """
     _check_val_fraction(val_fraction)
     root = Path(path)
@@ -120,7 +124,7 @@ def load_image_folder(path: str | Path, *, val_fraction: float = 0.2, seed: int 
             )
         train_paths, train_labels = _flatten(train_files)
         test_paths, test_labels = _flatten(test_files)
-        images = _read_images(train_paths + test_paths, root)
+        images = _read_images(train_paths + test_paths, root, size)
         train = Split(images[: len(train_paths)], train_labels)
         test = Split(images[len(train_paths) :], test_labels)
         return SplitData(name, train, test, eval_name="test", classes=tuple(train_files),
@@ -135,7 +139,7 @@ def load_image_folder(path: str | Path, *, val_fraction: float = 0.2, seed: int 
         )
     files_by_class = scan_class_folders(root)
     paths, labels = _flatten(files_by_class)
-    images = _read_images(paths, root)
+    images = _read_images(paths, root, size)
     train_index, val_index = _stratified_split(labels, len(files_by_class), val_fraction, seed)
     if len(val_index) == 0:
         raise UserDataError(
@@ -191,11 +195,21 @@ def _flatten(files_by_class: dict[str, list[Path]]) -> tuple[list[Path], torch.T
     return paths, torch.tensor(labels, dtype=torch.int64)
 
 
-def _read_image(file: Path, root: Path) -> np.ndarray:
-    """One image as uint8 (H, W) if grayscale or (H, W, 3) otherwise."""
+def _read_image(file: Path, root: Path, size: int | None = None) -> np.ndarray:
+    """One image as uint8 (H, W) if grayscale or (H, W, 3) otherwise; with ``size``, its shorter
+    side scaled to ``size`` (bilinear) and the centre square kept."""
+    from PIL import Image
+
     image = _open_image(file, file.relative_to(root))
     gray = image.mode in ("1", "L", "LA")
-    return np.asarray(image.convert("L" if gray else "RGB"), dtype=np.uint8)
+    image = image.convert("L" if gray else "RGB")
+    if size is not None:
+        scale = size / min(image.size)
+        width, height = max(size, round(image.width * scale)), max(size, round(image.height * scale))
+        image = image.resize((width, height), Image.Resampling.BILINEAR)
+        left, top = (width - size) // 2, (height - size) // 2
+        image = image.crop((left, top, left + size, top + size))
+    return np.asarray(image, dtype=np.uint8)
 
 
 def read_image(file: Path, *, mode: str, size: tuple[int, int] | None = None) -> torch.Tensor:
@@ -228,19 +242,19 @@ def _open_image(file: Path, shown: Path):
     return image
 
 
-def _read_images(files: list[Path], root: Path) -> torch.Tensor:
+def _read_images(files: list[Path], root: Path, size: int | None = None) -> torch.Tensor:
     """Read ``files`` into one uint8 (N, C, H, W) tensor, checking that all share one size."""
     arrays = []
     first_file = first_size = None
     for file in files:
-        array = _read_image(file, root)
-        size = (array.shape[1], array.shape[0])  # width x height, as image tools report it
+        array = _read_image(file, root, size)
+        width_height = (array.shape[1], array.shape[0])  # as image tools report it
         if first_size is None:
-            first_file, first_size = file, size
-        elif size != first_size:
+            first_file, first_size = file, width_height
+        elif width_height != first_size:
             raise UserDataError(
                 f"images differ in size: {first_file.relative_to(root)} is {first_size[0]}x{first_size[1]} "
-                f"but {file.relative_to(root)} is {size[0]}x{size[1]} (width x height); "
+                f"but {file.relative_to(root)} is {width_height[0]}x{width_height[1]} (width x height); "
                 "resize all images to one size first"
             )
         arrays.append(array)

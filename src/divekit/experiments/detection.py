@@ -216,6 +216,7 @@ def anchors(impl: Impl = "fast",
     at three scales (D2L §13.5); the numbers are the book's where its image size matters."""
     import torch
     import torch.nn.functional as F
+    from matplotlib.figure import Figure
 
     from divekit.data.photos import load_photos
     from divekit.ops import get_ops

@@ -44,7 +44,7 @@ from divekit.console import in_notebook
 from divekit.train import distributed
 from divekit.train.callbacks import BestWeights, CurvesFigure, NotebookCurves, TensorBoardLog
 from divekit.train.checkpoint import read_checkpoint
-from divekit.train.device import choose_device, seed_everything
+from divekit.train.device import choose_device, prefer_channels_last, seed_everything
 from divekit.train.engine import Trainer, history_to_csv
 from divekit.train.tasks import Task
 
@@ -77,11 +77,7 @@ def build_setup(recipe: Recipe, parts: Parts, device: torch.device) -> Setup:
     config_fields = {f.name for f in dataclasses.fields(get_model(recipe.model).config)}
     sizes = {name: value for name, value in data.model_fields.items() if name in config_fields}
     config = dataclasses.asdict(model_config(recipe.model, **sizes, **parts.model_args))
-    model = create_model(recipe.model, ops, **config).to(device)
-    if ops.NAME == "fast" and device.type == "cpu" and any(isinstance(m, nn.Conv2d) for m in model.modules()):
-        # PyTorch's CPU convolution and pooling kernels run faster on NHWC tensors (measured: the NCHW rows
-        # of benchmarks/results/cnn.md)
-        model = model.to(memory_format=torch.channels_last)
+    model = prefer_channels_last(create_model(recipe.model, ops, **config).to(device), ops, device)
     model = distributed.shard_model(model, device)  # with --fsdp, before the optimizer sees the parameters
     optimizer = create_optimizer(parts.train.optimizer, model.parameters(), impl=parts.train.impl, lr=parts.train.lr,
                                  weight_decay=parts.train.weight_decay)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 
 import torch
+from torch import nn
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
 PRECISIONS = ("fp32", "bf16")
@@ -41,3 +42,14 @@ def autocast(device: torch.device, precision: str):
 def seed_everything(seed: int) -> None:
     """Seed torch's generators (CPU and every GPU); divekit draws all randomness from them."""
     torch.manual_seed(seed)
+
+
+def prefer_channels_last(model: nn.Module, ops, device: torch.device) -> nn.Module:
+    """The model in the channels-last memory format when it is a convolutional network of the fast
+    twin on the CPU, whose convolution and pooling kernels run faster on NHWC tensors (measured: the
+    NCHW rows of benchmarks/results/cnn.md); else the model as it is."""
+    from divekit.ops import get_ops
+
+    if get_ops(ops).NAME == "fast" and device.type == "cpu" and any(isinstance(m, nn.Conv2d) for m in model.modules()):
+        return model.to(memory_format=torch.channels_last)
+    return model

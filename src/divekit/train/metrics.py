@@ -8,10 +8,12 @@ import torch.distributed as dist
 
 
 class MetricSums:
-    """Running sums of named quantities (loss sums, correct counts, example counts).
+    """Running sums of named quantities (loss sums, correct counts, example counts, and tensors such
+    as a segmentation's confusion matrix).
 
     ``add`` takes tensors (kept on their device, detached) or plain numbers; ``totals`` syncs once,
-    summing across processes too when ``torch.distributed`` is initialised.
+    summing across processes too when ``torch.distributed`` is initialised: scalars as floats,
+    tensors of one or more dimensions as float64 CPU tensors.
     """
 
     def __init__(self):
@@ -34,7 +36,7 @@ class MetricSums:
         processes when ``torch.distributed`` is initialised (every process must call it then)."""
         if not (dist.is_available() and dist.is_initialized()):
             return {name: torch.as_tensor(value).detach().cpu() for name, value in self._sums.items()}
-        return {name: torch.tensor(value, dtype=torch.float64) for name, value in self.totals().items()}
+        return {name: torch.as_tensor(value, dtype=torch.float64) for name, value in self.totals().items()}
 
     def load_state_dict(self, state: dict[str, torch.Tensor], device: torch.device | str = "cpu") -> None:
         """Continue from :meth:`state_dict`'s sums. Under ``torch.distributed`` (they are the sums of
@@ -43,12 +45,17 @@ class MetricSums:
         first = not (dist.is_available() and dist.is_initialized()) or dist.get_rank() == 0
         self._sums = {name: (value if first else torch.zeros_like(value)).to(device) for name, value in state.items()}
 
-    def totals(self) -> dict[str, float]:
+    def totals(self) -> dict[str, float | torch.Tensor]:
         if not self._sums:
             return {}
-        names = list(self._sums)
         device = next((v.device for v in self._sums.values() if isinstance(v, torch.Tensor)), "cpu")
-        stacked = torch.stack([torch.as_tensor(self._sums[n], device=device).to(torch.float64) for n in names])
+        values = {n: torch.as_tensor(v, device=device).to(torch.float64) for n, v in self._sums.items()}
+        flat = torch.cat([v.reshape(-1) for v in values.values()])  # one vector: one sync, one all_reduce
         if dist.is_available() and dist.is_initialized():
-            dist.all_reduce(stacked)
-        return dict(zip(names, stacked.tolist()))
+            dist.all_reduce(flat)
+        flat, totals, start = flat.cpu(), {}, 0
+        for name, value in values.items():
+            part = flat[start:start + value.numel()]
+            totals[name] = part.reshape(value.shape) if value.dim() else float(part)
+            start += value.numel()
+        return totals

@@ -137,3 +137,37 @@ class HousePriceRegression(Task):
     def summarize(self, totals):
         n = totals["count"]
         return {"loss": totals["loss"] / n, "log_rmse": math.sqrt(totals["squared_log_error"] / n)}
+
+
+class PixelClassification(Task):
+    """Semantic segmentation (D2L §13.11): a class for every pixel, scored by the cross-entropy of
+    the pixels that have a class (those marked ``ignore_index``, VOC's 255 borders, take no part),
+    averaged over them, and reported as pixel accuracy and mean IoU from the epoch's confusion
+    matrix (:mod:`divekit.metrics.segmentation`).
+
+    The model maps images (B, 3, H, W) to logits (B, C, H, W); ``loss_fn(logits, y)`` takes (N, C)
+    and (N,) as a classifier's does, so scratch and fast losses plug in alike.
+    """
+
+    count_unit = "images"
+
+    def __init__(self, loss_fn: LossFn, num_classes: int, ignore_index: int = 255):
+        self.loss_fn, self.num_classes, self.ignore_index = loss_fn, num_classes, ignore_index
+
+    def step(self, model, batch, training):
+        from divekit.metrics.segmentation import confusion_matrix
+
+        logits = model(batch.X)  # (B, C, H, W)
+        valid = batch.masks != self.ignore_index  # (B, H, W)
+        pixels = logits.permute(0, 2, 3, 1)[valid]  # (N, C): the pixels that have a class
+        losses = self.loss_fn(pixels, batch.masks[valid])  # (N,)
+        loss = losses.mean()
+        matrix = confusion_matrix(logits.detach().argmax(dim=1), batch.masks, self.num_classes, self.ignore_index)
+        return StepOutput(loss, {"loss": loss.detach().float() * len(losses), "pixels": len(losses),
+                                 "confusion": matrix, "count": len(batch)})
+
+    def summarize(self, totals):
+        from divekit.metrics.segmentation import mean_iou, pixel_accuracy
+
+        return {"loss": totals["loss"] / max(totals["pixels"], 1), "acc": pixel_accuracy(totals["confusion"]),
+                "miou": mean_iou(totals["confusion"])}

@@ -3,6 +3,10 @@
 A VGG block is ``num_convs`` 3x3 convolutions (padding 1, ReLU) followed by a 2x2 stride-2
 max-pool, which halves height and width. VGG-11 has five blocks; the book trains a small VGG-11
 with a quarter of the channels (``ratio`` 4: 16, 32, 64, 128, 128) on Fashion-MNIST at 224x224.
+VGG-19 (2, 2, 4, 4, 4 convolutions per block) is the feature extractor of style transfer
+(D2L §13.12); its ``features`` are one flat sequence, numbered as torchvision's ``vgg19().features``
+(layer 0 the first convolution, 5 the first of the second block, ...), so the book's layer
+numbers mean the same layers and torchvision's weights (``features.N.weight``) load.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from divekit.ops import Ops
 from divekit.options import at_least, option, probability
 
 VGG11 = ((1, 64), (1, 128), (2, 256), (2, 512), (2, 512))  # (num_convs, out_channels) per block
+VGG19 = ((2, 64), (2, 128), (4, 256), (4, 512), (4, 512))
 
 
 @dataclass
@@ -50,6 +55,15 @@ def build_vgg(cfg: VGGConfig, ops: Ops) -> ConvNet:
     return ConvNet(features, head, ops)
 
 
+def flat_features(arch: tuple[tuple[int, int], ...], in_channels: int, ratio: int, ops: Ops) -> nn.Module:
+    """The VGG blocks of ``arch`` as one flat Sequential (conv, ReLU, ..., max-pool, ...), torchvision's numbering."""
+    layers = []
+    for num_convs, channels in arch:
+        layers += list(vgg_block(num_convs, in_channels, channels // ratio, ops))
+        in_channels = channels // ratio
+    return ops.Sequential(*layers)
+
+
 @register_model("vgg", config=VGGConfig, example=image_example, section="7.2", ratio=4,
                 tiny=dict(input_shape=(1, 32, 32), ratio=16, hidden=32))
 def vgg(cfg: VGGConfig, ops: Ops) -> ConvNet:
@@ -62,3 +76,12 @@ def vgg(cfg: VGGConfig, ops: Ops) -> ConvNet:
 def vgg11(cfg: VGGConfig, ops: Ops) -> ConvNet:
     """VGG-11 with its full channels (64, 128, 256, 512, 512)."""
     return build_vgg(cfg, ops)
+
+
+@register_model("vgg19", config=VGGConfig, example=image_example, section="13.12", input_shape=(3, 224, 224),
+                num_classes=1000, tiny=dict(input_shape=(3, 32, 32), ratio=16, hidden=32))
+def vgg19(cfg: VGGConfig, ops: Ops) -> ConvNet:
+    """VGG-19, its features one flat sequence numbered as torchvision's, so its weights load."""
+    features = flat_features(VGG19, cfg.input_shape[0], cfg.ratio, ops)
+    head = dense_head(flat_size(features, cfg.input_shape, "VGG-19"), cfg.num_classes, cfg.hidden, cfg.dropout, ops)
+    return ConvNet(features, head, ops)

@@ -1,12 +1,19 @@
-"""Convolution and pooling from tensor operations (D2L §6.2-§6.5).
+"""Convolution, transposed convolution and pooling from tensor operations (D2L §6.2-§6.5, §13.10).
 
 Letters: B batch size, C input channels, O output channels, g groups, H x W input height and
 width, kh x kw kernel (window) size, s stride, d dilation, P x Q output height and width.
 
 Every operation looks at the same thing: the (kh, kw) windows of a padded input, taken with a
 stride. ``Tensor.unfold`` gives all windows at once as a strided view (no Python loop over pixels),
-so cross-correlation is one ``einsum`` over each window and pooling one ``amax`` or ``sum``.
+so cross-correlation is one ``einsum`` over each window and pooling one ``amax`` or ``sum``;
+``F.fold``, unfold's adjoint, adds blocks back onto their windows for the transposed convolution.
 Output size per axis: floor((n - k + 2p) / s) + 1 (D2L §6.3), with taps d apart floor((n + 2p - d (k - 1) - 1) / s) + 1.
+
+A transposed convolution (§13.10) runs the other way: each input entry spreads a copy of the kernel,
+scaled by itself, over the output, copies s apart, and overlapping copies add up. It is the transpose
+of a convolution's matrix (:func:`conv_matrix`): it maps a convolution's output shape back to its
+input shape, which is how FCN upsamples (§13.11). Output size per axis:
+(n - 1) s - 2p + d (k - 1) + 1 + output_padding.
 """
 
 from __future__ import annotations
@@ -14,10 +21,12 @@ from __future__ import annotations
 import math
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["AdaptiveAvgPool2d", "AdaptiveMaxPool2d", "AvgPool2d", "Conv2d", "MaxPool2d", "adaptive_avg_pool2d",
-           "adaptive_max_pool2d", "avg_pool2d", "conv2d", "conv_output_size", "corr2d", "max_pool2d"]
+__all__ = ["AdaptiveAvgPool2d", "AdaptiveMaxPool2d", "AvgPool2d", "Conv2d", "ConvTranspose2d", "MaxPool2d",
+           "adaptive_avg_pool2d", "adaptive_max_pool2d", "avg_pool2d", "conv2d", "conv_matrix", "conv_output_size",
+           "conv_transpose2d", "corr2d", "max_pool2d", "trans_conv"]
 
 IntPair = int | tuple[int, int]
 
@@ -97,6 +106,68 @@ def conv2d(X: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = No
     return Y if bias is None else Y + bias[:, None, None]
 
 
+def trans_conv(X: torch.Tensor, K: torch.Tensor) -> torch.Tensor:
+    """The basic transposed convolution of one image X (H, W) with a kernel K (kh, kw) (D2L §13.10.1):
+    Y[i:i + kh, j:j + kw] += X[i, j] K for every (i, j), Y of shape (H + kh - 1, W + kw - 1)."""
+    if X.dim() != 2 or K.dim() != 2:
+        raise ValueError(f"trans_conv takes a 2-D image and a 2-D kernel, "
+                         f"got shapes {tuple(X.shape)} and {tuple(K.shape)}")
+    return conv_transpose2d(X[None, None], K[None, None])[0, 0]
+
+
+def conv_transpose2d(X: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None, stride: IntPair = 1,
+                     padding: IntPair = 0, output_padding: IntPair = 0, groups: int = 1,
+                     dilation: IntPair = 1) -> torch.Tensor:
+    """Transposed convolution, what ``nn.ConvTranspose2d`` computes (D2L §13.10.2).
+
+    X (B, C, H, W), weight (C, O/g, kh, kw) (note: input channels first), bias (O,) -> (B, O, P, Q):
+        Y_full[b, o, i s_h + a d_h, j s_w + c d_w] += sum_c X[b, c, i, j] W[c, o, a, c']
+    and Y is Y_full with ``padding`` rows and columns removed from each side (padding shrinks the
+    output, where a convolution's padding grows its input); ``output_padding`` adds rows and
+    columns at the bottom and right, to reach one of the input sizes that a strided convolution
+    maps to the same output size. P = (H - 1) s_h - 2 p_h + d_h (kh - 1) + output_padding_h + 1.
+    With g groups, input group k only feeds output group k.
+    """
+    stride, padding = _pair(stride, "stride"), _pair(padding, "padding", minimum=0)
+    output_padding, dilation = _pair(output_padding, "output_padding", minimum=0), _pair(dilation, "dilation")
+    if X.dim() != 4 or weight.dim() != 4 or X.shape[1] != weight.shape[0] or X.shape[1] % groups:
+        raise ValueError(f"weight (C, O/groups, kh, kw) = {tuple(weight.shape)} with groups={groups} does not fit "
+                         f"input (B, C, H, W) = {tuple(X.shape)}")
+    if any(op >= max(s, d) for op, s, d in zip(output_padding, stride, dilation)):
+        raise ValueError(f"output_padding {output_padding} must be smaller than the stride {stride} or the dilation "
+                         f"{dilation}")
+    B, C, H, W = X.shape
+    kh, kw = weight.shape[-2:]
+    P, Q = ((n - 1) * s - 2 * p + d * (k - 1) + op + 1
+            for n, s, p, d, k, op in zip((H, W), stride, padding, dilation, (kh, kw), output_padding))
+    if P < 1 or Q < 1:
+        raise ValueError(f"padding {padding} removes the whole {P}x{Q} output of a transposed convolution of a "
+                         f"{H}x{W} input")
+    Xg = X.reshape(B, groups, C // groups, H, W)
+    Wg = weight.reshape(groups, C // groups, -1, kh, kw)  # (g, C/g, O/g, kh, kw)
+    # every input entry times the whole kernel: one (O, kh, kw) block of the output per input position
+    blocks = torch.einsum("bgchw,gcokl->bgoklhw", Xg, Wg).reshape(B, -1, H * W)  # (B, O kh kw, H W)
+    # fold, the adjoint of unfold, adds each block onto the window it stands for: the windows of a
+    # convolution of the output, s apart, taps d apart
+    full = (H - 1) * stride[0] + dilation[0] * (kh - 1) + 1, (W - 1) * stride[1] + dilation[1] * (kw - 1) + 1
+    Y = F.fold(blocks, full, (kh, kw), dilation=dilation, stride=stride)  # (B, O, full_h, full_w)
+    Y = F.pad(Y, (0, output_padding[1], 0, output_padding[0]))  # output_padding: rows and columns at the end
+    Y = Y[..., padding[0]:padding[0] + P, padding[1]:padding[1] + Q]  # padding cuts the border off: (B, O, P, Q)
+    return Y if bias is None else Y + bias[:, None, None]
+
+
+def conv_matrix(K: torch.Tensor, input_shape: tuple[int, int], stride: IntPair = 1,
+                padding: IntPair = 0) -> torch.Tensor:
+    """The matrix M (P Q, H W) of the convolution of an H x W image with the kernel K (kh, kw)
+    (the book's ``kernel2matrix``, D2L §13.10.3): conv(X) = M vec(X), reshaped to (P, Q), and the
+    transposed convolution with the same kernel, stride and padding is M^T: vec(Y) -> (H, W).
+    Column j of M is the convolution of the j-th one-hot image."""
+    H, W = input_shape
+    basis = torch.eye(H * W, dtype=K.dtype, device=K.device).reshape(H * W, 1, H, W)  # (H W, 1, H, W)
+    responses = conv2d(basis, K[None, None], stride=stride, padding=padding)  # (H W, 1, P, Q)
+    return responses.reshape(H * W, -1).T  # (P Q, H W)
+
+
 def max_pool2d(X: torch.Tensor, kernel_size: IntPair, stride: IntPair | None = None, padding: IntPair = 0) -> torch.Tensor:
     """The largest entry of each window, per channel (D2L §6.5). Padding counts as -inf, so it is
     never the maximum. Where a window holds several equal maxima (zeros after a ReLU), the gradient
@@ -128,13 +199,14 @@ def _pool_args(kernel_size: IntPair, stride: IntPair | None, padding: IntPair):
     return kernel, kernel if stride is None else _pair(stride, "stride"), padding
 
 
-class Conv2d(nn.Module):
-    """A convolution layer from :func:`conv2d` (D2L §6.2.2) with ``nn.Conv2d``'s arguments, parameter
-    names, shapes and initial draws: weight (O, C/g, kh, kw), then bias (O,), each from
-    U(-1/sqrt(fan_in), 1/sqrt(fan_in)) with fan_in = C/g * kh * kw."""
+class _Conv(nn.Module):
+    """What both convolution layers hold (channels, groups, kernel size, stride, padding, dilation),
+    and their parameters drawn as torch draws them: the weight, then the bias, each from
+    U(-1/sqrt(fan_in), 1/sqrt(fan_in)), fan_in = the weight's second axis times kh * kw (torch's
+    kaiming_uniform_(a=sqrt(5)) and its bias bound)."""
 
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: IntPair, stride: IntPair = 1,
-                 padding: IntPair = 0, dilation: IntPair = 1, groups: int = 1, bias: bool = True):
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: IntPair, stride: IntPair, padding: IntPair,
+                 dilation: IntPair, groups: int, bias: bool, transposed: bool):
         super().__init__()
         if groups < 1 or in_channels % groups or out_channels % groups:
             raise ValueError(f"in_channels {in_channels} and out_channels {out_channels} must both be divisible "
@@ -142,17 +214,49 @@ class Conv2d(nn.Module):
         self.in_channels, self.out_channels, self.groups = in_channels, out_channels, groups
         self.kernel_size, self.stride = _pair(kernel_size, "kernel_size"), _pair(stride, "stride")
         self.padding, self.dilation = _pair(padding, "padding", minimum=0), _pair(dilation, "dilation")
-        fan_in = in_channels // groups * self.kernel_size[0] * self.kernel_size[1]
-        bound = 1 / math.sqrt(fan_in)  # nn.Conv2d's kaiming_uniform_(a=sqrt(5)) is U(-bound, bound)
-        self.weight = nn.Parameter(torch.empty(out_channels, in_channels // groups, *self.kernel_size).uniform_(-bound, bound))
+        # (O, C/g, kh, kw) for a convolution, (C, O/g, kh, kw) for a transposed one
+        shape = (in_channels, out_channels // groups) if transposed else (out_channels, in_channels // groups)
+        bound = 1 / math.sqrt(shape[1] * self.kernel_size[0] * self.kernel_size[1])
+        self.weight = nn.Parameter(torch.empty(*shape, *self.kernel_size).uniform_(-bound, bound))
         self.bias = nn.Parameter(torch.empty(out_channels).uniform_(-bound, bound)) if bias else None
-
-    def forward(self, X: torch.Tensor) -> torch.Tensor:
-        return conv2d(X, self.weight, self.bias, self.stride, self.padding, self.dilation, self.groups)
 
     def extra_repr(self) -> str:
         return (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}, "
                 f"padding={self.padding}, dilation={self.dilation}, groups={self.groups}, bias={self.bias is not None}")
+
+
+class Conv2d(_Conv):
+    """A convolution layer from :func:`conv2d` (D2L §6.2.2) with ``nn.Conv2d``'s arguments, parameter
+    names, shapes and initial draws: weight (O, C/g, kh, kw), then bias (O,), fan_in = C/g * kh * kw."""
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: IntPair, stride: IntPair = 1,
+                 padding: IntPair = 0, dilation: IntPair = 1, groups: int = 1, bias: bool = True):
+        super().__init__(in_channels, out_channels, kernel_size, stride, padding, dilation, groups, bias,
+                         transposed=False)
+
+    def forward(self, X: torch.Tensor) -> torch.Tensor:
+        return conv2d(X, self.weight, self.bias, self.stride, self.padding, self.dilation, self.groups)
+
+
+class ConvTranspose2d(_Conv):
+    """A transposed convolution layer from :func:`conv_transpose2d` (D2L §13.10) with
+    ``nn.ConvTranspose2d``'s arguments, parameter names, shapes and initial draws: weight
+    (C, O/g, kh, kw), then bias (O,), fan_in = O/g * kh * kw (torch reads it off the weight's
+    second axis)."""
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: IntPair, stride: IntPair = 1,
+                 padding: IntPair = 0, output_padding: IntPair = 0, groups: int = 1, bias: bool = True,
+                 dilation: IntPair = 1):
+        super().__init__(in_channels, out_channels, kernel_size, stride, padding, dilation, groups, bias,
+                         transposed=True)
+        self.output_padding = _pair(output_padding, "output_padding", minimum=0)
+
+    def forward(self, X: torch.Tensor) -> torch.Tensor:
+        return conv_transpose2d(X, self.weight, self.bias, self.stride, self.padding, self.output_padding, self.groups,
+                                self.dilation)
+
+    def extra_repr(self) -> str:
+        return f"{super().extra_repr()}, output_padding={self.output_padding}"
 
 
 class _Pool2d(nn.Module):
