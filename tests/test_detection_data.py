@@ -150,7 +150,7 @@ def test_the_books_set_is_read_from_a_verified_zip(tmp_path, monkeypatch):
     (tmp_path / "mine" / "banana-detection").mkdir(parents=True)
     (tmp_path / "mine" / "banana-detection" / "banana-detection.zip").write_bytes(zipped)
     real = hub.REGISTRY["banana-detection"]
-    spec = dataclasses.replace(real, archive=dataclasses.replace(real.archive, sha1=hashlib.sha1(zipped).hexdigest()))
+    spec = dataclasses.replace(real, archive=dataclasses.replace(real.archive, checksum=hashlib.sha1(zipped).hexdigest()))
     monkeypatch.setattr(detection, "fetch",
                         lambda name, data_dir=None: hub.fetch(spec, data_dir=data_dir, progress=False))
     data = load_detection("bananas", data_dir=tmp_path / "mine")
