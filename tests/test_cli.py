@@ -23,6 +23,8 @@ def test_list_shows_every_experiment_with_section_and_data(capsys):
     for e in all_experiments():
         assert e.name in out and f"§{e.section}" in out
     assert "Fashion-MNIST" in out
+    classifier = next(line for line in out.splitlines() if line.startswith("image-classifier "))
+    assert classifier.count("An image classifier for your own folder") == 1  # a title is not repeated as its description
 
 
 def test_run_writes_a_complete_run_folder_and_reaches_the_book(tmp_path, capsys):

@@ -137,7 +137,8 @@ def _cmd_list() -> int:
     for e in experiments:
         data = e.dataset if len(e.dataset) <= 16 else e.dataset.split(":")[0][:15].rstrip() + "…"
         own = " (also --data)" if e.user_data else ""
-        line = f"{e.name:<{width}}  {'§' + e.section:<{book}}  {data:<16}  {e.title}; {e.description}{own}"
+        what = e.title if e.description in ("", e.title) else f"{e.title}; {e.description}"
+        line = f"{e.name:<{width}}  {'§' + e.section:<{book}}  {data:<16}  {what}{own}"
         print(line if columns is None or len(line) <= columns else line[:columns - 1] + "…")
     return 0
 
