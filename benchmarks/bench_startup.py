@@ -49,6 +49,7 @@ def main(argv: list[str] | None = None) -> int:
     load_before = loadavg()
     divekit = [sys.executable, "-m", "divekit"]
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "OMP_NUM_THREADS": str(args.threads)}
+    env.setdefault("FMNIST_DIR", str(Path(os.environ.get("DIVEKIT_DATA", "../shared/data")) / "fashion-mnist"))
     rows: dict[str, list[float]] = {"help": [], "list": [], "lenet": [], "lenet_train": [], "lenet_cold": [], "d2l": []}
     with tempfile.TemporaryDirectory() as tmp:
         env["XDG_CACHE_HOME"] = str(Path(tmp) / "cache")
