@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Runs the book's experiments with the book's hyperparameters (seed 0) and writes the report, ours
 # beside d2l's published numbers, to reproduction/REPRODUCTION.md.
-#   DIVEKIT_DATA=../shared/data bash reproduction/reproduce_book.sh [OUT_DIR] [quick|long|all]
+#   DIVEKIT_DATA=../shared/data bash reproduction/reproduce_book.sh [OUT_DIR] [quick|long|attention|all]
 # quick: the runs that take seconds to a few minutes on a CPU; long: the 10-epoch CNNs and MLPs
-# and the 300-500-epoch sequence models (hours on a 2-core CPU). AlexNet, VGG, NiN, GoogLeNet and
-# ResNet at 224/96 pixels need a GPU and are not in either list.
+# and the 300-500-epoch sequence models (hours on a 2-core CPU); attention: chapter 10 and BERT's
+# pretraining (minutes). AlexNet, VGG, NiN, GoogLeNet and ResNet at 224/96 pixels, and TinySSD's 20
+# epochs, need a GPU and are not in any list.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=${1:-runs/book}
@@ -18,11 +19,13 @@ quick="linear-regression:scratch linear-regression:fast linear-regression:fast:-
 long="mlp:scratch mlp:fast dropout:scratch dropout:fast lenet:fast lenet:scratch batch-norm:fast
   batch-norm:scratch rnn-scratch:scratch rnn-scratch:scratch:--random-sampling rnn:fast gru:scratch gru:fast lstm:scratch lstm:fast
   deep-rnn:fast bi-rnn:fast seq2seq:fast"
+attention="nadaraya-watson:fast bahdanau:fast transformer:fast bert-pretrain:fast"
 case $which in
   quick) runs=$quick ;;
   long) runs=$long ;;
-  all) runs="$quick $long" ;;
-  *) echo "usage: $0 [OUT_DIR] [quick|long|all]" >&2; exit 2 ;;
+  attention) runs=$attention ;;
+  all) runs="$quick $long $attention" ;;
+  *) echo "usage: $0 [OUT_DIR] [quick|long|attention|all]" >&2; exit 2 ;;
 esac
 for run in $runs; do  # NAME:[IMPL][:EXTRA OPTION, as --flag=value]; no IMPL for a demo without --impl
   IFS=: read -r name impl extra <<< "$run"
