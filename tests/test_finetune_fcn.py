@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from conftest import needs_real_data
 from divekit import io
 from divekit.models.cnn.fcn import bilinear_kernel
 from divekit.models.cnn.resnet import from_torchvision
@@ -186,6 +187,21 @@ def test_the_fine_tuning_classes_are_picked_and_relabelled_in_the_order_named():
     assert every.y.tolist() == [0, 1, 0, 1, 0] and every.X.flatten().tolist() == [1, 2, 3, 5, 6]  # d -> 0, b -> 1
     first = _class_subset(Split(X, y), ("d", "b"), ("a", "b", "c", "d"), 3)
     assert first.y.tolist() == [0, 1, 0] and first.X.flatten().tolist() == [1, 2, 3]
+
+
+@needs_real_data(["mnist"])
+def test_the_mnist_source_never_sees_the_target_digits():
+    from divekit.data.fashion_mnist import load_mnist
+    from divekit.experiments.vision import _finetune_data
+
+    target, source = _finetune_data("mnist", 100, 500, None)
+    assert target.classes == ("8", "9") and source.classes == ("0", "1", "2", "3", "4", "5", "6", "7")
+    assert len(target.train.y) == 100 and len(source.train.y) == 500
+    digits = load_mnist()
+    first_100 = digits.train.y[(digits.train.y == 8) | (digits.train.y == 9)][:100]
+    assert target.train.y.tolist() == (first_100 - 8).tolist()  # 8 -> 0, 9 -> 1, in the files' order
+    assert len(target.eval.y) == int(((digits.eval.y == 8) | (digits.eval.y == 9)).sum())  # every test 8 and 9
+    assert int(source.train.y.max()) == 7 and int(source.eval.y.max()) == 7
 
 
 def test_fine_tuning_the_hotdog_photographs_needs_source_weights():
