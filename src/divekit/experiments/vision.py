@@ -6,8 +6,9 @@ cannot be downloaded here. Each experiment reads the real format when the data i
 hub registers all three with their checksums) and otherwise runs on what is: Fashion-MNIST for
 augmentation, MNIST (or Fashion-MNIST) for fine-tuning (the source a ResNet-18 trained here on eight
 of its classes, the target the other two), and a VOC-format segmentation set of shape scenes
-generated from the photographs of the photos extra (see :mod:`divekit.data.shapes`). Its numbers are then not the
-book's, and no reference entry claims a comparison: the summary says which data it ran on.
+generated from the photographs of the photos extra (see :mod:`divekit.data.shapes`). Its numbers
+are then not the book's, and no reference entry claims a comparison: the summary says which data it
+ran on.
 
 CPU budget (a 2-core machine): the defaults are sized so that each experiment takes minutes, not
 hours: 3,000 training images at 28x28 for augmentation, 8,000 source and 100 target images at 28x28
