@@ -6,8 +6,9 @@ does not import divekit). It prints one JSON object on stdout.
 
 ``train_bert`` is the notebook's code (d2l-ai/d2l-zh@e6b18cc,
 chapter_natural-language-processing-pretraining/bert-pretraining.md, PyTorch tab; not in the d2l
-package), copied below without its ``Animator`` (notebook plotting). ``devices`` is ``[cpu]``: the
-book's ``d2l.try_all_gpus()`` returns ``[]`` on a CPU-only machine and ``devices[0]`` would fail.
+package), copied below without its ``Animator`` (notebook plotting). ``devices`` is ``[--device]``
+(``cpu`` by default): the book's ``d2l.try_all_gpus()`` returns ``[]`` on a CPU-only machine and
+``devices[0]`` would fail; on a GPU, ``--device cuda`` is the book's one-GPU run.
 ``d2l.download_extract`` is pointed at the local WikiText-2 copy (no network here). The data loader
 keeps the book's ``d2l.get_dataloader_workers()`` = 4 worker processes.
 """
@@ -27,6 +28,7 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=50)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="cpu")
     p.add_argument("--data", default="../shared/data")
     p.add_argument("--tv-shim", default="../shared/bench/tv_shim.py")
     args = p.parse_args()
@@ -54,7 +56,7 @@ def main() -> None:
                         num_layers=2, dropout=0.2, key_size=128, query_size=128,
                         value_size=128, hid_in_features=128, mlm_in_features=128,
                         nsp_in_features=128)
-    devices = [torch.device("cpu")]
+    devices = [torch.device(args.device)]
     loss = nn.CrossEntropyLoss()
 
     # the book's train_bert (D2L §14.10.1), verbatim but for the Animator and the returned numbers

@@ -28,8 +28,9 @@ from _d2l_softmax import load_shim
 
 
 def parse_common_args(p: argparse.ArgumentParser) -> argparse.Namespace:
-    """The options every d2l runner takes besides its own: threads, seed, data folder."""
+    """The options every d2l runner takes besides its own: threads, seed, data folder, device."""
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--device", default="cpu")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--data", default="../shared/data")
     return p.parse_args()
@@ -103,7 +104,7 @@ def main() -> None:
     from torch import nn
 
     d2l = start_d2l(args)
-    device = torch.device("cpu")
+    device = torch.device(args.device)
     epochs = []
 
     if args.variant in ("rnn-scratch", "gru"):

@@ -144,7 +144,7 @@ def main() -> None:
     import torch
 
     d2l = start_d2l(args)
-    device = torch.device("cpu")
+    device = torch.device(args.device)
     lr, num_steps = 0.005, 10
     net, train_iter, src_vocab, tgt_vocab = build(d2l)
     epochs = train_seq2seq_timed(d2l, net, train_iter, lr, args.epochs, tgt_vocab, device)

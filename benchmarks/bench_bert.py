@@ -70,9 +70,9 @@ def run_divekit(steps: int, seed: int, device: str, epochs: int = 1, **options) 
             "steps": steps}
 
 
-def run_d2l(python: str, steps: int, seed: int, threads: int) -> dict:
+def run_d2l(python: str, steps: int, seed: int, threads: int, device: str) -> dict:
     cmd = [python, str(HERE / "_d2l_bert.py"), "--steps", str(steps), "--seed", str(seed), "--threads", str(threads),
-           "--data", os.environ.get("DIVEKIT_DATA", "../shared/data")]
+           "--device", device, "--data", os.environ.get("DIVEKIT_DATA", "../shared/data")]
     proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if proc.returncode != 0:
         raise RuntimeError(f"{' '.join(cmd)} failed:\n{proc.stderr[-3000:]}")
@@ -156,7 +156,7 @@ def main(argv: list[str] | None = None) -> int:
         book = {"divekit": [], "d2l": []}
         for repeat in range(args.repeats):
             book["divekit"].append(run_divekit(args.steps, repeat, args.device))
-            book["d2l"].append(run_d2l(args.d2l_python, args.steps, repeat, args.threads))
+            book["d2l"].append(run_d2l(args.d2l_python, args.steps, repeat, args.threads, args.device))
             print(f"repeat {repeat + 1}: divekit {book['divekit'][-1]}, d2l {book['d2l'][-1]}", flush=True)
     variants = {}
     if args.variant_steps:

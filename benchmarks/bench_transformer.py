@@ -3,7 +3,7 @@ the larger preset's speed-ups and profile, in one run.
 
     DIVEKIT_DATA=../shared/data PYTHONPATH=src python benchmarks/bench_transformer.py \
         [--epochs 200] [--repeats 3] [--threads 1] [--d2l-python .d2l-venv/bin/python] \
-        [--large-steps 20] [--wait-idle 900] [--out benchmarks/results/transformer.md]
+        [--large-steps 20] [--device cpu|cuda] [--wait-idle 900] [--out benchmarks/results/transformer.md]
 
 1. The book's settings (601 pairs, batch 64, 10 steps, width 32, 2 blocks, 4 heads, FFN 64, dropout
    0.1, Adam lr 0.005, clipping at 1): divekit's registered ``transformer`` recipe, built by the
@@ -17,6 +17,10 @@ the larger preset's speed-ups and profile, in one run.
    data: tokens/s of the fast twin eager fp32, with bf16 autocast, with ``torch.compile`` and with
    both, each over ``--large-steps`` steps after a warm-up epoch of the same length (which also
    pays for compilation); then ``torch.profiler``'s top operators of eager fp32.
+
+With ``--device cuda`` both sides train on the GPU (d2l's code as the book runs it there) and the
+profile ranks operators by their time on the GPU; the fast twin's attention is then PyTorch's fused
+``scaled_dot_product_attention`` wherever it needs no weights and no dropout on them.
 """
 
 from __future__ import annotations
@@ -39,10 +43,10 @@ from bench_softmax import loadavg, report_header, run_meta, wait_for_idle, write
 LARGE_BATCH = 128
 
 
-def run_divekit(epochs: int, seed: int) -> dict:
+def run_divekit(epochs: int, seed: int, device: str) -> dict:
     from divekit.experiments.runner import prepare_training
 
-    training = prepare_training("transformer", epochs=epochs, seed=seed, device="cpu")
+    training = prepare_training("transformer", epochs=epochs, seed=seed, device=device)
     history = training.fit()
     seconds = sum(r["seconds"] for r in history)
     tokens = sum(r["tokens_per_s"] * r["seconds"] for r in history)
@@ -55,9 +59,9 @@ def run_divekit(epochs: int, seed: int) -> dict:
             "bleu": bleu, "translations": translations}
 
 
-def run_d2l(python: str, epochs: int, seed: int, threads: int) -> dict:
+def run_d2l(python: str, epochs: int, seed: int, threads: int, device: str) -> dict:
     cmd = [python, str(HERE / "_d2l_transformer.py"), "--epochs", str(epochs), "--seed", str(seed),
-           "--threads", str(threads), "--data", os.environ.get("DIVEKIT_DATA", "../shared/data")]
+           "--threads", str(threads), "--device", device, "--data", os.environ.get("DIVEKIT_DATA", "../shared/data")]
     proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if proc.returncode != 0:
         raise RuntimeError(f"{' '.join(cmd)} failed:\n{proc.stderr[-3000:]}")
@@ -69,32 +73,40 @@ def run_d2l(python: str, epochs: int, seed: int, threads: int) -> dict:
             "translations": [t["prediction"] for t in out["translations"]]}
 
 
-def run_large(steps: int, seed: int, **speed) -> dict:
+def run_large(steps: int, seed: int, device: str, **speed) -> dict:
     """tokens/s of transformer-large over ``steps`` steps (epoch 2), after a warm-up epoch 1 of as many."""
     from divekit.experiments.runner import prepare_training
 
-    training = prepare_training("transformer-large", epochs=2, seed=seed, device="cpu", limit=steps * LARGE_BATCH,
+    training = prepare_training("transformer-large", epochs=2, seed=seed, device=device, limit=steps * LARGE_BATCH,
                                 batch_size=LARGE_BATCH, **speed)
     history = training.fit()
     return {"tokens_per_s": history[-1]["tokens_per_s"], "warmup_seconds": history[0]["seconds"],
             "loss": history[-1]["train_loss"]}
 
 
-def profile_large(steps: int) -> tuple[list[tuple[str, float, float, int]], float]:
-    """torch.profiler's operators of eager fp32 transformer-large, by self CPU time: (name, ms, %, calls)."""
+def profile_large(steps: int, device: str) -> tuple[list[tuple[str, float, float, int]], float]:
+    """torch.profiler's operators of eager fp32 transformer-large by self time on ``device`` (the CPU's
+    time, or the GPU's): (name, ms, %, calls), and the total seconds."""
     from torch.profiler import ProfilerActivity, profile
 
     from divekit.experiments.runner import prepare_training
 
-    training = prepare_training("transformer-large", epochs=1, device="cpu", limit=steps * LARGE_BATCH,
+    training = prepare_training("transformer-large", epochs=1, device=device, limit=steps * LARGE_BATCH,
                                 batch_size=LARGE_BATCH)
     training.fit()  # warm-up
-    with profile(activities=[ProfilerActivity.CPU]) as prof:
+    on_gpu = device.startswith("cuda")
+    with profile(activities=[ProfilerActivity.CPU, *([ProfilerActivity.CUDA] if on_gpu else [])]) as prof:
         training.trainer._train_epoch(training.setup.data.train, 2)
-    events = [e for e in prof.key_averages() if e.key.startswith("aten::") or "Optimizer" in e.key]
-    total = sum(e.self_cpu_time_total for e in prof.key_averages())
-    top = sorted(events, key=lambda e: e.self_cpu_time_total, reverse=True)[:12]
-    rows = [(e.key, e.self_cpu_time_total / 1000, 100 * e.self_cpu_time_total / total, e.count) for e in top]
+        if on_gpu:
+            torch.cuda.synchronize()
+
+    def self_time(e):  # microseconds
+        return e.self_device_time_total if on_gpu else e.self_cpu_time_total
+
+    events = [e for e in prof.key_averages() if e.key.startswith("aten::") or "Optimizer" in e.key or on_gpu]
+    total = sum(self_time(e) for e in prof.key_averages())
+    top = sorted(events, key=self_time, reverse=True)[:12]
+    rows = [(e.key, self_time(e) / 1000, 100 * self_time(e) / total, e.count) for e in top]
     return rows, total / 1e6
 
 
@@ -141,9 +153,10 @@ def render(book: dict, large: dict, profile: list, profile_seconds: float, meta:
     for name, r in large.items():
         lines.append(f"| {name} | {r['tokens_per_s']:,.0f} | {r['tokens_per_s'] / base:.2f}x | "
                      f"{r['warmup_seconds']:.1f} | {r['loss']:.3f} |")
+    where = "GPU" if meta["on_gpu"] else "CPU"
     lines += ["", f"Where the time goes (eager fp32, one epoch of {meta['large_steps']} steps, "
-                  f"{profile_seconds:.1f} s of self CPU time; torch.profiler, top operators by self time):", "",
-              "| operator | self CPU (ms) | share | calls |", "|---|---:|---:|---:|"]
+                  f"{profile_seconds:.1f} s of self {where} time; torch.profiler, top operators by self time):", "",
+              f"| operator | self {where} (ms) | share | calls |", "|---|---:|---:|---:|"]
     lines += [f"| `{name}` | {ms:,.0f} | {share:.1f}% | {calls:,} |" for name, ms, share, calls in profile]
     lines.append("")
     return "\n".join(lines)
@@ -156,6 +169,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=1, help="torch.set_num_threads in every process")
     p.add_argument("--d2l-python", default=".d2l-venv/bin/python")
     p.add_argument("--large-steps", type=int, default=20)
+    p.add_argument("--device", default="cpu", help="cpu, or cuda for both sides on the GPU")
     p.add_argument("--skip-book", action="store_true", help="only the larger preset's part")
     p.add_argument("--wait-idle", type=float, default=0, metavar="SECONDS",
                    help="first wait up to this long for the 1-minute load average to fall below 1")
@@ -167,19 +181,22 @@ def main(argv: list[str] | None = None) -> int:
     start, load_before = time.perf_counter(), loadavg()
     book = {"divekit": [], "d2l": []}
     for seed in range(0 if args.skip_book else args.repeats):
-        book["divekit"].append(run_divekit(args.epochs, seed))
-        book["d2l"].append(run_d2l(args.d2l_python, args.epochs, seed, args.threads))
+        book["divekit"].append(run_divekit(args.epochs, seed, args.device))
+        book["d2l"].append(run_d2l(args.d2l_python, args.epochs, seed, args.threads, args.device))
         print(f"seed {seed}: divekit {book['divekit'][-1]}\n        d2l {book['d2l'][-1]}", flush=True)
     load_mid = loadavg()
     large = {}
     for name, speed in (("eager fp32", {}), ("bf16 autocast", {"precision": "bf16"}),
                         ("torch.compile fp32", {"compile": True}),
                         ("torch.compile + bf16", {"compile": True, "precision": "bf16"})):
-        large[name] = run_large(args.large_steps, 0, **speed)
+        large[name] = run_large(args.large_steps, 0, args.device, **speed)
         print(name, large[name], flush=True)
-    profile, profile_seconds = profile_large(args.large_steps)
-    meta = {**run_meta(Path(__file__).name, argv, args.threads), "epochs": args.epochs, "repeats": args.repeats,
-            "large_steps": args.large_steps, "load_before": load_before, "load_mid": load_mid,
+    profile, profile_seconds = profile_large(args.large_steps, args.device)
+    on_gpu = args.device.startswith("cuda")
+    meta = {**run_meta(Path(__file__).name, argv, args.threads,
+                       torch.cuda.get_device_name(torch.device(args.device)) if on_gpu else "cpu"),
+            "epochs": args.epochs, "repeats": args.repeats, "large_steps": args.large_steps, "on_gpu": on_gpu,
+            "load_before": load_before, "load_mid": load_mid,
             "load_after": loadavg(), "total_seconds": time.perf_counter() - start,
             "waited": f"; waited {waited:.0f} s for the load to fall (--wait-idle)" if args.wait_idle else ""}
     if args.skip_book:

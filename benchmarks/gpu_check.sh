@@ -7,6 +7,15 @@
 #                                            #            carry=[".gpu-check"], timeout_s=600)
 #   bash benchmarks/gpu_check.sh --tiny      # anywhere, on the CPU: every step with tiny settings (a check of this script)
 #
+# A second call, for chapters 10 and 14 (fra-eng and WikiText-2 instead of Fashion-MNIST in .gpu-check/):
+#   bash benchmarks/gpu_check.sh --prepare-attention   # here
+#   bash benchmarks/gpu_check.sh attention             # there: transformer.md (bench_transformer.py --device cuda:
+#                                                      # the book's settings against d2l on the GPU, the larger
+#                                                      # preset with bf16 and torch.compile, the GPU profile) and
+#                                                      # bert.md (bench_bert.py --device cuda, model FLOP utilisation
+#                                                      # against PEAK_TFLOPS, default 989: an H100's dense bf16)
+#   bash benchmarks/gpu_check.sh --tiny-attention      # on the CPU, with tiny settings
+#
 # Steps, each with its share of the 10 minutes (a step cut short keeps what it wrote):
 #   1. machine.txt: nvidia-smi, torch, the GPUs;
 #   2. reproductions.{md,json}: the 10-epoch alexnet, vgg, nin, googlenet and resnet runs with the book's recipe,
@@ -28,23 +37,26 @@ D2L_WHEELS="d2l==0.17.6 ipython==9.18.1 ipython_pygments_lexers==1.1.1 decorator
   matplotlib-inline==0.2.2 pexpect==4.9.0 ptyprocess==0.7.0 prompt_toolkit==3.0.53 wcwidth==0.9.4 stack-data==0.6.3
   asttokens==3.0.2 executing==2.3.0 pure_eval==0.2.4 traitlets==5.16.1"  # what d2l.torch imports that the GPU image lacks
 
-if [ "$mode" = --prepare ]; then
+if [ "$mode" = --prepare ] || [ "$mode" = --prepare-attention ]; then
   exclude=$(git rev-parse --git-path info/exclude)
   grep -qx '/.gpu-check/' "$exclude" 2>/dev/null || echo '/.gpu-check/' >> "$exclude"
   data=${DIVEKIT_DATA:-../shared/data}
-  mkdir -p "$carried/whl" "$carried/data/fashion-mnist"
+  if [ "$mode" = --prepare ]; then datasets="fashion-mnist"; else datasets="fra-eng wikitext-2"; fi
+  rm -rf "$carried/data"  # one call's data: the device tool carries at most 64 MiB
+  mkdir -p "$carried/whl" "$carried/data"
   # the GPU image's Python is 3.12; these wheels are pure Python
   python3 -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
     --platform manylinux_2_28_x86_64 --platform manylinux2014_x86_64 --platform any -d "$carried/whl" $D2L_WHEELS || exit
-  cp "$data"/fashion-mnist/*.gz "$carried/data/fashion-mnist/" || exit
+  for name in $datasets; do cp -r "$data/$name" "$carried/data/$name" || exit; done
   cp "${TV_SHIM:-../shared/bench/tv_shim.py}" "$carried/tv_shim.py" || exit
   du -sh "$carried"
-  echo "ready: run(command=\"bash benchmarks/gpu_check.sh\", carry=[\".gpu-check\"], timeout_s=600)"
+  call=$([ "$mode" = --prepare ] && echo "bash benchmarks/gpu_check.sh" || echo "bash benchmarks/gpu_check.sh attention")
+  echo "ready: run(command=\"$call\", carry=[\".gpu-check\"], timeout_s=600)"
   exit 0
 fi
 
 tiny=0
-[ "$mode" = --tiny ] || [ "${GPU_CHECK_TINY:-0}" = 1 ] && tiny=1
+{ [ "$mode" = --tiny ] || [ "$mode" = --tiny-attention ] || [ "${GPU_CHECK_TINY:-0}" = 1 ]; } && tiny=1
 OUT=${OUT:-$here/gpu-check-out}
 mkdir -p "$OUT"
 exec > >(tee "$OUT/log.txt") 2>&1
@@ -73,6 +85,25 @@ gpus=$(nvidia-smi -L 2>/dev/null | grep -c '^GPU' || true)
   echo "cores $(nproc); load $(cut -d' ' -f1-3 /proc/loadavg); gpus $gpus"
 } > "$OUT/machine.txt"
 cat "$OUT/machine.txt"
+
+if [ "$mode" = attention ] || [ "$mode" = --tiny-attention ]; then
+  if [ $tiny = 1 ]; then
+    tf_args="--device cpu --epochs 1 --repeats 1 --large-steps 1 --threads 2"
+    bert_args="--device cpu --steps 2 --repeats 1 --variant-steps 1 --threads 2"
+  else
+    tf_args="--device cuda --epochs 50 --repeats 2 --large-steps 20 --threads 4"
+    bert_args="--device cuda --steps 50 --repeats 2 --variant-steps 8 --threads 4 --peak-tflops ${PEAK_TFLOPS:-989}"
+  fi
+  echo "== 2. the Transformer against d2l, and the larger preset"
+  timeout -s INT "$(left 300)" "$PYTHON" benchmarks/bench_transformer.py $tf_args --d2l-python "$d2l_python" \
+    --out "$OUT/transformer.md" || { echo "the Transformer benchmark stopped early or failed (status $?)"; failed=1; }
+  echo "== 3. BERT pretraining against d2l, and the fast twin's options"
+  timeout -s INT "$(left 590)" "$PYTHON" benchmarks/bench_bert.py $bert_args --d2l-python "$d2l_python" \
+    --out "$OUT/bert.md" || { echo "the BERT benchmark stopped early or failed (status $?)"; failed=1; }
+  echo "== done in ${SECONDS}s ($([ $failed = 0 ] && echo 'every step finished' || echo 'some steps did not finish'))"
+  ls -la "$OUT"
+  exit $failed
+fi
 
 if [ $tiny = 1 ]; then
   device=cpu; repro_args="--tiny --device cpu"
