@@ -24,7 +24,13 @@ def test_list_shows_every_experiment_with_section_and_data(capsys):
         assert e.name in out and f"§{e.section}" in out
     assert "Fashion-MNIST" in out
     classifier = next(line for line in out.splitlines() if line.startswith("image-classifier "))
-    assert classifier.count("An image classifier for your own folder") == 1  # a title is not repeated as its description
+    assert classifier.count("An image classifier for your own folder") == 1  # no book number: the title alone
+
+
+def test_an_experiment_without_a_book_number_says_its_title_once_in_its_help(capsys):
+    with pytest.raises(SystemExit):
+        main(["run", "image-classifier", "--help"])
+    assert " ".join(capsys.readouterr().out.split()).count("An image classifier for your own folder") == 1
 
 
 def test_run_writes_a_complete_run_folder_and_reaches_the_book(tmp_path, capsys):

@@ -64,7 +64,7 @@ def test_descriptions_from_the_parts_alone_are_those_from_all_the_defaults():
     recipes = [e for e in all_experiments() if isinstance(e, Recipe)]
     assert any(book.when_options(e.name, e.default_impl) for e in recipes)  # linear-regression's --loss
     for e in recipes:
-        assert e.description == (book.describe(e.name, e.default_impl, e.defaults) or e.title), e.name
+        assert e.description == book.describe(e.name, e.default_impl, e.defaults), e.name
 
 
 def test_a_book_entry_chosen_by_a_model_option_is_described_from_all_the_defaults(monkeypatch):

@@ -89,7 +89,8 @@ def _run_parser(experiment, only: Sequence[str] | None = None, prog: str | None 
     options = experiment.options
     parser = argparse.ArgumentParser(
         prog=prog or f"{PROG} run {experiment.name}",
-        description=f"{experiment.title} (D2L {experiment.section}) on {experiment.dataset}. {experiment.description}",
+        description=" ".join(filter(None, (f"{experiment.title} (D2L {experiment.section}) on {experiment.dataset}.",
+                                           experiment.description))),
     )
     defaults = {**{f.name: f.default for f in dataclasses.fields(options)}, **(defaults or {})}
     for name, kind in kinds(options).items():
@@ -137,7 +138,7 @@ def _cmd_list() -> int:
     for e in experiments:
         data = e.dataset if len(e.dataset) <= 16 else e.dataset.split(":")[0][:15].rstrip() + "…"
         own = " (also --data)" if e.user_data else ""
-        what = e.title if e.description in ("", e.title) else f"{e.title}; {e.description}"
+        what = f"{e.title}; {e.description}" if e.description else e.title
         line = f"{e.name:<{width}}  {'§' + e.section:<{book}}  {data:<16}  {what}{own}"
         print(line if columns is None or len(line) <= columns else line[:columns - 1] + "…")
     return 0

@@ -111,8 +111,8 @@ class Experiment:
 
     @property
     def description(self) -> str:
-        """One line: the book's published number for this experiment where it has one."""
-        return book.describe(self.name, self.default_impl, self.defaults) or self.title
+        """One line: the book's published number for this experiment where it has one, else ""."""
+        return book.describe(self.name, self.default_impl, self.defaults)
 
     def validate(self, options: Options) -> None:
         """Raise ValueError for a combination of options that cannot run."""
@@ -205,7 +205,7 @@ class Recipe(Experiment):
                   for cls, defaults in self._sources(model=False).values() for f in dataclasses.fields(cls)}
         if not book.when_options(self.name, self.default_impl) <= config.keys():
             config = self.defaults
-        return book.describe(self.name, self.default_impl, config) or self.title
+        return book.describe(self.name, self.default_impl, config)
 
     def parts(self, options: Options) -> Parts:
         values = options.to_dict()
