@@ -74,6 +74,15 @@ def report(tmp_path_factory):
     return out, md_path.read_text(), html_path.read_text()
 
 
+def test_a_folder_of_runs_without_book_numbers_says_so_instead_of_an_empty_table(tmp_path):
+    assert main(["run", "activations", "--out", str(tmp_path), "--no-progress"]) == 0
+    md_path, html_path, _ = write_report(tmp_path)
+    markdown = md_path.read_text()
+    by_experiment = markdown.split("## By experiment\n\n", 1)[1].split("\n## ", 1)[0]
+    assert by_experiment.strip() == "No run here is compared with a number the book publishes."
+    assert "No run here is compared with a number the book publishes." in html_path.read_text()
+
+
 def test_the_headline_table_comes_first_with_one_row_per_compared_experiment(report):
     _, _, text = report
     page = Page(text)

@@ -89,6 +89,7 @@ def result_rows(root: Path, runs: list[tuple[Path, dict]]) -> list[dict]:
 
 COLUMNS = ("run", "experiment", "section", "impl", "data", "epochs", "metric", "ours", "book", "builds", "reached")
 HEADLINE_COLUMNS = ("experiment", "section", "metric", "ours", "book", "builds", "reached")
+NOT_COMPARED = "No run here is compared with a number the book publishes."  # the headline when it has no row
 
 
 def _book_variant(summary: dict) -> str:
@@ -300,7 +301,7 @@ def _figure_name(path: Path) -> str:
 
 def _headline_html(rows: list[dict]) -> str:
     if not rows:
-        return "<p class='lead'>No run here is compared with a number the book publishes.</p>"
+        return f"<p class='lead'>{NOT_COMPARED}</p>"
     head = "".join(f"<th>{c}</th>" for c in ("experiment", "§", "metric", "ours", "book", "book's builds", "verdict"))
     body = []
     for r in rows:
@@ -400,7 +401,7 @@ def write_report(root: str | Path) -> tuple[Path, Path, str]:
         raise FileNotFoundError(f"no finished runs (no {SUMMARY_NAME}) under {root}; run `divekit run NAME --out {root}` first")
     headline = headline_rows(runs)
     markdown = (
-        "## By experiment\n\n" + to_markdown(headline, HEADLINE_COLUMNS)
+        "## By experiment\n\n" + (to_markdown(headline, HEADLINE_COLUMNS) if headline else f"{NOT_COMPARED}\n")
         + "\n## Every metric of every run\n\n" + to_markdown(result_rows(root, runs))
     )
     io.write_text(root / "report.md", "# divekit runs\n\n" + markdown)
