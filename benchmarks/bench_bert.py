@@ -1,7 +1,7 @@
 """BERT pretraining throughput (D2L §14.9-14.10) against d2l's own code, and the fast twin's speed options.
 
     DIVEKIT_DATA=../shared/data PYTHONPATH=src python benchmarks/bench_bert.py \
-        [--steps 50] [--repeats 2] [--d2l-python /work/d2l-venv/bin/python] [--wait-idle 900] \
+        [--steps 50] [--repeats 2] [--d2l-python .d2l-venv/bin/python] [--wait-idle 900] \
         [--variant-steps 8] [--device cpu] [--peak-tflops X] [--out benchmarks/results/bert.md]
 
 1. The book's run: ``d2l.load_data_wiki(512, 64)`` and the book's ``train_bert`` for 50 steps on
@@ -137,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--steps", type=int, default=50)
     p.add_argument("--repeats", type=int, default=2)
     p.add_argument("--threads", type=int, default=2, help="torch.set_num_threads in every process")
-    p.add_argument("--d2l-python", default="/work/d2l-venv/bin/python")
+    p.add_argument("--d2l-python", default=".d2l-venv/bin/python")
     p.add_argument("--skip-book", action="store_true", help="measure only the fast twin's options")
     p.add_argument("--variant-steps", type=int, default=8, help="0: skip the fast twin's options")
     p.add_argument("--variants", nargs="+", choices=list(VARIANTS), default=list(VARIANTS))

@@ -3,7 +3,7 @@ functions (IoU of all pairs, NMS).
 
     DIVEKIT_DATA=../shared/data PYTHONPATH=src python benchmarks/bench_detection.py \
         [--epochs 2] [--repeats 2] [--threads 2] [--boxes 1000,3000,10000] [--box-rounds 3] \
-        [--d2l-python /work/d2l-venv/bin/python] \
+        [--d2l-python .d2l-venv/bin/python] \
         [--wait-idle 900] [--out benchmarks/results/detection.md]
 
 * SSD training: divekit's registered ``ssd`` recipe (TinySSD, SGD lr 0.2, weight decay 5e-4, batch 32)
@@ -235,7 +235,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--boxes", default="1000,3000,10000", help="box counts for IoU and NMS")
     p.add_argument("--box-repeats", type=int, default=5, help="calls per timing of a box function")
     p.add_argument("--box-rounds", type=int, default=3, help="rounds of timings, d2l's then divekit's, for the medians")
-    p.add_argument("--d2l-python", default="/work/d2l-venv/bin/python", help="python of a venv with d2l 0.17.x")
+    p.add_argument("--d2l-python", default=".d2l-venv/bin/python", help="python of a venv with d2l 0.17.x")
     p.add_argument("--tv-shim", default="../shared/bench/tv_shim.py", help="torchvision stand-in for d2l")
     p.add_argument("--wait-idle", type=float, default=0, metavar="SECONDS",
                    help="first wait up to this long for the 1-minute load average to fall below 1")

@@ -69,8 +69,8 @@ d2l_python=/tmp/gpu-check-d2l-python
 if [ -d "$carried/whl" ]; then
   "$PYTHON" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/gpu-check-site "$carried"/whl/*.whl
   printf '#!/bin/sh\nPYTHONPATH=/tmp/gpu-check-site exec %s "$@"\n' "$(command -v "$PYTHON")" > "$d2l_python"
-elif [ -x "${D2L_PYTHON:-/work/d2l-venv/bin/python}" ]; then
-  printf '#!/bin/sh\nexec %s "$@"\n' "${D2L_PYTHON:-/work/d2l-venv/bin/python}" > "$d2l_python"
+elif [ -x "${D2L_PYTHON:-$here/.d2l-venv/bin/python}" ]; then
+  printf '#!/bin/sh\nexec %s "$@"\n' "${D2L_PYTHON:-$here/.d2l-venv/bin/python}" > "$d2l_python"
 fi
 chmod +x "$d2l_python" 2>/dev/null
 failed=0

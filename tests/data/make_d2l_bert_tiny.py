@@ -2,7 +2,7 @@
 dict, inputs and outputs in eval mode, for tests/test_bert.py's check of ``from_d2l_state_dict``.
 
 Run with the Python of a virtual environment holding d2l 0.17.6 (the one benchmarks/ uses), from the
-repository root, beside ../shared/bench/tv_shim.py (a stand-in for torchvision): ``/work/d2l-venv/bin/python tests/data/make_d2l_bert_tiny.py tests/data/d2l_bert_tiny.pt``.
+repository root, beside ../shared/bench/tv_shim.py (a stand-in for torchvision): ``.d2l-venv/bin/python tests/data/make_d2l_bert_tiny.py tests/data/d2l_bert_tiny.pt``.
 """
 import sys, torch
 sys.path.insert(0, "../shared/bench")
