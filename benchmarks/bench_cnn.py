@@ -168,7 +168,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"resnet repeat {repeat + 1}/{args.repeats} done", file=sys.stderr)
 
     on_gpu = device.type == "cuda"
-    meta = run_meta(Path(__file__).name, argv, args.threads, torch.cuda.get_device_name(device) if on_gpu else "cpu")
+    meta = run_meta(Path(__file__).name, argv, args.threads, device)
     if not resnet_runs:
         resnet_text = "skipped."
     elif args.resnet_epochs:

@@ -192,10 +192,9 @@ def main(argv: list[str] | None = None) -> int:
         large[name] = run_large(args.large_steps, 0, args.device, **speed)
         print(name, large[name], flush=True)
     profile, profile_seconds = profile_large(args.large_steps, args.device)
-    on_gpu = args.device.startswith("cuda")
-    meta = {**run_meta(Path(__file__).name, argv, args.threads,
-                       torch.cuda.get_device_name(torch.device(args.device)) if on_gpu else "cpu"),
-            "epochs": args.epochs, "repeats": args.repeats, "large_steps": args.large_steps, "on_gpu": on_gpu,
+    meta = {**run_meta(Path(__file__).name, argv, args.threads, args.device),
+            "epochs": args.epochs, "repeats": args.repeats, "large_steps": args.large_steps,
+            "on_gpu": args.device.startswith("cuda"),
             "load_before": load_before, "load_mid": load_mid,
             "load_after": loadavg(), "total_seconds": time.perf_counter() - start,
             "waited": f"; waited {waited:.0f} s for the load to fall (--wait-idle)" if args.wait_idle else ""}

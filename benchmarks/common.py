@@ -55,12 +55,13 @@ def loadavg() -> str:
         return "n/a"
 
 
-def run_meta(script: str, argv: list[str] | None, threads: int, device: str = "cpu") -> dict:
+def run_meta(script: str, argv: list[str] | None, threads: int, device: str | torch.device = "cpu") -> dict:
     """The facts every benchmark report opens with, for ``report_header``.
 
     ``script`` is the file name under ``benchmarks/`` (``"bench_mlp.py"``), ``argv`` the arguments the
     script's ``main`` was given (``None``: ``sys.argv[1:]``), ``threads`` the ``torch.set_num_threads``
-    value of the run, ``device`` where it trained (a GPU's name, or "cpu"). The command that reproduces the run names no absolute path of this machine:
+    value of the run, ``device`` where it trained ("cpu", "cuda", "cuda:1" or a ``torch.device``; a GPU is
+    recorded by its name). The command that reproduces the run names no absolute path of this machine:
     DIVEKIT_DATA is the environment's value when that is a relative path, else ``../shared/data``;
     the arguments are kept as given (shell-quoted).
     """
@@ -79,7 +80,7 @@ def run_meta(script: str, argv: list[str] | None, threads: int, device: str = "c
         "python": platform.python_version(),
         "torch": torch.__version__,
         "threads": threads,
-        "device": device,
+        "device": torch.cuda.get_device_name(device) if torch.device(device).type == "cuda" else "cpu",
     }
 
 
