@@ -166,6 +166,32 @@ def test_box_iou_broadcasts_over_a_batch_and_has_finite_gradients():
     assert torch.autograd.gradcheck(lambda x: scratch.box_iou(x, gt[0]), (anchors.clone().requires_grad_(),))
 
 
+def test_fast_box_iou_in_blocks_equals_the_scratch_formula(monkeypatch):
+    """The fast twin computes rows in blocks into reused buffers: small blocks (3 rows of 7 boxes,
+    a last block of 2) over a batch, empty boxes, integer boxes and every error message."""
+    monkeypatch.setattr(fast_boxes, "IOU_BLOCK", 21)
+    g = torch.Generator().manual_seed(4)
+    anchors = random_boxes(11, g, dtype=torch.float64)
+    anchors[4] = torch.tensor([0.3, 0.3, 0.3, 0.3], **FLOAT64)              # empty: IoU 0 with everything
+    gt = random_boxes(3 * 7, g, dtype=torch.float64).reshape(3, 7, 4)
+    gt[1, 2] = torch.tensor([0.3, 0.3, 0.3, 0.3], **FLOAT64)
+    batched = fast.box_iou(anchors[None], gt)                                # (3, 11, 7)
+    assert batched.shape == (3, 11, 7) and batched.dtype == torch.float64
+    torch.testing.assert_close(batched, scratch.box_iou(anchors[None], gt), rtol=0, atol=0)
+    assert batched[1, 4, 2].item() == 0.0
+    pixels = torch.randint(0, 50, (5, 4), generator=g).sort(dim=1).values   # x1 <= y1 <= x2 <= y2: boxes
+    torch.testing.assert_close(fast.box_iou(pixels, pixels), scratch.box_iou(pixels, pixels))
+    # where a gradient is wanted the scratch formula runs, so the graph is there
+    a = anchors.clone().requires_grad_()
+    fast.box_iou(a, gt[0]).sum().backward()
+    torch.testing.assert_close(a.grad, torch.autograd.grad(scratch.box_iou(a, gt[0]).sum(), a)[0])
+    with pytest.raises(ValueError, match=r"boxes2 must have shape \(\.\.\., M, 4\), got \(4,\)"):
+        fast.box_iou(torch.zeros(2, 4), torch.zeros(4))
+    with pytest.raises(ValueError, match=r"boxes1 must have shape \(\.\.\., N, 4\), got \(2, 5\)"):
+        fast.box_iou(torch.zeros(2, 5), torch.zeros(3, 4))
+    assert fast.box_iou(torch.zeros(0, 4), torch.zeros(3, 4)).shape == (0, 3)
+
+
 def test_box_iou_and_conversions_match_torchvision():
     tv = import_torchvision()
     g = torch.Generator().manual_seed(3)

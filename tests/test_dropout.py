@@ -16,12 +16,15 @@ N = 200_000  # entries per statistical check
 SIGMAS = 5  # tolerance in standard deviations of the estimate
 
 
+@pytest.mark.parametrize("twin", [scratch, fast], ids=["scratch", "fast"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 @pytest.mark.parametrize("p", [0.1, 0.5, 0.9])
-def test_scratch_dropout_is_unbiased_and_drops_a_fraction_p(p):
+def test_dropout_is_unbiased_and_drops_a_fraction_p(twin, dtype, p):
     torch.manual_seed(0)
-    x = torch.randn(10).abs() + 0.5  # 10 features, each repeated N times
+    x = torch.randn(10, dtype=dtype).abs() + 0.5  # 10 features, each repeated N times
     X = x.expand(N, 10)
-    Y = scratch.dropout(X, p)
+    Y = twin.dropout(X, p)
+    assert Y.dtype == dtype
     # each entry is x / (1 - p) with probability 1 - p, else 0: mean x, variance x^2 p / (1 - p)
     std_of_mean = x * math.sqrt(p / (1 - p) / N)
     assert ((Y.mean(0) - x).abs() <= SIGMAS * std_of_mean).all()
@@ -63,12 +66,15 @@ def test_dropout_edge_cases_p0_and_p1():
         assert torch.equal(grad, torch.zeros_like(X))  # no nan from dividing by 1 - p = 0
 
 
-def test_dropout_gradient_flows_through_kept_entries_only():
+@pytest.mark.parametrize("make", [scratch.dropout, fast.dropout, lambda X, p: fast.Dropout(p)(X)],
+                         ids=["scratch", "fast", "fast layer"])
+def test_dropout_gradient_flows_through_kept_entries_only(make):
     torch.manual_seed(0)
     X = torch.randn(50, 40, requires_grad=True)
-    Y = scratch.dropout(X, 0.3)
+    Y = make(X, 0.3)
     (grad,) = torch.autograd.grad(Y.sum(), X)
     torch.testing.assert_close(grad, (Y != 0).float() / 0.7)
+    assert isinstance(fast.Dropout(0.3), nn.Dropout) and repr(fast.Dropout(0.3)) == repr(nn.Dropout(0.3))
 
 
 @pytest.mark.parametrize("p", [-0.1, 1.5])

@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from divekit.ops.fast.regularization import Dropout
 from divekit.ops.scratch.attention import (_check_embed_dim, _check_num_heads, _check_projected, _check_qkv, _positions,
                                            sinusoid_table, valid_lens_to_mask)
 
@@ -53,7 +54,7 @@ def masked_softmax(X: torch.Tensor, valid_lens: torch.Tensor | None = None) -> t
 
 
 def _scaled_dot_product(queries: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, mask: torch.Tensor | None,
-                        dropout: nn.Dropout, need_weights: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
+                        dropout: Dropout, need_weights: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
     """softmax(q k^T / sqrt(D)) v over the last two axes; the weights (before dropout) only if asked."""
     p = dropout.p if dropout.training else 0.0
     if not need_weights and p == 0:  # the fused kernel; with dropout it would fall back to the steps below
@@ -71,7 +72,7 @@ class AdditiveAttention(nn.Module):
         self.W_k = nn.Linear(key_size, num_hiddens, bias=False)
         self.W_q = nn.Linear(query_size, num_hiddens, bias=False)
         self.w_v = nn.Linear(num_hiddens, 1, bias=False)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
         self.record_weights, self.attention_weights = True, None
 
     def forward(self, queries: torch.Tensor, keys: torch.Tensor, values: torch.Tensor,
@@ -88,7 +89,7 @@ class DotProductAttention(nn.Module):
 
     def __init__(self, dropout: float):
         super().__init__()
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
         self.record_weights, self.attention_weights = False, None
 
     def forward(self, queries: torch.Tensor, keys: torch.Tensor, values: torch.Tensor,
@@ -119,7 +120,7 @@ class MultiHeadAttention(nn.Module):
         nn.init.xavier_uniform_(self.in_proj_weight)  # nn.MultiheadAttention's _reset_parameters
         if bias:
             nn.init.zeros_(self.out_proj.bias)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
         self.record_weights, self.attention_weights = False, None
 
     def forward(self, queries: torch.Tensor, keys: torch.Tensor, values: torch.Tensor,
@@ -176,11 +177,11 @@ class MultiHeadAttention(nn.Module):
 
 
 class PositionalEncoding(nn.Module):
-    """X + P[offset:offset + T], then ``nn.Dropout`` (D2L §10.6.3); P the same non-persistent sinusoid buffer."""
+    """X + P[offset:offset + T], then dropout (D2L §10.6.3); P the same non-persistent sinusoid buffer."""
 
     def __init__(self, num_hiddens: int, dropout: float, max_len: int = 1000):
         super().__init__()
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
         self.register_buffer("P", sinusoid_table(max_len, num_hiddens)[None], persistent=False)  # (1, max_len, d)
 
     def forward(self, X: torch.Tensor, offset: int = 0) -> torch.Tensor:
