@@ -268,7 +268,7 @@ def main(argv: list[str] | None = None) -> int:
         "divekit: `prepare_training('ssd', epochs=E, seed=repeat, device='cpu').fit()`: the uint8 images stay in one "
         "tensor (TensorLoader), anchors are labelled for the whole batch at once (`ops.multibox_target`: one IoU "
         "tensor, M argmax steps), the model is in channels-last memory format on the CPU.",
-        f"d2l: d2l {d2l_version} (PyPI) in {args.d2l_python}, run by `benchmarks/_d2l_ssd.py`: `load_data_bananas` "
+        f"d2l: d2l {d2l_version} (PyPI) in its own venv (`--d2l-python`), run by `benchmarks/_d2l_ssd.py`: `load_data_bananas` "
         "(a Dataset of uint8 images, `.float()` per image, DataLoader without workers as the book's), "
         "`multibox_target` with its Python loop over the images of a batch.",
         f"torchvision has no CPU build here: `{args.tv_shim}` stands in, and `torchvision.io.read_image` is PIL's "

@@ -133,7 +133,7 @@ def main(argv: list[str] | None = None) -> int:
         "No warm-up epoch: the first repeat of every variant includes its one-time start-up costs alike.",
     ]
     if with_d2l:
-        notes.append(f"d2l: package d2l {d2l_info['d2l_version']} (PyPI) in {args.d2l_python}, torch {d2l_info['torch']}, "
+        notes.append(f"d2l: package d2l {d2l_info['d2l_version']} (PyPI) in its own venv (`--d2l-python`), torch {d2l_info['torch']}, "
                      "run as a subprocess by `benchmarks/_d2l_mlp.py` (the body of `d2l.train_ch3` without its Animator). "
                      f"torchvision has no CPU build here, so `{args.tv_shim}` stands in for FashionMNIST/ToTensor (PIL "
                      "image per sample, then ToTensor, as torchvision does); the 4 DataLoader worker processes compete "
