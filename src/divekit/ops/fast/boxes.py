@@ -2,7 +2,8 @@
 
 Without torchvision there is no PyTorch kernel for any of these, and the scratch versions are already
 vectorised tensor code, so most names are the scratch functions themselves (re-exported, same
-signatures). NMS is the exception. The scratch loop takes one step per kept box (an IoU row over
+signatures). The IoU of all pairs (:func:`box_iou`, in blocks of rows; see its docstring) and NMS are
+the exceptions. The scratch NMS loop takes one step per kept box (an IoU row over
 all N boxes each, about ten tensor operations each): cheap in arithmetic, costly in steps. Here
 :func:`nms`, :func:`batched_nms` and :func:`multibox_detection` take fewer, larger steps:
 
@@ -57,7 +58,8 @@ __all__ = [
     "offset_boxes",
     "offset_inverse",
 ]
-SHARED = ("assign_anchor_to_bbox", "box_area", "box_center_to_corner", "box_corner_to_center", "multibox_prior", "multibox_target", "offset_boxes", "offset_inverse")  # the scratch code is already vectorised
+SHARED = ("assign_anchor_to_bbox", "box_area", "box_center_to_corner", "box_corner_to_center", "multibox_prior",
+          "multibox_target", "offset_boxes", "offset_inverse")  # the scratch code is already vectorised
 
 MAX_FIXED_POINT_ROUNDS = 32
 ALL_PAIRS_MAX = 2**28  # G·N² pairs on an accelerator: 1 GiB of float32
