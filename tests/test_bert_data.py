@@ -16,7 +16,8 @@ from divekit.data.loader import TensorLoader
 from divekit.data.text import Vocab
 from divekit.data.text_classification import (IMDB_CLASSES, SNLI_CLASSES, LabeledTexts, encode_texts,
                                               fra_eng_matching, read_imdb_folder, read_snli_file,
-                                              truncated_lengths, wiki_tokenize)
+                                              truncated_lengths, wiki_tokenize, word_order)
+from divekit.data.translation import preprocess, read_fra_eng, tokenize_pairs
 
 WORDS = "the a crane is flying driver came he just left big red dog sat on mat".split()
 
@@ -264,6 +265,34 @@ def test_fra_eng_matching_keeps_test_sentences_out_of_training():
     assert {" ".join(t) for t in train.texts_a}.isdisjoint(" ".join(t) for t in test.texts_a)
     again, _ = fra_eng_matching(600, 300, seed=0)
     assert again.labels == train.labels and again.texts_b == train.texts_b
+
+
+@needs_real_data(["fra-eng"])
+def test_word_order_swaps_two_distinct_words_of_half_the_sentences_and_never_the_full_stop():
+    train, test = word_order(2000, 500, seed=0)
+    assert len(train) == 2000 and len(test) == 500 and train.texts_b is None
+    assert train.classes == ("swapped", "original")
+    originals = {}
+    english, _ = tokenize_pairs(preprocess(read_fra_eng()))
+    for sentence in english:
+        words = wiki_tokenize(" ".join(sentence))
+        originals.setdefault(tuple(sorted(words)), set()).add(tuple(words))
+    swapped = 0
+    for tokens, label in zip(train.texts_a, train.labels):
+        known = originals[tuple(sorted(tokens))]              # the same words: a swap adds or drops none
+        if label == 1:
+            assert tuple(tokens) in known
+            continue
+        swapped += 1
+        source = [s for s in known if sum(a != b for a, b in zip(s, tokens)) == 2]
+        assert source, f"{tokens} is not one swap away from a sentence of fra-eng"
+        i, j = (k for k, (a, b) in enumerate(zip(source[0], tokens)) if a != b)
+        assert source[0][i] == tokens[j] and source[0][j] == tokens[i]
+        assert tokens[-1] == source[0][-1]                    # the final mark stays where it is
+    assert 900 < swapped < 1100
+    assert {" ".join(t) for t in train.texts_a}.isdisjoint(" ".join(t) for t in test.texts_a)
+    again, _ = word_order(2000, 500, seed=0)
+    assert again.texts_a == train.texts_a and again.labels == train.labels
 
 
 def test_a_saved_vocabulary_and_a_loader_of_some_batches():

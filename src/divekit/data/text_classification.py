@@ -1,7 +1,7 @@
 """Labeled texts and text pairs for fine-tuning BERT (D2L §15.1, §15.4, §15.6-15.7): the book's IMDb
-reviews and SNLI sentence pairs in their published formats, a pair task made from data that is here
-(an English sentence with its French translation or with another sentence's), and their encoding as
-BERT inputs with a given vocabulary.
+reviews and SNLI sentence pairs in their published formats, two tasks made from data that is here
+(an English sentence as written or with two words swapped; an English sentence with its French
+translation or with another sentence's), and their encoding as BERT inputs with a given vocabulary.
 
 Letters: N examples, T = ``max_len`` tokens per example (with ``<cls>`` and ``<sep>``).
 
@@ -27,12 +27,14 @@ from divekit.data.bert_data import pack_pairs
 from divekit.data.text import Vocab
 from divekit.data.translation import preprocess, read_fra_eng, tokenize_pairs
 
-__all__ = ["IMDB_CLASSES", "MATCH_CLASSES", "SNLI_CLASSES", "LabeledTexts", "encode_texts", "fra_eng_matching",
-           "read_imdb", "read_imdb_folder", "read_snli", "read_snli_file", "truncated_lengths", "wiki_tokenize"]
+__all__ = ["IMDB_CLASSES", "MATCH_CLASSES", "ORDER_CLASSES", "SNLI_CLASSES", "LabeledTexts", "encode_texts",
+           "fra_eng_matching", "read_imdb", "read_imdb_folder", "read_snli", "read_snli_file", "truncated_lengths",
+           "wiki_tokenize", "word_order"]
 
 SNLI_CLASSES = ("entailment", "contradiction", "neutral")  # the book's label_set order
 IMDB_CLASSES = ("neg", "pos")  # label 1 = positive, as the book's read_imdb
 MATCH_CLASSES = ("mismatched", "translation")
+ORDER_CLASSES = ("swapped", "original")
 SPLITS = ("train", "dev", "test")
 
 
@@ -161,6 +163,51 @@ def _matching(sentences: list[str], translation: dict[str, str], generator: torc
         texts_b.append(wiki_tokenize(french))
         labels.append(int(french == true))
     return LabeledTexts(texts_a, texts_b, labels, MATCH_CLASSES)
+
+
+def word_order(num_train: int | None = 4000, num_test: int | None = 2000, seed: int = 0,
+               data_dir=None) -> tuple[LabeledTexts, LabeledTexts]:
+    """A single-text task on the English side of fra-eng: a sentence as written (label 1) or with two
+    of its words swapped (label 0), half the examples each. Only sentences of at least three words
+    before their final punctuation take part; the two words are distinct and neither is that final
+    mark, so the task is about word order, not about where the full stop is. Every token of a
+    swapped sentence is in the original, so the words alone give nothing away: a model has to know
+    how English orders them, which masked-language-model pretraining teaches.
+
+    Distinct sentences are shuffled (by ``seed``) and split as in :func:`fra_eng_matching`: the first
+    ``num_test`` are the test set, the next ``num_train`` the training set (None: all the rest)."""
+    english, _ = tokenize_pairs(preprocess(read_fra_eng(data_dir)))
+    sentences = list(dict.fromkeys(" ".join(e) for e in english))
+    tokens = [wiki_tokenize(s) for s in sentences]
+    tokens = [t for t in tokens if len(set(_words(t))) >= 3]
+    order = torch.randperm(len(tokens), generator=torch.Generator().manual_seed(seed)).tolist()
+    test_ids = order[:num_test] if num_test is not None else order[:len(order) // 10]
+    train_ids = order[len(test_ids):][:num_train]
+    generator = torch.Generator().manual_seed(seed + 1)
+    return (_swapped([tokens[i] for i in train_ids], generator), _swapped([tokens[i] for i in test_ids], generator))
+
+
+def _words(tokens: list[str]) -> list[str]:
+    """``tokens`` without a final punctuation mark."""
+    return tokens[:-1] if tokens and not tokens[-1][0].isalnum() else tokens
+
+
+def _swapped(sentences: list[list[str]], generator: torch.Generator) -> LabeledTexts:
+    """Each sentence as it is or, with probability 1/2, with two positions of distinct words swapped."""
+    swap = (torch.rand(len(sentences), generator=generator) < 0.5).tolist()
+    picks = torch.rand(len(sentences), 2, generator=generator).tolist()
+    texts, labels = [], []
+    for tokens, swapped, (u, v) in zip(sentences, swap, picks):
+        tokens = list(tokens)
+        if swapped:
+            n = len(_words(tokens))
+            i = int(u * n)
+            others = [j for j in range(n) if tokens[j] != tokens[i]]
+            j = others[int(v * len(others))]
+            tokens[i], tokens[j] = tokens[j], tokens[i]
+        texts.append(tokens)
+        labels.append(0 if swapped else 1)
+    return LabeledTexts(texts, None, labels, ORDER_CLASSES)
 
 
 def truncated_lengths(len_a: int, len_b: int, budget: int) -> tuple[int, int]:
