@@ -168,11 +168,11 @@ def _matching(sentences: list[str], translation: dict[str, str], generator: torc
 def word_order(num_train: int | None = 4000, num_test: int | None = 2000, seed: int = 0,
                data_dir=None) -> tuple[LabeledTexts, LabeledTexts]:
     """A single-text task on the English side of fra-eng: a sentence as written (label 1) or with two
-    of its words swapped (label 0), half the examples each. Only sentences of at least three words
-    before their final punctuation take part; the two words are distinct and neither is that final
+    of its words swapped (label 0), half the examples each. Only sentences of at least three distinct
+    words before their final punctuation take part; the two words are distinct and neither is that final
     mark, so the task is about word order, not about where the full stop is. Every token of a
     swapped sentence is in the original, so the words alone give nothing away: a model has to know
-    how English orders them, which masked-language-model pretraining teaches.
+    how English orders them, which is what masked-language-model pretraining should teach.
 
     Distinct sentences are shuffled (by ``seed``) and split as in :func:`fra_eng_matching`: the first
     ``num_test`` are the test set, the next ``num_train`` the training set (None: all the rest)."""

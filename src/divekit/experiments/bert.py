@@ -170,8 +170,8 @@ def pretrain_here(steps: int, impl: str, device: str, seed: int, **sizes):
     """A BERT pretrained for ``steps`` minibatches of 128 with ``bert-pretrain-long``'s recipe (Adam at
     1e-3, fresh masks, dropout 0.1), and its vocabulary. Not the book's recipe (Adam at 0.01 on
     batches of 512): after 50-300 of its steps the pooler's tanh is saturated (mean |output| 0.93,
-    spread across texts 0.05, against 0.44 and 0.17 after the long recipe), so a classifier on it
-    cannot learn and fine-tuning stays at chance."""
+    spread across texts 0.05, against 0.44 and 0.17 after 3 epochs of the long recipe), so a
+    classifier on it cannot learn and fine-tuning stays at chance."""
     from divekit.experiments.runner import prepare_training
 
     training = prepare_training("bert-pretrain-long", steps=steps, epochs=1, held_out=False, impl=impl, device=device,
