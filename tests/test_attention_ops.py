@@ -264,6 +264,28 @@ def test_attention_dropout_acts_in_training_only(twin, record):
             torch.testing.assert_close(layer.attention_weights.sum(-1), torch.ones(layer.attention_weights.shape[:-1]))
 
 
+def test_fast_attention_leaves_dropout_to_sdpa_off_the_cpu_only(monkeypatch):
+    """On a CPU, training with attention dropout takes the unfused steps; on another device (here
+    ``meta``, which has shapes only) SDPA gets the dropout to apply in its fused kernel."""
+    calls = []
+    sdpa = F.scaled_dot_product_attention
+
+    def recording(*args, **kwargs):
+        calls.append(kwargs.get("dropout_p", 0.0))
+        return sdpa(*args, **kwargs)
+
+    monkeypatch.setattr(fast.F, "scaled_dot_product_attention", recording)
+    layer = fast.MultiHeadAttention(8, 2, dropout=0.25).train()
+    X, valid_lens = torch.randn(2, 5, 8), torch.tensor([3, 5])
+    layer(X, X, X, valid_lens)
+    assert calls == []
+    layer.eval()(X, X, X, valid_lens)
+    assert calls == [0.0]
+    layer.to("meta").train()
+    out = layer(X.to("meta"), X.to("meta"), X.to("meta"), valid_lens.to("meta"))
+    assert calls == [0.0, 0.25] and out.shape == (2, 5, 8)
+
+
 def test_scratch_attention_layers_pass_gradcheck():
     queries, keys, values = qkv(B=2, Q=2, K=3, D=4, V=2)
     vl = torch.tensor([[1, 0], [3, 2]])

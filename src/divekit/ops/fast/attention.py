@@ -3,10 +3,12 @@
 Same names, signatures, parameter names, shapes and initialisation as the scratch twins, so state
 dicts load across. Dot-product and multi-head attention run ``F.scaled_dot_product_attention``
 (a fused kernel) with a boolean mask from :func:`valid_lens_to_mask` (True = the key takes part,
-SDPA's convention). The fused kernel neither returns the weights nor applies dropout to them (SDPA
-itself falls back to unfused steps then): with ``record_weights = True``, or with dropout in
-training, these layers take those steps themselves (``torch.softmax`` then a batched matmul), which
-also lets them pad rows of fewer than 16 keys for the CPU's softmax kernel (see ``_softmax_where``).
+SDPA's convention). SDPA never returns the weights, and on a CPU it applies dropout to them only in
+its unfused steps: with ``record_weights = True``, or with dropout in training on a CPU, these
+layers take those steps themselves (``torch.softmax`` then a batched matmul; as fast as SDPA's
+with dropout, measured on the book's Transformer shapes), which also lets them pad rows of fewer
+than 16 keys for the CPU's softmax kernel (see ``_softmax_where``). On a GPU, attention dropout is
+passed to SDPA, whose memory-efficient kernel applies it fused (not run here: no GPU).
 Letters, masks and weights are described in the scratch module.
 """
 
@@ -57,8 +59,8 @@ def _scaled_dot_product(queries: torch.Tensor, keys: torch.Tensor, values: torch
                         dropout: Dropout, need_weights: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
     """softmax(q k^T / sqrt(D)) v over the last two axes; the weights (before dropout) only if asked."""
     p = dropout.p if dropout.training else 0.0
-    if not need_weights and p == 0:  # the fused kernel; with dropout it would fall back to the steps below
-        return F.scaled_dot_product_attention(queries, keys, values, attn_mask=mask), None
+    if not need_weights and (p == 0 or queries.device.type != "cpu"):  # SDPA's kernels; see the module note
+        return F.scaled_dot_product_attention(queries, keys, values, attn_mask=mask, dropout_p=p), None
     scores = queries @ keys.transpose(-2, -1) / math.sqrt(queries.shape[-1])  # (..., Q, K)
     weights = _softmax_where(scores, mask)  # (..., Q, K)
     return dropout(weights) @ values, (weights if need_weights else None)  # (..., Q, V)
