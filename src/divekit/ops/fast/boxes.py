@@ -145,7 +145,7 @@ def _nms_keep_blocks(boxes: torch.Tensor, scores: torch.Tensor, iou_threshold: f
             winners = head[_host_scan(covers[None])[0]]                          # kept, greedily within the block
             kept[row, winners] = True
             if len(candidates):                                                  # what the winners cover is gone
-                candidates = candidates[~_covers(ranked[row], row_groups, winners, candidates, iou_threshold).any(0)]
+                candidates = candidates[~_covers(ranked[row], row_groups, winners, candidates, iou_threshold).amax(0)]
     return torch.zeros_like(kept).scatter_(1, order, kept), order
 
 
