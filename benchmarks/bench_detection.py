@@ -244,6 +244,7 @@ def main(argv: list[str] | None = None) -> int:
 
     torch.set_num_threads(args.threads)
     tv_shim = str(Path(args.tv_shim).resolve())
+    d2l_python = str(Path(args.d2l_python).absolute())  # d2l's side runs from benchmarks/; keep the venv's link
     waited = wait_for_idle(args.wait_idle)
     start, load_before = time.perf_counter(), loadavg()
     from divekit.data.detection import generated_folder, load_detection
@@ -259,11 +260,11 @@ def main(argv: list[str] | None = None) -> int:
         if args.scratch:
             ssd["divekit scratch"].append(run_divekit("scratch", args.epochs, repeat, args.num_train))
         if with_d2l:
-            ssd[D2L_NAME].append(run_d2l(args.d2l_python, data, args.epochs, repeat, args.threads, tv_shim))
+            ssd[D2L_NAME].append(run_d2l(d2l_python, data, args.epochs, repeat, args.threads, tv_shim))
             d2l_version = ssd[D2L_NAME][-1]["d2l_version"]
         print(f"ssd repeat {repeat + 1}/{args.repeats} done", file=sys.stderr)
     boxes, same = bench_boxes([int(n) for n in args.boxes.split(",")], args.box_repeats, args.box_rounds,
-                              args.d2l_python if with_d2l else None, args.threads, tv_shim)
+                              d2l_python if with_d2l else None, args.threads, tv_shim)
     notes = [
         "divekit: `prepare_training('ssd', epochs=E, seed=repeat, device='cpu').fit()`: the uint8 images stay in one "
         "tensor (TensorLoader), anchors are labelled for the whole batch at once (`ops.multibox_target`: one IoU "

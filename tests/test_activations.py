@@ -77,3 +77,27 @@ def test_gelu_values_by_hand_and_a_bad_approximation():
                                torch.tensor(0.8413447460685429, dtype=torch.float64))  # 1 * Phi(1)
     with pytest.raises(ValueError, match="approximate must be 'none' or 'tanh', got 'fast'"):
         scratch.GELU("fast")
+
+
+@pytest.mark.parametrize("twin", [scratch, fast], ids=["scratch", "fast"])
+def test_relu_in_place_writes_its_input_with_the_same_values_and_gradients(twin):
+    """``ReLU(inplace=True)`` after batch normalization (the detection blocks, D2L §13.7): the same
+    output and input gradients as the out-of-place layer, written into the normalization's output."""
+    torch.manual_seed(0)
+    X = torch.randn(4, 3, 5, 5, dtype=torch.float64)
+    grads = []
+    for inplace in (False, True):
+        norm = twin.BatchNorm2d(3).double()
+        x = X.clone().requires_grad_()
+        Y = norm(x)
+        out = twin.ReLU(inplace=inplace)(Y)
+        assert (out is Y) == inplace
+        weights = torch.arange(out.numel(), dtype=torch.float64).reshape(out.shape)
+        grads.append((out.detach().clone(), *torch.autograd.grad((out * weights).sum(), (x, *norm.parameters()))))
+    for expected, got in zip(*grads):
+        torch.testing.assert_close(got, expected, rtol=0, atol=0)
+    assert torch.equal(grads[0][0], torch.clamp(grads[0][0], min=0))
+    assert repr(twin.ReLU(inplace=True)).endswith("(inplace=True)")
+    x = torch.tensor([0.0, 1.0, -1.0], requires_grad=True)
+    twin.ReLU(inplace=True)(x.clone()).sum().backward()
+    assert x.grad.tolist() == [0.0, 1.0, 0.0]                    # the derivative at 0 is 0, as relu's

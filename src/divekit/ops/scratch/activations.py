@@ -84,10 +84,19 @@ class _Activation(nn.Module):
 
 
 class ReLU(_Activation):
-    """:func:`relu` as a layer."""
+    """:func:`relu` as a layer. ``inplace=True`` (as ``nn.ReLU``'s) writes the result into X and
+    returns it: no new tensor, for a ReLU whose input nothing else needs (after batch normalization,
+    whose backward keeps its own input). Its gradient is 0 at x <= 0, as :func:`relu`'s."""
+
+    def __init__(self, inplace: bool = False):
+        super().__init__()
+        self.inplace = inplace
 
     def forward(self, X: torch.Tensor) -> torch.Tensor:
-        return relu(X)
+        return X.masked_fill_(X <= 0, 0) if self.inplace else relu(X)
+
+    def extra_repr(self) -> str:
+        return "inplace=True" if self.inplace else ""
 
 
 class Sigmoid(_Activation):
