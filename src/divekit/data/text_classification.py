@@ -136,12 +136,18 @@ def fra_eng_matching(num_train: int | None = 4000, num_test: int | None = 2000, 
     for e, f in zip(english, french):
         first_translation.setdefault(" ".join(e), " ".join(f))
     sentences = list(first_translation)
-    order = torch.randperm(len(sentences), generator=torch.Generator().manual_seed(seed)).tolist()
-    test_ids = order[:num_test] if num_test is not None else order[:len(order) // 10]
-    train_ids = order[len(test_ids):][:num_train]
+    train_ids, test_ids = _split_ids(len(sentences), num_train, num_test, seed)
     generator = torch.Generator().manual_seed(seed + 1)
     return (_matching([sentences[i] for i in train_ids], first_translation, generator),
             _matching([sentences[i] for i in test_ids], first_translation, generator))
+
+
+def _split_ids(n: int, num_train: int | None, num_test: int | None, seed: int) -> tuple[list[int], list[int]]:
+    """(train, test) positions of n items shuffled by ``seed``: the first ``num_test`` (None: a tenth)
+    are the test set, the next ``num_train`` (None: all the rest) the training set."""
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed)).tolist()
+    test_ids = order[:num_test] if num_test is not None else order[:n // 10]
+    return order[len(test_ids):][:num_train], test_ids
 
 
 def _matching(sentences: list[str], translation: dict[str, str], generator: torch.Generator) -> LabeledTexts:
@@ -180,9 +186,7 @@ def word_order(num_train: int | None = 4000, num_test: int | None = 2000, seed: 
     sentences = list(dict.fromkeys(" ".join(e) for e in english))
     tokens = [wiki_tokenize(s) for s in sentences]
     tokens = [t for t in tokens if len(set(_words(t))) >= 3]
-    order = torch.randperm(len(tokens), generator=torch.Generator().manual_seed(seed)).tolist()
-    test_ids = order[:num_test] if num_test is not None else order[:len(order) // 10]
-    train_ids = order[len(test_ids):][:num_train]
+    train_ids, test_ids = _split_ids(len(tokens), num_train, num_test, seed)
     generator = torch.Generator().manual_seed(seed + 1)
     return (_swapped([tokens[i] for i in train_ids], generator), _swapped([tokens[i] for i in test_ids], generator))
 

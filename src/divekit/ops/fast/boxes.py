@@ -78,10 +78,7 @@ def box_iou(boxes1: torch.Tensor, boxes2: torch.Tensor) -> torch.Tensor:
     would hide what autograd needs); both give the same numbers, including IoU 0 for two empty boxes."""
     if torch.is_grad_enabled() and (boxes1.requires_grad or boxes2.requires_grad):
         return _scratch.box_iou(boxes1, boxes2)
-    if boxes1.dim() < 2 or boxes1.shape[-1] != 4:
-        raise ValueError(f"boxes1 must have shape (..., N, 4), got {tuple(boxes1.shape)}")
-    if boxes2.dim() < 2 or boxes2.shape[-1] != 4:
-        raise ValueError(f"boxes2 must have shape (..., M, 4), got {tuple(boxes2.shape)}")
+    _scratch._check_iou_inputs(boxes1, boxes2)
     dtype = torch.promote_types(boxes1.dtype, boxes2.dtype)
     dtype = dtype if dtype.is_floating_point else torch.get_default_dtype()   # integer pixel boxes
     lead = torch.broadcast_shapes(boxes1.shape[:-2], boxes2.shape[:-2])
@@ -91,12 +88,12 @@ def box_iou(boxes1: torch.Tensor, boxes2: torch.Tensor) -> torch.Tensor:
     areas1, areas2 = box_area(boxes1), box_area(boxes2)                          # (..., N), (..., M)
     x1b, y1b, x2b, y2b = boxes2[..., None, :, :].unbind(-1)                      # (..., 1, M) each
     rows = max(1, IOU_BLOCK // max(M, 1))
-    width, height, scratch = (torch.empty(*lead, min(rows, N), M, dtype=dtype, device=boxes1.device)
-                              for _ in range(3))
+    width, height, spare = (torch.empty(*lead, min(rows, N), M, dtype=dtype, device=boxes1.device)
+                            for _ in range(3))
     for start in range(0, N, rows):
         stop = min(N, start + rows)
         x1a, y1a, x2a, y2a = boxes1[..., start:stop, None, :].unbind(-1)        # (..., r, 1) each
-        w, h, t = (buffer[..., :stop - start, :] for buffer in (width, height, scratch))   # (..., r, M) each
+        w, h, t = (buffer[..., :stop - start, :] for buffer in (width, height, spare))   # (..., r, M) each
         torch.minimum(x2a, x2b, out=w).sub_(torch.maximum(x1a, x1b, out=t)).clamp_(min=0)
         torch.minimum(y2a, y2b, out=h).sub_(torch.maximum(y1a, y1b, out=t)).clamp_(min=0)
         inter = w.mul_(h)

@@ -88,6 +88,13 @@ def box_area(boxes: torch.Tensor) -> torch.Tensor:
     return (boxes[..., 2] - boxes[..., 0]).clamp(min=0) * (boxes[..., 3] - boxes[..., 1]).clamp(min=0)
 
 
+def _check_iou_inputs(boxes1: torch.Tensor, boxes2: torch.Tensor) -> None:
+    if boxes1.dim() < 2 or boxes1.shape[-1] != 4:
+        raise ValueError(f"boxes1 must have shape (..., N, 4), got {tuple(boxes1.shape)}")
+    if boxes2.dim() < 2 or boxes2.shape[-1] != 4:
+        raise ValueError(f"boxes2 must have shape (..., M, 4), got {tuple(boxes2.shape)}")
+
+
 def box_iou(boxes1: torch.Tensor, boxes2: torch.Tensor) -> torch.Tensor:
     """Intersection over union of every pair: (..., N, 4) x (..., M, 4) -> (..., N, M) (D2L §13.4.2).
 
@@ -95,10 +102,7 @@ def box_iou(boxes1: torch.Tensor, boxes2: torch.Tensor) -> torch.Tensor:
     so anchors (A, 4) against a batch of ground truths (B, M, 4) is ``box_iou(anchors[None], gt)``
     -> (B, A, M). Two empty boxes have IoU 0, not 0/0 = NaN.
     """
-    if boxes1.dim() < 2 or boxes1.shape[-1] != 4:
-        raise ValueError(f"boxes1 must have shape (..., N, 4), got {tuple(boxes1.shape)}")
-    if boxes2.dim() < 2 or boxes2.shape[-1] != 4:
-        raise ValueError(f"boxes2 must have shape (..., M, 4), got {tuple(boxes2.shape)}")
+    _check_iou_inputs(boxes1, boxes2)
     if not boxes1.is_floating_point():
         boxes1 = boxes1.float()  # integer pixel boxes: areas and ratios in floating point
     areas1, areas2 = box_area(boxes1), box_area(boxes2)                      # (..., N), (..., M)
