@@ -75,7 +75,8 @@ def box_iou(boxes1: torch.Tensor, boxes2: torch.Tensor) -> torch.Tensor:
     time goes to filling fresh memory, not to arithmetic. Here rows are taken ``IOU_BLOCK // M`` at a
     time into three reused temporaries that stay in the cache, every step in place, and the result is
     written once into its place. Where a gradient is wanted the scratch version runs (in-place steps
-    would hide what autograd needs); both give the same numbers, including IoU 0 for two empty boxes."""
+    would hide what autograd needs); for finite coordinates both give the same numbers, including
+    IoU 0 for two empty boxes."""
     if torch.is_grad_enabled() and (boxes1.requires_grad or boxes2.requires_grad):
         return _scratch.box_iou(boxes1, boxes2)
     _scratch._check_iou_inputs(boxes1, boxes2)
