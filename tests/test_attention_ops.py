@@ -70,6 +70,8 @@ def test_scratch_and_fast_export_the_same_names_and_signatures():
     assert sorted(scratch.__all__) == sorted(fast.__all__)
     for name in scratch.__all__:
         s, f = getattr(scratch, name), getattr(fast, name)
+        if s is f:  # shared (TokenPacking)
+            continue
         if inspect.isclass(s):
             assert inspect.signature(s.__init__) == inspect.signature(f.__init__), name
             assert inspect.signature(s.forward) == inspect.signature(f.forward), name
@@ -468,6 +470,51 @@ def test_project_kv_and_attend_twins_agree_and_check_their_shapes():
             twin.project_kv(keys, keys[..., :4])
         with pytest.raises(ValueError, match="queries must have embed_dim = 8 features, got 3"):
             twin.attend(queries[..., :3], k, v)
+
+
+def test_token_packing_keeps_the_real_positions_in_order_and_pads_with_zeros():
+    valid_lens = torch.tensor([3, 0, 5, 1])
+    packing = scratch.TokenPacking(valid_lens, 5)
+    X = torch.arange(4 * 5 * 2, dtype=F64).reshape(4, 5, 2)
+    packed = packing.pack(X)  # by hand: sequence by sequence, the first valid_lens[b] steps
+    torch.testing.assert_close(packed, torch.cat([X[b, :n] for b, n in enumerate(valid_lens.tolist())]))
+    padded = packing.pad(packed)
+    real = torch.arange(5)[None] < valid_lens[:, None]
+    torch.testing.assert_close(padded[real], X[real])
+    assert not padded[~real].any()
+    torch.testing.assert_close(packing.pad(packing.pack(torch.ones(4, 5))), real.float())  # no trailing axis too
+    Y = torch.randn(9, 2, dtype=F64, requires_grad=True)  # gradients flow through pad and pack
+    assert torch.autograd.gradcheck(lambda y: packing.pack(packing.pad(y) * 2), (Y,))
+    with pytest.raises(ValueError, match=r"valid lengths \(B,\) between 0 and 5, got \[3, 6\]"):
+        scratch.TokenPacking(torch.tensor([3, 6]), 5)
+    with pytest.raises(ValueError, match=r"pack takes a \(4, 5, ...\) tensor, got \(4, 6, 2\)"):
+        packing.pack(torch.zeros(4, 6, 2))
+    with pytest.raises(ValueError, match=r"pad takes the 9 real positions \(n, ...\), got \(8, 2\)"):
+        packing.pad(torch.zeros(8, 2))
+
+
+@pytest.mark.parametrize("twin", TWINS, ids=TWIN_IDS)
+def test_packed_self_attention_equals_padded_attention_at_the_real_positions(twin):
+    torch.manual_seed(4)
+    layer = twin.MultiHeadAttention(8, 2).double()
+    nn.init.normal_(layer.in_proj_bias)
+    valid_lens = torch.tensor([4, 1, 6])
+    packing = twin.TokenPacking(valid_lens, 6)
+    real = torch.arange(6)[None] < valid_lens[:, None]  # (B, T)
+    X = torch.randn(3, 6, 8, dtype=F64)
+    X_ref, X_packed = X.clone().requires_grad_(), packing.pack(X).requires_grad_()
+    ref = layer(X_ref, X_ref, X_ref, valid_lens)[real]  # (n, E)
+    ours = layer(X_packed, X_packed, X_packed, packing=packing)
+    torch.testing.assert_close(ours, ref)
+    grad = torch.randn_like(ref)
+    params = list(layer.parameters())
+    ref_grads = torch.autograd.grad(ref, [X_ref, *params], grad)
+    our_grads = torch.autograd.grad(ours, [X_packed, *params], grad)
+    torch.testing.assert_close(our_grads[0], ref_grads[0][real])
+    for a, b in zip(our_grads[1:], ref_grads[1:]):
+        torch.testing.assert_close(a, b)
+    with pytest.raises(ValueError, match=r"with packing, attention is self-attention of packed tokens X \(n, E\)"):
+        layer(X_packed, X_packed.clone(), X_packed, packing=packing)
 
 
 def test_every_attention_parameter_gets_a_gradient():

@@ -43,6 +43,46 @@ def test_cross_entropy_matches_torch_and_stays_finite_for_huge_logits():
     assert_same_values_and_grads(lambda x: fast.cross_entropy(x, labels), lambda x: scratch.cross_entropy(x, labels), X)
 
 
+@pytest.mark.parametrize("dtype", [torch.float64, torch.bfloat16])
+def test_fast_cross_entropy_fused_path_matches_torch(monkeypatch, dtype):
+    from divekit.ops.fast import losses
+
+    monkeypatch.setattr(losses, "FUSED_MIN_ELEMENTS", 1)  # every call takes the fused Function
+    logits = (torch.randn(37, 11, dtype=torch.float64) * 30).to(dtype)
+    labels = torch.randint(0, 11, (37,))
+    labels[:3] = torch.tensor([0, 10, 10])  # both ends of the classes
+    ours = logits.clone().requires_grad_()
+    loss = fast.cross_entropy(ours, labels)
+    assert isinstance(loss.grad_fn, torch.autograd.function.BackwardCFunction)  # the fused Function ran
+    assert loss.dtype == (torch.float64 if dtype == torch.float64 else torch.float32)
+    ref_logits = logits.double().requires_grad_()
+    ref = F.cross_entropy(ref_logits, labels, reduction="none")
+    weights = torch.rand(37, dtype=torch.float64)
+    (grad,) = torch.autograd.grad((loss * weights.to(loss.dtype)).sum(), ours)
+    (ref_grad,) = torch.autograd.grad((ref * weights).sum(), ref_logits)
+    tol = dict(atol=1e-10, rtol=1e-8) if dtype == torch.float64 else dict(atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(loss.double(), ref.detach(), **tol)
+    assert grad.dtype == dtype  # the gradient comes back in the logits' dtype
+    torch.testing.assert_close(grad.double(), ref_grad.to(dtype).double(), **tol)
+
+
+def test_fast_cross_entropy_fused_path_refuses_a_second_backward_and_bad_shapes(monkeypatch):
+    from divekit.ops.fast import losses
+
+    monkeypatch.setattr(losses, "FUSED_MIN_ELEMENTS", 1)
+    logits = torch.randn(4, 3, requires_grad=True)
+    loss = fast.cross_entropy(logits, torch.tensor([0, 1, 2, 0])).sum()
+    loss.backward(retain_graph=True)
+    with pytest.raises(RuntimeError, match="runs once"):
+        loss.backward()
+    with pytest.raises(ValueError, match=r"logits \(N, C\) and labels \(N,\)"):
+        fast.cross_entropy(logits, torch.tensor([0, 1]))
+    # below the threshold, F.cross_entropy: the same numbers, a backward that can run twice
+    monkeypatch.setattr(losses, "FUSED_MIN_ELEMENTS", 1 << 18)
+    torch.testing.assert_close(fast.cross_entropy(logits, torch.tensor([0, 1, 2, 0])),
+                               F.cross_entropy(logits, torch.tensor([0, 1, 2, 0]), reduction="none"))
+
+
 def test_cross_entropy_gradcheck():
     X = torch.randn(4, 6, dtype=torch.float64, requires_grad=True)
     y = torch.tensor([0, 5, 2, 2])

@@ -57,7 +57,10 @@ def test_encoder_block_equals_torchs_encoder_layer_with_copied_weights(twin):
     X = torch.randn(3, 6, 16, dtype=F64)
     valid_lens = torch.tensor([6, 2, 4])
     padding = torch.arange(6)[None] >= valid_lens[:, None]  # torch's key_padding_mask: True = left out
-    torch.testing.assert_close(block(X, valid_lens), reference(X, src_key_padding_mask=padding))
+    expected = reference(X, src_key_padding_mask=padding)
+    torch.testing.assert_close(block(X, valid_lens), expected)
+    packing = twin.TokenPacking(valid_lens, 6)  # the real tokens only: the same numbers there
+    torch.testing.assert_close(block(packing.pack(X), packing=packing), expected[~padding])
 
 
 @pytest.mark.parametrize("twin", TWINS, ids=IDS)

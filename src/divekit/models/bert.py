@@ -11,6 +11,8 @@ in a whole batch, C classes.
   far it is padded.
 * Encoder: ``num_layers`` :class:`~divekit.models.transformer.TransformerEncoderBlock` s (post-norm,
   attention with biases), ReLU in the feed-forward networks in the book, GELU in the original.
+  Given valid lengths, the blocks run on the real tokens only (``ops.TokenPacking``; the book's
+  batches are 28% padding), and the encoder's output is 0 at padding, which no head reads.
 * Masked language model (§14.8.5.1): at the chosen positions, dense -> activation -> LayerNorm ->
   a linear layer over the vocabulary. Next-sentence prediction (§14.8.5.2): the ``<cls>`` vector
   through the pooler (dense + tanh; the book calls it ``hidden``), then a linear layer to 2 classes.
@@ -70,12 +72,14 @@ class BERTConfig(Checked):
 class BERTEncoder(nn.Module):
     """The input representation and the encoder blocks (D2L §14.8.4).
 
-    forward(tokens (B, T), segments (B, T) of 0/1 or None (all 0), valid_lens (B,) or None) -> (B, T, d).
+    forward(tokens (B, T), segments (B, T) of 0/1 or None (all 0), valid_lens (B,) or None) -> (B, T, d),
+    0 at the padding positions t >= valid_lens[b]: the blocks see only the real tokens, packed.
     ``pos_embedding`` is (1, max_positions, d), the book's layout. ``norm``/``dropout`` exist with ``embed_norm``.
     """
 
     def __init__(self, cfg: BERTConfig, ops: Ops):
         super().__init__()
+        self.TokenPacking = ops.TokenPacking
         d = cfg.num_hiddens
         self.token_embedding = ops.Embedding(cfg.vocab_size, d)
         self.segment_embedding = ops.Embedding(2, d)
@@ -103,10 +107,16 @@ class BERTEncoder(nn.Module):
 
     def forward(self, tokens: torch.Tensor, segments: torch.Tensor | None = None,
                 valid_lens: torch.Tensor | None = None) -> torch.Tensor:
-        X = self.embed(tokens, segments)
+        X = self.embed(tokens, segments)  # (B, T, d)
+        if valid_lens is None:
+            for block in self.blocks:
+                X = block(X)
+            return X
+        packing = self.TokenPacking(valid_lens, tokens.shape[1])
+        X = packing.pack(X)  # (n, d): the real tokens
         for block in self.blocks:
-            X = block(X, valid_lens)
-        return X
+            X = block(X, packing=packing)
+        return packing.pad(X)  # (B, T, d)
 
     @property
     def attention_weights(self) -> list[torch.Tensor | None]:

@@ -100,7 +100,8 @@ class TransformerEncoderBlock(nn.Module):
     """Self-attention then the FFN, each with add & norm (D2L §10.7.4).
 
     forward(X (B, T, d), valid_lens (B,) or None) -> (B, T, d): key positions >= valid_lens[b]
-    (padding) get no attention. The unit BERT stacks (see the module docstring).
+    (padding) get no attention; or forward(X (n, d), packing=TokenPacking) -> (n, d) on a batch's
+    real tokens only, the same numbers at those positions. The unit BERT stacks (see the module docstring).
     """
 
     def __init__(self, ops: Ops, num_hiddens: int, ffn_num_hiddens: int, num_heads: int, dropout: float, *,
@@ -111,8 +112,9 @@ class TransformerEncoderBlock(nn.Module):
         self.ffn = PositionWiseFFN(ops, num_hiddens, ffn_num_hiddens, activation)
         self.addnorm2 = AddNorm(ops, num_hiddens, dropout, norm_eps)
 
-    def forward(self, X: torch.Tensor, valid_lens: torch.Tensor | None = None) -> torch.Tensor:
-        Y = self.addnorm1(X, self.attention(X, X, X, valid_lens))  # (B, T, d)
+    def forward(self, X: torch.Tensor, valid_lens: torch.Tensor | None = None, packing=None) -> torch.Tensor:
+        attended = self.attention(X, X, X, valid_lens) if packing is None else self.attention(X, X, X, packing=packing)
+        Y = self.addnorm1(X, attended)  # (B, T, d) or (n, d)
         return self.addnorm2(Y, self.ffn(Y))
 
 

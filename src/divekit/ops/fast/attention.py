@@ -21,12 +21,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from divekit.ops.fast.regularization import Dropout
-from divekit.ops.scratch.attention import (_check_embed_dim, _check_num_heads, _check_projected, _check_qkv, _positions,
+from divekit.ops.scratch.attention import (TokenPacking, _check_embed_dim, _check_num_heads,
+                                           _check_packed_self_attention, _check_projected, _check_qkv, _positions,
                                            sinusoid_table, valid_lens_to_mask)
 
-__all__ = ["AdditiveAttention", "DotProductAttention", "MultiHeadAttention", "PositionalEncoding",
+__all__ = ["AdditiveAttention", "DotProductAttention", "MultiHeadAttention", "PositionalEncoding", "TokenPacking",
            "masked_softmax", "sinusoid_table", "valid_lens_to_mask"]
-SHARED = ("sinusoid_table", "valid_lens_to_mask")  # the scratch objects themselves: nothing faster to call
+SHARED = ("TokenPacking", "sinusoid_table", "valid_lens_to_mask")  # the scratch objects: nothing faster to call
 
 
 SHORT_ROWS = 16  # PyTorch's CPU softmax is ~10x slower on rows shorter than one AVX-512 vector (16 floats)
@@ -126,18 +127,26 @@ class MultiHeadAttention(nn.Module):
         self.record_weights, self.attention_weights = False, None
 
     def forward(self, queries: torch.Tensor, keys: torch.Tensor, values: torch.Tensor,
-                valid_lens: torch.Tensor | None = None) -> torch.Tensor:
-        _check_qkv(queries, keys, values)
+                valid_lens: torch.Tensor | None = None, packing: TokenPacking | None = None) -> torch.Tensor:
         E, H = self.embed_dim, self.num_heads
-        _check_embed_dim(E, queries, keys, values)
-        if not (queries is keys and keys is values):
-            return self.attend(queries, *self.project_kv(keys, values), valid_lens)
-        # self-attention: one (3E, E) matmul (nanoGPT's c_attn)
-        (B, Q, _), Dh = queries.shape, E // H
-        q, k, v = F.linear(queries, self.in_proj_weight, self.in_proj_bias).chunk(3, dim=-1)  # each (B, Q, E)
+        if packing is not None:  # packed tokens (n, E): project them, pad q, k, v for SDPA, pack the heads
+            _check_packed_self_attention(queries, keys, values)
+            _check_embed_dim(E, queries)
+            B, Q = packing.batch_size, packing.num_steps
+            qkv = packing.pad(F.linear(queries, self.in_proj_weight, self.in_proj_bias))  # (n, 3E) -> (B, Q, 3E)
+            valid_lens = packing.valid_lens
+        else:
+            _check_qkv(queries, keys, values)
+            _check_embed_dim(E, queries, keys, values)
+            if not (queries is keys and keys is values):
+                return self.attend(queries, *self.project_kv(keys, values), valid_lens)
+            (B, Q, _) = queries.shape  # self-attention: one (3E, E) matmul (nanoGPT's c_attn)
+            qkv = F.linear(queries, self.in_proj_weight, self.in_proj_bias)  # (B, Q, 3E)
+        q, k, v = qkv.chunk(3, dim=-1)  # each (B, Q, E)
+        Dh = E // H
         k = k.reshape(B, Q, H, Dh).transpose(1, 2)  # (B, H, Q, Dh)
         v = v.reshape(B, Q, H, Dh).transpose(1, 2)  # (B, H, Q, Dh)
-        return self._attend_projected(q, k, v, valid_lens)
+        return self._attend_projected(q, k, v, valid_lens, packing)
 
     def project_kv(self, keys: torch.Tensor, values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The heads' keys and values, each (B, H, K, Dh) (see the scratch twin)."""
@@ -163,16 +172,18 @@ class MultiHeadAttention(nn.Module):
         b_q = None if self.in_proj_bias is None else self.in_proj_bias[:E]
         return self._attend_projected(F.linear(queries, w_q, b_q), k, v, valid_lens)
 
-    def _attend_projected(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
-                          valid_lens: torch.Tensor | None) -> torch.Tensor:
-        """Projected queries q (B, Q, E), k and v (B, H, K, Dh) -> the output projection of the heads (B, Q, E)."""
+    def _attend_projected(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, valid_lens: torch.Tensor | None,
+                          packing: TokenPacking | None = None) -> torch.Tensor:
+        """Projected queries q (B, Q, E), k and v (B, H, K, Dh) -> the output projection of the heads (B, Q, E),
+        or of the real positions' heads only (n, E) with ``packing``."""
         E, H = self.embed_dim, self.num_heads
         (B, Q, _), K, Dh = q.shape, k.shape[2], E // H
         q = q.reshape(B, Q, H, Dh).transpose(1, 2)  # (B, H, Q, Dh)
         mask = None if valid_lens is None else valid_lens_to_mask(valid_lens, B, Q, K)[:, None]  # (B, 1, Q, K)
         heads, weights = _scaled_dot_product(q, k, v, mask, self.dropout, self.record_weights)  # (B, H, Q, Dh)
         self.attention_weights = None if weights is None else weights.detach()  # (B, H, Q, K)
-        return self.out_proj(heads.transpose(1, 2).reshape(B, Q, E))  # (B, Q, H, Dh) -> (B, Q, E)
+        merged = heads.transpose(1, 2).reshape(B, Q, E)  # (B, Q, H, Dh) -> (B, Q, E)
+        return self.out_proj(merged if packing is None else packing.pack(merged))  # (B, Q, E) or (n, E)
 
     def extra_repr(self) -> str:
         return f"embed_dim={self.embed_dim}, num_heads={self.num_heads}, bias={self.in_proj_bias is not None}"

@@ -36,7 +36,7 @@ from divekit.ops.scratch.init import xavier_uniform_
 from divekit.ops.scratch.regularization import Dropout
 from divekit.ops.scratch.rnn import sequence_mask
 
-__all__ = ["AdditiveAttention", "DotProductAttention", "MultiHeadAttention", "PositionalEncoding",
+__all__ = ["AdditiveAttention", "DotProductAttention", "MultiHeadAttention", "PositionalEncoding", "TokenPacking",
            "masked_softmax", "sinusoid_table", "valid_lens_to_mask"]
 
 
@@ -81,6 +81,44 @@ def masked_softmax(X: torch.Tensor, valid_lens: torch.Tensor | None = None) -> t
         raise ValueError(f"masked_softmax takes scores (B, Q, K), got shape {tuple(X.shape)}")
     mask = None if valid_lens is None else valid_lens_to_mask(valid_lens, *X.shape)  # (B, Q, K)
     return _softmax_where(X, mask)
+
+
+class TokenPacking:
+    """The real tokens of a padded batch, side by side ("unpadding", as NVIDIA's and MosaicBERT's BERT).
+
+    For a batch of B sequences padded to T steps with ``valid_lens`` (B,), :meth:`pack` keeps the
+    n = sum(valid_lens) real positions of a (B, T, ...) tensor as (n, ...), sequence by sequence, and
+    :meth:`pad` puts an (n, ...) tensor back in place, zeros at padding; gradients flow through both.
+    Layers that act on each position alone (projections, feed-forward networks, add & norm, dropout)
+    then skip the padding, and self-attention pads only its projected queries, keys and values
+    (``MultiHeadAttention(X, X, X, packing=...)``). Shared by both twins.
+    """
+
+    def __init__(self, valid_lens: torch.Tensor, num_steps: int):
+        if valid_lens.dim() != 1 or bool(((valid_lens < 0) | (valid_lens > num_steps)).any()):
+            raise ValueError(f"packing needs valid lengths (B,) between 0 and {num_steps}, got "
+                             f"{valid_lens.tolist() if valid_lens.numel() <= 8 else tuple(valid_lens.shape)}")
+        self.valid_lens, self.batch_size, self.num_steps = valid_lens, len(valid_lens), num_steps
+        self.index = sequence_mask(valid_lens, num_steps).reshape(-1).nonzero().squeeze(1)  # (n,) of b * T + t
+
+    def pack(self, X: torch.Tensor) -> torch.Tensor:
+        """(B, T, ...) -> its real positions (n, ...)."""
+        if X.shape[:2] != (self.batch_size, self.num_steps):
+            raise ValueError(f"pack takes a ({self.batch_size}, {self.num_steps}, ...) tensor, got {tuple(X.shape)}")
+        return X.reshape(self.batch_size * self.num_steps, *X.shape[2:]).index_select(0, self.index)
+
+    def pad(self, X: torch.Tensor) -> torch.Tensor:
+        """Real positions (n, ...) -> (B, T, ...), zeros at padding."""
+        if X.shape[0] != len(self.index):
+            raise ValueError(f"pad takes the {len(self.index)} real positions (n, ...), got {tuple(X.shape)}")
+        padded = X.new_zeros(self.batch_size * self.num_steps, *X.shape[1:]).index_copy(0, self.index, X)
+        return padded.reshape(self.batch_size, self.num_steps, *X.shape[1:])
+
+
+def _check_packed_self_attention(queries: torch.Tensor, keys: torch.Tensor, values: torch.Tensor) -> None:
+    if not (queries is keys and keys is values and queries.dim() == 2):
+        raise ValueError(f"with packing, attention is self-attention of packed tokens X (n, E): pass X three "
+                         f"times, got shapes {tuple(queries.shape)}, {tuple(keys.shape)}, {tuple(values.shape)}")
 
 
 def _check_qkv(queries: torch.Tensor, keys: torch.Tensor, values: torch.Tensor) -> None:
@@ -213,7 +251,9 @@ class MultiHeadAttention(nn.Module):
     ``bias=True`` (torch's); the book's layer has no biases (``bias=False``).
 
     forward(queries (B, Q, E), keys (B, K, E), values (B, K, E), valid_lens (B,) or (B, Q)) -> (B, Q, E),
-    which is ``attend(queries, *project_kv(keys, values), valid_lens)``: a decoder that predicts one
+    which is ``attend(queries, *project_kv(keys, values), valid_lens)``; or forward(X, X, X,
+    packing=TokenPacking) for packed tokens X (n, E) -> (n, E), self-attention without padded
+    positions outside the attention itself (here: pad, attend, pack). A decoder that predicts one
     token at a time keeps what :meth:`project_kv` returns for the positions it has seen (a key/value
     cache) and calls :meth:`attend` with the new position's query only.
     Dropout acts on the attention weights, in training only. Set ``record_weights = True`` to keep
@@ -235,7 +275,11 @@ class MultiHeadAttention(nn.Module):
         self.record_weights, self.attention_weights = False, None
 
     def forward(self, queries: torch.Tensor, keys: torch.Tensor, values: torch.Tensor,
-                valid_lens: torch.Tensor | None = None) -> torch.Tensor:
+                valid_lens: torch.Tensor | None = None, packing: TokenPacking | None = None) -> torch.Tensor:
+        if packing is not None:
+            _check_packed_self_attention(queries, keys, values)
+            X = packing.pad(queries)  # (B, T, E)
+            return packing.pack(self.forward(X, X, X, packing.valid_lens))  # (n, E)
         _check_qkv(queries, keys, values)
         _check_embed_dim(self.embed_dim, queries, keys, values)
         return self.attend(queries, *self.project_kv(keys, values), valid_lens)
