@@ -46,11 +46,13 @@ VARIANTS = {
 
 
 def model_flops(cfg, batch) -> float:
-    """Forward + backward FLOPs of the matrix products of one divekit step (3x the forward's)."""
+    """Forward + backward FLOPs of the matrix products of one divekit step (3x the forward's): the
+    projections and FFNs on the real tokens (divekit packs them), QK^T and AV on the padded T x T."""
     (B, T), d, f, V = batch.tokens.shape, cfg.num_hiddens, cfg.ffn_num_hiddens, cfg.vocab_size
-    per_token = cfg.num_layers * (2 * (4 * d * d + 2 * d * f) + 2 * 2 * T * d)  # projections, FFN, QK^T and AV
+    tokens = int(batch.valid_lens.sum())
+    layers = cfg.num_layers * (tokens * 2 * (4 * d * d + 2 * d * f) + B * T * 2 * 2 * T * d)
     rows = int((batch.mlm_weights > 0).sum()) + B  # real predictions + the book's padding row per sequence
-    forward = B * T * per_token + rows * 2 * (d * d + d * V) + B * 2 * (d * d + 2 * d)
+    forward = layers + rows * 2 * (d * d + d * V) + B * 2 * (d * d + 2 * d)
     return 3.0 * forward
 
 
@@ -125,6 +127,9 @@ def render(book: dict, variants: dict, meta: dict) -> str:
     lines += ["Notes:", "",
               "- Both sides build their data from the same wiki.train.tokens; divekit with tensor operations over the "
               "whole corpus, d2l one example at a time in Python. divekit's data preparation also builds the model.",
+              "- divekit's encoder blocks run on the real tokens only (`ops.TokenPacking`; the book's batches are about "
+              "28% padding), and its training keeps freed memory for the next step (`DIVEKIT_CPU_ALLOCATOR`, see the "
+              "README); d2l computes every padded position and runs with the system allocator.",
               "- divekit computes the masked language model's output only at the real prediction positions (plus one "
               "row per sequence for the book's padding slots); d2l computes all 512 x 10 and weights padding by 0.",
               "- The MLM loss of both columns is the book's printed number: nn.CrossEntropyLoss's mean over all 10 "

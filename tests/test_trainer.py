@@ -282,3 +282,53 @@ def test_verbose_false_moves_epoch_lines_to_debug(caplog):
     finally:
         logger.removeHandler(caplog.handler)
         logger.propagate = propagate
+
+
+ALLOCATION_PROBE = """
+import ctypes, ctypes.util, sys
+import torch
+from divekit.train.engine import Trainer
+libc = ctypes.CDLL(ctypes.util.find_library("c"))
+
+class MallInfo(ctypes.Structure):
+    _fields_ = [(name, ctypes.c_int) for name in ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks",
+                                                  "fsmblks", "uordblks", "fordblks", "keepcost")]
+
+libc.mallinfo.restype = MallInfo
+model = torch.nn.Linear(2, 2)
+Trainer(model, None, torch.optim.SGD(model.parameters(), lr=0.1), epochs=1, device="cpu", progress=False)
+before = libc.mallinfo().hblks  # blocks that glibc serves with their own mmap
+x = torch.empty(20_000_000)  # 80 MB, above glibc's largest mmap threshold (32 MiB)
+print(libc.mallinfo().hblks - before)
+"""
+
+
+def glibc() -> bool:
+    import ctypes
+    import ctypes.util
+
+    name = ctypes.util.find_library("c")
+    return name is not None and hasattr(ctypes.CDLL(name), "gnu_get_libc_version")
+
+
+@pytest.mark.skipif(not glibc(), reason="the setting is glibc's")
+@pytest.mark.parametrize("choice, mmapped", [(None, "0"), ("system", "1")])
+def test_cpu_training_keeps_large_blocks_on_the_heap_unless_told_not_to(choice, mmapped):
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "DIVEKIT_CPU_ALLOCATOR"}
+    if choice:
+        env["DIVEKIT_CPU_ALLOCATOR"] = choice
+    out = subprocess.run([sys.executable, "-c", ALLOCATION_PROBE], env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == mmapped  # reuse: the block comes from the heap, whose freed pages are kept
+
+
+def test_a_bad_allocator_choice_is_a_one_line_error(monkeypatch):
+    from divekit.train import device
+
+    monkeypatch.setattr(device, "_allocator_state", [])
+    monkeypatch.setenv("DIVEKIT_CPU_ALLOCATOR", "jemalloc")
+    with pytest.raises(ValueError, match="DIVEKIT_CPU_ALLOCATOR='jemalloc' is not a choice; use 'reuse'"):
+        device.reuse_freed_memory()

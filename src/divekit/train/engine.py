@@ -30,7 +30,7 @@ from divekit.train import distributed
 from divekit.train.callbacks import Callback
 from divekit.run_folder import CHECKPOINT_NAME, METRICS_NAME
 from divekit.train.checkpoint import TrainingState, load_checkpoint, save_checkpoint
-from divekit.train.device import autocast
+from divekit.train.device import autocast, reuse_freed_memory
 from divekit.train.metrics import MetricSums
 from divekit.train.tasks import Task
 
@@ -133,6 +133,8 @@ class Trainer:
         if clip_grad_norm is not None and clip_grad_norm <= 0:
             raise ValueError(f"clip_grad_norm must be positive, got {clip_grad_norm}")
         self.device = torch.device(device)
+        if self.device.type == "cpu":
+            reuse_freed_memory()
         self.model = model.to(self.device)
         parallel = distributed.data_parallel(self.model, self.device)  # DDP under torchrun, else the model
         self.forward_model = torch.compile(parallel) if compile else parallel
