@@ -420,6 +420,28 @@ def test_nms_of_a_batch_of_rows_and_both_fast_paths(N):
     assert fast.nms(big, big_scores, 0.5).tolist() == scratch.nms(big, big_scores, 0.5).tolist()
 
 
+def test_the_fast_ranking_is_the_stable_descending_sort_ties_and_signed_zeros_included():
+    g = torch.Generator().manual_seed(5)
+    N = fast_boxes.NUMPY_SORT_FROM + 953  # numpy's sort of packed keys
+    scores = (torch.rand(3, N, generator=g) * 8).round() / 4 - 1  # few distinct values: many ties
+    scores[:, ::17] = -0.0
+    scores[:, 1::29] = 0.0
+    scores[0, :4] = torch.tensor([float("inf"), float("-inf"), float("nan"), -1e-40])  # a subnormal too
+    expected = scores.argsort(dim=1, descending=True, stable=True)
+    assert torch.equal(fast_boxes._descending_order(scores), expected)
+    small = scores[:, :100]  # below NUMPY_SORT_FROM: torch's own sort
+    assert torch.equal(fast_boxes._descending_order(small), small.argsort(dim=1, descending=True, stable=True))
+
+
+def test_fast_nms_of_thousands_of_boxes_with_tied_scores_equals_the_loop():
+    g = torch.Generator().manual_seed(12)
+    boxes = clustered_boxes(3000, g)
+    scores = (torch.rand(3000, generator=g) * 50).round() / 50  # ties: the order among them is by position
+    expected = scratch.nms(boxes, scores, 0.5).tolist()
+    assert fast.nms(boxes, scores, 0.5).tolist() == expected
+    assert expected == nms_reference(boxes, scores, 0.5)
+
+
 def test_fixed_point_nms_falls_back_to_the_host_scan_on_long_chains(monkeypatch):
     # a row of boxes, each overlapping only its neighbours (IoU 1/3 < ... > 0.3): keep alternates,
     # and the fixed point needs one round per link of the chain

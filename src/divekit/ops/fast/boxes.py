@@ -18,7 +18,9 @@ all N boxes each, about ten tensor operations each): cheap in arithmetic, costly
   fixed point in a few rounds, since every step would wait for the device (not measured here: no
   GPU); larger inputs go block by block.
 
-Results are identical to the scratch loop's (tested on the CPU, both forms). Greedy NMS as a fixed
+Both rank the boxes by descending score, ties by position, as the scratch loop; on a CPU from 2,048
+boxes a row, numpy sorts them (:func:`_descending_order`, the same order 3.7x faster than torch's
+sort at 10,000). Results are identical to the scratch loop's (tested on the CPU, both forms). Greedy NMS as a fixed
 point: in rank order, box j is kept iff no *kept* higher-ranked box i covers it (IoU > threshold,
 same group). That recursion has exactly one solution, and iterating
 keep <- not any_i(keep_i and covers_ij) from keep = all reaches it after at most (length of the
@@ -28,6 +30,8 @@ After 32 rounds without convergence the greedy scan finishes on the host with th
 
 
 from __future__ import annotations
+
+from functools import partial
 
 import numpy as np
 import torch
@@ -65,6 +69,7 @@ MAX_FIXED_POINT_ROUNDS = 32
 ALL_PAIRS_MAX = 2**28  # G·N² pairs on an accelerator: 1 GiB of float32
 BLOCK = 64             # candidates resolved together on a CPU (32-128 measured alike; 256 and up slower)
 IOU_BLOCK = 1 << 16    # IoU pairs per step of the blocked IoU: each temporary is 256 KiB of float32
+NUMPY_SORT_FROM = 2048  # scores per row from which numpy's sort ranks them on a CPU (torch's is faster below)
 
 
 def box_iou(boxes1: torch.Tensor, boxes2: torch.Tensor) -> torch.Tensor:
@@ -118,11 +123,44 @@ def _host_scan(covers: torch.Tensor) -> torch.Tensor:
     return torch.from_numpy(kept).to(covers.device)
 
 
-def _covers(boxes: torch.Tensor, groups: torch.Tensor | None, i: torch.Tensor, j: torch.Tensor,
+def _descending_order(scores: torch.Tensor) -> torch.Tensor:
+    """Each row's positions by descending score, ties by position: scores (G, N) -> (G, N), the order of
+    ``argsort(descending=True, stable=True)``. On the CPU, from ``NUMPY_SORT_FROM`` float32 scores a row,
+    numpy sorts int64 keys that pack each score's bits (made to order as the floats do) above its
+    position: every key differs, so numpy's fast unstable sort gives the stable order (10,000 scores:
+    138 us against torch's 506 us). -0.0 ranks as 0.0, NaN above every number, as torch ranks it."""
+    G, N = scores.shape
+    if scores.device.type != "cpu" or scores.dtype != torch.float32 or not NUMPY_SORT_FROM <= N < 2 ** 31:
+        return scores.argsort(dim=1, descending=True, stable=True)
+    bits = (scores + 0.0).view(torch.int32).to(torch.int64)                    # + 0.0: -0.0 becomes 0.0
+    ordered = torch.where(bits < 0, bits ^ 0x7FFFFFFF, bits)                    # signed order = the floats' order
+    keys = ((2 ** 31 - 1 - ordered) << 31) | torch.arange(N)                    # ascending: best score, then position
+    return torch.from_numpy(np.argsort(keys.numpy(), axis=1, kind="quicksort"))
+
+
+def _rank(boxes: torch.Tensor, scores: torch.Tensor, groups: torch.Tensor | None):
+    """The scratch ``_rank`` (boxes, scores and groups by descending score) on :func:`_descending_order`."""
+    G, N = scores.shape
+    order = _descending_order(scores)                                           # (G, N)
+    ranked = boxes.gather(1, order[..., None].expand(G, N, 4))                  # (G, N, 4) best first
+    return order, ranked, None if groups is None else groups.gather(1, order)
+
+
+def _covers(boxes: torch.Tensor, areas: torch.Tensor, groups: torch.Tensor | None, i: torch.Tensor, j: torch.Tensor,
             iou_threshold: float) -> torch.Tensor:
-    """Whether box i covers box j, boxes (N, 4), groups (N,) or None, positions i (a,), j (b,) -> (a, b)
-    bool: IoU above the threshold, and the same group."""
-    covers = box_iou(boxes[i], boxes[j]) > iou_threshold                        # (a, b)
+    """Whether box i covers box j, boxes (N, 4) with their areas (N,), groups (N,) or None, positions
+    i (a,), j (b,) -> (a, b) bool: IoU above the threshold, and the same group. Up to ``IOU_BLOCK``
+    pairs, :func:`box_iou`'s formula step for step (the same numbers) without its per-call set-up;
+    above, :func:`box_iou` itself, whose blocks stay in the cache."""
+    a, b = boxes[i], boxes[j]                                                   # (a, 4), (b, 4)
+    if len(i) * len(j) > IOU_BLOCK:
+        covers = box_iou(a, b) > iou_threshold
+        return covers if groups is None else covers & (groups[i][:, None] == groups[j][None, :])
+    w = torch.minimum(a[:, None, 2], b[None, :, 2]).sub_(torch.maximum(a[:, None, 0], b[None, :, 0])).clamp_(min=0)
+    h = torch.minimum(a[:, None, 3], b[None, :, 3]).sub_(torch.maximum(a[:, None, 1], b[None, :, 1])).clamp_(min=0)
+    inter = w.mul_(h)                                                            # (a, b)
+    union = (areas[i][:, None] + areas[j][None, :]).sub_(inter)
+    covers = inter.div_(union).nan_to_num_(0.0) > iou_threshold
     return covers if groups is None else covers & (groups[i][:, None] == groups[j][None, :])
 
 
@@ -132,18 +170,20 @@ def _nms_keep_blocks(boxes: torch.Tensor, scores: torch.Tensor, iou_threshold: f
     None -> (keep (G, N) bool in input order, order (G, N)). Each row on its own, since rows keep
     different numbers of boxes. Time O(N·kept) IoUs in about N / BLOCK steps; memory O(BLOCK·N)."""
     G, N = scores.shape
-    order, ranked, ranked_groups = _scratch._rank(boxes, scores, groups)
+    order, ranked, ranked_groups = _rank(boxes, scores, groups)
+    areas = box_area(ranked)                                                     # (G, N)
     kept = torch.zeros(G, N, dtype=torch.bool, device=boxes.device)
     for row in range(G):
         row_groups = None if ranked_groups is None else ranked_groups[row]
+        covers_of = partial(_covers, ranked[row], areas[row], row_groups, iou_threshold=iou_threshold)
         candidates = torch.arange(N, device=boxes.device)                      # rank positions left, best first
         while len(candidates):
             head, candidates = candidates[:BLOCK], candidates[BLOCK:]
-            covers = _covers(ranked[row], row_groups, head, head, iou_threshold).triu(diagonal=1)   # (b, b)
+            covers = covers_of(head, head).triu(diagonal=1)                      # (b, b)
             winners = head[_host_scan(covers[None])[0]]                          # kept, greedily within the block
             kept[row, winners] = True
             if len(candidates):                                                  # what the winners cover is gone
-                candidates = candidates[~_covers(ranked[row], row_groups, winners, candidates, iou_threshold).amax(0)]
+                candidates = candidates[~covers_of(winners, candidates).amax(0)]
     return torch.zeros_like(kept).scatter_(1, order, kept), order
 
 
@@ -152,7 +192,7 @@ def _nms_keep_all_pairs(boxes: torch.Tensor, scores: torch.Tensor, iou_threshold
     """Greedy NMS from all pairwise IoUs: boxes (G, N, 4), scores (G, N), groups (G, N) or None
     -> (keep (G, N) bool in input order, order (G, N)). Memory O(G·N²)."""
     G, N = scores.shape
-    order, ranked, ranked_groups = _scratch._rank(boxes, scores, groups)
+    order, ranked, ranked_groups = _rank(boxes, scores, groups)
     covers = box_iou(ranked, ranked) > iou_threshold                            # (G, N, N) i covers j
     if ranked_groups is not None:
         covers &= ranked_groups[:, :, None] == ranked_groups[:, None, :]
