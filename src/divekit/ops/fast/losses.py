@@ -40,8 +40,9 @@ class _CrossEntropy(torch.autograd.Function):
     """-log softmax(o)_y per row of logits o (N, C), computed in float32 at least. The backward turns the saved
     log-softmax into the gradient in place, (softmax - onehot(y)) * g: one (N, C) buffer and two passes,
     where ``F.cross_entropy``'s backward fills a fresh (N, C) tensor for NLL's gradient and writes
-    log-softmax's into another (measured 2.2x faster forward and backward at BERT's masked language
-    model, 3,630 x 20,256, and 1.4x at 1,024 x 1,000, on the CPU; see benchmarks/RESULTS.md)."""
+    log-softmax's into another: forward and backward measured 2.2x faster at BERT's masked language
+    model (3,630 x 20,256) and 1.4x at 1,024 x 1,000 on one core of this project's CPU (below 2^18
+    logits, slower than ``F.cross_entropy``: hence the threshold)."""
 
     @staticmethod
     def forward(ctx, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
