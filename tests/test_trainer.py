@@ -328,7 +328,7 @@ def test_cpu_training_keeps_large_blocks_on_the_heap_unless_told_not_to(choice, 
 def test_a_bad_allocator_choice_is_a_one_line_error(monkeypatch):
     from divekit.train import device
 
-    monkeypatch.setattr(device, "_allocator_state", [])
+    device.reuse_freed_memory.cache_clear()  # a bad choice raises and is not cached
     monkeypatch.setenv("DIVEKIT_CPU_ALLOCATOR", "jemalloc")
     with pytest.raises(ValueError, match="DIVEKIT_CPU_ALLOCATOR='jemalloc' is not a choice; use 'reuse'"):
         device.reuse_freed_memory()

@@ -113,8 +113,7 @@ class TransformerEncoderBlock(nn.Module):
         self.addnorm2 = AddNorm(ops, num_hiddens, dropout, norm_eps)
 
     def forward(self, X: torch.Tensor, valid_lens: torch.Tensor | None = None, packing=None) -> torch.Tensor:
-        attended = self.attention(X, X, X, valid_lens) if packing is None else self.attention(X, X, X, packing=packing)
-        Y = self.addnorm1(X, attended)  # (B, T, d) or (n, d)
+        Y = self.addnorm1(X, self.attention(X, X, X, valid_lens, packing))  # (B, T, d) or (n, d)
         return self.addnorm2(Y, self.ffn(Y))
 
 

@@ -95,21 +95,29 @@ def box_iou(boxes1: torch.Tensor, boxes2: torch.Tensor) -> torch.Tensor:
     # each coordinate in its own contiguous row: the (r, 1) x (1, M) steps below then run vectorised
     # (on the (N, 4) layout's stride-4 views they took 9x as long)
     coords1 = boxes1.movedim(-1, 0).contiguous()                                  # (4, ..., N)
-    x1b, y1b, x2b, y2b = boxes2.movedim(-1, 0).contiguous()[..., None, :]        # (..., 1, M) each
+    coords2 = boxes2.movedim(-1, 0).contiguous()[..., None, :]                    # (4, ..., 1, M)
     rows = max(1, IOU_BLOCK // max(M, 1))
     width, height, spare = (torch.empty(*lead, min(rows, N), M, dtype=dtype, device=boxes1.device)
                             for _ in range(3))
     for start in range(0, N, rows):
         stop = min(N, start + rows)
-        x1a, y1a, x2a, y2a = coords1[..., start:stop, None]                     # (..., r, 1) each
-        w, h, t = (buffer[..., :stop - start, :] for buffer in (width, height, spare))   # (..., r, M) each
-        torch.minimum(x2a, x2b, out=w).sub_(torch.maximum(x1a, x1b, out=t)).clamp_(min=0)
-        torch.minimum(y2a, y2b, out=h).sub_(torch.maximum(y1a, y1b, out=t)).clamp_(min=0)
-        inter = w.mul_(h)
-        union = torch.add(areas1[..., start:stop, None], areas2[..., None, :], out=t).sub_(inter)
-        block = out[..., start:stop, :]
-        torch.div(inter, union, out=block).nan_to_num_(0.0)                    # 0 / 0: two empty boxes
+        _iou_block(coords1[..., start:stop, None], coords2, areas1[..., start:stop, None], areas2[..., None, :],
+                   *(buffer[..., :stop - start, :] for buffer in (width, height, spare)), out[..., start:stop, :])
     return out
+
+
+def _iou_block(coords_a: torch.Tensor, coords_b: torch.Tensor, areas_a: torch.Tensor, areas_b: torch.Tensor,
+               w: torch.Tensor | None = None, h: torch.Tensor | None = None, spare: torch.Tensor | None = None,
+               out: torch.Tensor | None = None) -> torch.Tensor:
+    """The scratch IoU formula for rows against columns, step by step in place: coordinates coords_a
+    (4, ..., r, 1) and coords_b (4, ..., 1, M) (x1, y1, x2, y2), areas (..., r, 1) and (..., 1, M)
+    -> (..., r, M), in ``out`` through the buffers w, h, spare (..., r, M) where given (else new ones)."""
+    (x1a, y1a, x2a, y2a), (x1b, y1b, x2b, y2b) = coords_a, coords_b
+    w = torch.minimum(x2a, x2b, out=w).sub_(torch.maximum(x1a, x1b, out=spare)).clamp_(min=0)
+    h = torch.minimum(y2a, y2b, out=h).sub_(torch.maximum(y1a, y1b, out=spare)).clamp_(min=0)
+    inter = w.mul_(h)
+    union = torch.add(areas_a, areas_b, out=spare).sub_(inter)
+    return torch.div(inter, union, out=out).nan_to_num_(0.0)                   # 0 / 0: two empty boxes
 
 
 def _host_scan(covers: torch.Tensor) -> torch.Tensor:
@@ -141,30 +149,18 @@ def _descending_order(scores: torch.Tensor) -> torch.Tensor:
     return torch.from_numpy(np.argsort(keys.numpy(), axis=1, kind="quicksort"))
 
 
-def _rank(boxes: torch.Tensor, scores: torch.Tensor, groups: torch.Tensor | None):
-    """The scratch ``_rank`` (boxes, scores and groups by descending score) on :func:`_descending_order`."""
-    G, N = scores.shape
-    order = _descending_order(scores)                                           # (G, N)
-    ranked = boxes.gather(1, order[..., None].expand(G, N, 4))                  # (G, N, 4) best first
-    return order, ranked, None if groups is None else groups.gather(1, order)
-
-
 def _covers(coords: torch.Tensor, areas: torch.Tensor, groups: torch.Tensor | None, i: torch.Tensor,
             j: torch.Tensor, iou_threshold: float) -> torch.Tensor:
     """Whether box i covers box j, boxes as coordinate rows coords (4, N) (x1, y1, x2, y2) with their
     areas (N,), groups (N,) or None, positions i (a,), j (b,) -> (a, b) bool: IoU above the threshold,
-    and the same group. Up to ``IOU_BLOCK`` pairs, :func:`box_iou`'s formula step for step (the same
-    numbers) without its per-call set-up; above, :func:`box_iou` itself, whose blocks stay in the cache."""
+    and the same group. Up to ``IOU_BLOCK`` pairs, one :func:`_iou_block` without :func:`box_iou`'s
+    per-call set-up; above, :func:`box_iou` itself, whose blocks stay in the cache."""
     a, b = coords[:, i], coords[:, j]                                            # (4, a), (4, b)
     if len(i) * len(j) > IOU_BLOCK:
-        covers = box_iou(a.T, b.T) > iou_threshold
+        iou = box_iou(a.T, b.T)
     else:
-        (x1a, y1a, x2a, y2a), (x1b, y1b, x2b, y2b) = a[:, :, None], b[:, None, :]   # (a, 1), (1, b) each
-        w = torch.minimum(x2a, x2b).sub_(torch.maximum(x1a, x1b)).clamp_(min=0)
-        h = torch.minimum(y2a, y2b).sub_(torch.maximum(y1a, y1b)).clamp_(min=0)
-        inter = w.mul_(h)                                                        # (a, b)
-        union = (areas[i][:, None] + areas[j][None, :]).sub_(inter)
-        covers = inter.div_(union).nan_to_num_(0.0) > iou_threshold
+        iou = _iou_block(a[:, :, None], b[:, None, :], areas[i][:, None], areas[j][None, :])
+    covers = iou > iou_threshold                                                 # (a, b)
     return covers if groups is None else covers & (groups[i][:, None] == groups[j][None, :])
 
 
@@ -174,7 +170,7 @@ def _nms_keep_blocks(boxes: torch.Tensor, scores: torch.Tensor, iou_threshold: f
     None -> (keep (G, N) bool in input order, order (G, N)). Each row on its own, since rows keep
     different numbers of boxes. Time O(N·kept) IoUs in about N / BLOCK steps; memory O(BLOCK·N)."""
     G, N = scores.shape
-    order, ranked, ranked_groups = _rank(boxes, scores, groups)
+    order, ranked, ranked_groups = _scratch._rank(boxes, scores, groups, _descending_order(scores))
     areas = box_area(ranked)                                                     # (G, N)
     kept = torch.zeros(G, N, dtype=torch.bool, device=boxes.device)
     for row in range(G):
@@ -197,7 +193,7 @@ def _nms_keep_all_pairs(boxes: torch.Tensor, scores: torch.Tensor, iou_threshold
     """Greedy NMS from all pairwise IoUs: boxes (G, N, 4), scores (G, N), groups (G, N) or None
     -> (keep (G, N) bool in input order, order (G, N)). Memory O(G·N²)."""
     G, N = scores.shape
-    order, ranked, ranked_groups = _rank(boxes, scores, groups)
+    order, ranked, ranked_groups = _scratch._rank(boxes, scores, groups, _descending_order(scores))
     covers = box_iou(ranked, ranked) > iou_threshold                            # (G, N, N) i covers j
     if ranked_groups is not None:
         covers &= ranked_groups[:, :, None] == ranked_groups[:, None, :]
