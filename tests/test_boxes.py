@@ -460,6 +460,43 @@ def test_fixed_point_nms_falls_back_to_the_host_scan_on_long_chains(monkeypatch)
     assert torch.nonzero(keep[0]).flatten().tolist() == expected and len(scans) == 1
 
 
+def test_block_nms_resolves_chains_longer_than_a_block():
+    # a row of boxes, each overlapping only its neighbours: the greedy result alternates, each block's
+    # fixed point takes one round per link (64 in a full block), and the chain crosses three blocks
+    n = 2 * fast_boxes.BLOCK + 22
+    boxes = torch.tensor([[0.5 * i, 0.0, 0.5 * i + 1.0, 1.0] for i in range(n)])
+    scores = torch.linspace(1.0, 0.5, n)
+    expected = list(range(0, n, 2))
+    assert nms_reference(boxes, scores, 0.3) == expected
+    keep, _ = fast_boxes._nms_keep_blocks(boxes[None], scores[None], 0.3)
+    assert torch.nonzero(keep[0]).flatten().tolist() == expected
+    covers = torch.ones(5, 5, dtype=torch.bool).triu(1).numpy()  # every box covers all after it
+    assert fast_boxes._greedy_in_block(covers).tolist() == [True, False, False, False, False]
+
+
+def test_the_iou_block_gives_the_same_numbers_on_numpy_and_torch():
+    """NMS tests its blocks with numpy, box_iou computes with torch: one formula, equal to the bit."""
+    g = torch.Generator().manual_seed(8)
+    a, b = random_boxes(9, g), random_boxes(13, g)
+    a[2] = b[5] = torch.tensor([0.4, 0.4, 0.4, 0.4])                      # empty boxes: IoU 0, not NaN
+    coords_a, coords_b = a.T.contiguous()[:, :, None], b.T.contiguous()[:, None, :]
+    areas_a, areas_b = scratch.box_area(a)[:, None], scratch.box_area(b)[None, :]
+    on_torch = fast_boxes._iou_block(coords_a, coords_b, areas_a, areas_b)
+    on_numpy = fast_boxes._iou_block(*(x.numpy() for x in (coords_a, coords_b, areas_a, areas_b)))
+    assert on_numpy.dtype == on_torch.numpy().dtype and (on_numpy == on_torch.numpy()).all()
+    assert torch.equal(on_torch, scratch.box_iou(a, b)) and on_numpy[2].sum() == 0 == on_numpy[:, 5].sum()
+
+
+def test_fast_nms_in_half_precision_and_bfloat16_equals_the_scratch_loop():
+    g = torch.Generator().manual_seed(13)
+    boxes, scores = clustered_boxes(300, g), torch.rand(300, generator=g)
+    for dtype in (torch.float16, torch.bfloat16):  # numpy's float16 blocks; bfloat16: the scratch loop
+        expected = scratch.nms(boxes.to(dtype), scores, 0.5).tolist()
+        assert fast.nms(boxes.to(dtype), scores, 0.5).tolist() == expected, dtype
+    grad_boxes = boxes.clone().requires_grad_()                              # predictions straight from a model
+    assert fast.nms(grad_boxes, scores, 0.5).tolist() == scratch.nms(boxes, scores, 0.5).tolist()
+
+
 @pytest.mark.parametrize("ops", TWINS, ids=["scratch", "fast"])
 def test_nms_edge_cases(ops):
     empty = ops.nms(torch.zeros(0, 4), torch.zeros(0), 0.5)

@@ -8,15 +8,17 @@ all N boxes each, about ten tensor operations each): cheap in arithmetic, costly
 :func:`nms`, :func:`batched_nms` and :func:`multibox_detection` take fewer, larger steps:
 
 * on a CPU, block by block (:func:`_nms_keep_blocks`): the best ``BLOCK`` candidates left are
-  resolved among themselves at once (their (b, b) IoUs, then the greedy scan over that small matrix
-  on the host), and the boxes they keep drop every remaining candidate they cover in one (k, R) IoU
-  test, after which the candidates are compacted. Steps: about N / BLOCK plus a few, not one per
-  kept box. Measured on one core of a loaded 2-core machine (benchmarks/results/detection.md):
-  7 ms against the loop's 64 ms for 1,000 clustered boxes, 12 against 91 for 3,000, 66 against
-  147 for 10,000; a batch of 32 SSD outputs (5,444 boxes, ~500 kept each) ~4 s against ~25 s;
+  resolved among themselves at once (their (b, b) IoUs, then greedy NMS over that small matrix as
+  the fixed point below), and the boxes they keep drop every remaining candidate they cover in one
+  (k, R) IoU test, after which the candidates are compacted. Steps: about N / BLOCK plus a few, not
+  one per kept box, all on numpy arrays: each step is a small array operation, where numpy's cost
+  per call is a fifth of torch's (measured 0.6x the time of the same steps on torch tensors at
+  1,000 and 3,000 clustered boxes; benchmarks/results/detection.md has the numbers against d2l);
 * on an accelerator, all pairwise IoUs at once while G·N² <= 2^28 pairs, greedy NMS solved as a
   fixed point in a few rounds, since every step would wait for the device (not measured here: no
-  GPU); larger inputs go block by block.
+  GPU); larger inputs go block by block on the CPU (copied there, the result copied back).
+
+Boxes in a type numpy lacks (bfloat16, integers) take the scratch loop.
 
 Both rank the boxes by descending score, ties by position, as the scratch loop; on a CPU from 2,048
 boxes a row, numpy sorts them (:func:`_descending_order`, the same order 3.7x faster than torch's
@@ -25,13 +27,12 @@ point: in rank order, box j is kept iff no *kept* higher-ranked box i covers it 
 same group). That recursion has exactly one solution, and iterating
 keep <- not any_i(keep_i and covers_ij) from keep = all reaches it after at most (length of the
 longest chain of covering boxes + 1) rounds, each one batched (N, N) product and one sync.
-After 32 rounds without convergence the greedy scan finishes on the host with the same matrix.
+After 32 rounds without convergence the greedy scan finishes on the host with the same matrix
+(a CPU block of at most ``BLOCK`` boxes simply runs its rounds to the end).
 """
 
 
 from __future__ import annotations
-
-from functools import partial
 
 import numpy as np
 import torch
@@ -106,18 +107,29 @@ def box_iou(boxes1: torch.Tensor, boxes2: torch.Tensor) -> torch.Tensor:
     return out
 
 
-def _iou_block(coords_a: torch.Tensor, coords_b: torch.Tensor, areas_a: torch.Tensor, areas_b: torch.Tensor,
-               w: torch.Tensor | None = None, h: torch.Tensor | None = None, spare: torch.Tensor | None = None,
-               out: torch.Tensor | None = None) -> torch.Tensor:
-    """The scratch IoU formula for rows against columns, step by step in place: coordinates coords_a
-    (4, ..., r, 1) and coords_b (4, ..., 1, M) (x1, y1, x2, y2), areas (..., r, 1) and (..., 1, M)
-    -> (..., r, M), in ``out`` through the buffers w, h, spare (..., r, M) where given (else new ones)."""
+def _iou_block(coords_a, coords_b, areas_a, areas_b, w=None, h=None, spare=None, out=None):
+    """The scratch IoU formula for rows against columns, step by step in place, on torch tensors or numpy
+    arrays (all of one kind): coordinates coords_a (4, ..., r, 1) and coords_b (4, ..., 1, M) (x1, y1, x2,
+    y2), areas (..., r, 1) and (..., 1, M) -> (..., r, M), in ``out`` through the buffers w, h, spare
+    (..., r, M) where given (else new ones): torch's for :func:`box_iou`, numpy's for NMS's blocks of
+    at most ``IOU_BLOCK`` pairs (see :func:`_covers`)."""
+    on_numpy = isinstance(areas_a, np.ndarray)
+    xp = np if on_numpy else torch
     (x1a, y1a, x2a, y2a), (x1b, y1b, x2b, y2b) = coords_a, coords_b
-    w = torch.minimum(x2a, x2b, out=w).sub_(torch.maximum(x1a, x1b, out=spare)).clamp_(min=0)
-    h = torch.minimum(y2a, y2b, out=h).sub_(torch.maximum(y1a, y1b, out=spare)).clamp_(min=0)
-    inter = w.mul_(h)
-    union = torch.add(areas_a, areas_b, out=spare).sub_(inter)
-    return torch.div(inter, union, out=out).nan_to_num_(0.0)                   # 0 / 0: two empty boxes
+    w = xp.minimum(x2a, x2b, out=w)
+    w -= xp.maximum(x1a, x1b, out=spare)
+    h = xp.minimum(y2a, y2b, out=h)
+    h -= xp.maximum(y1a, y1b, out=spare)
+    inter = np.maximum(w, 0, out=w) if on_numpy else w.clamp_(min=0)
+    inter *= np.maximum(h, 0, out=h) if on_numpy else h.clamp_(min=0)
+    union = xp.add(areas_a, areas_b, out=spare)
+    union -= inter
+    if not on_numpy:
+        return torch.div(inter, union, out=out).nan_to_num_(0.0)               # 0 / 0: two empty boxes
+    with np.errstate(divide="ignore", invalid="ignore"):
+        iou = np.divide(inter, union, out=out)
+    iou[union == 0] = 0.0                                                       # 0 / 0: two empty boxes
+    return iou
 
 
 def _host_scan(covers: torch.Tensor) -> torch.Tensor:
@@ -149,43 +161,76 @@ def _descending_order(scores: torch.Tensor) -> torch.Tensor:
     return torch.from_numpy(np.argsort(keys.numpy(), axis=1, kind="quicksort"))
 
 
-def _covers(coords: torch.Tensor, areas: torch.Tensor, groups: torch.Tensor | None, i: torch.Tensor,
-            j: torch.Tensor, iou_threshold: float) -> torch.Tensor:
+def _columns(coords: np.ndarray, areas: np.ndarray, groups: np.ndarray | None, j: np.ndarray):
+    """The column side of :func:`_covers`, boxes j (b,) gathered once: coordinates (4, 1, b), areas (1, b)
+    and groups (1, b) or None."""
+    return coords[:, j][:, None, :], areas[j][None, :], None if groups is None else groups[j][None, :]
+
+
+def _covers(coords: np.ndarray, areas: np.ndarray, groups: np.ndarray | None, i: np.ndarray, columns: tuple,
+            iou_threshold: float, buffers: list[np.ndarray] = ()) -> np.ndarray:
     """Whether box i covers box j, boxes as coordinate rows coords (4, N) (x1, y1, x2, y2) with their
-    areas (N,), groups (N,) or None, positions i (a,), j (b,) -> (a, b) bool: IoU above the threshold,
-    and the same group. Up to ``IOU_BLOCK`` pairs, one :func:`_iou_block` without :func:`box_iou`'s
-    per-call set-up; above, :func:`box_iou` itself, whose blocks stay in the cache."""
-    a, b = coords[:, i], coords[:, j]                                            # (4, a), (4, b)
-    if len(i) * len(j) > IOU_BLOCK:
-        iou = box_iou(a.T, b.T)
-    else:
-        iou = _iou_block(a[:, :, None], b[:, None, :], areas[i][:, None], areas[j][None, :])
+    areas (N,), groups (N,) or None, positions i (a,), the boxes j from :func:`_columns` -> (a, b) bool:
+    IoU above the threshold, and the same group, into ``buffers`` (a, b) where given. All in numpy:
+    its cost per call is a fifth of torch's, and torch's comparison to a bool tensor alone takes ~7x as
+    long as numpy's (numpy's minimum and maximum are slower per element, ~8x, which the blocks of
+    at most ``IOU_BLOCK`` pairs keep small: measured faster in NMS at 1,000 to 10,000 boxes)."""
+    coords_j, areas_j, groups_j = columns
+    iou = _iou_block(coords[:, i][:, :, None], coords_j, areas[i][:, None], areas_j, *buffers)
     covers = iou > iou_threshold                                                 # (a, b)
-    return covers if groups is None else covers & (groups[i][:, None] == groups[j][None, :])
+    return covers if groups is None else covers & (groups[i][:, None] == groups_j)
+
+
+def _covered(coords: np.ndarray, areas: np.ndarray, groups: np.ndarray | None, i: np.ndarray, j: np.ndarray,
+             iou_threshold: float) -> np.ndarray:
+    """Whether any box i covers box j (see :func:`_covers`) -> (b,) bool, ``IOU_BLOCK`` pairs at a time
+    through four reused buffers (fresh ones each block would cost page faults)."""
+    columns = _columns(coords, areas, groups, j)
+    rows = max(1, IOU_BLOCK // max(len(j), 1))
+    buffers = [np.empty((min(rows, len(i)), len(j)), dtype=coords.dtype) for _ in range(4)]
+    gone = np.zeros(len(j), dtype=bool)
+    for start in range(0, len(i), rows):
+        block = i[start:start + rows]
+        gone |= _covers(coords, areas, groups, block, columns, iou_threshold, [b[:len(block)] for b in buffers]).any(0)
+    return gone
+
+
+def _greedy_in_block(covers: np.ndarray) -> np.ndarray:
+    """Greedy NMS within a block from its (b, b) upper-triangular covers matrix -> kept (b,) bool, as the
+    fixed point of keep <- not any_i(keep_i and covers_ij) (see the module note): box j is final after
+    at most j + 1 rounds, so b + 1 rounds always reach it; clustered boxes take two or three."""
+    kept = np.ones(len(covers), dtype=bool)
+    for _ in range(len(covers) + 1):
+        new_kept = ~covers[kept].any(0)
+        if np.array_equal(new_kept, kept):
+            break
+        kept = new_kept
+    return kept
 
 
 def _nms_keep_blocks(boxes: torch.Tensor, scores: torch.Tensor, iou_threshold: float,
                      groups: torch.Tensor | None = None):
-    """Greedy NMS block by block (see the module note): boxes (G, N, 4), scores (G, N), groups (G, N) or
-    None -> (keep (G, N) bool in input order, order (G, N)). Each row on its own, since rows keep
-    different numbers of boxes. Time O(N·kept) IoUs in about N / BLOCK steps; memory O(BLOCK·N)."""
+    """Greedy NMS block by block on the CPU (see the module note): boxes (G, N, 4) float16/32/64, scores
+    (G, N), groups (G, N) or None -> (keep (G, N) bool in input order, order (G, N)). Each row on its own,
+    since rows keep different numbers of boxes; every step in numpy (see :func:`_covers`). Time
+    O(N·kept) IoUs in about N / BLOCK steps; memory O(BLOCK·N)."""
     G, N = scores.shape
-    order, ranked, ranked_groups = _scratch._rank(boxes, scores, groups, _descending_order(scores))
-    areas = box_area(ranked)                                                     # (G, N)
-    kept = torch.zeros(G, N, dtype=torch.bool, device=boxes.device)
+    order = _descending_order(scores)
+    positions = order.numpy()
+    kept = np.zeros((G, N), dtype=bool)
     for row in range(G):
-        row_groups = None if ranked_groups is None else ranked_groups[row]
-        coords = ranked[row].T.contiguous()                                      # (4, N)
-        covers_of = partial(_covers, coords, areas[row], row_groups, iou_threshold=iou_threshold)
-        candidates = torch.arange(N, device=boxes.device)                      # rank positions left, best first
+        coords = np.ascontiguousarray(boxes[row].numpy()[positions[row]].T)       # (4, N) best first
+        areas = np.maximum(coords[2] - coords[0], 0) * np.maximum(coords[3] - coords[1], 0)  # box_area's
+        args = (coords, areas, None if groups is None else groups[row].numpy()[positions[row]])
+        candidates = np.arange(N)                                                # rank positions left, best first
         while len(candidates):
             head, candidates = candidates[:BLOCK], candidates[BLOCK:]
-            covers = covers_of(head, head).triu(diagonal=1)                      # (b, b)
-            winners = head[_host_scan(covers[None])[0]]                          # kept, greedily within the block
+            covers = np.triu(_covers(*args, head, _columns(*args, head), iou_threshold), 1)  # (b, b)
+            winners = head[_greedy_in_block(covers)]
             kept[row, winners] = True
             if len(candidates):                                                  # what the winners cover is gone
-                candidates = candidates[~covers_of(winners, candidates).amax(0)]
-    return torch.zeros_like(kept).scatter_(1, order, kept), order
+                candidates = candidates[~_covered(*args, winners, candidates, iou_threshold)]
+    return torch.zeros(G, N, dtype=torch.bool).scatter_(1, order, torch.from_numpy(kept)), order
 
 
 def _nms_keep_all_pairs(boxes: torch.Tensor, scores: torch.Tensor, iou_threshold: float,
@@ -212,12 +257,18 @@ def _nms_keep_all_pairs(boxes: torch.Tensor, scores: torch.Tensor, iou_threshold
 
 
 def _nms_keep(boxes: torch.Tensor, scores: torch.Tensor, iou_threshold: float, groups: torch.Tensor | None = None):
-    """Block by block on a CPU; all pairs at once on an accelerator while the (G, N, N) matrix is small
-    (see the module note)."""
+    """All pairs at once on an accelerator while the (G, N, N) matrix is small; else block by block on
+    the CPU (an accelerator's boxes copied there and the result back); the scratch loop for boxes in
+    a type numpy lacks (bfloat16, integers). See the module note."""
     G, N = scores.shape
-    if boxes.device.type != "cpu" and G * N * N <= ALL_PAIRS_MAX:
+    device = boxes.device
+    if device.type != "cpu" and G * N * N <= ALL_PAIRS_MAX:
         return _nms_keep_all_pairs(boxes, scores, iou_threshold, groups)
-    return _nms_keep_blocks(boxes, scores, iou_threshold, groups)
+    if boxes.dtype not in (torch.float16, torch.float32, torch.float64):
+        return _scratch._nms_keep(boxes, scores, iou_threshold, groups)
+    keep, order = _nms_keep_blocks(boxes.detach().cpu(), scores.detach().cpu(), iou_threshold,
+                                   None if groups is None else groups.cpu())
+    return keep.to(device), order.to(device)
 
 
 def nms(boxes: torch.Tensor, scores: torch.Tensor, iou_threshold: float) -> torch.Tensor:
