@@ -198,13 +198,40 @@ def test_seq2seq_task_uses_teacher_forcing_and_a_per_token_loss():
     Y = torch.tensor([[4, 5, 3, 1], [3, 1, 1, 1]])
     model, task = Recorder(V), Seq2SeqTask(fast.masked_cross_entropy, bos=bos)
     out = task.step(model, pairs(X, Y, pad), True)
-    _, dec_X, X_valid = model.seen
-    assert dec_X.tolist() == [[bos, 4, 5, 3], [bos, 3, 1, 1]] and X_valid.tolist() == [2, 4]
+    _, dec_X, X_valid = model.seen  # up to the longest target (3 of 4 positions): see the next test
+    assert dec_X.tolist() == [[bos, 4, 5], [bos, 3, 1]] and X_valid.tolist() == [2, 4]
     real = [F.cross_entropy(model.logits[None], Y[b, t:t + 1]) for b, t in [(0, 0), (0, 1), (0, 2), (1, 0)]]
     torch.testing.assert_close(out.loss, sum(real) / 4)
     totals = {k: float(v.detach()) if torch.is_tensor(v) else float(v) for k, v in out.sums.items()}
     summary = task.summarize(totals)
     assert summary["loss"] == pytest.approx(out.loss.item()) and summary["loss_d2l"] == pytest.approx(out.loss.item() / 4)
+
+
+@pytest.mark.parametrize("name", ["seq2seq", "bahdanau", "transformer"])
+@pytest.mark.parametrize("reduction", ["book", "token_mean"])
+def test_leaving_out_the_positions_after_the_longest_target_changes_no_loss_and_no_gradient(name, reduction):
+    """The task decodes only up to the batch's longest target; every decoder is causal, so the loss
+    and the gradients equal those over all T positions (computed here by hand)."""
+    torch.manual_seed(3)
+    pad, bos, V = 1, 2, 9
+    sizes = dict(src_vocab_size=V, tgt_vocab_size=V, num_hiddens=8, num_layers=2, dropout=0.0)
+    model = create_model(name, "fast", **sizes, **({"num_heads": 2} if name == "transformer" else {"embed_size": 6}))
+    X = torch.tensor([[4, 3, 5, 1, 1, 1], [5, 5, 5, 3, 6, 1], [3, 1, 1, 1, 1, 1]])
+    Y = torch.tensor([[4, 5, 3, 1, 1, 1], [3, 1, 1, 1, 1, 1], [5, 7, 4, 3, 1, 1]])  # longest 4 of T = 6
+    batch = pairs(X, Y, pad)
+    out = Seq2SeqTask(fast.masked_cross_entropy, bos=bos, reduction=reduction).step(model, batch, True)
+    grads = torch.autograd.grad(out.loss, list(model.parameters()), allow_unused=True)
+    dec_X = torch.cat([torch.full_like(Y[:, :1], bos), Y[:, :-1]], dim=1)  # all T positions
+    logits, _ = model(X, dec_X, batch.X_valid_len)  # (B, T, V)
+    per_token = F.cross_entropy(logits.permute(0, 2, 1), Y, reduction="none") * (Y != pad)
+    expected = per_token.sum() / (Y.shape[1] if reduction == "book" else (Y != pad).sum())
+    torch.testing.assert_close(out.loss, expected)
+    expected_grads = torch.autograd.grad(expected, list(model.parameters()), allow_unused=True)
+    for got, want in zip(grads, expected_grads):
+        assert (got is None) == (want is None)
+        if got is not None:
+            torch.testing.assert_close(got, want)
+    assert float(out.sums["steps"]) == 6 * 8  # d2l's printed loss still divides by T = 6
 
 
 def test_seq2seq_book_reduction_is_d2ls_masked_loss_summed_over_the_batch():

@@ -131,6 +131,24 @@ def test_decoding_one_token_at_a_time_with_the_cache_equals_the_full_recompute(n
         torch.testing.assert_close(torch.cat([two, rest], dim=1), full)
 
 
+@pytest.mark.parametrize("impl", ["scratch", "fast"])
+def test_the_encoder_leaves_out_the_padding_after_the_longest_source(impl):
+    """The encoder runs on the first max(valid_lens) positions only: no real position attends to the
+    rest, so its output there equals that of the blocks run over every position."""
+    model = small(impl=impl)
+    X, _, valid = source_and_target()
+    X = torch.cat([X, torch.ones(X.shape[0], 4, dtype=X.dtype)], dim=1)  # 4 more positions of padding
+    K = int(valid.max())
+    encoded = model.encoder(X, valid)
+    assert encoded.shape == (X.shape[0], K, 16) and K < X.shape[1]
+    everywhere = model.encoder.embed(X)
+    for block in model.encoder.blocks:
+        everywhere = block(everywhere, valid)  # (B, all positions, d)
+    real = torch.arange(K)[None, :] < valid[:, None]  # (B, K)
+    torch.testing.assert_close(encoded[real], everywhere[:, :K][real])
+    assert model.encoder(X[:1, :2], None).shape == (1, 2, 16)  # without valid lengths: every position
+
+
 def recompute_step(model, X, valid):
     """A decoding step without any cache: the whole prefix through the model again each time."""
     def step(tokens, prefix):

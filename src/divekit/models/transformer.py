@@ -139,8 +139,10 @@ class _Embed(nn.Module):
 class TransformerEncoder(Encoder):
     """Embedding and positional encoding, then ``num_layers`` encoder blocks (D2L §10.7.4).
 
-    forward(X (B, K) source tokens, valid_lens (B,)) -> (B, K, d). After a forward with each block's
-    ``attention.record_weights`` set, ``attention_weights`` lists each block's (B, H, K, K) maps.
+    forward(X (B, K) source tokens, valid_lens (B,)) -> (B, K', d), K' = max(valid_lens) <= K: the
+    positions after the batch's longest source are left out, as no real position attends to them
+    (the outputs at the real positions are the same; tested). After a forward with each block's
+    ``attention.record_weights`` set, ``attention_weights`` lists each block's (B, H, K', K') maps.
     """
 
     def __init__(self, cfg: TransformerConfig, ops: Ops):
@@ -149,7 +151,9 @@ class TransformerEncoder(Encoder):
         self.blocks = nn.ModuleList(TransformerEncoderBlock(ops, **_block_args(cfg)) for _ in range(cfg.num_layers))
 
     def forward(self, X: torch.Tensor, valid_lens: torch.Tensor | None = None, *args) -> torch.Tensor:
-        X = self.embed(X)  # (B, K, d)
+        if valid_lens is not None and len(X):
+            X = X[:, :max(int(valid_lens.max()), 1)]  # (B, K'): the padding no position attends to left out
+        X = self.embed(X)  # (B, K', d)
         for block in self.blocks:
             X = block(X, valid_lens)
         return X
