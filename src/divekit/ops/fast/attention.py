@@ -39,12 +39,13 @@ def _softmax_where(X: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
     On the CPU, rows of fewer than 16 keys are padded to 16 with the dtype's minimum (weight exactly 0)
     first: the kernel then takes its vectorised path (measured 5-10x faster at 10 keys, the book's)."""
     K = X.shape[-1]
-    if mask is not None:
-        X = X.masked_fill(~mask, torch.finfo(X.dtype).min)
+    hidden = None if mask is None else ~mask
+    if hidden is not None:
+        X = X.masked_fill(hidden, torch.finfo(X.dtype).min)
     if X.device.type == "cpu" and K < SHORT_ROWS:
         X = F.pad(X, (0, SHORT_ROWS - K), value=torch.finfo(X.dtype).min)  # (..., Q, 16)
     weights = torch.softmax(X, dim=-1)[..., :K]  # (..., Q, K)
-    return weights if mask is None else weights.masked_fill(~mask, 0.0)  # a row with no valid key: 0, not 1/K
+    return weights if hidden is None else weights.masked_fill(hidden, 0.0)  # a row with no valid key: 0, not 1/K
 
 
 def masked_softmax(X: torch.Tensor, valid_lens: torch.Tensor | None = None) -> torch.Tensor:
@@ -108,6 +109,14 @@ class DotProductAttention(nn.Module):
         return output  # (B, Q, V)
 
 
+def _heads(projected: torch.Tensor, num_heads: int, parts: int) -> tuple[torch.Tensor, ...]:
+    """Projections side by side (B, T, parts * E) -> ``parts`` tensors (B, H, T, Dh), each contiguous, in
+    one copy: the batched matmuls then take them as they are (from strided views they copy each one)."""
+    B, T, width = projected.shape
+    Dh = width // (parts * num_heads)
+    return projected.view(B, T, parts, num_heads, Dh).permute(2, 0, 3, 1, 4).contiguous().unbind(0)
+
+
 class MultiHeadAttention(nn.Module):
     """Multi-head attention (D2L §10.5) with ``nn.MultiheadAttention``'s parameters (batch first):
     ``F.linear`` projections, heads split with a view, one SDPA call for all heads; ``project_kv`` and
@@ -142,25 +151,19 @@ class MultiHeadAttention(nn.Module):
                 return self.attend(queries, *self.project_kv(keys, values), valid_lens)
             (B, Q, _) = queries.shape  # self-attention: one (3E, E) matmul (nanoGPT's c_attn)
             qkv = F.linear(queries, self.in_proj_weight, self.in_proj_bias)  # (B, Q, 3E)
-        q, k, v = qkv.chunk(3, dim=-1)  # each (B, Q, E)
-        Dh = E // H
-        k = k.reshape(B, Q, H, Dh).transpose(1, 2)  # (B, H, Q, Dh)
-        v = v.reshape(B, Q, H, Dh).transpose(1, 2)  # (B, H, Q, Dh)
-        return self._attend_projected(q, k, v, valid_lens, packing)
+        q, k, v = _heads(qkv, H, 3)  # each (B, H, Q, Dh)
+        return self._attend_heads(q, k, v, valid_lens, packing)
 
     def project_kv(self, keys: torch.Tensor, values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The heads' keys and values, each (B, H, K, Dh) (see the scratch twin)."""
         E, H = self.embed_dim, self.num_heads
         _check_embed_dim(E, keys, values)
-        (B, K, _), Dh = keys.shape, E // H
         w_kv = self.in_proj_weight[E:]  # (2E, E): W_k over W_v
         b_kv = None if self.in_proj_bias is None else self.in_proj_bias[E:]
         if keys is values:  # a decoder's self-attention or its attention over the encoder: one matmul
-            k, v = F.linear(keys, w_kv, b_kv).chunk(2, dim=-1)  # each (B, K, E)
-        else:
-            (w_k, w_v), (b_k, b_v) = w_kv.chunk(2), (None, None) if b_kv is None else b_kv.chunk(2)
-            k, v = F.linear(keys, w_k, b_k), F.linear(values, w_v, b_v)  # each (B, K, E)
-        return k.reshape(B, K, H, Dh).transpose(1, 2), v.reshape(B, K, H, Dh).transpose(1, 2)  # (B, H, K, Dh)
+            return _heads(F.linear(keys, w_kv, b_kv), H, 2)  # each (B, H, K, Dh)
+        (w_k, w_v), (b_k, b_v) = w_kv.chunk(2), (None, None) if b_kv is None else b_kv.chunk(2)
+        return _heads(F.linear(keys, w_k, b_k), H, 1)[0], _heads(F.linear(values, w_v, b_v), H, 1)[0]
 
     def attend(self, queries: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
                valid_lens: torch.Tensor | None = None) -> torch.Tensor:
@@ -170,15 +173,14 @@ class MultiHeadAttention(nn.Module):
         _check_projected(queries, k, v, H, E // H)
         w_q = self.in_proj_weight[:E]  # (E, E)
         b_q = None if self.in_proj_bias is None else self.in_proj_bias[:E]
-        return self._attend_projected(F.linear(queries, w_q, b_q), k, v, valid_lens)
+        return self._attend_heads(_heads(F.linear(queries, w_q, b_q), H, 1)[0], k, v, valid_lens)
 
-    def _attend_projected(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, valid_lens: torch.Tensor | None,
-                          packing: TokenPacking | None = None) -> torch.Tensor:
-        """Projected queries q (B, Q, E), k and v (B, H, K, Dh) -> the output projection of the heads (B, Q, E),
-        or of the real positions' heads only (n, E) with ``packing``."""
-        E, H = self.embed_dim, self.num_heads
-        (B, Q, _), K, Dh = q.shape, k.shape[2], E // H
-        q = q.reshape(B, Q, H, Dh).transpose(1, 2)  # (B, H, Q, Dh)
+    def _attend_heads(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, valid_lens: torch.Tensor | None,
+                      packing: TokenPacking | None = None) -> torch.Tensor:
+        """The heads' queries q (B, H, Q, Dh), keys and values k, v (B, H, K, Dh) -> the output projection of
+        the heads (B, Q, E), or of the real positions' heads only (n, E) with ``packing``."""
+        E = self.embed_dim
+        (B, _, Q, _), K = q.shape, k.shape[2]
         mask = None if valid_lens is None else valid_lens_to_mask(valid_lens, B, Q, K)[:, None]  # (B, 1, Q, K)
         heads, weights = _scaled_dot_product(q, k, v, mask, self.dropout, self.record_weights)  # (B, H, Q, Dh)
         self.attention_weights = None if weights is None else weights.detach()  # (B, H, Q, K)

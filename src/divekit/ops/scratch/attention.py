@@ -46,11 +46,13 @@ def valid_lens_to_mask(valid_lens: torch.Tensor, batch_size: int, num_queries: i
     Used by both twins, so they mask alike."""
     B, Q, K = batch_size, num_queries, num_keys
     if valid_lens.dim() == 1 and valid_lens.shape[0] == B:
-        valid_lens = valid_lens[:, None].expand(B, Q)  # (B, Q): the same length for every query
-    elif valid_lens.shape != (B, Q):
+        lens = valid_lens[:, None, None]  # (B, 1, 1): the same length for every query
+    elif valid_lens.shape == (B, Q):
+        lens = valid_lens[:, :, None]  # (B, Q, 1)
+    else:
         raise ValueError(f"valid_lens must have shape (B,) = ({B},) or (B, Q) = ({B}, {Q}), "
                          f"got {tuple(valid_lens.shape)}")
-    return sequence_mask(valid_lens.reshape(B * Q), K).reshape(B, Q, K)  # (B * Q, K) -> (B, Q, K)
+    return (torch.arange(K, device=valid_lens.device) < lens).expand(B, Q, K)  # a view where lens is (B, 1, 1)
 
 
 def _softmax_where(X: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
