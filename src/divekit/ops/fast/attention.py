@@ -141,7 +141,6 @@ class MultiHeadAttention(nn.Module):
         if packing is not None:  # packed tokens (n, E): project them, pad q, k, v for SDPA, pack the heads
             _check_packed_self_attention(queries, keys, values)
             _check_embed_dim(E, queries)
-            B, Q = packing.batch_size, packing.num_steps
             qkv = packing.pad(F.linear(queries, self.in_proj_weight, self.in_proj_bias))  # (n, 3E) -> (B, Q, 3E)
             valid_lens = packing.valid_lens
         else:
@@ -149,8 +148,7 @@ class MultiHeadAttention(nn.Module):
             _check_embed_dim(E, queries, keys, values)
             if not (queries is keys and keys is values):
                 return self.attend(queries, *self.project_kv(keys, values), valid_lens)
-            (B, Q, _) = queries.shape  # self-attention: one (3E, E) matmul (nanoGPT's c_attn)
-            qkv = F.linear(queries, self.in_proj_weight, self.in_proj_bias)  # (B, Q, 3E)
+            qkv = F.linear(queries, self.in_proj_weight, self.in_proj_bias)  # (B, Q, 3E): one matmul (nanoGPT's c_attn)
         q, k, v = _heads(qkv, H, 3)  # each (B, H, Q, Dh)
         return self._attend_heads(q, k, v, valid_lens, packing)
 
