@@ -151,7 +151,7 @@ class TransformerEncoder(Encoder):
         self.blocks = nn.ModuleList(TransformerEncoderBlock(ops, **_block_args(cfg)) for _ in range(cfg.num_layers))
 
     def forward(self, X: torch.Tensor, valid_lens: torch.Tensor | None = None, *args) -> torch.Tensor:
-        if valid_lens is not None and len(X):
+        if valid_lens is not None and valid_lens.dim() == 1 and len(X):
             X = X[:, :max(int(valid_lens.max()), 1)]  # (B, K'): the padding no position attends to left out
         X = self.embed(X)  # (B, K', d)
         for block in self.blocks:
