@@ -4,6 +4,7 @@ Python loops that follow the book's rules, both twins, and torchvision where it 
 import inspect
 import math
 
+import numpy as np
 import pytest
 import torch
 
@@ -481,8 +482,9 @@ def test_the_iou_block_gives_the_same_numbers_on_numpy_and_torch():
     a[2] = b[5] = torch.tensor([0.4, 0.4, 0.4, 0.4])                      # empty boxes: IoU 0, not NaN
     coords_a, coords_b = a.T.contiguous()[:, :, None], b.T.contiguous()[:, None, :]
     areas_a, areas_b = scratch.box_area(a)[:, None], scratch.box_area(b)[None, :]
-    on_torch = fast_boxes._iou_block(coords_a, coords_b, areas_a, areas_b)
-    on_numpy = fast_boxes._iou_block(*(x.numpy() for x in (coords_a, coords_b, areas_a, areas_b)))
+    on_torch = fast_boxes._iou_block(coords_a, coords_b, areas_a, areas_b, *(torch.empty(9, 13) for _ in range(4)))
+    on_numpy = fast_boxes._iou_block(*(x.numpy() for x in (coords_a, coords_b, areas_a, areas_b)),
+                                     *(np.empty((9, 13), dtype=np.float32) for _ in range(4)))
     assert on_numpy.dtype == on_torch.numpy().dtype and (on_numpy == on_torch.numpy()).all()
     assert torch.equal(on_torch, scratch.box_iou(a, b)) and on_numpy[2].sum() == 0 == on_numpy[:, 5].sum()
 

@@ -107,12 +107,12 @@ def box_iou(boxes1: torch.Tensor, boxes2: torch.Tensor) -> torch.Tensor:
     return out
 
 
-def _iou_block(coords_a, coords_b, areas_a, areas_b, w=None, h=None, spare=None, out=None):
+def _iou_block(coords_a, coords_b, areas_a, areas_b, w, h, spare, out):
     """The scratch IoU formula for rows against columns, step by step in place, on torch tensors or numpy
     arrays (all of one kind): coordinates coords_a (4, ..., r, 1) and coords_b (4, ..., 1, M) (x1, y1, x2,
-    y2), areas (..., r, 1) and (..., 1, M) -> (..., r, M), in ``out`` through the buffers w, h, spare
-    (..., r, M) where given (else new ones): torch's for :func:`box_iou`, numpy's for NMS's blocks of
-    at most ``IOU_BLOCK`` pairs (see :func:`_covers`).
+    y2), areas (..., r, 1) and (..., 1, M) -> (..., r, M) in ``out``, through the buffers w, h, spare
+    (..., r, M): torch's for :func:`box_iou`, numpy's for NMS's blocks of at most ``IOU_BLOCK`` pairs
+    (see :func:`_covers`).
 
     numpy's minimum and maximum take ~4x as long when an operand repeats along the inner axis (a
     row's (r, 1) coordinate, or the clamp's scalar 0): there the buffer is filled with the row's
@@ -123,7 +123,6 @@ def _iou_block(coords_a, coords_b, areas_a, areas_b, w=None, h=None, spare=None,
     def rows_op_columns(op, rows, columns, into):                              # op(rows (r, 1), columns (1, M))
         if not on_numpy:
             return op(rows, columns, out=into)
-        into = np.empty(np.broadcast_shapes(rows.shape, columns.shape), rows.dtype) if into is None else into
         np.copyto(into, rows)
         return op(into, columns, out=into)
 
@@ -188,11 +187,11 @@ def _covers(coords: np.ndarray, areas: np.ndarray, groups: np.ndarray | None, i:
             iou_threshold: float, buffers: list[np.ndarray] = ()) -> np.ndarray:
     """Whether box i covers box j, boxes as coordinate rows coords (4, N) (x1, y1, x2, y2) with their
     areas (N,), groups (N,) or None, positions i (a,), the boxes j from :func:`_columns` -> (a, b) bool:
-    IoU above the threshold, and the same group, into ``buffers`` (a, b) where given. All in numpy:
-    its cost per call is a fifth of torch's, and torch's comparison to a bool tensor alone takes ~7x as
-    long as numpy's (numpy's minimum and maximum are slower per element, ~8x, which the blocks of
-    at most ``IOU_BLOCK`` pairs keep small: measured faster in NMS at 1,000 to 10,000 boxes)."""
+    IoU above the threshold, and the same group, through four ``buffers`` (a, b) (new ones if not
+    given). All in numpy: its cost per call is a fifth of torch's, and torch's comparison to a bool
+    tensor alone takes ~7x as long as numpy's (measured faster in NMS at 1,000 to 10,000 boxes)."""
     coords_j, areas_j, groups_j = columns
+    buffers = buffers or [np.empty((len(i), areas_j.shape[-1]), dtype=coords.dtype) for _ in range(4)]
     iou = _iou_block(coords[:, i][:, :, None], coords_j, areas[i][:, None], areas_j, *buffers)
     covers = iou > iou_threshold                                                 # (a, b)
     return covers if groups is None else covers & (groups[i][:, None] == groups_j)
