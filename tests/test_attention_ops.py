@@ -444,6 +444,12 @@ def test_a_key_value_cache_built_with_project_kv_gives_the_full_causal_attention
         v_cache = v if v_cache is None else torch.cat([v_cache, v], dim=2)
         steps.append(layer.attend(X[:, t:t + 1], k_cache, v_cache))  # every cached key is in the past
     torch.testing.assert_close(torch.cat(steps, dim=1), full)
+    attended, (k, v) = layer.self_attend(X, causal)  # a decoder's first step: one projection, and the cache
+    torch.testing.assert_close(attended, full)
+    for got, want in zip((k, v), layer.project_kv(X, X)):
+        torch.testing.assert_close(got, want)
+    with pytest.raises(ValueError, match="queries must have embed_dim = 8 features, got 3"):
+        layer.self_attend(X[..., :3])
 
 
 def test_project_kv_and_attend_twins_agree_and_check_their_shapes():

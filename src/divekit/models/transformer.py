@@ -210,10 +210,13 @@ class TransformerDecoderBlock(nn.Module):
         self.addnorm3 = AddNorm(ops, num_hiddens, dropout, norm_eps)
 
     def forward(self, X, cross_kv, enc_valid_lens, past_kv, causal_lens):
-        k, v = self.attention1.project_kv(X, X)  # (B, H, T, Dh): only the new positions are projected
-        if past_kv is not None:
+        if past_kv is None:  # training, or a prediction's first step: q, k, v (B, H, T, Dh) from one projection
+            attended, (k, v) = self.attention1.self_attend(X, causal_lens)
+        else:  # only the new positions are projected
+            k, v = self.attention1.project_kv(X, X)  # (B, H, T, Dh)
             k, v = torch.cat([past_kv[0], k], dim=2), torch.cat([past_kv[1], v], dim=2)  # (B, H, t0 + T, Dh)
-        Y = self.addnorm1(X, self.attention1.attend(X, k, v, causal_lens))  # (B, T, d)
+            attended = self.attention1.attend(X, k, v, causal_lens)
+        Y = self.addnorm1(X, attended)  # (B, T, d)
         Z = self.addnorm2(Y, self.attention2.attend(Y, *cross_kv, enc_valid_lens))  # (B, T, d)
         return self.addnorm3(Z, self.ffn(Z)), (k, v)
 

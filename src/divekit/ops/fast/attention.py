@@ -152,6 +152,13 @@ class MultiHeadAttention(nn.Module):
         q, k, v = _heads(qkv, H, 3)  # each (B, H, Q, Dh)
         return self._attend_heads(q, k, v, valid_lens, packing)
 
+    def self_attend(self, X: torch.Tensor, valid_lens: torch.Tensor | None = None):
+        """Self-attention of X (B, T, E) and the heads' keys and values (B, H, T, Dh) for a cache (see the
+        scratch twin), from one (3E, E) projection."""
+        _check_embed_dim(self.embed_dim, X)
+        q, k, v = _heads(F.linear(X, self.in_proj_weight, self.in_proj_bias), self.num_heads, 3)  # (B, H, T, Dh)
+        return self._attend_heads(q, k, v, valid_lens), (k, v)
+
     def project_kv(self, keys: torch.Tensor, values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The heads' keys and values, each (B, H, K, Dh) (see the scratch twin)."""
         E, H = self.embed_dim, self.num_heads

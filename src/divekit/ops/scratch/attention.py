@@ -286,6 +286,13 @@ class MultiHeadAttention(nn.Module):
         _check_embed_dim(self.embed_dim, queries, keys, values)
         return self.attend(queries, *self.project_kv(keys, values), valid_lens)
 
+    def self_attend(self, X: torch.Tensor, valid_lens: torch.Tensor | None = None):
+        """Self-attention of X (B, T, E) -> (B, T, E), and the heads' keys and values (B, H, T, Dh) that
+        :meth:`project_kv` gives for X: a decoder's first step keeps them as its cache."""
+        _check_embed_dim(self.embed_dim, X)
+        k, v = self.project_kv(X, X)
+        return self.attend(X, k, v, valid_lens), (k, v)
+
     def project_kv(self, keys: torch.Tensor, values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The heads' keys k = keys W_k^(h) + b_k and values v = values W_v^(h) + b_v, each (B, H, K, Dh):
         what a decoder's key/value cache keeps, so that a new query need not project old positions again."""
