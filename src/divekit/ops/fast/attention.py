@@ -137,24 +137,20 @@ class MultiHeadAttention(nn.Module):
 
     def forward(self, queries: torch.Tensor, keys: torch.Tensor, values: torch.Tensor,
                 valid_lens: torch.Tensor | None = None, packing: TokenPacking | None = None) -> torch.Tensor:
-        E, H = self.embed_dim, self.num_heads
         if packing is not None:  # packed tokens (n, E): project them, pad q, k, v for SDPA, pack the heads
             _check_packed_self_attention(queries, keys, values)
-            _check_embed_dim(E, queries)
+            _check_embed_dim(self.embed_dim, queries)
             qkv = packing.pad(F.linear(queries, self.in_proj_weight, self.in_proj_bias))  # (n, 3E) -> (B, Q, 3E)
-            valid_lens = packing.valid_lens
-        else:
-            _check_qkv(queries, keys, values)
-            _check_embed_dim(E, queries, keys, values)
-            if not (queries is keys and keys is values):
-                return self.attend(queries, *self.project_kv(keys, values), valid_lens)
-            qkv = F.linear(queries, self.in_proj_weight, self.in_proj_bias)  # (B, Q, 3E): one matmul (nanoGPT's c_attn)
-        q, k, v = _heads(qkv, H, 3)  # each (B, H, Q, Dh)
-        return self._attend_heads(q, k, v, valid_lens, packing)
+            return self._attend_heads(*_heads(qkv, self.num_heads, 3), packing.valid_lens, packing)
+        _check_qkv(queries, keys, values)
+        _check_embed_dim(self.embed_dim, queries, keys, values)
+        if queries is keys and keys is values:
+            return self.self_attend(queries, valid_lens)[0]
+        return self.attend(queries, *self.project_kv(keys, values), valid_lens)
 
     def self_attend(self, X: torch.Tensor, valid_lens: torch.Tensor | None = None):
         """Self-attention of X (B, T, E) and the heads' keys and values (B, H, T, Dh) for a cache (see the
-        scratch twin), from one (3E, E) projection."""
+        scratch twin), from one (3E, E) projection (nanoGPT's c_attn)."""
         _check_embed_dim(self.embed_dim, X)
         q, k, v = _heads(F.linear(X, self.in_proj_weight, self.in_proj_bias), self.num_heads, 3)  # (B, H, T, Dh)
         return self._attend_heads(q, k, v, valid_lens), (k, v)

@@ -232,12 +232,12 @@ def _nms_keep_blocks(boxes: torch.Tensor, scores: torch.Tensor, iou_threshold: f
     O(N·kept) IoUs in about N / BLOCK steps; memory O(BLOCK·N)."""
     G, N = scores.shape
     order = _descending_order(scores)
-    positions = order.numpy()
+    positions, areas = order.numpy(), box_area(boxes).numpy()                     # (G, N) each
     kept = np.zeros((G, N), dtype=bool)
     for row in range(G):
-        coords = np.ascontiguousarray(boxes[row].numpy()[positions[row]].T)       # (4, N) best first
-        areas = np.maximum(coords[2] - coords[0], 0) * np.maximum(coords[3] - coords[1], 0)  # box_area's
-        args = (coords, areas, None if groups is None else groups[row].numpy()[positions[row]])
+        ranks = positions[row]
+        coords = np.ascontiguousarray(boxes[row].numpy()[ranks].T)                 # (4, N) best first
+        args = (coords, areas[row][ranks], None if groups is None else groups[row].numpy()[ranks])
         candidates = np.arange(N)                                                # rank positions left, best first
         while len(candidates):
             head, candidates = candidates[:BLOCK], candidates[BLOCK:]
