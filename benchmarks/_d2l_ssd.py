@@ -179,11 +179,18 @@ def book_ssd(d2l, torch, nn, batch_size: int, num_epochs: int, device) -> dict:
     return {"epochs": epochs, "book_examples_per_s": len(train_iter.dataset) * num_epochs / timer.stop()}
 
 
-def book_boxes(d2l, torch, path: str, repeats: int) -> dict:
-    """d2l's box functions on the cases of ``path``, median seconds per call: ``box_iou`` of all pairs and
-    ``nms`` of N boxes; ``multibox_target`` and ``multibox_detection`` on a batch. Their outputs are saved
-    beside ``path`` (``<path>.d2l.pt``) for the caller to compare."""
-    cases = torch.load(path)
+def book_boxes(d2l, torch, path: str, repeats: int, device) -> dict:
+    """d2l's box functions on the cases of ``path`` on ``device``, median seconds per call: ``box_iou`` of
+    all pairs and ``nms`` of N boxes; ``multibox_target`` and ``multibox_detection`` on a batch. Their
+    outputs are saved beside ``path`` (``<path>.d2l.pt``, on the CPU) for the caller to compare."""
+
+    def to(cases):
+        if isinstance(cases, dict):
+            return {k: to(v) for k, v in cases.items()}
+        return cases.to(device) if isinstance(cases, torch.Tensor) else cases  # a threshold stays a float
+
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    cases = to(torch.load(path))
     times, outputs = {}, {}
     calls = {}
     for n, case in cases["pairs"].items():
@@ -197,13 +204,17 @@ def book_boxes(d2l, torch, path: str, repeats: int) -> dict:
             case["cls_probs"], case["offset_preds"], case["anchors"], nms_threshold=0.5)
     for name, call in calls.items():
         outputs[name] = call()  # also the warm-up
+        sync()
         runs = []
         for _ in range(repeats):
             t0 = time.perf_counter()
             call()
+            sync()
             runs.append(time.perf_counter() - t0)
         times[name] = statistics.median(runs)
-    torch.save({k: v for k, v in outputs.items() if not k.startswith("box_iou")}, path + ".d2l.pt")
+    cpu = {k: tuple(t.cpu() for t in v) if isinstance(v, tuple) else v.cpu() for k, v in outputs.items()
+           if not k.startswith("box_iou")}
+    torch.save(cpu, path + ".d2l.pt")
     return {"seconds": times}
 
 
@@ -239,7 +250,7 @@ def main() -> None:
 
     d2lt.download_extract = lambda name, folder=None: os.path.abspath(args.data)
     result = (book_ssd(d2lt, torch, nn, args.batch_size, args.epochs, torch.device(args.device)) if args.task == "ssd"
-              else book_boxes(d2lt, torch, args.boxes, args.repeats))
+              else book_boxes(d2lt, torch, args.boxes, args.repeats, torch.device(args.device)))
     print(json.dumps({"d2l_version": getattr(d2l, "__version__", "?"), "tv_shim": shimmed, "torch": torch.__version__,
                       "threads": torch.get_num_threads(), "python": sys.version.split()[0], **result}))
 

@@ -16,6 +16,16 @@
 #                                                      # against PEAK_TFLOPS, default 989: an H100's dense bf16)
 #   bash benchmarks/gpu_check.sh --tiny-attention      # on the CPU, with tiny settings
 #
+# A third call, for chapter 13's detection (issue 13: IoU and NMS against torchvision.ops, which has no CPU build
+# here; the generated banana set of 256 training images and pytest's wheels in .gpu-check/):
+#   bash benchmarks/gpu_check.sh --prepare-detection   # here
+#   bash benchmarks/gpu_check.sh detection             # there: tv-tests.txt (the tests held against torchvision.ops,
+#                                                      # which skip here), detection-gpu.md (bench_detection.py
+#                                                      # --device cuda: TinySSD training and the box functions against
+#                                                      # d2l and torchvision on the GPU), detection-cpu.md (the box
+#                                                      # functions on that machine's CPU, torchvision's beside ours)
+#   bash benchmarks/gpu_check.sh --tiny-detection      # on the CPU, with tiny settings
+#
 # Steps, each with its share of the 10 minutes (a step cut short keeps what it wrote):
 #   1. machine.txt: nvidia-smi, torch, the GPUs;
 #   2. reproductions.{md,json}: the 10-epoch alexnet, vgg, nin, googlenet and resnet runs with the book's recipe,
@@ -36,27 +46,41 @@ carried=$here/.gpu-check
 D2L_WHEELS="d2l==0.17.6 ipython==9.18.1 ipython_pygments_lexers==1.1.1 decorator==5.2.1 jedi==0.20.1 parso==0.8.7
   matplotlib-inline==0.2.2 pexpect==4.9.0 ptyprocess==0.7.0 prompt_toolkit==3.0.53 wcwidth==0.9.4 stack-data==0.6.3
   asttokens==3.0.2 executing==2.3.0 pure_eval==0.2.4 traitlets==5.16.1"  # what d2l.torch imports that the GPU image lacks
+TEST_WHEELS="pytest==9.2.0 pluggy==1.7.0 iniconfig==2.3.1 packaging==26.4 pygments==2.20.0 hypothesis==6.170.27 attrs==26.1.0
+  sortedcontainers==2.4.0"  # the detection call's tests, should the GPU image lack them
+DETECTION_SET=generated-bananas-256-100-256px-seed0-v1  # bench_detection.py --num-train 256's set, drawn here
 
-if [ "$mode" = --prepare ] || [ "$mode" = --prepare-attention ]; then
+if [ "$mode" = --prepare ] || [ "$mode" = --prepare-attention ] || [ "$mode" = --prepare-detection ]; then
   exclude=$(git rev-parse --git-path info/exclude)
   grep -qx '/.gpu-check/' "$exclude" 2>/dev/null || echo '/.gpu-check/' >> "$exclude"
   data=${DIVEKIT_DATA:-../shared/data}
-  if [ "$mode" = --prepare ]; then datasets="fashion-mnist"; else datasets="fra-eng wikitext-2"; fi
-  rm -rf "$carried/data"  # one call's data: the device tool carries at most 64 MiB
+  case $mode in --prepare) datasets="fashion-mnist";; --prepare-attention) datasets="fra-eng wikitext-2";;
+    *) datasets="";; esac
+  rm -rf "$carried/data" "$carried/cache" "$carried/test-whl"  # one call's data: the device tool carries at most 64 MiB
   mkdir -p "$carried/whl" "$carried/data"
   # the GPU image's Python is 3.12; these wheels are pure Python
   python3 -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
     --platform manylinux_2_28_x86_64 --platform manylinux2014_x86_64 --platform any -d "$carried/whl" $D2L_WHEELS || exit
   for name in $datasets; do cp -r "$data/$name" "$carried/data/$name" || exit; done
+  if [ "$mode" = --prepare-detection ]; then
+    python3 -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+      --platform manylinux_2_28_x86_64 --platform manylinux2014_x86_64 --platform any -d "$carried/test-whl" $TEST_WHEELS \
+      || exit
+    generated=${XDG_CACHE_HOME:-$HOME/.cache}/divekit/generated
+    [ -d "$generated/$DETECTION_SET" ] || PYTHONPATH=src python3 -c "from divekit.data.detection import load_detection
+load_detection('generated-bananas', num_train=256)" || exit
+    mkdir -p "$carried/cache/divekit/generated" && cp -r "$generated/$DETECTION_SET" "$carried/cache/divekit/generated/" || exit
+  fi
   cp "${TV_SHIM:-../shared/bench/tv_shim.py}" "$carried/tv_shim.py" || exit
   du -sh "$carried"
-  call=$([ "$mode" = --prepare ] && echo "bash benchmarks/gpu_check.sh" || echo "bash benchmarks/gpu_check.sh attention")
+  call="bash benchmarks/gpu_check.sh${mode#--prepare}"; call=${call/.sh-/.sh }
   echo "ready: run(command=\"$call\", carry=[\".gpu-check\"], timeout_s=600)"
   exit 0
 fi
 
 tiny=0
-{ [ "$mode" = --tiny ] || [ "$mode" = --tiny-attention ] || [ "${GPU_CHECK_TINY:-0}" = 1 ]; } && tiny=1
+{ [ "$mode" = --tiny ] || [ "$mode" = --tiny-attention ] || [ "$mode" = --tiny-detection ] \
+  || [ "${GPU_CHECK_TINY:-0}" = 1 ]; } && tiny=1
 OUT=${OUT:-$here/gpu-check-out}
 mkdir -p "$OUT"
 exec > >(tee "$OUT/log.txt") 2>&1
@@ -85,6 +109,36 @@ gpus=$(nvidia-smi -L 2>/dev/null | grep -c '^GPU' || true)
   echo "cores $(nproc); load $(cut -d' ' -f1-3 /proc/loadavg); gpus $gpus"
 } > "$OUT/machine.txt"
 cat "$OUT/machine.txt"
+
+if [ "$mode" = detection ] || [ "$mode" = --tiny-detection ]; then
+  [ -d "$carried/cache" ] && export XDG_CACHE_HOME=$carried/cache  # the set drawn by --prepare-detection
+  if [ $tiny = 1 ]; then
+    gpu_args="--device cpu --num-train 256 --epochs 1 --repeats 1 --boxes 300,1000 --box-repeats 2 --box-rounds 1"
+    cpu_args="--boxes 300,1000 --box-repeats 2 --box-rounds 1"
+  else
+    gpu_args="--device cuda --num-train 256 --epochs 2 --repeats 2 --boxes 1000,3000,10000 --box-repeats 5 --box-rounds 5"
+    cpu_args="--boxes 1000,3000,10000 --box-repeats 5 --box-rounds 5"
+  fi
+  echo "== 2. the tests held against torchvision.ops (they skip where torchvision does not import)"
+  tests_path=$here/src
+  if ! "$PYTHON" -c "import pytest, hypothesis" 2>/dev/null && [ -d "$carried/test-whl" ]; then  # the image lacks them
+    "$PYTHON" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/gpu-check-tests \
+      "$carried"/test-whl/*.whl && tests_path=$tests_path:/tmp/gpu-check-tests
+  fi
+  PYTHONPATH=$tests_path timeout -s INT "$(left 150)" "$PYTHON" -m pytest -q -p no:cacheprovider -rs \
+    tests/test_boxes.py tests/test_roi.py > "$OUT/tv-tests.txt" 2>&1 || { echo "the tests failed (status $?)"; failed=1; }
+  tail -5 "$OUT/tv-tests.txt"
+  echo "== 3. TinySSD and the box functions against d2l and torchvision on the GPU"
+  timeout -s INT "$(left 480)" "$PYTHON" benchmarks/bench_detection.py $gpu_args --threads 4 --d2l-python "$d2l_python" \
+    --tv-shim "$shim" --out "$OUT/detection-gpu.md" || { echo "the detection benchmark stopped early or failed (status $?)"; failed=1; }
+  echo "== 4. the box functions on this machine's CPU, torchvision's beside ours"
+  timeout -s INT "$(left 590)" "$PYTHON" benchmarks/bench_detection.py --skip-ssd $cpu_args --threads 1 \
+    --d2l-python "$d2l_python" --tv-shim "$shim" --out "$OUT/detection-cpu.md" \
+    || { echo "the CPU box benchmark stopped early or failed (status $?)"; failed=1; }
+  echo "== done in ${SECONDS}s ($([ $failed = 0 ] && echo 'every step finished' || echo 'some steps did not finish'))"
+  ls -la "$OUT"
+  exit $failed
+fi
 
 if [ "$mode" = attention ] || [ "$mode" = --tiny-attention ]; then
   if [ $tiny = 1 ]; then
