@@ -259,8 +259,8 @@ def render(ssd: dict[str, list[dict]], boxes: list[dict], same_nms: dict, meta: 
         d2l = f"{r['d2l']:.2e}" if r.get("d2l") else "—"
         line = f"| {r['what']} | {r['fast']:.2e} | {scratch} | {d2l} | {fmt_ratio(r['d2l'] or 0, r['fast'])} |"
         if with_tv:
-            tv = f"{r['torchvision']:.2e} | {fmt_ratio(r['torchvision'], r['fast'])} |" if "torchvision" in r else "— | — |"
-            line += f" {tv}"
+            line += (f" {r['torchvision']:.2e} | {fmt_ratio(r['torchvision'], r['fast'])} |" if "torchvision" in r
+                     else " — | — |")
         lines.append(line)
     lines += ["", "Outputs equal to d2l's (NMS: the same boxes in the same order"
               + (", divekit's twins and torchvision's" if with_tv else ", both divekit twins")
