@@ -256,8 +256,8 @@ def render(ssd: dict[str, list[dict]], boxes: list[dict], same_nms: dict, meta: 
               "|---|---:|---:|---:|---:|" + ("---:|---:|" if with_tv else "")]
     for r in boxes:
         scratch = f"{r['scratch']:.2e}" if "scratch" in r else "—"
-        d2l = f"{r['d2l']:.2e}" if r.get("d2l") else "—"
-        line = f"| {r['what']} | {r['fast']:.2e} | {scratch} | {d2l} | {fmt_ratio(r['d2l'], r['fast']) if r.get('d2l') else '—'} |"
+        d2l, speedup = (f"{r['d2l']:.2e}", fmt_ratio(r["d2l"], r["fast"])) if r.get("d2l") else ("—", "—")
+        line = f"| {r['what']} | {r['fast']:.2e} | {scratch} | {d2l} | {speedup} |"
         if with_tv:
             line += (f" {r['torchvision']:.2e} | {fmt_ratio(r['torchvision'], r['fast'])} |" if "torchvision" in r
                      else " — | — |")
