@@ -140,6 +140,18 @@ def test_masked_softmax_gives_exact_zeros_and_zero_rows_whatever_the_padding_hol
     torch.testing.assert_close(twin.masked_softmax(garbage, vl), twin.masked_softmax(X, vl))
 
 
+@pytest.mark.parametrize("K", [4, 20])  # both sides of the fast twin's padding of short rows to 16 keys
+@pytest.mark.parametrize("twin", TWINS, ids=TWIN_IDS)
+def test_masked_softmax_without_a_mask_is_torchs_even_at_extreme_scores(twin, K):
+    lowest = torch.finfo(torch.float32).min  # what masks fill in: padding must not tie with it
+    X = torch.zeros(1, 4, K)
+    X[0, 0] = lowest  # every score the minimum: uniform weights
+    X[0, 1, 1:] = lowest  # one ordinary score among minima: all the weight on it
+    X[0, 2, :2] = -math.inf  # -inf beside finite scores: weight 0
+    X[0, 3] = -math.inf  # every score -inf: NaN, as torch
+    torch.testing.assert_close(twin.masked_softmax(X), torch.softmax(X, -1), equal_nan=True)
+
+
 @pytest.mark.parametrize("twin", TWINS, ids=TWIN_IDS)
 def test_masked_softmax_leaves_the_callers_scores_alone(twin):
     X = torch.randn(2, 3, 4)
@@ -247,6 +259,19 @@ def test_dot_product_attention_records_weights_only_when_asked(twin):
     torch.testing.assert_close(recorded, fused)  # the fast twin's slow path gives the fused kernel's answer
     torch.testing.assert_close(layer.attention_weights, loop_masked_softmax(queries @ keys.transpose(1, 2) / 2, vl))
     assert torch.all(layer.attention_weights[0, 2] == 0) and torch.all(recorded[0, 2] == 0)
+
+
+@pytest.mark.parametrize("record", [False, True])
+@pytest.mark.parametrize("twin", TWINS, ids=TWIN_IDS)
+def test_dot_product_attention_in_float16_scales_before_the_product(twin, record):
+    # q . k = 102,400 is inf in float16 (largest 65,504); q . k / sqrt(64) = 12,800 is not
+    q = torch.full((1, 1, 64), 40.0, dtype=torch.float16)
+    k = torch.cat([torch.full((1, 1, 64), 40.0), torch.full((1, 1, 64), 39.0)], dim=1).half()
+    v = torch.randn(1, 2, 4, generator=torch.Generator().manual_seed(0)).half()
+    layer = twin.DotProductAttention(0.0)
+    layer.record_weights = record  # the fast twin's own steps, not SDPA's
+    expected = F.scaled_dot_product_attention(q.float(), k.float(), v.float())
+    torch.testing.assert_close(layer(q, k, v).float(), expected, atol=1e-2, rtol=1e-2)
 
 
 @pytest.mark.parametrize("record", [False, True])

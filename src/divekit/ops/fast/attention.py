@@ -36,14 +36,15 @@ SHORT_ROWS = 16  # PyTorch's CPU softmax is ~10x slower on rows shorter than one
 def _softmax_where(X: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
     """``torch.softmax`` over the keys where ``mask`` is True; exactly 0 elsewhere and on rows with none.
 
-    On the CPU, rows of fewer than 16 keys are padded to 16 with the dtype's minimum (weight exactly 0)
-    first: the kernel then takes its vectorised path (measured 5-10x faster at 10 keys, the book's)."""
+    On the CPU, rows of fewer than 16 keys are padded to 16 with -inf (weight exactly 0, and never tied
+    with a score, not even the masked keys' dtype minimum) first: the kernel then takes its vectorised
+    path (measured 5-10x faster at 10 keys, the book's)."""
     K = X.shape[-1]
     hidden = None if mask is None else ~mask
     if hidden is not None:
         X = X.masked_fill(hidden, torch.finfo(X.dtype).min)
     if X.device.type == "cpu" and K < SHORT_ROWS:
-        X = F.pad(X, (0, SHORT_ROWS - K), value=torch.finfo(X.dtype).min)  # (..., Q, 16)
+        X = F.pad(X, (0, SHORT_ROWS - K), value=-math.inf)  # (..., Q, 16)
     weights = torch.softmax(X, dim=-1)[..., :K]  # (..., Q, K)
     return weights if hidden is None else weights.masked_fill(hidden, 0.0)  # a row with no valid key: 0, not 1/K
 
@@ -63,7 +64,7 @@ def _scaled_dot_product(queries: torch.Tensor, keys: torch.Tensor, values: torch
     p = dropout.p if dropout.training else 0.0
     if not need_weights and (p == 0 or queries.device.type != "cpu"):  # SDPA's kernels; see the module note
         return F.scaled_dot_product_attention(queries, keys, values, attn_mask=mask, dropout_p=p), None
-    scores = queries @ keys.transpose(-2, -1) / math.sqrt(queries.shape[-1])  # (..., Q, K)
+    scores = (queries / math.sqrt(queries.shape[-1])) @ keys.transpose(-2, -1)  # (..., Q, K), scaled first as SDPA
     weights = _softmax_where(scores, mask)  # (..., Q, K)
     return dropout(weights) @ values, (weights if need_weights else None)  # (..., Q, V)
 

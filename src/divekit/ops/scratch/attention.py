@@ -157,8 +157,10 @@ def _scaled_dot_product(queries: torch.Tensor, keys: torch.Tensor, values: torch
     """softmax(q k^T / sqrt(D)) v over the last two axes (D2L §10.3.3): queries (..., Q, D),
     keys (..., K, D), values (..., K, V), mask broadcastable to (..., Q, K).
     Returns the output (..., Q, V) and the weights (..., Q, K) before dropout."""
-    # Dividing by sqrt(D) keeps the scores' variance at 1 for unit-variance q and k, whatever D.
-    scores = torch.einsum("...qd,...kd->...qk", queries, keys) / math.sqrt(queries.shape[-1])  # (..., Q, K)
+    # Dividing by sqrt(D) keeps the scores' variance at 1 for unit-variance q and k, whatever D. The
+    # queries are divided before the product (as SDPA scales): in float16 q . k may pass 65504 (inf)
+    # where q . k / sqrt(D) does not.
+    scores = torch.einsum("...qd,...kd->...qk", queries / math.sqrt(queries.shape[-1]), keys)  # (..., Q, K)
     weights = _softmax_where(scores, mask)  # (..., Q, K)
     return torch.einsum("...qk,...kv->...qv", dropout(weights), values), weights  # (..., Q, V)
 
