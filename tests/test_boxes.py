@@ -428,6 +428,9 @@ def test_the_fast_ranking_is_the_stable_descending_sort_ties_and_signed_zeros_in
     scores[:, ::17] = -0.0
     scores[:, 1::29] = 0.0
     scores[0, :4] = torch.tensor([float("inf"), float("-inf"), float("nan"), -1e-40])  # a subnormal too
+    # NaNs with the sign bit set (x86's inf - inf) and with payloads: all above +inf, ties by position
+    scores[1, 5:8] = torch.tensor([-0x400000, 0x7FC00001, -0x3FFFFF], dtype=torch.int32).view(torch.float32)
+    assert scores[1, 5:8].isnan().all() and torch.signbit(scores[1, 5])
     expected = scores.argsort(dim=1, descending=True, stable=True)
     assert torch.equal(fast_boxes._descending_order(scores), expected)
     small = scores[:, :100]  # below NUMPY_SORT_FROM: torch's own sort
@@ -492,11 +495,35 @@ def test_the_iou_block_gives_the_same_numbers_on_numpy_and_torch():
 def test_fast_nms_in_half_precision_and_bfloat16_equals_the_scratch_loop():
     g = torch.Generator().manual_seed(13)
     boxes, scores = clustered_boxes(300, g), torch.rand(300, generator=g)
-    for dtype in (torch.float16, torch.bfloat16):  # numpy's float16 blocks; bfloat16: the scratch loop
+    for dtype in (torch.float16, torch.bfloat16):  # both compared in float32, as box_iou computes them
         expected = scratch.nms(boxes.to(dtype), scores, 0.5).tolist()
         assert fast.nms(boxes.to(dtype), scores, 0.5).tolist() == expected, dtype
     grad_boxes = boxes.clone().requires_grad_()                              # predictions straight from a model
     assert fast.nms(grad_boxes, scores, 0.5).tolist() == scratch.nms(boxes, scores, 0.5).tolist()
+
+
+@pytest.mark.parametrize("ops", TWINS, ids=["scratch", "fast"])
+def test_16_bit_boxes_are_measured_in_float32_as_torchvision_does(ops):
+    # a 300 x 300 box's area, 90,000, is inf in float16 (largest 65,504): IoU 0, and NMS kept duplicates
+    boxes = torch.tensor([[0.0, 0, 300, 300], [0, 0, 300, 300], [10, 10, 20, 20], [10, 10, 20, 20]])
+    scores = torch.tensor([0.9, 0.8, 0.7, 0.6])
+    for dtype in (torch.float16, torch.bfloat16):
+        assert ops.box_area(boxes.to(dtype)).dtype == torch.float32
+        iou = ops.box_iou(boxes[:2].to(dtype), boxes[:2].to(dtype))
+        assert iou.dtype == torch.float32 and torch.equal(iou, torch.ones(2, 2))
+        assert ops.nms(boxes.to(dtype), scores, 0.5).tolist() == [0, 2], dtype
+    pixels, halves = torch.tensor([[0, 0, 3, 3]]), torch.tensor([[1.0, 1, 4, 4]], dtype=torch.float16)
+    iou = ops.box_iou(pixels, halves)  # integer x float16: float32, 4 / 14
+    assert iou.dtype == torch.float32 and torch.allclose(iou, torch.tensor([[4 / 14]]))
+
+
+@pytest.mark.parametrize("threshold", [-0.5, 0.0, 0.5])
+def test_fast_nms_treats_a_nan_box_as_scratch_does(threshold):
+    # IoU with a NaN box is 0 in both twins' box_iou, so a negative threshold suppresses it too
+    boxes = torch.tensor([[0.0, 0, 1, 1], [0, 0, float("nan"), 1], [0, 0, 1, 1], [5, 5, 6, 6]])
+    scores = torch.tensor([0.9, 0.8, 0.7, 0.6])
+    assert torch.equal(fast.box_iou(boxes, boxes).nan_to_num(-1), scratch.box_iou(boxes, boxes).nan_to_num(-1))
+    assert fast.nms(boxes, scores, threshold).tolist() == scratch.nms(boxes, scores, threshold).tolist()
 
 
 @pytest.mark.parametrize("ops", TWINS, ids=["scratch", "fast"])

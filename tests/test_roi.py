@@ -190,6 +190,16 @@ def test_roi_align_by_hand():
         torch.testing.assert_close(out, torch.tensor([[[[2.5, 3.5], [6.5, 7.5]]]]))
 
 
+@pytest.mark.parametrize("ops", [scratch, fast], ids=["scratch", "fast"])
+def test_roi_align_places_samples_as_the_kernel_does_on_the_border(ops):
+    # bins 5/3 wide from x = -3.5: the kernel's order puts the middle bin's second sample at exactly
+    # x = -1 in float32 (it counts); (i + 0.5) * (bin / grid) put it one rounding below -1 (it was 0)
+    X = torch.arange(20.0).reshape(1, 1, 5, 4)
+    rois = torch.tensor([[0, -3.0, 2, 2, 2]])
+    expected = roi_align_reference(X.double(), rois.double(), 2, 3, 1.0, 3, True).float()
+    torch.testing.assert_close(ops.roi_align(X, rois, (2, 3), 1.0, 3, True), expected)
+
+
 def test_roi_twins_agree_in_values_and_gradients_and_pass_gradcheck():
     g = torch.Generator().manual_seed(7)
     X = torch.randn(2, 3, 5, 6, generator=g, **FLOAT64)

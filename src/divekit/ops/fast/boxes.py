@@ -86,8 +86,9 @@ def box_iou(boxes1: torch.Tensor, boxes2: torch.Tensor) -> torch.Tensor:
     if torch.is_grad_enabled() and (boxes1.requires_grad or boxes2.requires_grad):
         return _scratch.box_iou(boxes1, boxes2)
     _scratch._check_iou_inputs(boxes1, boxes2)
+    boxes1, boxes2 = _scratch._upcast(boxes1), _scratch._upcast(boxes2)          # 16-bit floats: float32
     dtype = torch.promote_types(boxes1.dtype, boxes2.dtype)
-    dtype = dtype if dtype.is_floating_point else torch.get_default_dtype()   # integer pixel boxes
+    dtype = dtype if dtype.is_floating_point else torch.float32                 # integer pixel boxes
     lead = torch.broadcast_shapes(boxes1.shape[:-2], boxes2.shape[:-2])
     N, M = boxes1.shape[-2], boxes2.shape[-2]
     boxes1, boxes2 = boxes1.to(dtype).expand(*lead, N, 4), boxes2.to(dtype).expand(*lead, M, 4)
@@ -144,7 +145,7 @@ def _iou_block(coords_a, coords_b, areas_a, areas_b, w, h, spare, out):
         return torch.div(inter, union, out=out).nan_to_num_(0.0)               # 0 / 0: two empty boxes
     with np.errstate(divide="ignore", invalid="ignore"):
         iou = np.divide(inter, union, out=out)
-    iou[union == 0] = 0.0                                                       # 0 / 0: two empty boxes
+    iou[~(union > 0)] = 0.0                                                     # two empty boxes, or NaN: as scratch
     return iou
 
 
@@ -167,12 +168,14 @@ def _descending_order(scores: torch.Tensor) -> torch.Tensor:
     ``argsort(descending=True, stable=True)``. On the CPU, from ``NUMPY_SORT_FROM`` float32 scores a row,
     numpy sorts int64 keys that pack each score's bits (made to order as the floats do) above its
     position: every key differs, so numpy's fast unstable sort gives the stable order (10,000 scores:
-    138 us against torch's 506 us). -0.0 ranks as 0.0, NaN above every number, as torch ranks it."""
+    138 us against torch's 506 us). -0.0 ranks as 0.0, and every NaN (whatever its sign bit and payload:
+    x86 makes inf - inf with the sign bit set) above every number, ties by position, as torch ranks them."""
     G, N = scores.shape
     if scores.device.type != "cpu" or scores.dtype != torch.float32 or not NUMPY_SORT_FROM <= N < 2 ** 31:
         return scores.argsort(dim=1, descending=True, stable=True)
     bits = (scores + 0.0).view(torch.int32).to(torch.int64)                    # + 0.0: -0.0 becomes 0.0
     ordered = torch.where(bits < 0, bits ^ 0x7FFFFFFF, bits)                    # signed order = the floats' order
+    ordered = ordered.masked_fill_(scores.isnan(), 2 ** 31 - 1)                 # every NaN one key, above +inf
     keys = ((2 ** 31 - 1 - ordered) << 31) | torch.arange(N)                    # ascending: best score, then position
     return torch.from_numpy(np.argsort(keys.numpy(), axis=1, kind="quicksort"))
 
@@ -274,13 +277,13 @@ def _nms_keep_all_pairs(boxes: torch.Tensor, scores: torch.Tensor, iou_threshold
 
 def _nms_keep(boxes: torch.Tensor, scores: torch.Tensor, iou_threshold: float, groups: torch.Tensor | None = None):
     """All pairs at once on an accelerator while the (G, N, N) matrix is small; else block by block on
-    the CPU (an accelerator's boxes copied there and the result back); the scratch loop for boxes in
-    a type numpy lacks (bfloat16, integers). See the module note."""
+    the CPU (an accelerator's boxes copied there and the result back); the scratch loop for integer
+    boxes. 16-bit float boxes are compared in float32, as :func:`box_iou` computes them. See the module note."""
     G, N = scores.shape
-    device = boxes.device
+    boxes, device = _scratch._upcast(boxes), boxes.device
     if device.type != "cpu" and G * N * N <= ALL_PAIRS_MAX:
         return _nms_keep_all_pairs(boxes, scores, iou_threshold, groups)
-    if boxes.dtype not in (torch.float16, torch.float32, torch.float64):
+    if not boxes.is_floating_point():
         return _scratch._nms_keep(boxes, scores, iou_threshold, groups)
     keep, order = _nms_keep_blocks(boxes.detach().cpu(), scores.detach().cpu(), iou_threshold,
                                    None if groups is None else groups.cpu())

@@ -82,9 +82,19 @@ def box_center_to_corner(boxes: torch.Tensor) -> torch.Tensor:
     return torch.stack((cx - 0.5 * w, cy - 0.5 * h, cx + 0.5 * w, cy + 0.5 * h), dim=-1)
 
 
+def _upcast(boxes: torch.Tensor) -> torch.Tensor:
+    """Coordinates whose products cannot overflow, as torchvision's ``_upcast``: 16-bit floats to float32
+    (float16's largest number, 65,504, is the area of a 256 x 256 box), integers narrower than int32 to int32."""
+    if boxes.is_floating_point():
+        return boxes if boxes.dtype in (torch.float32, torch.float64) else boxes.float()
+    return boxes if boxes.dtype in (torch.int32, torch.int64) else boxes.int()
+
+
 def box_area(boxes: torch.Tensor) -> torch.Tensor:
-    """Areas of corner-format boxes (..., 4) -> (...); a box with x2 < x1 or y2 < y1 has area 0."""
+    """Areas of corner-format boxes (..., 4) -> (...); a box with x2 < x1 or y2 < y1 has area 0. 16-bit
+    float boxes give float32 areas (see :func:`_upcast`)."""
     _check_boxes(boxes)
+    boxes = _upcast(boxes)
     return (boxes[..., 2] - boxes[..., 0]).clamp(min=0) * (boxes[..., 3] - boxes[..., 1]).clamp(min=0)
 
 
@@ -100,9 +110,11 @@ def box_iou(boxes1: torch.Tensor, boxes2: torch.Tensor) -> torch.Tensor:
 
     IoU = |A ∩ B| / |A ∪ B|, the Jaccard index of the two boxes' areas. Leading dimensions broadcast,
     so anchors (A, 4) against a batch of ground truths (B, M, 4) is ``box_iou(anchors[None], gt)``
-    -> (B, A, M). Two empty boxes have IoU 0, not 0/0 = NaN.
+    -> (B, A, M). Two empty boxes have IoU 0, not 0/0 = NaN. 16-bit float boxes are computed, and
+    returned, in float32, as torchvision does: their areas overflow float16 from 256 x 256 on.
     """
     _check_iou_inputs(boxes1, boxes2)
+    boxes1, boxes2 = _upcast(boxes1), _upcast(boxes2)
     if not boxes1.is_floating_point():
         boxes1 = boxes1.float()  # integer pixel boxes: areas and ratios in floating point
     areas1, areas2 = box_area(boxes1), box_area(boxes2)                      # (..., N), (..., M)

@@ -93,13 +93,14 @@ def roi_pool(features: torch.Tensor, rois: torch.Tensor | list[torch.Tensor], ou
 
 def _sample_points(start: torch.Tensor, size: torch.Tensor, bins: int, grid: torch.Tensor, grid_max: int):
     """Sample coordinates along one axis: start, size, grid (R,) -> (R, bins, grid_max), point i of
-    bin k at start + k·size/bins + (i + 0.5)·size/bins/grid, and which of the grid_max points are used."""
+    bin k at start + k·size/bins + (i + 0.5)·(size/bins)/grid, and which of the grid_max points are used.
+    The operations in torchvision's order, so a point that falls exactly on the map's border there
+    does here too (one rounding apart, it would count on one side and be 0 on the other)."""
     bin_size = size / bins                                                    # (R,)
     k = torch.arange(bins, device=start.device, dtype=start.dtype)           # (bins,)
     i = torch.arange(grid_max, device=start.device, dtype=start.dtype)       # (grid_max,)
-    step = bin_size / grid.clamp(min=1)                                       # (R,)
     points = (start[:, None, None] + k[:, None] * bin_size[:, None, None]
-              + (i + 0.5) * step[:, None, None])                              # (R, bins, grid_max)
+              + (i + 0.5) * bin_size[:, None, None] / grid.clamp(min=1)[:, None, None])  # (R, bins, grid_max)
     used = i < grid[:, None, None]                                            # (R, 1, grid_max)
     return points, used
 
