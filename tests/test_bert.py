@@ -12,6 +12,7 @@ import torch
 from divekit.data.batch import BertPretraining, TextClassification
 from divekit.data.text import Vocab
 from divekit.models.bert import BERTClassifier, BERTConfig, BERTModel, BERTTagger, encode_text
+from divekit.models import bert_weights
 from divekit.models.bert_weights import (config_from_hf, from_d2l_state_dict, from_hf_state_dict, hf_config,
                                          load_hf_checkpoint, to_hf_state_dict)
 from divekit.models.registry import create_model, model_config
@@ -111,6 +112,30 @@ def test_a_checkpoint_folder_on_disk_loads_with_its_vocabulary(tmp_path, weights
         hidden = theirs(input_ids=tokens, token_type_ids=segments, attention_mask=mask).last_hidden_state
         encoded = model.encoder(tokens, segments, valid_lens)
     torch.testing.assert_close(encoded[mask.bool()], hidden[mask.bool()], rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("ops", TWINS, ids=IDS)
+def test_a_saved_pretraining_checkpoint_ties_its_masked_lm_decoder_to_the_word_embeddings(tmp_path, ops):
+    transformers = pytest.importorskip("transformers")
+    torch.manual_seed(7)
+    config = transformers.BertConfig(**{**hf_config(BERTConfig(**ORIGINAL)), "tie_word_embeddings": True})
+    theirs = transformers.BertForPreTraining(config).eval()
+    theirs.save_pretrained(tmp_path)  # the decoder weight is the word embeddings: not written twice
+    model, _ = load_hf_checkpoint(tmp_path, ops)
+    model.eval()
+    tokens, segments, valid_lens = inputs(seed=8)
+    mask = (torch.arange(tokens.shape[1])[None] < valid_lens[:, None]).long()
+    positions = torch.tensor([[1, 2], [3, 4], [1, 6]])
+    with torch.no_grad():
+        _, mlm, nsp = model(tokens, segments, valid_lens, positions)
+        reference = theirs(input_ids=tokens, token_type_ids=segments, attention_mask=mask)
+    expected = reference.prediction_logits[torch.arange(3)[:, None], positions]
+    torch.testing.assert_close(mlm, expected, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(nsp, reference.seq_relationship_logits, rtol=1e-4, atol=1e-5)
+    state = from_hf_state_dict(theirs.state_dict())
+    del state["mlm.dense.weight"]  # part of a head missing: refused, not left drawn at random
+    with pytest.raises(ValueError, match=r"does not fit this BERT: missing \['mlm.dense.weight'\]"):
+        bert_weights._load(BERTModel(config_from_hf(config.to_dict()), ops), state, "a file")
 
 
 def test_conversions_refuse_what_has_no_twin(tmp_path):

@@ -100,15 +100,20 @@ def to_hf_state_dict(model: BERTModel) -> dict[str, torch.Tensor]:
     return {key: value.detach().clone() for key, value in state.items()}
 
 
-def from_hf_state_dict(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+def from_hf_state_dict(state: dict[str, torch.Tensor], tie_word_embeddings: bool = True) -> dict[str, torch.Tensor]:
     """A Hugging Face BERT state dict (``BertModel``'s names, or ``BertForPreTraining``'s with ``bert.``
     and ``cls.``; old checkpoints' LayerNorm ``gamma``/``beta`` too) under divekit's names. Without the
-    pretraining heads (a ``BertModel``), the result has no ``mlm.`` and ``nsp.`` entries."""
+    pretraining heads (a ``BertModel``), the result has no ``mlm.`` and ``nsp.`` entries. With
+    ``tie_word_embeddings`` (config.json's, True by default), a masked-LM head without its decoder weight
+    takes the word embeddings, which ``save_pretrained`` leaves out of the file as the same tensor."""
     renamed = {}
     for key, value in state.items():
         key = key if key.startswith(("bert.", "cls.")) else "bert." + key
         key = key.replace("LayerNorm.gamma", "LayerNorm.weight").replace("LayerNorm.beta", "LayerNorm.bias")
         renamed[key] = value
+    tied = "cls.predictions.decoder.weight"
+    if tie_word_embeddings and tied not in renamed and any(key.startswith("cls.predictions.") for key in renamed):
+        renamed[tied] = renamed["bert.embeddings.word_embeddings.weight"]
     ours = {mine: renamed[theirs] for mine, theirs in _TOP if theirs in renamed}
     missing = [theirs for mine, theirs in _TOP if theirs not in renamed and not mine.startswith(_HEADS)]
     if missing or "bert.embeddings.position_embeddings.weight" not in renamed:
@@ -126,9 +131,11 @@ def from_hf_state_dict(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor
 
 
 def _load(model: BERTModel, state: dict[str, torch.Tensor], source: str) -> BERTModel:
-    """Load ``state`` into ``model``; only the pretraining heads may be missing (they stay as drawn)."""
+    """Load ``state`` into ``model``; only a whole pretraining head may be missing (it stays as drawn):
+    part of one missing would leave the rest of it drawn at random under loaded weights."""
     result = model.load_state_dict(state, strict=False)
-    missing = [key for key in result.missing_keys if not key.startswith(_HEADS)]
+    heads = {head for head in _HEADS if any(key.startswith(head) for key in state)}  # present in the file
+    missing = [key for key in result.missing_keys if not key.startswith(_HEADS) or key.startswith(tuple(heads))]
     if missing or result.unexpected_keys:
         raise ValueError(f"{source} does not fit this BERT: missing {missing}, unexpected {result.unexpected_keys}")
     return model
@@ -158,7 +165,7 @@ def load_hf_checkpoint(folder: str | Path, ops: str | Ops = "fast", **overrides)
     else:
         raise FileNotFoundError(f"{folder} holds neither model.safetensors nor pytorch_model.bin")
     model = BERTModel(config_from_hf(hf, **overrides), get_ops(ops))
-    _load(model, from_hf_state_dict(state), str(folder))
+    _load(model, from_hf_state_dict(state, hf.get("tie_word_embeddings", True)), str(folder))
     settings = folder / "tokenizer_config.json"
     lower_case = json.loads(settings.read_text()).get("do_lower_case", True) if settings.is_file() else True
     vocab = WordPieceVocab.from_file(folder / "vocab.txt", lower_case) if (folder / "vocab.txt").is_file() else None
