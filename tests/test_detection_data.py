@@ -73,6 +73,25 @@ def test_bad_label_files_are_one_line_errors(tmp_path):
     (split / "label.csv").write_text("img_name,label,xmin,ymin,xmax,ymax\n0.png,0,1,2,3,4\n1.png,0,1,2,3,4\n")
     with pytest.raises(ValueError, match="differ in size"):
         read_detection_split(split)
+    header = "img_name,label,xmin,ymin,xmax,ymax\n"
+    for row, message in (("0.png,banana,1,2,3,4", r"line 2: expected a class index and four pixel coordinates, "
+                                                  r"got \['banana', '1', '2', '3', '4'\]"),
+                         ("0.png,0,1,2,x,4", "line 2: expected a class index and four pixel coordinates"),
+                         ("0.png,-1,1,2,3,4", "line 2: expected a class index >= 0 and a box with xmin < xmax"),
+                         ("0.png,0,30,40,10,20", "line 2: expected a class index >= 0 and a box with xmin < xmax"),
+                         ("0.png,0,1,2,1,4", "line 2: expected a class index >= 0 and a box with xmin < xmax")):
+        (split / "label.csv").write_text(header + row + "\n")
+        with pytest.raises(ValueError, match=message):
+            read_detection_split(split)
+
+
+def test_a_label_file_with_a_byte_order_mark_and_images_resized_on_reading(tmp_path):
+    split = tmp_path / "split"
+    write_images(split, ["0.png"], size=(100, 200))  # (rows, columns): 200 wide, 100 high
+    (split / "label.csv").write_bytes(b"\xef\xbb\xbf" + BOOK_ROWS.splitlines()[0].encode() + b"\n0.png,0,20,10,100,50\n")
+    data = read_detection_split(split, size=(64, 32))  # (width, height): a detector's input size
+    assert data.X.shape == (1, 3, 32, 64)
+    torch.testing.assert_close(data.boxes, torch.tensor([[[0.1, 0.1, 0.5, 0.5]]]))  # by the file's own size
 
 
 @needs_photos

@@ -50,6 +50,12 @@ def test_tinyssd_outputs_the_books_shapes_and_anchors():
 def test_tinyssd_checks_its_config():
     with pytest.raises(ValueError, match="images must be at least 64x64"):
         create_model("tinyssd", input_shape=(3, 32, 32))
+    for name, smallest in (("tinyssd", 128), ("yolo", 32)):  # a fourth base block: one more halving
+        small = dict(base_channels=(4, 4, 8, 8), num_channels=8)
+        with pytest.raises(ValueError, match=f"images must be at least {smallest}x{smallest} with 4 base blocks"):
+            create_model(name, input_shape=(3, smallest // 2, smallest // 2), **small)
+        net = create_model(name, input_shape=(3, smallest, smallest), **small).eval()
+        assert net.detect(torch.rand(1, 3, smallest, smallest))[0]["boxes"].shape[1] == 4  # every map has a cell
     with pytest.raises(ValueError, match="the same number of sizes for each of the 5 scales, got 9"):
         create_model("tinyssd", sizes=(0.2,) * 9)
 

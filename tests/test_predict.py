@@ -5,6 +5,7 @@ independently; export to safetensors and ONNX read back by their own libraries; 
 import json
 import math
 
+import numpy as np
 import pytest
 import torch
 from conftest import needs_real_data
@@ -190,6 +191,55 @@ def test_a_translation_model_translates_as_the_experiment_does(tmp_path):
     (tmp_path / "pairs.txt").write_text("go .\tva !\ni lost .\tj'ai perdu .\n")
     metrics = predictor.evaluate(tmp_path / "pairs.txt")
     assert metrics["examples"] == 2 and metrics["loss"] > 0
+
+
+def test_a_detector_finds_objects_in_image_files_as_its_model_does(tmp_path, capsys):
+    from divekit.data.detection import generated_folder
+    from divekit.experiments.detection import TINY_DETECTOR
+
+    options = {**TINY_DETECTOR, "epochs": 2}
+    run = divekit.run("ssd", out=tmp_path / "runs", progress=False, **options)
+    predictor = load(run.run_dir)
+    assert predictor.kind == "detection" and predictor.inputs.classes == ("banana",)
+    val = generated_folder("generated-bananas", options["num_train"], options["num_val"], 64, 0) / "bananas_val"
+    big = tmp_path / "big.png"  # a file of another size: boxes come back in its own pixels
+    with Image.open(val / "images" / "0.png") as image:
+        image.resize((128, 96)).save(big)
+    rows = predictor.predict([str(big)], min_score=0.0)
+    with Image.open(big) as image:  # the model by hand: the image at the model's size, in [0, 1]
+        X = torch.from_numpy(np.array(image.convert("RGB").resize((64, 64), Image.Resampling.BILINEAR)))
+    X = X.permute(2, 0, 1)  # (3, 64, 64) uint8
+    expected = predictor.model.detect(X[None].float() / 255)[0]
+    scale = torch.tensor([128, 96, 128, 96])
+    boxes = torch.minimum(expected["boxes"].clamp(min=0) * scale, scale)
+    assert len(rows[0]["objects"]) == len(expected["scores"]) > 0
+    for found, score, box in zip(rows[0]["objects"], expected["scores"].tolist(), boxes.tolist()):
+        assert found["class"] == "banana" and math.isclose(found["score"], score, rel_tol=1e-6)
+        assert found["box"] == pytest.approx(box, abs=0.051)  # rounded to 0.1 pixel
+    assert all(o["score"] >= 0.3 for o in predictor.predict([str(big)], min_score=0.3)[0]["objects"])
+    own, folder = predictor.evaluate(), predictor.evaluate(val)  # the run's validation images both times
+    assert own["examples"] == folder["examples"] == options["num_val"]
+    assert own["class_err"] == pytest.approx(folder["class_err"]) and own["bbox_mae"] == pytest.approx(folder["bbox_mae"])
+    assert main(["predict", str(run.run_dir), str(big), "--min-score", "0"]) == 0
+    line = capsys.readouterr().out.strip()
+    assert line.startswith(f"{big}: banana ") and line.endswith("more (--json lists them all)")
+    with pytest.raises(ValueError, match="holds no label.csv; a detector is scored on a folder in the banana format"):
+        predictor.evaluate(tmp_path)
+
+
+def test_a_run_whose_data_reads_no_new_inputs_still_evaluates_and_exports(tmp_path):
+    images = write_image_folder(tmp_path / "images")
+    run = divekit.run("softmax-regression", data=str(images), epochs=1, batch_size=4, out=tmp_path / "runs",
+                      progress=False)
+    card = io.read_json(run.run_dir / "model.json")
+    io.write_json(run.run_dir / "model.json", {**card, "inputs": None})  # as a run of data with no inputs saves it
+    predictor = load(run.run_dir)
+    with pytest.raises(ValueError, match="did not say how to read new inputs, so it cannot predict; `divekit evaluate"):
+        predictor.predict(["x.png"])
+    assert predictor.evaluate()["examples"] > 0
+    with pytest.raises(ValueError, match="reads no data but its own"):
+        predictor.evaluate(images)
+    assert predictor.export(tmp_path / "w.safetensors").exists()
 
 
 def test_export_to_safetensors_holds_the_weights_and_the_model_card(tmp_path):

@@ -26,6 +26,7 @@ from typing import Sequence
 from divekit.console import setup_logging
 
 PROG = "divekit"
+SHOWN_OBJECTS = 10  # a detector's objects printed per image, best first
 
 
 def _main_parser() -> argparse.ArgumentParser:
@@ -49,6 +50,8 @@ def _main_parser() -> argparse.ArgumentParser:
     predict.add_argument("--top-k", type=int, default=3, help="classes shown per input of a classifier (default: 3)")
     predict.add_argument("--num-preds", type=int, default=50, help="tokens a language model writes (default: 50)")
     predict.add_argument("--beam-size", type=int, default=1, help="beam width of a translation (default: 1, greedy)")
+    predict.add_argument("--min-score", type=float, default=0.5,
+                         help="the lowest score of an object a detector reports (default: 0.5)")
     _weights_and_device(predict)
     predict.add_argument("--json", action="store_true", help="print the predictions as JSON")
     evaluate = sub.add_parser("evaluate", help="a trained run's loss and metrics on other data: "
@@ -56,7 +59,8 @@ def _main_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("run_dir", metavar="RUN_DIR")
     evaluate.add_argument("--data", metavar="PATH", help="labelled data in the form the run trained on (a folder of "
                                                          "class sub-folders, a CSV with the target column, a text "
-                                                         "file, a file of english<TAB>french lines); default: the "
+                                                         "file, a file of english<TAB>french lines, a detector's "
+                                                         "folder of label.csv and images/); default: the "
                                                          "run's own evaluation data")
     _weights_and_device(evaluate)
     export = sub.add_parser("export", help="a trained run's weights as safetensors, or its model as ONNX")
@@ -205,19 +209,29 @@ def _cmd_predict(args) -> int:
     predictor = load(args.run_dir, weights=args.weights, device=args.device)
     if predictor.kind == "images":
         rows = predictor.predict(args.inputs, top_k=args.top_k)
+    elif predictor.kind == "detection":
+        rows = predictor.predict(args.inputs, min_score=args.min_score)
     elif predictor.kind == "table":
         if len(args.inputs) != 1:
             raise ValueError(f"{args.run_dir} predicts the rows of one CSV table; pass one file, got {len(args.inputs)}")
         rows = predictor.predict(args.inputs[0], top_k=args.top_k)
     elif predictor.kind == "text":
         rows = [{"input": text, "text": predictor.predict(text, num_preds=args.num_preds)} for text in args.inputs]
-    else:
+    elif predictor.kind == "translation":
         rows = [{"input": text, "translation": predictor.predict(text, beam_size=args.beam_size)} for text in args.inputs]
+    else:
+        rows = predictor.predict()  # refuses, saying what the run can do
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0
     for row in rows:
-        if "top" in row:
+        if "objects" in row:
+            objects = row["objects"]
+            found = "; ".join(f"{o['class']} {o['score']:.1%} at ({', '.join(f'{v:.0f}' for v in o['box'])})"
+                              for o in objects[:SHOWN_OBJECTS])
+            more = f"; {len(objects) - SHOWN_OBJECTS} more (--json lists them all)" if len(objects) > SHOWN_OBJECTS else ""
+            print(f"{row['input']}: {found + more or f'no object scoring {args.min_score:.0%} or more'}")
+        elif "top" in row:
             others = ", ".join(f"{t['class']} {t['probability']:.1%}" for t in row["top"][1:])
             print(f"{row['input']}: {row['class']} ({row['probability']:.1%})" + (f"; then {others}" if others else ""))
         else:

@@ -11,6 +11,7 @@ raw inputs into its tensors and its outputs into answers, read from the run fold
 One predictor per kind of input::
 
     divekit.load("runs/lenet-...").predict(["shoe.png"])        # [{"class": "sneaker", ...}]
+    divekit.load("runs/ssd-...").predict(["street.png"])        # [{"objects": [{"class", "score", "box"}]}]
     divekit.load("runs/linear-...").predict("houses.csv")       # [{"price": 181200.0}, ...]
     divekit.load("runs/rnn-...").predict("time traveller")      # "time traveller ..."
     divekit.load("runs/seq2seq-...").predict("I'm home.")        # "je suis chez moi ."
@@ -30,7 +31,8 @@ import torch
 from torch import nn
 
 from divekit import io
-from divekit.data.inputs import ImageInputs, Inputs, TableInputs, TextInputs, TranslationInputs, inputs_from_dict
+from divekit.data.inputs import (DetectionInputs, ImageInputs, Inputs, TableInputs, TextInputs, TranslationInputs,
+                                 inputs_from_dict)
 from divekit.run_folder import BEST_NAME, CHECKPOINT_NAME, CONFIG_NAME, MODEL_CARD
 
 WEIGHTS = ("best", "last")
@@ -64,11 +66,13 @@ class Predictor:
         return self.predict(*args, **kwargs)
 
     def predict(self, *args, **kwargs):
-        raise NotImplementedError
+        raise ValueError(f"{self.run_dir}: the data of this {self.experiment} run did not say how to read new inputs, "
+                         f"so it cannot predict; `divekit evaluate {self.run_dir}` scores it on its own data")
 
     def evaluation_data(self, path: Path, batch_size: int):
         """``path`` as a :class:`~divekit.experiments.parts.Loaded` whose ``eval`` loader the run's task scores."""
-        raise NotImplementedError
+        raise ValueError(f"{self.run_dir}: this {self.experiment} run reads no data but its own; "
+                         f"`divekit evaluate {self.run_dir}` without --data scores it on that")
 
     def evaluate(self, path: str | Path | None = None, *, batch_size: int = 256) -> dict[str, Any]:
         """The run's loss and metrics of this model on ``path`` (data in the form ``predict`` takes,
@@ -139,6 +143,47 @@ class ImageClassifier(Predictor):
         labels = torch.tensor([self.inputs.classes.index(name) for name in files for _ in files[name]])
         X = self.inputs.prepare(self.inputs.read(paths))  # (N, C, H', W') float, as the model takes it
         return _loaded(path.name, Split(X, labels), self, batch_size)
+
+
+class Detector(Predictor):
+    """An object detector (D2L §13.7.3): image files in, per image the objects found, each with its
+    class, score and box in the file's own pixels."""
+
+    kind = "detection"
+    inputs: DetectionInputs
+
+    def predict(self, images, min_score: float = 0.5) -> list[dict]:
+        """The objects in ``images`` (file paths) scoring at least ``min_score``, best first: per image
+        {"input", "objects": [{"class", "score", "box": [xmin, ymin, xmax, ymax] in pixels}]}, each box
+        clipped to its image (the detector's may reach past the border, as its anchors do)."""
+        if not 0 <= min_score <= 1:
+            raise ValueError(f"min_score must be between 0 and 1, got {min_score}")
+        pixels, sizes = self.inputs.read_with_sizes(images)  # (N, C, H, W) uint8, each file's (width, height)
+        with torch.no_grad():
+            found = self.model.detect(self.inputs.prepare(pixels.to(self.device)))
+        rows = []
+        for file, (width, height), objects in zip(images, sizes, found):
+            keep = objects["scores"] >= min_score
+            scale = torch.tensor([width, height, width, height])
+            boxes = torch.minimum(objects["boxes"][keep].float().cpu().clamp(min=0) * scale, scale)  # (n, 4) pixels
+            rows.append({"input": str(file), "objects": [
+                {"class": self.inputs.classes[int(label)], "score": float(score), "box": [round(v, 1) for v in box]}
+                for label, score, box in zip(objects["labels"][keep].tolist(), objects["scores"][keep].tolist(),
+                                             boxes.tolist())]})
+        return rows
+
+    def evaluation_data(self, path, batch_size):
+        from divekit.data.detection import read_detection_split
+
+        if not (path / "label.csv").is_file():
+            raise ValueError(f"{path} holds no label.csv; a detector is scored on a folder in the banana format "
+                             "(label.csv of img_name,label,xmin,ymin,xmax,ymax in pixels, and images/)")
+        split = read_detection_split(path, size=(self.inputs.width, self.inputs.height))
+        unknown = sorted(set(split.labels[split.labels >= 0].tolist()) - set(range(len(self.inputs.classes))))
+        if unknown:
+            raise ValueError(f"{path}/label.csv has class indices {unknown} that the model does not know; its classes "
+                             f"are {', '.join(f'{i} {name}' for i, name in enumerate(self.inputs.classes))}")
+        return _loaded(path.name, split, self, batch_size)
 
 
 class TablePredictor(Predictor):
@@ -231,8 +276,8 @@ class Translator(Predictor):
         return _loaded(path.name, pairs, self, batch_size, info=info)
 
 
-PREDICTORS: dict[str, type[Predictor]] = {cls.kind: cls for cls in (ImageClassifier, TablePredictor, TextGenerator,
-                                                                      Translator)}
+PREDICTORS: dict[str, type[Predictor]] = {cls.kind: cls for cls in (ImageClassifier, Detector, TablePredictor,
+                                                                      TextGenerator, Translator)}
 
 
 def load(run_dir: str | Path, *, weights: str = "best", device: str = "cpu") -> Predictor:
@@ -250,10 +295,7 @@ def load(run_dir: str | Path, *, weights: str = "best", device: str = "cpu") -> 
             "holds no trained model (a demonstration, or a run made before divekit saved model.json)"
         raise FileNotFoundError(f"{run_dir} {what}; predictions need a run of a training experiment")
     card = io.read_json(card_path)
-    if card.get("inputs") is None:
-        raise ValueError(f"{run_dir}: the data of this {card['experiment']} run did not say how to read new inputs, "
-                         "so it cannot predict; `divekit evaluate` still scores it on its own data")
-    inputs = inputs_from_dict(card["inputs"], str(card_path))
+    inputs = None if card.get("inputs") is None else inputs_from_dict(card["inputs"], str(card_path))
     weights_path = run_dir / BEST_NAME
     if weights == "last" or not weights_path.exists():
         weights_path = run_dir / CHECKPOINT_NAME
@@ -268,8 +310,8 @@ def load(run_dir: str | Path, *, weights: str = "best", device: str = "cpu") -> 
         raise ValueError(f"{weights_path} does not fit the model that {card_path} describes ({error}); "
                          "the run folder was changed by hand") from None
     model.to(device).eval()
-    return PREDICTORS[inputs.kind](model, inputs, run_dir, card["experiment"], card["model"], card["impl"],
-                                   weights_path, device)
+    predictor = Predictor if inputs is None else PREDICTORS[inputs.kind]  # None: it evaluates and exports only
+    return predictor(model, inputs, run_dir, card["experiment"], card["model"], card["impl"], weights_path, device)
 
 
 # -- helpers -----------------------------------------------------------------------------------

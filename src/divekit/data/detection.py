@@ -70,25 +70,35 @@ class DetectionData:
 # -- reading and writing the format -----------------------------------------------------------------
 
 
-def read_detection_split(folder: str | os.PathLike) -> Detection:
+def read_detection_split(folder: str | os.PathLike, size: tuple[int, int] | None = None) -> Detection:
     """One split in the banana format (``folder/label.csv`` and ``folder/images/``) as a Detection batch:
-    images in the order of their first row, uint8 (N, 3, H, W); boxes (N, M, 4) relative to each image's
-    width and height; labels (N, M) long, -1 on the padding rows of images with fewer than M objects."""
+    images in the order of their first row, uint8 (N, 3, H, W), resized (bilinear) to ``size`` (width,
+    height) when given; boxes (N, M, 4) relative to each image's width and height; labels (N, M) long,
+    -1 on the padding rows of images with fewer than M objects. A row that is not a class index >= 0 and
+    a box with xmin < xmax and ymin < ymax is refused with its line."""
     folder = Path(folder)
+    where = folder / "label.csv"
     rows: dict[str, list[tuple[int, float, float, float, float]]] = {}
-    with open(folder / "label.csv", newline="") as f:
+    with open(where, newline="", encoding="utf-8-sig") as f:  # -sig: a CSV saved with a byte-order mark
         reader = csv.reader(f)
         header = tuple(next(reader, ()))
         if header != LABEL_HEADER:
-            raise ValueError(f"{folder / 'label.csv'} must start with the header {','.join(LABEL_HEADER)}, "
-                             f"got {','.join(header)}")
+            raise ValueError(f"{where} must start with the header {','.join(LABEL_HEADER)}, got {','.join(header)}")
         for line, row in enumerate(reader, 2):
             if len(row) != len(LABEL_HEADER):
-                raise ValueError(f"{folder / 'label.csv'}, line {line}: expected {len(LABEL_HEADER)} fields, got {row}")
-            rows.setdefault(row[0], []).append((int(row[1]), *map(float, row[2:])))
+                raise ValueError(f"{where}, line {line}: expected {len(LABEL_HEADER)} fields, got {row}")
+            try:
+                label, x1, y1, x2, y2 = int(row[1]), *map(float, row[2:])
+            except ValueError:
+                raise ValueError(f"{where}, line {line}: expected a class index and four pixel coordinates, "
+                                 f"got {row[1:]}") from None
+            if label < 0 or not (x1 < x2 and y1 < y2):
+                raise ValueError(f"{where}, line {line}: expected a class index >= 0 and a box with xmin < xmax and "
+                                 f"ymin < ymax, got {row[1:]}")
+            rows.setdefault(row[0], []).append((label, x1, y1, x2, y2))
     if not rows:
-        raise ValueError(f"{folder / 'label.csv'} lists no images")
-    images = [_read_image(folder / "images" / name) for name in rows]
+        raise ValueError(f"{where} lists no images")
+    images = [_read_image(folder / "images" / name, size) for name in rows]
     sizes = {tuple(image.shape) for image in images}
     if len(sizes) > 1:
         raise ValueError(f"the images of {folder} differ in size ({sorted(sizes)}); resize them to one size first")
@@ -96,16 +106,21 @@ def read_detection_split(folder: str | os.PathLike) -> Detection:
     M = max(len(objects) for objects in rows.values())
     labels = torch.full((len(rows), M), -1, dtype=torch.long)
     boxes = torch.zeros(len(rows), M, 4)
-    for i, objects in enumerate(rows.values()):
+    for i, (name, objects) in enumerate(rows.items()):
         table = torch.tensor(objects, dtype=torch.float64)                        # (m, 5) [label, x1, y1, x2, y2]
         labels[i, :len(objects)] = table[:, 0].long()
-        boxes[i, :len(objects)] = (table[:, 1:] / torch.tensor([W, H, W, H])).float()
+        with Image.open(folder / "images" / name) as image:                       # the file's own pixels
+            width, height = image.size
+        boxes[i, :len(objects)] = (table[:, 1:] / torch.tensor([width, height, width, height])).float()
     return Detection(torch.stack(images), boxes, labels)
 
 
-def _read_image(path: Path) -> torch.Tensor:
+def _read_image(path: Path, size: tuple[int, int] | None = None) -> torch.Tensor:
     with Image.open(path) as image:
-        pixels = np.asarray(image.convert("RGB"))                                # (H, W, 3)
+        image = image.convert("RGB")
+        if size is not None and image.size != tuple(size):
+            image = image.resize(tuple(size), Image.Resampling.BILINEAR)
+        pixels = np.asarray(image)                                               # (H, W, 3)
     return torch.from_numpy(pixels.copy()).permute(2, 0, 1)                      # (3, H, W)
 
 

@@ -7,6 +7,8 @@ through plain JSON (:func:`inputs_to_dict`, :func:`inputs_from_dict`):
 
 * :class:`ImageInputs`: C x H x W images scaled to [0, 1] (uint8 / 255, as the loaders do), then the
   evaluation transform (e.g. the book's ``Resize``), and the names of the classes;
+* :class:`DetectionInputs`: the same images for a detector, whose boxes come back in each file's own
+  pixels, and the names of the object classes;
 * :class:`TableInputs`: CSV rows encoded as in training (D2L §4.10: numeric columns standardised by
   the training rows' mean and std, the others one-hot), and the target's classes or, for
   regression, its training mean and std (the model learns the standardised target);
@@ -64,6 +66,23 @@ class ImageInputs:
     @property
     def shape(self) -> tuple[int, int, int]:
         return self.channels, self.height, self.width
+
+
+@dataclass(frozen=True)
+class DetectionInputs(ImageInputs):
+    """Images of ``channels`` x ``height`` x ``width`` pixels for a detector of the object ``classes``
+    (D2L §13.7.3): read and scaled as :class:`ImageInputs`, with each file's own size kept to give the
+    boxes back in its pixels."""
+
+    kind: ClassVar[str] = "detection"
+
+    def read_with_sizes(self, files: Sequence[str | Path]) -> tuple[torch.Tensor, list[tuple[int, int]]]:
+        """Image files as :meth:`read` gives them (N, C, H, W), and each file's (width, height)."""
+        from divekit.data.user import read_image
+
+        mode = "L" if self.channels == 1 else "RGB"
+        sizes = [tuple(read_image(Path(file), mode=mode).shape[:0:-1]) for file in files]  # (C, H, W) -> (W, H)
+        return self.read(files), sizes
 
 
 @dataclass(frozen=True)
@@ -184,8 +203,9 @@ class TranslationInputs:
         return Vocab.from_tokens(self.source_tokens), Vocab.from_tokens(self.target_tokens)
 
 
-KINDS: dict[str, type] = {cls.kind: cls for cls in (ImageInputs, TableInputs, TextInputs, TranslationInputs)}
-Inputs = ImageInputs | TableInputs | TextInputs | TranslationInputs
+KINDS: dict[str, type] = {cls.kind: cls for cls in (ImageInputs, DetectionInputs, TableInputs, TextInputs,
+                                                    TranslationInputs)}
+Inputs = ImageInputs | DetectionInputs | TableInputs | TextInputs | TranslationInputs
 
 
 def inputs_to_dict(inputs: Inputs) -> dict:

@@ -71,6 +71,7 @@ class DetectionImages(DataPart, Checked):
 
     def load(self, ctx: LoadContext) -> Loaded:
         from divekit.data.detection import load_detection
+        from divekit.data.inputs import DetectionInputs
         from divekit.data.loader import TensorLoader
         from divekit.data.transforms import RandomHorizontalFlip
 
@@ -86,7 +87,7 @@ class DetectionImages(DataPart, Checked):
                                transform=RandomHorizontalFlip() if self.flip else None),
             eval=TensorLoader(evaluation, batch_size, device=device),
             eval_name=data.eval_name, model_fields={"input_shape": data.input_shape, "num_classes": data.num_classes},
-            info=data,
+            info=data, inputs=DetectionInputs(*data.input_shape, classes=data.classes),
         )
 
 

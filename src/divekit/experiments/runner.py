@@ -530,7 +530,8 @@ def _closing_line(run_dir: Path, seconds: float) -> str:
     return "\n".join(lines)
 
 
-_PREDICT_EXAMPLES = {"images": "IMAGE.png ...", "table": "TABLE.csv", "text": '"time traveller"',
+_PREDICT_EXAMPLES = {"images": "IMAGE.png ...", "detection": "IMAGE.png ...", "table": "TABLE.csv",
+                     "text": '"time traveller"',
                      "translation": '"i\'m home ."'}
 
 

@@ -22,7 +22,7 @@ class DetectorConfig(Checked):
     """What every detector is sized by: its images (C, H, W), its object classes (background not
     counted) and the widths of its convolution blocks."""
 
-    MIN_SIDE: ClassVar[int] = 16  # the smallest image side whose feature maps keep at least one cell
+    HALVINGS_AFTER_BASE: ClassVar[int] = 1  # halvings of the last feature map after the base network's
 
     input_shape: tuple[int, int, int] = option((3, 256, 256), "image shape (C, H, W)")
     num_classes: int = option(1, "number of object classes, background not counted", at_least(1))
@@ -34,9 +34,16 @@ class DetectorConfig(Checked):
         super().__post_init__()
         if len(self.input_shape) != 3 or min(self.input_shape) < 1:
             raise ValueError(f"a detector takes images (C, H, W), got input shape {self.input_shape}")
-        if min(self.input_shape[1:]) < self.MIN_SIDE:
-            raise ValueError(f"{type(self).__name__}: images must be at least {self.MIN_SIDE}x{self.MIN_SIDE} "
-                             f"(every feature map needs a cell), got {self.input_shape[1]}x{self.input_shape[2]}")
+        if min(self.input_shape[1:]) < self.min_side:
+            raise ValueError(f"{type(self).__name__}: images must be at least {self.min_side}x{self.min_side} with "
+                             f"{len(self.base_channels)} base blocks (every feature map needs a cell), got "
+                             f"{self.input_shape[1]}x{self.input_shape[2]}")
+
+    @property
+    def min_side(self) -> int:
+        """The smallest image side whose last feature map keeps a cell: one halving per base block, then
+        ``HALVINGS_AFTER_BASE`` more."""
+        return 2 ** (len(self.base_channels) + self.HALVINGS_AFTER_BASE)
 
 
 class Detector(nn.Module):

@@ -43,7 +43,7 @@ class SSDOutput(NamedTuple):
 
 @dataclass
 class TinySSDConfig(DetectorConfig):
-    MIN_SIDE = 2 ** (NUM_SCALES + 1)  # six halvings before the last map: 64 pixels
+    HALVINGS_AFTER_BASE = NUM_SCALES - 2  # the down-sampling blocks before the last map (then global pooling)
 
     sizes: tuple[float, ...] = option((0.2, 0.272, 0.37, 0.447, 0.54, 0.619, 0.71, 0.79, 0.88, 0.961),
                                       "anchor sizes, the same number for each of the five scales, smallest scale first "

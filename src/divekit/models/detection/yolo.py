@@ -47,7 +47,7 @@ class GridOutput(NamedTuple):
 
 @dataclass
 class GridDetectorConfig(DetectorConfig):
-    MIN_SIDE = 16  # one grid cell per 16 pixels
+    HALVINGS_AFTER_BASE = 1  # one grid cell per 16 pixels with the book's three base blocks
 
     priors: tuple[float, ...] = option((0.12, 0.12, 0.2, 0.2, 0.3, 0.3, 0.26, 0.14, 0.14, 0.26),
                                        "box priors per cell as (width, height) pairs relative to the image",
