@@ -143,6 +143,38 @@ def test_resume_refuses_a_config_edited_by_hand(tmp_path, capsys):
     assert "config.json was edited since the last checkpoint (lr: 0.03 -> 0.5)" in err and "--lr 0.5" in err
 
 
+def test_a_resume_that_stops_before_a_checkpoint_leaves_the_run_resumable(tmp_path, capsys):
+    assert main(["run", "linear-regression", "--epochs", "1", "--out", str(tmp_path), "--no-progress"]) == 0
+    (run,) = run_dirs(tmp_path)
+    before = io.read_json(run / "config.json")
+    assert main(["resume", str(run), "--epochs", "3", "--lr", "1e38", "--no-progress"]) == 1  # diverges at once
+    assert "loss became" in capsys.readouterr().err
+    assert io.read_json(run / "config.json") == before  # as its last checkpoint: the failed changes undone
+    assert main(["resume", str(run), "--epochs", "3", "--lr", "0.01", "--no-progress"]) == 0
+    assert io.read_json(run / "config.json")["changes"] == [{"after_epoch": 1, "step": 0, "epochs": 3, "lr": 0.01}]
+
+
+def test_resume_refuses_fewer_epochs_than_a_mid_epoch_checkpoint_has_begun(tmp_path, capsys):
+    assert main(["run", "linear-regression", "--epochs", "3", "--out", str(tmp_path), "--no-progress"]) == 0
+    (run,) = run_dirs(tmp_path)
+    checkpoint = io.load(run / "checkpoint.pt")
+    io.save({**checkpoint, "epoch": 1, "step": 2}, run / "checkpoint.pt")  # as if stopped within epoch 2
+    assert main(["resume", str(run), "--epochs", "1", "--no-progress"]) == 1
+    assert "has trained 1 epochs and part of the next; pass --epochs N (more than 1)" in capsys.readouterr().err
+
+
+def test_a_model_card_edited_by_hand_is_refused_and_a_file_is_no_run_folder(tmp_path, capsys):
+    assert main(["run", "linear-regression", "--epochs", "1", "--out", str(tmp_path / "runs"), "--no-progress"]) == 0
+    (run,) = run_dirs(tmp_path / "runs")
+    card = io.read_json(run / "model.json")
+    io.write_json(run / "model.json", {**card, "config": {**card["config"], "sigma": 0.5}})
+    assert main(["evaluate", str(run)]) == 1
+    assert "model.json was edited since the run saved its weights; put it back" in capsys.readouterr().err
+    (tmp_path / "afile").write_text("")
+    assert main(["run", "linear-regression", "--out", str(tmp_path / "afile"), "--no-progress"]) == 1
+    assert "--out " + str(tmp_path / "afile") + " is a file; pass the folder" in capsys.readouterr().err
+
+
 def test_resume_of_a_folder_that_is_not_a_run(tmp_path, capsys):
     assert main(["resume", str(tmp_path)]) == 1
     assert "is not a divekit run folder" in capsys.readouterr().err

@@ -14,7 +14,7 @@ from PIL import Image
 import divekit
 from divekit import io
 from divekit.cli import main
-from divekit.predict import load
+from divekit.predict import card_fingerprint, load
 
 
 def write_image_folder(root, size=(8, 8), per_class=12, seed=0):
@@ -231,8 +231,11 @@ def test_a_run_whose_data_reads_no_new_inputs_still_evaluates_and_exports(tmp_pa
     images = write_image_folder(tmp_path / "images")
     run = divekit.run("softmax-regression", data=str(images), epochs=1, batch_size=4, out=tmp_path / "runs",
                       progress=False)
-    card = io.read_json(run.run_dir / "model.json")
-    io.write_json(run.run_dir / "model.json", {**card, "inputs": None})  # as a run of data with no inputs saves it
+    card = {**io.read_json(run.run_dir / "model.json"), "inputs": None}  # as a run of data with no inputs saves it
+    io.write_json(run.run_dir / "model.json", card)
+    checkpoint = io.load(run.run_dir / "checkpoint.pt")
+    io.save({**checkpoint, "run": {**checkpoint["run"], "model_card": card_fingerprint(card)}},
+            run.run_dir / "checkpoint.pt")
     predictor = load(run.run_dir)
     with pytest.raises(ValueError, match="did not say how to read new inputs, so it cannot predict; `divekit evaluate"):
         predictor.predict(["x.png"])

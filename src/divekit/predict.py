@@ -39,13 +39,20 @@ WEIGHTS = ("best", "last")
 EXPORT_FORMATS = ("safetensors", "onnx")
 
 
-def write_model_card(run_dir: Path, *, model: str, impl: str, config: dict, inputs: Inputs | None,
-                     experiment: str) -> None:
-    """``model.json``: what :func:`load` rebuilds the model and its input handling from."""
+def model_card(*, model: str, impl: str, config: dict, inputs: Inputs | None, experiment: str) -> dict:
+    """The contents of ``model.json``: what :func:`load` rebuilds the model and its input handling from."""
     from divekit.data.inputs import inputs_to_dict
 
-    io.write_json(run_dir / MODEL_CARD, {"experiment": experiment, "model": model, "impl": impl, "config": config,
-                                         "inputs": inputs_to_dict(inputs) if inputs is not None else None})
+    return {"experiment": experiment, "model": model, "impl": impl, "config": config,
+            "inputs": inputs_to_dict(inputs) if inputs is not None else None}
+
+
+def card_fingerprint(card: dict) -> str:
+    """A model card's SHA-256 as JSON with sorted keys: the checkpoints record it, so that :func:`load`
+    refuses a model.json edited since (even an edit that keeps every weight's shape)."""
+    import hashlib
+
+    return hashlib.sha256(json.dumps(card, sort_keys=True).encode()).hexdigest()
 
 
 @dataclass
@@ -229,6 +236,8 @@ class TextGenerator(Predictor):
 
         if self.inputs.token != "char":
             raise ValueError("prediction is written for character-level language models")
+        if num_preds < 0:
+            raise ValueError(f"num_preds is how many characters to write after the prefix, at least 0; got {num_preds}")
         cleaned = self.inputs.clean(prefix)
         if not cleaned:
             raise ValueError(f"the prefix {prefix!r} holds no letters the model knows; give it some text to start from")
@@ -257,6 +266,10 @@ class Translator(Predictor):
     def predict(self, sentence: str, beam_size: int = 1, alpha: float = 0.75) -> str:
         from divekit.models.seq2seq import translate
 
+        from divekit.data.translation import preprocess
+
+        if not preprocess(sentence).split():
+            raise ValueError(f"the sentence {sentence!r} holds no words; give the model something to translate")
         source, target = self.inputs.vocabs()
         return translate(self.model, sentence, source, target, self.inputs.num_steps, beam_size, alpha)
 
@@ -295,6 +308,11 @@ def load(run_dir: str | Path, *, weights: str = "best", device: str = "cpu") -> 
             "holds no trained model (a demonstration, or a run made before divekit saved model.json)"
         raise FileNotFoundError(f"{run_dir} {what}; predictions need a run of a training experiment")
     card = io.read_json(card_path)
+    if (run_dir / CHECKPOINT_NAME).exists():
+        recorded = io.load(run_dir / CHECKPOINT_NAME).get("run", {}).get("model_card")
+        if recorded is not None and recorded != card_fingerprint(card):
+            raise ValueError(f"{card_path} was edited since the run saved its weights; put it back (the model, its "
+                             "config and its inputs must be those the weights were trained with)")
     inputs = None if card.get("inputs") is None else inputs_from_dict(card["inputs"], str(card_path))
     weights_path = run_dir / BEST_NAME
     if weights == "last" or not weights_path.exists():

@@ -19,6 +19,7 @@ every process runs the same code and process 0 alone writes into the run folder
 from __future__ import annotations
 
 import contextlib
+import copy
 import dataclasses
 import logging
 import os
@@ -162,6 +163,8 @@ def new_run_dir(out_root: str | Path, experiment: Experiment, options: Options) 
     if distributed.world().enabled:
         made = new_run_dir(out_root, experiment, options) if distributed.world().main else None
         return Path(distributed.gather_objects(made)[0])
+    if Path(out_root).exists() and not Path(out_root).is_dir():
+        raise ValueError(f"--out {out_root} is a file; pass the folder to make the run folder in")
     impl = getattr(options, "impl", None)
     stamp = time.strftime("%Y%m%d-%H%M%S")
     base = Path(out_root) / "-".join(part for part in (experiment.name, impl, stamp) if part)
@@ -286,9 +289,10 @@ def run_experiment(experiment: Experiment, options: Options, run_dir: str | Path
 
 
 def _remove_if_empty(run_dir: Path) -> None:
-    """Remove a run folder that holds nothing but its config (the run failed before it began)."""
-    if {p.name for p in run_dir.iterdir()} <= {CONFIG_NAME, LOCK_NAME}:
-        for name in (CONFIG_NAME, LOCK_NAME):
+    """Remove a run folder that holds nothing but its config and model card (the run failed before
+    its first checkpoint)."""
+    if {p.name for p in run_dir.iterdir()} <= {CONFIG_NAME, LOCK_NAME, MODEL_CARD}:
+        for name in (CONFIG_NAME, LOCK_NAME, MODEL_CARD):
             (run_dir / name).unlink(missing_ok=True)
         run_dir.rmdir()
 
@@ -318,6 +322,7 @@ def resume_run(run_dir: str | Path, changes: dict[str, Any] | None = None, *, pr
     A config.json edited by hand since the checkpoint is refused: pass the change instead."""
     run_dir = Path(run_dir)
     experiment, record = read_run_config(run_dir)
+    saved_record = copy.deepcopy(record)  # config.json as it is, put back if the resume stops before a checkpoint
     if isinstance(experiment, Demo):
         raise ValueError(f"{experiment.name} is a demonstration without checkpoints; run it again instead of resuming")
     changes = dict(changes or {})
@@ -341,14 +346,19 @@ def resume_run(run_dir: str | Path, changes: dict[str, Any] | None = None, *, pr
                          f"pass a change as an option instead: `divekit resume {run_dir} {flags}`")
     finished = saved["epoch"]
     epochs = changes.get("epochs", recorded.epochs)
-    if epochs <= finished and not saved["step"]:
-        raise ValueError(f"{run_dir} has finished its {finished} epochs; pass --epochs N (more than {finished}) "
-                         "to train it further")
+    if epochs <= finished:  # within an epoch too: that epoch is number finished + 1
+        done = f"has trained {finished} epochs and part of the next" if saved["step"] else \
+            f"has finished its {finished} epochs"
+        raise ValueError(f"{run_dir} {done}; pass --epochs N (more than {finished}) to train it further")
     options = experiment.make_options(**{**recorded.to_dict(), **changes})
     start = time.perf_counter()
     with run_lock(run_dir):
         training = prepare_training(experiment, options, out_dir=run_dir, progress=progress)
-        training.trainer.resume_from_checkpoint(expected_run=run_info(experiment, recorded, training.setup.data))
+        _model_card(training)  # its fingerprint into the trainer's run_info, for the checkpoints to come
+        expected = run_info(experiment, recorded, training.setup.data)
+        if "model_card" in saved["run"]:  # checkpoints written before divekit recorded it have none
+            expected["model_card"] = training.trainer.run_info["model_card"]
+        training.trainer.resume_from_checkpoint(expected_run=expected)
         applied = {k: v for k, v in changes.items() if getattr(recorded, k) != v}
         split, before = distributed.describe(options.batch_size), record.get("distributed") or {"processes": 1}
         applied.update({k: split[k] for k in ("processes", "strategy") if before.get(k) != split[k]})
@@ -362,7 +372,14 @@ def resume_run(run_dir: str | Path, changes: dict[str, Any] | None = None, *, pr
                 io.write_json(run_dir / CONFIG_NAME, record)
         log.info(f"{experiment.name} ({experiment.section}, impl {training.parts.train.impl}) resumed on "
                  f"{training.setup.data.name} with {training.device}; run folder {run_dir}")
-        summary = _finish_training(training, run_dir)
+        try:
+            summary = _finish_training(training, run_dir)
+        except BaseException:  # stopped before a checkpoint of the new options: config.json as that checkpoint
+            if applied and distributed.world().main and read_checkpoint(checkpoint)["run"] == saved["run"]:
+                io.write_json(run_dir / CONFIG_NAME, {**record, "config": saved_record["config"],
+                                                      "changes": saved_record.get("changes", []),
+                                                      "distributed": saved_record.get("distributed")})
+            raise
     log.info(_closing_line(run_dir, time.perf_counter() - start))
     return summary
 
@@ -405,15 +422,24 @@ def _save_figures(figures: dict, run_dir: Path) -> None:
 
 
 def _train(recipe: Recipe, options: Options, run_dir: Path, *, progress: bool) -> dict:
-    from divekit.predict import write_model_card
-
     training = prepare_training(recipe, options, out_dir=run_dir, progress=progress)
+    card = _model_card(training)
     if distributed.world().main:
-        write_model_card(run_dir, experiment=recipe.name, model=recipe.model, impl=training.parts.train.impl,
-                         config=training.setup.model_config, inputs=training.setup.data.inputs)
+        io.write_json(run_dir / MODEL_CARD, card)
     log.info(f"{recipe.name} ({recipe.section}, impl {training.parts.train.impl}) on {training.setup.data.name} "
              f"with {training.device}; run folder {run_dir}")
     return _finish_training(training, run_dir)
+
+
+def _model_card(training: Training) -> dict:
+    """The run's model.json (:func:`divekit.predict.model_card`); its fingerprint goes into the trainer's
+    ``run_info``, so every checkpoint records which model card its weights belong to."""
+    from divekit.predict import card_fingerprint, model_card
+
+    card = model_card(experiment=training.recipe.name, model=training.recipe.model, impl=training.parts.train.impl,
+                      config=training.setup.model_config, inputs=training.setup.data.inputs)
+    training.trainer.run_info["model_card"] = card_fingerprint(card)
+    return card
 
 
 def _finish_training(training: Training, run_dir: Path) -> dict:
