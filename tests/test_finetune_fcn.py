@@ -140,6 +140,16 @@ def test_a_target_model_takes_the_sources_body_and_a_new_head_with_its_own_learn
     frozen = parameter_groups(target, lr=0.1, freeze_body=True)
     assert len(frozen) == 1 and frozen[0]["params"] == [head.weight, head.bias]
     assert not any(p.requires_grad for n, p in target.named_parameters() if n.startswith("features."))
+    # a training step moves the head alone: the frozen body's batch norm keeps its running statistics
+    before = {k: v.clone() for k, v in target.state_dict().items() if k.startswith("features.")}
+    head_before = head.weight.detach().clone()
+    target.train()
+    assert not target.features.training and target.head.training
+    step = torch.optim.SGD(frozen, lr=0.1)
+    torch.nn.functional.cross_entropy(target(torch.randn(8, 3, 32, 32) * 3 + 1), torch.randint(2, (8,))).backward()
+    step.step()
+    assert all(torch.equal(target.state_dict()[k], v) for k, v in before.items())
+    assert not torch.equal(head.weight, head_before)
     other = create_model("resnet18", "fast", input_shape=(3, 32, 32), num_residuals=(1, 1, 1, 1))
     with pytest.raises(ValueError, match="does not fit this model: missing .*bn3"):
         load_body(other, source.state_dict())

@@ -99,3 +99,7 @@ def test_the_task_scores_only_labelled_pixels_and_sums_confusion_matrices(ops):
     predicted = model(X).argmax(dim=1)
     assert metrics["acc"] == pytest.approx(float((predicted == masks)[valid].float().mean()))
     assert metrics["miou"] == pytest.approx(brute_force(predicted, masks, 4)[1])
+    ignored = task.step(model, Segmentation(X, torch.full_like(masks, 255)), training=True)  # a crop of borders only
+    assert ignored.loss.item() == 0 and ignored.sums["loss"].item() == 0 and ignored.sums["pixels"] == 0
+    ignored.loss.backward()  # no NaN reaches the gradients either
+    assert all(torch.isfinite(p.grad).all() for p in model.parameters())

@@ -12,8 +12,9 @@ import torch.nn.functional as F
 
 from divekit.data.batch import Detection, Segmentation, Split
 from divekit.data.transforms import (CenterCrop, ColorJitter, Compose, Normalize, RandomHorizontalFlip,
-                                     RandomResizedCrop, RandomVerticalFlip, _crop_and_resize, adjust_brightness,
-                                     adjust_contrast, adjust_hue, adjust_saturation, hsv_to_rgb, rgb_to_hsv)
+                                     RandomResizedCrop, RandomVerticalFlip, Resize, _crop_and_resize,
+                                     adjust_brightness, adjust_contrast, adjust_hue, adjust_saturation, hsv_to_rgb,
+                                     rgb_to_hsv, transform_from_spec)
 
 needs_kornia = pytest.mark.skipif(importlib.util.find_spec("kornia") is None, reason="kornia is not installed")
 
@@ -156,6 +157,26 @@ def test_centre_crops_normalisation_and_composition():
     torch.testing.assert_close(normalize.denormalize(Z), X)
     pipeline = Compose([RandomHorizontalFlip(), ColorJitter(0.5, 0.5, 0.5, 0.5), RandomResizedCrop(8), Normalize()])
     assert pipeline(Split(X, torch.zeros(4)), torch.Generator().manual_seed(0)).X.shape == (4, 3, 8, 8)
+
+
+def test_resize_takes_each_mask_pixel_where_its_image_pixel_samples():
+    # the column index as image and as mask: a resized mask must hold the column its image pixel centres on
+    columns = torch.arange(9.0).expand(1, 6, 9)
+    batch = Segmentation(columns[None].expand(1, 3, 6, 9) / 8, columns.long())
+    out = Resize((2, 3))(batch)
+    assert out.X[0, 0, 0].mul(8).tolist() == pytest.approx([1.0, 4.0, 7.0])  # bilinear at the centres
+    assert out.masks[0, 0].tolist() == [1, 4, 7]  # not floor(k * 9 / 3) = 0, 3, 6: a pixel to the left
+    crop = _crop_and_resize(batch, *(torch.tensor([v]) for v in (0.0, 0.0, 6.0, 9.0)), (2, 3))
+    assert torch.equal(crop.masks, out.masks)  # the crops' nearest neighbour agrees
+
+
+def test_evaluation_transforms_are_saved_and_rebuilt():
+    pipeline = Compose([Resize(12), CenterCrop((8, 10)), Normalize((0.5, 0.4, 0.3), (0.2, 0.25, 0.3))])
+    rebuilt = transform_from_spec(pipeline.spec())
+    X = torch.rand(2, 3, 16, 20)
+    torch.testing.assert_close(rebuilt(Split(X, torch.zeros(2))).X, pipeline(Split(X, torch.zeros(2))).X)
+    with pytest.raises(ValueError, match="RandomHorizontalFlip is random, for training only"):
+        RandomHorizontalFlip().spec()
 
 
 def test_bad_transform_arguments_say_what_is_wrong():

@@ -69,7 +69,8 @@ def _images(batch: Batch, name: str) -> torch.Tensor:
 
 class Resize(Transform):
     """Images to ``size`` (H, W) by bilinear interpolation, as the book's ``Resize`` (D2L §7.1.3);
-    masks by nearest neighbour (classes are not averaged); relative boxes stay as they are."""
+    masks by nearest neighbour at the pixel centres the images sample (classes are not averaged;
+    ``nearest-exact``, as PIL's NEAREST and the crops' :func:`_nearest`); relative boxes stay as they are."""
 
     def __init__(self, size: int | tuple[int, int]):
         self.size = (size, size) if isinstance(size, int) else tuple(size)
@@ -83,7 +84,8 @@ class Resize(Transform):
         for name in batch.mask_fields:
             masks = getattr(batch, name)
             if tuple(masks.shape[-2:]) != self.size:
-                changes[name] = F.interpolate(masks[:, None].float(), size=self.size, mode="nearest")[:, 0].to(masks.dtype)
+                changes[name] = F.interpolate(masks[:, None].float(), size=self.size,
+                                              mode="nearest-exact")[:, 0].to(masks.dtype)
         return batch.replace(**changes) if changes else batch
 
     def spec(self):
@@ -260,6 +262,9 @@ class CenterCrop(Transform):
         full = lambda value: torch.full((B,), float(value))  # noqa: E731
         return _crop_and_resize(batch, full((H - h) // 2), full((W - w) // 2), full(h), full(w), self.size)
 
+    def spec(self):
+        return [{"name": "CenterCrop", "size": list(self.size)}]
+
     def __repr__(self) -> str:
         return f"CenterCrop({self.size})"
 
@@ -400,6 +405,9 @@ class Normalize(Transform):
         mean = torch.tensor(self.mean, dtype=X.dtype, device=X.device)[:, None, None]
         std = torch.tensor(self.std, dtype=X.dtype, device=X.device)[:, None, None]
         return (X * std + mean).clamp(0, 1)
+
+    def spec(self):
+        return [{"name": "Normalize", "mean": list(self.mean), "std": list(self.std)}]
 
     def __repr__(self) -> str:
         return f"Normalize(mean={self.mean}, std={self.std})"

@@ -74,11 +74,16 @@ def parameter_groups(model: ConvNet, lr: float, head_lr_scale: float = 10.0,
                      freeze_body: bool = False) -> list[dict]:
     """Optimizer parameter groups: the body at ``lr`` and the head at ``lr * head_lr_scale`` (the
     book's ``param_group=True``: ten times), or, with ``freeze_body``, the head alone with the
-    body's parameters set not to need gradients (D2L §13.2.2)."""
+    body's parameters set not to need gradients and its batch normalization kept in evaluation mode
+    (its running statistics stay those of the source data; D2L §13.2.2)."""
     body = [p for name, p in model.named_parameters() if not name.startswith("head.")]
     head = [p for name, p in model.named_parameters() if name.startswith("head.")]
     if freeze_body:
+        if set(dict(model.named_children())) != {"features", "head"}:
+            raise ValueError(f"freezing the body needs a ConvNet of features and head, got {type(model).__name__}")
         for p in body:
             p.requires_grad_(False)
+        model.frozen_features = True
+        model.train(model.training)
         return [{"params": head, "lr": lr * head_lr_scale}]
     return [{"params": body, "lr": lr}, {"params": head, "lr": lr * head_lr_scale}]

@@ -161,9 +161,9 @@ class PixelClassification(Task):
         valid = batch.masks != self.ignore_index  # (B, H, W)
         pixels = logits.permute(0, 2, 3, 1)[valid]  # (N, C): the pixels that have a class
         losses = self.loss_fn(pixels, batch.masks[valid])  # (N,)
-        loss = losses.mean()
+        loss = losses.sum() / max(len(losses), 1)  # the mean; 0 (not 0 / 0) for a batch of ignored pixels only
         matrix = confusion_matrix(logits.detach().argmax(dim=1), batch.masks, self.num_classes, self.ignore_index)
-        return StepOutput(loss, {"loss": loss.detach().float() * len(losses), "pixels": len(losses),
+        return StepOutput(loss, {"loss": losses.detach().float().sum(), "pixels": len(losses),
                                  "confusion": matrix, "count": len(batch)})
 
     def summarize(self, totals):

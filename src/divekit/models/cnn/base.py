@@ -33,7 +33,12 @@ class ImageClassifierConfig(Checked):
 
 class ConvNet(nn.Module):
     """``head(features(X))``, initialised as the book's ``train_ch6`` does: Xavier-uniform weights
-    for every convolution and fully connected layer (D2L §6.6.2), default biases."""
+    for every convolution and fully connected layer (D2L §6.6.2), default biases. With
+    ``frozen_features`` (fine-tuning's fixed feature extractor, D2L §13.2.2) the features stay in
+    evaluation mode when the model trains: their batch normalization keeps its running statistics
+    and uses them, as a frozen body should."""
+
+    frozen_features = False
 
     def __init__(self, features: nn.Module, head: nn.Module, ops: Ops):
         super().__init__()
@@ -42,6 +47,12 @@ class ConvNet(nn.Module):
         for m in self.modules():
             if isinstance(m, (ops.Linear, ops.Conv2d)):
                 ops.xavier_uniform_(m.weight)
+
+    def train(self, mode: bool = True) -> ConvNet:
+        super().train(mode)
+        if self.frozen_features:
+            self.features.eval()
+        return self
 
     def forward_features(self, X: torch.Tensor) -> torch.Tensor:
         return self.features(X)
