@@ -381,6 +381,34 @@ def test_tar_extraction_keeps_links_that_stay_inside(tmp_path):
     assert sorted(p.name for p in target.iterdir()) == ["a.txt", "alias.txt", "old"]
 
 
+def test_a_link_under_the_kept_folder_may_not_lead_out_of_it(tmp_path):
+    # root/up -> .. stays inside the unpacked archive, but the kept folder is root/ alone: it would lead above the target
+    archive_path = tmp_path / "links.tgz"
+    archive_path.write_bytes(make_tar([tarfile.TarInfo("root/a.txt"), link("root/up", "..")], {"root/a.txt": b"a"}))
+    target = tmp_path / "work" / "out"
+    with pytest.raises(UnsafeArchiveError, match="'up' is a link that leads out of the folder; nothing was extracted"):
+        extract_archive(archive_path, target, "tgz", root="root")
+    assert files_under(tmp_path / "work") == []
+    # a link left by an earlier unpack is replaced by the folder of the same name, not written through
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    target.mkdir(parents=True)
+    (target / "up").symlink_to(outside)
+    archive_path.write_bytes(make_tar([tarfile.TarInfo("root/up/b.txt")], {"root/up/b.txt": b"b"}))
+    extract_archive(archive_path, target, "tgz", root="root")
+    assert not (target / "up").is_symlink() and (target / "up" / "b.txt").read_bytes() == b"b"
+    assert list(outside.iterdir()) == []
+
+
+def test_a_target_named_with_dot_dot_unpacks(tmp_path):
+    archive_path = tmp_path / "plain.zip"
+    with zipfile.ZipFile(archive_path, "w") as archive:
+        archive.writestr("r/a.txt", "alpha")
+    (tmp_path / "w").mkdir()
+    target = extract_archive(archive_path, tmp_path / "w" / ".." / "out", "zip", root="r")
+    assert (tmp_path / "out" / "a.txt").read_text() == "alpha" and target == tmp_path / "out"
+
+
 def test_archive_data_set_is_downloaded_unpacked_and_verified(server):
     train, test = b"train split\n", b"test split\n"
     server.files["/toy.zip"] = make_zip(

@@ -8,6 +8,8 @@ import torch
 
 from divekit.data.user import (
     UserDataError,
+    apply_column,
+    fit_column,
     load_csv_table,
     load_image_folder,
     load_user_data,
@@ -421,6 +423,16 @@ def test_constant_column_is_centred_not_divided_by_zero(tmp_path):
     path = write_csv(tmp_path / "t.csv", "c,y\n4,1\n4,2\n4,3\n4,4\n")
     data = load_csv_table(path, "y", kind="regression")
     assert torch.cat([data.train.X, data.eval.X]).eq(0).all()
+    # constant in the fitted rows, other values elsewhere: still 0, not those values in raw units
+    encoding = fit_column("price", ["250000", "250000", "300000"], torch.tensor([0, 1]))
+    assert encoding["std"] == 0 and apply_column(encoding, ["250000", "300000", "NA"]).eq(0).all()
+
+
+def test_numbers_are_read_as_pandas_reads_them_and_blank_lines_skipped(tmp_path):
+    path = write_csv(tmp_path / "t.csv", "code,x,y\n1_000,1,1\n \n2_000,2,2\n\u0661\u0662,3,3\n3_000,4,4\n")
+    data = load_csv_table(path, "y", kind="regression", val_fraction=0.25)  # the line of spaces: no row
+    assert len(data.train.X) + len(data.eval.X) == 4
+    assert data.feature_names[0].startswith("code=") and "x" in data.feature_names  # "1_000": text, as pandas
 
 
 def test_mixed_numeric_and_text_columns(tmp_path):

@@ -758,7 +758,7 @@ def extract_archive(
     """
     if kind not in ARCHIVE_KINDS:
         raise ValueError(f"archive kind {kind!r} is not one of {ARCHIVE_KINDS}")
-    archive_path, target_dir = Path(archive_path), Path(target_dir).absolute()
+    archive_path, target_dir = Path(archive_path), Path(target_dir).resolve()  # no ".." left to compare
     target_dir.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(
         tempfile.mkdtemp(prefix=f".{target_dir.name}.", suffix=".unpack", dir=target_dir.parent)
@@ -775,6 +775,7 @@ def extract_archive(
         source = staging / root
         if not source.is_dir():
             raise ValueError(f"{archive_path} has no folder {root!r} to unpack")
+        _check_links_stay_inside(archive_path, source)
         _move_into(source, target_dir)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
@@ -809,12 +810,26 @@ def _extract_tar(archive_path: Path, staging: Path, mode: str) -> None:
             raise _unsafe(archive_path, error.tarinfo.name, f"is refused ({error})") from error
 
 
+def _check_links_stay_inside(archive_path: Path, source: Path) -> None:
+    """Refuse a symbolic link under ``source`` (the part of the archive that is kept) that leads out of
+    it: the tar filter checks links against the whole unpacked archive, and ``root/`` is only part of it."""
+    inside = os.path.realpath(source)
+    for folder, names, files in os.walk(source):
+        for name in names + files:
+            path = os.path.join(folder, name)
+            if os.path.islink(path) and os.path.commonpath([inside, os.path.realpath(path)]) != inside:
+                raise _unsafe(archive_path, os.path.relpath(path, source), "is a link that leads out of the folder")
+
+
 def _move_into(source: Path, target: Path) -> None:
-    """Move the contents of ``source`` into ``target``, merging folders and replacing files."""
+    """Move the contents of ``source`` into ``target``, merging folders and replacing files (and links:
+    a folder is never merged through a link into wherever the link leads)."""
     target.mkdir(parents=True, exist_ok=True)
     for entry in source.iterdir():
         destination = target / entry.name
-        if entry.is_dir() and not entry.is_symlink() and destination.is_dir():
+        if entry.is_dir() and not entry.is_symlink() and destination.is_dir() and not destination.is_symlink():
             _move_into(entry, destination)
         else:
+            if destination.is_symlink():
+                destination.unlink()  # replaced, never written through
             os.replace(entry, destination)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import csv
 import math
+import re
 from pathlib import Path
 from typing import Literal
 
@@ -35,6 +36,8 @@ MISSING_MARKERS = frozenset({
     "<NA>", "N/A", "NA", "NULL", "NaN", "None", "n/a", "nan", "null",
 })
 MISSING_CATEGORY = "<missing>"
+# a number as pandas' parser reads one: ASCII digits, sign, point, exponent, or inf (spaces around allowed)
+NUMBER = re.compile(r"\s*[+-]?(?:(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?|inf(?:inity)?)\s*", re.IGNORECASE)
 KINDS = ("classification", "regression")
 SUPPORTED_FORMS = (
     "a folder with one sub-folder of images per class (PATH/<class>/*.png|jpg|jpeg), "
@@ -362,7 +365,7 @@ def read_csv_rows(path: Path, min_rows: int = 2) -> tuple[list[str], list[list[s
                 raise UserDataError(f"{path} is empty; a table needs a header row and data rows")
             columns = [cell.strip() for cell in header]
             for row in reader:
-                if not row:
+                if not row or (len(row) == 1 and not row[0].strip()):  # a blank line, spaces alone too (as pandas)
                     continue
                 if len(row) != len(columns):
                     raise UserDataError(
@@ -399,9 +402,8 @@ def _check_numbers(columns: list[str], rows: list[list[str]], line_numbers: list
         for position, (column, cell) in enumerate(zip(columns, row)):
             if _is_missing(cell):
                 continue
-            try:
-                value = float(cell)
-            except ValueError:
+            value = _parse_number(cell)
+            if value is None:
                 continue
             if not math.isfinite(value):
                 raise UserDataError(f"line {line} of {path} has {cell!r} in column {column!r}, an infinite number; "
@@ -417,11 +419,15 @@ def _is_missing(value: str) -> bool:
     return value in MISSING_MARKERS
 
 
+def _parse_number(value: str) -> float | None:
+    """A cell as a number as pandas reads one (ASCII digits, a sign, a point, an exponent, inf; not
+    Python's "1_000" or other scripts' digits, which pandas keeps as text), else None."""
+    return float(value) if NUMBER.fullmatch(value) else None
+
+
 def _is_number(value: str) -> bool:
-    try:
-        return math.isfinite(float(value))
-    except ValueError:
-        return False
+    number = _parse_number(value)
+    return number is not None and math.isfinite(number)
 
 
 def _is_number_or_missing(value: str) -> bool:
@@ -479,7 +485,7 @@ def encode_column(column: str, values: list[str], stats_index: torch.Tensor) -> 
 
 def fit_column(column: str, values: list[str], stats_index: torch.Tensor) -> dict:
     """How to encode ``column``, learned from the rows in ``stats_index``: ``{"name", "mean", "std"}``
-    for a numeric column (a std of 0 divides by 1), ``{"name", "categories"}`` (sorted) otherwise.
+    for a numeric column, ``{"name", "categories"}`` (sorted) otherwise.
     The dict is plain JSON, saved with a run so that new rows are encoded the same way."""
     if not is_numeric_column(values):
         return {"name": column, "categories": sorted({values[i] for i in stats_index.tolist()} - MISSING_MARKERS)}
@@ -493,7 +499,9 @@ def fit_column(column: str, values: list[str], stats_index: torch.Tensor) -> dic
 
 def apply_column(encoding: dict, values: list[str]) -> torch.Tensor:
     """float64 (N, K) features of ``values`` by a :func:`fit_column` encoding. Numeric: (v - mean) / std,
-    missing values 0, a value that is not a number is an error. Categorical: one-hot over the
+    missing values 0, and 0 everywhere for a column that was constant in the fitted rows (it told the
+    model nothing; D2L's (x - mean) / std gives NaN there, which it fills with 0); a value that is not
+    a number is an error. Categorical: one-hot over the
     categories and then missing values; a category the fitted rows did not have gets all zeros."""
     column = encoding["name"]
     if "categories" not in encoding:
@@ -502,8 +510,9 @@ def apply_column(encoding: dict, values: list[str]) -> torch.Tensor:
             raise UserDataError(f"column {column!r} holds {bad!r}, but the model was trained on numbers in it; "
                                 "give a number or leave the cell empty")
         numbers = torch.tensor([math.nan if _is_missing(v) else float(v) for v in values], dtype=torch.float64)
-        std = encoding["std"] if encoding["std"] > 0 else 1.0
-        return torch.where(numbers.isnan(), 0.0, (numbers - encoding["mean"]) / std).unsqueeze(1)
+        if encoding["std"] == 0:
+            return torch.zeros(len(values), 1, dtype=torch.float64)
+        return torch.where(numbers.isnan(), 0.0, (numbers - encoding["mean"]) / encoding["std"]).unsqueeze(1)
     position = {category: k for k, category in enumerate(encoding["categories"])}
     missing_position = len(position)
     codes = torch.tensor([missing_position if _is_missing(v) else position.get(v, -1) for v in values],
