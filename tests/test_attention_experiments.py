@@ -136,6 +136,23 @@ def test_held_out_bleu_with_sacrebleu_or_without_it_is_the_same(tmp_path, monkey
     assert with_sacrebleu["heldout_bleu"] == pytest.approx(results["heldout_bleu"], abs=1e-12)
 
 
+def test_held_out_bleu_is_unsmoothed_with_sacrebleu_and_without(monkeypatch):
+    pytest.importorskip("sacrebleu")
+    import divekit.models.seq2seq as seq2seq
+
+    # unigrams and bigrams match, no 4-gram does: sacreBLEU's default smoothing would give 0.245
+    predictions = {"he's wet .": "il est mouillé .", "go .": "va !", "i'm calm .": "je suis calme ."}
+    monkeypatch.setattr(seq2seq, "translate", lambda model, source, *args: predictions[source])
+    references = (("he's wet .", ("il est calme .",)), ("go .", ("va !", "bouge !")),
+                  ("i'm calm .", ("je suis chez moi .",)))
+    data = type("Loaded", (), {"info": type("Info", (), {"src_vocab": None, "tgt_vocab": None, "num_steps": 10,
+                                                         "held_out_references": references})})
+    with_sacrebleu, _ = HeldOutBLEU().run(None, data, "cpu")
+    monkeypatch.setitem(sys.modules, "sacrebleu", None)  # import sacrebleu now fails
+    without, _ = HeldOutBLEU().run(None, data, "cpu")
+    assert with_sacrebleu["heldout_bleu"] == without["heldout_bleu"] == 0.0
+
+
 def test_probe_options_are_checked():
     with pytest.raises(ValueError, match="--bleu-sentences must be at least 1"):
         HeldOutBLEU(bleu_sentences=0)

@@ -105,6 +105,23 @@ def test_relu_rnns_and_layers_without_bias_match_torch():
         torch.testing.assert_close(s(X)[0], f(X)[0])
 
 
+@pytest.mark.parametrize("batch_first", [False, True])
+@pytest.mark.parametrize("kind", KINDS)
+def test_one_unbatched_sequence_and_its_state_as_torch_takes_them(kind, batch_first):
+    s, f = twins(kind, 3, 4, 2, bidirectional=True, batch_first=batch_first)
+    X = torch.randn(5, 3, dtype=torch.float64)  # (T, I): no batch axis, whatever batch_first says
+    h = torch.randn(4, 4, dtype=torch.float64)  # (L*D, H)
+    state = (h, h.flip(0)) if kind == "lstm" else h
+    (ours, ours_state), (theirs, theirs_state) = s(X, state), f(X, state)
+    torch.testing.assert_close(ours, theirs)
+    for a, b in zip(flat(ours_state), flat(theirs_state)):
+        torch.testing.assert_close(a, b)
+    wrong = torch.zeros(4, 1, 4, dtype=torch.float64)  # a batch of 1 for a batch of 2: torch refuses it too
+    with pytest.raises(ValueError, match=r"Expected hidden size \(4, 2, 4\), got \[4, 1, 4\]"):
+        s(torch.randn(*((2, 5) if batch_first else (5, 2)), 3, dtype=torch.float64),
+          (wrong, wrong) if kind == "lstm" else wrong)
+
+
 def test_recurrent_layers_and_the_language_model_reject_bad_arguments():
     with pytest.raises(ValueError, match="--kind must be one of rnn, gru, lstm"):
         language_model("fast", 7, "transformer", 4)

@@ -181,9 +181,10 @@ class AttentionHeatmaps(Probe, Checked):
 @dataclass
 class HeldOutBLEU(Probe, Checked):
     """Corpus BLEU of greedy translations of the held-out English sentences (never seen in
-    training) against all their French references in the data, with sacreBLEU
-    (``tokenize="none"``: the text is tokenized already) where it is installed, else with
-    :func:`divekit.metrics.bleu.corpus_bleu`, which the tests hold equal to it."""
+    training) against all their French references in the data, unsmoothed (a corpus without a matching
+    4-gram scores 0), with sacreBLEU (``tokenize="none"``: the text is tokenized already;
+    ``smooth_method="none"``) where it is installed, else with :func:`divekit.metrics.bleu.corpus_bleu`,
+    which the tests hold equal to it."""
 
     bleu_sentences: int | None = option(None, "translate at most N held-out sentences for BLEU (none: all)",
                                         at_least(1))
@@ -206,7 +207,7 @@ class HeldOutBLEU(Probe, Checked):
         else:
             depth = max(len(refs) for refs in references)
             streams = [[refs[i] if i < len(refs) else None for refs in references] for i in range(depth)]
-            score = sacrebleu.corpus_bleu(predictions, streams, tokenize="none").score / 100
+            score = sacrebleu.corpus_bleu(predictions, streams, tokenize="none", smooth_method="none").score / 100
             by = f"sacrebleu {importlib.metadata.version('sacrebleu')}"
         examples = [{"source": s, "prediction": p, "references": list(refs)}
                     for (s, refs), p in zip(pairs[:8], predictions)]

@@ -70,16 +70,26 @@ class _Recurrent(nn.Module):
         raise NotImplementedError(f"{type(self).__name__} must define cell()")
 
     def forward(self, inputs: torch.Tensor, state=None):
-        """inputs (T, B, I), or (B, T, I) with ``batch_first``; state (L*D, B, H) (a pair of them
-        for the LSTM) or None for zeros. Returns the last layer's outputs (T, B, D*H) (or
-        (B, T, D*H)) and the final state of every layer and direction, as torch's layers do."""
+        """inputs (T, B, I), or (B, T, I) with ``batch_first``, or one sequence (T, I); state
+        (L*D, B, H) ((L*D, H) for one sequence; a pair of them for the LSTM) or None for zeros.
+        Returns the last layer's outputs (T, B, D*H) (or (B, T, D*H), or (T, D*H)) and the final
+        state of every layer and direction, as torch's layers do."""
+        if inputs.dim() == 2:  # one sequence, as torch's layers take it: run it as a batch of one
+            as_tuple = lambda st: tuple(st) if self.num_states > 1 else (st,)  # noqa: E731
+            as_state = lambda hs: tuple(hs) if self.num_states > 1 else hs[0]  # noqa: E731
+            state = None if state is None else as_state([h.unsqueeze(1) for h in as_tuple(state)])
+            output, final = self.forward(inputs.unsqueeze(0 if self.batch_first else 1), state)
+            return output.squeeze(0 if self.batch_first else 1), as_state([h.squeeze(1) for h in as_tuple(final)])
         X = inputs.transpose(0, 1) if self.batch_first else inputs  # (T, B, I)
         T, B, _ = X.shape
+        shape = (self.num_layers * (2 if self.bidirectional else 1), B, self.hidden_size)
         if state is None:
-            zeros = X.new_zeros(self.num_layers * (2 if self.bidirectional else 1), B, self.hidden_size)
-            states = (zeros,) * self.num_states
+            states = (X.new_zeros(shape),) * self.num_states
         else:
             states = tuple(state) if self.num_states > 1 else (state,)
+            for h in states:
+                if tuple(h.shape) != shape:  # torch's check and words: a wrong batch would broadcast silently
+                    raise ValueError(f"Expected hidden size {shape}, got {list(h.shape)}")
         finals = []  # final state of each (layer, direction), in torch's order
         for layer in range(self.num_layers):
             if layer > 0:
