@@ -47,6 +47,16 @@ def test_batch_norm_layer_matches_torch_in_both_modes(name, shape, reference, op
     ours.load_state_dict(ref.state_dict())
 
 
+def test_momentum_none_averages_every_batch_alike_as_torch():
+    torch.manual_seed(0)
+    ours, theirs = scratch.BatchNorm2d(3, 1e-5, None), nn.BatchNorm2d(3, 1e-5, None)
+    for step in range(4):
+        X = torch.randn(4, 3, 5, 5) * (step + 1) + step
+        torch.testing.assert_close(ours(X), theirs(X))
+    for name, value in theirs.state_dict().items():
+        torch.testing.assert_close(ours.state_dict()[name], value, msg=name)
+
+
 def test_training_output_is_standardised_per_channel_then_scaled_and_shifted():
     X = torch.randn(6, 3, 4, 4, dtype=torch.float64) * 5 + 2
     gamma, beta = torch.tensor([1.0, 2.0, 3.0], dtype=torch.float64), torch.tensor([0.0, -1.0, 4.0], dtype=torch.float64)

@@ -113,3 +113,15 @@ def test_loss_curves_of_the_figure(impl):
     assert [ax.get_title() for ax in fig.axes] == ["L2 loss", "L1 loss", "Huber loss (delta = 1)"]
     for ax in fig.axes:
         assert [line.get_label() for line in ax.get_lines()][:3] == ["loss", "likelihood", "gradient"]
+
+
+@pytest.mark.parametrize("shape", [(5,), (2, 4, 5), (3, 2, 2, 5)])
+def test_cross_entropy_twins_take_the_classes_from_the_last_axis(shape):
+    logits = torch.randn(*shape, dtype=torch.float64)
+    y = torch.randint(5, shape[:-1])
+    expected = F.cross_entropy(logits.reshape(-1, 5), y.reshape(-1), reduction="none").reshape(y.shape)
+    for ops in (scratch, fast):
+        assert_same_values_and_grads(lambda x: ops.cross_entropy(x, y),
+                                     lambda x: F.cross_entropy(x.reshape(-1, 5), y.reshape(-1), reduction="none")
+                                     .reshape(y.shape), logits)
+        torch.testing.assert_close(ops.cross_entropy(logits, y), expected)

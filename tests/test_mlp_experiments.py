@@ -106,3 +106,8 @@ def test_polynomial_fit_recovers_the_cubic_with_the_books_settings(tmp_path):
     cubic_rows = [row for row in summary["reference"] if row["metric"].startswith("cubic")]
     assert len(cubic_rows) == 2 and all(row["reached"] for row in cubic_rows), cubic_rows
     assert results["all20_test_loss"] > results["all20_train_loss"]  # the 20-feature fit generalises worse
+
+
+def test_weight_decay_refuses_adamws_decoupled_decay(tmp_path):
+    with pytest.raises(ValueError, match="--optimizer adamw decays the weights apart from the gradient"):
+        run("weight-decay", tmp_path, optimizer="adamw", epochs=1)

@@ -237,6 +237,14 @@ def test_create_optimizer_names_classes_and_momentum():
             create_optimizer(name, params, lr=0.1, momentum=0.9)
 
 
+def test_param_groups_of_generators_and_single_tensors_keep_their_parameters():
+    model = nn.Linear(3, 2)
+    for name in ("sgd", "adam", "adamw"):  # adam and adamw look at every tensor to decide on fusing
+        groups = [{"params": (p for p in [model.weight]), "lr": 0.1}, {"params": model.bias}]
+        optimizer = create_optimizer(name, groups, lr=0.01)
+        assert [g["params"] for g in optimizer.param_groups] == [[model.weight], [model.bias]], name
+
+
 @pytest.mark.parametrize("name", ["adam", "adamw"])
 def test_torchs_adam_runs_fused_and_steps_as_the_unfused_loop_does(name):
     torch.manual_seed(0)

@@ -277,15 +277,19 @@ def weight_decay(epochs: Epochs = 100, lr: LearningRate = 0.003, batch_size: Bat
                  num_test: Annotated[int, "test examples", at_least(1)] = 100) -> DemoResult:
     """High-dimensional linear regression with lambda = 0 and lambda = ``wd`` on the weights (not
     the bias). The scratch twin adds lambda * ||w||^2 / 2 to the loss (D2L §4.5.3); the fast twin
-    gives SGD weight_decay on the weights' parameter group (§4.5.4), the same update."""
+    gives the optimizer's weight_decay on the weights' parameter group (§4.5.4), the same update for
+    every optimizer but AdamW, whose decay is decoupled from the gradient: not this L2 penalty, so refused."""
     from divekit.data.loader import TensorLoader
     from divekit.data.synthetic import synthetic_regression
     from divekit.models.registry import create_model
-    from divekit.optim import create_optimizer
+    from divekit.optim import SCRATCH_PREFIX, create_optimizer
     from divekit.train.device import choose_device
     from divekit.train.tasks import Regression
     from divekit.viz.mlp import plot_curves
 
+    if optimizer.removeprefix(SCRATCH_PREFIX) == "adamw":
+        raise ValueError("--optimizer adamw decays the weights apart from the gradient (decoupled), not by the L2 "
+                         "penalty this section compares; choose sgd, momentum, adagrad, rmsprop, adadelta, adam or yogi")
     device = choose_device(device)
     ops = get_ops(impl)
     true_w = [0.01] * num_inputs

@@ -68,10 +68,16 @@ def create_optimizer(name: str, params: Iterable, *, impl: str = "fast", lr: flo
     hyper = dict(OPTIMIZERS[base].defaults)
     if momentum is not None:
         hyper["momentum"] = momentum
-    params = list(params)
+    params = [_listed(p) if isinstance(p, dict) else p for p in params]  # a group's generator is read once here
     if cls is OPTIMIZERS[base].fast and base in FUSED and _fusable(params):
         hyper["fused"] = True
     return cls(params, lr=lr, weight_decay=weight_decay, **hyper)
+
+
+def _listed(group: dict) -> dict:
+    """A param-group dict whose "params" is a list (torch takes a tensor, or any iterable, once)."""
+    tensors = group.get("params", [])
+    return {**group, "params": [tensors] if isinstance(tensors, torch.Tensor) else list(tensors)}
 
 
 def _fusable(params: list) -> bool:

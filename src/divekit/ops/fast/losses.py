@@ -66,8 +66,12 @@ class _CrossEntropy(torch.autograd.Function):
 
 def cross_entropy(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """Per-example cross-entropy of logits (N, C) and class indices y (N,) (D2L §3.4.6): ``F.cross_entropy``,
-    or from 2^18 logits on, the same numbers by :class:`_CrossEntropy`, whose backward is faster."""
-    if logits.dim() != 2 or logits.numel() < FUSED_MIN_ELEMENTS:
+    or from 2^18 logits on, the same numbers by :class:`_CrossEntropy`, whose backward is faster. Other
+    shapes (..., C) and (...) take the classes from the last axis, as the scratch twin (not torch's axis 1)."""
+    if logits.dim() != 2:
+        return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1).long(),
+                               reduction="none").reshape(y.shape)
+    if logits.numel() < FUSED_MIN_ELEMENTS:
         return F.cross_entropy(logits, y.long(), reduction="none")
     if y.shape != logits.shape[:1]:
         raise ValueError(f"cross_entropy takes logits (N, C) and labels (N,), got {tuple(logits.shape)} "

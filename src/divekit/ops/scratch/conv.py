@@ -12,7 +12,8 @@ Output size per axis: floor((n - k + 2p) / s) + 1 (D2L §6.3), with taps d apart
 A transposed convolution (§13.10) runs the other way: each input entry spreads a copy of the kernel,
 scaled by itself, over the output, copies s apart, and overlapping copies add up. It is the transpose
 of a convolution's matrix (:func:`conv_matrix`): it maps a convolution's output shape back to its
-input shape, which is how FCN upsamples (§13.11). Output size per axis:
+input shape (with output_padding = (n + 2p - k) mod s where s does not divide n + 2p - k), which is
+how FCN upsamples (§13.11). Output size per axis:
 (n - 1) s - 2p + d (k - 1) + 1 + output_padding.
 """
 
@@ -160,7 +161,8 @@ def conv_matrix(K: torch.Tensor, input_shape: tuple[int, int], stride: IntPair =
                 padding: IntPair = 0) -> torch.Tensor:
     """The matrix M (P Q, H W) of the convolution of an H x W image with the kernel K (kh, kw)
     (the book's ``kernel2matrix``, D2L §13.10.3): conv(X) = M vec(X), reshaped to (P, Q), and the
-    transposed convolution with the same kernel, stride and padding is M^T: vec(Y) -> (H, W).
+    transposed convolution with the same kernel, stride and padding, and output_padding
+    (H + 2p - kh) mod s (likewise for W), is M^T: vec(Y) -> (H, W).
     Column j of M is the convolution of the j-th one-hot image."""
     H, W = input_shape
     basis = torch.eye(H * W, dtype=K.dtype, device=K.device).reshape(H * W, 1, H, W)  # (H W, 1, H, W)

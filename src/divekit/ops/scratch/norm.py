@@ -46,11 +46,12 @@ def batch_norm(X: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, runnin
 
 class _BatchNorm(nn.Module):
     """What both batch normalization layers hold (D2L §7.5.3): ``nn.BatchNorm*d``'s state dict
-    names, weight (gamma), bias (beta), running_mean, running_var, num_batches_tracked."""
+    names, weight (gamma), bias (beta), running_mean, running_var, num_batches_tracked. A
+    ``momentum`` of None averages every batch alike (a cumulative mean, weight 1 / batches), as torch's."""
 
     num_dims = 0  # the input's number of dimensions
 
-    def __init__(self, num_features: int, eps: float = 1e-5, momentum: float = 0.1):
+    def __init__(self, num_features: int, eps: float = 1e-5, momentum: float | None = 0.1):
         super().__init__()
         self.num_features, self.eps, self.momentum = num_features, eps, momentum
         self.weight = nn.Parameter(torch.ones(num_features))  # gamma
@@ -65,8 +66,9 @@ class _BatchNorm(nn.Module):
                              f"with {self.num_features} features on axis 1, got shape {tuple(X.shape)}")
         if self.training:
             self.num_batches_tracked += 1
+        momentum = 1 / int(self.num_batches_tracked) if self.momentum is None and self.training else self.momentum
         return batch_norm(X, self.weight, self.bias, self.running_mean, self.running_var, self.training,
-                          self.momentum, self.eps)
+                          momentum, self.eps)
 
     def extra_repr(self) -> str:
         return f"{self.num_features}, eps={self.eps}, momentum={self.momentum}"
