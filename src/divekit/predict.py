@@ -264,9 +264,8 @@ class Translator(Predictor):
     inputs: TranslationInputs
 
     def predict(self, sentence: str, beam_size: int = 1, alpha: float = 0.75) -> str:
-        from divekit.models.seq2seq import translate
-
         from divekit.data.translation import preprocess
+        from divekit.models.seq2seq import translate
 
         if not preprocess(sentence).split():
             raise ValueError(f"the sentence {sentence!r} holds no words; give the model something to translate")
