@@ -84,6 +84,12 @@ def test_the_shards_of_every_minibatch_together_are_the_minibatch():
     lone = TensorLoader(Split(torch.zeros(13, 1), torch.arange(13)), 6)
     lone.shard(1, 2)
     assert len(lone) == 2  # the last minibatch (1 example) cannot be shared by 2 processes: it is left out
+    # the last minibatch of 5 is shared 2, 2, 1: weights that make the shards' mean losses average to the whole's
+    weights = [[(loader.share_weight, len(part)) for part in loader] for loader in shards]
+    assert [w[-1] for w in weights] == [(1.2, 2), (1.2, 2), (0.6, 1)] and all(w[0][0] == 1.0 for w in weights)
+    losses = torch.arange(5.0)  # per example
+    shared = [losses[:2].mean() * 1.2, losses[2:4].mean() * 1.2, losses[4:].mean() * 0.6]
+    assert torch.stack(shared).mean() == losses.mean()
 
 
 @pytest.mark.parametrize("sequential", [True, False])
@@ -116,11 +122,11 @@ import sys, torch
 from divekit.experiments.runner import prepare_training
 from divekit.train import distributed
 
-for impl in ("fast", "scratch"):
-    training = prepare_training("lenet", impl=impl, limit=16, batch_size=16, epochs=1, device="cpu")
-    training.fit()  # 16 examples in minibatches of 16: one step
+for impl, limit in (("fast", 16), ("scratch", 16), ("fast", 19)):
+    training = prepare_training("lenet", impl=impl, limit=limit, batch_size=16, epochs=1, device="cpu")
+    training.fit()  # 16 examples in minibatches of 16: one step; 19: then a minibatch of 3, shared 2 and 1
     if distributed.world().main:
-        torch.save(training.setup.model.state_dict(), f"{sys.argv[1]}/{impl}-{distributed.world().size}.pt")
+        torch.save(training.setup.model.state_dict(), f"{sys.argv[1]}/{impl}-{limit}-{distributed.world().size}.pt")
 """
 
 
@@ -131,11 +137,11 @@ def test_one_step_under_two_processes_equals_one_process_on_the_whole_minibatch(
     assert done.returncode == 0, done.stderr[-3000:]
     from divekit.experiments.runner import prepare_training
 
-    for impl in ("fast", "scratch"):
-        training = prepare_training("lenet", impl=impl, limit=16, batch_size=16, epochs=1, device="cpu")
+    for impl, limit in (("fast", 16), ("scratch", 16), ("fast", 19)):
+        training = prepare_training("lenet", impl=impl, limit=limit, batch_size=16, epochs=1, device="cpu")
         start = {k: v.clone() for k, v in training.setup.model.state_dict().items()}
         training.fit()
-        two = torch.load(tmp_path / f"{impl}-2.pt")
+        two = torch.load(tmp_path / f"{impl}-{limit}-2.pt")
         moved = 0
         for name, value in training.setup.model.state_dict().items():
             torch.testing.assert_close(two[name], value, rtol=1e-5, atol=1e-6, msg=f"{impl} {name}")

@@ -77,11 +77,15 @@ class TensorLoader:
         self.num_batches = num_batches
         self.epoch = 0
         self.shard_index, self.num_shards = 0, 1
+        self.share_weight = 1.0  # num_shards x (this shard's share / the minibatch) of the minibatch last yielded
 
     def shard(self, index: int, num_shards: int) -> None:
         """Yield only part ``index`` of ``num_shards`` of every minibatch (the minibatches, their
         number and their order stay those of the whole loader, so the shards together are its
-        minibatches). A last minibatch with fewer examples than shards is left out."""
+        minibatches). A last minibatch with fewer examples than shards is left out. Where a
+        minibatch does not divide evenly, ``share_weight`` (after each minibatch) is what this
+        shard's mean loss is multiplied by so that the processes' averaged gradient is that of the
+        mean over the whole minibatch."""
         share_bounds(self.batch_size, index, num_shards)  # checks index
         self.shard_index, self.num_shards = index, num_shards
 
@@ -122,7 +126,9 @@ class TensorLoader:
         augment = self._generator(stream) if self.transform is not None else None
         for i in range(len(self)):
             start = i * self.batch_size
-            lo, hi = share_bounds(min(self.batch_size, self.num_examples - start), self.shard_index, self.num_shards)
+            size = min(self.batch_size, self.num_examples - start)
+            lo, hi = share_bounds(size, self.shard_index, self.num_shards)
+            self.share_weight = (hi - lo) * self.num_shards / size  # 1 but for an uneven last minibatch
             sl = slice(start + lo, start + hi)  # this shard's part of minibatch i
             batch = self._take(sl if order is None else order[sl])
             yield batch if self.transform is None else self.transform(batch, augment)
