@@ -228,3 +228,28 @@ def test_the_headline_prefers_the_latest_run_that_kept_the_books_settings(tmp_pa
     (row,) = headline_rows(find_runs(out))
     assert row["entries"][0]["changed"] == {}  # the full run, not the later one-epoch check
     assert row["entries"][0]["status"] == "reached"
+
+
+def test_runs_order_by_start_whatever_their_sub_folder_and_each_impl_shows_its_own_book_numbers(tmp_path):
+    import json
+
+    from divekit.report import find_runs, headline_rows
+
+    def summary(folder, impl, acc, book, spread):
+        path = tmp_path / folder / "summary.json"
+        path.parent.mkdir(parents=True)
+        reference = [{"metric": "test_acc", "ours": acc, "book": book, "spread": spread, "better": "higher",
+                      "reached": acc >= spread[0]}]
+        path.write_text(json.dumps({"experiment": "softmax-regression", "section": "3.4-3.7", "title": "t",
+                                    "impl": impl, "data": "d", "epochs": 1, "train_seconds": 1.0, "final": {},
+                                    "reference": reference}))
+
+    summary("b/softmax-regression-fast-20261207-092038", "fast", 0.57, 0.8281, [0.821, 0.836])  # earlier...
+    summary("a/softmax-regression-fast-20261207-092055", "fast", 0.83, 0.8281, [0.821, 0.836])  # ...than this one
+    summary("a/softmax-regression-scratch-20261207-092000", "scratch", 0.80, 0.836, [0.794, 0.836])
+    runs = find_runs(tmp_path)
+    assert [path.name[-6:] for path, _ in runs] == ["092000", "092038", "092055"]
+    (row,) = headline_rows(runs)
+    assert row["ours"] == "0.8 (scratch) / 0.83 (fast)"  # the latest fast run, though its sub-folder sorts first
+    assert row["book"] == "0.836 (scratch) / 0.8281 (fast)"
+    assert row["builds"] == "0.794–0.836 (scratch) / 0.821–0.836 (fast)"

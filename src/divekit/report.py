@@ -15,6 +15,7 @@ import csv
 import html
 import json
 import logging
+import re
 from io import BytesIO
 from pathlib import Path
 
@@ -27,13 +28,20 @@ log = logging.getLogger("divekit")
 SUMMARY_KEYS = ("experiment", "section", "title", "impl", "data", "epochs", "train_seconds", "final", "reference")
 
 
+def _started(summary_path: Path) -> tuple[str, int, str]:
+    """A run's order by start: its folder name's NAME-IMPL-YYYYmmdd-HHMMSS[-N] stamp and counter, then the path."""
+    found = re.search(r"(\d{8}-\d{6})(?:-(\d+))?$", summary_path.parent.name)
+    return (found[1], int(found[2] or 1), str(summary_path)) if found else ("", 0, str(summary_path))
+
+
 def find_runs(root: str | Path) -> list[tuple[Path, dict]]:
-    """(run folder, summary) for every finished run under ``root``, in name order."""
+    """(run folder, summary) for every finished run under ``root``, in the order they started (by
+    the time stamp in their folder names, whatever sub-folders they sit in)."""
     root = Path(root)
     if not root.is_dir():
         raise FileNotFoundError(f"no such folder: {root} (give the --out folder your runs went to)")
     runs = []
-    for path in sorted(root.rglob(SUMMARY_NAME)):
+    for path in sorted(root.rglob(SUMMARY_NAME), key=_started):
         try:
             summary = json.loads(path.read_text())
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
@@ -122,7 +130,7 @@ def headline_rows(runs: list[tuple[Path, dict]]) -> list[dict]:
     check made after a full run does not hide it). Besides the table's columns, a row's "entries"
     hold each impl's value and verdict (:func:`status`) and the options its run changed."""
     latest: dict[tuple[str, str], dict] = {}
-    for _, summary in runs:  # runs come in name order, and run names end in their start time
+    for _, summary in runs:  # runs come in the order they started (find_runs)
         if summary["reference"]:
             key = _book_variant(summary), summary["impl"]
             if key not in latest or summary.get("comparable", True) or not latest[key].get("comparable", True):
@@ -136,12 +144,17 @@ def headline_rows(runs: list[tuple[Path, dict]]) -> list[dict]:
         metric = "test_acc" if "test_acc" in names else names[0]
         refs = [next((r for r in s["reference"] if r["metric"] == metric), None) for s in summaries]
         pairs = [(s, r) for s, r in zip(summaries, refs) if r is not None]
-        book = pairs[0][1]
+        books = [(_fmt(r["book"]), f"{_fmt(r['spread'][0])}–{_fmt(r['spread'][1])}") for _, r in pairs]
+        if len(set(books)) == 1:  # one reference for every impl
+            book, builds = books[0]
+        else:  # the book published each impl's own numbers: each beside its impl
+            book, builds = (" / ".join(f"{values[i]} ({s['impl']})" for values, (s, _) in zip(books, pairs))
+                            for i in (0, 1))
         rows.append({
             "experiment": experiment, "name": summaries[0]["experiment"], "title": summaries[0]["title"],
             "section": summaries[0]["section"], "metric": metric,
             "ours": " / ".join(f"{_fmt(r['ours'])} ({s['impl']})" for s, r in pairs),
-            "book": _fmt(book["book"]), "builds": f"{_fmt(book['spread'][0])}–{_fmt(book['spread'][1])}",
+            "book": book, "builds": builds,
             "reached": " / ".join({True: "yes", False: "no", None: "–"}[r["reached"]] for _, r in pairs),
             "entries": [{"impl": s["impl"], "ours": _fmt(r["ours"]), "status": status(r),
                          "changed": s.get("changed", {})} for s, r in pairs],
