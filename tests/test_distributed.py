@@ -188,6 +188,17 @@ if os.environ.get("RANK") == "1":  # torchrun's second process dies just after i
 """
 
 
+def test_divekit_run_under_torchrun_started_by_hand(tmp_path):
+    # what --nproc does for you, done by hand (the README's command): one run folder, made by process 0
+    done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2",
+                           "-m", "divekit", "run", "linear-regression", "--epochs", "1", "--out", str(tmp_path),
+                           "--no-progress"], env=env(), capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    run = only_run(tmp_path)
+    assert json.loads((run / "config.json").read_text())["distributed"]["processes"] == 2
+    assert (run / "summary.json").exists()
+
+
 def test_a_process_that_dies_stops_the_run_and_its_checkpoint_resumes_under_one_process(tmp_path):
     """An LSTM language model: mid-epoch checkpoints hold the global metric sums and both processes'
     rows of the hidden state, so one process continues exactly where the two stopped."""

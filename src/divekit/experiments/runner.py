@@ -161,8 +161,12 @@ def new_run_dir(out_root: str | Path, experiment: Experiment, options: Options) 
     two runs started in the same second get two folders. Under torchrun process 0 makes it and
     the others are told its name."""
     if distributed.world().enabled:
-        made = new_run_dir(out_root, experiment, options) if distributed.world().main else None
+        made = _make_run_dir(out_root, experiment, options) if distributed.world().main else None
         return Path(distributed.gather_objects(made)[0])
+    return _make_run_dir(out_root, experiment, options)
+
+
+def _make_run_dir(out_root: str | Path, experiment: Experiment, options: Options) -> Path:
     if Path(out_root).exists() and not Path(out_root).is_dir():
         raise ValueError(f"--out {out_root} is a file; pass the folder to make the run folder in")
     impl = getattr(options, "impl", None)
