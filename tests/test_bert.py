@@ -308,7 +308,7 @@ def test_wordpiece_tokenizes_as_hugging_face_does(tmp_path):
               "##ing", "!", ",", "'", "s", "中", "a", "##b", "hello", "world", ".", "$", "5"]
     (tmp_path / "vocab.txt").write_text("\n".join(tokens) + "\n")
     texts = ["The CAFÉ is unaffable!", "playing, play's  Hello\tWORLD.", "中国 $5 abab", "unknownword unaffables",
-             "a" * 101, "\x00control\u200bchars"]
+             "a" * 101, "\x00control\u200bchars", "hello\ue000 world\U000f0000"]  # private use: dropped
     ours = WordPieceVocab.from_file(tmp_path / "vocab.txt")
     theirs = transformers.BertTokenizer(str(tmp_path / "vocab.txt"), do_lower_case=True)
     for text in texts:

@@ -111,3 +111,23 @@ def test_imdb_and_snli_tasks_read_their_files_through_the_hub(tmp_path, monkeypa
     train, test, classes = _task_data("snli", vocab, 8, None, None, seed=0)
     assert train.y.tolist() == [0, 2] and classes[0] == "entailment"
     assert vocab.to_tokens(train.tokens[0]) == ["<cls>", "a", "film", "<sep>", "a", "good", "film", "<sep>"]
+
+
+def test_a_warm_up_over_nearly_every_step_still_leaves_a_step_for_the_cosine():
+    from divekit.data.text import Vocab
+    from divekit.data.text_classification import LabeledTexts, encode_texts
+    from divekit.experiments.bert import fine_tune
+    from divekit.models.bert import BERTConfig, BERTModel
+    from divekit.ops import get_ops
+
+    words = [f"w{i}" for i in range(30)]
+    vocab = Vocab([words], reserved_tokens=["<pad>", "<mask>", "<cls>", "<sep>"])
+    texts = LabeledTexts([[words[i % 30]] for i in range(40)], None, [i % 2 for i in range(40)], ("a", "b"))
+    data = (encode_texts(texts, vocab, 8), encode_texts(texts, vocab, 8), texts.classes)
+    ops = get_ops("fast")
+    bert = BERTModel(BERTConfig(vocab_size=len(vocab), num_hiddens=8, ffn_num_hiddens=16, num_heads=2, num_layers=1,
+                                max_positions=16), ops)
+    # 40 examples in minibatches of 8 for 2 epochs: 10 steps, and 0.95 of them rounds to all 10
+    history = fine_tune(bert, data, ops=ops, epochs=2, lr=1e-3, body_lr_factor=1.0, warmup=0.95, batch_size=8,
+                        optimizer="adam", impl="fast", device=torch.device("cpu"), seed=0)
+    assert len(history) == 2

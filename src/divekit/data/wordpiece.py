@@ -42,8 +42,8 @@ def basic_tokenize(text: str, lower_case: bool = True) -> list[str]:
     chars = []
     for char in text:
         cp = ord(char)
-        if cp == 0 or cp == 0xFFFD or (unicodedata.category(char) in ("Cc", "Cf") and char not in "\t\n\r"):
-            continue  # control characters
+        if cp == 0 or cp == 0xFFFD or (unicodedata.category(char) in ("Cc", "Cf", "Co") and char not in "\t\n\r"):
+            continue  # control, format and private-use characters (icon fonts, PDF extraction), as BERT's
         if char.isspace():
             chars.append(" ")
         elif _is_cjk(cp):

@@ -210,7 +210,8 @@ def fine_tune(bert, data, *, ops, epochs: int, lr: float, body_lr_factor: float,
     opt = finetune_optimizer(model, optimizer, impl, lr, body_lr_factor)
     train_loader = TensorLoader(train, batch_size, shuffle=True, seed=seed, device=device)
     total = epochs * len(train_loader)
-    scheduler = CosineScheduler(opt, max_update=total, warmup_steps=round(warmup * total)) if warmup > 0 else None
+    warmup_steps = min(round(warmup * total), total - 1)  # the cosine needs a step after the warm-up
+    scheduler = CosineScheduler(opt, max_update=total, warmup_steps=warmup_steps) if warmup > 0 else None
     trainer = Trainer(model, TextClassificationTask(ops.cross_entropy), opt, epochs=epochs, device=device,
                       scheduler=scheduler, scheduler_interval="step", eval_name="test", progress=False)
     return trainer.fit(train_loader, TensorLoader(test, max(batch_size, 256), device=device))
