@@ -2,6 +2,7 @@
 model run by hand on inputs prepared by hand; evaluation on other data against metrics computed
 independently; export to safetensors and ONNX read back by their own libraries; the CLI."""
 
+import csv
 import json
 import math
 
@@ -201,6 +202,12 @@ def test_a_detector_finds_objects_in_image_files_as_its_model_does(tmp_path, cap
     run = divekit.run("ssd", out=tmp_path / "runs", progress=False, **options)
     predictor = load(run.run_dir)
     assert predictor.kind == "detection" and predictor.inputs.classes == ("banana",)
+    best = io.load(run.run_dir / "best.pt")  # the epoch of the lowest validation loss
+    with open(run.run_dir / "metrics.csv") as f:
+        rows = list(csv.DictReader(f))
+    lowest = min(rows, key=lambda row: float(row["val_loss"]))
+    assert best["metric"] == "val_loss" and best["epoch"] == int(lowest["epoch"])
+    assert predictor.weights.name == "best.pt"
     val = generated_folder("generated-bananas", options["num_train"], options["num_val"], 64, 0) / "bananas_val"
     big = tmp_path / "big.png"  # a file of another size: boxes come back in its own pixels
     with Image.open(val / "images" / "0.png") as image:

@@ -32,6 +32,7 @@ class MultiboxTask(Task):
     without a box counted too)."""
 
     count_unit = "images"
+    monitor = ("loss", "min")  # best.pt: the epoch of the lowest validation loss
 
     def __init__(self, cross_entropy: Callable, l1_loss: Callable, multibox_target: Callable,
                  iou_threshold: float = 0.5):
@@ -77,6 +78,7 @@ class GridDetectionTask(Task):
     """
 
     count_unit = "images"
+    monitor = ("loss", "min")  # best.pt: the epoch of the lowest validation loss
 
     def __init__(self, cross_entropy: Callable, bce_with_logits: Callable, box_iou: Callable,
                  box_center_to_corner: Callable, ignore_threshold: float = 0.5):
