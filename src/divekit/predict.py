@@ -307,8 +307,9 @@ def load(run_dir: str | Path, *, weights: str = "best", device: str = "cpu") -> 
             "holds no trained model (a demonstration, or a run made before divekit saved model.json)"
         raise FileNotFoundError(f"{run_dir} {what}; predictions need a run of a training experiment")
     card = io.read_json(card_path)
-    if (run_dir / CHECKPOINT_NAME).exists():
-        recorded = io.load(run_dir / CHECKPOINT_NAME).get("run", {}).get("model_card")
+    checkpoint = io.load(run_dir / CHECKPOINT_NAME) if (run_dir / CHECKPOINT_NAME).exists() else None
+    if checkpoint is not None:
+        recorded = checkpoint.get("run", {}).get("model_card")
         if recorded is not None and recorded != card_fingerprint(card):
             raise ValueError(f"{card_path} was edited since the run saved its weights; put it back (the model, its "
                              "config and its inputs must be those the weights were trained with)")
@@ -322,7 +323,7 @@ def load(run_dir: str | Path, *, weights: str = "best", device: str = "cpu") -> 
     device = choose_device(device)
     model = create_model(card["model"], card["impl"], **card["config"])
     try:
-        model.load_state_dict(io.load(weights_path)["model"])
+        model.load_state_dict((checkpoint if weights_path.name == CHECKPOINT_NAME else io.load(weights_path))["model"])
     except RuntimeError as error:
         raise ValueError(f"{weights_path} does not fit the model that {card_path} describes ({error}); "
                          "the run folder was changed by hand") from None

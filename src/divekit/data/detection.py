@@ -38,6 +38,7 @@ from PIL import Image, ImageDraw
 from divekit.data.batch import Detection
 from divekit.data.hub import cache_dir, fetch
 from divekit.data.photos import load_photos, random_crops
+from divekit.data.user import read_image_and_size
 
 __all__ = ["DETECTION_SETS", "DetectionData", "GeneratedSet", "generate_detection_set", "generated_folder",
            "load_detection", "read_detection_split", "write_detection_split"]
@@ -98,7 +99,8 @@ def read_detection_split(folder: str | os.PathLike, size: tuple[int, int] | None
             rows.setdefault(row[0], []).append((label, x1, y1, x2, y2))
     if not rows:
         raise ValueError(f"{where} lists no images")
-    images = [_read_image(folder / "images" / name, size) for name in rows]
+    read = [read_image_and_size(folder / "images" / name, mode="RGB", size=size) for name in rows]
+    images = [pixels for pixels, _ in read]
     sizes = {tuple(image.shape) for image in images}
     if len(sizes) > 1:
         raise ValueError(f"the images of {folder} differ in size ({sorted(sizes)}); resize them to one size first")
@@ -106,22 +108,11 @@ def read_detection_split(folder: str | os.PathLike, size: tuple[int, int] | None
     M = max(len(objects) for objects in rows.values())
     labels = torch.full((len(rows), M), -1, dtype=torch.long)
     boxes = torch.zeros(len(rows), M, 4)
-    for i, (name, objects) in enumerate(rows.items()):
+    for i, (objects, (_, (width, height))) in enumerate(zip(rows.values(), read)):  # the file's own pixels
         table = torch.tensor(objects, dtype=torch.float64)                        # (m, 5) [label, x1, y1, x2, y2]
         labels[i, :len(objects)] = table[:, 0].long()
-        with Image.open(folder / "images" / name) as image:                       # the file's own pixels
-            width, height = image.size
         boxes[i, :len(objects)] = (table[:, 1:] / torch.tensor([width, height, width, height])).float()
     return Detection(torch.stack(images), boxes, labels)
-
-
-def _read_image(path: Path, size: tuple[int, int] | None = None) -> torch.Tensor:
-    with Image.open(path) as image:
-        image = image.convert("RGB")
-        if size is not None and image.size != tuple(size):
-            image = image.resize(tuple(size), Image.Resampling.BILINEAR)
-        pixels = np.asarray(image)                                               # (H, W, 3)
-    return torch.from_numpy(pixels.copy()).permute(2, 0, 1)                      # (3, H, W)
 
 
 def write_detection_split(folder: str | os.PathLike, images: Sequence[Image.Image],

@@ -78,11 +78,11 @@ class DetectionInputs(ImageInputs):
 
     def read_with_sizes(self, files: Sequence[str | Path]) -> tuple[torch.Tensor, list[tuple[int, int]]]:
         """Image files as :meth:`read` gives them (N, C, H, W), and each file's (width, height)."""
-        from divekit.data.user import read_image
+        from divekit.data.user import read_image_and_size
 
-        mode = "L" if self.channels == 1 else "RGB"
-        sizes = [tuple(read_image(Path(file), mode=mode).shape[:0:-1]) for file in files]  # (C, H, W) -> (W, H)
-        return self.read(files), sizes
+        read = [read_image_and_size(Path(file), mode="L" if self.channels == 1 else "RGB",
+                                    size=(self.width, self.height)) for file in files]
+        return torch.stack([pixels for pixels, _ in read]), [own_size for _, own_size in read]
 
 
 @dataclass(frozen=True)

@@ -218,13 +218,22 @@ def _read_image(file: Path, root: Path, size: int | None = None) -> np.ndarray:
 def read_image(file: Path, *, mode: str, size: tuple[int, int] | None = None) -> torch.Tensor:
     """One image file as uint8 (C, H, W) in ``mode`` ("L": C = 1, "RGB": C = 3), resized (bilinear)
     to ``size`` (width, height) when given and different."""
+    return read_image_and_size(file, mode=mode, size=size)[0]
+
+
+def read_image_and_size(file: Path, *, mode: str,
+                        size: tuple[int, int] | None = None) -> tuple[torch.Tensor, tuple[int, int]]:
+    """:func:`read_image`'s pixels, and the file's own (width, height) as viewers show it (a detector
+    gives its boxes back in those pixels)."""
     from PIL import Image
 
     image = _open_image(file, file).convert(mode)
+    own_size = image.size
     if size is not None and image.size != tuple(size):
         image = image.resize(tuple(size), Image.Resampling.BILINEAR)
     array = np.asarray(image, dtype=np.uint8)
-    return torch.from_numpy(array.copy()).reshape(array.shape[0], array.shape[1], -1).permute(2, 0, 1).contiguous()
+    pixels = torch.from_numpy(array.copy()).reshape(array.shape[0], array.shape[1], -1).permute(2, 0, 1).contiguous()
+    return pixels, own_size
 
 
 def _open_image(file: Path, shown: Path):

@@ -380,9 +380,7 @@ def resume_run(run_dir: str | Path, changes: dict[str, Any] | None = None, *, pr
             summary = _finish_training(training, run_dir)
         except BaseException:  # stopped before a checkpoint of the new options: config.json as that checkpoint
             if applied and distributed.world().main and read_checkpoint(checkpoint)["run"] == saved["run"]:
-                io.write_json(run_dir / CONFIG_NAME, {**record, "config": saved_record["config"],
-                                                      "changes": saved_record.get("changes", []),
-                                                      "distributed": saved_record.get("distributed")})
+                io.write_json(run_dir / CONFIG_NAME, saved_record)
             raise
     log.info(_closing_line(run_dir, time.perf_counter() - start))
     return summary

@@ -12,8 +12,9 @@ for you on one machine (:func:`launch`). Then, in every process:
   not depend on N. The batch size must be a multiple of N;
 * the model: :func:`data_parallel` wraps it in ``DistributedDataParallel``, which averages the
   gradients over the processes during ``backward``: every step is the one-process step on the
-  whole minibatch (an uneven last minibatch's shares weighted by their size: ``TensorLoader.shard``). With ``fsdp`` (:func:`shard_model`), FSDP2's
-  ``fully_shard`` splits parameters, gradients and optimizer state over the processes instead;
+  whole minibatch (an uneven last minibatch's shares weighted by their size: ``TensorLoader.shard``).
+  With ``fsdp`` (:func:`shard_model`), FSDP2's ``fully_shard`` splits parameters, gradients and
+  optimizer state over the processes instead;
 * randomness: every process starts from the same seed (the same initial weights, the same order),
   then each takes its own random stream for dropout and augmentation;
 * metrics: the epoch's sums are all-reduced (``MetricSums.totals``), and the losses the trainer
