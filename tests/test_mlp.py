@@ -100,6 +100,22 @@ def test_mlp_layout_init_and_dropout_in_training():
         assert torch.equal(model(X), model(X))
 
 
+@pytest.mark.parametrize("impl", ["scratch", "fast"])
+def test_mlp_can_keep_the_layers_own_initialisation(impl):
+    torch.manual_seed(0)
+    model = mlp(impl, num_layers=2, sigma=None, zero_bias=False)  # D2L §4.6.4's Net: nn.Linear's init
+    torch.manual_seed(0)
+    reference = [torch.nn.Linear(784, 256), torch.nn.Linear(256, 256), torch.nn.Linear(256, 10)]
+    for layer, expected in zip((model.hidden1, model.hidden2, model.output), reference):
+        torch.testing.assert_close(layer.weight, expected.weight)
+        torch.testing.assert_close(layer.bias, expected.bias)
+    torch.manual_seed(0)
+    drawn = mlp(impl, sigma=0.01, zero_bias=False)  # D2L §4.3: drawn weights, nn.Linear's biases
+    torch.manual_seed(0)
+    torch.testing.assert_close(drawn.hidden1.bias, torch.nn.Linear(784, 256).bias)
+    assert abs(float(drawn.hidden1.weight.std()) - 0.01) < 0.0005
+
+
 def test_scratch_mlp_uses_no_torch_layer():
     model = mlp("scratch", input_shape=(20,), num_outputs=3, num_hiddens=8, num_layers=2, dropout1=0.5, dropout2=0.5)
     torch_layers = (torch.nn.Linear, torch.nn.ReLU, torch.nn.Dropout, torch.nn.Flatten, torch.nn.Sequential)

@@ -78,6 +78,37 @@ def test_dropout_config_has_the_books_defaults():
     assert (cfg.lr, cfg.num_layers, cfg.num_hiddens, cfg.dropout1, cfg.dropout2, cfg.epochs) == (0.5, 2, 256, 0.2, 0.5, 10)
 
 
+@pytest.mark.parametrize("name, impl, sigma, zero_bias", [
+    ("mlp", "scratch", 0.01, True),  # §4.2: W = 0.01 randn, b = 0
+    ("mlp", "fast", 0.01, False),  # §4.3: normal_(std=0.01) on the weights, nn.Linear's biases
+    ("dropout", "scratch", None, False),  # §4.6.4: nn.Linear's weights and biases
+    ("dropout", "fast", 0.01, False),  # §4.6.5: as §4.3
+])
+def test_each_impl_starts_from_its_sections_initialisation(name, impl, sigma, zero_bias):
+    experiment = get_experiment(name)
+    options = experiment.make_options(impl=impl)
+    assert (options.sigma, options.zero_bias) == (sigma, zero_bias)
+    assert experiment.make_options(impl=impl, sigma=0.02, zero_bias=True).sigma == 0.02  # a given value wins
+
+
+def test_the_help_names_the_default_of_another_impl(capsys):
+    from divekit.cli import main
+
+    with pytest.raises(SystemExit):
+        main(["run", "dropout", "--help"])
+    help_text = " ".join(capsys.readouterr().out.split())
+    assert "(default: 0.01; None with --impl scratch)" in help_text
+
+
+def test_impl_defaults_cannot_restate_the_default_impl():
+    from divekit.experiments.parts import Classify, FashionMNIST
+    from divekit.experiments.registry import Recipe
+
+    with pytest.raises(ValueError, match="the default impl's values belong in its defaults"):
+        Recipe(name="x", section="4.6", title="x", data=FashionMNIST(), model="mlp", task=Classify(),
+               impl_defaults={"fast": dict(sigma=None)})
+
+
 @needs_real_data(["fashion-mnist"])
 @pytest.mark.parametrize("name", ["mlp", "dropout"])
 def test_fashion_mnist_experiments_run_on_a_subset(tmp_path, name):

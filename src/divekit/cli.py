@@ -96,6 +96,8 @@ def _run_parser(experiment, only: Sequence[str] | None = None, prog: str | None 
         description=" ".join(filter(None, (f"{experiment.title} (D2L {experiment.section}) on {experiment.dataset}.",
                                            experiment.description))),
     )
+    # a new run's help also names the values that another --impl starts from (a run's own are one value)
+    other_impls = {} if defaults else experiment.impl_defaults
     defaults = {**{f.name: f.default for f in dataclasses.fields(options)}, **(defaults or {})}
     for name, kind in kinds(options).items():
         if only is not None and name not in only:
@@ -114,6 +116,8 @@ def _run_parser(experiment, only: Sequence[str] | None = None, prog: str | None 
         bare_means_true = {"nargs": "?", "const": True} if kind.type is bool else {}  # "--compile" = "--compile true"
         default = defaults[name]
         shown = ",".join(map(str, default)) if isinstance(default, tuple) else default
+        shown = "; ".join([str(shown), *(f"{values[name]} with --impl {impl}"
+                                         for impl, values in other_impls.items() if name in values)])
         parser.add_argument("--" + name.replace("_", "-"), dest=name, type=convert, default=argparse.SUPPRESS,
                             metavar=metavar, help=f"{help_of(options, name)} (default: {shown})", **bare_means_true)
     if only is None:

@@ -46,16 +46,20 @@ def _loss_curves(history: list[dict], **label) -> tuple[dict, list[dict]]:
 
 # -- MLP and dropout on Fashion-MNIST (D2L §4.2-4.3, §4.6) -----------------------------------------
 
+# Each impl starts from its own section's weights (models/mlp.py): the concise §4.3 and §4.6.5 keep
+# nn.Linear's biases, §4.2 zeroes them, §4.6.4 keeps nn.Linear's weights as well.
 register(Recipe(
     name="mlp", section="4.2-4.3", title="Multilayer perceptron",
-    data=FashionMNIST(), model="mlp", task=Classify(),
+    data=FashionMNIST(), model="mlp", model_args=dict(zero_bias=False), task=Classify(),
     probes=(PredictionGrid(),), user_data_kind="classification",
+    impl_defaults={"scratch": dict(zero_bias=True)},
 ))
 
 register(Recipe(
     name="dropout", section="4.6", title="Dropout",
-    data=FashionMNIST(), model="mlp", model_args=dict(num_layers=2, dropout1=0.2, dropout2=0.5), task=Classify(),
-    train=dict(lr=0.5), probes=(PredictionGrid(),), user_data_kind="classification",
+    data=FashionMNIST(), model="mlp", model_args=dict(num_layers=2, dropout1=0.2, dropout2=0.5, zero_bias=False),
+    task=Classify(), train=dict(lr=0.5), probes=(PredictionGrid(),), user_data_kind="classification",
+    impl_defaults={"scratch": dict(sigma=None)},
 ))
 
 

@@ -87,6 +87,13 @@ class Experiment:
     name: str
     section: str
     title: str
+    # option values for an --impl other than the default, where the book's from-scratch and concise
+    # sections differ (e.g. how they initialise the same model): {"scratch": {"sigma": None}}
+    impl_defaults: dict[str, dict] = field(default_factory=dict)
+
+    def __post_init__(self):
+        if self.impl_defaults and self.default_impl in self.impl_defaults:
+            raise ValueError(f"{self.name}: the default impl's values belong in its defaults, not in impl_defaults")
 
     @property
     def dataset(self) -> str:
@@ -118,7 +125,9 @@ class Experiment:
         """Raise ValueError for a combination of options that cannot run."""
 
     def make_options(self, **values) -> Options:
-        return self.options(**values)
+        """The options with ``values`` over the defaults (those of ``values``' impl, see ``impl_defaults``)."""
+        impl = values.get("impl", self.default_impl)
+        return self.options(**{**self.impl_defaults.get(impl, {}), **values})
 
 
 class Parts(NamedTuple):
@@ -150,6 +159,7 @@ class Recipe(Experiment):
     tiny: dict = field(default_factory=dict)  # option values for a seconds-long smoke test
 
     def __post_init__(self):
+        super().__post_init__()
         if self.data is None or self.task is None or not self.model:
             raise ValueError(f"recipe {self.name!r} needs data, a model and a task")
 

@@ -488,7 +488,8 @@ def _summarize(experiment: Experiment, options: Options, run_dir: Path, device, 
     final = {k: v for k, v in history[-1].items() if k != "epoch"} if history else {}
     config = options.to_dict()
     impl = config.get("impl", experiment.default_impl)
-    changed = changed_options(experiment.make_options().to_dict(), config, experiment.name, impl)
+    defaults = experiment.make_options(**({"impl": impl} if "impl" in config else {})).to_dict()
+    changed = changed_options(defaults, config, experiment.name, impl)
     reference = compare(experiment.name, impl, {**final, **results}, config)
     if "data" in changed:  # the user's own data: the book has nothing to say about it
         reference = []

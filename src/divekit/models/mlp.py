@@ -9,8 +9,11 @@ after the first hidden layer and 0.5 after the second.
 
 The model is a ``Sequential`` of named layers (flatten, hidden1, relu1, dropout1, hidden2, ...,
 output), made from the ops twin it is given, so both twins have the same state dict keys
-(hidden1.weight, ..., output.bias). Weights start at N(0, sigma^2) with sigma = 0.01 and biases at 0,
-the book's ``W = 0.01 * randn``, ``b = 0``.
+(hidden1.weight, ..., output.bias). By default weights start at N(0, sigma^2) with sigma = 0.01 and
+biases at 0, §4.2's ``W = 0.01 * randn``, ``b = 0``. The book's other sections start elsewhere, and the
+recipes follow each: §4.3 and §4.6.5 (concise) draw the weights but keep ``nn.Linear``'s biases
+(``zero_bias=False``); §4.6.4 (dropout from scratch) keeps ``nn.Linear``'s weights and biases too
+(``sigma=None``), U(-1/sqrt(fan_in), 1/sqrt(fan_in)), which both twins' Linear layers draw.
 """
 
 from __future__ import annotations
@@ -35,7 +38,9 @@ class MLPConfig(Checked):
     num_layers: int = option(1, "number of hidden layers", at_least(1))
     dropout1: float = option(0.0, "dropout probability after the first hidden layer", probability)
     dropout2: float = option(0.0, "dropout probability after the second and later hidden layers", probability)
-    sigma: float = option(0.01, "weights start at N(0, sigma^2), biases at 0", positive)
+    sigma: float | None = option(0.01, "weights start at N(0, sigma^2); none keeps the layers' own "
+                                       "U(-1/sqrt(fan_in), 1/sqrt(fan_in))", positive)
+    zero_bias: bool = option(True, "biases start at 0; false keeps the layers' own U(-1/sqrt(fan_in), 1/sqrt(fan_in))")
 
 
 def mlp_layers(cfg: MLPConfig, ops: Ops) -> OrderedDict:
@@ -59,8 +64,8 @@ def mlp(cfg: MLPConfig, ops: Ops) -> nn.Module:
     model = ops.Sequential(mlp_layers(cfg, ops))
     with torch.no_grad():
         for name, p in model.named_parameters():
-            if name.endswith("weight"):
+            if name.endswith("weight") and cfg.sigma is not None:
                 p.normal_(0, cfg.sigma)
-            else:
+            elif name.endswith("bias") and cfg.zero_bias:
                 p.zero_()
     return model
