@@ -59,6 +59,14 @@ def test_run_folders_are_made_exclusively_even_in_the_same_second(tmp_path):
     with ThreadPoolExecutor(8) as pool:
         folders = list(pool.map(lambda _: new_run_dir(tmp_path, experiment, options), range(32)))
     assert len(set(folders)) == 32 and all(f.is_dir() for f in folders)
+    # the report orders runs by the stamp and counter it reads back from these names
+    from divekit.run_folder import start_stamp
+
+    started = [start_stamp(f.name) for f in folders]
+    for stamp in {stamp for stamp, _ in started}:  # within each second, counters 1, 2, ... (1 for none)
+        counters = sorted(counter for s, counter in started if s == stamp)
+        assert counters == list(range(1, len(counters) + 1))
+    assert start_stamp("linear-regression-fast") is None
 
 
 @pytest.mark.slow

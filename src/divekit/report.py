@@ -15,14 +15,13 @@ import csv
 import html
 import json
 import logging
-import re
 from io import BytesIO
 from pathlib import Path
 
 from divekit import io
 from divekit.experiments.book import format_value as _fmt
 from divekit.experiments.registry import get_experiment, section_key
-from divekit.run_folder import METRICS_NAME, SUMMARY_NAME
+from divekit.run_folder import METRICS_NAME, SUMMARY_NAME, start_stamp
 
 log = logging.getLogger("divekit")
 SUMMARY_KEYS = ("experiment", "section", "title", "impl", "data", "epochs", "train_seconds", "final", "reference")
@@ -30,8 +29,8 @@ SUMMARY_KEYS = ("experiment", "section", "title", "impl", "data", "epochs", "tra
 
 def _started(summary_path: Path) -> tuple[str, int, str]:
     """A run's order by start: its folder name's NAME-IMPL-YYYYmmdd-HHMMSS[-N] stamp and counter, then the path."""
-    found = re.search(r"(\d{8}-\d{6})(?:-(\d+))?$", summary_path.parent.name)
-    return (found[1], int(found[2] or 1), str(summary_path)) if found else ("", 0, str(summary_path))
+    stamp, counter = start_stamp(summary_path.parent.name) or ("", 0)
+    return stamp, counter, str(summary_path)
 
 
 def find_runs(root: str | Path) -> list[tuple[Path, dict]]:

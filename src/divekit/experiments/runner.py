@@ -38,7 +38,8 @@ from divekit.experiments.book import changed_options, compare, format_value as _
 from divekit.experiments.parts import LoadContext, Loaded, Probe
 from divekit.experiments.registry import Demo, Experiment, Options, Parts, Recipe, get_experiment
 from divekit.options import from_dict
-from divekit.run_folder import CHECKPOINT_NAME, CONFIG_NAME, LOCK_NAME, METRICS_NAME, MODEL_CARD, SUMMARY_NAME
+from divekit.run_folder import (CHECKPOINT_NAME, CONFIG_NAME, LOCK_NAME, METRICS_NAME, MODEL_CARD, SUMMARY_NAME,
+                                stamped_name)
 from divekit.ops import get_ops
 from divekit.optim import create_optimizer
 from divekit.console import in_notebook
@@ -170,8 +171,7 @@ def _make_run_dir(out_root: str | Path, experiment: Experiment, options: Options
     if Path(out_root).exists() and not Path(out_root).is_dir():
         raise ValueError(f"--out {out_root} is a file; pass the folder to make the run folder in")
     impl = getattr(options, "impl", None)
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    base = Path(out_root) / "-".join(part for part in (experiment.name, impl, stamp) if part)
+    base = Path(out_root) / stamped_name(experiment.name, impl)
     base.parent.mkdir(parents=True, exist_ok=True)
     for n in range(1, 10_000):
         run_dir = base if n == 1 else base.with_name(f"{base.name}-{n}")
