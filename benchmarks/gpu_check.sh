@@ -28,7 +28,7 @@
 #
 # Steps, each with its share of the 10 minutes (a step cut short keeps what it wrote):
 #   1. machine.txt: nvidia-smi, torch, the GPUs;
-#   2. reproductions.{md,json}: the 10-epoch alexnet, vgg, nin, googlenet and resnet runs with the book's recipe,
+#   2. reproductions.{md,json}: the 10-epoch alexnet, vgg, nin, googlenet, resnet and densenet runs with the book's recipe,
 #      bf16 autocast and channels-last (benchmarks/gpu_reproduce.py);
 #   3. cnn-gpu.md: the CNN benchmark against d2l's own code on the same GPU (benchmarks/bench_cnn.py --device cuda:
 #      NCHW fp32, channels-last, bf16, both, both + torch.compile);

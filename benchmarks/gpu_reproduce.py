@@ -33,7 +33,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 from common import loadavg, write_atomic  # noqa: E402
 
-BOOK_CNNS = ("alexnet", "vgg", "nin", "googlenet", "resnet")
+BOOK_CNNS = ("alexnet", "vgg", "nin", "googlenet", "resnet", "densenet")
 
 
 def reproduce(name: str, device: str, tiny: bool, compile: bool) -> dict:

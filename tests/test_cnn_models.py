@@ -6,6 +6,7 @@ import torch
 from conftest import needs_real_data
 
 from divekit.models.cnn import layer_shapes
+from divekit.models.cnn.densenet import DenseBlock, transition_block
 from divekit.models.cnn.googlenet import Inception
 from divekit.models.cnn.nin import nin_block
 from divekit.models.cnn.resnet import Residual
@@ -13,10 +14,11 @@ from divekit.models.cnn.vgg import vgg_block
 from divekit.models.registry import create_model
 from divekit.ops import fast
 
-MODELS = ("lenet", "lenet-bn", "alexnet", "vgg", "nin", "googlenet", "resnet18")
+MODELS = ("lenet", "lenet-bn", "alexnet", "vgg", "nin", "googlenet", "resnet18", "densenet")
 
 # the smallest image size each model takes comfortably (the book's sizes are larger)
-SMALL = {"lenet": 28, "lenet-bn": 28, "alexnet": 96, "vgg": 32, "nin": 96, "googlenet": 32, "resnet18": 32}
+SMALL = {"lenet": 28, "lenet-bn": 28, "alexnet": 96, "vgg": 32, "nin": 96, "googlenet": 32, "resnet18": 32,
+         "densenet": 32}
 
 BOOK_SHAPES = {  # D2L's printed layer-by-layer output shapes for one 1-channel image
     ("lenet", 28): [("Conv2d", (1, 6, 28, 28)), ("Sigmoid", (1, 6, 28, 28)), ("AvgPool2d", (1, 6, 14, 14)),
@@ -104,6 +106,70 @@ def test_blocks_give_the_books_shapes():
     assert Residual(3, 6, use_1x1conv=True, strides=2, ops=fast)(X).shape == (2, 6, 4, 4)
     with pytest.raises(RuntimeError):
         Residual(3, 6, ops=fast)(X)  # changing the channels needs the 1x1 convolution on the shortcut
+    # §7.7.2-7.7.3: 3 + 2 x 10 channels; a transition to 10 channels halves H and W
+    Y = DenseBlock(2, 3, 10, fast)(torch.rand(4, 3, 8, 8))
+    assert Y.shape == (4, 23, 8, 8) and transition_block(23, 10, fast)(Y).shape == (4, 10, 4, 4)
+
+
+def books_densenet() -> torch.nn.Sequential:
+    """D2L §7.7's DenseNet in plain torch.nn, as the book writes it (its ``conv_block``, ``DenseBlock``,
+    ``transition_block``, ``b1`` and the loop over ``num_convs_in_dense_blocks``)."""
+    from torch import nn
+
+    def conv_block(input_channels, num_channels):
+        return nn.Sequential(nn.BatchNorm2d(input_channels), nn.ReLU(),
+                             nn.Conv2d(input_channels, num_channels, kernel_size=3, padding=1))
+
+    class BooksDenseBlock(nn.Module):
+        def __init__(self, num_convs, input_channels, num_channels):
+            super().__init__()
+            self.net = nn.Sequential(*[conv_block(num_channels * i + input_channels, num_channels)
+                                       for i in range(num_convs)])
+
+        def forward(self, X):
+            for blk in self.net:
+                X = torch.cat((X, blk(X)), dim=1)
+            return X
+
+    def books_transition_block(input_channels, num_channels):
+        return nn.Sequential(nn.BatchNorm2d(input_channels), nn.ReLU(),
+                             nn.Conv2d(input_channels, num_channels, kernel_size=1), nn.AvgPool2d(kernel_size=2, stride=2))
+
+    b1 = nn.Sequential(nn.Conv2d(1, 64, kernel_size=7, stride=2, padding=3), nn.BatchNorm2d(64), nn.ReLU(),
+                       nn.MaxPool2d(kernel_size=3, stride=2, padding=1))
+    num_channels, growth_rate = 64, 32
+    blks = []
+    for i, num_convs in enumerate([4, 4, 4, 4]):
+        blks.append(BooksDenseBlock(num_convs, num_channels, growth_rate))
+        num_channels += num_convs * growth_rate
+        if i != 3:
+            blks.append(books_transition_block(num_channels, num_channels // 2))
+            num_channels = num_channels // 2
+    return nn.Sequential(b1, *blks, nn.BatchNorm2d(num_channels), nn.ReLU(), nn.AdaptiveAvgPool2d((1, 1)),
+                         nn.Flatten(), nn.Linear(num_channels, 10))
+
+
+@pytest.mark.parametrize("impl", ["scratch", "fast"])
+def test_densenet_is_the_books_in_both_twins(impl):
+    torch.manual_seed(0)
+    reference = books_densenet().double()
+    ours = create_model("densenet", impl, input_shape=(1, 96, 96)).double()
+    ours_params = list(ours.parameters())
+    assert [p.shape for p in ours_params] == [p.shape for p in reference.parameters()]  # same layers, same order
+    assert sum(p.numel() for p in ours_params) == 758_226
+    ours_buffers = [b for _, b in ours.named_buffers()]
+    with torch.no_grad():
+        for mine, theirs in zip(ours_params + ours_buffers, list(reference.parameters()) + list(reference.buffers())):
+            theirs.copy_(mine)
+    X = torch.rand(2, 1, 96, 96, dtype=torch.float64)
+    for mode in ("train", "eval"):  # batch statistics, then the running ones both just updated
+        getattr(ours, mode)(), getattr(reference, mode)()
+        torch.testing.assert_close(ours(X), reference(X))
+    ours.train(), reference.train()
+    ours(X).square().sum().backward()
+    reference(X).square().sum().backward()
+    for p, q in zip(ours_params, reference.parameters()):
+        torch.testing.assert_close(p.grad, q.grad)
 
 
 def test_too_small_or_badly_shaped_inputs_say_what_to_do():
@@ -118,6 +184,7 @@ def test_too_small_or_badly_shaped_inputs_say_what_to_do():
 BOOK_DEFAULTS = {  # D2L's hyperparameters: (lr, batch size, resize)
     "lenet": (0.9, 256, None), "alexnet": (0.01, 128, 224), "vgg": (0.05, 128, 224), "nin": (0.1, 128, 224),
     "googlenet": (0.1, 128, 96), "batch-norm": (1.0, 256, None), "resnet": (0.05, 256, 96),
+    "densenet": (0.1, 256, 96),
 }
 
 

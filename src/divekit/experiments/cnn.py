@@ -1,5 +1,5 @@
 """Convolutional networks (D2L chapters 6-7): learning an edge kernel, LeNet, AlexNet, VGG, NiN,
-GoogLeNet, LeNet with batch normalization and ResNet-18, all on Fashion-MNIST (resized on the
+GoogLeNet, LeNet with batch normalization, ResNet-18 and DenseNet, all on Fashion-MNIST (resized on the
 device where the book enlarges it) or on a user's image folder, trained with minibatch SGD on the
 cross-entropy as the book's ``train_ch6`` does (the Xavier init is the model's).
 
@@ -82,6 +82,7 @@ for recipe in (
     classifier("googlenet", "7.4", "GoogLeNet", "googlenet", resize=96, lr=0.1, batch_size=128),
     classifier("batch-norm", "7.5", "LeNet with batch normalization", "lenet-bn", lr=1.0),
     classifier("resnet", "7.6", "ResNet-18", "resnet18", resize=96, lr=0.05),
+    classifier("densenet", "7.7", "DenseNet", "densenet", resize=96, lr=0.1),
 ):
     register(recipe)
 
