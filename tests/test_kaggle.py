@@ -117,6 +117,9 @@ def test_log_rmse_is_the_books_metric():
     metrics = trainer.evaluate(TensorLoader(Split(X, y), batch_size=8))
     assert metrics["log_rmse"] == pytest.approx(expected, rel=1e-6)
     assert metrics["loss"] == pytest.approx(float(((y_hat - y) ** 2).mean()), rel=1e-5)
+    flat = trainer.evaluate(TensorLoader(Split(X, y.reshape(-1)), batch_size=8))  # targets (N,): the same numbers
+    assert flat["log_rmse"] == pytest.approx(expected, rel=1e-6)
+    assert flat["loss"] == pytest.approx(metrics["loss"], rel=1e-6)
 
 
 @needs_real_data(["kaggle_house"])

@@ -109,6 +109,11 @@ def test_k_fold_trains_a_fresh_model_per_fold():
     assert all(last < first for first, last in zip(first_epoch, last_epoch))
 
 
+def test_too_few_examples_for_any_k_fold_says_so():
+    with pytest.raises(ValueError, match="k-fold cross-validation needs at least 2 examples"):
+        k_fold_indices(1, 2, 0)
+
+
 def test_k_fold_rejects_too_few_examples():
     data = Split(torch.randn(3, 2), torch.randn(3, 1))
     with pytest.raises(ValueError, match="cannot cut 3 examples into k=5 folds"):

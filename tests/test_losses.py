@@ -115,6 +115,17 @@ def test_loss_curves_of_the_figure(impl):
         assert [line.get_label() for line in ax.get_lines()][:3] == ["loss", "likelihood", "gradient"]
 
 
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_scratch_cross_entropy_takes_16_bit_logits_in_float32_as_autocast_does(dtype):
+    logits = (torch.randn(64, 10) * 8).to(dtype)
+    y = torch.randint(10, (64,))
+    loss = scratch.cross_entropy(logits, y)
+    assert loss.dtype == torch.float32
+    torch.testing.assert_close(loss, F.cross_entropy(logits.float(), y, reduction="none"))
+    with torch.autocast("cpu", dtype=torch.bfloat16):  # as the trainer's --precision bf16
+        torch.testing.assert_close(scratch.cross_entropy(logits, y), fast.cross_entropy(logits, y))
+
+
 @pytest.mark.parametrize("shape", [(5,), (2, 4, 5), (3, 2, 2, 5)])
 def test_cross_entropy_twins_take_the_classes_from_the_last_axis(shape):
     logits = torch.randn(*shape, dtype=torch.float64)

@@ -45,13 +45,30 @@ def test_polynomial_fit_shows_under_and_over_fitting_shortened(tmp_path):
     assert len(results["all20_w"]) == 20
 
 
-@pytest.mark.parametrize("impl", ["scratch", "fast"])
-def test_weight_decay_reaches_the_book(tmp_path, impl):
-    summary = run("weight-decay", tmp_path, impl=impl)
+@pytest.mark.parametrize("impl, loss", [("scratch", "squared_loss"), ("fast", "squared_loss"), ("fast", "mse_loss")])
+def test_weight_decay_reaches_the_book(tmp_path, impl, loss):
+    summary = run("weight-decay", tmp_path, impl=impl, loss=loss)
     results = summary["results"]
     assert results["norm_w_no_decay"] > 10 and results["norm_w_decay"] < 0.5
     assert results["test_loss_decay"] < results["test_loss_no_decay"] / 100
     assert summary["reference"] and all(row["reached"] for row in summary["reference"]), summary["reference"]
+
+
+def test_gradient_stability_product_stays_finite_past_float32s_range(tmp_path):
+    import torch
+
+    results = run("gradient-stability", tmp_path, num_matrices=300, depth=2, width=8, seed=3)["results"]
+    torch.manual_seed(3)  # the demo's draws: the sigmoid's inputs need none, then 301 matrices
+    M = torch.randn(4, 4).double()
+    for _ in range(300):
+        M = M @ torch.randn(4, 4).double()
+    assert results["product_frobenius_norm"] == pytest.approx(float(torch.linalg.matrix_norm(M)), rel=1e-12)
+    assert results["product_frobenius_norm"] > 1e60  # float32 overflows past ~3e38
+
+
+def test_perceptron_margin_that_leaves_too_few_points_is_a_clear_error(tmp_path):
+    with pytest.raises(ValueError, match="fewer than --num-examples 100; pass a smaller --margin"):
+        run("perceptron-xor", tmp_path, margin=3.0)
 
 
 def test_gradient_stability_demo(tmp_path):

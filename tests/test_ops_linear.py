@@ -126,6 +126,36 @@ def test_linear_init_follows_the_book():
         assert abs(model.linear.weight.std().item() - 0.01) < 0.001
     with pytest.raises(ValueError, match="unknown impl"):
         create_model("linear", "slow")
+    # §3.7's concise net draws the weights and keeps nn.Linear's bias: softmax-regression's default (fast) impl
+    from divekit.experiments.registry import get_experiment
+
+    experiment = get_experiment("softmax-regression")
+    assert (experiment.make_options().zero_bias, experiment.make_options(impl="scratch").zero_bias) == (False, True)
+    torch.manual_seed(0)
+    model = create_model("linear", "fast", input_shape=(784,), num_outputs=10, zero_bias=False)
+    torch.manual_seed(0)
+    torch.testing.assert_close(model.linear.bias, torch.nn.Linear(784, 10).bias)
+
+
+def test_synthetic_data_takes_the_books_column_w():
+    from divekit.data.synthetic import synthetic_regression
+
+    flat = synthetic_regression([2.0, -3.4], 4.2, 5, generator=torch.Generator().manual_seed(0))
+    column = synthetic_regression(torch.tensor([[2.0], [-3.4]]), 4.2, 5, generator=torch.Generator().manual_seed(0))
+    assert column.X.shape == (5, 2) and column.y.shape == (5, 1)  # §4.5 passes w as (d, 1)
+    torch.testing.assert_close(column.y, flat.y)
+    torch.testing.assert_close(flat.y, flat.X @ torch.tensor([[2.0], [-3.4]]) + 4.2, atol=0.05, rtol=0)
+
+
+def test_linear_regression_without_a_bias_reports_the_weights_errors(tmp_path):
+    from divekit.experiments.registry import get_experiment
+    from divekit.experiments.runner import run_experiment
+
+    experiment = get_experiment("linear-regression")
+    summary = run_experiment(experiment, experiment.make_options(bias=False, epochs=1), tmp_path / "run", progress=False)
+    results = summary["results"]
+    assert "b" not in results and len(results["w_error"]) == 2
+    assert results["max_abs_param_error"] == max(abs(e) for e in results["w_error"])
 
 
 @pytest.mark.parametrize("weight_decay", [0.0, 0.1])

@@ -15,7 +15,7 @@ def synthetic_regression(
     generator: torch.Generator | None = None,
 ) -> Split:
     """``num_examples`` examples with features X (N, len(w)) and targets y (N, 1)."""
-    w = torch.as_tensor(w, dtype=torch.float32)
+    w = torch.as_tensor(w, dtype=torch.float32).reshape(-1)  # (D,); the book's §4.5 passes a (D, 1) column
     if num_examples < 1:
         raise ValueError(f"num_examples must be at least 1, got {num_examples}")
     X = torch.randn(num_examples, len(w), generator=generator)

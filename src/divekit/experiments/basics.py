@@ -18,7 +18,7 @@ def loss_functions(impl: Impl = "fast",
     """The notes' figure of loss, likelihood exp(-l) and gradient dl/dy' for L2, L1 and Huber at y = 0.
 
     Results: each loss's gradient at the ends of the plot, which shows the point of the figure
-    (L2's grows with the error; L1's and Huber's stay at 1 and delta)."""
+    (L2's grows with the error; L1's stays at 1, and Huber's at delta where delta < span)."""
     from divekit.viz.losses import loss_curves, plot_loss_curves
 
     y_hat, curves = loss_curves(impl, span, delta)

@@ -42,7 +42,7 @@ def kaggle_house(epochs: Epochs = 100, lr: LearningRate = 5.0, batch_size: Batch
 
     def make_model() -> nn.Module:
         # the book's get_net: one linear layer with PyTorch's default init
-        return create_model("linear", impl, input_shape=(num_inputs,), num_outputs=1, sigma=None)
+        return create_model("linear", impl, input_shape=(num_inputs,), num_outputs=1, sigma=None, zero_bias=False)
 
     def make_optimizer(model: nn.Module) -> torch.optim.Optimizer:
         return create_optimizer(optimizer, model.parameters(), impl=impl, lr=lr, weight_decay=weight_decay)

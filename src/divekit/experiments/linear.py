@@ -17,6 +17,7 @@ register(Recipe(
 
 register(Recipe(
     name="softmax-regression", section="3.4-3.7", title="Softmax regression",
-    data=FashionMNIST(), model="linear", task=Classify(),
+    data=FashionMNIST(), model="linear", model_args=dict(zero_bias=False), task=Classify(),
     probes=(PredictionGrid(),), user_data_kind="classification",
+    impl_defaults={"scratch": dict(zero_bias=True)},  # §3.6 starts b at 0; §3.7 keeps nn.Linear's
 ))

@@ -123,6 +123,9 @@ def perceptron_xor(epochs: Epochs = 100, seed: Seed = 0,
     X = torch.randn(20 * num_examples, 2)
     distance = (X @ w_star + b_star) / w_star.norm()
     X = X[distance.abs() >= margin][:num_examples]  # (N, 2), a clear gap around the line
+    if len(X) < num_examples:
+        raise ValueError(f"only {len(X)} of {20 * num_examples} random N(0, 1) points lie at least --margin {margin} "
+                         f"from the line, fewer than --num-examples {num_examples}; pass a smaller --margin")
     y = torch.where(X @ w_star + b_star > 0, 1, -1)
 
     separable = Perceptron(2)
@@ -274,7 +277,8 @@ def weight_decay(epochs: Epochs = 100, lr: LearningRate = 0.003, batch_size: Bat
                  optimizer: Optimizer = "sgd", impl: Impl = "fast", seed: Seed = 0, device: Device = "auto",
                  wd: Annotated[float, "the weight decay lambda compared with lambda = 0", at_least(0)] = 3.0,
                  loss: Annotated[Literal["squared_loss", "mse_loss"],
-                                 "squared_loss: (y_hat - y)^2 / 2 as in §4.5.3; mse_loss: §4.5.4's nn.MSELoss"] = "squared_loss",
+                                 "squared_loss: (y_hat - y)^2 / 2 as in §4.5.3; mse_loss: §4.5.4's nn.MSELoss "
+                                 "(and its N(0, 1) bias)"] = "squared_loss",
                  num_inputs: Annotated[int, "number of features d (y = 0.05 + sum_i 0.01 x_i + noise)", at_least(1)] = 200,
                  num_train: Annotated[int, "training examples (far fewer than features: overfitting is easy)",
                                       at_least(1)] = 20,
@@ -283,6 +287,8 @@ def weight_decay(epochs: Epochs = 100, lr: LearningRate = 0.003, batch_size: Bat
     the bias). The scratch twin adds lambda * ||w||^2 / 2 to the loss (D2L §4.5.3); the fast twin
     gives the optimizer's weight_decay on the weights' parameter group (§4.5.4), the same update for
     every optimizer but AdamW, whose decay is decoupled from the gradient: not this L2 penalty, so refused."""
+    import torch
+
     from divekit.data.loader import TensorLoader
     from divekit.data.synthetic import synthetic_regression
     from divekit.models.registry import create_model
@@ -302,6 +308,9 @@ def weight_decay(epochs: Epochs = 100, lr: LearningRate = 0.003, batch_size: Bat
     results, panels, rows = {}, {}, []
     for label, lambd in (("no_decay", 0.0), ("decay", wd)):
         model = create_model("linear", impl, input_shape=(num_inputs,), num_outputs=1, sigma=1.0)  # w ~ N(0, 1), b = 0
+        if loss == "mse_loss":  # §4.5.4's concise net draws the bias from N(0, 1) too; §4.5.2 starts it at 0
+            with torch.no_grad():
+                model.linear.bias.normal_()
         decay = ops.WeightDecay(lambd)
         task = Regression(getattr(ops, loss), penalty=decay.penalty)
         sgd = create_optimizer(optimizer, decay.param_groups(model), impl=impl, lr=lr)
@@ -320,7 +329,8 @@ def weight_decay(epochs: Epochs = 100, lr: LearningRate = 0.003, batch_size: Bat
 @demo("gradient-stability", section="4.8", title="Vanishing and exploding gradients; Xavier initialization",
       dataset="none (random matrices)", tiny=dict(num_matrices=10, depth=10, width=16))
 def gradient_stability(impl: Impl = "fast", seed: Seed = 0, device: Device = "auto",
-                       num_matrices: Annotated[int, "number of random 4x4 matrices multiplied together", at_least(1)] = 100,
+                       num_matrices: Annotated[int, "random 4x4 matrices multiplied into the first (the book's 100: "
+                                                    "a product of 101)", at_least(1)] = 100,
                        depth: Annotated[int, "layers in the stack of linear layers that shows how initialization "
                                              "scales the variance", at_least(1)] = 100,
                        width: Annotated[int, "width of each of those layers", at_least(1)] = 256) -> DemoResult:
@@ -339,11 +349,11 @@ def gradient_stability(impl: Impl = "fast", seed: Seed = 0, device: Device = "au
     sigmoid = ops.sigmoid(x)
     (sigmoid_grad,) = torch.autograd.grad(sigmoid.sum(), x)
 
-    M = torch.randn(4, 4)
+    M = torch.randn(4, 4).double()  # float64: float32 overflows after ~170 factors, its squares after ~100
     product_norms = []
     for _ in range(num_matrices):
-        M = M @ torch.randn(4, 4)  # (4, 4)
-        product_norms.append(float(torch.linalg.matrix_norm(M.double())))  # float64: squares of 1e25 overflow float32
+        M = M @ torch.randn(4, 4).double()  # (4, 4), the same draws as the book's float32 ones
+        product_norms.append(float(torch.linalg.matrix_norm(M)))
 
     X = torch.randn(256, width, device=device)  # (B, width), variance 1
     inits = {"xavier normal": ops.xavier_normal_, "N(0, 0.01^2)": lambda W: W.normal_(0, 0.01)}
@@ -367,7 +377,7 @@ def gradient_stability(impl: Impl = "fast", seed: Seed = 0, device: Device = "au
     steps = list(range(1, num_matrices + 1))
     figures = {
         "vanishing_sigmoid": plot_functions_and_derivatives(x, {"sigmoid": (sigmoid, sigmoid_grad)}),
-        "exploding_product": plot_curves({"||product of k random 4x4 matrices||": {"Frobenius norm": (steps, product_norms)}},
+        "exploding_product": plot_curves({"||product of k + 1 random 4x4 matrices||": {"Frobenius norm": (steps, product_norms)}},
                                          "k", "norm"),
         "variance_by_init": plot_curves({"variance after each linear layer": {k: (layers, v) for k, v in variances.items()}},
                                         "layer", "variance"),

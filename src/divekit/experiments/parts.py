@@ -389,11 +389,15 @@ class ParameterErrors(Probe):
 
         if data.eval_name != "train_full":
             return {}, {}  # the user's data: no true parameters
-        w, b = model.linear.weight.detach().cpu().reshape(-1), model.linear.bias.detach().cpu()
+        w = model.linear.weight.detach().cpu().reshape(-1)
         w_error = torch.tensor(SyntheticRegression.TRUE_W) - w
-        b_error = SyntheticRegression.TRUE_B - b
-        return {"w": w.tolist(), "b": float(b), "w_error": w_error.tolist(), "b_error": float(b_error),
-                "max_abs_param_error": float(torch.cat([w_error, b_error]).abs().max())}, {}
+        results = {"w": w.tolist(), "w_error": w_error.tolist(), "max_abs_param_error": float(w_error.abs().max())}
+        if model.linear.bias is not None:  # --bias false learns no b
+            b = model.linear.bias.detach().cpu()
+            b_error = SyntheticRegression.TRUE_B - b
+            results.update(b=float(b), b_error=float(b_error),
+                           max_abs_param_error=float(torch.cat([w_error, b_error]).abs().max()))
+        return results, {}
 
 
 @dataclass

@@ -22,9 +22,11 @@ from divekit.ops import Ops
 class LinearConfig(Checked):
     input_shape: tuple[int, ...] = option((2,), "shape of one example; flattened to D = prod(input_shape) features")
     num_outputs: int = option(1, "1 for regression, the number of classes for softmax regression", at_least(1))
-    sigma: float | None = option(0.01, "weights start at N(0, sigma^2) and the bias at 0 (D2L §3.2.3); "
-                                       "none keeps nn.Linear's initialisation", positive)
+    sigma: float | None = option(0.01, "weights start at N(0, sigma^2) (D2L §3.2.3); none keeps nn.Linear's "
+                                       "U(-1/sqrt(D), 1/sqrt(D))", positive)
     bias: bool = option(True, "learn a bias b")
+    zero_bias: bool = option(True, "the bias starts at 0 (D2L §3.2.3); false keeps nn.Linear's U(-1/sqrt(D), 1/sqrt(D)) "
+                                   "(§3.7's concise softmax regression)")
 
     def __post_init__(self):
         super().__post_init__()
@@ -39,11 +41,11 @@ class LinearModel(nn.Module):
         super().__init__()
         self.flatten = ops.Flatten()
         self.linear = ops.Linear(math.prod(cfg.input_shape), cfg.num_outputs, bias=cfg.bias)
-        if cfg.sigma is not None:
-            with torch.no_grad():
+        with torch.no_grad():
+            if cfg.sigma is not None:
                 self.linear.weight.normal_(0, cfg.sigma)
-                if cfg.bias:
-                    self.linear.bias.zero_()
+            if cfg.bias and cfg.zero_bias:
+                self.linear.bias.zero_()
 
     def forward(self, X: torch.Tensor) -> torch.Tensor:
         return self.linear(self.flatten(X))  # (B, D) -> (B, Q)

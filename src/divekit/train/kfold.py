@@ -33,7 +33,8 @@ def k_fold_indices(n: int, k: int, i: int) -> tuple[torch.Tensor, torch.Tensor]:
     if k < 2:
         raise ValueError(f"k-fold cross-validation needs k >= 2 folds, got k={k}")
     if n < k:
-        raise ValueError(f"cannot cut {n} examples into k={k} folds; use k <= {n}")
+        raise ValueError(f"cannot cut {n} examples into k={k} folds: each fold needs an example"
+                         + (f"; use k <= {n}" if n >= 2 else "; k-fold cross-validation needs at least 2 examples"))
     if not 0 <= i < k:
         raise ValueError(f"fold index i must be in [0, {k}), got {i}")
     size = n // k

@@ -127,8 +127,8 @@ class HousePriceRegression(Task):
     """
 
     def step(self, model, batch, training):
-        X, y = batch.X, batch.y
-        y_hat = model(X)  # (B, 1)
+        y_hat = model(batch.X)  # (B, 1)
+        y = batch.y.reshape(y_hat.shape)
         squared_error = F.mse_loss(y_hat, y, reduction="none")
         log_error = torch.log(y_hat.detach().clamp(min=1)) - torch.log(y)
         return StepOutput(squared_error.mean(), {"loss": squared_error.detach().sum(),

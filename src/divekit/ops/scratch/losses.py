@@ -42,7 +42,10 @@ def softmax(X: torch.Tensor) -> torch.Tensor:
 
 
 def log_softmax(X: torch.Tensor) -> torch.Tensor:
-    """log softmax(X) = X - logsumexp(X), with logsumexp(X) = m + log sum exp(X - m), m = max X."""
+    """log softmax(X) = X - logsumexp(X), with logsumexp(X) = m + log sum exp(X - m), m = max X.
+    16-bit floats are taken in float32, as autocast runs torch's log_softmax."""
+    if X.dtype in (torch.float16, torch.bfloat16):
+        X = X.float()
     m = X.amax(dim=-1, keepdim=True)
     return X - (m + torch.log(torch.exp(X - m).sum(dim=-1, keepdim=True)))
 
