@@ -155,6 +155,24 @@ def test_bad_shapes_and_arguments_say_what_is_wrong():
         scratch.max_pool2d(X, 2, padding=2)
     with pytest.raises(ValueError, match="stride must be an int or a pair"):
         scratch.conv2d(X, torch.rand(4, 2, 3, 3), stride=(1, 2, 3))
+    with pytest.raises(ValueError, match="stride must be an int or a pair"):
+        scratch.conv2d(X, torch.rand(4, 2, 3, 3), stride=1.5)
+    for conv in (scratch.conv2d, scratch.conv_transpose2d):  # torch refuses a bias it would have to broadcast
+        weight = torch.rand(2, 4, 3, 3) if conv is scratch.conv_transpose2d else torch.rand(4, 2, 3, 3)
+        with pytest.raises(ValueError, match=r"one value per output channel, shape \(4,\); got \(1,\)"):
+            conv(X, weight, torch.rand(1))
+
+
+def test_layers_take_numpy_sizes_and_empty_batches_as_torch_does():
+    import numpy as np
+
+    torch.manual_seed(0)
+    for ours, theirs in ((scratch.Conv2d(3, 4, np.int64(3)), nn.Conv2d(3, 4, np.int64(3))),
+                         (scratch.ConvTranspose2d(3, 4, np.int64(3), stride=2), nn.ConvTranspose2d(3, 4, 3, stride=2)),
+                         (scratch.MaxPool2d(np.int64(3)), nn.MaxPool2d(3)), (scratch.Flatten(), nn.Flatten())):
+        theirs.load_state_dict(ours.state_dict())
+        for batch in (torch.rand(2, 3, 7, 7), torch.rand(0, 3, 7, 7)):
+            torch.testing.assert_close(ours(batch), theirs(batch))
 
 
 @pytest.mark.parametrize("kernel_size, stride, padding, bias", [(5, 1, 2, True), ((3, 2), (2, 1), (1, 0), False)])

@@ -209,6 +209,22 @@ def test_loader_shuffles_reproducibly_per_epoch_and_covers_every_example():
         assert torch.equal(batch.X.squeeze(1).long(), batch.y)  # features stay with their labels
 
 
+def test_a_training_loader_leaves_out_a_last_minibatch_of_one_example_that_batch_norm_cannot_train_on():
+    from divekit.models.registry import create_model
+
+    split = Split(torch.rand(33, 1, 28, 28), torch.arange(33) % 10)
+    training = TensorLoader(split, 32, shuffle=True)
+    assert [len(batch.y) for batch in training] == [32] and len(training) == 1
+    model = create_model("lenet-bn").train()
+    for batch in training:
+        model(batch.X)  # one example would be refused: "Expected more than 1 value per channel"
+    with pytest.raises(ValueError, match="more than 1 value per channel"):
+        model(split.X[:1])
+    assert [len(batch.y) for batch in TensorLoader(split, 32)] == [32, 1]  # evaluation sees every example
+    assert [len(batch.y) for batch in TensorLoader(Split(split.X[:1], split.y[:1]), 32, shuffle=True)] == [1]
+    assert [len(batch.y) for batch in TensorLoader(Split(torch.rand(34, 1), torch.arange(34)), 32, shuffle=True)] == [32, 2]
+
+
 def test_loader_converts_uint8_images_and_resizes():
     images = torch.randint(0, 256, (5, 1, 28, 28), dtype=torch.uint8)
     X = next(iter(TensorLoader(Split(images, torch.zeros(5)), 5))).X

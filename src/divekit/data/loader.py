@@ -41,7 +41,9 @@ class TensorLoader:
     Args:
         data: all the examples.
         batch_size: examples per minibatch; the last may be smaller unless ``drop_last``.
-        shuffle: draw a new permutation each epoch (seeded by ``seed`` and the epoch number).
+        shuffle: draw a new permutation each epoch (seeded by ``seed`` and the epoch number), for
+            training: then a last minibatch of a single example after full ones is left out (batch
+            normalization cannot train on one example, D2L §7.5; it lands elsewhere in other epochs).
         seed: base seed for shuffling and for the transform's random choices.
         device: where minibatches are made; the data is copied there once.
         transform: applied to each minibatch after uint8 images are scaled to [0, 1].
@@ -107,7 +109,8 @@ class TensorLoader:
 
     def __len__(self) -> int:
         n, last = self.num_examples, self.num_examples % self.batch_size
-        full = n // self.batch_size if self.drop_last or 0 < last < self.num_shards else math.ceil(n / self.batch_size)
+        too_small = 0 < last < self.num_shards or (self.shuffle and last == 1 and n > self.batch_size)
+        full = n // self.batch_size if self.drop_last or too_small else math.ceil(n / self.batch_size)
         return full if self.num_batches is None else min(full, self.num_batches)
 
     def _generator(self, offset: int = 0) -> torch.Generator:

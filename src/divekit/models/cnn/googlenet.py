@@ -2,9 +2,9 @@
 
 An Inception block runs four paths side by side on the same input and concatenates their
 channels: a 1x1 convolution (c1); 1x1 then 3x3 (c2); 1x1 then 5x5 (c3); 3x3 max-pool then 1x1
-(c4). Spatial size is kept, so the output has c1 + c2[1] + c3[1] + c4 channels. Stages b1-b5
-(9 Inception blocks in all) each halve height and width; global average pooling and one dense
-layer make the head.
+(c4). Spatial size is kept, so the output has c1 + c2[1] + c3[1] + c4 channels. Of the stages
+b1-b5 (9 Inception blocks in all), b1 divides height and width by 4, b2-b4 halve them and b5 keeps
+them; global average pooling and one dense layer make the head.
 """
 
 from __future__ import annotations

@@ -20,6 +20,7 @@ how FCN upsamples (§13.11). Output size per axis:
 from __future__ import annotations
 
 import math
+import operator
 
 import torch
 import torch.nn.functional as F
@@ -33,10 +34,23 @@ IntPair = int | tuple[int, int]
 
 
 def _pair(value: IntPair, name: str, minimum: int = 1) -> tuple[int, int]:
-    pair = (value, value) if isinstance(value, int) else tuple(value)
-    if len(pair) != 2 or not all(isinstance(v, int) and v >= minimum for v in pair):
+    """An int or a pair of ints (numpy's too, as torch takes them) -> a pair of Python ints."""
+    try:
+        pair = (operator.index(value),) * 2 if not hasattr(value, "__len__") else tuple(map(operator.index, value))
+    except TypeError:
+        pair = ()
+    if len(pair) != 2 or not all(v >= minimum for v in pair):
         raise ValueError(f"{name} must be an int or a pair of ints, each at least {minimum}, got {value!r}")
     return pair
+
+
+def _add_bias(Y: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    """Y (B, O, P, Q) plus one bias per output channel, bias (O,) or None."""
+    if bias is None:
+        return Y
+    if bias.shape != (Y.shape[1],):
+        raise ValueError(f"bias must hold one value per output channel, shape ({Y.shape[1]},); got {tuple(bias.shape)}")
+    return Y + bias[:, None, None]
 
 
 def conv_output_size(n: int, kernel_size: int, padding: int = 0, stride: int = 1, dilation: int = 1) -> int:
@@ -103,8 +117,8 @@ def conv2d(X: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = No
     B, C, P, Q, kh, kw = windows.shape
     windows = windows.reshape(B, groups, C // groups, P, Q, kh, kw)
     W = weight.reshape(groups, -1, C // groups, kh, kw)  # (g, O/g, C/g, kh, kw)
-    Y = torch.einsum("gocij,bgcpqij->bgopq", W, windows).reshape(B, -1, P, Q)  # (B, O, P, Q)
-    return Y if bias is None else Y + bias[:, None, None]
+    Y = torch.einsum("gocij,bgcpqij->bgopq", W, windows).reshape(B, weight.shape[0], P, Q)  # (B, O, P, Q)
+    return _add_bias(Y, bias)
 
 
 def trans_conv(X: torch.Tensor, K: torch.Tensor) -> torch.Tensor:
@@ -147,14 +161,15 @@ def conv_transpose2d(X: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor |
     Xg = X.reshape(B, groups, C // groups, H, W)
     Wg = weight.reshape(groups, C // groups, -1, kh, kw)  # (g, C/g, O/g, kh, kw)
     # every input entry times the whole kernel: one (O, kh, kw) block of the output per input position
-    blocks = torch.einsum("bgchw,gcokl->bgoklhw", Xg, Wg).reshape(B, -1, H * W)  # (B, O kh kw, H W)
+    O = weight.shape[1] * groups
+    blocks = torch.einsum("bgchw,gcokl->bgoklhw", Xg, Wg).reshape(B, O * kh * kw, H * W)  # (B, O kh kw, H W)
     # fold, the adjoint of unfold, adds each block onto the window it stands for: the windows of a
     # convolution of the output, s apart, taps d apart
     full = (H - 1) * stride[0] + dilation[0] * (kh - 1) + 1, (W - 1) * stride[1] + dilation[1] * (kw - 1) + 1
     Y = F.fold(blocks, full, (kh, kw), dilation=dilation, stride=stride)  # (B, O, full_h, full_w)
     Y = F.pad(Y, (0, output_padding[1], 0, output_padding[0]))  # output_padding: rows and columns at the end
     Y = Y[..., padding[0]:padding[0] + P, padding[1]:padding[1] + Q]  # padding cuts the border off: (B, O, P, Q)
-    return Y if bias is None else Y + bias[:, None, None]
+    return _add_bias(Y, bias)
 
 
 def conv_matrix(K: torch.Tensor, input_shape: tuple[int, int], stride: IntPair = 1,

@@ -52,7 +52,7 @@ class Flatten(nn.Module):
 
     def forward(self, X: torch.Tensor) -> torch.Tensor:
         start, end = self.start_dim % X.dim(), self.end_dim % X.dim()
-        return X.reshape(*X.shape[:start], -1, *X.shape[end + 1:])
+        return X.reshape(*X.shape[:start], math.prod(X.shape[start:end + 1]), *X.shape[end + 1:])
 
 
 class Embedding(nn.Module):
