@@ -9,6 +9,7 @@ import math
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from conftest import needs_real_data
 from PIL import Image
 
@@ -171,9 +172,29 @@ def test_a_language_model_is_evaluated_on_a_text_file_by_perplexity(text_run, tm
     text = ("the time traveller for so it will be convenient to speak of him was expounding a recondite matter "
             "to us his grey eyes shone and twinkled and his usually pale face was flushed and animated ") * 3
     (tmp_path / "t.txt").write_text(text)
-    metrics = load(text_run.run_dir).evaluate(tmp_path / "t.txt")
+    predictor = load(text_run.run_dir)
+    metrics = predictor.evaluate(tmp_path / "t.txt")
     assert metrics["perplexity"] == pytest.approx(math.exp(metrics["loss"]))
     assert 1 < metrics["perplexity"] < 28  # better than guessing among the 28 characters
+    # every next character scored once, the state carried from the first: the model run over the whole text
+    vocab = predictor.inputs.vocab()
+    corpus = torch.tensor(vocab[predictor.inputs.split(text)])
+    with torch.no_grad():
+        logits, _ = predictor.model(corpus[None, :-1], None)  # (T, 1, V)
+    expected = F.cross_entropy(logits[:, 0], corpus[1:])
+    assert metrics["examples"] == len(corpus) - 1
+    assert metrics["loss"] == pytest.approx(float(expected), rel=1e-5)
+    (tmp_path / "short.txt").write_text("the time")  # a few characters are enough now
+    assert predictor.evaluate(tmp_path / "short.txt")["examples"] == 7
+    (tmp_path / "one.txt").write_text("t")
+    with pytest.raises(ValueError, match="holds 1 tokens; evaluating a language model needs at least 2"):
+        predictor.evaluate(tmp_path / "one.txt")
+
+
+def test_a_language_model_is_not_exported_to_onnx_with_its_state_left_out(text_run, tmp_path):
+    pytest.importorskip("onnxscript")
+    with pytest.raises(ValueError, match="recurrent state; ONNX export is offered for models with one input tensor"):
+        load(text_run.run_dir).export(tmp_path / "lm.onnx", "onnx")
 
 
 @needs_real_data(["fra-eng"])
@@ -334,3 +355,27 @@ def test_the_cli_predicts_evaluates_and_exports(tmp_path, capsys):
     assert (run / "model.safetensors").exists()
     assert main(["predict", str(run), str(tmp_path / "missing.png")]) == 1
     assert "cannot read image" in capsys.readouterr().err
+    # options for other kinds of run, and values out of range, are errors, not ignored
+    assert main(["predict", str(run), *files, "--beam-size", "2"]) == 1
+    assert f"--beam-size is for translation runs; {run} is a images run" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["predict", str(run), *files, "--top-k", "0"])
+    assert "--top-k: 0 is not in [1, inf]" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["resume", str(run), "--nproc", "0"])
+    assert "--nproc must be at least 1, got 0" in capsys.readouterr().err
+    (run / "model.json").write_text("{oops")
+    assert main(["predict", str(run), *files]) == 1
+    assert f"{run / 'model.json'} is not valid JSON" in capsys.readouterr().err
+
+
+def test_a_missing_optional_package_is_a_one_line_error(tmp_path, capsys, monkeypatch):
+    import sys
+
+    images = write_image_folder(tmp_path / "images", per_class=4)
+    run = divekit.run("softmax-regression", data=str(images), epochs=1, out=tmp_path / "runs", progress=False)
+    monkeypatch.setitem(sys.modules, "safetensors", None)  # as if divekit[export] were not installed
+    monkeypatch.setitem(sys.modules, "safetensors.torch", None)
+    assert main(["export", str(run.run_dir)]) == 1
+    assert capsys.readouterr().err.strip().splitlines()[-1] == (
+        "divekit: error: exporting to safetensors needs the safetensors package: pip install 'divekit[export]'")

@@ -47,11 +47,10 @@ def _main_parser() -> argparse.ArgumentParser:
     predict.add_argument("run_dir", metavar="RUN_DIR")
     predict.add_argument("inputs", metavar="INPUT", nargs="+",
                          help="image files; one CSV table; prefixes for a language model; sentences to translate")
-    predict.add_argument("--top-k", type=int, default=3, help="classes shown per input of a classifier (default: 3)")
-    predict.add_argument("--num-preds", type=int, default=50, help="tokens a language model writes (default: 50)")
-    predict.add_argument("--beam-size", type=int, default=1, help="beam width of a translation (default: 1, greedy)")
-    predict.add_argument("--min-score", type=float, default=0.5,
-                         help="the lowest score of an object a detector reports (default: 0.5)")
+    for name, (kind, low, high, default, help_text) in PREDICT_OPTIONS.items():
+        predict.add_argument("--" + name.replace("_", "-"), type=_number_in(kind, low, high),
+                             metavar="N" if kind is int else "X",
+                             help=f"{help_text} (default: {default})")
     _weights_and_device(predict)
     predict.add_argument("--json", action="store_true", help="print the predictions as JSON")
     evaluate = sub.add_parser("evaluate", help="a trained run's loss and metrics on other data: "
@@ -74,6 +73,31 @@ def _main_parser() -> argparse.ArgumentParser:
     report = sub.add_parser("report", help="a table of all runs in a folder beside the book's results (Markdown and HTML)")
     report.add_argument("dir", metavar="DIR", nargs="?", default="runs", help="the folder the runs went to (default: runs)")
     return parser
+
+
+# predict's options by the kinds of run they are for: (type, lowest, highest, default, help)
+PREDICT_OPTIONS = {
+    "top_k": (int, 1, None, 3, "classes shown per input of a classifier"),
+    "num_preds": (int, 0, None, 50, "tokens a language model writes"),
+    "beam_size": (int, 1, None, 1, "beam width of a translation (1: greedy)"),
+    "min_score": (float, 0.0, 1.0, 0.5, "the lowest score of an object a detector reports"),
+}
+PREDICT_OPTION_KINDS = {"top_k": ("images", "table"), "num_preds": ("text",), "beam_size": ("translation",),
+                        "min_score": ("detection",)}
+
+
+def _number_in(kind: type, low, high):
+    """An argparse type: a number of ``kind`` in [low, high] (high None: no upper end)."""
+    def convert(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not {'an int' if kind is int else 'a number'}") from None
+        if value < low or (high is not None and value > high):
+            raise argparse.ArgumentTypeError(f"{value} is not in [{low}, {'inf' if high is None else high}]")
+        return value
+
+    return convert
 
 
 def _weights_and_device(parser: argparse.ArgumentParser, device: bool = True) -> None:
@@ -194,6 +218,8 @@ def _cmd_resume(run_dir: str, argv: Sequence[str]) -> int:
     parser = _run_parser(experiment, only=RESUMABLE, prog=f"{PROG} resume {run_dir}", defaults=record["config"])
     args = vars(parser.parse_args(argv))
     no_progress, nproc, fsdp = args.pop("no_progress"), args.pop("nproc"), args.pop("fsdp")
+    if nproc < 1:
+        parser.error(f"--nproc must be at least 1, got {nproc}")
     with _interrupt_message(Path(run_dir)):
         if nproc > 1 and not distributed.under_torchrun():
             distributed.launch(["resume", run_dir, *argv], nproc, Path(run_dir))
@@ -211,6 +237,12 @@ def _cmd_predict(args) -> int:
     from divekit.predict import load
 
     predictor = load(args.run_dir, weights=args.weights, device=args.device)
+    for name, kinds in PREDICT_OPTION_KINDS.items():
+        if getattr(args, name) is None:
+            setattr(args, name, PREDICT_OPTIONS[name][3])
+        elif predictor.kind not in kinds:
+            raise ValueError(f"--{name.replace('_', '-')} is for {' and '.join(kinds)} runs; {args.run_dir} is a "
+                             f"{predictor.kind} run")
     if predictor.kind == "images":
         rows = predictor.predict(args.inputs, top_k=args.top_k)
     elif predictor.kind == "detection":
@@ -309,7 +341,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:  # `divekit list | head`: the reader has what it wanted
         sys.stderr.close()
         return 0
-    except (ValueError, KeyError, OSError, RuntimeError) as e:
+    except (ValueError, KeyError, OSError, RuntimeError, ImportError) as e:
         if debug:
             raise
         message = e.args[0] if isinstance(e, KeyError) and e.args else str(e)

@@ -22,6 +22,7 @@ One predictor per kind of input::
 
 from __future__ import annotations
 
+import inspect
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -99,8 +100,9 @@ class Predictor:
         task = experiment.parts(options).task.build(get_ops(self.impl), data)
         metrics = evaluate(self.model, task, loader, self.device)
         where = data.eval_name if data.eval is not None and path is None else "data"
+        examples = getattr(loader, "num_examples", None)
         return {"data": str(path) if path is not None else f"{data.name} ({where})",
-                "examples": getattr(loader, "num_examples", None), **metrics}
+                **({"examples": examples} if examples is not None else {}), **metrics}
 
     def export(self, path: str | Path, format: str = "safetensors") -> Path:
         """Write the weights (``safetensors``, with model.json's contents as metadata) or the model
@@ -244,17 +246,15 @@ class TextGenerator(Predictor):
         return predict_chars(cleaned, num_preds, self.model, self.inputs.vocab())
 
     def evaluation_data(self, path, batch_size):
-        from divekit.data.text import LMLoader
+        from divekit.data.text import CorpusInOrder
 
         vocab = self.inputs.vocab()
         tokens = self.inputs.split(path.read_text(encoding="utf-8"))
+        if len(tokens) < 2:
+            raise ValueError(f"{path} holds {len(tokens)} tokens; evaluating a language model needs at least 2")
         corpus = torch.tensor(vocab[tokens], dtype=torch.long)
-        batch_size, num_steps = 1, 35  # one row: the text is read in order, the state carried along
-        if len(corpus) < 3 * num_steps + 1:
-            raise ValueError(f"{path} holds {len(corpus)} tokens; evaluating a language model needs at least "
-                             f"{3 * num_steps + 1}")
-        loader = LMLoader(corpus, batch_size, num_steps, sequential=True, device=self.device)
-        return _loaded(path.name, loader, self, batch_size, info=vocab, as_train=True)
+        loader = CorpusInOrder(corpus, 35, device=self.device)  # every prediction once, the state carried along
+        return _loaded(path.name, loader, self, 1, info=vocab, as_train=True)
 
 
 class Translator(Predictor):
@@ -398,9 +398,9 @@ def _export_onnx(predictor: Predictor, path: Path) -> Path:
     card = io.read_json(predictor.run_dir / MODEL_CARD)
     example = entry.example(entry.make_config(**card["config"]), 2)
     args = tuple(a.to(predictor.device) for a in example.args)
-    if len(args) != 1:
-        raise ValueError(f"{predictor.model_name} takes {len(args)} inputs and a recurrent state; ONNX export is "
-                         "offered for models with one input tensor (export to safetensors instead)")
+    if len(args) != 1 or "state" in inspect.signature(predictor.model.forward).parameters:
+        raise ValueError(f"{predictor.model_name} takes several inputs or a recurrent state; ONNX export is offered "
+                         "for models with one input tensor and no state (export to safetensors instead)")
     import logging
     import os
     import warnings

@@ -10,6 +10,7 @@ A language-model minibatch is a :class:`~divekit.data.batch.Split` of (B, T) tok
 from __future__ import annotations
 
 import collections
+import math
 import re
 from collections.abc import Iterable, Sequence
 from typing import Literal
@@ -135,6 +136,34 @@ def load_corpus_time_machine(max_tokens: int | None = None, token: TokenKind = "
     if max_tokens is not None:
         corpus = corpus[:max_tokens]
     return torch.tensor(corpus, dtype=torch.long), vocab
+
+
+class CorpusInOrder:
+    """A corpus read once from its first token to its last, for evaluating a language model:
+    minibatches ``Split(X, y)`` of one row, X (1, t) the tokens [iT, iT + t) and y the next ones,
+    t = T but for a shorter last chunk, so every next-token prediction is scored once and the
+    state carries over from the start (``sequential``)."""
+
+    sequential = True
+
+    def __init__(self, corpus: torch.Tensor, num_steps: int, device: str | torch.device = "cpu"):
+        if corpus.dim() != 1 or len(corpus) < 2:
+            raise ValueError(f"evaluating a language model needs a 1-D corpus of at least 2 tokens, "
+                             f"got shape {tuple(corpus.shape)}")
+        self.corpus, self.num_steps, self.device = corpus.to(device), num_steps, torch.device(device)
+
+    @property
+    def num_examples(self) -> int:
+        """The next-token predictions scored: every token but the first."""
+        return len(self.corpus) - 1
+
+    def __len__(self) -> int:
+        return math.ceil(self.num_examples / self.num_steps)
+
+    def __iter__(self):
+        for start in range(0, self.num_examples, self.num_steps):
+            stop = min(start + self.num_steps, self.num_examples)
+            yield Split(self.corpus[None, start:stop], self.corpus[None, start + 1:stop + 1])  # (1, t) each
 
 
 class LMLoader:
