@@ -228,3 +228,59 @@ def test_a_crashed_write_leaves_the_old_file_and_no_partial_one(tmp_path, monkey
     assert sorted(p.name for p in tmp_path.iterdir()) == ["params.pt"]  # no new file, no temporary left
     monkeypatch.undo()
     torch.testing.assert_close(io.load(path)["w"], torch.ones(3))
+
+
+def test_init_linear_skips_missing_biases_and_reaches_the_scratch_linear():
+    net = nn.Sequential(nn.Linear(3, 4, bias=False), MyLinear(4, 2))
+    net.apply(init_linear(nn.init.ones_))
+    assert torch.equal(net[0].weight, torch.ones(4, 3)) and torch.equal(net[1].weight, torch.ones(2, 4))
+    assert torch.equal(net[1].bias, torch.zeros(2))
+
+
+def test_a_slice_of_the_scratch_sequential_runs_as_nn_sequentials_does():
+    torch.manual_seed(0)
+    ours = SequentialScratch(nn.Linear(3, 5), nn.ReLU(), nn.Linear(5, 2))
+    reference = nn.Sequential(*ours)
+    X = torch.randn(4, 3)
+    part = ours[:2]
+    assert isinstance(part, SequentialScratch) and list(part.state_dict()) == list(reference[:2].state_dict())
+    torch.testing.assert_close(part(X), reference[:2](X))
+
+
+def test_save_refuses_what_load_would_refuse_and_writes_nothing(tmp_path):
+    import numpy as np
+
+    path = tmp_path / "checkpoint.pt"
+    with pytest.raises(TypeError, match=r"the object\['history'\]\[0\]\['loss'\] is a numpy.float64"):
+        io.save({"history": [{"loss": np.float64(0.5)}]}, path)
+    assert list(tmp_path.iterdir()) == []
+    io.save({"history": [{"loss": 0.5}], "state": {"a": (torch.ones(2), [1, None, "x"])}}, path)
+    assert io.load(path)["history"] == [{"loss": 0.5}]
+
+
+def test_writes_go_through_links_and_take_long_names(tmp_path):
+    target = tmp_path / "real.pt"
+    io.save(torch.zeros(1), target)
+    link = tmp_path / "link.pt"
+    link.symlink_to(target)
+    io.save(torch.ones(1), link)
+    assert link.is_symlink() and torch.equal(io.load(target), torch.ones(1))  # as open(link, "wb") would
+    long_name = tmp_path / ("w" * 250)  # the longest name the file system takes, less a few
+    io.save(torch.ones(1), long_name)
+    assert torch.equal(io.load(long_name), torch.ones(1))
+
+
+def test_a_json_file_that_is_not_utf8_is_named_in_the_error(tmp_path):
+    path = tmp_path / "config.json"
+    path.write_bytes(b"\xff\xfe{")
+    with pytest.raises(ValueError, match="config.json is not valid JSON"):
+        io.read_json(path)
+
+
+def test_json_files_hold_null_where_a_number_is_not_finite(tmp_path):
+    import json
+
+    io.write_json(tmp_path / "s.json", {"class_iou": [0.5, float("nan")], "loss": float("inf"), "n": 3})
+    text = (tmp_path / "s.json").read_text()
+    assert json.loads(text, parse_constant=lambda c: pytest.fail(f"{c} in a JSON file")) == {
+        "class_iou": [0.5, None], "loss": None, "n": 3}

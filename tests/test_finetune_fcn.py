@@ -155,6 +155,16 @@ def test_a_target_model_takes_the_sources_body_and_a_new_head_with_its_own_learn
         load_body(other, source.state_dict())
 
 
+def test_the_scratch_twin_takes_a_new_output_layer_too():
+    from divekit.ops import scratch
+
+    torch.manual_seed(0)
+    model = create_model("resnet18", "scratch", input_shape=(3, 32, 32), num_classes=8, num_residuals=(1, 1, 1, 1))
+    head = new_output_layer(model, 2, scratch)
+    assert model.head[-1] is head and "head.2.weight" in dict(model.named_parameters())
+    assert model(torch.rand(2, 3, 32, 32)).shape == (2, 2)
+
+
 def test_the_bilinear_kernel_upsamples_as_bilinear_interpolation():
     kernel = bilinear_kernel(3, 3, 4)
     torch.testing.assert_close(kernel[0, 0], torch.tensor([0.25, 0.75, 0.75, 0.25]).outer(torch.tensor(

@@ -136,3 +136,14 @@ def test_cross_entropy_twins_take_the_classes_from_the_last_axis(shape):
                                      lambda x: F.cross_entropy(x.reshape(-1, 5), y.reshape(-1), reduction="none")
                                      .reshape(y.shape), logits)
         torch.testing.assert_close(ops.cross_entropy(logits, y), expected)
+
+
+@pytest.mark.parametrize("ops", [scratch, fast])
+def test_targets_laid_out_otherwise_than_the_predictions_are_refused(ops):
+    logits = torch.randn(2, 3)
+    y = (torch.rand(2, 3) > 0.5).float()
+    with pytest.raises(ValueError, match=r"targets of shape \(3, 2\) do not match predictions of shape \(2, 3\)"):
+        ops.binary_cross_entropy_with_logits(logits, y.T)  # torch refuses it too
+    with pytest.raises(ValueError, match="do not match"):
+        ops.squared_loss(torch.randn(4, 1), torch.randn(2, 2))
+    torch.testing.assert_close(ops.squared_loss(torch.ones(4, 1), torch.zeros(4)), torch.full((4, 1), 0.5))

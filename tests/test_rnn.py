@@ -299,3 +299,18 @@ def test_rnn_scratch_reaches_the_books_perplexity(tmp_path, monkeypatch, random_
     if not random_sampling:  # at perplexity 1.03 the model has learned its 10,000 characters by heart
         corpus, vocab = load_corpus_time_machine(10000, "char")
         assert sample[len("time traveller"):][:20] in "".join(vocab.to_tokens(corpus.tolist()))
+
+
+def test_sequence_sine_predicts_ahead_and_says_when_its_sizes_leave_nothing_to_predict(tmp_path):
+    from divekit.experiments.registry import get_experiment
+    from divekit.experiments.runner import run_experiment
+
+    experiment = get_experiment("sequence-sine")
+    summary = run_experiment(experiment, experiment.make_options(epochs=2), tmp_path / "run", progress=False)
+    results = summary["results"]
+    # errors pile up: k steps ahead are worse than one, and the book's rollout from t = 604 worst of all
+    assert results["mse_1_step"] < results["mse_16_step"] < results["mse_multistep"]
+    for options, message in ((dict(num_points=100, tau=40), "leaves no window for 64-step-ahead predictions"),
+                             (dict(num_points=200), "--n-train 600 leaves nothing to predict")):
+        with pytest.raises(ValueError, match=message):
+            run_experiment(experiment, experiment.make_options(**options), tmp_path / "bad", progress=False)

@@ -353,6 +353,8 @@ def test_beam_search_beats_greedy_on_the_books_example():
     assert exhaustive_search(table_step, start, reorder_rows, BOS, EOS, 4, 4, alpha=0.75)[0] == [1, 3, 2, EOS]
     with pytest.raises(ValueError, match="at least 1"):
         beam_search(table_step, start, reorder_rows, BOS, EOS, 4, beam_size=0)
+    with pytest.raises(ValueError, match="beam_size and max_len must be at least 1, got 2 and 0"):
+        beam_search(table_step, start, reorder_rows, BOS, EOS, 0, beam_size=2)
 
 
 @pytest.fixture(scope="module")

@@ -225,6 +225,12 @@ def test_a_training_loader_leaves_out_a_last_minibatch_of_one_example_that_batch
     assert [len(batch.y) for batch in TensorLoader(Split(torch.rand(34, 1), torch.arange(34)), 32, shuffle=True)] == [32, 2]
 
 
+def test_a_minibatch_smaller_than_the_processes_cannot_be_shared():
+    loader = TensorLoader(Split(torch.rand(8, 1), torch.arange(8)), 2)
+    with pytest.raises(ValueError, match="a minibatch of 2 examples cannot be shared by 4 processes"):
+        loader.shard(0, 4)
+
+
 def test_loader_converts_uint8_images_and_resizes():
     images = torch.randint(0, 256, (5, 1, 28, 28), dtype=torch.uint8)
     X = next(iter(TensorLoader(Split(images, torch.zeros(5)), 5))).X

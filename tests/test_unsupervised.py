@@ -135,3 +135,18 @@ def test_pca_finds_the_direction_of_a_line():
 def test_pca_rejects_bad_arguments(X, k, message):
     with pytest.raises(ValueError, match=message):
         pca(X, k)
+
+
+def test_kmeans_refuses_values_it_cannot_measure_and_pca_takes_16_bit_data():
+    X = torch.randn(20, 3)
+    bad = X.clone()
+    bad[4, 1] = float("nan")
+    for init in ("k-means++", "random"):
+        with pytest.raises(ValueError, match="kmeans needs finite X"):
+            kmeans(bad, 2, init=init)
+    with pytest.raises(ValueError, match=r"too large for squared distances in torch.float32; pass X.double\(\)"):
+        kmeans(X * 1e19, 2)
+    assert kmeans((X * 1e19).double(), 2, generator=torch.Generator().manual_seed(0)).inertia > 0
+    for dtype in (torch.float16, torch.bfloat16):
+        half, full = pca(X.to(dtype), 2), pca(X.to(dtype).float(), 2)
+        torch.testing.assert_close(half.components, full.components)

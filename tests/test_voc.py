@@ -45,6 +45,13 @@ def test_label_pngs_keep_their_indices_and_the_ignore_value(tmp_path):
     assert torch.equal(colors_to_labels(colours), labels.long())
     with pytest.raises(ValueError, match=r"colours \[\[1, 2, 3\]\] are not VOC label colours"):
         colors_to_labels(torch.tensor([[[1, 2, 3], [0, 0, 0]]], dtype=torch.uint8))
+    # grayscale masks, 8- and 16-bit (numpy's and OpenCV's uint16), hold the indices themselves
+    for values in (labels.numpy(), labels.numpy().astype(np.uint16)):
+        Image.fromarray(values).save(tmp_path / "gray.png")
+        assert torch.equal(read_label_png(tmp_path / "gray.png"), labels)
+    Image.fromarray(np.full((2, 2), 300, dtype=np.uint16)).save(tmp_path / "big.png")
+    with pytest.raises(ValueError, match="values 300..300; class indices must lie in 0..255"):
+        read_label_png(tmp_path / "big.png")
 
 
 def write_tiny_voc(root, sizes: dict[str, list[tuple[int, int]]]):

@@ -57,8 +57,8 @@ def beam_search(step: Step, state, reorder: Reorder, bos: int, eos: int, max_len
     The answer is the finished (or, at ``max_len``, unfinished) hypothesis with the best score.
     Returns its tokens and score. With ``beam_size`` 1 this is greedy search.
     """
-    if beam_size < 1:
-        raise ValueError(f"beam_size must be at least 1, got {beam_size}")
+    if beam_size < 1 or max_len < 1:
+        raise ValueError(f"beam_size and max_len must be at least 1, got {beam_size} and {max_len}")
     device = _device(state)
     seqs = torch.empty(1, 0, dtype=torch.long, device=device)  # (K, t) live hypotheses
     log_p = torch.zeros(1, device=device)  # (K,)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import json
+import math
 import os
 import tempfile
 from pathlib import Path
@@ -36,10 +37,11 @@ class DiskFullError(OSError):
 
 @contextlib.contextmanager
 def atomic_open(path: str | os.PathLike, mode: str = "wb") -> Iterator[IO]:
-    """Open a temporary file beside ``path``; on success rename it to ``path``, else delete it."""
-    path = Path(path)
+    """Open a temporary file beside ``path``; on success rename it to ``path``, else delete it. A
+    symbolic link is written through (the file it points to is replaced), as ``open`` would."""
+    path = Path(os.path.realpath(path))
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name[:32]}.", suffix=".tmp", dir=path.parent)  # short: names max out
     try:
         os.fchmod(fd, _file_mode())
         with os.fdopen(fd, mode) as f:
@@ -65,22 +67,36 @@ def write_text(path: str | os.PathLike, text: str) -> None:
 
 
 def write_json(path: str | os.PathLike, obj: Any) -> None:
-    write_text(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
+    """``obj`` as JSON; NaN and infinite numbers (a class absent from a segmentation's truth and
+    prediction has IoU NaN) are written as null, since JSON has no such numbers."""
+    write_text(path, json.dumps(_finite_or_null(obj), indent=2, sort_keys=False, allow_nan=False) + "\n")
+
+
+def _finite_or_null(obj: Any) -> Any:
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {key: _finite_or_null(value) for key, value in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_finite_or_null(value) for value in obj]
+    return obj
 
 
 def read_json(path: str | os.PathLike) -> Any:
-    """The JSON in ``path``; a file that is not JSON is a ValueError that names it."""
-    with open(path) as f:
+    """The JSON in ``path``; a file that is not UTF-8 JSON is a ValueError that names it."""
+    with open(path, encoding="utf-8") as f:
         try:
             return json.load(f)
-        except json.JSONDecodeError as e:
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
             raise ValueError(f"{path} is not valid JSON ({e}); restore it or run again") from None
 
 
 def save(obj: Any, path: str | os.PathLike) -> None:
-    """``torch.save`` made atomic: tensors, state dicts, or containers of them."""
+    """``torch.save`` made atomic: tensors, state dicts, or containers of them. Only what :func:`load`
+    reads back is written (a numpy number in a metric would make a checkpoint unreadable on resume)."""
     import torch  # here, so that reading and writing text and JSON needs no torch
 
+    _check_loadable(obj, "the object")
     with atomic_open(path, "wb") as f:
         try:
             torch.save(obj, f)
@@ -88,6 +104,30 @@ def save(obj: Any, path: str | os.PathLike) -> None:
             if "unexpected pos" in str(error) or "failed writing" in str(error):
                 raise OSError(errno.ENOSPC, str(error)) from error
             raise
+
+
+_LOADABLE_LEAVES = (bool, int, float, complex, str, bytes, bytearray, type(None))
+
+
+def _check_loadable(obj: Any, where: str) -> None:
+    """Raise TypeError, naming where, for anything in ``obj`` that ``weights_only`` loading refuses
+    (types checked exactly: a namedtuple or a defaultdict is refused though tuple and dict are not)."""
+    import collections
+
+    import torch
+
+    if isinstance(obj, (torch.Tensor, torch.dtype, torch.device)) or type(obj) in (*_LOADABLE_LEAVES, torch.Size):
+        return
+    if type(obj) in (dict, collections.OrderedDict, collections.Counter):
+        for key, value in obj.items():
+            _check_loadable(key, f"a key of {where}")
+            _check_loadable(value, f"{where}[{key!r}]")
+    elif type(obj) in (list, tuple, set):
+        for i, value in enumerate(obj):
+            _check_loadable(value, f"{where}[{i}]")
+    else:
+        raise TypeError(f"{where} is a {type(obj).__module__}.{type(obj).__qualname__}, which a weights_only load "
+                        "refuses; convert it to a tensor or a Python number, string or container before saving")
 
 
 def load(path: str | os.PathLike, map_location: str | None = "cpu") -> Any:

@@ -89,6 +89,9 @@ class TensorLoader:
         shard's mean loss is multiplied by so that the processes' averaged gradient is that of the
         mean over the whole minibatch."""
         share_bounds(self.batch_size, index, num_shards)  # checks index
+        if self.batch_size < num_shards:
+            raise ValueError(f"a minibatch of {self.batch_size} examples cannot be shared by {num_shards} processes; "
+                             "use a batch size of at least the number of processes")
         self.shard_index, self.num_shards = index, num_shards
 
     def _place(self, data: Batch) -> Batch:

@@ -83,8 +83,12 @@ def read_label_png(path: str | os.PathLike) -> torch.Tensor:
         image.load()
         if image.mode == "P":
             return torch.from_numpy(np.asarray(image).copy())
-        if image.mode == "L":
-            return torch.from_numpy(np.asarray(image).copy())
+        if image.mode in ("L", "I", "I;16", "I;16B", "I;16L"):  # grayscale: the values are the indices
+            values = np.asarray(image)
+            if values.min() < 0 or values.max() > 255:
+                raise ValueError(f"{path} is a grayscale label image with values {values.min()}..{values.max()}; "
+                                 "class indices must lie in 0..255 (255: ignore)")
+            return torch.from_numpy(values.astype(np.uint8))
         rgb = torch.from_numpy(np.asarray(image.convert("RGB")).copy())
     return colors_to_labels(rgb).to(torch.uint8)
 

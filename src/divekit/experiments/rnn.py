@@ -29,8 +29,17 @@ def sequence_sine(epochs: Epochs = 5, lr: LearningRate = 0.01, batch_size: Batch
                   n_train: Annotated[int, "training examples (the first ones in time)", at_least(1)] = 600) -> DemoResult:
     """An autoregressive MLP x_t ~ f(x_{t-tau}, ..., x_{t-1}) (tau-10-1, ReLU, Xavier init, MSE,
     Adam), then 1-, 4-, 16- and 64-step-ahead predictions, each feeding its own predictions back in:
-    errors pile up and the 64-step prediction decays to a constant (D2L §8.1)."""
+    errors pile up and the 64-step prediction decays to a constant; and the book's multistep
+    prediction, its own outputs fed back from t = n_train + tau to the end (D2L §8.1.2)."""
     import torch
+
+    max_steps = 64
+    if num_points - tau - max_steps + 1 < 1:
+        raise ValueError(f"--num-points {num_points} leaves no window for {max_steps}-step-ahead predictions after "
+                         f"--tau {tau}; use --num-points of at least {tau + max_steps}")
+    if n_train >= num_points - tau:
+        raise ValueError(f"--n-train {n_train} leaves nothing to predict: --num-points {num_points} with --tau {tau} "
+                         f"makes {num_points - tau} examples; use fewer")
 
     from divekit.data.batch import Split
     from divekit.data.loader import TensorLoader
@@ -59,8 +68,7 @@ def sequence_sine(epochs: Epochs = 5, lr: LearningRate = 0.01, batch_size: Batch
                           TensorLoader(train, 256, device=device))  # the book evaluates on the training set
 
     net.eval()
-    steps = (1, 4, 16, 64)
-    max_steps = steps[-1]
+    steps = (1, 4, 16, max_steps)
     n = T - tau - max_steps + 1
     with torch.no_grad():
         # column i < tau holds observations, column i >= tau the (i - tau + 1)-step-ahead prediction
@@ -69,14 +77,20 @@ def sequence_sine(epochs: Epochs = 5, lr: LearningRate = 0.01, batch_size: Batch
             window[:, i] = x[i:i + n]
         for i in range(tau, tau + max_steps):
             window[:, i] = net(window[:, i - tau:i]).reshape(-1)
-    window = window.cpu()
+        start = n_train + tau  # the book's multistep prediction: observations up to here, then its own outputs
+        multistep = torch.cat([x[:start].to(device), torch.zeros(T - start, device=device)])
+        for i in range(start, T):
+            multistep[i] = net(multistep[None, i - tau:i])[0, 0]
+    window, multistep = window.cpu(), multistep.cpu()
     series = {f"{k}-step preds": (time[tau + k - 1:T - max_steps + k].tolist(), window[:, tau + k - 1].tolist())
               for k in steps}
+    series["multistep preds"] = (time[start:].tolist(), multistep[start:].tolist())
     figure = plot_series(time.tolist(), {"data": (time.tolist(), x.tolist()), **series})
     results = {"final_train_loss": history[-1]["train_full_loss"]}
     for k in steps:
         truth = x[tau + k - 1:T - max_steps + k]
         results[f"mse_{k}_step"] = float(((window[:, tau + k - 1] - truth) ** 2).mean())
+    results["mse_multistep"] = float(((multistep[start:] - x[start:]) ** 2).mean())
     return DemoResult(results, figures={"k_step_predictions": figure}, rows=history)
 
 

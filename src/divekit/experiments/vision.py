@@ -44,7 +44,8 @@ if TYPE_CHECKING:
     from divekit.data.base import Split, SplitData
     from divekit.data.transforms import Transform
 
-WeightDecay = Annotated[float, "SGD's weight decay (the book: 0.001)", at_least(0)]
+WeightDecay = Annotated[float, "SGD's weight decay on the minibatch's mean loss (the book's 0.001 goes with its loss "
+                               "summed over the minibatch: the same pull here is 0.001 / batch size)", at_least(0)]
 SourceWeights = Annotated[str | None, "the source model: a divekit run folder of a ResNet-18, or a weights file "
                                       "(divekit's keys, or torchvision's ResNet-18's such as its ImageNet weights)"]
 

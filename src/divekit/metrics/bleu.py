@@ -7,8 +7,8 @@ Two versions, kept apart because their numbers are not comparable:
   precision; no smoothing, so one n-gram order without a match gives 0.
 * :func:`corpus_bleu` is standard BLEU: clipped n-gram counts summed over the whole corpus,
   geometric mean of p_1..p_4 with equal weights, brevity penalty from the total lengths, one or
-  several references per sentence (what sacreBLEU reports with ``tokenize="none"`` on already
-  tokenized, space-separated text, times 100 there).
+  several references per sentence (what sacreBLEU reports with ``tokenize="none"`` and
+  ``smooth_method="none"`` on already tokenized, space-separated text, times 100 there).
 """
 
 from __future__ import annotations

@@ -19,6 +19,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from divekit.ops import scratch
+
 # -- §5.1 custom blocks ------------------------------------------------------------------------
 
 
@@ -80,9 +82,9 @@ def init_linear(weight_init: InitFn, bias_init: InitFn | None = nn.init.zeros_) 
     ``init_linear(partial(nn.init.normal_, std=0.01))``; ``bias_init=None`` leaves biases as they are."""
 
     def init(module: nn.Module) -> None:
-        if isinstance(module, nn.Linear):
+        if isinstance(module, (nn.Linear, scratch.Linear)):
             weight_init(module.weight)
-            if bias_init is not None:
+            if bias_init is not None and module.bias is not None:
                 bias_init(module.bias)
 
     return init

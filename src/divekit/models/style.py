@@ -11,8 +11,9 @@ where they are (style). With features Y (C, H, W) of one image, flattened to (C,
 * total variation loss: (mean |Y[i+1, j] - Y[i, j]| + mean |Y[i, j+1] - Y[i, j]|) / 2 of the image,
   which keeps neighbouring pixels alike (against high-frequency noise).
 
-:func:`gram` works per image of a batch, (B, C, H, W) -> (B, C, C); the book's reshapes a batch to
-(C, B H W) and mixes the images' statistics. The extractor (:class:`FeatureExtractor`) is frozen
+:func:`gram` works per image of a batch, (B, C, H, W) -> (B, C, C); the book's ``X.reshape((C, n))``
+of a batch of B > 1 images would mix pixels of several channels and images in each row (it only ever
+takes one image, where the two agree). The extractor (:class:`FeatureExtractor`) is frozen
 and in evaluation mode; the book leaves VGG's parameters trainable.
 
 Letters: B images, C channels, H x W a feature map's size.

@@ -71,6 +71,10 @@ def kmeans(
     if init not in KMEANS_INITS:
         raise ValueError(f"unknown init {init!r}; choose one of {', '.join(KMEANS_INITS)}")
     X = X if X.is_floating_point() else X.float()
+    if not bool(torch.isfinite(X).all()):
+        raise ValueError("kmeans needs finite X; drop or fill the rows with NaN or inf first")
+    if not bool(torch.isfinite(squared_distances(X, X[:1])).all()):  # squares past the dtype's range
+        raise ValueError(f"X's values are too large for squared distances in {X.dtype}; pass X.double() or scale it")
     centers = _initial_centers(X, k, init, generator)
     assignments, history = None, []
     for step in range(iters + 1):  # up to `iters` center updates, each followed by an assignment
@@ -116,7 +120,7 @@ def pca(X: torch.Tensor, k: int) -> PCAResult:
         raise ValueError(f"pca needs X of shape (N, D) with N >= 2, got {tuple(X.shape)}")
     if not 1 <= k <= min(X.shape):
         raise ValueError(f"pca needs 1 <= k <= min(N, D) = {min(X.shape)} components, got k={k}")
-    X = X if X.is_floating_point() else X.float()
+    X = X.float() if not X.is_floating_point() or X.dtype in (torch.float16, torch.bfloat16) else X  # SVD's dtypes
     mean = X.mean(dim=0)  # (D,)
     Xc = X - mean  # (N, D)
     _, S, Vh = torch.linalg.svd(Xc, full_matrices=False)  # S (min(N, D),), Vh (min(N, D), D)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from divekit.ops.scratch.losses import targets_like
+
 __all__ = [
     "binary_cross_entropy_with_logits",
     "cross_entropy",
@@ -18,11 +20,11 @@ __all__ = [
 
 
 def squared_loss(y_hat: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    return F.mse_loss(y_hat, y.reshape(y_hat.shape), reduction="none") / 2
+    return F.mse_loss(y_hat, targets_like(y, y_hat), reduction="none") / 2
 
 
 def mse_loss(y_hat: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    return F.mse_loss(y_hat, y.reshape(y_hat.shape), reduction="none")
+    return F.mse_loss(y_hat, targets_like(y, y_hat), reduction="none")
 
 
 def softmax(X: torch.Tensor) -> torch.Tensor:
@@ -80,14 +82,14 @@ def cross_entropy(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 
 
 def l1_loss(y_hat: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    return F.l1_loss(y_hat, y.reshape(y_hat.shape), reduction="none")
+    return F.l1_loss(y_hat, targets_like(y, y_hat), reduction="none")
 
 
 def huber_loss(y_hat: torch.Tensor, y: torch.Tensor, delta: float = 1.0) -> torch.Tensor:
     if not delta > 0:
         raise ValueError(f"huber_loss needs delta > 0, got {delta}; delta = 1 is the usual choice")
-    return F.huber_loss(y_hat, y.reshape(y_hat.shape), reduction="none", delta=delta)
+    return F.huber_loss(y_hat, targets_like(y, y_hat), reduction="none", delta=delta)
 
 
 def binary_cross_entropy_with_logits(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    return F.binary_cross_entropy_with_logits(logits, y.reshape(logits.shape).to(logits.dtype), reduction="none")
+    return F.binary_cross_entropy_with_logits(logits, targets_like(y, logits).to(logits.dtype), reduction="none")

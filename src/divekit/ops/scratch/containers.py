@@ -6,6 +6,7 @@ A block is any ``nn.Module``: assigning a module to an attribute (or ``add_modul
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Iterator
 
 import torch
@@ -36,7 +37,14 @@ class Sequential(nn.Module):
     def __iter__(self) -> Iterator[nn.Module]:
         return iter(self._modules.values())
 
-    def __getitem__(self, index: int) -> nn.Module:
+    def __setitem__(self, index: int, block: nn.Module) -> None:
+        """Replace the block at ``index`` (e.g. a new output layer for fine-tuning, D2L §13.2), as
+        ``nn.Sequential`` does, under the same name."""
+        self._modules[list(self._modules)[index]] = block
+
+    def __getitem__(self, index: int | slice) -> nn.Module:
+        if isinstance(index, slice):  # a Sequential of those blocks, as nn.Sequential gives
+            return type(self)(OrderedDict(list(self._modules.items())[index]))
         return list(self._modules.values())[index]
 
     def forward(self, X: torch.Tensor) -> torch.Tensor:

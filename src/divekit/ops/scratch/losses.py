@@ -20,15 +20,24 @@ __all__ = [
 ]
 
 
+def targets_like(y: torch.Tensor, y_hat: torch.Tensor) -> torch.Tensor:
+    """``y`` in the shape of the predictions ``y_hat``, the book's ``y.reshape(y_hat.shape)``, where the
+    two differ only in axes of size 1 ((B,) targets for (B, 1) predictions); targets laid out otherwise,
+    e.g. (Q, B) for (B, Q), are refused rather than paired with the wrong predictions."""
+    if y.shape != y_hat.shape and [n for n in y.shape if n != 1] != [n for n in y_hat.shape if n != 1]:
+        raise ValueError(f"targets of shape {tuple(y.shape)} do not match predictions of shape {tuple(y_hat.shape)}")
+    return y.reshape(y_hat.shape)
+
+
 def squared_loss(y_hat: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """l = (y_hat - y)^2 / 2, elementwise (D2L §3.1.3; the 1/2 makes the gradient y_hat - y)."""
-    return (y_hat - y.reshape(y_hat.shape)) ** 2 / 2
+    return (y_hat - targets_like(y, y_hat)) ** 2 / 2
 
 
 def mse_loss(y_hat: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """l = (y_hat - y)^2, elementwise: ``nn.MSELoss`` without its reduction, the loss of the book's
     concise sections (§3.3, §4.5.4), twice :func:`squared_loss`."""
-    return (y_hat - y.reshape(y_hat.shape)) ** 2
+    return (y_hat - targets_like(y, y_hat)) ** 2
 
 
 def softmax(X: torch.Tensor) -> torch.Tensor:
@@ -62,7 +71,7 @@ def cross_entropy(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 def l1_loss(y_hat: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """l = |y_hat - y|, elementwise (D2L §1.2.3): its gradient is sign(y_hat - y), of size 1 however
     far off a prediction is, so outliers pull no harder than other points."""
-    return (y_hat - y.reshape(y_hat.shape)).abs()
+    return (y_hat - targets_like(y, y_hat)).abs()
 
 
 def huber_loss(y_hat: torch.Tensor, y: torch.Tensor, delta: float = 1.0) -> torch.Tensor:
@@ -76,7 +85,7 @@ def huber_loss(y_hat: torch.Tensor, y: torch.Tensor, delta: float = 1.0) -> torc
     """
     if not delta > 0:
         raise ValueError(f"huber_loss needs delta > 0, got {delta}; delta = 1 is the usual choice")
-    error = y_hat - y.reshape(y_hat.shape)
+    error = y_hat - targets_like(y, y_hat)
     size = error.abs()
     return torch.where(size < delta, error**2 / 2, delta * (size - delta / 2))
 
@@ -90,7 +99,7 @@ def binary_cross_entropy_with_logits(logits: torch.Tensor, y: torch.Tensor) -> t
     overflows for o = +-1000 and no log sees an underflowed 0. (The gradient through m cancels,
     leaving dl/do = sigmoid(o) - y everywhere, also at o = 0.)
     """
-    y = y.reshape(logits.shape).to(logits.dtype)
+    y = targets_like(y, logits).to(logits.dtype)
     m = logits.clamp(min=0)
     softplus = m + torch.log(torch.exp(-m) + torch.exp(logits - m))  # log(1 + exp(o))
     return softplus - y * logits
