@@ -150,3 +150,13 @@ def test_kmeans_refuses_values_it_cannot_measure_and_pca_takes_16_bit_data():
     for dtype in (torch.float16, torch.bfloat16):
         half, full = pca(X.to(dtype), 2), pca(X.to(dtype).float(), 2)
         torch.testing.assert_close(half.components, full.components)
+
+
+def test_distances_are_computed_a_chunk_of_rows_at_a_time(monkeypatch):
+    import divekit.models.unsupervised as unsupervised
+
+    X, centers = torch.randn(50, 7, dtype=torch.float64), torch.randn(3, 7, dtype=torch.float64)
+    whole = squared_distances(X, centers)
+    monkeypatch.setattr(unsupervised, "DIFFERENCES_PER_CHUNK", 3 * 7 * 4)  # 4 rows at a time
+    torch.testing.assert_close(squared_distances(X, centers), whole)
+    torch.testing.assert_close(whole, torch.cdist(X, centers) ** 2)
