@@ -1,5 +1,6 @@
 """Every registered experiment runs end to end with tiny settings and leaves a complete run folder
-(the recipes' and demos' own ``tiny`` option values: a few examples, one epoch, small models)."""
+(the recipes' and demos' own ``tiny`` option values: a few examples, one epoch, small models), with
+each impl it takes."""
 
 import importlib.util
 import json
@@ -20,8 +21,17 @@ def _needs(experiment) -> list[str]:
     return [folder for folder, label in NEEDS_DATA.items() if label.lower() in experiment.dataset.lower()]
 
 
-@pytest.mark.parametrize("experiment", all_experiments(), ids=lambda e: e.name)
-def test_every_experiment_runs_with_tiny_settings(experiment, tmp_path):
+def _runs():
+    """(experiment, impl): each experiment with its default impl, and with the other where it takes --impl."""
+    for experiment in all_experiments():
+        yield pytest.param(experiment, None, id=experiment.name)
+        if "impl" in experiment.defaults:
+            other = "scratch" if experiment.default_impl == "fast" else "fast"
+            yield pytest.param(experiment, other, id=f"{experiment.name}-{other}")
+
+
+@pytest.mark.parametrize("experiment, impl", _runs())
+def test_every_experiment_runs_with_tiny_settings(experiment, impl, tmp_path):
     data = os.environ.get("DIVEKIT_DATA")
     missing = [folder for folder in _needs(experiment) if not (data and os.path.isdir(os.path.join(data, folder)))]
     if missing:
@@ -31,7 +41,7 @@ def test_every_experiment_runs_with_tiny_settings(experiment, tmp_path):
     tiny = dict(experiment.tiny)
     if isinstance(experiment, Recipe):
         tiny = {"epochs": 1, "limit": 64, **tiny}
-    values = {**tiny, **({"device": "cpu"} if "device" in experiment.defaults else {})}
+    values = {**tiny, **({"device": "cpu"} if "device" in experiment.defaults else {}), **({"impl": impl} if impl else {})}
     summary = run_experiment(experiment, experiment.make_options(**values), tmp_path / "run", progress=False)
     files = {p.name for p in (tmp_path / "run").iterdir()}
     assert {"config.json", "summary.json"} <= files
