@@ -30,7 +30,7 @@ def _runs():
             yield pytest.param(experiment, other, id=f"{experiment.name}-{other}")
 
 
-@pytest.mark.parametrize("experiment, impl", _runs())
+@pytest.mark.parametrize("experiment, impl", list(_runs()))
 def test_every_experiment_runs_with_tiny_settings(experiment, impl, tmp_path):
     data = os.environ.get("DIVEKIT_DATA")
     missing = [folder for folder in _needs(experiment) if not (data and os.path.isdir(os.path.join(data, folder)))]
