@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import needs_real_data
 
 from divekit import io
 from divekit.cli import main
@@ -165,6 +166,55 @@ def test_two_processes_end_at_the_metrics_of_one_with_the_same_global_batch(tmp_
     assert two.stderr.count("epoch 2/2") == 1  # one process speaks for the run
 
 
+ONE_GRADIENT = """
+import sys, torch
+from divekit.experiments.runner import prepare_training
+from divekit.train import distributed
+
+for i, (name, options) in enumerate(CASES):
+    training = prepare_training(name, device="cpu", **options)
+    loader, task, model = training.setup.data.train, training.setup.task, training.trainer.forward_model
+    loader.transform = None  # the same images in every share and in the whole minibatch
+    model.eval()  # no dropout masks, batch norm from its running statistics: the weighting alone differs
+    loader.set_epoch(1)
+    batch = next(iter(loader))
+    out = task.step(model, batch, training=True)
+    share = 1.0 if task.whole_minibatch_loss else loader.share_weight
+    (out.loss * share).backward()  # DDP averages the processes' gradients
+    if distributed.world().main:
+        torch.save([p.grad for p in model.parameters()], f"{sys.argv[1]}/{i}.pt")
+"""
+# losses averaged over what each share counts (real tokens, predictions, assigned anchors) or summed (seq2seq's
+# book objective): the processes' averaged gradient must still be the whole minibatch's
+WHOLE_MINIBATCH_CASES = [
+    ("seq2seq", dict(limit=64, batch_size=16, embed_size=8, num_hiddens=8, loss_reduction="token_mean")),
+    ("seq2seq", dict(limit=64, batch_size=16, embed_size=8, num_hiddens=8, loss_reduction="book")),
+    ("bert-pretrain", dict(limit=64, batch_size=16, num_hiddens=8, ffn_num_hiddens=16, num_heads=2, num_layers=1,
+                           mlm_reduction="real")),
+    ("yolo", dict(num_train=16, num_val=8, image_size=64, batch_size=8, base_channels=(4, 4, 8), num_channels=8)),
+    ("lenet", dict(resize=None, limit=16, batch_size=8)),
+]
+
+
+@needs_real_data(["fra-eng", "wikitext-2", "fashion-mnist"])
+def test_losses_over_what_each_share_counts_give_the_whole_minibatchs_gradient(tmp_path):
+    script = tmp_path / "one_gradient.py"
+    script.write_text(f"CASES = {WHOLE_MINIBATCH_CASES!r}\n" + ONE_GRADIENT)
+    done = torchrun(script, str(tmp_path))
+    assert done.returncode == 0, done.stderr[-3000:]
+    from divekit.experiments.runner import prepare_training
+
+    for i, (name, options) in enumerate(WHOLE_MINIBATCH_CASES):
+        training = prepare_training(name, device="cpu", **options)
+        loader, task, model = training.setup.data.train, training.setup.task, training.trainer.forward_model
+        loader.transform = None
+        model.eval()
+        loader.set_epoch(1)
+        task.step(model, next(iter(loader)), training=True).loss.backward()
+        for theirs, ours in zip(torch.load(tmp_path / f"{i}.pt"), model.parameters()):
+            torch.testing.assert_close(theirs, ours.grad, rtol=1e-4, atol=1e-6, msg=f"{name} {options}")
+
+
 KILL = """
 import os
 if os.environ.get("RANK") == "1":  # torchrun's second process dies just after its checkpoint of this step
@@ -243,3 +293,33 @@ def test_fsdp_trains_as_one_process_and_its_checkpoint_resumes_under_one(tmp_pat
     for run in (sharded, one):
         assert main(["resume", str(run), "--epochs", "3", "--no-progress"]) == 0
     assert_same_metrics(final(sharded), final(one), ("train_loss", "test_acc"))
+
+
+def test_optimizer_state_from_a_sharded_checkpoint_takes_the_parameters_layout():
+    """FSDP's checkpoint holds Adam's moments contiguous; a model trained in one process is channels-last
+    (the CNNs' layout here), and the fused Adam pairs state and parameter by memory order."""
+    from divekit.models.registry import create_model
+    from divekit.optim import create_optimizer
+    from divekit.train import distributed
+
+    torch.manual_seed(0)
+    model = create_model("lenet").to(memory_format=torch.channels_last)
+    optimizer = create_optimizer("adam", model.parameters(), lr=0.01)
+    model(torch.rand(4, 1, 28, 28)).sum().backward()
+    optimizer.step()
+    saved = optimizer.state_dict()
+    results = []
+    for contiguous in (False, True):  # the state as this process keeps it, and as the sharded checkpoint holds it
+        state = {**saved, "state": {i: {k: (v.contiguous() if contiguous else v).clone() for k, v in s.items()}
+                                    for i, s in saved["state"].items()}}
+        assert contiguous == all(v.is_contiguous() for s in state["state"].values() for v in s.values())
+        copy = create_model("lenet").to(memory_format=torch.channels_last)
+        copy.load_state_dict(model.state_dict())
+        again = create_optimizer("adam", copy.parameters(), lr=0.01)
+        distributed.load_full_state_dicts(copy, again, copy.state_dict(), state)
+        torch.manual_seed(1)
+        copy(torch.rand(4, 1, 28, 28)).sum().backward()
+        again.step()
+        results.append(copy.state_dict())
+    for name in results[0]:
+        torch.testing.assert_close(results[1][name], results[0][name], msg=name)

@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from divekit.data.batch import BertPretraining, TextClassification
+from divekit.train import distributed
 from divekit.train.tasks import Classification, StepOutput, Task
 
 __all__ = ["BertPretrainingTask", "TextClassificationTask"]
@@ -41,6 +42,7 @@ class BertPretrainingTask(Task):
 
     count_key = "pairs"
     count_unit = "pairs"
+    whole_minibatch_loss = True
 
     def __init__(self, loss_fn: LossFn, reduction: Literal["book", "real"] = "book"):
         if reduction not in ("book", "real"):
@@ -58,15 +60,19 @@ class BertPretrainingTask(Task):
         _, mlm_logits, nsp_logits = model(batch.tokens, batch.segments, batch.valid_lens, torch.cat([flat, rows * T]))
         labels = torch.cat([batch.mlm_labels[real], torch.zeros_like(rows)])  # padding slots: label 0
         losses = self.loss_fn(mlm_logits, labels)  # (N + B,)
-        mlm_real = losses[:N].sum() / max(N, 1)
+        # means over the whole minibatch when processes share it (distributed.whole_minibatch_mean)
+        whole_N, whole_B = distributed.whole_minibatch_counts(N, B)
+        mlm_real = distributed.whole_minibatch_mean(losses[:N].sum(), whole_N)
         padding = P - real.sum(1)  # (B,) padding slots per row
-        mlm_book = (losses[:N].sum() + (padding * losses[N:]).sum()) / (B * P)
+        mlm_book = distributed.whole_minibatch_mean(losses[:N].sum() + (padding * losses[N:]).sum(), whole_B * P)
         nsp_losses = self.loss_fn(nsp_logits, batch.nsp_labels)  # (B,)
-        nsp = nsp_losses.mean()
+        nsp = distributed.whole_minibatch_mean(nsp_losses.sum(), whole_B)
         loss = (mlm_book if self.reduction == "book" else mlm_real) + nsp
         correct = (nsp_logits.argmax(-1) == batch.nsp_labels).sum()
-        return StepOutput(loss, {"mlm": mlm_real.detach().float(), "mlm_d2l": mlm_book.detach().float(),
-                                 "nsp": nsp.detach().float(), "nsp_correct": correct, "steps": 1, "pairs": B})
+        share = 1 / distributed.world().size  # each process's part of the step's means (they sum to them)
+        return StepOutput(loss, {"mlm": mlm_real.detach().float() * share, "mlm_d2l": mlm_book.detach().float() * share,
+                                 "nsp": nsp.detach().float() * share, "nsp_correct": correct, "steps": share,
+                                 "pairs": B})
 
     def summarize(self, totals):
         steps = totals["steps"]

@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from divekit.models.detection.yolo import decode_grid
+from divekit.train import distributed
 from divekit.train.tasks import StepOutput, Task
 
 __all__ = ["GridDetectionTask", "MultiboxTask", "book_labels"]
@@ -79,6 +80,7 @@ class GridDetectionTask(Task):
 
     count_unit = "images"
     monitor = ("loss", "min")  # best.pt: the epoch of the lowest validation loss
+    whole_minibatch_loss = True
 
     def __init__(self, cross_entropy: Callable, bce_with_logits: Callable, box_iou: Callable,
                  box_center_to_corner: Callable, ignore_threshold: float = 0.5):
@@ -123,24 +125,27 @@ class GridDetectionTask(Task):
         xy_error = (torch.sigmoid(raw[..., :2]) - (centre - centre.floor())).square().sum(-1)   # (B, N)
         wh_error = (raw[..., 2:] - torch.log(size / prior_size)).square().sum(-1)                 # (B, N)
         weight = 2 - size.prod(-1)
-        num_assigned = assigned.sum().clamp(min=1)
-        box_loss = ((xy_error + wh_error) * weight * assigned).sum() / num_assigned
-        cls_loss = (self.cross_entropy(cls_logits[assigned], target_labels[assigned]).sum() / num_assigned
-                    if assigned.any() else cls_logits.sum() * 0)
-        # objectness: predictions without an object but already on one are left out
-        with torch.no_grad():
+        with torch.no_grad():  # which predictions the objectness loss leaves out: without an object but on one
             ious = self.box_iou(boxes, batch.boxes).masked_fill(batch.labels[:, None, :] < 0, 0)  # (B, N, M)
             ignored = ~assigned & (ious.amax(dim=-1) > self.ignore_threshold)
-        obj = self.bce_with_logits(obj_logits, assigned.to(obj_logits.dtype))            # (B, N)
         empty = ~assigned & ~ignored
-        obj_loss = (obj * assigned).sum() / num_assigned + (obj * empty).sum() / empty.sum().clamp(min=1)
+        # means over the whole minibatch when processes share it (distributed.whole_minibatch_mean)
+        num_assigned, num_empty, whole_B = distributed.whole_minibatch_counts(assigned.sum(), empty.sum(), B)
+        box_loss = distributed.whole_minibatch_mean(((xy_error + wh_error) * weight * assigned).sum(), num_assigned)
+        cls_loss = distributed.whole_minibatch_mean(
+            self.cross_entropy(cls_logits[assigned], target_labels[assigned]).sum() if assigned.any()
+            else cls_logits.sum() * 0, num_assigned)
+        obj = self.bce_with_logits(obj_logits, assigned.to(obj_logits.dtype))            # (B, N)
+        obj_loss = (distributed.whole_minibatch_mean((obj * assigned).sum(), num_assigned)
+                    + distributed.whole_minibatch_mean((obj * empty).sum(), num_empty))
         loss = box_loss + obj_loss + cls_loss
         with torch.no_grad():
             counted = assigned | empty
             obj_correct = (((obj_logits > 0) == assigned) & counted).sum()
-        return StepOutput(loss, {"loss": loss.detach() * B, "box": box_loss.detach() * B, "obj": obj_loss.detach() * B,
-                                 "cls": cls_loss.detach() * B, "obj_correct": obj_correct, "obj_counted": counted.sum(),
-                                 "count": B})
+        per_image = whole_B / distributed.world().size  # each process's part of the step's losses x its images
+        return StepOutput(loss, {"loss": loss.detach() * per_image, "box": box_loss.detach() * per_image,
+                                 "obj": obj_loss.detach() * per_image, "cls": cls_loss.detach() * per_image,
+                                 "obj_correct": obj_correct, "obj_counted": counted.sum(), "count": B})
 
     def summarize(self, totals):
         n = totals["count"]

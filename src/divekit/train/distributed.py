@@ -229,6 +229,28 @@ def data_parallel(model: nn.Module, device: torch.device) -> nn.Module:
 # -- collectives the trainer needs -----------------------------------------------------------------
 
 
+def whole_minibatch_counts(*counts: torch.Tensor | int) -> tuple:
+    """Counts of this process's share of a minibatch (real tokens, assigned anchors, examples) summed
+    over the processes in one all-reduce: the whole minibatch's counts (float32 tensors, exact to 2^24;
+    in one process the counts as they are)."""
+    if not _world.enabled:
+        return counts
+    device = next((c.device for c in counts if isinstance(c, torch.Tensor)), torch.device("cpu"))
+    totals = torch.stack([torch.as_tensor(c, device=device).detach().to(torch.float32) for c in counts])
+    dist.all_reduce(totals)
+    return tuple(totals)
+
+
+def whole_minibatch_mean(local_sum: torch.Tensor, whole_count: torch.Tensor | float) -> torch.Tensor:
+    """The loss a process backpropagates for a mean over the whole minibatch of what each share sums:
+    ``local_sum`` * N / the whole minibatch's count (from :func:`whole_minibatch_counts`), so that the
+    gradient DDP averages over the N processes is that of the whole minibatch's mean (a count that
+    differs between shares, e.g. real tokens, would otherwise weigh them wrongly). A count of 0
+    (nothing to average) counts as 1. In one process: local_sum / count."""
+    count = max(whole_count, 1) if isinstance(whole_count, (int, float)) else whole_count.clamp(min=1)
+    return local_sum / count if not _world.enabled else local_sum * _world.size / count
+
+
 def mean_over_processes(values: torch.Tensor) -> torch.Tensor:
     """The mean of ``values`` over processes (a NaN in one process's makes it NaN everywhere)."""
     if not _world.enabled:
@@ -319,12 +341,25 @@ def full_state_dicts(model: nn.Module, optimizer: torch.optim.Optimizer) -> tupl
     return model_state, optimizer_state
 
 
+def _state_like_parameters(optimizer: torch.optim.Optimizer) -> None:
+    """Give the optimizer's per-parameter tensors their parameter's memory layout: a checkpoint written
+    under FSDP holds them contiguous, a model trained here may be channels-last, and the fused Adam
+    pairs elements by memory order, not by index."""
+    for group in optimizer.param_groups:
+        for p in group["params"]:
+            state = optimizer.state.get(p, {})
+            for key, value in state.items():
+                if isinstance(value, torch.Tensor) and value.shape == p.shape and value.stride() != p.stride():
+                    state[key] = torch.empty_like(p, dtype=value.dtype).copy_(value)
+
+
 def load_full_state_dicts(model: nn.Module, optimizer: torch.optim.Optimizer, model_state: dict,
                           optimizer_state: dict) -> None:
     """Load :func:`full_state_dicts`' dicts (from a run under any number of processes) in every process."""
     if not _world.fsdp:
         model.load_state_dict(model_state)
         optimizer.load_state_dict(optimizer_state)
+        _state_like_parameters(optimizer)
         return
     from torch.distributed.checkpoint.state_dict import StateDictOptions, set_model_state_dict, set_optimizer_state_dict
 

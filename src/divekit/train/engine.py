@@ -231,7 +231,7 @@ class Trainer:
             with self._autocast:
                 out = self.task.step(self.forward_model, batch, training=True)
             self.optimizer.zero_grad(set_to_none=True)
-            share = getattr(loader, "share_weight", 1.0)  # an uneven minibatch's shares: see TensorLoader.shard
+            share = 1.0 if self.task.whole_minibatch_loss else getattr(loader, "share_weight", 1.0)  # TensorLoader.shard
             (out.loss if share == 1.0 else out.loss * share).backward()
             if self.clip_grad_norm is not None:
                 self.clip_fn(params, self.clip_grad_norm)

@@ -12,6 +12,7 @@ from typing import Literal
 import torch
 from torch import nn
 
+from divekit.train import distributed
 from divekit.train.tasks import StepOutput, Task
 
 __all__ = ["LanguageModeling", "Seq2SeqTask", "detach_state"]
@@ -103,6 +104,7 @@ class Seq2SeqTask(Task):
 
     count_key = "tokens"
     count_unit = "tokens"
+    whole_minibatch_loss = True
 
     def __init__(self, loss_fn: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor], bos: int,
                  reduction: Literal["book", "token_mean"] = "token_mean"):
@@ -122,7 +124,9 @@ class Seq2SeqTask(Task):
         logits, _ = model(X, dec_input, X_valid_len)  # (B, T', V)
         losses = self.loss_fn(logits, Y, Y_valid_len)  # (B, T'), zero on padding
         num_tokens = Y_valid_len.sum()
-        loss = losses.sum() / (T if self.reduction == "book" else num_tokens)
+        # over the whole minibatch when processes share it (each share holds other numbers of tokens)
+        divisor = float(T) if self.reduction == "book" else distributed.whole_minibatch_counts(num_tokens)[0]
+        loss = distributed.whole_minibatch_mean(losses.sum(), divisor)
         return StepOutput(loss, {"loss": losses.detach().float().sum(), "tokens": num_tokens, "steps": T * num_tokens})
 
     def summarize(self, totals):

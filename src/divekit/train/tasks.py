@@ -33,6 +33,9 @@ class Task:
     count_unit = "examples"
     monitor: tuple[str, str] | None = None  # the metric that says which epoch is best, and "max" or "min"
     state_batch_dim = 0  # the batch dimension of state_dict()'s tensors (processes' rows are joined along it)
+    # True where step's loss is already scaled for data-parallel training (distributed.whole_minibatch_mean):
+    # the trainer then leaves out the loader's share weighting, which serves means over a share's examples
+    whole_minibatch_loss = False
 
     def start_epoch(self, training: bool) -> None:
         """Called before each pass over a loader (e.g. to reset recurrent state)."""
