@@ -357,7 +357,7 @@ def test_the_cli_predicts_evaluates_and_exports(tmp_path, capsys):
     assert "cannot read image" in capsys.readouterr().err
     # options for other kinds of run, and values out of range, are errors, not ignored
     assert main(["predict", str(run), *files, "--beam-size", "2"]) == 1
-    assert f"--beam-size is for translation runs; {run} is a images run" in capsys.readouterr().err
+    assert f"--beam-size is for translation runs; {run} is an image-classification run" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["predict", str(run), *files, "--top-k", "0"])
     assert "--top-k: 0 is not in [1, inf]" in capsys.readouterr().err

@@ -146,6 +146,8 @@ def test_kmeans_refuses_values_it_cannot_measure_and_pca_takes_16_bit_data():
             kmeans(bad, 2, init=init)
     with pytest.raises(ValueError, match=r"too large for squared distances in torch.float32; pass X.double\(\)"):
         kmeans(X * 1e19, 2)
+    with pytest.raises(ValueError, match="too large for squared distances"):  # finite to the first row, not between
+        kmeans(torch.tensor([[0.0], [1.5e19], [-1.5e19]]), 2)
     assert kmeans((X * 1e19).double(), 2, generator=torch.Generator().manual_seed(0)).inertia > 0
     for dtype in (torch.float16, torch.bfloat16):
         half, full = pca(X.to(dtype), 2), pca(X.to(dtype).float(), 2)

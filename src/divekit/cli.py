@@ -84,6 +84,12 @@ PREDICT_OPTIONS = {
 }
 PREDICT_OPTION_KINDS = {"top_k": ("images", "table"), "num_preds": ("text",), "beam_size": ("translation",),
                         "min_score": ("detection",)}
+RUN_KINDS = {"images": "image-classification", "table": "table", "text": "language-model", "translation": "translation",
+             "detection": "detection"}  # a predictor's kind, in words
+
+
+def _with_article(words: str) -> str:
+    return f"{'an' if words[:1] in ('a', 'e', 'i', 'o', 'u') else 'a'} {words}"
 
 
 def _number_in(kind: type, low, high):
@@ -241,8 +247,8 @@ def _cmd_predict(args) -> int:
         if getattr(args, name) is None:
             setattr(args, name, PREDICT_OPTIONS[name][3])
         elif predictor.kind not in kinds:
-            raise ValueError(f"--{name.replace('_', '-')} is for {' and '.join(kinds)} runs; {args.run_dir} is a "
-                             f"{predictor.kind} run")
+            raise ValueError(f"--{name.replace('_', '-')} is for {' and '.join(RUN_KINDS[k] for k in kinds)} runs; "
+                             f"{args.run_dir} is {_with_article(RUN_KINDS.get(predictor.kind, predictor.kind))} run")
     if predictor.kind == "images":
         rows = predictor.predict(args.inputs, top_k=args.top_k)
     elif predictor.kind == "detection":

@@ -116,7 +116,8 @@ def _check_loadable(obj: Any, where: str) -> None:
 
     import torch
 
-    if isinstance(obj, (torch.Tensor, torch.dtype, torch.device)) or type(obj) in (*_LOADABLE_LEAVES, torch.Size):
+    if isinstance(obj, (torch.Tensor, torch.dtype, torch.device, torch.layout)) or type(obj) in (*_LOADABLE_LEAVES,
+                                                                                                torch.Size):
         return
     if type(obj) in (dict, collections.OrderedDict, collections.Counter):
         for key, value in obj.items():

@@ -44,6 +44,8 @@ class TensorLoader:
         shuffle: draw a new permutation each epoch (seeded by ``seed`` and the epoch number), for
             training: then a last minibatch of a single example after full ones is left out (batch
             normalization cannot train on one example, D2L §7.5; it lands elsewhere in other epochs).
+            Under N processes the rule stays the one process's, so that both take the same steps: a
+            last minibatch of N to 2N - 1 examples leaves some process one (see docs/DISTRIBUTED.md).
         seed: base seed for shuffling and for the transform's random choices.
         device: where minibatches are made; the data is copied there once.
         transform: applied to each minibatch after uint8 images are scaled to [0, 1].

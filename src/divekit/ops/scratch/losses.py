@@ -52,7 +52,7 @@ def softmax(X: torch.Tensor) -> torch.Tensor:
 
 def log_softmax(X: torch.Tensor) -> torch.Tensor:
     """log softmax(X) = X - logsumexp(X), with logsumexp(X) = m + log sum exp(X - m), m = max X.
-    16-bit floats are taken in float32, as autocast runs torch's log_softmax."""
+    16-bit floats are taken in float32, as autocast runs torch's cross-entropy."""
     if X.dtype in (torch.float16, torch.bfloat16):
         X = X.float()
     m = X.amax(dim=-1, keepdim=True)
