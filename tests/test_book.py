@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from divekit.experiments.book import _table, book_results, changed_options, compare, describe
+from divekit.experiments.book import _table, book_results, changed_options, compare, describe, verdict
 from divekit.experiments.registry import all_experiments, get_experiment
 
 SECTIONS = json.loads(resources.files("divekit.experiments").joinpath("reference/sections.json").read_text())["sections"]
@@ -101,3 +101,25 @@ def test_a_metric_whose_builds_reach_down_to_zero_is_shown_but_not_compared():
                                             {"loss_reduction": "book"})}
     assert rows["bleu_go"]["spread"][0] == 0 and rows["bleu_go"]["reached"] is None  # 0 to 1: any BLEU "reaches" it
     assert rows["bleu_i_lost"]["reached"] is False  # every build translated "i lost ." perfectly: a real check
+    assert verdict(rows["bleu_go"]) == "not judged" and verdict(rows["bleu_i_lost"]) == "not reached"
+    assert verdict({**rows["bleu_i_lost"], "reached": None}) == "not compared"  # a run off the book's settings
+    assert verdict({**rows["bleu_i_lost"], "reached": None, "ours": None}) == "not measured"
+
+
+def test_a_run_in_bf16_or_with_another_decoding_is_not_held_to_the_book_but_another_prefix_is():
+    for name, change, changed in (("linear-regression", {"precision": "bf16"}, True),
+                                  ("rnn", {"prefix": "the ", "num_preds": 100}, False),  # only the text it shows
+                                  ("bahdanau", {"heatmap_sentence": "go ."}, False),
+                                  ("seq2seq", {"beam_size": 2, "decoding": "beam"}, True)):  # the BLEU the book prints
+        experiment = get_experiment(name)
+        defaults = experiment.make_options().to_dict()
+        found = changed_options(defaults, {**defaults, **change}, name, "fast", experiment.display_options)
+        assert bool(found) == changed, (name, found)
+
+
+def test_deterministic_counts_and_the_overfitting_measures_must_land_inside_the_books_range():
+    """More lines than the book's 3,221 is not better; neither is a larger ||w|| without weight decay."""
+    assert not compare("timemachine-stats", "fast", {"lines": 4000})[0]["reached"]
+    rows = {r["metric"]: r for r in compare("weight-decay", "fast", {"norm_w_no_decay": 1000.0, "norm_w_decay": 0.36},
+                                            {"loss": "squared_loss"})}
+    assert rows["norm_w_no_decay"]["reached"] is False and rows["norm_w_decay"]["reached"] is True

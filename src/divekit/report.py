@@ -19,7 +19,7 @@ from io import BytesIO
 from pathlib import Path
 
 from divekit import io
-from divekit.experiments.book import format_value as _fmt
+from divekit.experiments.book import format_value as _fmt, verdict
 from divekit.experiments.registry import get_experiment, section_key
 from divekit.run_folder import METRICS_NAME, SUMMARY_NAME, start_stamp
 
@@ -110,14 +110,6 @@ def _book_variant(summary: dict) -> str:
     return " ".join([summary["experiment"], *flags])
 
 
-def status(ref: dict) -> str:
-    """A comparison's verdict in words: "reached", "not reached", "not compared" (the run changed
-    the book's settings, so it is shown beside the book's number, not held to it) or "not measured"."""
-    if ref["reached"] is None:
-        return "not measured" if ref["ours"] is None else "not compared"
-    return "reached" if ref["reached"] else "not reached"
-
-
 def _flags(changed: dict) -> str:
     return " ".join(f"--{name.replace('_', '-')} {value}" for name, value in changed.items())
 
@@ -155,7 +147,7 @@ def headline_rows(runs: list[tuple[Path, dict]]) -> list[dict]:
             "ours": " / ".join(f"{_fmt(r['ours'])} ({s['impl']})" for s, r in pairs),
             "book": book, "builds": builds,
             "reached": " / ".join({True: "yes", False: "no", None: "–"}[r["reached"]] for _, r in pairs),
-            "entries": [{"impl": s["impl"], "ours": _fmt(r["ours"]), "status": status(r),
+            "entries": [{"impl": s["impl"], "ours": _fmt(r["ours"]), "status": verdict(r),
                          "changed": s.get("changed", {})} for s, r in pairs],
         })
     return sorted(rows, key=lambda row: section_key(row["section"]))
@@ -233,7 +225,7 @@ th{background:var(--soft);font-weight:600}
 table.headline{width:100%;margin-bottom:10px}table.headline td.num{text-align:right;white-space:nowrap}
 .badge{display:inline-block;border-radius:10px;padding:0 8px;font-size:12px;font-weight:600;white-space:nowrap}
 .reached{background:var(--ok-bg);color:var(--ok)}.not-reached{background:var(--bad-bg);color:var(--bad)}
-.not-compared,.not-measured{background:#eaeef2;color:var(--muted)}
+.not-compared,.not-judged,.not-measured{background:#eaeef2;color:var(--muted)}
 .entry{white-space:nowrap}.impl{color:var(--muted);font-size:13px}
 nav.index{margin:18px 0 8px;display:flex;flex-wrap:wrap;gap:6px}
 nav.index a{border:1px solid var(--line);border-radius:14px;padding:1px 10px;font-size:13px}
@@ -343,7 +335,7 @@ def _run_html(root: Path, run_dir: Path, summary: dict) -> str:
     if summary["reference"]:
         body = "".join(
             f"<tr><td><code>{_e(r['metric'])}</code></td><td>{_e(_fmt(r['ours']))}</td><td>{_e(_fmt(r['book']))}</td>"
-            f"<td>{_e(_fmt(r['spread'][0]))}–{_e(_fmt(r['spread'][1]))}</td><td>{_badge(status(r))}</td></tr>"
+            f"<td>{_e(_fmt(r['spread'][0]))}–{_e(_fmt(r['spread'][1]))}</td><td>{_badge(verdict(r))}</td></tr>"
             for r in summary["reference"])
         tables.append("<table class='book'><tr><th>metric</th><th>ours</th><th>book</th><th>book's builds</th>"
                       f"<th>verdict</th></tr>{body}</table>")
@@ -386,7 +378,7 @@ def to_html(root: Path, runs: list[tuple[Path, dict]], headline: list[dict]) -> 
         by_experiment.setdefault(summary["experiment"], []).append((run_dir, summary))
     order = sorted(by_experiment, key=lambda name: (section_key(by_experiment[name][0][1]["section"]), name))
     verdicts = [e["status"] for row in headline for e in row["entries"]]
-    counts = ", ".join(f"{verdicts.count(v)} {v}" for v in ("reached", "not reached", "not compared", "not measured")
+    counts = ", ".join(f"{verdicts.count(v)} {v}" for v in ("reached", "not reached", "not judged", "not compared", "not measured")
                        if v in verdicts)
     index = "".join(f"<a href='#exp-{_e(name)}'>{_e(name)}</a>" for name in order)
     return (
@@ -397,7 +389,8 @@ def to_html(root: Path, runs: list[tuple[Path, dict]], headline: list[dict]) -> 
         f"<p class='lead'>{len(runs)} run{'s' * (len(runs) != 1)} of {len(order)} experiment"
         f"{'s' * (len(order) != 1)} in <code>{_e(root)}</code>" + (f" · beside the book: {counts}" if counts else "")
         + ". <em>book</em> is d2l's published number, <em>book's builds</em> the spread across the book's own builds; "
-        "a run that changed the book's settings is shown beside it but <em>not compared</em>.</p>"
+        "a run that changed the book's settings is shown beside it but <em>not compared</em>; a number whose builds "
+        "span every value a result could take (a BLEU of 0 to 1) is <em>not judged</em>.</p>"
         + _headline_html(headline)
         + f"<nav class='index'>{index}</nav>"
         + "".join(_experiment_html(root, by_experiment[name]) for name in order)

@@ -10,7 +10,7 @@ entries, each with a ``"when"`` that names the options a run must have for it to
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from functools import cache
 from importlib import resources
 from typing import Any
@@ -71,9 +71,20 @@ def compare(experiment: str, impl: str, ours: dict[str, float], config: Mapping[
         else:
             reached = value <= high
         rows.append({"metric": name, "ours": value, "book": ref["book"], "spread": [low, high],
-                     "better": ref["better"], "reached": reached, "source": entry["source"],
-                     "when": entry.get("when", {})})
+                     "better": ref["better"], "reached": reached, "informative": not uninformative(ref),
+                     "source": entry["source"], "when": entry.get("when", {})})
     return rows
+
+
+def verdict(row: Mapping[str, Any]) -> str:
+    """A comparison row's verdict in words: "reached", "not reached", "not measured" (the run has no
+    such number), "not judged" (the book's builds span every value a result could take) or "not
+    compared" (the run changed the book's settings: shown beside the book's number, not held to it)."""
+    if row["reached"] is not None:
+        return "reached" if row["reached"] else "not reached"
+    if row["ours"] is None:
+        return "not measured"
+    return "not compared" if row.get("informative", True) else "not judged"
 
 
 def uninformative(ref: Mapping[str, Any]) -> bool:
@@ -83,18 +94,20 @@ def uninformative(ref: Mapping[str, Any]) -> bool:
 
 
 # options that do not change what a run is compared with: which twin, where it runs, its seed, and
-# the speed settings that keep the book's recipe
-INCIDENTAL = ("impl", "device", "seed", "compile", "precision", "checkpoint_every", "tensorboard")
+# the speed settings that keep the book's arithmetic (not --precision: bf16 changes the numbers)
+INCIDENTAL = ("impl", "device", "seed", "compile", "checkpoint_every", "tensorboard")
 
 
-def changed_options(defaults: Mapping[str, Any], config: Mapping[str, Any], experiment: str, impl: str) -> dict:
+def changed_options(defaults: Mapping[str, Any], config: Mapping[str, Any], experiment: str, impl: str,
+                    after_training: Iterable[str] = ()) -> dict:
     """The options of ``config`` that differ from the experiment's ``defaults`` (the book's
-    settings) and make a run not comparable with the book: all but the incidental ones and those
-    that choose one of the book's entries (its ``"when"``)."""
+    settings) and make a run not comparable with the book: all but the incidental ones, those that
+    only shape what is shown after training (``after_training``: a recipe's probes' options, e.g.
+    the prefix a language model continues) and those that choose one of the book's entries (its
+    ``"when"``)."""
     entry = book_results(experiment, impl, config) or {}
-    chooses = set(entry.get("when", {}))
-    return {name: config[name] for name in config
-            if name not in INCIDENTAL and name not in chooses and config[name] != defaults.get(name)}
+    kept = set(INCIDENTAL) | set(after_training) | set(entry.get("when", {}))
+    return {name: config[name] for name in config if name not in kept and config[name] != defaults.get(name)}
 
 
 def describe(experiment: str, impl: str, config: Mapping[str, Any] | None = None) -> str:

@@ -351,7 +351,11 @@ class TeacherForcing(TaskPart, Checked):
 
 
 class Probe:
-    """Base of probes: ``run(model, data, device) -> (results, figures)`` after training."""
+    """Base of probes: ``run(model, data, device) -> (results, figures)`` after training. A probe
+    whose results are held to the book's numbers says so (``compared``); the options of the others
+    only shape what is shown, so changing them keeps a run comparable with the book."""
+
+    compared: ClassVar[bool] = False
 
     def run(self, model, data: Loaded, device) -> tuple[dict, dict]:
         raise NotImplementedError(f"{type(self).__name__} must define run(model, data, device)")
@@ -431,6 +435,8 @@ def _slug(sentence: str) -> str:
 @dataclass
 class Translations(Probe, Checked):
     """The book's four example translations, each scored with its BLEU (k = 2) (D2L §9.7.6)."""
+
+    compared: ClassVar[bool] = True  # the book's BLEU of each: another decoding is not the book's
 
     beam_size: int = option(1, "beam width for the example translations (1: greedy, as in the book)", at_least(1))
     decoding: Literal["greedy", "beam"] = option("greedy", "greedy, or beam search with --beam-size")

@@ -100,6 +100,11 @@ class Experiment:
         raise NotImplementedError
 
     @property
+    def display_options(self) -> tuple[str, ...]:
+        """Options that only shape what is shown after training (not held to the book's numbers)."""
+        return ()
+
+    @property
     def options(self) -> type[Options]:
         raise NotImplementedError
 
@@ -170,6 +175,10 @@ class Recipe(Experiment):
     @property
     def user_data(self) -> str | None:
         return self.user_data_kind
+
+    @property
+    def display_options(self) -> tuple[str, ...]:
+        return tuple(f.name for probe in self.probes if not probe.compared for f in dataclasses.fields(probe))
 
     @property
     def default_impl(self) -> str:

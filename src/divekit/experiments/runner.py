@@ -34,7 +34,7 @@ from torch import nn
 
 import divekit
 from divekit import io
-from divekit.experiments.book import changed_options, compare, format_value as _fmt
+from divekit.experiments.book import changed_options, compare, format_value as _fmt, verdict
 from divekit.experiments.parts import LoadContext, Loaded, Probe
 from divekit.experiments.registry import Demo, Experiment, Options, Parts, Recipe, get_experiment
 from divekit.options import from_dict
@@ -229,7 +229,7 @@ class Run:
         import html
 
         rows = "".join(f"<tr><td>{html.escape(r['metric'])}</td><td>{_fmt(r['ours'])}</td><td>{_fmt(r['book'])}</td>"
-                       f"<td>{ {True: 'reached', False: 'not reached', None: 'not compared'}[r['reached']]}</td></tr>"
+                       f"<td>{verdict(r)}</td></tr>"
                        for r in self.summary["reference"])
         table = (f"<table><tr><th>metric</th><th>ours</th><th>book</th><th></th></tr>{rows}</table>" if rows else "")
         final = ", ".join(f"{k} {_fmt(v)}" for k, v in self.summary["final"].items() if isinstance(v, float))
@@ -489,7 +489,7 @@ def _summarize(experiment: Experiment, options: Options, run_dir: Path, device, 
     config = options.to_dict()
     impl = config.get("impl", experiment.default_impl)
     defaults = experiment.make_options(**({"impl": impl} if "impl" in config else {})).to_dict()
-    changed = changed_options(defaults, config, experiment.name, impl)
+    changed = changed_options(defaults, config, experiment.name, impl, experiment.display_options)
     reference = compare(experiment.name, impl, {**final, **results}, config)
     if "data" in changed:  # the user's own data: the book has nothing to say about it
         reference = []
@@ -522,9 +522,9 @@ def _summarize(experiment: Experiment, options: Options, run_dir: Path, device, 
         flags = ", ".join(f"--{name.replace('_', '-')} {value}" for name, value in changed.items())
         log.info(f"not compared with the book: this run changed the book's settings ({flags})")
     for row in reference:
-        verdict = {True: "reached", False: "NOT reached", None: "not compared"}[row["reached"]]
+        said = verdict(row).replace("not reached", "NOT reached")
         low, high = row["spread"]
-        log.info(f"{row['metric']}: ours {_fmt(row['ours'])}, book {_fmt(row['book'])} (builds {_fmt(low)}-{_fmt(high)}): {verdict}")
+        log.info(f"{row['metric']}: ours {_fmt(row['ours'])}, book {_fmt(row['book'])} (builds {_fmt(low)}-{_fmt(high)}): {said}")
     for warning in warnings:
         log.warning(warning)
     return summary
