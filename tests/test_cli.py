@@ -1,5 +1,6 @@
 """The command line: each subcommand, and bad arguments as clear errors rather than tracebacks."""
 
+import copy
 import json
 
 import pytest
@@ -152,6 +153,21 @@ def test_a_resume_that_stops_before_a_checkpoint_leaves_the_run_resumable(tmp_pa
     assert io.read_json(run / "config.json") == before  # as its last checkpoint: the failed changes undone
     assert main(["resume", str(run), "--epochs", "3", "--lr", "0.01", "--no-progress"]) == 0
     assert io.read_json(run / "config.json")["changes"] == [{"after_epoch": 1, "step": 0, "epochs": 3, "lr": 0.01}]
+
+
+def test_a_resume_killed_before_its_first_checkpoint_is_undone_by_the_next(tmp_path, capsys):
+    assert main(["run", "linear-regression", "--epochs", "1", "--out", str(tmp_path), "--no-progress"]) == 0
+    (run,) = run_dirs(tmp_path)
+    before = io.read_json(run / "config.json")
+    killed = copy.deepcopy(before)  # what a resume writes before training, then SIGKILL: no checkpoint since
+    killed["config"].update(epochs=50, lr=0.01)
+    killed["changes"] = [{"after_epoch": 1, "step": 0, "epochs": 50, "lr": 0.01}]
+    io.write_json(run / "config.json", killed)
+    assert main(["resume", str(run), "--epochs", "2", "--no-progress"]) == 0
+    assert "its changes (--epochs 50, --lr 0.01) are undone: pass them again" in capsys.readouterr().err
+    record = io.read_json(run / "config.json")
+    assert record["config"]["lr"] == before["config"]["lr"] and record["changes"] == [
+        {"after_epoch": 1, "step": 0, "epochs": 2}]
 
 
 def test_resume_refuses_fewer_epochs_than_a_mid_epoch_checkpoint_has_begun(tmp_path, capsys):

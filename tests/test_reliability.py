@@ -223,16 +223,21 @@ def test_one_process_at_a_time_trains_a_run_folder(tmp_path):
 
 # -- input that is refused -------------------------------------------------------------------------
 
-@pytest.mark.parametrize("argv, message", [
-    (["--lr", "nan"], "--lr must be a finite number, got nan"),
-    (["--lr", "inf"], "--lr must be a finite number, got inf"),
-    (["--clip-grad", "nan"], "--clip-grad must be a finite number"),
-    (["--noise", "-1"], "--noise must be at least 0, got -1.0"),
-    (["--seed", str(2**64)], "--seed must be below"),
+@pytest.mark.parametrize("name, argv, message", [
+    ("linear-regression", ["--lr", "nan"], "--lr must be a finite number, got nan"),
+    ("linear-regression", ["--lr", "inf"], "--lr must be a finite number, got inf"),
+    ("linear-regression", ["--clip-grad", "nan"], "--clip-grad must be a finite number"),
+    ("linear-regression", ["--noise", "-1"], "--noise must be at least 0, got -1.0"),
+    ("linear-regression", ["--seed", str(2**64)], "--seed must be an integer that fits 64 bits"),
+    ("linear-regression", ["--num-examples", str(10**20)], "--num-examples must be an integer that fits 64 bits"),
+    ("perceptron-xor", ["--seed", str(10**20)], "--seed must be an integer that fits 64 bits"),  # a demo's too
+    ("mlp-xor", ["--device", "cuda:x"], "--device must be auto, cpu, cuda, cuda:N or mps, got 'cuda:x'"),
+    ("ssd", ["--ratios", "1,nan"], "--ratios must hold finite numbers"),  # the run could not resume: NaN is null
+    ("densenet", ["--num-convs", "4,4,,4"], "with none left empty, got '4,4,,4'"),  # a dense block would go
 ])
-def test_bad_numbers_are_one_line_errors(argv, message, tmp_path, capsys):
+def test_bad_numbers_are_one_line_errors(name, argv, message, tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_info:
-        main(["run", "linear-regression", "--out", str(tmp_path), *argv])
+        main(["run", name, "--out", str(tmp_path), *argv])
     assert exit_info.value.code == 2
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err and "Overflow" not in err
@@ -309,3 +314,15 @@ def test_data_given_as_a_relative_path_resumes_from_anywhere(tmp_path, monkeypat
     assert json.loads((run / "config.json").read_text())["config"]["data"] == str(tmp_path / "images")
     monkeypatch.chdir(tmp_path / "runs")
     assert main(["resume", str(run), "--epochs", "2", "--no-progress"]) == 0
+
+
+def test_tuple_options_take_their_elements_as_scalars_do_and_a_bad_saved_value_names_its_file():
+    from divekit.experiments.registry import get_experiment
+    from divekit.options import from_dict
+
+    ssd, resnet = get_experiment("ssd"), get_experiment("resnet")
+    assert ssd.make_options(ratios=(1, 2)).ratios == (1.0, 2.0)  # as lr=1 is taken for 1.0
+    with pytest.raises(ValueError, match="--num-residuals must hold ints"):
+        resnet.make_options(num_residuals=(True, True, True, True))
+    with pytest.raises(ValueError, match=r"runs/x/config.json: --lr must be positive, got -1.0"):
+        from_dict(resnet.options, {**resnet.defaults, "lr": -1.0}, "runs/x/config.json")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 import types
 import typing
 from dataclasses import field
@@ -72,11 +73,17 @@ def probability(name: str, value) -> None:
         raise ValueError(f"{flag(name)} must be a probability between 0 and 1, got {value}")
 
 
+def device_name(name: str, value) -> None:
+    """A check: a device divekit runs on, auto, cpu, cuda, cuda:N or mps."""
+    if value is not None and not re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", value):
+        raise ValueError(f"{flag(name)} must be auto, cpu, cuda, cuda:N or mps, got {value!r}")
+
+
 def each_at_least(low: float):
     """A check for a tuple: every element is at least ``low``."""
 
     def check(name: str, value) -> None:
-        if value is not None and (not value or min(value) < low):
+        if value is not None and (not value or not all(v >= low for v in value)):  # NaN is not at least low
             raise ValueError(f"{flag(name)} must hold numbers of at least {low}, got {value}")
 
     return check
@@ -136,8 +143,13 @@ def parse_value(kind: Kind, text: str) -> Any:
             return False
         raise ValueError(f"must be true or false, got {text!r}")
     if kind.type is tuple:
+        parts = text.split(",")
+        if parts[-1].strip() == "" and len(parts) > 1:
+            parts = parts[:-1]  # one trailing comma: "4," is (4,)
+        if not all(part.strip() for part in parts):
+            raise ValueError(f"must be {kind.element.__name__}s separated by commas, with none left empty, got {text!r}")
         try:
-            return tuple(kind.element(part) for part in text.split(",") if part.strip())
+            return tuple(kind.element(part) for part in parts)
         except ValueError:
             raise ValueError(f"must be {kind.element.__name__}s separated by commas, got {text!r}") from None
     try:
@@ -159,10 +171,17 @@ def check_value(name: str, kind: Kind, value: Any) -> Any:
         value = tuple(value)  # as read back from JSON
     if not isinstance(value, kind.type) or (kind.type is int and isinstance(value, bool)):
         raise ValueError(f"{flag(name)} must be {kind.type.__name__}, got {value!r}")
-    if kind.type is float and not math.isfinite(value):
-        raise ValueError(f"{flag(name)} must be a finite number, got {value!r}")
-    if kind.type is tuple and not all(isinstance(v, kind.element) for v in value):
-        raise ValueError(f"{flag(name)} must hold {kind.element.__name__}s, got {value!r}")
+    if kind.type is tuple:  # each element as a scalar of its type: ints taken for floats, no bools for ints
+        if kind.element is float:
+            value = tuple(float(v) if isinstance(v, int) and not isinstance(v, bool) else v for v in value)
+        if not all(isinstance(v, kind.element) and not isinstance(v, bool) for v in value):
+            raise ValueError(f"{flag(name)} must hold {kind.element.__name__}s, got {value!r}")
+    numbers = value if kind.type is tuple else (value,)
+    if any(isinstance(v, float) and not math.isfinite(v) for v in numbers):
+        raise ValueError(f"{flag(name)} must {'hold finite numbers' if kind.type is tuple else 'be a finite number'}, "
+                         f"got {value!r}")
+    if any(isinstance(v, int) and not -2**63 <= v < 2**63 for v in numbers):  # what torch takes
+        raise ValueError(f"{flag(name)} must be an integer that fits 64 bits, got {value!r}")
     if kind.choices is not None and value not in kind.choices:
         raise ValueError(f"{flag(name)} must be one of {', '.join(map(str, kind.choices))}, got {value!r}")
     for check in kind.checks:
@@ -205,9 +224,13 @@ def merge_fields(name: str, sources: dict[str, tuple[type, dict[str, Any]]], bas
 
 
 def from_dict(cls: type, values: dict[str, Any], where: str) -> Any:
-    """Build the dataclass ``cls`` from a dict (a saved config.json), refusing unknown keys."""
+    """Build the dataclass ``cls`` from a dict (a saved config.json), refusing unknown keys; a value
+    that fails its check is an error that names ``where``."""
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(values) - names)
     if unknown:
         raise ValueError(f"{where}: unknown option(s) {', '.join(unknown)}; known: {', '.join(sorted(names))}")
-    return cls(**values)
+    try:
+        return cls(**values)
+    except ValueError as e:
+        raise ValueError(f"{where}: {e}") from None

@@ -20,7 +20,7 @@ from pathlib import Path
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
 
-from divekit.options import Checked, at_least, below, option, positive
+from divekit.options import Checked, at_least, below, device_name, option, positive
 
 DATA_STREAM = 104_729  # offset between the seed of generated data and the seed of the model's init
 RESIZE_HELP = "resize images to SIZE x SIZE on the device (bilinear), or none to keep their size"
@@ -52,8 +52,8 @@ class TrainOptions(Checked):
     weight_decay: float = option(0.0, "L2 weight decay of the optimizer, on every parameter (D2L §4.5.4)", at_least(0))
     optimizer: str = option("sgd", "sgd, momentum, adagrad, rmsprop, adadelta, adam, adamw or yogi, as the --impl's "
                                    "class; scratch-NAME for the scratch one whatever --impl")
-    device: str = option("auto", "auto, cpu, cuda, cuda:N or mps")
-    seed: int = option(0, "random seed for initialisation, shuffling and dropout", at_least(0), below(2**63))
+    device: str = option("auto", "auto, cpu, cuda, cuda:N or mps", device_name)
+    seed: int = option(0, "random seed for initialisation, shuffling and dropout", at_least(0))
     precision: Literal["fp32", "bf16"] = option("fp32", "bf16 runs the forward pass under autocast")
     compile: bool = option(False, "run the model through torch.compile")
     clip_grad: float | None = option(None, "clip the global gradient norm to this value", positive)
@@ -71,8 +71,6 @@ class TrainOptions(Checked):
         self.optimizer = OPTIMIZER_ALIASES.get(self.optimizer, self.optimizer)
         if self.optimizer not in NAMES:
             raise ValueError(f"--optimizer: unknown optimizer {self.optimizer!r}; choose one of {', '.join(NAMES)}")
-        if not re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", self.device):
-            raise ValueError(f"--device must be auto, cpu, cuda, cuda:N or mps, got {self.device!r}")
         if self.tensorboard:
             import importlib.util
 

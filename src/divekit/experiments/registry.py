@@ -39,13 +39,13 @@ from typing import Annotated, Any, ClassVar, Literal, NamedTuple
 
 from divekit.experiments import book
 from divekit.experiments.parts import DataPart, Probe, TaskPart, TrainOptions, UserDataOptions
-from divekit.options import at_least, check_fields, merge_fields, option, positive
+from divekit.options import at_least, check_fields, device_name, merge_fields, option, positive
 from divekit.registry import Registry
 
 # Options most demonstrations take, as annotations for their signatures
 Impl = Annotated[Literal["scratch", "fast"], "scratch: built from tensor operations; fast: PyTorch's kernels"]
 Seed = Annotated[int, "random seed", at_least(0)]
-Device = Annotated[str, "auto, cpu, cuda, cuda:N or mps"]
+Device = Annotated[str, "auto, cpu, cuda, cuda:N or mps", device_name]
 Epochs = Annotated[int, "number of passes over the training data", at_least(1)]
 LearningRate = Annotated[float, "learning rate", positive]
 BatchSize = Annotated[int, "examples per minibatch", at_least(1)]

@@ -343,6 +343,19 @@ def resume_run(run_dir: str | Path, changes: dict[str, Any] | None = None, *, pr
     saved_config = saved["run"].get("config", {})
     edited = {k: (saved_config.get(k), v) for k, v in recorded.to_dict().items()
               if k in RESUMABLE and k in saved_config and saved_config[k] != v}
+    last = (record.get("changes") or [{}])[-1]
+    if edited and (last.get("after_epoch"), last.get("step")) == (saved["epoch"], saved["step"]) \
+            and edited.keys() <= last.keys():
+        # a resume recorded these changes and was killed before its first checkpoint (SIGKILL, power loss): undo them
+        record["config"].update({k: a for k, (a, b) in edited.items()})
+        record["changes"].pop()
+        saved_record = copy.deepcopy(record)
+        if distributed.world().main:
+            io.write_json(run_dir / CONFIG_NAME, record)
+        undone = ", ".join(f"--{k.replace('_', '-')} {b}" for k, (a, b) in edited.items())
+        log.warning(f"the last resume of {run_dir} stopped before its first checkpoint; its changes ({undone}) are "
+                    "undone: pass them again to keep them")
+        recorded, edited = from_dict(experiment.options, record["config"], str(run_dir / CONFIG_NAME)), {}
     if edited:  # other differences mean another run's checkpoint: the trainer says so below
         names = "; ".join(f"{k}: {a!r} -> {b!r}" for k, (a, b) in edited.items())
         flags = " ".join(f"--{k.replace('_', '-')} {b}" for k, (a, b) in edited.items())
