@@ -130,7 +130,10 @@ def test_resume_extends_a_run_with_explicit_changes_and_records_them(tmp_path, c
     assert checkpoint["optimizer"]["param_groups"][0]["lr"] == pytest.approx(0.01)  # applied, not only recorded
     with pytest.raises(SystemExit):
         main(["resume", str(run), "--batch-size", "5"])
-    assert "unrecognized arguments: --batch-size 5" in capsys.readouterr().err  # it would change the data
+    assert "--batch-size cannot change when a run resumes (it shapes the model or the data)" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["resume", str(run), "--batch-sise", "5"])
+    assert "unrecognized arguments: --batch-sise 5" in capsys.readouterr().err  # a typo stays a typo
 
 
 def test_resume_refuses_a_config_edited_by_hand(tmp_path, capsys):

@@ -234,6 +234,7 @@ def test_one_process_at_a_time_trains_a_run_folder(tmp_path):
     ("mlp-xor", ["--device", "cuda:x"], "--device must be auto, cpu, cuda, cuda:N or mps, got 'cuda:x'"),
     ("ssd", ["--ratios", "1,nan"], "--ratios must hold finite numbers"),  # the run could not resume: NaN is null
     ("densenet", ["--num-convs", "4,4,,4"], "with none left empty, got '4,4,,4'"),  # a dense block would go
+    ("fcn", ["--crop-height", "40"], "--crop-height must be a multiple of 32, got 40"),  # refused before the run
 ])
 def test_bad_numbers_are_one_line_errors(name, argv, message, tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_info:

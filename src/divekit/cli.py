@@ -222,6 +222,11 @@ def _cmd_resume(run_dir: str, argv: Sequence[str]) -> int:
 
     experiment, record = read_run_config(Path(run_dir))
     parser = _run_parser(experiment, only=RESUMABLE, prog=f"{PROG} resume {run_dir}", defaults=record["config"])
+    known, unknown = parser.parse_known_args(argv)
+    fixed = [a.split("=")[0] for a in unknown if a.split("=")[0].removeprefix("--").replace("-", "_") in record["config"]]
+    if fixed:  # an option of the run that a resume cannot change: say so, rather than "unrecognized"
+        parser.error(f"{fixed[0]} cannot change when a run resumes (it shapes the model or the data); a resume may "
+                     f"change {', '.join('--' + n.replace('_', '-') for n in RESUMABLE)}")
     args = vars(parser.parse_args(argv))
     no_progress, nproc, fsdp = args.pop("no_progress"), args.pop("nproc"), args.pop("fsdp")
     if nproc < 1:

@@ -73,6 +73,16 @@ def probability(name: str, value) -> None:
         raise ValueError(f"{flag(name)} must be a probability between 0 and 1, got {value}")
 
 
+def multiple_of(step: int):
+    """A check: the value (when not None) is a multiple of ``step``."""
+
+    def check(name: str, value) -> None:
+        if value is not None and value % step:
+            raise ValueError(f"{flag(name)} must be a multiple of {step}, got {value}")
+
+    return check
+
+
 def device_name(name: str, value) -> None:
     """A check: a device divekit runs on, auto, cpu, cuda, cuda:N or mps."""
     if value is not None and not re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", value):

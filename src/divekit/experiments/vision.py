@@ -35,7 +35,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Annotated, Literal
 
 from divekit.experiments.registry import BatchSize, DemoResult, Device, Epochs, Impl, LearningRate, Seed, demo
-from divekit.options import at_least, each_at_least, positive
+from divekit.options import at_least, each_at_least, multiple_of, positive
 
 if TYPE_CHECKING:
     import torch
@@ -436,8 +436,10 @@ def fcn(
     momentum: Annotated[float, "SGD's momentum (the book: none, from ImageNet weights)", at_least(0)] = 0.9,
     dataset: Annotated[Literal["generated", "voc2012"], "generated VOC-format scenes, or the book's VOC2012 "
                        "(from the data hub)"] = "generated",
-    crop_height: Annotated[int, "height of the random crops (a multiple of 32; the book: 320)", at_least(32)] = 96,
-    crop_width: Annotated[int, "width of the random crops (a multiple of 32; the book: 480)", at_least(32)] = 128,
+    crop_height: Annotated[int, "height of the random crops (a multiple of 32; the book: 320)", at_least(32),
+                           multiple_of(32)] = 96,
+    crop_width: Annotated[int, "width of the random crops (a multiple of 32; the book: 480)", at_least(32),
+                          multiple_of(32)] = 128,
     num_train: Annotated[int, "training scenes of the generated set", at_least(1)] = 300,
     num_val: Annotated[int, "validation scenes of the generated set", at_least(1)] = 100,
     source: SourceWeights = None,
