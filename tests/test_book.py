@@ -123,3 +123,10 @@ def test_deterministic_counts_and_the_overfitting_measures_must_land_inside_the_
     rows = {r["metric"]: r for r in compare("weight-decay", "fast", {"norm_w_no_decay": 1000.0, "norm_w_decay": 0.36},
                                             {"loss": "squared_loss"})}
     assert rows["norm_w_no_decay"]["reached"] is False and rows["norm_w_decay"]["reached"] is True
+
+
+def test_an_experiment_the_book_ran_one_way_holds_both_twins_to_it():
+    for name in ("alexnet", "densenet", "rnn", "bi-rnn", "polynomial-fit"):
+        assert book_results(name, "scratch") == book_results(name, "fast") is not None, name
+    assert book_results("rnn-scratch", "fast", {"random_sampling": False}) is not None
+    assert book_results("mlp", "scratch") != book_results("mlp", "fast")  # two sections, two entries

@@ -29,10 +29,17 @@ def _table() -> dict:
     return table
 
 
+def _entries(experiment: str, impl: str):
+    """The book's entries for an impl; an experiment the book ran one way (one impl listed, e.g.
+    AlexNet on nn layers) holds both twins to it: they compute the same model."""
+    by_impl = _table().get(experiment, {})
+    return by_impl.get(impl, next(iter(by_impl.values())) if len(by_impl) == 1 else None)
+
+
 def book_results(experiment: str, impl: str, config: Mapping[str, Any] | None = None) -> dict | None:
     """The book's entry for an experiment and impl, {"source", "metrics": {name: {...}}}: the
     first whose ``"when"`` options all equal those of ``config`` (entries without one always apply)."""
-    entries = _table().get(experiment, {}).get(impl)
+    entries = _entries(experiment, impl)
     if entries is None:
         return None
     config = config or {}
@@ -44,7 +51,7 @@ def book_results(experiment: str, impl: str, config: Mapping[str, Any] | None = 
 
 def when_options(experiment: str, impl: str) -> set[str]:
     """The options whose values choose among the book's entries for an experiment and impl."""
-    entries = _table().get(experiment, {}).get(impl) or []
+    entries = _entries(experiment, impl) or []
     return {option for entry in (entries if isinstance(entries, list) else [entries]) for option in entry.get("when", {})}
 
 
