@@ -87,10 +87,10 @@ def test_the_book_numbers_follow_the_options_that_choose_them():
 
 
 def test_descriptions_come_from_the_book_numbers_or_the_docstring():
-    assert describe("lenet", "fast") == "book: test_acc 0.779 (builds 0.772–0.821)"
+    assert describe("lenet", "fast") == "book: test_acc 0.779 (builds 0.7715–0.821)"
     assert describe("gd-trajectories", "fast") == "book: x_eta0.2 0.06047"  # a deterministic number has no spread
-    assert get_experiment("lenet").description == "book: test_acc 0.779 (builds 0.772–0.821)"
-    assert get_experiment("rnn-scratch").description == "book: train_perplexity 1 (builds 1–1.15)"
+    assert get_experiment("lenet").description == "book: test_acc 0.779 (builds 0.7715–0.821)"
+    assert get_experiment("rnn-scratch").description == "book: train_perplexity 1 (builds 1–1.15)"  # widened as printed
     assert get_experiment("activations").description.startswith("The plots of ReLU, sigmoid and tanh")
 
 
