@@ -215,3 +215,13 @@ def test_a_limited_airfoil_run_skips_the_comparison(tmp_path, monkeypatch):
     assert not summary["comparable"] and all(row["reached"] is None for row in summary["reference"])
     assert set(summary["results"]) == {"gd_loss", "gd_sec_per_epoch", "adam_loss", "adam_sec_per_epoch"}
     assert json.loads((tmp_path / "run" / "summary.json").read_text())["results"] == summary["results"]
+
+
+def test_a_run_of_one_point_shows_in_the_loss_curves():
+    from divekit.viz.optimization import loss_curves
+
+    fig = loss_curves({"airfoil": {"gd": [{"seconds": 0.5, "examples": 1500, "loss": 0.3}],
+                                         "sgd": [{"seconds": s, "examples": 10 * s, "loss": 1 / s} for s in range(1, 40)]}})
+    by_time = fig.axes[0]
+    markers = {line.get_label(): line.get_marker() for line in by_time.get_lines()}
+    assert markers["gd"] == "o" and markers["sgd"] in ("None", None, "")  # one point needs a marker to be seen

@@ -354,3 +354,61 @@ def test_a_bad_allocator_choice_is_a_one_line_error(monkeypatch):
     monkeypatch.setenv("DIVEKIT_CPU_ALLOCATOR", "jemalloc")
     with pytest.raises(ValueError, match="DIVEKIT_CPU_ALLOCATOR='jemalloc' is not a choice; use 'reuse'"):
         device.reuse_freed_memory()
+
+
+def test_the_progress_bar_is_off_in_a_log_file_and_sized_once_in_a_notebook(monkeypatch, capsys):
+    import divekit.train.engine as engine
+
+    train, _ = loaders()
+    trainer = Trainer(mlp_with_dropout(), Classification(fast.cross_entropy), torch.optim.SGD(
+        mlp_with_dropout().parameters(), lr=0.1), epochs=2, progress=True)
+    trainer.fit(train)
+    assert "batch" not in capsys.readouterr().err  # stderr is no terminal here: no redraws in a log
+
+    resets = []
+
+    class Recording(engine.tqdm):
+        def reset(self, total=None):
+            resets.append(total)
+            return super().reset(total=total)
+
+    monkeypatch.setattr(engine, "in_notebook", lambda: True)
+    monkeypatch.setattr(engine, "tqdm", Recording)
+    model = mlp_with_dropout()
+    Trainer(model, Classification(fast.cross_entropy), torch.optim.SGD(model.parameters(), lr=0.1), epochs=2,
+            progress=True).fit(train)
+    assert resets == [2 * len(train)]  # a notebook's bar takes its length from reset, not from .total
+
+
+def test_best_weights_follow_what_best_pt_holds_not_an_epoch_whose_weights_were_lost(tmp_path):
+    from types import SimpleNamespace
+
+    from divekit.train.callbacks import BestWeights
+
+    model = nn.Linear(2, 3)
+    trainer = SimpleNamespace(task=SimpleNamespace(monitor=("acc", "max")), eval_name="val", model=model, history=[])
+    best = BestWeights(tmp_path)
+    for epoch, acc in ((1, 0.5), (2, 0.6)):
+        trainer.history.append({"epoch": epoch, "val_acc": acc})
+        best.on_epoch_end(trainer, trainer.history[-1])
+    trainer.history.append({"epoch": 3, "val_acc": 0.7})  # stopped after its checkpoint, before the callback
+    trainer.history.append({"epoch": 4, "val_acc": 0.65})  # resumed: better than best.pt's epoch 2
+    best.on_epoch_end(trainer, trainer.history[-1])
+    assert io.load(tmp_path / "best.pt")["epoch"] == 4
+
+
+def test_tensorboard_logs_the_rate_each_epoch_trained_at(tmp_path):
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from divekit.train.callbacks import TensorBoardLog
+
+    model = mlp_with_dropout()
+    optimizer = torch.optim.SGD(model.parameters(), lr=1.0)
+    trainer = Trainer(model, Classification(fast.cross_entropy), optimizer, epochs=4, progress=False,
+                      scheduler=torch.optim.lr_scheduler.StepLR(optimizer, step_size=2, gamma=0.1),
+                      callbacks=[TensorBoardLog(tmp_path)])
+    trainer.fit(loaders()[0])
+    events = EventAccumulator(str(tmp_path / "tensorboard"))
+    events.Reload()
+    assert [e.value for e in events.Scalars("lr")] == pytest.approx([1.0, 1.0, 0.1, 0.1])

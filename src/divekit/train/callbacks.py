@@ -47,7 +47,9 @@ class BestWeights(Callback):
     last checkpoint: the task's ``monitor`` metric (accuracy, highest; a loss, lowest) on the
     evaluation data, when that is a validation split held out of the training data. A book's test
     set (Fashion-MNIST's) is not used to pick an epoch: that would tune on the test set. The best so
-    far is read from the trainer's history, so a resumed run keeps choosing among all its epochs."""
+    far is the one best.pt holds, so a resumed run keeps choosing among all its epochs (even one
+    stopped between an epoch's checkpoint and this callback: that epoch's weights are gone, and it
+    does not count)."""
 
     def __init__(self, out_dir: str | Path):
         self.path = Path(out_dir) / BEST_NAME
@@ -57,13 +59,15 @@ class BestWeights(Callback):
         if monitor is None or trainer.eval_name != "val":
             return
         name, mode = f"val_{monitor[0]}", monitor[1]
-        values = [r[name] for r in trainer.history if r.get(name) is not None]
-        if not values or values[-1] != record.get(name):
-            return
-        earlier = values[:-1]
-        if earlier and not (record[name] > max(earlier) if mode == "max" else record[name] < min(earlier)):
+        value = record.get(name)
+        if value is None:
             return
         from divekit import io
+
+        if self.path.exists():
+            best = io.load(self.path)
+            if best.get("metric") == name and not (value > best["value"] if mode == "max" else value < best["value"]):
+                return
 
         state = {k: v.detach().cpu() for k, v in trainer.model.state_dict().items()}
         io.save({"model": state, "epoch": record["epoch"], "metric": name, "value": record[name]}, self.path)
@@ -111,7 +115,7 @@ class TensorBoardLog(Callback):
                 split = next((f"{prefix}/{name[len(prefix) + 1:]}" for prefix in sorted({"train", trainer.eval_name}, key=len, reverse=True)
                               if name.startswith(prefix + "_")), name)  # "train_full_r2" -> "train_full/r2"
                 self.writer.add_scalar(split, value, epoch)
-        self.writer.add_scalar("lr", trainer.optimizer.param_groups[0]["lr"], epoch)
+        self.writer.add_scalar("lr", trainer.epoch_lr, epoch)  # before an epoch scheduler's step
         self.writer.flush()
 
     def on_fit_end(self, trainer):

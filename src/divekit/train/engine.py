@@ -16,6 +16,7 @@ import contextlib
 import csv
 from io import StringIO
 import logging
+import sys
 import time
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
@@ -25,6 +26,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from divekit import io
+from divekit.console import in_notebook
 from divekit.data.batch import Batch
 from divekit.train import distributed
 from divekit.train.callbacks import Callback
@@ -155,6 +157,7 @@ class Trainer:
         self.callbacks = list(callbacks)
         self.epoch_log_level = logging.INFO if verbose else logging.DEBUG
         self.history: list[dict] = []
+        self.epoch_lr: float | None = None  # the learning rate of the epoch just trained (before a scheduler's step)
         self.epoch = 0  # epochs finished
         self.step = 0  # batches of epoch ``self.epoch + 1`` finished (when resumed within an epoch)
         self._resumed_sums: MetricSums | None = None
@@ -171,7 +174,9 @@ class Trainer:
         if resume:
             self.resume_from_checkpoint()
         # one bar for the whole run: its ETA is the run's; a line per epoch above it
-        self._bar = tqdm(total=None, disable=not self.progress, leave=False, unit="batch", dynamic_ncols=True)
+        # off where nobody watches: a log file would fill with the bar's redraws (a notebook's output is no terminal)
+        shown = self.progress and (in_notebook() or sys.stderr.isatty())
+        self._bar = tqdm(total=None, disable=not shown, leave=False, unit="batch", dynamic_ncols=True)
         try:
             while self.epoch < self.epochs:
                 epoch = self.epoch + 1
@@ -179,6 +184,7 @@ class Trainer:
                 if eval_loader is not None:
                     metrics = self.evaluate(eval_loader)
                     record.update({f"{self.eval_name}_{k}": v for k, v in metrics.items()})
+                self.epoch_lr = self.optimizer.param_groups[0]["lr"]  # the rate this epoch trained at
                 if self.scheduler is not None and self.scheduler_interval == "epoch":
                     self.scheduler.step()
                 self.history.append(record)
@@ -216,9 +222,12 @@ class Trainer:
         bar = self._bar
         per_epoch = len(loader) if hasattr(loader, "__len__") else None
         if per_epoch is not None:
-            if bar.total is None:  # the first epoch this process trains: count what came before as done
-                bar.n = bar.initial = bar.last_print_n = (epoch - 1) * per_epoch + resumed_at
-            bar.total = bar.n + (per_epoch - resumed_at) + per_epoch * (self.epochs - epoch)
+            # the first epoch this process trains counts what came before as done
+            done = (epoch - 1) * per_epoch + resumed_at if bar.total is None else bar.n
+            total = done + (per_epoch - resumed_at) + per_epoch * (self.epochs - epoch)
+            if total != bar.total:  # reset: a notebook's bar takes its length only from there
+                bar.reset(total=total)
+                bar.n = bar.initial = bar.last_print_n = done
         bar.set_description(f"epoch {epoch}/{self.epochs}", refresh=False)
         start = last_save = time.perf_counter()
         step = resumed_at

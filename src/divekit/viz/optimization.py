@@ -186,8 +186,9 @@ def loss_curves(groups: Mapping[str, Mapping[str, Sequence[dict]]]) -> Figure:
     for (by_time, by_examples), (title, curves) in zip(axes, groups.items()):
         for name, points in curves.items():
             losses = [p["loss"] for p in points]
-            by_time.plot([p["seconds"] for p in points], losses, label=name)
-            by_examples.plot([p["examples"] for p in points], losses, label=name)
+            marker = "o" if len(points) < 30 else None  # a run of one point (GD after one epoch) still shows
+            by_time.plot([p["seconds"] for p in points], losses, label=name, marker=marker)
+            by_examples.plot([p["examples"] for p in points], losses, label=name, marker=marker)
         by_time.set(xscale="log", xlabel="training time (s)", ylabel="loss", title=title)
         by_examples.set(xscale="log", xlabel="examples seen", ylabel="loss", title=title)
         for ax in (by_time, by_examples):
