@@ -53,6 +53,7 @@ class BestWeights(Callback):
 
     def __init__(self, out_dir: str | Path):
         self.path = Path(out_dir) / BEST_NAME
+        self.best: tuple[str, float] | None = None  # (metric, value) of best.pt, read from it once
 
     def on_epoch_end(self, trainer, record):
         monitor = getattr(trainer.task, "monitor", None)
@@ -64,13 +65,16 @@ class BestWeights(Callback):
             return
         from divekit import io
 
-        if self.path.exists():
-            best = io.load(self.path)
-            if best.get("metric") == name and not (value > best["value"] if mode == "max" else value < best["value"]):
+        if self.best is None and self.path.exists():
+            saved = io.load(self.path)
+            self.best = (saved.get("metric"), saved.get("value"))
+        if self.best is not None and self.best[0] == name:
+            if not (value > self.best[1] if mode == "max" else value < self.best[1]):
                 return
 
         state = {k: v.detach().cpu() for k, v in trainer.model.state_dict().items()}
-        io.save({"model": state, "epoch": record["epoch"], "metric": name, "value": record[name]}, self.path)
+        io.save({"model": state, "epoch": record["epoch"], "metric": name, "value": value}, self.path)
+        self.best = (name, value)
 
 
 class NotebookCurves(Callback):
