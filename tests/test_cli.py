@@ -171,6 +171,28 @@ def test_a_resume_killed_before_its_first_checkpoint_is_undone_by_the_next(tmp_p
     record = io.read_json(run / "config.json")
     assert record["config"]["lr"] == before["config"]["lr"] and record["changes"] == [
         {"after_epoch": 1, "step": 0, "epochs": 2}]
+    # a hand edit that differs from what the last resume recorded is not taken for it
+    edited = io.read_json(run / "config.json")
+    edited["config"]["epochs"], edited["config"]["lr"] = 2, 0.5
+    edited["changes"][-1] = {"after_epoch": 2, "step": 0, "epochs": 2, "lr": 0.01}
+    io.write_json(run / "config.json", edited)
+    assert main(["resume", str(run), "--epochs", "3", "--no-progress"]) == 1
+    assert "config.json was edited since the last checkpoint (lr: 0.03 -> 0.5)" in capsys.readouterr().err
+
+
+def test_a_resume_still_training_before_its_first_checkpoint_is_not_undone_by_another(tmp_path, capsys):
+    from divekit.experiments.runner import run_lock
+
+    assert main(["run", "linear-regression", "--epochs", "1", "--out", str(tmp_path), "--no-progress"]) == 0
+    (run,) = run_dirs(tmp_path)
+    training = copy.deepcopy(io.read_json(run / "config.json"))  # resume A has written this and trains
+    training["config"].update(epochs=3, lr=0.001)
+    training["changes"] = [{"after_epoch": 1, "step": 0, "epochs": 3, "lr": 0.001}]
+    io.write_json(run / "config.json", training)
+    with run_lock(run):  # A holds the run's lock
+        assert main(["resume", str(run), "--no-progress"]) == 1
+    assert "is being trained by" in capsys.readouterr().err
+    assert io.read_json(run / "config.json") == training  # left as A wrote it
 
 
 def test_resume_refuses_fewer_epochs_than_a_mid_epoch_checkpoint_has_begun(tmp_path, capsys):

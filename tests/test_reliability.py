@@ -327,3 +327,9 @@ def test_tuple_options_take_their_elements_as_scalars_do_and_a_bad_saved_value_n
         resnet.make_options(num_residuals=(True, True, True, True))
     with pytest.raises(ValueError, match=r"runs/x/config.json: --lr must be positive, got -1.0"):
         from_dict(resnet.options, {**resnet.defaults, "lr": -1.0}, "runs/x/config.json")
+    with pytest.raises(ValueError, match=r"runs/x/config.json: --lr must be a finite number"):
+        from_dict(resnet.options, {**resnet.defaults, "lr": 10**400}, "runs/x/config.json")  # past float's range
+    with pytest.raises(ValueError, match="--ratios must hold finite numbers"):
+        ssd.make_options(ratios=(1, 10**400))
+    with pytest.raises(ValueError, match="--num-residuals must hold integers that fit 64 bits"):
+        resnet.make_options(num_residuals=(2, 2, 2, 10**20))

@@ -175,23 +175,27 @@ def check_value(name: str, kind: Kind, value: Any) -> Any:
         if not kind.optional:
             raise ValueError(f"{flag(name)} needs a value")
         return None
-    if kind.type is float and isinstance(value, int) and not isinstance(value, bool):
-        value = float(value)
+    too_big = f"{flag(name)} must {'hold finite numbers' if kind.type is tuple else 'be a finite number'}, got {value!r}"
+    try:
+        if kind.type is float and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        if kind.type is tuple and kind.element is float and isinstance(value, (tuple, list)):
+            value = tuple(float(v) if isinstance(v, int) and not isinstance(v, bool) else v for v in value)
+    except OverflowError:  # an integer past the float range
+        raise ValueError(too_big) from None
     if kind.type is tuple and isinstance(value, list):
         value = tuple(value)  # as read back from JSON
     if not isinstance(value, kind.type) or (kind.type is int and isinstance(value, bool)):
         raise ValueError(f"{flag(name)} must be {kind.type.__name__}, got {value!r}")
-    if kind.type is tuple:  # each element as a scalar of its type: ints taken for floats, no bools for ints
-        if kind.element is float:
-            value = tuple(float(v) if isinstance(v, int) and not isinstance(v, bool) else v for v in value)
+    if kind.type is tuple:  # each element as a scalar of its type: ints taken for floats (above), no bools for ints
         if not all(isinstance(v, kind.element) and not isinstance(v, bool) for v in value):
             raise ValueError(f"{flag(name)} must hold {kind.element.__name__}s, got {value!r}")
     numbers = value if kind.type is tuple else (value,)
     if any(isinstance(v, float) and not math.isfinite(v) for v in numbers):
-        raise ValueError(f"{flag(name)} must {'hold finite numbers' if kind.type is tuple else 'be a finite number'}, "
-                         f"got {value!r}")
+        raise ValueError(too_big)
     if any(isinstance(v, int) and not -2**63 <= v < 2**63 for v in numbers):  # what torch takes
-        raise ValueError(f"{flag(name)} must be an integer that fits 64 bits, got {value!r}")
+        what = "hold integers" if kind.type is tuple else "be an integer"
+        raise ValueError(f"{flag(name)} must {what} that fit{'' if kind.type is tuple else 's'} 64 bits, got {value!r}")
     if kind.choices is not None and value not in kind.choices:
         raise ValueError(f"{flag(name)} must be one of {', '.join(map(str, kind.choices))}, got {value!r}")
     for check in kind.checks:

@@ -78,8 +78,8 @@ def compare(experiment: str, impl: str, ours: dict[str, float], config: Mapping[
         else:
             reached = value <= high
         rows.append({"metric": name, "ours": value, "book": ref["book"], "spread": [low, high],
-                     "better": ref["better"], "reached": reached, "informative": not uninformative(ref),
-                     "source": entry["source"], "when": entry.get("when", {})})
+                     "better": ref["better"], "reached": reached, "source": entry["source"],
+                     "when": entry.get("when", {})})
     return rows
 
 
@@ -91,7 +91,7 @@ def verdict(row: Mapping[str, Any]) -> str:
         return "reached" if row["reached"] else "not reached"
     if row["ours"] is None:
         return "not measured"
-    return "not compared" if row.get("informative", True) else "not judged"
+    return "not judged" if uninformative(row) else "not compared"
 
 
 def uninformative(ref: Mapping[str, Any]) -> bool:

@@ -345,13 +345,15 @@ def resume_run(run_dir: str | Path, changes: dict[str, Any] | None = None, *, pr
               if k in RESUMABLE and k in saved_config and saved_config[k] != v}
     last = (record.get("changes") or [{}])[-1]
     if edited and (last.get("after_epoch"), last.get("step")) == (saved["epoch"], saved["step"]) \
-            and edited.keys() <= last.keys():
-        # a resume recorded these changes and was killed before its first checkpoint (SIGKILL, power loss): undo them
+            and all(k in last and last[k] == b for k, (a, b) in edited.items()) and "processes" not in last:
+        # a resume recorded these changes and was killed before its first checkpoint (SIGKILL, power loss): undo
+        # them, under the run's lock (a resume still training before its first checkpoint looks the same)
         record["config"].update({k: a for k, (a, b) in edited.items()})
         record["changes"].pop()
         saved_record = copy.deepcopy(record)
-        if distributed.world().main:
-            io.write_json(run_dir / CONFIG_NAME, record)
+        with run_lock(run_dir):
+            if distributed.world().main:
+                io.write_json(run_dir / CONFIG_NAME, record)
         undone = ", ".join(f"--{k.replace('_', '-')} {b}" for k, (a, b) in edited.items())
         log.warning(f"the last resume of {run_dir} stopped before its first checkpoint; its changes ({undone}) are "
                     "undone: pass them again to keep them")
