@@ -47,7 +47,7 @@ def _main_parser() -> argparse.ArgumentParser:
     predict.add_argument("run_dir", metavar="RUN_DIR")
     predict.add_argument("inputs", metavar="INPUT", nargs="+",
                          help="image files; one CSV table; prefixes for a language model; sentences to translate")
-    for name, (kind, low, high, default, help_text) in PREDICT_OPTIONS.items():
+    for name, (kind, low, high, default, _, help_text) in PREDICT_OPTIONS.items():
         predict.add_argument("--" + name.replace("_", "-"), type=_number_in(kind, low, high),
                              metavar="N" if kind is int else "X",
                              help=f"{help_text} (default: {default})")
@@ -75,15 +75,13 @@ def _main_parser() -> argparse.ArgumentParser:
     return parser
 
 
-# predict's options by the kinds of run they are for: (type, lowest, highest, default, help)
+# predict's options: (type, lowest, highest, default, the kinds of run it is for, help)
 PREDICT_OPTIONS = {
-    "top_k": (int, 1, None, 3, "classes shown per input of a classifier"),
-    "num_preds": (int, 0, None, 50, "tokens a language model writes"),
-    "beam_size": (int, 1, None, 1, "beam width of a translation (1: greedy)"),
-    "min_score": (float, 0.0, 1.0, 0.5, "the lowest score of an object a detector reports"),
+    "top_k": (int, 1, None, 3, ("images", "table"), "classes shown per input of a classifier"),
+    "num_preds": (int, 0, None, 50, ("text",), "tokens a language model writes"),
+    "beam_size": (int, 1, None, 1, ("translation",), "beam width of a translation (1: greedy)"),
+    "min_score": (float, 0.0, 1.0, 0.5, ("detection",), "the lowest score of an object a detector reports"),
 }
-PREDICT_OPTION_KINDS = {"top_k": ("images", "table"), "num_preds": ("text",), "beam_size": ("translation",),
-                        "min_score": ("detection",)}
 RUN_KINDS = {"images": "image-classification", "table": "table", "text": "language-model", "translation": "translation",
              "detection": "detection"}  # a predictor's kind, in words
 
@@ -248,9 +246,9 @@ def _cmd_predict(args) -> int:
     from divekit.predict import load
 
     predictor = load(args.run_dir, weights=args.weights, device=args.device)
-    for name, kinds in PREDICT_OPTION_KINDS.items():
+    for name, (*_, default, kinds, _) in PREDICT_OPTIONS.items():
         if getattr(args, name) is None:
-            setattr(args, name, PREDICT_OPTIONS[name][3])
+            setattr(args, name, default)
         elif predictor.kind not in kinds:
             raise ValueError(f"--{name.replace('_', '-')} is for {' and '.join(RUN_KINDS[k] for k in kinds)} runs; "
                              f"{args.run_dir} is {_with_article(RUN_KINDS.get(predictor.kind, predictor.kind))} run")

@@ -119,7 +119,7 @@ def headline_rows(runs: list[tuple[Path, dict]]) -> list[dict]:
     metric (test accuracy where the book publishes one, else its first published metric) for each
     impl's latest run that kept the book's settings, or its latest run when none did (so a quick
     check made after a full run does not hide it). Besides the table's columns, a row's "entries"
-    hold each impl's value and verdict (:func:`status`) and the options its run changed."""
+    hold each impl's value and verdict (``book.verdict``) and the options its run changed."""
     latest: dict[tuple[str, str], dict] = {}
     for _, summary in runs:  # runs come in the order they started (find_runs)
         if summary["reference"]:
