@@ -412,3 +412,14 @@ def test_tensorboard_logs_the_rate_each_epoch_trained_at(tmp_path):
     events = EventAccumulator(str(tmp_path / "tensorboard"))
     events.Reload()
     assert [e.value for e in events.Scalars("lr")] == pytest.approx([1.0, 1.0, 0.1, 0.1])
+
+
+def test_regression_tasks_refuse_targets_laid_out_otherwise_than_the_predictions():
+    from divekit.train.tasks import HousePriceRegression
+
+    model = nn.Linear(3, 6)
+    Regression(fast.mse_loss).step(model, Split(torch.rand(2, 3), torch.rand(2, 1, 6)), training=True)  # a 1 axis: taken
+    batch = Split(torch.rand(2, 3), torch.rand(2, 3, 2) + 1)  # 6 numbers an example, but not laid out as (6,)
+    for task in (Regression(fast.mse_loss), HousePriceRegression()):
+        with pytest.raises(ValueError, match=r"targets of shape \(2, 3, 2\) do not match predictions of shape \(2, 6\)"):
+            task.step(model, batch, training=True)

@@ -17,6 +17,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from divekit.ops.scratch.losses import targets_like
+
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
@@ -101,9 +103,8 @@ class Regression(Task):
         self.target_std = target_std
 
     def step(self, model, batch, training):
-        X, y = batch.X, batch.y
-        y_hat = model(X)
-        y = y.reshape(y_hat.shape)
+        y_hat = model(batch.X)
+        y = targets_like(batch.y, y_hat)
         losses = self.loss_fn(y_hat, y)
         loss = losses.mean()
         y32 = y.detach().float()
@@ -131,7 +132,7 @@ class HousePriceRegression(Task):
 
     def step(self, model, batch, training):
         y_hat = model(batch.X)  # (B, 1)
-        y = batch.y.reshape(y_hat.shape)
+        y = targets_like(batch.y, y_hat)
         squared_error = F.mse_loss(y_hat, y, reduction="none")
         log_error = torch.log(y_hat.detach().clamp(min=1)) - torch.log(y)
         return StepOutput(squared_error.mean(), {"loss": squared_error.detach().sum(),
