@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from conftest import needs_real_data
-from divekit.experiments.bert import bert_finetune, pretrained_run
+from divekit.experiments.bert import bert_finetune, bert_snli, pretrained_run
 from divekit.experiments.registry import get_experiment
 from divekit.experiments.runner import run_experiment
 
@@ -75,6 +75,22 @@ def test_the_books_pretrained_weights_load_with_their_vocabulary(tmp_path, monke
     torch.testing.assert_close(model.encoder.token_embedding.weight, embedding)
     with pytest.raises(ValueError, match="unknown d2l pretrained BERT 'bert.large'"):
         load_d2l_pretrained("bert.large")
+    # SNLI is not read: examples longer than the 16 positions are refused first
+    with pytest.raises(ValueError, match=r"--max-len 17 is longer than the 16 positions of the book's pretrained "
+                                         r"bert.small: lower --max-len to at most 16"):
+        bert_snli(max_len=17, device="cpu")
+
+
+def test_examples_longer_than_the_berts_positions_are_refused_before_any_data_is_read(monkeypatch):
+    from divekit.experiments import bert
+
+    monkeypatch.setattr(bert, "pretrain_here", lambda *a, **k: pytest.fail("pretrained before the check"))
+    experiment = get_experiment("bert-pretrain")
+    with pytest.raises(ValueError, match="--max-len 65 is longer than the model's --max-positions 64"):
+        experiment.validate(experiment.make_options(max_len=65, max_positions=64))
+    experiment.validate(experiment.make_options(max_len=64, max_positions=64))
+    with pytest.raises(ValueError, match="--max-len 1001 is longer than the 1000 positions of the BERT pretrained here"):
+        bert_finetune(max_len=1001, device="cpu")
 
 
 @pytest.mark.slow

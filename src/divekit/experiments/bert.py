@@ -39,6 +39,11 @@ class WikiText2(DataPart, Checked):
                                         "(the book)")
     held_out: bool = option(False, "evaluate each epoch on pairs from WikiText-2's validation articles")
 
+    def check_model(self, cfg):
+        if self.max_len > cfg.max_positions:
+            raise ValueError(f"--max-len {self.max_len} is longer than the model's --max-positions "
+                             f"{cfg.max_positions}: raise --max-positions or lower --max-len")
+
     def load(self, ctx):
         import torch
 
@@ -225,6 +230,13 @@ def _shuffled(data, seed: int):
     return type(data)([data.texts_a[i] for i in order], None, [data.labels[i] for i in order], data.classes)
 
 
+def _check_max_len(max_len: int, max_positions: int, source: str) -> None:
+    """Refuse, before any data is read, examples longer than the BERT has positions for."""
+    if max_len > max_positions:
+        raise ValueError(f"--max-len {max_len} is longer than the {max_positions} positions of {source}: "
+                         f"lower --max-len to at most {max_positions}")
+
+
 def _task_data(task: str, vocab, max_len: int, train_examples: int | None, test_examples: int | None, seed: int):
     """(train, test, classes) of a fine-tuning task as BERT inputs with ``vocab``."""
     from divekit.data.text_classification import encode_texts, fra_eng_matching, read_imdb, read_snli, word_order
@@ -296,10 +308,14 @@ def bert_finetune(pretrained: PretrainedSpec = None,
     sizes = {k: v for k, v in dict(num_hiddens=num_hiddens, ffn_num_hiddens=ffn_num_hiddens, num_heads=num_heads,
                                    num_layers=num_layers).items() if v is not None}
     if pretrained is None:
+        from divekit.models.registry import model_config
+
+        _check_max_len(max_len, model_config("bert", **sizes).max_positions, "the BERT pretrained here")
         bert, vocab = pretrain_here(pretrain_steps, impl, str(device), seed, **sizes)
         source = f"bert-pretrain-long's recipe for {pretrain_steps} steps here"
     else:
         bert, vocab, source = load_pretrained(pretrained, impl, device)
+        _check_max_len(max_len, bert.config.max_positions, source)
     data = _task_data(task, vocab, max_len, train_examples, test_examples, seed)
     common = dict(ops=ops, epochs=epochs, lr=lr, body_lr_factor=body_lr_factor, warmup=warmup, batch_size=batch_size,
                   optimizer=optimizer, impl=impl, device=device, seed=seed)
@@ -332,6 +348,7 @@ def bert_snli(pretrained: PretrainedSpec = "d2l:bert.small", train_examples: Exa
 
     device, ops = choose_device(device), get_ops(impl)
     bert, vocab, source = load_pretrained(pretrained, impl, device)
+    _check_max_len(max_len, bert.config.max_positions, source)
     data = _task_data("snli", vocab, max_len, train_examples, test_examples, seed)
     history = fine_tune(bert, data, ops=ops, epochs=epochs, lr=lr, body_lr_factor=body_lr_factor, warmup=warmup,
                         batch_size=batch_size, optimizer=optimizer, impl=impl, device=device, seed=seed)

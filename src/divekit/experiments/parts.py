@@ -126,6 +126,10 @@ class DataPart:
     def load(self, ctx: LoadContext) -> Loaded:
         raise NotImplementedError(f"{type(self).__name__} must define load(ctx)")
 
+    def check_model(self, cfg) -> None:
+        """Raise ValueError where these data options cannot feed a model of config ``cfg``, before any
+        data is loaded (e.g. examples longer than the model's positions)."""
+
 
 class SupervisedData(DataPart):
     """(X, y) examples: the book's (:meth:`book_data`), or the user's ``--data`` folder or table."""

@@ -245,7 +245,7 @@ class Recipe(Experiment):
         from divekit.models.registry import model_config
 
         parts = self.parts(options)  # each part checks (and may normalise) its own values as it is made
-        model_config(self.model, **parts.model_args)
+        parts.data.check_model(model_config(self.model, **parts.model_args))
         for part in (parts.train, parts.user, parts.data, parts.task, *parts.probes):
             for name in _fields_of(part) if part is not None else ():
                 setattr(options, name, getattr(part, name))  # e.g. --optimizer auto -> sgd, --data made absolute
