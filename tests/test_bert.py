@@ -105,6 +105,10 @@ def test_a_checkpoint_folder_on_disk_loads_with_its_vocabulary(tmp_path, weights
     model, vocab = load_hf_checkpoint(tmp_path, "fast")
     assert vocab["<cls>"] == 2 and vocab["<pad>"] == 0 and vocab.unk == 1
     assert vocab.tokenize("W3 w99") == ["w3", "[UNK]"]
+    (tmp_path / "tokenizer_config.json").write_text(json.dumps({"do_lower_case": True, "strip_accents": False,
+                                                                "tokenize_chinese_chars": False}))
+    _, configured = load_hf_checkpoint(tmp_path, "fast")
+    assert (configured.lower_case, configured.strip_accents, configured.split_cjk) == (True, False, False)
     model.eval()
     tokens, segments, valid_lens = inputs(seed=6)
     mask = (torch.arange(tokens.shape[1])[None] < valid_lens[:, None]).long()
@@ -136,6 +140,29 @@ def test_a_saved_pretraining_checkpoint_ties_its_masked_lm_decoder_to_the_word_e
     del state["mlm.dense.weight"]  # part of a head missing: refused, not left drawn at random
     with pytest.raises(ValueError, match=r"does not fit this BERT: missing \['mlm.dense.weight'\]"):
         bert_weights._load(BERTModel(config_from_hf(config.to_dict()), ops), state, "a file")
+
+
+def test_a_masked_lm_checkpoint_without_a_pooler_loads_with_a_fresh_one(tmp_path, caplog):
+    transformers = pytest.importorskip("transformers")
+    torch.manual_seed(9)
+    config = transformers.BertConfig(**{**hf_config(BERTConfig(**ORIGINAL)), "tie_word_embeddings": True})
+    theirs = transformers.BertForMaskedLM(config).eval()  # run_mlm's model: no pooler in the file
+    theirs.save_pretrained(tmp_path)
+    with caplog.at_level("WARNING", logger="divekit"):
+        model, _ = load_hf_checkpoint(tmp_path, "fast")
+    assert "has no pooler" in caplog.text
+    model.eval()
+    tokens, segments, valid_lens = inputs(seed=10)
+    mask = (torch.arange(tokens.shape[1])[None] < valid_lens[:, None]).long()
+    positions = torch.tensor([[1, 2], [3, 4], [1, 6]])
+    with torch.no_grad():
+        _, mlm, _ = model(tokens, segments, valid_lens, positions)
+        reference = theirs(input_ids=tokens, token_type_ids=segments, attention_mask=mask).logits
+    torch.testing.assert_close(mlm, reference[torch.arange(3)[:, None], positions], rtol=1e-4, atol=1e-5)
+    state = from_hf_state_dict(theirs.state_dict())
+    state["pooler.dense.bias"] = torch.zeros(config.hidden_size)  # half a pooler: refused
+    with pytest.raises(ValueError, match=r"does not fit this BERT: missing \['pooler.dense.weight'\]"):
+        bert_weights._load(BERTModel(config_from_hf(config.to_dict()), fast), state, "a file")
 
 
 def test_conversions_refuse_what_has_no_twin(tmp_path):
@@ -308,7 +335,8 @@ def test_wordpiece_tokenizes_as_hugging_face_does(tmp_path):
               "##ing", "!", ",", "'", "s", "中", "a", "##b", "hello", "world", ".", "$", "5"]
     (tmp_path / "vocab.txt").write_text("\n".join(tokens) + "\n")
     texts = ["The CAFÉ is unaffable!", "playing, play's  Hello\tWORLD.", "中国 $5 abab", "unknownword unaffables",
-             "a" * 101, "\x00control\u200bchars", "hello\ue000 world\U000f0000"]  # private use: dropped
+             "a" * 101, "\x00control\u200bchars", "hello\ue000 world\U000f0000",  # private use: dropped
+             "hello [MASK] world[SEP]the [CLS]cafe [mask]"]  # special tokens stay whole (as written only)
     ours = WordPieceVocab.from_file(tmp_path / "vocab.txt")
     theirs = transformers.BertTokenizer(str(tmp_path / "vocab.txt"), do_lower_case=True)
     for text in texts:
@@ -317,5 +345,11 @@ def test_wordpiece_tokenizes_as_hugging_face_does(tmp_path):
     cased_theirs = transformers.BertTokenizer(str(tmp_path / "vocab.txt"), do_lower_case=False)
     for text in texts:
         assert cased.tokenize(text) == cased_theirs.tokenize(text), text
+    for lower_case, strip_accents, split_cjk in ((True, False, True), (False, True, False), (True, None, False)):
+        ours = WordPieceVocab.from_file(tmp_path / "vocab.txt", lower_case, strip_accents, split_cjk)
+        theirs = transformers.BertTokenizer(str(tmp_path / "vocab.txt"), do_lower_case=lower_case,
+                                            strip_accents=strip_accents, tokenize_chinese_chars=split_cjk)
+        for text in texts + ["Café ÜBER 中国abc"]:
+            assert ours.tokenize(text) == theirs.tokenize(text), (text, lower_case, strip_accents, split_cjk)
     with pytest.raises(ValueError, match="a BERT vocabulary needs \\[MASK\\]"):
         WordPieceVocab(["[PAD]", "[UNK]", "[CLS]", "[SEP]"])

@@ -2,8 +2,9 @@
 Face BERT checkpoint's ``vocab.txt`` tokenizes texts for divekit as it did for its pretraining (the
 book's BERT splits words on spaces instead, D2L §14.9).
 
-Two stages: a basic tokenizer (control characters dropped, whitespace normalised, spaces around
-CJK characters, lower case and accents stripped for uncased models, every punctuation character a
+Special tokens written in the text (``[MASK]``, ``[SEP]`` ...) stay whole. The rest goes through two
+stages: a basic tokenizer (control characters dropped, whitespace normalised, spaces around CJK
+characters, lower case and accents stripped for uncased models, every punctuation character a
 token of its own), then WordPiece on each word: the longest vocabulary entry that starts the word,
 then the longest ``##``-prefixed entry that continues it, and so on; a word that cannot be covered
 becomes ``[UNK]``.
@@ -12,6 +13,7 @@ becomes ``[UNK]``.
 from __future__ import annotations
 
 import os
+import re
 import unicodedata
 from collections.abc import Sequence
 
@@ -37,8 +39,12 @@ def _is_cjk(cp: int) -> bool:
             or 0x2F800 <= cp <= 0x2FA1F)
 
 
-def basic_tokenize(text: str, lower_case: bool = True) -> list[str]:
-    """Words and punctuation marks of ``text`` as BERT's basic tokenizer splits them."""
+def basic_tokenize(text: str, lower_case: bool = True, strip_accents: bool | None = None,
+                   split_cjk: bool = True) -> list[str]:
+    """Words and punctuation marks of ``text`` as BERT's basic tokenizer splits them. Accents are stripped
+    where ``strip_accents`` says, else (None) with lower case, and CJK characters are words of their
+    own with ``split_cjk``: Hugging Face's ``strip_accents`` and ``tokenize_chinese_chars``."""
+    strip_accents = lower_case if strip_accents is None else strip_accents
     chars = []
     for char in text:
         cp = ord(char)
@@ -46,14 +52,15 @@ def basic_tokenize(text: str, lower_case: bool = True) -> list[str]:
             continue  # control, format and private-use characters (icon fonts, PDF extraction), as BERT's
         if char.isspace():
             chars.append(" ")
-        elif _is_cjk(cp):
+        elif split_cjk and _is_cjk(cp):
             chars.append(f" {char} ")
         else:
             chars.append(char)
     words = []
     for word in "".join(chars).split():
-        if lower_case:
-            word = "".join(c for c in unicodedata.normalize("NFD", word.lower()) if unicodedata.category(c) != "Mn")
+        word = word.lower() if lower_case else word
+        if strip_accents:
+            word = "".join(c for c in unicodedata.normalize("NFD", word) if unicodedata.category(c) != "Mn")
         piece = ""
         for char in word:
             if _is_punctuation(char):
@@ -88,9 +95,11 @@ class WordPieceVocab(Vocab):
     """A BERT checkpoint's vocabulary (one token a line of ``vocab.txt``, index = line number) with its
     WordPiece tokenizer. divekit's special-token names (``<cls>``, ``<sep>``, ``<pad>``, ``<mask>``,
     ``<unk>``) look up BERT's (``[CLS]`` ...), so the data functions of D2L §14.9 and §15.6 take it
-    as they take a :class:`~divekit.data.text.Vocab`."""
+    as they take a :class:`~divekit.data.text.Vocab`. ``lower_case``, ``strip_accents`` and ``split_cjk``:
+    see :func:`basic_tokenize` (a checkpoint's ``tokenizer_config.json`` gives them)."""
 
-    def __init__(self, idx_to_token: Sequence[str], lower_case: bool = True):
+    def __init__(self, idx_to_token: Sequence[str], lower_case: bool = True, strip_accents: bool | None = None,
+                 split_cjk: bool = True):
         super().__init__()
         missing = [t for t in SPECIAL_TOKENS.values() if t not in idx_to_token]
         if missing:
@@ -99,18 +108,24 @@ class WordPieceVocab(Vocab):
         self.token_to_idx = {t: i for i, t in enumerate(self.idx_to_token)}
         for ours, theirs in SPECIAL_TOKENS.items():
             self.token_to_idx.setdefault(ours, self.token_to_idx[theirs])
-        self.lower_case = lower_case
+        self.lower_case, self.strip_accents, self.split_cjk = lower_case, strip_accents, split_cjk
+        self._specials = re.compile("(" + "|".join(re.escape(t) for t in SPECIAL_TOKENS.values()) + ")")
 
     @classmethod
-    def from_file(cls, path: str | os.PathLike, lower_case: bool = True) -> WordPieceVocab:
+    def from_file(cls, path: str | os.PathLike, lower_case: bool = True, strip_accents: bool | None = None,
+                  split_cjk: bool = True) -> WordPieceVocab:
         with open(path, encoding="utf-8") as f:
-            return cls([line.rstrip("\n") for line in f], lower_case)
+            return cls([line.rstrip("\n") for line in f], lower_case, strip_accents, split_cjk)
 
     @property
     def unk(self) -> int:
         return self.token_to_idx["[UNK]"]
 
     def tokenize(self, text: str) -> list[str]:
-        """``text`` as WordPiece tokens of this vocabulary."""
-        return [piece for word in basic_tokenize(text, self.lower_case)
-                for piece in wordpiece(word, self.token_to_idx, SPECIAL_TOKENS["<unk>"])]
+        """``text`` as WordPiece tokens of this vocabulary; special tokens in it (``[MASK]``) stay whole."""
+        tokens = []
+        for i, part in enumerate(self._specials.split(text)):  # odd parts: the special tokens
+            tokens += [part] if i % 2 else [piece for word in basic_tokenize(part, self.lower_case, self.strip_accents,
+                                                                             self.split_cjk)
+                                            for piece in wordpiece(word, self.token_to_idx, SPECIAL_TOKENS["<unk>"])]
+        return tokens

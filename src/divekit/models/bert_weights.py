@@ -1,7 +1,7 @@
 """BERT weights from elsewhere, and to elsewhere: Hugging Face checkpoints both ways, and the book's
 pretrained ``bert.small`` / ``bert.base`` (D2L §15.7).
 
-* Hugging Face (``BertModel`` / ``BertForPreTraining``): :func:`config_from_hf` and :func:`hf_config`
+* Hugging Face (``BertModel`` / ``BertForPreTraining`` / ``BertForMaskedLM``, whose pooler starts fresh): :func:`config_from_hf` and :func:`hf_config`
   translate the configs, :func:`from_hf_state_dict` and :func:`to_hf_state_dict` the weights, and
   :func:`load_hf_checkpoint` reads a checkpoint folder a user has on disk (``config.json``, the
   weights as ``model.safetensors`` or ``pytorch_model.bin``, and ``vocab.txt`` for
@@ -19,12 +19,15 @@ pretrained ``bert.small`` / ``bert.base`` (D2L §15.7).
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 import torch
 
 from divekit.models.bert import BERTConfig, BERTModel
 from divekit.ops import Ops
+
+log = logging.getLogger("divekit")
 
 __all__ = ["D2L_PRETRAINED", "config_from_hf", "from_d2l_state_dict", "from_hf_state_dict", "hf_config",
            "load_d2l_pretrained", "load_hf_checkpoint", "to_hf_state_dict"]
@@ -43,7 +46,7 @@ _TOP = (("encoder.token_embedding.weight", "bert.embeddings.word_embeddings.weig
         ("mlm.norm.bias", "cls.predictions.transform.LayerNorm.bias"),
         ("mlm.decoder.weight", "cls.predictions.decoder.weight"), ("mlm.decoder.bias", "cls.predictions.bias"),
         ("nsp.weight", "cls.seq_relationship.weight"), ("nsp.bias", "cls.seq_relationship.bias"))
-_HEADS = ("mlm.", "nsp.")
+_OPTIONAL = ("pooler.", "mlm.", "nsp.")  # parts a checkpoint may lack as a whole (BertModel: heads; BertForMaskedLM: pooler)
 
 
 def hf_config(cfg: BERTConfig) -> dict:
@@ -115,7 +118,7 @@ def from_hf_state_dict(state: dict[str, torch.Tensor], tie_word_embeddings: bool
     if tie_word_embeddings and tied not in renamed and any(key.startswith("cls.predictions.") for key in renamed):
         renamed[tied] = renamed["bert.embeddings.word_embeddings.weight"]
     ours = {mine: renamed[theirs] for mine, theirs in _TOP if theirs in renamed}
-    missing = [theirs for mine, theirs in _TOP if theirs not in renamed and not mine.startswith(_HEADS)]
+    missing = [theirs for mine, theirs in _TOP if theirs not in renamed and not mine.startswith(_OPTIONAL)]
     if missing or "bert.embeddings.position_embeddings.weight" not in renamed:
         raise ValueError(f"not a BERT state dict: it has no {', '.join(missing) or 'position embeddings'}")
     ours["encoder.pos_embedding"] = renamed["bert.embeddings.position_embeddings.weight"][None]  # (L, d) -> (1, L, d)
@@ -131,11 +134,11 @@ def from_hf_state_dict(state: dict[str, torch.Tensor], tie_word_embeddings: bool
 
 
 def _load(model: BERTModel, state: dict[str, torch.Tensor], source: str) -> BERTModel:
-    """Load ``state`` into ``model``; only a whole pretraining head may be missing (it stays as drawn):
-    part of one missing would leave the rest of it drawn at random under loaded weights."""
+    """Load ``state`` into ``model``; only a whole pretraining head or the pooler may be missing (it stays as
+    drawn): part of one missing would leave the rest of it drawn at random under loaded weights."""
     result = model.load_state_dict(state, strict=False)
-    heads = {head for head in _HEADS if any(key.startswith(head) for key in state)}  # present in the file
-    missing = [key for key in result.missing_keys if not key.startswith(_HEADS) or key.startswith(tuple(heads))]
+    present = {part for part in _OPTIONAL if any(key.startswith(part) for key in state)}  # in the file
+    missing = [key for key in result.missing_keys if not key.startswith(_OPTIONAL) or key.startswith(tuple(present))]
     if missing or result.unexpected_keys:
         raise ValueError(f"{source} does not fit this BERT: missing {missing}, unexpected {result.unexpected_keys}")
     return model
@@ -143,8 +146,9 @@ def _load(model: BERTModel, state: dict[str, torch.Tensor], source: str) -> BERT
 
 def load_hf_checkpoint(folder: str | Path, ops: str | Ops = "fast", **overrides):
     """A Hugging Face BERT checkpoint folder -> (a divekit :class:`BERTModel` holding its weights, the
-    :class:`~divekit.data.wordpiece.WordPieceVocab` of its ``vocab.txt``, lower-casing unless its
-    ``tokenizer_config.json`` says otherwise; None without a ``vocab.txt``). ``overrides`` change
+    :class:`~divekit.data.wordpiece.WordPieceVocab` of its ``vocab.txt``, lower-casing, stripping accents
+    and splitting CJK characters as its ``tokenizer_config.json`` says (each by default); None without a
+    ``vocab.txt``). ``overrides`` change
     config values that do not touch the weights' shapes (e.g. ``dropout``)."""
     from divekit.data.wordpiece import WordPieceVocab
     from divekit.ops import get_ops
@@ -165,10 +169,16 @@ def load_hf_checkpoint(folder: str | Path, ops: str | Ops = "fast", **overrides)
     else:
         raise FileNotFoundError(f"{folder} holds neither model.safetensors nor pytorch_model.bin")
     model = BERTModel(config_from_hf(hf, **overrides), get_ops(ops))
-    _load(model, from_hf_state_dict(state, hf.get("tie_word_embeddings", True)), str(folder))
+    state = from_hf_state_dict(state, hf.get("tie_word_embeddings", True))
+    if "pooler.dense.weight" not in state:
+        log.warning(f"{folder} has no pooler (as a BertForMaskedLM checkpoint): it starts from a fresh "
+                    f"initialisation, as Hugging Face starts it")
+    _load(model, state, str(folder))
     settings = folder / "tokenizer_config.json"
-    lower_case = json.loads(settings.read_text()).get("do_lower_case", True) if settings.is_file() else True
-    vocab = WordPieceVocab.from_file(folder / "vocab.txt", lower_case) if (folder / "vocab.txt").is_file() else None
+    tokenizer = json.loads(settings.read_text()) if settings.is_file() else {}
+    vocab = WordPieceVocab.from_file(folder / "vocab.txt", tokenizer.get("do_lower_case", True),
+                                     tokenizer.get("strip_accents"), tokenizer.get("tokenize_chinese_chars", True)) \
+        if (folder / "vocab.txt").is_file() else None
     return model, vocab
 
 
