@@ -162,6 +162,20 @@ def test_wiki_examples_are_next_sentence_pairs_with_masks():
         load_wiki_pretraining(4, paragraphs=paragraphs, min_freq=1)
 
 
+def test_unknown_words_of_a_bert_vocabulary_become_its_unk_not_index_0():
+    from divekit.data.wordpiece import WordPieceVocab
+
+    vocab = WordPieceVocab(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "hello", "world", "a"])  # 0 is [PAD] here
+    data = load_wiki_pretraining(8, torch.Generator().manual_seed(0), paragraphs=[["hello world", "zzz a"]],
+                                 vocab=vocab)
+    e = data.examples
+    restored = e.tokens[0].clone()
+    real = e.mlm_weights[0] > 0
+    restored[e.pred_positions[0][real]] = e.mlm_labels[0][real]
+    assert vocab.to_tokens(restored[:int(e.valid_lens[0])]) == ["[CLS]", "hello", "world", "[SEP]", "[UNK]", "a",
+                                                                "[SEP]"]
+
+
 @needs_real_data(["wikitext-2"])
 def test_wikitext2_gives_the_books_vocabulary_and_about_as_many_pairs():
     paragraphs = read_wiki()
@@ -219,12 +233,25 @@ def test_snli_file_reads_as_the_book_reads_it(tmp_path):
     path = tmp_path / "snli_1.0_test.txt"
     path.write_text("\n".join([SNLI_HEADER, *rows]) + "\n")
     data = read_snli_file(path)
-    assert data.texts_a == [["a", "person", "on", "a", "horse"], ["two", "women", "are", "hugging"]]
-    assert data.texts_b == [["a", "person", "is", "training", "his", "horse"], ["nobody", "is", "hugging"]]
+    assert data.texts_a == [["A", "person", "on", "a", "horse"], ["Two", "women", "are", "hugging"]]
+    assert data.texts_b == [["A", "person", "is", "training", "his", "horse"], ["Nobody", "is", "hugging"]]
     assert data.labels == [SNLI_CLASSES.index("neutral"), SNLI_CLASSES.index("contradiction")] == [2, 1]
     (tmp_path / "other.txt").write_text("premise\thypothesis\n")
     with pytest.raises(ValueError, match="is not an SNLI file"):
         read_snli_file(tmp_path / "other.txt")
+
+
+def test_a_word_level_vocabulary_sees_lower_case_and_a_cased_wordpiece_the_case(tmp_path):
+    from divekit.data.wordpiece import WordPieceVocab
+
+    data = LabeledTexts([["John", "plays", "in", "Paris", "."]], None, [0], ("a", "b"))
+    words = Vocab([["john", "plays", "in", "paris", "."]], reserved_tokens=RESERVED)
+    encoded = encode_texts(data, words, 8)  # the book: s.lower() before d2l.tokenize (§15.7.2)
+    assert words.to_tokens(encoded.tokens[0][:7]) == [CLS, "john", "plays", "in", "paris", ".", SEP]
+    cased = WordPieceVocab(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "John", "plays", "in", "Paris", "."],
+                           lower_case=False)
+    encoded = encode_texts(data, cased, 8, cased.tokenize)
+    assert cased.to_tokens(encoded.tokens[0][:7]) == ["[CLS]", "John", "plays", "in", "Paris", ".", "[SEP]"]
 
 
 def test_imdb_folder_reads_as_the_book_reads_it(tmp_path):

@@ -113,16 +113,19 @@ def test_imdb_and_snli_tasks_read_their_files_through_the_hub(tmp_path, monkeypa
         for label in ("pos", "neg"):
             (tmp_path / split / label).mkdir(parents=True)
             for i in range(6):
-                (tmp_path / split / label / f"{i}_1.txt").write_text(f"a {label} film number {i}")
+                (tmp_path / split / label / f"{i}_1.txt").write_text(f"A {label.upper()} film.<br />Number {i}")
     (tmp_path / "README").write_text("aclImdb")
     header = "gold_label\tsentence1_binary_parse\tsentence2_binary_parse"
     rows = ["entailment\t( a film )\t( a ( good film ) )", "neutral\t( a film )\t( no film )"]
     for split in ("train", "test"):
         (tmp_path / f"snli_1.0_{split}.txt").write_text("\n".join([header, *rows]) + "\n")
     monkeypatch.setattr(hub, "fetch", lambda name, filename, **kwargs: tmp_path / filename)
-    vocab = Vocab("a film pos neg good no".split(), reserved_tokens=RESERVED)
+    vocab = Vocab("a film pos neg good no . number".split(), reserved_tokens=RESERVED)
     train, test, classes = _task_data("imdb", vocab, 8, 4, 6, seed=0)
     assert classes == ("neg", "pos") and len(train) == 4 and len(test) == 6
+    # written as WikiText-2 writes words, as the vocabulary: lower case, punctuation apart, no HTML breaks
+    assert vocab.to_tokens(train.tokens[0][:7]) == ["<cls>", "a", ["neg", "pos"][int(train.y[0])], "film", ".",
+                                                    "number", "<unk>"]
     assert 0 < int(test.y.sum()) < 6  # the first 6 of the test set hold both classes
     train, test, classes = _task_data("snli", vocab, 8, None, None, seed=0)
     assert train.y.tolist() == [0, 2] and classes[0] == "entailment"

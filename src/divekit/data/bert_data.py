@@ -180,7 +180,7 @@ def load_wiki_pretraining(max_len: int = 64, generator: torch.Generator | None =
         raise ValueError("no paragraph of at least two sentences to make next-sentence pairs from")
     if vocab is None:
         vocab = Vocab(sentences, min_freq=min_freq, reserved_tokens=RESERVED)
-    corpus = torch.tensor([vocab.token_to_idx.get(t, 0) for sentence in sentences for t in sentence])
+    corpus = torch.tensor([vocab.token_to_idx.get(t, vocab.unk) for sentence in sentences for t in sentence])
     lens = torch.tensor([len(s) for s in sentences])  # (S,)
     starts = lens.cumsum(0) - lens
     a, b, nsp_labels = nsp_pairs(torch.tensor([len(p) for p in paragraphs]), generator)

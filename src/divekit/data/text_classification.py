@@ -68,8 +68,9 @@ def _snli_text(s: str) -> str:
 
 
 def read_snli_file(path: str | os.PathLike) -> LabeledTexts:
-    """One SNLI file (``snli_1.0_*.txt``) as lower-cased word tokens of premises and hypotheses and their
-    labels (D2L §15.4.1); the book lower-cases when it tokenizes for BERT (§15.7.2)."""
+    """One SNLI file (``snli_1.0_*.txt``) as word tokens of premises and hypotheses, as written, and their
+    labels (D2L §15.4.1). The book lower-cases when it tokenizes for its BERT (§15.7.2), as
+    :func:`encode_texts` does for a word-level vocabulary; a cased WordPiece vocabulary sees the case."""
     with open(path, encoding="utf-8") as f:
         header, *lines = f.read().split("\n")
     if not header.startswith("gold_label\t"):
@@ -79,8 +80,8 @@ def read_snli_file(path: str | os.PathLike) -> LabeledTexts:
         row = line.split("\t")
         if len(row) < 3 or row[0] not in SNLI_CLASSES:
             continue  # the last empty line, and "-": the annotators did not agree
-        premises.append(_snli_text(row[1]).lower().split())
-        hypotheses.append(_snli_text(row[2]).lower().split())
+        premises.append(_snli_text(row[1]).split())
+        hypotheses.append(_snli_text(row[2]).split())
         labels.append(SNLI_CLASSES.index(row[0]))
     return LabeledTexts(premises, hypotheses, labels, SNLI_CLASSES)
 
@@ -234,12 +235,15 @@ def encode_texts(data: LabeledTexts, vocab: Vocab, max_len: int,
     """BERT inputs (D2L §15.6-15.7) of ``data`` with ``vocab``: ``<cls>`` A ``<sep>`` [B ``<sep>``], cut
     as the book cuts pairs (:func:`truncated_lengths`; a single text keeps its first max_len - 2
     tokens), padded to ``max_len``; ``y`` the labels. ``tokenize``: a tokenizer the words are joined
-    for and split again by (a checkpoint's WordPiece), else the words are the tokens."""
+    for and split again by (a checkpoint's WordPiece), else the words in lower case are the tokens (the
+    book's ``s.lower()`` before ``d2l.tokenize``, §15.7.2: its vocabularies are lower-case)."""
     if max_len < 3 + (data.texts_b is not None):
         raise ValueError(f"max_len {max_len} leaves no room for a text beside <cls> and <sep>")
     texts = data.texts_a if data.texts_b is None else [t for pair in zip(data.texts_a, data.texts_b) for t in pair]
     if tokenize is not None:
         texts = [tokenize(" ".join(text)) for text in texts]
+    else:
+        texts = [[word.lower() for word in text] for text in texts]
     ids = [vocab.token_to_idx.get(token, vocab.unk) for text in texts for token in text]
     corpus = torch.tensor(ids + [0], dtype=torch.long)  # one spare entry: empty texts point past the end
     lens = torch.tensor([len(text) for text in texts])

@@ -239,7 +239,8 @@ def _check_max_len(max_len: int, max_positions: int, source: str) -> None:
 
 def _task_data(task: str, vocab, max_len: int, train_examples: int | None, test_examples: int | None, seed: int):
     """(train, test, classes) of a fine-tuning task as BERT inputs with ``vocab``."""
-    from divekit.data.text_classification import encode_texts, fra_eng_matching, read_imdb, read_snli, word_order
+    from divekit.data.text_classification import (LabeledTexts, encode_texts, fra_eng_matching, read_imdb, read_snli,
+                                                  wiki_tokenize, word_order)
 
     if task == "word-order":
         train, test = word_order(train_examples, test_examples, seed=seed)
@@ -251,6 +252,9 @@ def _task_data(task: str, vocab, max_len: int, train_examples: int | None, test_
         train, test = (_shuffled(read_imdb(split), seed).head(n)
                        for split, n in (("train", train_examples), ("test", test_examples)))
     tokenize = getattr(vocab, "tokenize", None)  # a Hugging Face checkpoint's WordPiece
+    if task == "imdb" and tokenize is None:  # reviews as WikiText-2 writes words, without the HTML line breaks
+        train, test = (LabeledTexts([wiki_tokenize(" ".join(words).replace("<br />", " ")) for words in data.texts_a],
+                                    None, data.labels, data.classes) for data in (train, test))
     return encode_texts(train, vocab, max_len, tokenize), encode_texts(test, vocab, max_len, tokenize), train.classes
 
 
