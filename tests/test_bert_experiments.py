@@ -71,6 +71,7 @@ def test_the_books_pretrained_weights_load_with_their_vocabulary(tmp_path, monke
     model, vocab = load_d2l_pretrained("bert.small", "scratch")
     assert asked == ["d2l-bert.small"] and len(vocab) == 20 and vocab["w3"] == 8
     assert model.config.num_heads == 4 and model.config.num_layers == 2 and model.config.max_positions == 16
+    assert model.config.dropout == 0.2  # the book's loader builds dropout=0.2 whatever it is asked
     embedding = saved["state_dict"]["encoder.token_embedding.weight"]
     torch.testing.assert_close(model.encoder.token_embedding.weight, embedding)
     with pytest.raises(ValueError, match="unknown d2l pretrained BERT 'bert.large'"):
@@ -79,6 +80,29 @@ def test_the_books_pretrained_weights_load_with_their_vocabulary(tmp_path, monke
     with pytest.raises(ValueError, match=r"--max-len 17 is longer than the 16 positions of the book's pretrained "
                                          r"bert.small: lower --max-len to at most 16"):
         bert_snli(max_len=17, device="cpu")
+
+
+def test_bert_snli_fine_tunes_the_books_classifier_without_dropout_before_its_new_layer(monkeypatch):
+    from divekit.data.text import Vocab
+    from divekit.data.text_classification import LabeledTexts, encode_texts
+    from divekit.experiments import bert
+    from divekit.models import bert as models_bert
+    from divekit.models.bert import BERTConfig, BERTModel
+    from divekit.ops import fast
+
+    vocab = Vocab([["a", "b"]], reserved_tokens=["<pad>", "<mask>", "<cls>", "<sep>"])
+    model = BERTModel(BERTConfig(vocab_size=len(vocab), num_hiddens=8, ffn_num_hiddens=16, num_heads=2, num_layers=1,
+                                 max_positions=16, dropout=0.2), fast)
+    texts = encode_texts(LabeledTexts([["a"], ["b"]], [["b"], ["a"]], [0, 1], ("x", "y")), vocab, 8)
+    monkeypatch.setattr(bert, "load_pretrained", lambda spec, impl, device: (model, vocab, "a test BERT"))
+    monkeypatch.setattr(bert, "_task_data", lambda *args: (texts, texts, ("x", "y")))
+    classifiers = []
+    original = models_bert.BERTClassifier
+    monkeypatch.setattr(models_bert, "BERTClassifier", lambda *a, **k: classifiers.append(original(*a, **k)) or
+                        classifiers[-1])
+    bert.bert_snli(max_len=8, epochs=1, batch_size=2, device="cpu")
+    assert classifiers[0].dropout.p == 0.0 and classifiers[0].encoder is model.encoder
+    assert original(model, 3, fast).dropout.p == 0.2  # elsewhere the BERT's own rate, as Hugging Face's
 
 
 def test_examples_longer_than_the_berts_positions_are_refused_before_any_data_is_read(monkeypatch):

@@ -199,11 +199,13 @@ def finetune_optimizer(model, name: str, impl: str, lr: float, body_lr_factor: f
 
 
 def fine_tune(bert, data, *, ops, epochs: int, lr: float, body_lr_factor: float, warmup: float, batch_size: int,
-              optimizer: str, impl: str, device: torch.device, seed: int) -> list[dict]:
+              optimizer: str, impl: str, device: torch.device, seed: int,
+              head_dropout: float | None = None) -> list[dict]:
     """Fine-tune a :class:`~divekit.models.bert.BERTClassifier` made of ``bert`` on ``data`` (train, test,
     classes): the body at ``lr * body_lr_factor``, the new layer at ``lr``; with ``warmup`` > 0 the
     learning rates rise linearly over that share of the steps, then follow a cosine to 0 (else they
-    stay constant, as in the book). Returns the trainer's history (test metrics each epoch)."""
+    stay constant, as in the book); ``head_dropout``: see :class:`~divekit.models.bert.BERTClassifier`.
+    Returns the trainer's history (test metrics each epoch)."""
     from divekit.data.loader import TensorLoader
     from divekit.models.bert import BERTClassifier
     from divekit.optim.schedules import CosineScheduler
@@ -211,7 +213,7 @@ def fine_tune(bert, data, *, ops, epochs: int, lr: float, body_lr_factor: float,
     from divekit.train.engine import Trainer
 
     train, test, classes = data
-    model = BERTClassifier(bert, len(classes), ops).to(device)
+    model = BERTClassifier(bert, len(classes), ops, head_dropout).to(device)
     opt = finetune_optimizer(model, optimizer, impl, lr, body_lr_factor)
     train_loader = TensorLoader(train, batch_size, shuffle=True, seed=seed, device=device)
     total = epochs * len(train_loader)
@@ -355,7 +357,8 @@ def bert_snli(pretrained: PretrainedSpec = "d2l:bert.small", train_examples: Exa
     _check_max_len(max_len, bert.config.max_positions, source)
     data = _task_data("snli", vocab, max_len, train_examples, test_examples, seed)
     history = fine_tune(bert, data, ops=ops, epochs=epochs, lr=lr, body_lr_factor=body_lr_factor, warmup=warmup,
-                        batch_size=batch_size, optimizer=optimizer, impl=impl, device=device, seed=seed)
+                        batch_size=batch_size, optimizer=optimizer, impl=impl, device=device, seed=seed,
+                        head_dropout=0.0)  # the book's classifier: the pooler, then the new layer
     final = history[-1]
     results = {"pretrained_from": source, "train_loss": final["train_loss"], "train_acc": final["train_acc"],
                "test_acc": final["test_acc"], "examples_per_s": final["examples_per_s"]}

@@ -191,16 +191,17 @@ class BERTModel(nn.Module):
 
 class BERTClassifier(nn.Module):
     """Fine-tuning for one text or a text pair (D2L §15.6.1-15.6.2): a pretrained BERT's encoder and
-    pooler, then dropout and a new linear layer to C classes (as Hugging Face's
-    ``BertForSequenceClassification``; the book's ``BERTClassifier`` of §15.7 has no dropout).
+    pooler, then dropout (``dropout``; None: the BERT's own rate, as Hugging Face's
+    ``BertForSequenceClassification``; 0: none, as the book's ``BERTClassifier`` of §15.7) and a new
+    linear layer to C classes.
 
     forward(tokens (B, T), segments (B, T) or None, valid_lens (B,) or None) -> logits (B, C).
     """
 
-    def __init__(self, bert: BERTModel, num_classes: int, ops: Ops):
+    def __init__(self, bert: BERTModel, num_classes: int, ops: Ops, dropout: float | None = None):
         super().__init__()
         self.encoder, self.pooler = bert.encoder, bert.pooler
-        self.dropout = ops.Dropout(bert.config.dropout)
+        self.dropout = ops.Dropout(bert.config.dropout if dropout is None else dropout)
         self.output = ops.Linear(bert.config.num_hiddens, num_classes)
 
     def forward(self, tokens, segments=None, valid_lens=None):

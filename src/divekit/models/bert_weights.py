@@ -1,10 +1,11 @@
 """BERT weights from elsewhere, and to elsewhere: Hugging Face checkpoints both ways, and the book's
 pretrained ``bert.small`` / ``bert.base`` (D2L §15.7).
 
-* Hugging Face (``BertModel`` / ``BertForPreTraining`` / ``BertForMaskedLM``, whose pooler starts fresh): :func:`config_from_hf` and :func:`hf_config`
-  translate the configs, :func:`from_hf_state_dict` and :func:`to_hf_state_dict` the weights, and
-  :func:`load_hf_checkpoint` reads a checkpoint folder a user has on disk (``config.json``, the
-  weights as ``model.safetensors`` or ``pytorch_model.bin``, and ``vocab.txt`` for
+* Hugging Face (``BertModel`` / ``BertForPreTraining`` / ``BertForMaskedLM``, whose pooler starts
+  fresh): :func:`config_from_hf` and :func:`hf_config` translate the configs,
+  :func:`from_hf_state_dict` and :func:`to_hf_state_dict` the weights, and :func:`load_hf_checkpoint`
+  reads a checkpoint folder a user has on disk (``config.json``, the weights as
+  ``model.safetensors`` or ``pytorch_model.bin``, and ``vocab.txt`` for
   :class:`~divekit.data.wordpiece.WordPieceVocab`). Hugging Face keeps W_q, W_k and W_v as three
   ``Linear`` layers where divekit stacks them into one ``in_proj_weight`` (3d, d); every other tensor
   is a renaming. Only the original style converts (``embed_norm``: Hugging Face's embeddings always
@@ -12,8 +13,8 @@ pretrained ``bert.small`` / ``bert.base`` (D2L §15.7).
 * The book: ``bert.small.torch.zip`` and ``bert.base.torch.zip`` hold ``pretrained.params`` (the
   state dict of d2l's ``BERTModel``) and ``vocab.json`` (its ``idx_to_token``); :func:`from_d2l_state_dict`
   renames it, :func:`load_d2l_pretrained` fetches and loads one with its vocabulary. The book's
-  loader always builds 4 heads and 2 layers whatever it is asked (d2l-zh PR #1261): here the sizes
-  come from the weights themselves.
+  loader always builds 4 heads, 2 layers and dropout 0.2 whatever it is asked (d2l-zh PR #1261): here
+  the sizes come from the weights themselves, and the dropout is the book's 0.2.
 """
 
 from __future__ import annotations
@@ -46,7 +47,8 @@ _TOP = (("encoder.token_embedding.weight", "bert.embeddings.word_embeddings.weig
         ("mlm.norm.bias", "cls.predictions.transform.LayerNorm.bias"),
         ("mlm.decoder.weight", "cls.predictions.decoder.weight"), ("mlm.decoder.bias", "cls.predictions.bias"),
         ("nsp.weight", "cls.seq_relationship.weight"), ("nsp.bias", "cls.seq_relationship.bias"))
-_OPTIONAL = ("pooler.", "mlm.", "nsp.")  # parts a checkpoint may lack as a whole (BertModel: heads; BertForMaskedLM: pooler)
+# parts a checkpoint may lack as a whole: the heads (BertModel) or the pooler (BertForMaskedLM)
+_OPTIONAL = ("pooler.", "mlm.", "nsp.")
 
 
 def hf_config(cfg: BERTConfig) -> dict:
@@ -222,7 +224,7 @@ def from_d2l_state_dict(state: dict[str, torch.Tensor]) -> tuple[dict[str, torch
 def load_d2l_pretrained(name: str = "bert.small", ops: str | Ops = "fast", data_dir=None, **overrides):
     """The book's pretrained BERT (D2L §15.7) -> (a :class:`BERTModel` of the book's style holding it,
     its :class:`~divekit.data.text.Vocab`). ``bert.small`` has 4 heads, ``bert.base`` 12 (the book's
-    §15.7 sizes); ``overrides`` set the other config values (e.g. ``dropout``)."""
+    §15.7 sizes), dropout 0.2 as the book's loader builds it; ``overrides`` set other config values."""
     from divekit.data import hub
     from divekit.data.text import Vocab
     from divekit.ops import get_ops
@@ -233,7 +235,7 @@ def load_d2l_pretrained(name: str = "bert.small", ops: str | Ops = "fast", data_
     state = torch.load(folder / "pretrained.params", map_location="cpu", weights_only=True)
     ours, sizes = from_d2l_state_dict(state)
     heads = {"bert.small": 4, "bert.base": 12}[name]
-    model = BERTModel(BERTConfig(**{**sizes, "num_heads": heads, "dropout": 0.1, **overrides}), get_ops(ops))
+    model = BERTModel(BERTConfig(**{**sizes, "num_heads": heads, "dropout": 0.2, **overrides}), get_ops(ops))
     _load(model, ours, str(folder / "pretrained.params"))
     vocab = Vocab.from_tokens(json.loads((folder / "vocab.json").read_text()))
     return model, vocab
