@@ -234,7 +234,7 @@ def test_crane_gets_a_different_vector_in_each_context():
     text = encode_text(model, vocab, "a crane is flying")
     pair = encode_text(model, vocab, "a crane driver came", ["he", "just", "left"])
     assert text.shape == (1, 6, 16) and pair.shape == (1, 10, 16)  # the book's shapes: <cls> ... <sep> [... <sep>]
-    assert not model.training  # eval mode: no dropout in a representation
+    assert model.training  # its mode as it was; the representation itself is made in eval mode (no dropout)
     assert not torch.allclose(text[0, 2], pair[0, 2], atol=1e-3)  # "crane" in two contexts
     again = encode_text(model, vocab, ["a", "crane", "is", "flying"])
     torch.testing.assert_close(again, text)  # deterministic, strings or tokens alike

@@ -284,3 +284,54 @@ def test_json_files_hold_null_where_a_number_is_not_finite(tmp_path):
     text = (tmp_path / "s.json").read_text()
     assert json.loads(text, parse_constant=lambda c: pytest.fail(f"{c} in a JSON file")) == {
         "class_iou": [0.5, None], "loss": None, "n": 3}
+
+
+
+def _inference_case(name: str):
+    """(model in training mode, call) for a public prediction helper."""
+    from divekit.data.text import Vocab
+    from divekit.experiments.attention import attention_maps
+    from divekit.models.bert import encode_text
+    from divekit.models.registry import create_model, get_model
+    from divekit.models.rnn import predict_chars
+    from divekit.models.seq2seq import translate
+
+    torch.manual_seed(0)
+    if name in ("tinyssd", "yolo"):
+        tiny = get_model(name).tiny
+        model, X = create_model(name, "fast", **tiny), torch.rand(2, *tiny["input_shape"])
+        return model, lambda: model.detect(X)
+    if name in ("translate", "attention_maps"):
+        words = Vocab([list("abcd")], reserved_tokens=("<pad>", "<bos>", "<eos>"))
+        model = create_model("transformer", "fast", src_vocab_size=len(words), tgt_vocab_size=len(words),
+                             **get_model("transformer").tiny)
+        if name == "translate":
+            return model, lambda: translate(model, "a b c", words, words, 6)
+        return model, lambda: attention_maps(model, "a b c", "a b", words, words, 6)
+    if name == "predict_chars":
+        chars = Vocab(list("time traveller"))
+        model = create_model("rnn-lm", "fast", vocab_size=len(chars), **get_model("rnn-lm").tiny)
+        return model, lambda: predict_chars("time", 5, model, chars)
+    vocab = Vocab("a crane is flying".split(), reserved_tokens=["<pad>", "<mask>", "<cls>", "<sep>"])
+    model = create_model("bert", "fast", vocab_size=len(vocab), num_hiddens=8, ffn_num_hiddens=16, max_positions=16,
+                         dropout=0.5)
+    return model, lambda: encode_text(model, vocab, "a crane is flying")
+
+
+@pytest.mark.parametrize("name", ["tinyssd", "yolo", "translate", "attention_maps", "predict_chars", "encode_text"])
+def test_predictions_run_in_evaluation_mode_and_give_the_mode_back(name):
+    model, call = _inference_case(name)
+    model.train()
+    state = copy.deepcopy(model.state_dict())
+    first, second = call(), call()
+    assert model.training  # a prediction in the middle of training leaves the model training
+    for key, value in model.state_dict().items():  # batch normalization's running statistics untouched
+        torch.testing.assert_close(value, state[key], msg=key)
+    if isinstance(first, str):
+        assert first == second
+    else:
+        torch.testing.assert_close(first, second)  # no dropout: the same answer twice
+    tensors = [first] if isinstance(first, torch.Tensor) else [
+        v for item in (first.values() if isinstance(first, dict) else first)
+        for v in (item.values() if isinstance(item, dict) else [item]) if isinstance(v, torch.Tensor)]
+    assert not any(t.requires_grad for t in tensors)

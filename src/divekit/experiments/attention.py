@@ -130,9 +130,9 @@ def attention_maps(model, sentence: str, translation: str, src_vocab, tgt_vocab,
     Transformer, T the translation's tokens plus ``<eos>``."""
     import torch
 
+    from divekit.models.blocks import evaluating
     from divekit.models.seq2seq import encode_source
 
-    model.eval()
     device = next(model.parameters()).device
     X, valid_len = encode_source(sentence, src_vocab, num_steps, device)
     target = [tgt_vocab["<bos>"]] + tgt_vocab[translation.split()]
@@ -140,7 +140,7 @@ def attention_maps(model, sentence: str, translation: str, src_vocab, tgt_vocab,
     K = int(valid_len)
     _record_attention(model, True)
     try:
-        with torch.no_grad():
+        with evaluating(model):
             model(X, Y, valid_len)
     finally:
         _record_attention(model, False)

@@ -33,6 +33,7 @@ from typing import Literal
 import torch
 from torch import nn
 
+from divekit.models.blocks import inference
 from divekit.models.registry import Example, register_model
 from divekit.models.transformer import Activation, TransformerEncoderBlock
 from divekit.ops import Ops
@@ -298,7 +299,7 @@ def bert_large(cfg: BERTConfig, ops: Ops) -> BERTModel:
     return BERTModel(cfg, ops)
 
 
-@torch.no_grad()
+@inference
 def encode_text(model: BERTModel, vocab, text_a: str | list[str],
                 text_b: str | list[str] | None = None) -> torch.Tensor:
     """BERT's representation of a text or a text pair (the book's ``get_bert_encoding``, D2L §14.10.2):
@@ -306,7 +307,6 @@ def encode_text(model: BERTModel, vocab, text_a: str | list[str],
     whole input; a word's row depends on its context. A string is split on spaces."""
     from divekit.data.bert_data import get_tokens_and_segments
 
-    model.eval()
     device = next(model.parameters()).device
     split = [t.split() if isinstance(t, str) else list(t) for t in (text_a, text_b) if t is not None]
     tokens, segments = get_tokens_and_segments(*split)

@@ -6,6 +6,9 @@ combine. Assigning a module or ``nn.Parameter`` to an attribute registers it, wh
 everything, however deeply nested. Saving and loading them is :func:`divekit.io.save` /
 :func:`divekit.io.load` (D2L §5.5). Letters: B batch size, D inputs, H hidden units, Q outputs.
 
+A module's mode (``train()`` / ``eval()``) switches dropout and batch normalization; :func:`evaluating`
+and :func:`inference` run it in evaluation mode and give it back in the mode it was in.
+
 The book's ``MySequential`` (§5.1.2) and ``MyLinear`` (§5.4.2) are layers with torch twins, so they
 live with the other scratch layers: :class:`divekit.ops.scratch.Sequential` and
 :class:`divekit.ops.scratch.Linear`.
@@ -13,6 +16,8 @@ live with the other scratch layers: :class:`divekit.ops.scratch.Sequential` and
 
 from __future__ import annotations
 
+import functools
+from contextlib import contextmanager
 from typing import Callable
 
 import torch
@@ -20,6 +25,32 @@ import torch.nn.functional as F
 from torch import nn
 
 from divekit.ops import scratch
+
+# -- modes ----------------------------------------------------------------------------------------
+
+@contextmanager
+def evaluating(module: nn.Module):
+    """Evaluation mode without gradients inside, then the module's mode as it was (a prediction in the
+    middle of training leaves dropout and batch normalization training)."""
+    was_training = module.training
+    module.eval()
+    try:
+        with torch.no_grad():
+            yield
+    finally:
+        module.train(was_training)
+
+
+def inference(function: Callable) -> Callable:
+    """Run ``function(module, ...)`` inside :func:`evaluating` its first argument (a method or a predictor)."""
+
+    @functools.wraps(function)
+    def wrapper(module, *args, **kwargs):
+        with evaluating(module):
+            return function(module, *args, **kwargs)
+
+    return wrapper
+
 
 # -- §5.1 custom blocks ------------------------------------------------------------------------
 

@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from divekit.data.text import Vocab
+from divekit.models.blocks import evaluating
 from divekit.models.registry import Example, register_model
 from divekit.ops import Ops
 from divekit.options import Checked, at_least, option
@@ -64,19 +65,18 @@ def rnn_lm(cfg: RNNLMConfig, ops: Ops) -> RNNLM:
     return RNNLM(cfg, ops)
 
 
-@torch.no_grad()
 def predict_chars(prefix: str, num_preds: int, model: RNNLM, vocab: Vocab) -> str:
-    """``prefix`` followed by ``num_preds`` greedily predicted characters (D2L §8.5.4).
+    """``prefix`` followed by ``num_preds`` greedily predicted characters (D2L §8.5.4), in evaluation mode.
 
     Warm-up: the prefix runs through the model first, so the state holds it before predicting.
     """
     if not prefix:
         raise ValueError("predict_chars needs a non-empty prefix to warm the state up with")
-    model.eval()
     device = next(model.parameters()).device
     tokens = vocab[list(prefix)]
-    logits, state = model(torch.tensor([tokens], device=device))  # (T, 1, V)
-    for _ in range(num_preds):
-        tokens.append(int(logits[-1, 0].argmax()))
-        logits, state = model(torch.tensor([[tokens[-1]]], device=device), state)
+    with evaluating(model):
+        logits, state = model(torch.tensor([tokens], device=device))  # (T, 1, V)
+        for _ in range(num_preds):
+            tokens.append(int(logits[-1, 0].argmax()))
+            logits, state = model(torch.tensor([[tokens[-1]]], device=device), state)
     return "".join(vocab.to_tokens(tokens))

@@ -18,6 +18,7 @@ from torch import nn
 from divekit.data.text import Vocab
 from divekit.data.translation import preprocess, truncate_pad
 from divekit.decoding import beam_search, greedy_search
+from divekit.models.blocks import inference
 from divekit.models.registry import Example, register_model
 from divekit.ops import Ops
 from divekit.options import Checked, at_least, below, option, probability
@@ -204,14 +205,14 @@ def encode_source(sentence: str, src_vocab: Vocab, num_steps: int, device=None) 
     return X, (X != src_vocab["<pad>"]).sum(dim=1)
 
 
-@torch.no_grad()
+@inference
 def translate(model: EncoderDecoder, sentence: str, src_vocab: Vocab, tgt_vocab: Vocab, num_steps: int,
               beam_size: int = 1, alpha: float = 0.75) -> str:
     """Translate one sentence, as a user types it or as the data holds it (D2L §9.7.5), with any
     encoder-decoder of this interface (seq2seq, Bahdanau, Transformer): greedy with ``beam_size`` 1,
     else beam search with length penalty ``alpha`` (D2L §9.8), at most ``num_steps`` tokens.
-    The model is put in eval mode (no dropout). Returns the target tokens without ``<eos>``."""
-    model.eval()
+    In evaluation mode (no dropout), the model's mode restored after. Returns the target tokens without
+    ``<eos>``."""
     device = next(model.parameters()).device
     X, valid_len = encode_source(sentence, src_vocab, num_steps, device)
     state = model.decoder.init_state(model.encoder(X, valid_len), valid_len)

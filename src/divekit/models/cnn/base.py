@@ -8,12 +8,12 @@ Splitting ``forward_features`` (B, C, H, W) -> feature maps from ``forward_head`
 
 from __future__ import annotations
 
-from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 
+from divekit.models.blocks import evaluating
 from divekit.ops import Ops
 from divekit.options import Checked, at_least, option
 
@@ -68,23 +68,11 @@ def layer_shapes(model: ConvNet, X: torch.Tensor) -> list[tuple[str, tuple[int, 
     """(layer class name, output shape) of each top-level layer, what the book prints (D2L §6.6.1);
     run in evaluation mode, so batch norm's running statistics stay as they are."""
     shapes = []
-    with _evaluating(model):
+    with evaluating(model):
         for layer in [*model.features, *model.head]:
             X = layer(X)
             shapes.append((type(layer).__name__, tuple(X.shape)))
     return shapes
-
-
-@contextmanager
-def _evaluating(module: nn.Module):
-    """Evaluation mode without gradients for a dry run, then the module's mode as it was."""
-    was_training = module.training
-    module.eval()
-    try:
-        with torch.no_grad():
-            yield
-    finally:
-        module.train(was_training)
 
 
 def flat_size(features: nn.Module, input_shape: tuple[int, ...], model: str) -> int:
@@ -92,7 +80,7 @@ def flat_size(features: nn.Module, input_shape: tuple[int, ...], model: str) -> 
     width of the first dense layer, which depends on the input size. Also the check that the
     model can take images of ``input_shape`` at all, with an error that says what to do."""
     try:
-        with _evaluating(features):
+        with evaluating(features):
             return features(torch.zeros(1, *input_shape)).numel()
     except (RuntimeError, ValueError) as error:
         raise ValueError(f"{model} cannot take {input_shape[1]}x{input_shape[2]} images (its windows do not fit); "

@@ -49,7 +49,8 @@ class DetectorConfig(Checked):
 class Detector(nn.Module):
     """Interface: ``forward(X)`` with X (B, C, H, W) in [0, 1] returns the raw outputs the family's
     training task reads; ``detect(X)`` returns a list of B dicts ``boxes`` (N, 4) relative corners,
-    ``scores`` (N,), ``labels`` (N,) class indices (evaluation mode, no gradients)."""
+    ``scores`` (N,), ``labels`` (N,) class indices (in evaluation mode without gradients, the mode it was
+    in restored after: :func:`~divekit.models.blocks.inference`)."""
 
     def detect(self, X: torch.Tensor) -> list[dict[str, torch.Tensor]]:
         raise NotImplementedError(f"{type(self).__name__} must define detect(X)")

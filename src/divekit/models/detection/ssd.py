@@ -24,6 +24,7 @@ import torch
 from torch import nn
 
 from divekit.metrics.detection import detections_to_preds
+from divekit.models.blocks import inference
 from divekit.models.detection.base import Detector, DetectorConfig, base_net, down_sample_blk
 from divekit.models.registry import Example, register_model
 from divekit.ops import Ops
@@ -130,13 +131,12 @@ class TinySSD(Detector):
     def forward(self, X: torch.Tensor) -> SSDOutput:
         return self.forward_head(self.forward_features(X))
 
-    @torch.no_grad()
+    @inference
     def detect(self, X: torch.Tensor, nms_threshold: float = 0.5, pos_threshold: float = 0.009999999,
                per_class_nms: bool = True) -> list[dict[str, torch.Tensor]]:
         """The book's prediction (D2L §13.7.3): class probabilities by softmax, boxes from the anchors
         and offsets, non-maximum suppression (per class unless ``per_class_nms=False``, the book's
         class-blind NMS), boxes below ``pos_threshold`` dropped."""
-        self.eval()
         anchors, cls_preds, bbox_preds = self(X)
         cls_probs = self.softmax(cls_preds.float()).permute(0, 2, 1)                   # (B, K+1, A)
         output = self.multibox_detection(cls_probs, bbox_preds.float(), anchors, nms_threshold=nms_threshold,

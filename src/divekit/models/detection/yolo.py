@@ -28,6 +28,7 @@ from typing import NamedTuple
 
 import torch
 
+from divekit.models.blocks import inference
 from divekit.models.detection.base import Detector, DetectorConfig, base_net, down_sample_blk
 from divekit.models.registry import Example, register_model
 from divekit.ops import Ops
@@ -104,11 +105,10 @@ class GridDetector(Detector):
     def forward(self, X: torch.Tensor) -> GridOutput:
         return self.forward_head(self.forward_features(X))
 
-    @torch.no_grad()
+    @inference
     def detect(self, X: torch.Tensor) -> list[dict[str, torch.Tensor]]:
         """Per image: the (prediction, class) pairs scoring σ(t_o)·p_k above ``score_threshold`` (the
         best ``PRE_NMS_TOP``), non-maximum suppression within each class, the ``max_detections`` best kept."""
-        self.eval()
         preds, priors = self(X)
         boxes, objectness, class_logits = decode_grid(preds.float(), priors, self.box_center_to_corner)
         scores = torch.sigmoid(objectness)[..., None] * self.softmax(class_logits)        # (B, N, K)
