@@ -195,6 +195,40 @@ def test_a_resume_still_training_before_its_first_checkpoint_is_not_undone_by_an
     assert io.read_json(run / "config.json") == training  # left as A wrote it
 
 
+def test_a_resume_of_a_run_still_training_before_its_first_checkpoint_says_it_is_training(tmp_path, capsys):
+    from divekit.experiments.runner import run_lock
+
+    assert main(["run", "linear-regression", "--epochs", "1", "--out", str(tmp_path), "--no-progress"]) == 0
+    (run,) = run_dirs(tmp_path)
+    (run / "checkpoint.pt").unlink()  # as a run in its first epoch
+    with run_lock(run):
+        assert main(["resume", str(run), "--no-progress"]) == 1
+    assert "is being trained by process" in capsys.readouterr().err  # not "stopped before its first checkpoint"
+    assert main(["resume", str(run), "--no-progress"]) == 1
+    assert "has no checkpoint.pt to resume from (the run stopped before its first checkpoint)" in \
+        capsys.readouterr().err
+
+
+@pytest.mark.parametrize("checkpointed", [False, True])
+def test_ctrl_c_says_how_to_continue_or_that_nothing_was_kept(tmp_path, capsys, monkeypatch, checkpointed):
+    from divekit.experiments import runner
+
+    def train(experiment, options, run_dir, progress):
+        if checkpointed:
+            (run_dir / "checkpoint.pt").write_bytes(b"")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(runner, "_train", train)
+    assert main(["run", "linear-regression", "--out", str(tmp_path), "--no-progress"]) == 130
+    err = capsys.readouterr().err
+    if checkpointed:
+        (run,) = run_dirs(tmp_path)
+        assert f"interrupted; `divekit resume {run}` continues from its last checkpoint" in err
+    else:
+        assert run_dirs(tmp_path) == [] and "resume" not in err
+        assert "interrupted before the run's first checkpoint, so nothing was kept: start it again" in err
+
+
 def test_resume_refuses_fewer_epochs_than_a_mid_epoch_checkpoint_has_begun(tmp_path, capsys):
     assert main(["run", "linear-regression", "--epochs", "3", "--out", str(tmp_path), "--no-progress"]) == 0
     (run,) = run_dirs(tmp_path)

@@ -291,14 +291,23 @@ def _format(value) -> str:
 
 @contextlib.contextmanager
 def _interrupt_message(run_dir):
-    """On Ctrl-C, say (on a line of its own, below the progress bar) how to continue the run."""
+    """On Ctrl-C, say (on a line of its own, below the progress bar) how to continue the run, or that
+    nothing was kept where it stopped before its first checkpoint (its folder is removed then)."""
     try:
         yield
     except KeyboardInterrupt:
+        from pathlib import Path
+
         from tqdm.auto import tqdm
 
-        tqdm.write(f"\n{PROG}: interrupted; `divekit resume {run_dir}` continues from its last checkpoint",
-                   file=sys.stderr)
+        from divekit.run_folder import CHECKPOINT_NAME
+
+        if (Path(run_dir) / CHECKPOINT_NAME).exists():
+            message = f"interrupted; `divekit resume {run_dir}` continues from its last checkpoint"
+        else:
+            message = ("interrupted before the run's first checkpoint, so nothing was kept: start it again "
+                       "(--checkpoint-every SECONDS checkpoints within an epoch)")
+        tqdm.write(f"\n{PROG}: {message}", file=sys.stderr)
         raise
 
 

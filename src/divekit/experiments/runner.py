@@ -337,6 +337,8 @@ def resume_run(run_dir: str | Path, changes: dict[str, Any] | None = None, *, pr
     recorded = from_dict(experiment.options, record["config"], str(run_dir / CONFIG_NAME))
     checkpoint = run_dir / CHECKPOINT_NAME
     if not checkpoint.exists():
+        with run_lock(run_dir):  # a run still training before its first checkpoint: say that instead
+            pass
         raise FileNotFoundError(f"{run_dir} has no {CHECKPOINT_NAME} to resume from (the run stopped before its "
                                 "first checkpoint); start it again")
     saved = read_checkpoint(checkpoint)
