@@ -114,6 +114,15 @@ def test_fsdp_and_nproc_are_refused_where_they_cannot_work(tmp_path, capsys):
     with pytest.raises(SystemExit):
         main(["run", "linear-regression", "--nproc", "0", "--out", str(tmp_path)])
     assert "--nproc must be at least 1, got 0" in capsys.readouterr().err
+    with pytest.raises(SystemExit):  # refused before torchrun starts any process
+        main(["run", "linear-regression", "--nproc", "2", "--batch-size", "11", "--out", str(tmp_path)])
+    assert "--batch-size 11 cannot be split evenly over 2 processes; choose a multiple of 2" in \
+        capsys.readouterr().err
+    assert main(["run", "linear-regression", "--epochs", "1", "--out", str(tmp_path), "--no-progress"]) == 0
+    (run,) = (p for p in tmp_path.iterdir() if p.is_dir())
+    with pytest.raises(SystemExit):
+        main(["resume", str(run), "--nproc", "3", "--epochs", "2"])  # its --batch-size 10
+    assert "--batch-size 10 cannot be split evenly over 3 processes" in capsys.readouterr().err
 
 
 # -- two processes ---------------------------------------------------------------------------------

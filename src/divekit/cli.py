@@ -198,6 +198,11 @@ def _cmd_run(name: str, argv: Sequence[str]) -> int:
         parser.error(str(e))
     if nproc > 1 and isinstance(experiment, Demo):
         parser.error(f"--nproc: {name} is a demonstration; it runs in one process")
+    if nproc > 1 and hasattr(options, "batch_size"):
+        try:
+            distributed.check_batch_size(options.batch_size, nproc)
+        except ValueError as e:
+            parser.error(str(e))
     if nproc > 1 and not distributed.under_torchrun():  # start this command again in nproc processes
         run_dir = new_run_dir(out, experiment, options)
         with _interrupt_message(run_dir):
@@ -229,6 +234,12 @@ def _cmd_resume(run_dir: str, argv: Sequence[str]) -> int:
     no_progress, nproc, fsdp = args.pop("no_progress"), args.pop("nproc"), args.pop("fsdp")
     if nproc < 1:
         parser.error(f"--nproc must be at least 1, got {nproc}")
+    batch_size = args.get("batch_size", record["config"].get("batch_size"))
+    if nproc > 1 and isinstance(batch_size, int):
+        try:
+            distributed.check_batch_size(batch_size, nproc)
+        except ValueError as e:
+            parser.error(str(e))
     with _interrupt_message(Path(run_dir)):
         if nproc > 1 and not distributed.under_torchrun():
             distributed.launch(["resume", run_dir, *argv], nproc, Path(run_dir))

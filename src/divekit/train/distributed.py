@@ -157,7 +157,7 @@ def _where_to_continue(run_dir: Path) -> str:
 
     path = run_dir / CHECKPOINT_NAME
     if not path.exists():
-        return f"no checkpoint had been written in {run_dir}: start the run again"
+        return "no checkpoint had been written, so nothing was kept: start the run again"
     state = read_checkpoint(path)
     epoch, step = state["epoch"], state["step"]
     where = f"epoch {epoch}" + (f" and {step} batches of epoch {epoch + 1}" if step else "")
@@ -173,14 +173,19 @@ def launched_run_dir() -> Path | None:
 # -- data and model --------------------------------------------------------------------------------
 
 
+def check_batch_size(batch_size: int, nproc: int) -> None:
+    """Refuse a minibatch that ``nproc`` processes cannot share evenly (checked before they start, too)."""
+    if batch_size % nproc:
+        raise ValueError(f"--batch-size {batch_size} cannot be split evenly over {nproc} processes; "
+                         f"choose a multiple of {nproc} (it is the global minibatch, the book's)")
+
+
 def split_data(train, evaluation=None) -> None:
     """Make the training and evaluation loaders yield this process's share of every minibatch
     (their ``shard`` method). The training batch size must be a multiple of the processes."""
     if not _world.enabled:
         return
-    if train.batch_size % _world.size:
-        raise ValueError(f"--batch-size {train.batch_size} cannot be split evenly over {_world.size} processes; "
-                         f"choose a multiple of {_world.size} (it is the global minibatch, the book's)")
+    check_batch_size(train.batch_size, _world.size)
     for loader in (train, evaluation):
         if loader is None:
             continue
