@@ -427,6 +427,27 @@ def test_a_users_classifier_that_stays_at_chance_is_told_so(tmp_path, capsys):
     assert "has not learned" in json.loads((run / "summary.json").read_text())["warnings"][0]
 
 
+def test_limit_on_a_users_folder_takes_examples_of_every_class(tmp_path):
+    from divekit.experiments.runner import prepare_training
+
+    for cls in ("a_first", "b_second"):  # read class by class: the first 8 would all be a_first
+        (tmp_path / "images" / cls).mkdir(parents=True)
+        for i in range(20):
+            Image.fromarray(torch.full((8, 8), 40 if cls == "a_first" else 200, dtype=torch.uint8).numpy(),
+                            mode="L").save(tmp_path / "images" / cls / f"{i}.png")
+    data = [prepare_training("softmax-regression", data=str(tmp_path / "images"), limit=6, seed=seed,
+                             device="cpu").setup.data for seed in (0, 0, 1)]
+    for loaded in data:
+        for loader in (loaded.train, loaded.eval):
+            assert len(loader.data.y) == 6 and set(loader.data.y.tolist()) == {0, 1}
+    assert torch.equal(data[0].train.data.X, data[1].train.data.X)  # the seed's sample, every time
+    assert not torch.equal(data[0].train.data.y, data[2].train.data.y) or \
+        not torch.equal(data[0].train.data.X, data[2].train.data.X)
+    book = prepare_training("softmax-regression", limit=6, device="cpu").setup.data
+    full = prepare_training("softmax-regression", device="cpu").setup.data
+    assert torch.equal(book.train.data.y, full.train.data.y[:6])  # the book's: its first N, as before
+
+
 def test_a_users_classifier_that_learns_gets_no_warning(tmp_path, capsys):
     g = torch.Generator().manual_seed(0)
     for cls, brightness in (("dark", 40), ("light", 210)):

@@ -57,8 +57,8 @@ class TrainOptions(Checked):
     precision: Literal["fp32", "bf16"] = option("fp32", "bf16 runs the forward pass under autocast")
     compile: bool = option(False, "run the model through torch.compile")
     clip_grad: float | None = option(None, "clip the global gradient norm to this value", positive)
-    limit: int | None = option(None, "use only the first N training and N evaluation examples (a quick check)",
-                               at_least(1))
+    limit: int | None = option(None, "use only N training and N evaluation examples, a quick check (the book's "
+                                     "first N; N drawn with --seed from your own --data)", at_least(1))
     checkpoint_every: float = option(300.0, "seconds between checkpoints within an epoch, so that a run stopped "
                                             "mid-epoch resumes there (0: after every step)", at_least(0))
     tensorboard: bool = option(False, "also log every epoch's metrics to TensorBoard, in RUN_DIR/tensorboard "
@@ -143,18 +143,19 @@ class SupervisedData(DataPart):
         return None
 
     def load(self, ctx: LoadContext) -> Loaded:
-        from divekit.data.batch import Split
         from divekit.data.loader import TensorLoader
 
-        if ctx.user is not None and ctx.user.data is not None:
+        users = ctx.user is not None and ctx.user.data is not None
+        if users:
             from divekit.data.user import load_user_data
 
             data = load_user_data(ctx.user.data, kind=ctx.user_data_kind, target=ctx.user.target, seed=ctx.train.seed)
         else:
             data = self.book_data(ctx)
         train, evaluation = data.train, data.eval
-        if ctx.train.limit is not None:
-            train, evaluation = (Split(s.X[:ctx.train.limit], s.y[:ctx.train.limit]) for s in (train, evaluation))
+        if ctx.train.limit is not None:  # the book's sets are mixed; a user's folder comes class by class
+            train, evaluation = (_some(s, ctx.train.limit, ctx.train.seed if users else None)
+                                 for s in (train, evaluation))
         from divekit.data.inputs import ImageInputs, TableInputs
 
         inputs, transform = data.inputs, self.transform()
@@ -177,6 +178,18 @@ class SupervisedData(DataPart):
             eval=TensorLoader(evaluation, max(batch_size, 256), device=device, transform=transform),
             eval_name=data.eval_name, model_fields=fields, info=data, transform=transform, inputs=inputs,
         )
+
+
+def _some(split, n: int, seed: int | None):
+    """The first ``n`` examples of ``split``, or with a ``seed`` ``n`` drawn at random (kept in their order)."""
+    import torch
+
+    from divekit.data.batch import Split
+
+    if seed is None or n >= len(split.y):
+        return Split(split.X[:n], split.y[:n])
+    index = torch.randperm(len(split.y), generator=torch.Generator().manual_seed(seed))[:n].sort().values
+    return Split(split.X[index], split.y[index])
 
 
 @dataclass

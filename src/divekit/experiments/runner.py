@@ -485,7 +485,7 @@ def _learning_warnings(training: Training, history: list[dict]) -> list[str]:
     if user is None or user.data is None or not history or getattr(split_data, "classes", None) is None:
         return []
     accuracy = history[-1].get(f"{data.eval_name}_acc")
-    labels = split_data.eval.y
+    labels = data.eval.data.y  # the examples the accuracy is measured on (--limit N of them)
     if accuracy is None or len(labels) == 0:
         return []
     commonest = float(labels.bincount(minlength=len(split_data.classes)).max()) / len(labels)
