@@ -448,6 +448,15 @@ def test_limit_on_a_users_folder_takes_examples_of_every_class(tmp_path):
     assert torch.equal(book.train.data.y, full.train.data.y[:6])  # the book's: its first N, as before
 
 
+def test_a_convolutional_network_refuses_a_csv_table_before_reading_it(tmp_path, capsys):
+    (tmp_path / "t.csv").write_text("x1,x2,label\n1,2,a\n3,4,b\n")
+    with pytest.raises(SystemExit):
+        main(["run", "lenet", "--data", str(tmp_path / "t.csv"), "--target", "label", "--out", str(tmp_path)])
+    assert ("lenet is a convolutional network, which takes images: --data takes a folder of images with one "
+            "sub-folder per class; a CSV table trains linear-regression, softmax-regression or mlp") in \
+        capsys.readouterr().err
+
+
 def test_a_users_classifier_that_learns_gets_no_warning(tmp_path, capsys):
     g = torch.Generator().manual_seed(0)
     for cls, brightness in (("dark", 40), ("light", 210)):

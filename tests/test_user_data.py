@@ -278,11 +278,27 @@ def test_mixed_sizes_name_two_files_and_their_sizes(tmp_path):
     root = tmp_path / "set"
     make_class_folder(root, {"a": 2, "b": 1})
     write_image(root / "b" / "wide.png", np.zeros((4, 9), np.uint8))
-    with pytest.raises(UserDataError, match="resize all images to one size") as error:
+    with pytest.raises(UserDataError, match="pass --resize N to train on N x N images") as error:
         load_image_folder(root)
     message = str(error.value)
     assert "00.png" in message and "5x4" in message
     assert "wide.png" in message and "9x4" in message
+
+
+def test_with_fit_images_of_several_sizes_are_each_resized_as_a_prediction_resizes_them(tmp_path):
+    from divekit.data.user import read_image
+
+    root = tmp_path / "set"
+    make_class_folder(root, {"a": 2, "b": 1})
+    wide = np.arange(36, dtype=np.uint8).reshape(4, 9) * 7
+    write_image(root / "b" / "wide.png", wide)
+    data = load_image_folder(root, fit=6, val_fraction=0.3)
+    assert data.input_shape == (1, 6, 6)
+    images = torch.cat([data.train.X, data.eval.X])
+    expected = read_image(root / "b" / "wide.png", mode="L", size=(6, 6))  # what predict reads
+    assert any(torch.equal(x, expected) for x in images)
+    make_class_folder(tmp_path / "same", {"a": 2, "b": 2})
+    assert load_image_folder(tmp_path / "same", fit=6, val_fraction=0.5).input_shape == (1, 4, 5)  # one size: kept
 
 
 def test_with_a_size_images_of_many_sizes_are_resized_and_centre_cropped(tmp_path):
@@ -390,6 +406,16 @@ def test_classification_labels_are_sorted_distinct_values(tmp_path):
     X = torch.cat([data.train.X[:, 0], data.eval.X[:, 0]])
     y = torch.cat([data.train.y, data.eval.y])
     assert torch.equal(y[X.argsort()], torch.tensor([0, 1, 1, 2, 2]))
+
+
+def test_a_classification_target_of_many_numbers_is_refused_as_a_regression_target(tmp_path):
+    path = numeric_table(tmp_path)
+    with pytest.raises(UserDataError, match=r"'price' of .* holds 40 different numbers in 40 rows, and a classifier "
+                                            r"would make each number a class of its own: predict the number with "
+                                            r"`divekit run linear-regression --data .* --target price`"):
+        load_csv_table(path, "price", kind="classification")
+    data = load_csv_table(path, "rooms", kind="classification")  # five numbered classes: fine
+    assert data.classes == ("1", "2", "3", "4", "5")
 
 
 def test_one_hot_encoding_with_missing_and_unseen_categories(tmp_path):

@@ -59,8 +59,10 @@ def load_user_data(
     target: str | None = None,
     val_fraction: float = 0.2,
     seed: int = 0,
+    fit: int | None = None,
 ) -> SplitData:
-    """Load ``path`` for an experiment of ``kind``: an image folder or a ``.csv`` table."""
+    """Load ``path`` for an experiment of ``kind``: an image folder (``fit``: see :func:`load_image_folder`)
+    or a ``.csv`` table."""
     _check_kind(kind)
     path = Path(path)
     if path.is_dir():
@@ -74,7 +76,7 @@ def load_user_data(
                 f"--target {target!r} names a column of a CSV table, but {path} is an image folder, "
                 "whose labels are its class sub-folders: leave --target out"
             )
-        return load_image_folder(path, val_fraction=val_fraction, seed=seed)
+        return load_image_folder(path, val_fraction=val_fraction, seed=seed, fit=fit)
     if path.is_file() and path.suffix.lower() == ".csv":
         if target is None:
             columns, _, _ = read_csv_rows(path)
@@ -92,7 +94,7 @@ def load_user_data(
 
 
 def load_image_folder(path: str | Path, *, val_fraction: float = 0.2, seed: int = 0,
-                      size: int | None = None) -> SplitData:
+                      size: int | None = None, fit: int | None = None) -> SplitData:
     """Load a folder of class sub-folders of images as uint8 (N, C, H, W) with int64 labels.
 
     ``PATH/train/<class>/`` and ``PATH/test/<class>/`` are used as they are (eval_name "test";
@@ -101,7 +103,8 @@ def load_image_folder(path: str | Path, *, val_fraction: float = 0.2, seed: int 
     ``val_fraction`` of its images (rounded, at most all but one) into val, drawn with ``seed``.
     Classes are the sub-folder names in sorted order; only the images directly inside a class
     folder count, hidden files and files that are not .png/.jpg/.jpeg are skipped. All images must
-    have one size, unless ``size`` is given: then each image is resized as it is read so that its
+    have one size, unless ``fit`` is given (images of several sizes are then each resized to ``fit`` x
+    ``fit``, bilinear, as a prediction resizes its input) or ``size``: then each image is resized as it is read so that its
     shorter side is ``size`` (bilinear, antialiased), and its centre ``size`` x ``size`` is kept (the
     book's test-time ``Resize`` and ``CenterCrop``, D2L §13.2.1, for photographs of many sizes such as
     the hotdog set's). C is 1 when every image is grayscale and 3 otherwise (grayscale ones repeated).
@@ -127,7 +130,7 @@ def load_image_folder(path: str | Path, *, val_fraction: float = 0.2, seed: int 
             )
         train_paths, train_labels = _flatten(train_files)
         test_paths, test_labels = _flatten(test_files)
-        images = _read_images(train_paths + test_paths, root, size)
+        images = _read_images(train_paths + test_paths, root, size, fit)
         train = Split(images[: len(train_paths)], train_labels)
         test = Split(images[len(train_paths) :], test_labels)
         return SplitData(name, train, test, eval_name="test", classes=tuple(train_files),
@@ -142,7 +145,7 @@ def load_image_folder(path: str | Path, *, val_fraction: float = 0.2, seed: int 
         )
     files_by_class = scan_class_folders(root)
     paths, labels = _flatten(files_by_class)
-    images = _read_images(paths, root, size)
+    images = _read_images(paths, root, size, fit)
     train_index, val_index = _stratified_split(labels, len(files_by_class), val_fraction, seed)
     if len(val_index) == 0:
         raise UserDataError(
@@ -198,9 +201,10 @@ def _flatten(files_by_class: dict[str, list[Path]]) -> tuple[list[Path], torch.T
     return paths, torch.tensor(labels, dtype=torch.int64)
 
 
-def _read_image(file: Path, root: Path, size: int | None = None) -> np.ndarray:
+def _read_image(file: Path, root: Path, size: int | None = None, stretch: int | None = None) -> np.ndarray:
     """One image as uint8 (H, W) if grayscale or (H, W, 3) otherwise; with ``size``, its shorter
-    side scaled to ``size`` (bilinear) and the centre square kept."""
+    side scaled to ``size`` (bilinear) and the centre square kept; with ``stretch``, resized (bilinear)
+    to ``stretch`` x ``stretch``."""
     from PIL import Image
 
     image = _open_image(file, file.relative_to(root))
@@ -212,6 +216,8 @@ def _read_image(file: Path, root: Path, size: int | None = None) -> np.ndarray:
         image = image.resize((width, height), Image.Resampling.BILINEAR)
         left, top = (width - size) // 2, (height - size) // 2
         image = image.crop((left, top, left + size, top + size))
+    if stretch is not None and image.size != (stretch, stretch):
+        image = image.resize((stretch, stretch), Image.Resampling.BILINEAR)
     return np.asarray(image, dtype=np.uint8)
 
 
@@ -254,8 +260,10 @@ def _open_image(file: Path, shown: Path):
     return image
 
 
-def _read_images(files: list[Path], root: Path, size: int | None = None) -> torch.Tensor:
-    """Read ``files`` into one uint8 (N, C, H, W) tensor, checking that all share one size."""
+def _read_images(files: list[Path], root: Path, size: int | None = None, fit: int | None = None) -> torch.Tensor:
+    """Read ``files`` into one uint8 (N, C, H, W) tensor, checking that all share one size; where they do
+    not and ``fit`` is given, every image is resized (bilinear) to ``fit`` x ``fit``, as a prediction
+    resizes an image to the training images' size."""
     arrays = []
     first_file = first_size = None
     for file in files:
@@ -264,12 +272,20 @@ def _read_images(files: list[Path], root: Path, size: int | None = None) -> torc
         if first_size is None:
             first_file, first_size = file, width_height
         elif width_height != first_size:
+            if fit is not None:
+                return _stack([_read_image(f, root, stretch=fit) for f in files])
             raise UserDataError(
                 f"images differ in size: {first_file.relative_to(root)} is {first_size[0]}x{first_size[1]} "
                 f"but {file.relative_to(root)} is {width_height[0]}x{width_height[1]} (width x height); "
-                "resize all images to one size first"
+                "pass --resize N to train on N x N images (each resized as it is read), or resize them to one "
+                "size first"
             )
         arrays.append(array)
+    return _stack(arrays)
+
+
+def _stack(arrays: list[np.ndarray]) -> torch.Tensor:
+    """uint8 (H, W) or (H, W, 3) arrays of one size -> (N, C, H, W), C = 1 if every one is gray, else 3."""
     if all(array.ndim == 2 for array in arrays):
         return torch.from_numpy(np.stack(arrays)).unsqueeze(1)
     rgb = [np.repeat(array[:, :, None], 3, axis=2) if array.ndim == 2 else array for array in arrays]
@@ -400,6 +416,7 @@ def read_csv_rows(path: Path, min_rows: int = 2) -> tuple[list[str], list[list[s
 
 
 LARGEST_FEATURE = 1e150  # beyond this, the squares in a column's standard deviation overflow float64
+MAX_NUMBERED_CLASSES = 10  # more numbers than this, in over half the rows: a regression target, not classes
 LARGEST_TARGET = float(torch.finfo(torch.float32).max)  # a regression target is trained in float32
 
 
@@ -454,6 +471,12 @@ def _encode_classes(
                 "fill it in or remove the row"
             )
     classes = tuple(sorted(set(values)))
+    if len(classes) > max(MAX_NUMBERED_CLASSES, len(values) // 2) and is_numeric_column(values):
+        raise UserDataError(
+            f"the target column {target!r} of {path} holds {len(classes)} different numbers in {len(values)} rows, "
+            f"and a classifier would make each number a class of its own: predict the number with `divekit run "
+            f"linear-regression --data {path} --target {target}`, or put the rows into classes first"
+        )
     if len(classes) < 2:
         raise UserDataError(
             f"the target column {target!r} of {path} has the single value {classes[0]!r}; "

@@ -149,7 +149,8 @@ class SupervisedData(DataPart):
         if users:
             from divekit.data.user import load_user_data
 
-            data = load_user_data(ctx.user.data, kind=ctx.user_data_kind, target=ctx.user.target, seed=ctx.train.seed)
+            data = load_user_data(ctx.user.data, kind=ctx.user_data_kind, target=ctx.user.target, seed=ctx.train.seed,
+                                  fit=getattr(self, "resize", None))  # images of several sizes: each to --resize
         else:
             data = self.book_data(ctx)
         train, evaluation = data.train, data.eval

@@ -244,8 +244,16 @@ class Recipe(Experiment):
     def validate(self, options):
         from divekit.models.registry import model_config
 
+        from divekit.models.cnn.base import ImageClassifierConfig
+
         parts = self.parts(options)  # each part checks (and may normalise) its own values as it is made
-        parts.data.check_model(model_config(self.model, **parts.model_args))
+        config = model_config(self.model, **parts.model_args)
+        parts.data.check_model(config)
+        if isinstance(config, ImageClassifierConfig) and parts.user is not None and parts.user.data is not None \
+                and parts.user.data.lower().endswith(".csv"):
+            raise ValueError(f"{self.name} is a convolutional network, which takes images: --data takes a folder of "
+                             "images with one sub-folder per class; a CSV table trains linear-regression, "
+                             "softmax-regression or mlp")
         for part in (parts.train, parts.user, parts.data, parts.task, *parts.probes):
             for name in _fields_of(part) if part is not None else ():
                 setattr(options, name, getattr(part, name))  # e.g. --optimizer auto -> sgd, --data made absolute
