@@ -457,6 +457,30 @@ def test_a_convolutional_network_refuses_a_csv_table_before_reading_it(tmp_path,
         capsys.readouterr().err
 
 
+def test_the_run_names_the_weights_predict_uses_and_predict_an_unfinished_run(tmp_path, capsys):
+    g = torch.Generator().manual_seed(0)
+    for cls, brightness in (("dark", 40), ("light", 210)):
+        (tmp_path / "images" / cls).mkdir(parents=True)
+        for i in range(10):
+            pixels = (brightness + torch.randint(-30, 30, (8, 8), generator=g)).clamp(0, 255).to(torch.uint8)
+            Image.fromarray(pixels.numpy(), mode="L").save(tmp_path / "images" / cls / f"{i}.png")
+    assert main(["run", "image-classifier", "--data", str(tmp_path / "images"), "--epochs", "2", "--resize", "28",
+                 "--out", str(tmp_path / "runs"), "--no-progress"]) == 0
+    (run,) = run_dirs(tmp_path / "runs")
+    from divekit.experiments.book import format_value
+
+    best = io.load(run / "best.pt")
+    assert (f"best.pt holds epoch {best['epoch']} (val_acc {format_value(best['value'])}): predict, evaluate and export use "
+            "it; --weights last takes the last epoch's") in capsys.readouterr().err
+    image = str(tmp_path / "images" / "dark" / "0.png")
+    assert main(["predict", str(run), image]) == 0
+    assert "partly trained" not in capsys.readouterr().err
+    io.save({**io.load(run / "checkpoint.pt"), "epoch": 1}, run / "checkpoint.pt")  # as if stopped after epoch 1
+    assert main(["predict", str(run), image]) == 0
+    assert (f"{run} stopped after 1 of its 2 epochs: these are a partly trained model's answers; `divekit resume "
+            f"{run}` finishes the run") in capsys.readouterr().err
+
+
 def test_a_users_classifier_that_learns_gets_no_warning(tmp_path, capsys):
     g = torch.Generator().manual_seed(0)
     for cls, brightness in (("dark", 40), ("light", 210)):

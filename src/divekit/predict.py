@@ -313,6 +313,7 @@ def load(run_dir: str | Path, *, weights: str = "best", device: str = "cpu") -> 
         if recorded is not None and recorded != card_fingerprint(card):
             raise ValueError(f"{card_path} was edited since the run saved its weights; put it back (the model, its "
                              "config and its inputs must be those the weights were trained with)")
+        _say_if_unfinished(run_dir, checkpoint)
     inputs = None if card.get("inputs") is None else inputs_from_dict(card["inputs"], str(card_path))
     weights_path = run_dir / BEST_NAME
     if weights == "last" or not weights_path.exists():
@@ -333,6 +334,19 @@ def load(run_dir: str | Path, *, weights: str = "best", device: str = "cpu") -> 
 
 
 # -- helpers -----------------------------------------------------------------------------------
+
+
+def _say_if_unfinished(run_dir: Path, checkpoint: dict) -> None:
+    """Warn that a run stopped before its last epoch (Ctrl-C, a crash): its weights are a partly trained model's."""
+    import logging
+
+    epochs = (io.read_json(run_dir / CONFIG_NAME).get("config") or {}).get("epochs") \
+        if (run_dir / CONFIG_NAME).exists() else None
+    done, step = checkpoint.get("epoch"), checkpoint.get("step")
+    if isinstance(epochs, int) and isinstance(done, int) and (done < epochs or step):
+        logging.getLogger("divekit").warning(
+            f"{run_dir} stopped after {done} of its {epochs} epochs: these are a partly trained model's answers; "
+            f"`divekit resume {run_dir}` finishes the run")
 
 
 @torch.no_grad()

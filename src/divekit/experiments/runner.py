@@ -38,8 +38,8 @@ from divekit.experiments.book import changed_options, compare, format_value as _
 from divekit.experiments.parts import LoadContext, Loaded, Probe
 from divekit.experiments.registry import Demo, Experiment, Options, Parts, Recipe, get_experiment
 from divekit.options import from_dict
-from divekit.run_folder import (CHECKPOINT_NAME, CONFIG_NAME, LOCK_NAME, METRICS_NAME, MODEL_CARD, SUMMARY_NAME,
-                                stamped_name)
+from divekit.run_folder import (BEST_NAME, CHECKPOINT_NAME, CONFIG_NAME, LOCK_NAME, METRICS_NAME, MODEL_CARD,
+                                SUMMARY_NAME, stamped_name)
 from divekit.ops import get_ops
 from divekit.optim import create_optimizer
 from divekit.console import in_notebook
@@ -567,6 +567,10 @@ def _closing_line(run_dir: Path, seconds: float) -> str:
     """Where everything went and what to run next."""
     files = ", ".join(sorted(p.name for p in run_dir.iterdir() if not p.name.startswith(".")))
     lines = [f"done in {_duration(seconds)}; the run folder {run_dir} holds {files}"]
+    if (run_dir / BEST_NAME).exists():  # predict, evaluate and export take it unless told --weights last
+        best = io.load(run_dir / BEST_NAME)
+        lines.append(f"best.pt holds epoch {best['epoch']} ({best['metric']} {_fmt(best['value'])}): predict, "
+                     f"evaluate and export use it; --weights last takes the last epoch's")
     example = _PREDICT_EXAMPLES.get(_inputs_kind(run_dir))
     if example:
         lines.append(f"next: `divekit predict {run_dir} {example}`, `divekit evaluate {run_dir} --data ...`, "
