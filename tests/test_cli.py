@@ -253,6 +253,24 @@ def test_a_model_card_edited_by_hand_is_refused_and_a_file_is_no_run_folder(tmp_
 def test_resume_of_a_folder_that_is_not_a_run(tmp_path, capsys):
     assert main(["resume", str(tmp_path)]) == 1
     assert "is not a divekit run folder" in capsys.readouterr().err
+    assert main(["export", str(tmp_path)]) == 1
+    assert "predict, evaluate and export take the folder of a training run" in capsys.readouterr().err
+
+
+def test_options_go_after_the_name_and_are_taken_only_as_spelt_out(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        main(["run", "--epochs", "1", "linear-regression"])
+    assert "options go after the experiment's name: divekit run NAME [options]" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["run", "linear-regression", "--epoch", "1", "--out", str(tmp_path)])
+    assert "unrecognized arguments: --epoch 1" in capsys.readouterr().err
+    assert not tmp_path.exists() or not any(tmp_path.iterdir())
+
+
+def test_regression_predictions_print_six_significant_digits():
+    from divekit.cli import _format
+
+    assert _format(110427.31) == "110427" and _format(0.1234567) == "0.123457" and _format(3) == "3"
 
 
 def test_report_writes_markdown_and_self_contained_html(tmp_path, capsys):

@@ -354,7 +354,17 @@ def test_the_cli_predicts_evaluates_and_exports(tmp_path, capsys):
     assert main(["export", str(run)]) == 0
     assert (run / "model.safetensors").exists()
     assert main(["predict", str(run), str(tmp_path / "missing.png")]) == 1
-    assert "cannot read image" in capsys.readouterr().err
+    assert f"image {tmp_path / 'missing.png'} does not exist; check the path" in capsys.readouterr().err
+    assert main(["predict", str(run), str(images / "dark")]) == 1
+    assert f"{images / 'dark'} is a folder; pass the image files in it (e.g. {images / 'dark'}/*.png)" in \
+        capsys.readouterr().err
+    (tmp_path / "broken.png").write_bytes(b"not a png")
+    assert main(["predict", str(run), str(tmp_path / "broken.png")]) == 1
+    err = capsys.readouterr().err
+    assert f"cannot read image {tmp_path / 'broken.png'}: " in err and f"({tmp_path / 'broken.png'})" not in err
+    with pytest.raises(SystemExit):  # no abbreviations: --top is no --top-k
+        main(["predict", str(run), *files, "--top", "1"])
+    assert "unrecognized arguments: --top 1" in capsys.readouterr().err
     # options for other kinds of run, and values out of range, are errors, not ignored
     assert main(["predict", str(run), *files, "--beam-size", "2"]) == 1
     assert f"--beam-size is for translation runs; {run} is an image-classification run" in capsys.readouterr().err

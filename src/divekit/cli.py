@@ -72,6 +72,8 @@ def _main_parser() -> argparse.ArgumentParser:
     _weights_and_device(export, device=False)
     report = sub.add_parser("report", help="a table of all runs in a folder beside the book's results (Markdown and HTML)")
     report.add_argument("dir", metavar="DIR", nargs="?", default="runs", help="the folder the runs went to (default: runs)")
+    for command in (parser, *sub.choices.values()):
+        command.allow_abbrev = False  # an option is taken only as spelt out (--weight is no --weights)
     return parser
 
 
@@ -120,7 +122,7 @@ def _run_parser(experiment, only: Sequence[str] | None = None, prog: str | None 
 
     options = experiment.options
     parser = argparse.ArgumentParser(
-        prog=prog or f"{PROG} run {experiment.name}",
+        prog=prog or f"{PROG} run {experiment.name}", allow_abbrev=False,  # --epoch is no --epochs
         description=" ".join(filter(None, (f"{experiment.title} (D2L {experiment.section}) on {experiment.dataset}.",
                                            experiment.description))),
     )
@@ -297,7 +299,7 @@ def _cmd_predict(args) -> int:
 
 
 def _format(value) -> str:
-    return f"{value:.4g}" if isinstance(value, float) else str(value)
+    return f"{value:.6g}" if isinstance(value, float) else str(value)  # a price of 110427.31: 110427
 
 
 @contextlib.contextmanager
@@ -332,6 +334,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     run_rest: list[str] = []
     if argv and argv[0] in ("run", "resume") and len(argv) > 1 and not argv[1].startswith("-"):
         argv, run_rest = argv[:2], argv[2:]
+    elif argv and argv[0] in ("run", "resume") and len(argv) > 1 and argv[1] not in ("-h", "--help"):
+        what = "the experiment's name" if argv[0] == "run" else "the run folder"
+        parser.error(f"options go after {what}: divekit {argv[0]} {'NAME' if argv[0] == 'run' else 'RUN_DIR'} "
+                     f"[options]")
     args = parser.parse_args(argv)
     setup_logging(quiet=False)
     try:

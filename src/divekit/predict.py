@@ -305,7 +305,7 @@ def load(run_dir: str | Path, *, weights: str = "best", device: str = "cpu") -> 
     if not card_path.exists():
         what = "is not a divekit run folder" if not (run_dir / "config.json").exists() else \
             "holds no trained model (a demonstration, or a run made before divekit saved model.json)"
-        raise FileNotFoundError(f"{run_dir} {what}; predictions need a run of a training experiment")
+        raise FileNotFoundError(f"{run_dir} {what}; predict, evaluate and export take the folder of a training run")
     card = io.read_json(card_path)
     checkpoint = io.load(run_dir / CHECKPOINT_NAME) if (run_dir / CHECKPOINT_NAME).exists() else None
     if checkpoint is not None:

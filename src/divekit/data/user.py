@@ -246,12 +246,17 @@ def _open_image(file: Path, shown: Path):
     """A PIL image, turned as viewers show photos taken sideways; 8 bits per channel."""
     from PIL import Image, ImageOps
 
+    if not file.exists():
+        raise UserDataError(f"image {file} does not exist; check the path")
+    if file.is_dir():
+        raise UserDataError(f"{file} is a folder; pass the image files in it (e.g. {file}/*.png)")
     try:
         with Image.open(file) as image:
             image.load()
             image = ImageOps.exif_transpose(image)
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as error:
-        raise UserDataError(f"cannot read image {shown} ({file}): {error}; fix or remove the file") from error
+        where = shown if Path(shown) == Path(file) else f"{shown} ({file})"
+        raise UserDataError(f"cannot read image {where}: {error}; fix or remove the file") from error
     if image.mode in ("I", "I;16", "I;16B", "I;16L", "F"):
         raise UserDataError(
             f"image {shown} has {image.mode!r} pixels (16-bit or floating point); "

@@ -7,7 +7,7 @@ the trained model::
     register(Recipe(
         name="lenet", section="6.6", title="LeNet-5",
         data=FashionMNIST(), model="lenet", task=Classify(),
-        train=dict(epochs=10, lr=0.9), probes=(PredictionGrid(),), user_data="classification",
+        train=dict(epochs=10, lr=0.9), probes=(PredictionGrid(),), user_data_kind="classification",
     ))
 
 Its options (the ``divekit run NAME`` flags) are the fields of all of these, with the recipe's
