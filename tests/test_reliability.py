@@ -317,6 +317,24 @@ def test_data_given_as_a_relative_path_resumes_from_anywhere(tmp_path, monkeypat
     assert main(["resume", str(run), "--epochs", "2", "--no-progress"]) == 0
 
 
+def test_a_runs_data_that_moved_or_changed_is_named_on_resume(tmp_path, capsys):
+    table = tmp_path / "t.csv"
+    table.write_text("a,b,y\n" + "".join(f"{i},{i % 3},{2 * i}\n" for i in range(30)))
+    assert main(["run", "linear-regression", "--data", str(table), "--target", "y", "--epochs", "1",
+                 "--out", str(tmp_path / "runs"), "--no-progress"]) == 0
+    (run,) = run_dirs(tmp_path / "runs")
+    table.rename(tmp_path / "moved.csv")
+    assert main(["resume", str(run), "--epochs", "2", "--no-progress"]) == 1
+    assert (f"the run's data {table} (its --data, in {run / 'config.json'}) is gone; put it back there to resume "
+            "the run (a resume cannot change --data)") in capsys.readouterr().err
+    (tmp_path / "moved.csv").rename(table)
+    with table.open("a") as f:
+        f.write("30,0,60\n")  # a row more: the same run, other data
+    assert main(["resume", str(run), "--epochs", "2", "--no-progress"]) == 1
+    assert ("was trained on other data than is loaded now (a --data file or folder changed since the run "
+            "started); put the run's data back as it was") in capsys.readouterr().err
+
+
 def test_tuple_options_take_their_elements_as_scalars_do_and_a_bad_saved_value_names_its_file():
     from divekit.experiments.registry import get_experiment
     from divekit.options import from_dict

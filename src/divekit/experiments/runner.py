@@ -371,6 +371,10 @@ def resume_run(run_dir: str | Path, changes: dict[str, Any] | None = None, *, pr
         done = f"has trained {finished} epochs and part of the next" if saved["step"] else \
             f"has finished its {finished} epochs"
         raise ValueError(f"{run_dir} {done}; pass --epochs N (more than {finished}) to train it further")
+    data = record["config"].get("data")
+    if isinstance(data, str) and not Path(data).exists():
+        raise FileNotFoundError(f"the run's data {data} (its --data, in {run_dir / CONFIG_NAME}) is gone; put it back "
+                                "there to resume the run (a resume cannot change --data)")
     options = experiment.make_options(**{**recorded.to_dict(), **changes})
     start = time.perf_counter()
     with run_lock(run_dir):
