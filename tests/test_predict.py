@@ -302,6 +302,9 @@ def test_export_to_onnx_runs_in_onnxruntime_with_the_same_outputs(tmp_path):
     with torch.no_grad():
         expected = predictor.model(X)
     assert torch.allclose(torch.from_numpy(got), expected, atol=1e-5)
+    onnx = pytest.importorskip("onnx")
+    metadata = {p.key: json.loads(p.value) for p in onnx.load(str(path)).metadata_props}
+    assert metadata == json.loads((run.run_dir / "model.json").read_text())  # how inputs are prepared goes along
 
 
 def test_best_weights_are_those_of_the_best_validation_epoch(tmp_path):

@@ -362,7 +362,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             out = args.out or Path(args.run_dir) / f"model.{args.format}"
             path = load(args.run_dir, weights=args.weights).export(out, args.format)
-            print(f"wrote {path}", file=sys.stderr)
+            print(f"wrote {path}; it takes inputs prepared as the run's model.json says (its \"inputs\": scaling, "
+                  "resizing, encoded columns, a standardised target), which the file holds as metadata too",
+                  file=sys.stderr)
             return 0
         if args.command == "report":
             from divekit.report import write_report

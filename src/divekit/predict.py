@@ -105,8 +105,10 @@ class Predictor:
                 **({"examples": examples} if examples is not None else {}), **metrics}
 
     def export(self, path: str | Path, format: str = "safetensors") -> Path:
-        """Write the weights (``safetensors``, with model.json's contents as metadata) or the model
-        with its forward pass (``onnx``, for an example batch, the batch size left free)."""
+        """Write the weights (``safetensors``) or the model with its forward pass (``onnx``, for an
+        example batch, the batch size left free), each with model.json's contents as metadata: the
+        model takes its inputs as divekit prepares them (the card's ``inputs``: scaling, resizing,
+        encoded columns, a standardised regression target), which ONNX does not do by itself."""
         path = Path(path)
         if format not in EXPORT_FORMATS:
             raise ValueError(f"unknown export format {format!r}; choose {' or '.join(EXPORT_FORMATS)}")
@@ -122,7 +124,7 @@ class Predictor:
             with io.atomic_open(path, "wb") as f:
                 f.write(save(tensors, metadata={k: json.dumps(v) for k, v in card.items()}))
             return path
-        return _export_onnx(self, path)
+        return _export_onnx(self, path, card)
 
 
 class ImageClassifier(Predictor):
@@ -399,8 +401,9 @@ def _rebuild_run_data(experiment, options, device: torch.device):
     return parts.data.load(LoadContext(parts.train, parts.user, experiment.user_data_kind, device))
 
 
-def _export_onnx(predictor: Predictor, path: Path) -> Path:
-    """The model as ONNX (torch.onnx's exporter), for a batch of example inputs with a free batch size."""
+def _export_onnx(predictor: Predictor, path: Path, card: dict) -> Path:
+    """The model as ONNX (torch.onnx's exporter), for a batch of example inputs with a free batch size, with
+    the model ``card`` (model.json) as its metadata."""
     from divekit.models.registry import get_model
 
     try:
@@ -409,7 +412,6 @@ def _export_onnx(predictor: Predictor, path: Path) -> Path:
         raise ImportError("exporting to ONNX needs the onnx and onnxscript packages: "
                           "pip install 'divekit[export]'") from None
     entry = get_model(predictor.model_name)
-    card = io.read_json(predictor.run_dir / MODEL_CARD)
     example = entry.example(entry.make_config(**card["config"]), 2)
     args = tuple(a.to(predictor.device) for a in example.args)
     if len(args) != 1 or "state" in inspect.signature(predictor.model.forward).parameters:
@@ -434,6 +436,7 @@ def _export_onnx(predictor: Predictor, path: Path) -> Path:
                          "export its weights to safetensors instead") from None
     finally:
         exporter_log.setLevel(level)
+    program.model.metadata_props.update({k: json.dumps(v) for k, v in card.items()})  # as the safetensors file's
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_name(f".{path.name}.tmp")
     try:
