@@ -4,6 +4,7 @@ Processes are real where the fault is (races, kill -9); the full disk is injecte
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import shutil
@@ -175,6 +176,26 @@ def test_a_run_killed_mid_epoch_resumes_there_to_the_same_result(tmp_path, kill_
         assert resumed[key] == uninterrupted[key], key
     for (name, a), b in zip(io.load(run / "checkpoint.pt")["model"].items(), io.load(whole / "checkpoint.pt")["model"].values()):
         assert torch.equal(a, b), name
+    # the resumed epoch's throughput counts the examples trained after the resume, in the seconds it took them
+    (resumed_row,), (whole_row,) = ([r for r in csv.DictReader((d / "metrics.csv").open()) if r["epoch"] == str(kill_at[0])]
+                                    for d in (run, whole))
+    trained = {name: float(row["examples_per_s"]) * float(row["seconds"]) for name, row in
+               (("resumed", resumed_row), ("whole", whole_row))}
+    assert trained["resumed"] == pytest.approx(trained["whole"] - 3 * kill_at[1], rel=1e-3)
+
+
+def test_a_run_stopped_after_its_last_checkpoint_is_finished_by_resume(tmp_path, capsys):
+    assert main(["run", "linear-regression", "--epochs", "2", "--out", str(tmp_path), "--no-progress"]) == 0
+    (run,) = run_dirs(tmp_path)
+    summary = json.loads((run / "summary.json").read_text())
+    rows = (run / "metrics.csv").read_text().splitlines()
+    (run / "summary.json").unlink()  # stopped while its probes ran, and before metrics.csv took the last row
+    (run / "metrics.csv").write_text("\n".join(rows[:-1]) + "\n")
+    assert main(["resume", str(run), "--no-progress"]) == 0
+    assert (run / "metrics.csv").read_text().splitlines() == rows
+    assert json.loads((run / "summary.json").read_text())["final"] == summary["final"]
+    assert main(["resume", str(run), "--no-progress"]) == 1
+    assert "has finished its 2 epochs; pass --epochs N (more than 2)" in capsys.readouterr().err
 
 
 def test_resume_refuses_a_checkpoint_of_another_run(tmp_path, capsys):

@@ -367,7 +367,8 @@ def resume_run(run_dir: str | Path, changes: dict[str, Any] | None = None, *, pr
                          f"pass a change as an option instead: `divekit resume {run_dir} {flags}`")
     finished = saved["epoch"]
     epochs = changes.get("epochs", recorded.epochs)
-    if epochs <= finished:  # within an epoch too: that epoch is number finished + 1
+    unsummarized = epochs == finished and not saved["step"] and not (run_dir / SUMMARY_NAME).exists()
+    if epochs <= finished and not unsummarized:  # within an epoch too: that epoch is number finished + 1
         done = f"has trained {finished} epochs and part of the next" if saved["step"] else \
             f"has finished its {finished} epochs"
         raise ValueError(f"{run_dir} {done}; pass --epochs N (more than {finished}) to train it further")

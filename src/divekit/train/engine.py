@@ -209,7 +209,8 @@ class Trainer:
     def _train_epoch(self, loader: Iterable, epoch: int) -> dict:
         """One pass over ``loader``; after a resume within the epoch, its first ``self.step``
         batches (the same ones: the loader's order is fixed per epoch) are skipped and the epoch's
-        sums and task state continue from the checkpoint. ``seconds`` then covers what is left."""
+        sums and task state continue from the checkpoint. ``seconds`` then covers what is left, and the
+        throughput the examples (tokens, ...) trained in it."""
         self.model.train()
         resumed_at, sums = self.step, self._resumed_sums or MetricSums()
         if resumed_at == 0:
@@ -230,6 +231,7 @@ class Trainer:
                 bar.n = bar.initial = bar.last_print_n = done
         bar.set_description(f"epoch {epoch}/{self.epochs}", refresh=False)
         start = last_save = time.perf_counter()
+        counted_before = sums.totals().get(self.task.count_key, 0.0) if resumed_at else 0.0  # trained before a resume
         step = resumed_at
         on_device = _yields_on(loader, self.device)
         for step, batch in enumerate(loader, 1):
@@ -268,7 +270,8 @@ class Trainer:
         seconds = time.perf_counter() - start
         record = {f"train_{k}": v for k, v in self.task.summarize(totals).items()}
         record["seconds"] = seconds
-        record[f"{self.task.count_unit}_per_s"] = totals.get(self.task.count_key, 0.0) / max(seconds, 1e-9)
+        record[f"{self.task.count_unit}_per_s"] = (totals.get(self.task.count_key, 0.0) - counted_before) / max(seconds,
+                                                                                                          1e-9)
         return record
 
     def _checkpoint_due(self, step: int, seconds_since_save: float) -> bool:
@@ -308,6 +311,8 @@ class Trainer:
         state = load_checkpoint(path, model=self.model, optimizer=self.optimizer, scheduler=self.scheduler,
                                 expected_run=self.run_info if expected_run is None else expected_run)
         self.epoch, self.step, self.history = state.epoch, state.step, state.history
+        if distributed.world().main and self.out_dir is not None:  # a row lost to a stop between the two files
+            io.write_text(self.out_dir / METRICS_NAME, history_to_csv(self.history))
         if state.step:
             self._resumed_sums = MetricSums()
             self._resumed_sums.load_state_dict(state.sums, self.device)
