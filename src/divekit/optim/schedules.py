@@ -72,7 +72,10 @@ class SquareRootScheduler(Schedule):
 
 
 class FactorScheduler(Schedule):
-    """lr = max(stop_factor_lr, base_lr * factor^t): multiplicative decay with a floor (D2L §11.11.3.1)."""
+    """lr = max(stop_factor_lr, base_lr * factor^t): multiplicative decay with a floor (D2L §11.11.3.1).
+    The rate of step (or epoch) t, which is what the book's training loop trains at: its
+    ``FactorScheduler`` is called after each epoch and so returns the next one's rate, base_lr *
+    factor^(t + 1) for call t (its plot of scheduler(t) is this curve one step ahead)."""
 
     def __init__(self, optimizer, factor: float = 1.0, stop_factor_lr: float = 1e-7, **warmup):
         if not 0 < factor <= 1:

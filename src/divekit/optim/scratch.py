@@ -138,7 +138,9 @@ class RMSProp(Optimizer):
 
     s <- gamma * s + (1 - gamma) * g^2; w <- w - lr * g / (sqrt(s) + eps). The scale forgets old
     gradients with time constant 1 / (1 - gamma), so steps no longer decay for ever. ``alpha`` is
-    torch's name for the book's gamma (default 0.99 as torch; the book uses 0.9).
+    torch's name for the book's gamma (default 0.99 as torch; the book uses 0.9). The book puts eps
+    inside the root, sqrt(s + 1e-6); torch (and we) add it outside, with eps = 1e-8: where gradients are
+    small (|g| ~ 1e-3) the two steps differ by a large factor.
     """
 
     def __init__(self, params, lr: float = 0.01, alpha: float = 0.99, eps: float = 1e-8, weight_decay: float = 0.0):
@@ -161,7 +163,8 @@ class Adadelta(Optimizer):
     s <- rho s + (1 - rho) g^2;  g' = sqrt(dw + eps) / sqrt(s + eps) * g;
     w <- w - lr g';  dw <- rho dw + (1 - rho) g'^2.
     The ratio of the two roots has the units of ``w``, so no learning rate is needed (``lr`` = 1,
-    as in the book and torch, only rescales the step).
+    as in the book and torch, only rescales the step). eps sits inside both roots, as in the book and
+    torch; its default is torch's 1e-6, the book's 1e-5 (which ``optimizers-airfoil`` passes).
     """
 
     def __init__(self, params, lr: float = 1.0, rho: float = 0.9, eps: float = 1e-6, weight_decay: float = 0.0):
@@ -191,7 +194,8 @@ class Adam(Optimizer):
 
     ``v`` and ``s`` start at zero, so early on they underestimate the moments by the factors
     1 - beta^t; dividing those out is the bias correction (without it the first steps would be
-    tiny, and with beta2 = 0.999 they would stay small for about a thousand steps).
+    tiny, and with beta2 = 0.999 they would stay small for about a thousand steps). eps is torch's
+    1e-8, added outside the root as in the book, whose eps is 1e-6.
     """
 
     def __init__(self, params, lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
