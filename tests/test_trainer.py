@@ -99,6 +99,20 @@ def test_resume_continues_to_the_same_result_as_an_uninterrupted_run(tmp_path):
         assert torch.equal(p, q)
 
 
+def test_a_checkpoint_keeps_the_mps_generator_where_there_is_one(tmp_path, monkeypatch):
+    """A Mac's GPU has a generator of its own (dropout there draws from it): saved and restored too."""
+    mps_state = {"now": torch.tensor([7], dtype=torch.uint8)}
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: True)
+    monkeypatch.setattr(torch.mps, "get_rng_state", lambda: mps_state["now"].clone())
+    monkeypatch.setattr(torch.mps, "set_rng_state", lambda state: mps_state.update(now=state.clone()))
+    trainer = make_trainer(mlp_with_dropout(), tmp_path, epochs=1)
+    trainer.fit(*loaders())
+    assert torch.equal(io.load(tmp_path / "checkpoint.pt")["mps_rng"], torch.tensor([7], dtype=torch.uint8))
+    mps_state["now"] = torch.tensor([0], dtype=torch.uint8)  # the generator moved on
+    make_trainer(mlp_with_dropout(), tmp_path, epochs=1).resume_from_checkpoint()
+    assert torch.equal(mps_state["now"], torch.tensor([7], dtype=torch.uint8))
+
+
 def test_resume_without_checkpoint_is_a_clear_error(tmp_path):
     with pytest.raises(FileNotFoundError, match="no checkpoint"):
         make_trainer(nn.Linear(2, 3), tmp_path).fit(*loaders(), resume=True)

@@ -62,6 +62,7 @@ def save_checkpoint(path: Path, *, model, optimizer, scheduler, state: TrainingS
         "torch_rng": torch_rng,
         "cuda_rng": cuda_rng,
         "process_rngs": [list(rng) for rng in other_processes],  # processes 1, 2, ... (torch, cuda)
+        "mps_rng": torch.mps.get_rng_state() if torch.backends.mps.is_available() else None,  # a Mac's GPU: one process
     }, path)
 
 
@@ -109,6 +110,8 @@ def _restore_random_state(state: dict) -> None:
     torch.set_rng_state(torch_rng)
     if cuda_rng and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(cuda_rng)
+    if state.get("mps_rng") is not None and torch.backends.mps.is_available():
+        torch.mps.set_rng_state(state["mps_rng"])
     if rank > len(others):
         torch.manual_seed(int(torch.randint(2**62, (1,))) + rank * distributed.RANK_STREAM)
 
