@@ -113,6 +113,30 @@ def test_a_checkpoint_keeps_the_mps_generator_where_there_is_one(tmp_path, monke
     assert torch.equal(mps_state["now"], torch.tensor([7], dtype=torch.uint8))
 
 
+def test_the_epochs_learning_rate_is_the_one_its_last_step_trained_at():
+    class Record(Callback):
+        def on_step_end(self, trainer, epoch, step):
+            self.last = used[-1]
+
+        def on_epoch_end(self, trainer, record):
+            logged.append((trainer.epoch_lr, self.last))
+
+    class SGD(torch.optim.SGD):
+        def step(self, *args, **kwargs):
+            used.append(self.param_groups[0]["lr"])  # the rate this step trains at
+            return super().step(*args, **kwargs)
+
+    used, logged = [], []
+    model = mlp_with_dropout()
+    optimizer = SGD(model.parameters(), lr=0.2)
+    for interval in ("step", "epoch"):
+        used.clear(), logged.clear()
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda t: 0.9 ** t)
+        Trainer(model, Classification(fast.cross_entropy), optimizer, epochs=2, progress=False, scheduler=scheduler,
+                scheduler_interval=interval, callbacks=[Record()]).fit(*loaders())
+        assert [a for a, b in logged] == [b for a, b in logged] and len(set(used)) > 1
+
+
 def test_resume_without_checkpoint_is_a_clear_error(tmp_path):
     with pytest.raises(FileNotFoundError, match="no checkpoint"):
         make_trainer(nn.Linear(2, 3), tmp_path).fit(*loaders(), resume=True)

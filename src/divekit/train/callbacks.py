@@ -119,7 +119,7 @@ class TensorBoardLog(Callback):
                 split = next((f"{prefix}/{name[len(prefix) + 1:]}" for prefix in sorted({"train", trainer.eval_name}, key=len, reverse=True)
                               if name.startswith(prefix + "_")), name)  # "train_full_r2" -> "train_full/r2"
                 self.writer.add_scalar(split, value, epoch)
-        self.writer.add_scalar("lr", trainer.epoch_lr, epoch)  # before an epoch scheduler's step
+        self.writer.add_scalar("lr", trainer.epoch_lr, epoch)  # the rate of the epoch's last step
         self.writer.flush()
 
     def on_fit_end(self, trainer):

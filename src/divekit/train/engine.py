@@ -157,7 +157,7 @@ class Trainer:
         self.callbacks = list(callbacks)
         self.epoch_log_level = logging.INFO if verbose else logging.DEBUG
         self.history: list[dict] = []
-        self.epoch_lr: float | None = None  # the learning rate of the epoch just trained (before a scheduler's step)
+        self.epoch_lr: float | None = None  # the learning rate of the last step of the epoch just trained
         self.epoch = 0  # epochs finished
         self.step = 0  # batches of epoch ``self.epoch + 1`` finished (when resumed within an epoch)
         self._resumed_sums: MetricSums | None = None
@@ -184,7 +184,6 @@ class Trainer:
                 if eval_loader is not None:
                     metrics = self.evaluate(eval_loader)
                     record.update({f"{self.eval_name}_{k}": v for k, v in metrics.items()})
-                self.epoch_lr = self.optimizer.param_groups[0]["lr"]  # the rate this epoch trained at
                 if self.scheduler is not None and self.scheduler_interval == "epoch":
                     self.scheduler.step()
                 self.history.append(record)
@@ -230,6 +229,7 @@ class Trainer:
                 bar.reset(total=total)
                 bar.n = bar.initial = bar.last_print_n = done
         bar.set_description(f"epoch {epoch}/{self.epochs}", refresh=False)
+        self.epoch_lr = self.optimizer.param_groups[0]["lr"]
         start = last_save = time.perf_counter()
         counted_before = sums.totals().get(self.task.count_key, 0.0) if resumed_at else 0.0  # trained before a resume
         step = resumed_at
@@ -246,6 +246,7 @@ class Trainer:
             (out.loss if share == 1.0 else out.loss * share).backward()
             if self.clip_grad_norm is not None:
                 self.clip_fn(params, self.clip_grad_norm)
+            self.epoch_lr = self.optimizer.param_groups[0]["lr"]  # the rate this step trains at
             self.optimizer.step()
             if self.scheduler is not None and self.scheduler_interval == "step":
                 self.scheduler.step()
