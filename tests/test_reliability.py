@@ -184,6 +184,21 @@ def test_a_run_killed_mid_epoch_resumes_there_to_the_same_result(tmp_path, kill_
     assert trained["resumed"] == pytest.approx(trained["whole"] - 3 * kill_at[1], rel=1e-3)
 
 
+def test_sigterm_stops_a_run_as_ctrl_c_does_and_it_resumes(tmp_path):
+    script = tmp_path / "term.py"
+    script.write_text(textwrap.dedent(KILL_SCRIPT).format(epoch=2, step=3).replace("signal.SIGKILL", "signal.SIGTERM"))
+    data = image_folder(tmp_path / "images")
+    options = ["run", "mlp", "--data", str(data), "--epochs", "3", "--batch-size", "3", "--checkpoint-every", "0",
+               "--no-progress", "--out", str(tmp_path / "runs")]
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+    stopped = subprocess.run([sys.executable, str(script), *options], env=env, capture_output=True, text=True,
+                             timeout=300)
+    (run,) = run_dirs(tmp_path / "runs")
+    assert stopped.returncode == 130, stopped.stderr
+    assert f"interrupted; `divekit resume {run}` continues from its last checkpoint" in stopped.stderr
+    assert main(["resume", str(run), "--no-progress"]) == 0
+
+
 def test_a_run_stopped_after_its_last_checkpoint_is_finished_by_resume(tmp_path, capsys):
     assert main(["run", "linear-regression", "--epochs", "2", "--out", str(tmp_path), "--no-progress"]) == 0
     (run,) = run_dirs(tmp_path)

@@ -324,6 +324,26 @@ def _interrupt_message(run_dir):
         raise
 
 
+@contextlib.contextmanager
+def _sigterm_as_interrupt():
+    """A run stopped by SIGTERM (``kill``, a job scheduler) stops as on Ctrl-C: its lock released, a folder
+    with nothing in it removed, and a line that says how to continue."""
+    import signal
+    import threading
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    if threading.current_thread() is not threading.main_thread():  # signal handlers live in the main thread
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv
@@ -344,9 +364,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "list":
             return _cmd_list()
         if args.command == "run":
-            return _cmd_run(args.name, run_rest)
+            with _sigterm_as_interrupt():
+                return _cmd_run(args.name, run_rest)
         if args.command == "resume":
-            return _cmd_resume(args.run_dir, run_rest)
+            with _sigterm_as_interrupt():
+                return _cmd_resume(args.run_dir, run_rest)
         if args.command == "predict":
             return _cmd_predict(args)
         if args.command == "evaluate":
