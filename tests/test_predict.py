@@ -149,6 +149,19 @@ def test_table_inputs_with_a_missing_column_or_unknown_class_are_clear_errors(tm
         predictor.predict(tmp_path / "words.csv")
 
 
+def test_a_category_the_training_rows_lacked_is_answered_with_a_warning(tmp_path, caplog):
+    table = write_table(tmp_path / "t.csv", rows=40, classify=True)
+    run = divekit.run("softmax-regression", data=str(table), target="y", epochs=1, out=tmp_path / "runs",
+                      progress=False)
+    predictor = load(run.run_dir)
+    (tmp_path / "new.csv").write_text("x1,x2,colour\n1,2,green\n1,2,NA\n1,2,red\n")
+    with caplog.at_level("WARNING", logger="divekit"):
+        assert len(predictor.predict(tmp_path / "new.csv")) == 3
+    assert "column 'colour' holds 'green', which the training rows did not have; it is taken as none of the known " \
+           "categories (blue, red)" in caplog.text
+    assert "'NA'" not in caplog.text  # a missing value is no new category
+
+
 @pytest.fixture(scope="module")
 def text_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("runs")

@@ -123,15 +123,24 @@ class TableInputs:
 
     def encode(self, rows: Sequence[dict[str, str]]) -> torch.Tensor:
         """float32 features (N, D) of rows given as {column: text}; columns the model does not use are ignored."""
-        from divekit.data.user import UserDataError, apply_column
+        from divekit.data.user import MISSING_MARKERS, UserDataError, apply_column
 
         for number, row in enumerate(rows, 1):
             absent = [encoding["name"] for encoding in self.columns if encoding["name"] not in row]
             if absent:
                 raise UserDataError(f"row {number} has no value for {', '.join(absent)}; every row needs the "
                                     f"columns {', '.join(e['name'] for e in self.columns)}")
-        blocks = [apply_column(encoding, [str(row[encoding["name"]]).strip() for row in rows])
-                  for encoding in self.columns]
+        blocks = []
+        for encoding in self.columns:
+            values = [str(row[encoding["name"]]).strip() for row in rows]
+            unseen = sorted(set(values) - MISSING_MARKERS - set(encoding.get("categories", values)))
+            if unseen:  # encoded as no category at all: say so rather than answer quietly
+                import logging
+
+                logging.getLogger("divekit").warning(
+                    f"column {encoding['name']!r} holds {', '.join(map(repr, unseen[:5]))}, which the training rows "
+                    f"did not have; it is taken as none of the known categories ({', '.join(encoding['categories'])})")
+            blocks.append(apply_column(encoding, values))
         return torch.cat(blocks, dim=1).float()  # (N, D)
 
     def encode_targets(self, values: Sequence[str], where: str | Path = "the table") -> torch.Tensor:
