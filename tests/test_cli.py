@@ -67,6 +67,7 @@ def test_overrides_reach_the_config(tmp_path):
 @pytest.mark.parametrize("argv, message", [
     (["--epochs", "0"], "--epochs must be at least 1, got 0"),
     (["--epochs", "three"], "argument --epochs: must be an integer, got 'three'"),
+    (["--limit", "abc"], "argument --limit: must be an integer or none, got 'abc'"),
     (["--lr", "-1"], "--lr must be positive"),
     (["--impl", "slow"], "--impl must be one of scratch, fast, got 'slow'"),
     (["--precision", "fp16"], "--precision must be one of fp32, bf16"),

@@ -166,7 +166,7 @@ def parse_value(kind: Kind, text: str) -> Any:
         return kind.type(text)
     except ValueError:
         what = {int: "an integer", float: "a number"}.get(kind.type, kind.type.__name__)
-        raise ValueError(f"must be {what}, got {text!r}") from None
+        raise ValueError(f"must be {what}{' or none' if kind.optional else ''}, got {text!r}") from None
 
 
 def check_value(name: str, kind: Kind, value: Any) -> Any:
