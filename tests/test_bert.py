@@ -67,6 +67,26 @@ def test_divekit_bert_equals_hugging_face_bert_with_its_weights(ops):
 
 
 @pytest.mark.parametrize("ops", TWINS, ids=IDS)
+def test_a_tied_bert_shares_its_embeddings_with_the_mlm_output_as_hugging_face_ties_them(ops):
+    from divekit.models.registry import model_config
+
+    model = original(ops, tie_embeddings=True)
+    assert model.mlm.decoder.weight is model.encoder.token_embedding.weight
+    reference = hf_pretraining(model)  # its config ties them too (hf_config), as the published bert-base's
+    assert sum(p.numel() for p in model.parameters()) == sum(p.numel() for p in reference.parameters())
+    assert reference.cls.predictions.decoder.weight is reference.bert.embeddings.word_embeddings.weight
+    torch.testing.assert_close(reference.bert.embeddings.word_embeddings.weight, model.encoder.token_embedding.weight)
+    tokens, segments, valid_lens = inputs()
+    positions = torch.tensor([[1, 2], [3, 4], [1, 6]])
+    mask = (torch.arange(tokens.shape[1])[None] < valid_lens[:, None]).long()
+    with torch.no_grad():
+        _, mlm, _ = model(tokens, segments, valid_lens, positions)
+        theirs = reference(input_ids=tokens, token_type_ids=segments, attention_mask=mask)
+    torch.testing.assert_close(mlm, theirs.prediction_logits[torch.arange(3)[:, None], positions])
+    assert model_config("bert-base").tie_embeddings and not model_config("bert").tie_embeddings  # the book's: its own
+
+
+@pytest.mark.parametrize("ops", TWINS, ids=IDS)
 def test_a_hugging_face_bert_converts_to_divekit_and_back_unchanged(ops):
     transformers = pytest.importorskip("transformers")
     torch.manual_seed(3)

@@ -63,6 +63,8 @@ class BERTConfig(Checked):
                                      "book: none)")
     init: Init = option("d2l", "d2l: every layer starts as torch's layers in the book's BERTModel, embeddings "
                                "N(0, 1); bert: weights and embeddings N(0, 0.02), biases 0, as the original")
+    tie_embeddings: bool = option(False, "the MLM head's output layer shares the token embeddings' weights, as the "
+                                         "original BERT (the book's has weights of its own)")
 
     def __post_init__(self):
         super().__post_init__()
@@ -182,6 +184,8 @@ class BERTModel(nn.Module):
         self.mlm = MaskLM(ops, cfg.vocab_size, cfg.num_hiddens, cfg.activation, cfg.norm_eps)
         self.nsp = ops.Linear(cfg.num_hiddens, 2)
         _initialize(self, cfg.init)
+        if cfg.tie_embeddings:  # one (V, d) matrix: a token's input vector is its output layer's row
+            self.mlm.decoder.weight = self.encoder.token_embedding.weight
 
     def forward(self, tokens: torch.Tensor, segments: torch.Tensor | None = None,
                 valid_lens: torch.Tensor | None = None, pred_positions: torch.Tensor | None = None):
@@ -269,7 +273,7 @@ def bert_example(cfg: BERTConfig, batch_size: int, num_steps: int = 6, num_preds
 
 TINY = dict(vocab_size=20, num_hiddens=8, ffn_num_hiddens=16, num_heads=2, num_layers=2, max_positions=16)
 ORIGINAL = dict(activation="gelu", norm_eps=1e-12, embed_norm=True, init="bert", dropout=0.1, max_positions=512,
-                vocab_size=30522)
+                vocab_size=30522, tie_embeddings=True)
 
 
 @register_model("bert", config=BERTConfig, example=bert_example, section="14.8", tiny=TINY)
@@ -288,14 +292,14 @@ def bert_small(cfg: BERTConfig, ops: Ops) -> BERTModel:
 @register_model("bert-base", config=BERTConfig, example=bert_example, section="14.8", tiny=TINY, **ORIGINAL,
                 num_hiddens=768, ffn_num_hiddens=3072, num_heads=12, num_layers=12)
 def bert_base(cfg: BERTConfig, ops: Ops) -> BERTModel:
-    """BERT-base as published (GELU, embedding LayerNorm): width 768, FFN 3072, 12 heads, 12 blocks (110M)."""
+    """BERT-base as published (GELU, embedding norm, tied MLM output): width 768, FFN 3072, 12 heads, 12 blocks (110M)."""
     return BERTModel(cfg, ops)
 
 
 @register_model("bert-large", config=BERTConfig, example=bert_example, section="14.8", tiny=TINY, **ORIGINAL,
                 num_hiddens=1024, ffn_num_hiddens=4096, num_heads=16, num_layers=24)
 def bert_large(cfg: BERTConfig, ops: Ops) -> BERTModel:
-    """BERT-large as published (GELU, embedding LayerNorm): width 1024, FFN 4096, 16 heads, 24 blocks (340M)."""
+    """BERT-large as published (GELU, embedding norm, tied MLM output): width 1024, FFN 4096, 16 heads, 24 blocks (340M)."""
     return BERTModel(cfg, ops)
 
 

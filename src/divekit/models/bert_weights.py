@@ -60,7 +60,7 @@ def hf_config(cfg: BERTConfig) -> dict:
                 num_attention_heads=cfg.num_heads, intermediate_size=cfg.ffn_num_hiddens, hidden_act=cfg.activation,
                 hidden_dropout_prob=cfg.dropout, attention_probs_dropout_prob=cfg.dropout,
                 max_position_embeddings=cfg.max_positions, type_vocab_size=2, layer_norm_eps=cfg.norm_eps,
-                tie_word_embeddings=False)
+                tie_word_embeddings=cfg.tie_embeddings)
 
 
 def config_from_hf(config: dict, **overrides) -> BERTConfig:
@@ -77,7 +77,8 @@ def config_from_hf(config: dict, **overrides) -> BERTConfig:
                   ffn_num_hiddens=config["intermediate_size"], num_heads=config["num_attention_heads"],
                   num_layers=config["num_hidden_layers"], dropout=config.get("hidden_dropout_prob", 0.1),
                   max_positions=config["max_position_embeddings"], activation=act,
-                  norm_eps=config.get("layer_norm_eps", 1e-12), embed_norm=True, init="bert")
+                  norm_eps=config.get("layer_norm_eps", 1e-12), embed_norm=True, init="bert",
+                  tie_embeddings=config.get("tie_word_embeddings", True))
     return BERTConfig(**{**values, **overrides})
 
 
