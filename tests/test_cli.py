@@ -26,6 +26,18 @@ def test_list_shows_every_experiment_with_section_and_data(capsys):
     assert "Fashion-MNIST" in out
     classifier = next(line for line in out.splitlines() if line.startswith("image-classifier "))
     assert classifier.count("An image classifier for your own folder") == 1  # no book number: the title alone
+    lines = {line.split()[0]: line for line in out.splitlines()[1:]}
+    assert lines["fcn"].endswith("(a demonstration: one process)") and "demonstration" not in lines["lenet"]
+
+
+def test_a_demonstrations_help_offers_no_processes_and_refuses_them_with_the_reason(capsys):
+    for name, offered in (("fcn", False), ("lenet", True)):
+        with pytest.raises(SystemExit):
+            main(["run", name, "--help"])
+        assert ("--nproc" in capsys.readouterr().out) == offered
+    with pytest.raises(SystemExit):
+        main(["run", "fcn", "--nproc", "2"])
+    assert "fcn is a demonstration; it runs in one process" in capsys.readouterr().err
 
 
 def test_an_experiment_without_a_book_number_says_its_title_once_in_its_help(capsys):

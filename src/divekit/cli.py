@@ -152,13 +152,18 @@ def _run_parser(experiment, only: Sequence[str] | None = None, prog: str | None 
                             metavar=metavar, help=f"{help_of(options, name)} (default: {shown})", **bare_means_true)
     if only is None:
         parser.add_argument("--out", default="runs", help="folder for run folders (default: runs)")
+    from divekit.experiments.registry import Demo
+
+    one_process = isinstance(experiment, Demo)  # taken, to be refused with a reason, but not offered in --help
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.add_argument("--nproc", type=int, default=1, metavar="N",
-                        help="train data-parallel in N processes on this machine, started with torchrun; --batch-size "
-                             "stays the global minibatch (default: 1; see docs/DISTRIBUTED.md)")
+                        help=argparse.SUPPRESS if one_process else
+                        "train data-parallel in N processes on this machine, started with torchrun; --batch-size "
+                        "stays the global minibatch (default: 1; see docs/DISTRIBUTED.md)")
     parser.add_argument("--fsdp", action="store_true",
-                        help="with several processes, shard parameters, gradients and optimizer state (FSDP2) "
-                             "instead of copying them into each")
+                        help=argparse.SUPPRESS if one_process else
+                        "with several processes, shard parameters, gradients and optimizer state (FSDP2) "
+                        "instead of copying them into each")
     return parser
 
 
@@ -166,7 +171,7 @@ def _cmd_list() -> int:
     """One line per experiment; on a terminal each line is cut to its width."""
     import shutil
 
-    from divekit.experiments.registry import all_experiments
+    from divekit.experiments.registry import Demo, all_experiments
 
     experiments = all_experiments()
     width = max(len(e.name) for e in experiments)
@@ -175,7 +180,7 @@ def _cmd_list() -> int:
     print(f"{'NAME':<{width}}  {'BOOK':<{book}}  {'DATA':<16}  WHAT")
     for e in experiments:
         data = e.dataset if len(e.dataset) <= 16 else e.dataset.split(":")[0][:15].rstrip() + "…"
-        own = " (also --data)" if e.user_data else ""
+        own = " (also --data)" if e.user_data else " (a demonstration: one process)" if isinstance(e, Demo) else ""
         what = f"{e.title}; {e.description}" if e.description else e.title
         line = f"{e.name:<{width}}  {'§' + e.section:<{book}}  {data:<16}  {what}{own}"
         print(line if columns is None or len(line) <= columns else line[:columns - 1] + "…")
