@@ -258,3 +258,70 @@ def test_coco_map_matches_torchmetrics():
             assert ours[key].item() == pytest.approx(theirs[key].item(), abs=1e-6), key
         assert ours["classes"].tolist() == theirs["classes"].tolist()
         assert ours["map_per_class"].tolist() == pytest.approx(theirs["map_per_class"].tolist(), abs=1e-6)
+
+
+# ---- the edges: equal IoUs, and IoU exactly at the threshold ---------------------------------------------
+
+def tie_case():
+    """One class, one image. Boxes G1 [0, 10] and G2 [4, 14] (x; all 1 high); detection d1 [2, 12] overlaps
+    each by 8 of a union of 12 (IoU 2/3, bit for bit equal), then d2 = G2 (IoU 1 with G2, 6/14 < 0.5 with G1)."""
+    targets = [target([[0, 0, 10, 1], [4, 0, 14, 1]], [0, 0])]
+    preds = [pred([[2, 0, 12, 1], [4, 0, 14, 1]], [0.9, 0.8], [0, 0])]
+    return preds, targets
+
+
+def test_equal_ious_coco_takes_the_last_box_voc_the_first():
+    preds, targets = tie_case()
+    for dtype in (torch.float32, torch.float64):
+        ious = scratch.box_iou(preds[0]["boxes"].to(dtype), targets[0]["boxes"].to(dtype))
+        assert ious[0, 0] == ious[0, 1] and ious[0, 0].item() == pytest.approx(2 / 3)  # a tie, bit for bit
+        assert ious[1, 1] == 1 and ious[1, 0] < 0.5
+    # COCO (pycocotools' evaluateImg: `if ious[dind,gind] < iou: continue` then iou, m = that IoU, gind, so a
+    # later box of equal IoU replaces the earlier one): at t = 0.5, 0.55, 0.6, 0.65 d1 takes G2, the last,
+    # and d2 finds G2 gone and G1 out of reach: TP, FP -> 51 of the 101 recall points read precision 1.
+    # At t = 0.7 .. 0.95 (6 thresholds) d1 matches nothing, d2 takes G2: FP, TP -> 51 points read 1/2.
+    # (Taking the first box, G1, would make both TPs at the four low thresholds: map_50 1.)
+    coco = coco_map(preds, targets)
+    torch.testing.assert_close(coco["map_50"], torch.tensor(51 / 101, **FLOAT64))
+    torch.testing.assert_close(coco["map_75"], torch.tensor(25.5 / 101, **FLOAT64))
+    torch.testing.assert_close(coco["map"], torch.tensor((4 * 51 + 6 * 25.5) / 1010, **FLOAT64))
+    torch.testing.assert_close(coco["mar_100"], torch.tensor(0.5, **FLOAT64))
+    # VOC (VOCevaldet.m: `if ov>ovmax` keeps the first of equal IoUs; voc_eval.py's np.argmax too): d1 takes
+    # G1, d2 takes G2: AP 1. (Taking the last, G2, would make d2 a duplicate: AP 1/2.)
+    torch.testing.assert_close(voc_map(preds, targets)["map"], torch.tensor(1.0, **FLOAT64))
+    assert voc_devkit_reference(preds, targets, 0) == 1.0
+
+
+def threshold_case():
+    """A detection [0, 0, 1, 1] in a box [0, 0, 2, 1]: intersection 1, union 2, IoU exactly 0.5."""
+    return [pred([[0, 0, 1, 1]], [0.9], [0])], [target([[0, 0, 2, 1]], [0])]
+
+
+def test_iou_exactly_at_the_threshold_counts():
+    preds, targets = threshold_case()
+    for dtype in (torch.float32, torch.float64):
+        assert scratch.box_iou(preds[0]["boxes"].to(dtype), targets[0]["boxes"].to(dtype)).item() == 0.5
+    # VOC: divekit follows the MATLAB devkit, VOCevaldet.m `if ovmax>=VOCopts.minoverlap` (minoverlap 0.5):
+    # a true positive, AP 1. (The Python port voc_eval.py of py-faster-rcnn / Detectron2, `if ovmax >
+    # ovthresh`, would call it a false positive: AP 0.) 1 up to the 0 / 0 guard tp / (tp + fp + eps).
+    assert voc_map(preds, targets)["map"].item() == pytest.approx(1.0)
+    assert voc_map(preds, targets, iou_threshold=0.5)["ap_per_class"].tolist() == pytest.approx([1.0])
+    assert voc_devkit_reference(preds, targets, 0) == 1.0
+    # COCO: pycocotools skips a box only if its IoU < t (`if ious[dind,gind] < iou: continue`), so 0.5 matches
+    # at t = 0.5 (np.linspace's first value, exactly 0.5) and at no other threshold.
+    coco = coco_map(preds, targets)
+    torch.testing.assert_close(coco["map_50"], torch.tensor(1.0, **FLOAT64))
+    torch.testing.assert_close(coco["map_75"], torch.tensor(0.0, **FLOAT64))
+    torch.testing.assert_close(coco["map"], torch.tensor(0.1, **FLOAT64))
+    torch.testing.assert_close(coco["mar_100"], torch.tensor(0.1, **FLOAT64))
+    torch.testing.assert_close(coco_map(preds, targets, iou_thresholds=[0.5])["map"], torch.tensor(1.0, **FLOAT64))
+
+
+@pytest.mark.parametrize("case", [tie_case, threshold_case])
+def test_coco_map_matches_pycocotools_on_the_edges(case):
+    preds, targets = case()
+    stats, per_class = cocoeval(preds, targets)
+    ours = coco_map(preds, targets)
+    for key, index in (("map", 0), ("map_50", 1), ("map_75", 2), ("mar_100", 8)):
+        assert ours[key].item() == pytest.approx(stats[index], abs=1e-12), key
+    assert ours["map_per_class"].tolist() == pytest.approx(per_class, abs=1e-12)

@@ -351,6 +351,10 @@ def test_beam_search_beats_greedy_on_the_books_example():
     # without a length penalty the best output of all is <eos> alone (P = 0.1); with one, A C B <eos>
     assert exhaustive_search(table_step, start, reorder_rows, BOS, EOS, 4, 4, alpha=0.0)[0] == [EOS]
     assert exhaustive_search(table_step, start, reorder_rows, BOS, EOS, 4, 4, alpha=0.75)[0] == [1, 3, 2, EOS]
+    # the score is the book's log P / L^alpha, L counting <eos>: A C B <eos> has L = 4
+    for search in (lambda: exhaustive_search(table_step, start, reorder_rows, BOS, EOS, 4, 4, alpha=0.75),
+                   lambda: beam_search(table_step, start, reorder_rows, BOS, EOS, 4, beam_size=2, alpha=0.75)):
+        assert search()[1] == pytest.approx(math.log(0.054) / 4 ** 0.75)
     with pytest.raises(ValueError, match="at least 1"):
         beam_search(table_step, start, reorder_rows, BOS, EOS, 4, beam_size=0)
     with pytest.raises(ValueError, match="beam_size and max_len must be at least 1, got 2 and 0"):

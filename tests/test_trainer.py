@@ -70,6 +70,41 @@ def test_evaluation_metrics_are_exact_sums_over_the_split():
     assert metrics["acc"] == (logits.argmax(1) == data.y).sum().item() / 101
 
 
+def test_regression_metrics_are_exact_over_a_split_with_a_short_last_batch():
+    torchmetrics = pytest.importorskip("torchmetrics")
+    torch.manual_seed(0)
+    model = nn.Linear(2, 1)
+    X = torch.randn(101, 2)
+    y = 50 + 3 * X[:, 0] + torch.randn(101)  # a mean far from 0: R^2 is about the spread around it
+    task = Regression(fast.mse_loss, target_std=2.0)
+    metrics = Trainer(model, task, torch.optim.SGD(model.parameters(), lr=0.1), epochs=1,
+                      progress=False).evaluate(TensorLoader(Split(X, y), 10))  # the last batch has 1 example
+    with torch.no_grad():
+        y_hat = model(X)[:, 0]
+    assert metrics["loss"] == pytest.approx(fast.mse_loss(y_hat, y).mean().item(), rel=1e-5)
+    assert metrics["rmse"] == pytest.approx(2.0 * torchmetrics.functional.mean_squared_error(y_hat, y).sqrt().item(),
+                                            rel=1e-5)
+    reference = torchmetrics.functional.r2_score(y_hat.double(), y.double()).item()  # in float32 it is 3e-5 off
+    assert metrics["r2"] == pytest.approx(reference, rel=1e-7)
+
+
+def test_every_epoch_trains_on_the_loaders_order_for_that_epoch(tmp_path):
+    class Recorded(TensorLoader):
+        def set_epoch(self, epoch):
+            epochs.append(epoch)
+            super().set_epoch(epoch)
+
+    epochs = []
+    train, evaluation = loaders()
+    recorded = Recorded(train.data, 16, shuffle=True, seed=0)
+    make_trainer(mlp_with_dropout(), tmp_path, epochs=3).fit(recorded, evaluation)
+    assert epochs == [1, 2, 3]  # a new order every epoch, each the loader's own for that epoch
+    recorded.set_epoch(1)
+    first = [batch.y for batch in recorded]
+    recorded.set_epoch(2)
+    assert any(not torch.equal(a, b) for a, b in zip(first, (batch.y for batch in recorded)))
+
+
 class StopAfter(Exception):
     pass
 

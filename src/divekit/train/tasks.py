@@ -107,9 +107,13 @@ class Regression(Task):
         y = targets_like(batch.y, y_hat)
         losses = self.loss_fn(y_hat, y)
         loss = losses.mean()
-        y32 = y.detach().float()
+        # R^2's spread, sum y^2 - (sum y)^2 / n, cancels all but its last digits where the mean is far from the
+        # spread (years about 2000 +- 2): its sums in float64 (float32 on a Mac's GPU, which has no float64)
+        wide = torch.float32 if y.device.type == "mps" else torch.float64
+        y_wide = y.detach().to(wide)
         sums = {"loss": loss.detach().float() * len(y), "count": len(y), "values": y.numel(),
-                "sse": (y_hat.detach().float() - y32).square().sum(), "y_sum": y32.sum(), "y_sq_sum": y32.square().sum()}
+                "sse": (y_hat.detach().to(wide) - y_wide).square().sum(), "y_sum": y_wide.sum(),
+                "y_sq_sum": y_wide.square().sum()}
         if training and self.penalty is not None:
             loss = loss + self.penalty(model)
         return StepOutput(loss, sums)
