@@ -319,6 +319,17 @@ def test_assignment_and_targets_match_the_books_loop_on_padded_batches(seed):
         assert torch.equal(x, y)
 
 
+@pytest.mark.parametrize("ops", [scratch, fast], ids=["scratch", "fast"])
+def test_an_anchor_at_exactly_the_threshold_is_assigned_as_the_books_ge(ops):
+    """The book assigns an anchor whose best IoU is >= the threshold: IoU exactly 0.5 counts."""
+    ground_truth = torch.tensor([[0.0, 0.0, 0.5, 0.25]])  # area 1/8, every number exact in binary
+    anchors = torch.tensor([[0.0, 0.0, 0.5, 0.25],      # the box itself: IoU 1, the greedy pass takes it
+                            [0.0, 0.0, 0.25, 0.25],     # half of it: IoU exactly 1/2
+                            [0.0, 0.0, 0.25, 0.1875]])  # less than half: IoU 3/8
+    assert ops.box_iou(anchors, ground_truth)[:, 0].tolist() == [1.0, 0.5, 0.375]
+    assert ops.assign_anchor_to_bbox(ground_truth, anchors, iou_threshold=0.5).tolist() == [0, 0, -1]
+
+
 def test_padding_is_never_assigned_and_images_without_boxes_are_background():
     anchors = BOOK_ANCHORS
     # the book's code assigns padding rows: with a zero-size padding box at (0, 0), its greedy pass

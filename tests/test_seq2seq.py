@@ -318,6 +318,12 @@ def test_corpus_bleu_with_several_references_matches_sacrebleu():
     assert ours == pytest.approx(theirs, rel=1e-9) and 0 < ours < 1
     # a second reference can only raise the counts: BLEU with it is at least BLEU with the first alone
     assert ours > corpus_bleu(predictions, [refs[0] for refs in references])
+    # references as far shorter as longer than the prediction (3 and 5 tokens for 4): the shorter one is the
+    # brevity penalty's length, as sacreBLEU takes it (the longer would give exp(1 - 5/4))
+    tie = (["le chat est là"], [["le chat dort", "le chat est là ."]])
+    theirs = sacrebleu.corpus_bleu(tie[0], [[r[0] for r in tie[1]], [r[1] for r in tie[1]]], tokenize="none",
+                                   smooth_method="none").score / 100
+    assert corpus_bleu(*tie) == pytest.approx(theirs) == pytest.approx(1.0)
     with pytest.raises(ValueError, match="no reference for the prediction 'va !'"):
         corpus_bleu(["va !"], [[]])
 

@@ -101,6 +101,21 @@ def test_sequential_batches_continue_each_other_and_cover_the_corpus(epoch):
     assert row_len - seen.shape[1] < T
 
 
+@pytest.mark.parametrize("sequential", [True, False])
+def test_each_epoch_starts_at_a_random_offset_of_its_own(sequential):
+    """The book's random offset in [0, T] (sequential) or [0, T) (random sampling): drawn again every epoch,
+    so training sees every split of the text into subsequences, and the same again for the same epoch."""
+    loader = LMLoader(torch.arange(N), B, T, sequential=sequential, seed=3)
+
+    def offset(epoch):
+        loader.set_epoch(epoch)
+        return int(min(batch.X.min() for batch in loader))  # token value = position: the first one read
+
+    offsets = [offset(epoch) for epoch in range(40)]
+    assert set(offsets) == set(range(T + 1 if sequential else T))  # every offset comes up in 40 epochs
+    assert offsets == [offset(epoch) for epoch in range(40)]
+
+
 def test_random_batches_are_disjoint_aligned_subsequences_reshuffled_each_epoch():
     corpus = torch.arange(N)
     loader = LMLoader(corpus, B, T, sequential=False, seed=0)
