@@ -172,6 +172,213 @@ def test_densenet_is_the_books_in_both_twins(impl):
         torch.testing.assert_close(p.grad, q.grad)
 
 
+# -- the classic CNNs against the book's own PyTorch code -----------------------------------------
+# Each ``books_*`` function is the book's (classic edition's) PyTorch network in plain torch.nn,
+# written as the book writes it. Where the book hard-codes a size that only fits its 224x224 (or
+# 96x96) images, or its 4096-wide dense layers, that number is an argument with the book's value as
+# its default, so the tests can run on small images. ``Dropout`` is the book's ``nn.Dropout``
+# unless a test passes the twin's own dropout layer: ``nn.Dropout`` draws its masks differently
+# from the twins (their dropout is tested in test_dropout.py), and with the same layer at the same
+# places the same seed drops the same units, so the networks can be compared in training mode too.
+
+
+def books_lenet() -> torch.nn.Sequential:
+    """D2L §6.6.1's LeNet-5: sigmoid and average pooling, for 28x28 images."""
+    from torch import nn
+
+    return nn.Sequential(
+        nn.Conv2d(1, 6, kernel_size=5, padding=2), nn.Sigmoid(),
+        nn.AvgPool2d(kernel_size=2, stride=2),
+        nn.Conv2d(6, 16, kernel_size=5), nn.Sigmoid(),
+        nn.AvgPool2d(kernel_size=2, stride=2),
+        nn.Flatten(),
+        nn.Linear(16 * 5 * 5, 120), nn.Sigmoid(),
+        nn.Linear(120, 84), nn.Sigmoid(),
+        nn.Linear(84, 10))
+
+
+def books_lenet_bn() -> torch.nn.Sequential:
+    """D2L §7.5.5's concise LeNet with batch normalization (nn.BatchNorm2d / 1d), for 28x28 images."""
+    from torch import nn
+
+    return nn.Sequential(
+        nn.Conv2d(1, 6, kernel_size=5), nn.BatchNorm2d(6), nn.Sigmoid(),
+        nn.AvgPool2d(kernel_size=2, stride=2),
+        nn.Conv2d(6, 16, kernel_size=5), nn.BatchNorm2d(16), nn.Sigmoid(),
+        nn.AvgPool2d(kernel_size=2, stride=2), nn.Flatten(),
+        nn.Linear(256, 120), nn.BatchNorm1d(120), nn.Sigmoid(),
+        nn.Linear(120, 84), nn.BatchNorm1d(84), nn.Sigmoid(),
+        nn.Linear(84, 10))
+
+
+def books_alexnet(flat=6400, hidden=4096, Dropout=torch.nn.Dropout) -> torch.nn.Sequential:
+    """D2L §7.1.2's AlexNet; ``flat`` is 6400 for the book's 224x224 images."""
+    from torch import nn
+
+    return nn.Sequential(
+        nn.Conv2d(1, 96, kernel_size=11, stride=4, padding=1), nn.ReLU(),
+        nn.MaxPool2d(kernel_size=3, stride=2),
+        nn.Conv2d(96, 256, kernel_size=5, padding=2), nn.ReLU(),
+        nn.MaxPool2d(kernel_size=3, stride=2),
+        nn.Conv2d(256, 384, kernel_size=3, padding=1), nn.ReLU(),
+        nn.Conv2d(384, 384, kernel_size=3, padding=1), nn.ReLU(),
+        nn.Conv2d(384, 256, kernel_size=3, padding=1), nn.ReLU(),
+        nn.MaxPool2d(kernel_size=3, stride=2),
+        nn.Flatten(),
+        nn.Linear(flat, hidden), nn.ReLU(),
+        Dropout(p=0.5),
+        nn.Linear(hidden, hidden), nn.ReLU(),
+        Dropout(p=0.5),
+        nn.Linear(hidden, 10))
+
+
+def books_vgg(side=7, hidden=4096, Dropout=torch.nn.Dropout) -> torch.nn.Sequential:
+    """D2L §7.2's ``vgg(small_conv_arch)``, the VGG-11 it trains (a quarter of the channels,
+    ``ratio = 4``); the last block's maps are ``side`` x ``side``, 7 for 224x224 images."""
+    from torch import nn
+
+    def vgg_block(num_convs, in_channels, out_channels):
+        layers = []
+        for _ in range(num_convs):
+            layers.append(nn.Conv2d(in_channels, out_channels, kernel_size=3, padding=1))
+            layers.append(nn.ReLU())
+            in_channels = out_channels
+        layers.append(nn.MaxPool2d(kernel_size=2, stride=2))
+        return nn.Sequential(*layers)
+
+    def vgg(conv_arch):
+        conv_blks = []
+        in_channels = 1
+        for (num_convs, out_channels) in conv_arch:
+            conv_blks.append(vgg_block(num_convs, in_channels, out_channels))
+            in_channels = out_channels
+        return nn.Sequential(
+            *conv_blks, nn.Flatten(),
+            nn.Linear(out_channels * side * side, hidden), nn.ReLU(), Dropout(0.5),
+            nn.Linear(hidden, hidden), nn.ReLU(), Dropout(0.5),
+            nn.Linear(hidden, 10))
+
+    conv_arch = ((1, 64), (1, 128), (2, 256), (2, 512), (2, 512))
+    ratio = 4
+    small_conv_arch = [(pair[0], pair[1] // ratio) for pair in conv_arch]
+    return vgg(small_conv_arch)
+
+
+def books_nin(Dropout=torch.nn.Dropout) -> torch.nn.Sequential:
+    """D2L §7.3's network in network."""
+    from torch import nn
+
+    def nin_block(in_channels, out_channels, kernel_size, strides, padding):
+        return nn.Sequential(
+            nn.Conv2d(in_channels, out_channels, kernel_size, strides, padding), nn.ReLU(),
+            nn.Conv2d(out_channels, out_channels, kernel_size=1), nn.ReLU(),
+            nn.Conv2d(out_channels, out_channels, kernel_size=1), nn.ReLU())
+
+    return nn.Sequential(
+        nin_block(1, 96, kernel_size=11, strides=4, padding=0),
+        nn.MaxPool2d(3, stride=2),
+        nin_block(96, 256, kernel_size=5, strides=1, padding=2),
+        nn.MaxPool2d(3, stride=2),
+        nin_block(256, 384, kernel_size=3, strides=1, padding=1),
+        nn.MaxPool2d(3, stride=2),
+        Dropout(0.5),
+        nin_block(384, 10, kernel_size=3, strides=1, padding=1),
+        nn.AdaptiveAvgPool2d((1, 1)),
+        nn.Flatten())
+
+
+def books_googlenet() -> torch.nn.Sequential:
+    """D2L §7.4's GoogLeNet: its ``Inception`` block and the stages ``b1`` to ``b5``."""
+    from torch import nn
+    from torch.nn import functional as F
+
+    class BooksInception(nn.Module):
+        def __init__(self, in_channels, c1, c2, c3, c4, **kwargs):
+            super().__init__(**kwargs)
+            self.p1_1 = nn.Conv2d(in_channels, c1, kernel_size=1)
+            self.p2_1 = nn.Conv2d(in_channels, c2[0], kernel_size=1)
+            self.p2_2 = nn.Conv2d(c2[0], c2[1], kernel_size=3, padding=1)
+            self.p3_1 = nn.Conv2d(in_channels, c3[0], kernel_size=1)
+            self.p3_2 = nn.Conv2d(c3[0], c3[1], kernel_size=5, padding=2)
+            self.p4_1 = nn.MaxPool2d(kernel_size=3, stride=1, padding=1)
+            self.p4_2 = nn.Conv2d(in_channels, c4, kernel_size=1)
+
+        def forward(self, x):
+            p1 = F.relu(self.p1_1(x))
+            p2 = F.relu(self.p2_2(F.relu(self.p2_1(x))))
+            p3 = F.relu(self.p3_2(F.relu(self.p3_1(x))))
+            p4 = F.relu(self.p4_2(self.p4_1(x)))
+            return torch.cat((p1, p2, p3, p4), dim=1)
+
+    Inception = BooksInception
+    b1 = nn.Sequential(nn.Conv2d(1, 64, kernel_size=7, stride=2, padding=3), nn.ReLU(),
+                       nn.MaxPool2d(kernel_size=3, stride=2, padding=1))
+    b2 = nn.Sequential(nn.Conv2d(64, 64, kernel_size=1), nn.ReLU(),
+                       nn.Conv2d(64, 192, kernel_size=3, padding=1), nn.ReLU(),
+                       nn.MaxPool2d(kernel_size=3, stride=2, padding=1))
+    b3 = nn.Sequential(Inception(192, 64, (96, 128), (16, 32), 32),
+                       Inception(256, 128, (128, 192), (32, 96), 64),
+                       nn.MaxPool2d(kernel_size=3, stride=2, padding=1))
+    b4 = nn.Sequential(Inception(480, 192, (96, 208), (16, 48), 64),
+                       Inception(512, 160, (112, 224), (24, 64), 64),
+                       Inception(512, 128, (128, 256), (24, 64), 64),
+                       Inception(512, 112, (144, 288), (32, 64), 64),
+                       Inception(528, 256, (160, 320), (32, 128), 128),
+                       nn.MaxPool2d(kernel_size=3, stride=2, padding=1))
+    b5 = nn.Sequential(Inception(832, 256, (160, 320), (32, 128), 128),
+                       Inception(832, 384, (192, 384), (48, 128), 128),
+                       nn.AdaptiveAvgPool2d((1, 1)), nn.Flatten())
+    return nn.Sequential(b1, b2, b3, b4, b5, nn.Linear(1024, 10))
+
+
+BOOKS_NETS = {  # registry name: (image size, divekit config beyond it, the book's net given the twin's Dropout)
+    "lenet": (28, {}, lambda Dropout: books_lenet()),  # the book's size
+    "lenet-bn": (28, {}, lambda Dropout: books_lenet_bn()),
+    "alexnet": (67, dict(hidden=32), lambda Dropout: books_alexnet(flat=256 * 1 * 1, hidden=32, Dropout=Dropout)),
+    "vgg": (64, dict(hidden=32), lambda Dropout: books_vgg(side=2, hidden=32, Dropout=Dropout)),  # the preset's ratio
+    "nin": (67, {}, lambda Dropout: books_nin(Dropout=Dropout)),
+    "googlenet": (64, {}, lambda Dropout: books_googlenet()),
+}
+
+
+def assert_same_network(ours: torch.nn.Module, reference: torch.nn.Module, X: torch.Tensor) -> None:
+    """``reference`` given ``ours``'s parameters and buffers computes the same outputs in training
+    mode (dropout seeded alike, batch statistics), then in evaluation mode (the running statistics
+    both just updated), and the same gradients of a scalar loss."""
+    ours_params, ref_params = list(ours.parameters()), list(reference.parameters())
+    assert [p.shape for p in ours_params] == [p.shape for p in ref_params]  # same layers, same order
+    ours_buffers, ref_buffers = list(ours.buffers()), list(reference.buffers())
+    assert [b.shape for b in ours_buffers] == [b.shape for b in ref_buffers]
+    with torch.no_grad():
+        for mine, theirs in zip(ours_params + ours_buffers, ref_params + ref_buffers):
+            theirs.copy_(mine)
+
+    def output(net, mode):
+        getattr(net, mode)()
+        torch.manual_seed(1)  # the same dropout masks in both
+        return net(X)
+
+    for mode in ("train", "eval"):
+        torch.testing.assert_close(output(ours, mode), output(reference, mode), msg=lambda m: f"{mode} mode: {m}")
+    output(ours, "train").square().sum().backward()
+    output(reference, "train").square().sum().backward()
+    for (name, p), q in zip(ours.named_parameters(), ref_params):
+        assert p.grad is not None and q.grad is not None, name
+        torch.testing.assert_close(p.grad, q.grad, msg=lambda m: f"gradient of {name}: {m}")
+
+
+@pytest.mark.parametrize("impl", ["scratch", "fast"])
+@pytest.mark.parametrize("name", list(BOOKS_NETS))
+def test_classic_cnns_are_the_books_in_both_twins(name, impl):
+    from divekit.ops import get_ops
+
+    size, config, books_net = BOOKS_NETS[name]
+    torch.manual_seed(0)
+    ours = create_model(name, impl, input_shape=(1, size, size), **config).double()
+    reference = books_net(get_ops(impl).Dropout).double()
+    assert_same_network(ours, reference, torch.rand(4, 1, size, size, dtype=torch.float64))
+
+
 def test_too_small_or_badly_shaped_inputs_say_what_to_do():
     with pytest.raises(ValueError, match="cannot take 8x8 images.*--resize"):
         create_model("lenet", input_shape=(1, 8, 8))
