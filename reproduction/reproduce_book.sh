@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # Runs the book's experiments with the book's hyperparameters (seed 0) and writes the report, ours
 # beside d2l's published numbers, to reproduction/REPRODUCTION.md.
-#   DIVEKIT_DATA=../shared/data bash reproduction/reproduce_book.sh [OUT_DIR] [quick|long|attention|all]
+#   DIVEKIT_DATA=../shared/data bash reproduction/reproduce_book.sh [OUT_DIR] [quick|long|attention|all|vision]
 # quick: the runs that take seconds to a few minutes on a CPU; long: the 10-epoch CNNs and MLPs
 # and the 300-500-epoch sequence models (hours on a 2-core CPU); attention: chapter 10 and BERT's
-# pretraining (minutes). AlexNet, VGG, NiN, GoogLeNet and ResNet at 224/96 pixels, and TinySSD's 20
-# epochs, need a GPU and are not in any list.
+# pretraining (minutes). vision: the demonstrations of chapters 13-15 on the data that is here (minutes;
+# its report goes to reproduction/CHAPTERS_13_15.md). AlexNet, VGG, NiN, GoogLeNet, ResNet and DenseNet
+# at 224/96 pixels need a GPU, and TinySSD's 20 epochs (`ssd`, 35 min here) and `detector` (67 min) are
+# run on their own; neither is in any list.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=${1:-runs/book}
@@ -20,12 +22,18 @@ long="mlp:scratch mlp:fast dropout:scratch dropout:fast lenet:fast lenet:scratch
   batch-norm:scratch rnn-scratch:scratch rnn-scratch:scratch:--random-sampling rnn:fast gru:scratch gru:fast lstm:scratch lstm:fast
   deep-rnn:fast bi-rnn:fast seq2seq:fast"
 attention="nadaraya-watson:fast bahdanau:fast transformer:fast bert-pretrain:fast"
+vision="augmentation:fast fine-tune:fast transposed-conv:fast anchors:fast fcn:fast style-transfer:fast
+  bert-finetune:fast"
+report=reproduction/REPRODUCTION.md
+title="Reproduction of the book's experiments"
 case $which in
   quick) runs=$quick ;;
   long) runs=$long ;;
   attention) runs=$attention ;;
   all) runs="$quick $long $attention" ;;
-  *) echo "usage: $0 [OUT_DIR] [quick|long|attention|all]" >&2; exit 2 ;;
+  vision) runs=$vision; report=reproduction/CHAPTERS_13_15.md
+    title="Chapters 13-15 on the data that is here (not comparable with the book's numbers)" ;;
+  *) echo "usage: $0 [OUT_DIR] [quick|long|attention|all|vision]" >&2; exit 2 ;;
 esac
 for run in $runs; do  # NAME:[IMPL][:EXTRA OPTION, as --flag=value]; no IMPL for a demo without --impl
   IFS=: read -r name impl extra <<< "$run"
@@ -33,12 +41,12 @@ for run in $runs; do  # NAME:[IMPL][:EXTRA OPTION, as --flag=value]; no IMPL for
 done
 divekit report "$out" > /dev/null
 {
-  echo "# Reproduction of the book's experiments"
+  echo "# $title"
   echo
   echo "Produced by \`bash reproduction/reproduce_book.sh $out $which\` on $(date -u +%Y-%m-%d), $(nproc) CPU cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)), torch $(python -c 'import torch; print(torch.__version__)'), seed 0."
   echo "\"builds\" is the spread of d2l's own published builds; \"reached\" means at least as good as the spread's worse end."
   echo
   tail -n +3 "$out/report.md"
-} > reproduction/REPRODUCTION.md.tmp
-mv reproduction/REPRODUCTION.md.tmp reproduction/REPRODUCTION.md
-echo "wrote reproduction/REPRODUCTION.md"
+} > "$report.tmp"
+mv "$report.tmp" "$report"
+echo "wrote $report"
