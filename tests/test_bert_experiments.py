@@ -110,7 +110,7 @@ def test_examples_longer_than_the_berts_positions_are_refused_before_any_data_is
 
     monkeypatch.setattr(bert, "pretrain_here", lambda *a, **k: pytest.fail("pretrained before the check"))
     experiment = get_experiment("bert-pretrain")
-    with pytest.raises(ValueError, match="--max-len 65 is longer than the model's --max-positions 64"):
+    with pytest.raises(ValueError, match=r"--max-len 65 is longer than the 64 positions of this BERT \(--max-positions\)"):
         experiment.validate(experiment.make_options(max_len=65, max_positions=64))
     experiment.validate(experiment.make_options(max_len=64, max_positions=64))
     with pytest.raises(ValueError, match="--max-len 1001 is longer than the 1000 positions of the BERT pretrained here"):

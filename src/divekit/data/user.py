@@ -104,8 +104,9 @@ def load_image_folder(path: str | Path, *, val_fraction: float = 0.2, seed: int 
     Classes are the sub-folder names in sorted order; only the images directly inside a class
     folder count, hidden files and files that are not .png/.jpg/.jpeg are skipped. All images must
     have one size, unless ``fit`` is given (images of several sizes are then each resized to ``fit`` x
-    ``fit``, bilinear, as a prediction resizes its input) or ``size``: then each image is resized as it is read so that its
-    shorter side is ``size`` (bilinear, antialiased), and its centre ``size`` x ``size`` is kept (the
+    ``fit``, bilinear, as a prediction resizes its input) or ``size``: then each image is resized as it
+    is read so that its shorter side is ``size`` (bilinear, antialiased), and its centre ``size`` x
+    ``size`` is kept (the
     book's test-time ``Resize`` and ``CenterCrop``, D2L §13.2.1, for photographs of many sizes such as
     the hotdog set's). C is 1 when every image is grayscale and 3 otherwise (grayscale ones repeated).
     """

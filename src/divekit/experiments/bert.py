@@ -40,9 +40,7 @@ class WikiText2(DataPart, Checked):
     held_out: bool = option(False, "evaluate each epoch on pairs from WikiText-2's validation articles")
 
     def check_model(self, cfg):
-        if self.max_len > cfg.max_positions:
-            raise ValueError(f"--max-len {self.max_len} is longer than the model's --max-positions "
-                             f"{cfg.max_positions}: raise --max-positions or lower --max-len")
+        _check_max_len(self.max_len, cfg.max_positions, "this BERT (--max-positions)")
 
     def load(self, ctx):
         import torch

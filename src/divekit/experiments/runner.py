@@ -490,9 +490,9 @@ def _learning_warnings(training: Training, history: list[dict]) -> list[str]:
     if user is None or user.data is None or not history or getattr(split_data, "classes", None) is None:
         return []
     accuracy = history[-1].get(f"{data.eval_name}_acc")
-    labels = data.eval.data.y  # the examples the accuracy is measured on (--limit N of them)
-    if accuracy is None or len(labels) == 0:
+    if accuracy is None or data.eval is None or len(data.eval.data.y) == 0:
         return []
+    labels = data.eval.data.y  # the examples the accuracy is measured on (--limit N of them)
     commonest = float(labels.bincount(minlength=len(split_data.classes)).max()) / len(labels)
     if accuracy > commonest + CHANCE_MARGIN:
         return []

@@ -271,8 +271,8 @@ class Trainer:
         seconds = time.perf_counter() - start
         record = {f"train_{k}": v for k, v in self.task.summarize(totals).items()}
         record["seconds"] = seconds
-        record[f"{self.task.count_unit}_per_s"] = (totals.get(self.task.count_key, 0.0) - counted_before) / max(seconds,
-                                                                                                          1e-9)
+        trained = totals.get(self.task.count_key, 0.0) - counted_before  # in these seconds
+        record[f"{self.task.count_unit}_per_s"] = trained / max(seconds, 1e-9)
         return record
 
     def _checkpoint_due(self, step: int, seconds_since_save: float) -> bool:
