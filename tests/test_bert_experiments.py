@@ -124,7 +124,11 @@ def test_the_books_pretraining_run_reaches_the_books_losses(tmp_path):
     summary = run_experiment(experiment, experiment.make_options(device="cpu"), tmp_path / "run", progress=False)
     rows = {row["metric"]: row for row in summary["reference"]}
     assert summary["comparable"] and rows["train_mlm_loss_d2l"]["reached"] and rows["train_nsp_loss"]["reached"]
-    assert summary["results"]["crane_cosine"] < 0.99  # the two cranes differ
+    # the book's point: "crane" gets another vector in another context. After the book's 50 steps at Adam 0.01
+    # (MLM loss over the real predictions about 7.5) the vectors differ only in their third or fourth digit in
+    # most seeds, cosine 0.99999 (seed 0's scratch run: 0.23): the book's claim, not a large difference
+    results = summary["results"]
+    assert results["crane_single_first3"] != results["crane_pair_first3"] and results["crane_cosine"] < 1
 
 
 def test_imdb_and_snli_tasks_read_their_files_through_the_hub(tmp_path, monkeypatch):
