@@ -5,13 +5,17 @@
 # quick: the runs that take seconds to a few minutes on a CPU; long: the 10-epoch CNNs and MLPs
 # and the 300-500-epoch sequence models (hours on a 2-core CPU); attention: chapter 10 and BERT's
 # pretraining (minutes). vision: the demonstrations of chapters 13-15 on the data that is here (minutes;
-# its report goes to reproduction/CHAPTERS_13_15.md). AlexNet, VGG, NiN, GoogLeNet, ResNet and DenseNet
-# at 224/96 pixels need a GPU, and TinySSD's 20 epochs (`ssd`, 35 min here) and `detector` (67 min) are
+# give it an OUT_DIR of its own, runs/vision by default; its report goes to reproduction/CHAPTERS_13_15.md).
+# AlexNet, VGG, NiN, GoogLeNet, ResNet and DenseNet at 224/96 pixels need a GPU, and TinySSD's 20 epochs (`ssd`, 35 min here) and `detector` (67 min) are
 # run on their own; neither is in any list.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-out=${1:-runs/book}
 which=${2:-quick}
+if [ "$which" = vision ]; then
+  out=${1:-runs/vision}  # a folder of its own: the report covers every run in it
+else
+  out=${1:-runs/book}
+fi
 quick="linear-regression:scratch linear-regression:fast linear-regression:fast:--loss=mse_loss
   softmax-regression:scratch softmax-regression:fast
   loss-functions:fast perceptron-xor: mlp-xor:fast activations:fast polynomial-fit:fast

@@ -128,7 +128,8 @@ def test_the_books_pretraining_run_reaches_the_books_losses(tmp_path):
     # (MLM loss over the real predictions about 7.5) the vectors differ only in their third or fourth digit in
     # most seeds, cosine 0.99999 (seed 0's scratch run: 0.23): the book's claim, not a large difference
     results = summary["results"]
-    assert results["crane_single_first3"] != results["crane_pair_first3"] and results["crane_cosine"] < 1
+    difference = max(abs(a - b) for a, b in zip(results["crane_single_first3"], results["crane_pair_first3"]))
+    assert difference > 1e-4 and results["crane_cosine"] < 1  # beyond float32's rounding (seeds 0-2: 3e-4 to 2e-3)
 
 
 def test_imdb_and_snli_tasks_read_their_files_through_the_hub(tmp_path, monkeypatch):

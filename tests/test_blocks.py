@@ -318,6 +318,17 @@ def _inference_case(name: str):
     return model, lambda: encode_text(model, vocab, "a crane is flying")
 
 
+def test_evaluating_gives_each_part_back_its_own_mode():
+    from divekit.models.blocks import evaluating
+
+    model = nn.Sequential(nn.Linear(2, 2), nn.BatchNorm1d(2), nn.Dropout(0.5))
+    model.train()
+    model[1].eval()  # batch norm frozen on purpose, as when fine-tuning
+    with evaluating(model):
+        assert not any(m.training for m in model.modules()) and not torch.is_grad_enabled()
+    assert [m.training for m in model.modules()] == [True, True, False, True]
+
+
 @pytest.mark.parametrize("name", ["tinyssd", "yolo", "translate", "attention_maps", "predict_chars", "encode_text"])
 def test_predictions_run_in_evaluation_mode_and_give_the_mode_back(name):
     model, call = _inference_case(name)

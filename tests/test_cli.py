@@ -484,7 +484,7 @@ def test_a_convolutional_network_refuses_a_csv_table_before_reading_it(tmp_path,
     with pytest.raises(SystemExit):
         main(["run", "lenet", "--data", str(tmp_path / "t.csv"), "--target", "label", "--out", str(tmp_path)])
     assert ("lenet is a convolutional network, which takes images: --data takes a folder of images with one "
-            "sub-folder per class; a CSV table trains linear-regression, softmax-regression or mlp") in \
+            "sub-folder per class; a CSV table trains linear-regression, softmax-regression, mlp or dropout") in \
         capsys.readouterr().err
 
 

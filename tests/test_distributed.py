@@ -272,6 +272,7 @@ def test_a_process_that_dies_stops_the_run_and_its_checkpoint_resumes_under_one_
     assert ("divekit: error: a process of the run stopped, and torchrun stopped the others" in killed.stderr
             and f"its last checkpoint, after epoch 1 and 2 batches of epoch 2, is intact: `divekit resume {run}` "
                 "continues from it" in killed.stderr), killed.stderr[-3000:]
+    assert "interrupted" not in killed.stderr  # the process torchrun stopped says nothing of its own
     checkpoint = io.load(run / "checkpoint.pt")
     assert (checkpoint["epoch"], checkpoint["step"]) == (1, 2) and len(checkpoint["process_rngs"]) == 1
     assert checkpoint["task"]["state"][0].shape == (1, 4, 8)  # both processes' rows of the LSTM's (H, C)
@@ -283,6 +284,52 @@ def test_a_process_that_dies_stops_the_run_and_its_checkpoint_resumes_under_one_
     assert_same_weights(run, whole)
     change = json.loads((run / "config.json").read_text())["changes"][-1]
     assert change == {"after_epoch": 1, "step": 2, "processes": 1, "strategy": None}
+
+
+def test_sigterm_to_the_launcher_stops_torchruns_processes_too(tmp_path):
+    import signal
+    import time
+
+    from divekit.experiments.runner import run_lock
+
+    options = ["run", "lenet", "--limit", "256", "--batch-size", "16", "--epochs", "50", "--checkpoint-every", "0",
+               "--no-progress", "--nproc", "2", "--out", str(tmp_path)]
+    launcher = subprocess.Popen([sys.executable, "-m", "divekit", *options], env=env(), stderr=subprocess.PIPE,
+                                text=True)
+    deadline = time.monotonic() + 240
+    while not list(tmp_path.glob("*/checkpoint.pt")) and time.monotonic() < deadline and launcher.poll() is None:
+        time.sleep(0.2)
+    assert list(tmp_path.glob("*/checkpoint.pt")), "no checkpoint was written"
+    launcher.send_signal(signal.SIGTERM)
+    _, err = launcher.communicate(timeout=120)
+    run = only_run(tmp_path)
+    assert launcher.returncode == 130 and f"interrupted; `divekit resume {run}`" in err
+    with run_lock(run):  # no process of the run is left holding it
+        pass
+
+
+FSDP_TIED = """
+import sys, torch
+from divekit.models.registry import create_model
+from divekit.train import distributed
+
+distributed.start(fsdp=True)
+model = create_model("bert", "fast", vocab_size=20, num_hiddens=8, ffn_num_hiddens=16, num_heads=2, num_layers=1,
+                     max_positions=16, tie_embeddings=True)
+model = distributed.shard_model(model, torch.device("cpu"))
+assert model.mlm.decoder.weight is model.encoder.token_embedding.weight, "the tie was cut"
+tokens = torch.randint(20, (2, 6))
+_, mlm, nsp = model(tokens, None, torch.tensor([6, 4]), torch.tensor([[1, 2], [0, 3]]))
+(mlm.sum() + nsp.sum()).backward()  # one gradient for the one matrix
+distributed.finish()
+"""
+
+
+def test_fsdp_keeps_a_tied_berts_output_layer_tied(tmp_path):
+    script = tmp_path / "fsdp_tied.py"
+    script.write_text(FSDP_TIED)
+    done = torchrun(script)
+    assert done.returncode == 0, done.stderr[-3000:]
 
 
 def test_fsdp_trains_as_one_process_and_its_checkpoint_resumes_under_one(tmp_path):

@@ -367,8 +367,16 @@ def test_a_runs_data_that_moved_or_changed_is_named_on_resume(tmp_path, capsys):
     with table.open("a") as f:
         f.write("30,0,60\n")  # a row more: the same run, other data
     assert main(["resume", str(run), "--epochs", "2", "--no-progress"]) == 1
-    assert ("was trained on other data than is loaded now (a --data file or folder changed since the run "
-            "started); put the run's data back as it was") in capsys.readouterr().err
+    assert (f"was trained on other data than is loaded now: its --data {table} changed since the run started; "
+            "put the run's data back as it was") in capsys.readouterr().err
+    # a run on the book's data: no --data to name
+    assert main(["run", "linear-regression", "--epochs", "1", "--out", str(tmp_path / "book"), "--no-progress"]) == 0
+    (book_run,) = run_dirs(tmp_path / "book")
+    checkpoint = io.load(book_run / "checkpoint.pt")
+    io.save({**checkpoint, "run": {**checkpoint["run"], "data": "0" * 40}}, book_run / "checkpoint.pt")
+    assert main(["resume", str(book_run), "--epochs", "2", "--no-progress"]) == 1
+    assert ("was trained on other data than is loaded now: the data set was read otherwise (another divekit, or "
+            "files downloaded again) since the run started") in capsys.readouterr().err
 
 
 def test_tuple_options_take_their_elements_as_scalars_do_and_a_bad_saved_value_names_its_file():

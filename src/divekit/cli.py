@@ -217,7 +217,7 @@ def _cmd_run(name: str, argv: Sequence[str]) -> int:
         return 0
     distributed.start(fsdp=fsdp)
     run_dir = distributed.launched_run_dir() or new_run_dir(out, experiment, options)
-    with _interrupt_message(run_dir):
+    with _interrupt_message(run_dir, checkpoints=not isinstance(experiment, Demo)):
         run_experiment(experiment, options, run_dir, progress=not no_progress)
     distributed.finish()
     return 0
@@ -308,9 +308,10 @@ def _format(value) -> str:
 
 
 @contextlib.contextmanager
-def _interrupt_message(run_dir):
+def _interrupt_message(run_dir, checkpoints: bool = True):
     """On Ctrl-C, say (on a line of its own, below the progress bar) how to continue the run, or that
-    nothing was kept where it stopped before its first checkpoint (its folder is removed then)."""
+    nothing was kept where it stopped before its first checkpoint (its folder is removed then); a
+    demonstration (``checkpoints`` False) keeps nothing of an unfinished run."""
     try:
         yield
     except KeyboardInterrupt:
@@ -322,9 +323,11 @@ def _interrupt_message(run_dir):
 
         if (Path(run_dir) / CHECKPOINT_NAME).exists():
             message = f"interrupted; `divekit resume {run_dir}` continues from its last checkpoint"
-        else:
+        elif checkpoints:
             message = ("interrupted before the run's first checkpoint, so nothing was kept: start it again "
                        "(--checkpoint-every SECONDS checkpoints within an epoch)")
+        else:
+            message = "interrupted, so nothing was kept: start the demonstration again"
         tqdm.write(f"\n{PROG}: {message}", file=sys.stderr)
         raise
 
@@ -339,7 +342,10 @@ def _sigterm_as_interrupt():
     def interrupt(signum, frame):
         raise KeyboardInterrupt
 
-    if threading.current_thread() is not threading.main_thread():  # signal handlers live in the main thread
+    from divekit.train import distributed
+
+    # signal handlers live in the main thread; under torchrun, torchrun itself stops its processes
+    if threading.current_thread() is not threading.main_thread() or distributed.under_torchrun():
         yield
         return
     previous = signal.signal(signal.SIGTERM, interrupt)
@@ -389,9 +395,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             out = args.out or Path(args.run_dir) / f"model.{args.format}"
             path = load(args.run_dir, weights=args.weights).export(out, args.format)
-            print(f"wrote {path}; it takes inputs prepared as the run's model.json says (its \"inputs\": scaling, "
-                  "resizing, encoded columns, a standardised target), which the file holds as metadata too",
-                  file=sys.stderr)
+            print(f"wrote {path}; the model takes its inputs prepared as the \"inputs\" of the run's model.json "
+                  "say, which the file holds as metadata too", file=sys.stderr)
             return 0
         if args.command == "report":
             from divekit.report import write_report

@@ -253,7 +253,7 @@ class Recipe(Experiment):
                 and parts.user.data.lower().endswith(".csv"):
             raise ValueError(f"{self.name} is a convolutional network, which takes images: --data takes a folder of "
                              "images with one sub-folder per class; a CSV table trains linear-regression, "
-                             "softmax-regression or mlp")
+                             "softmax-regression, mlp or dropout")
         for part in (parts.train, parts.user, parts.data, parts.task, *parts.probes):
             for name in _fields_of(part) if part is not None else ():
                 setattr(options, name, getattr(part, name))  # e.g. --optimizer auto -> sgd, --data made absolute

@@ -572,7 +572,7 @@ def _closing_line(run_dir: Path, seconds: float) -> str:
     """Where everything went and what to run next."""
     files = ", ".join(sorted(p.name for p in run_dir.iterdir() if not p.name.startswith(".")))
     lines = [f"done in {_duration(seconds)}; the run folder {run_dir} holds {files}"]
-    if (run_dir / BEST_NAME).exists():  # predict, evaluate and export take it unless told --weights last
+    if distributed.world().main and (run_dir / BEST_NAME).exists():  # predict, evaluate and export take it
         best = io.load(run_dir / BEST_NAME)
         lines.append(f"best.pt holds epoch {best['epoch']} ({best['metric']} {_fmt(best['value'])}): predict, "
                      f"evaluate and export use it; --weights last takes the last epoch's")

@@ -30,15 +30,17 @@ from divekit.ops import scratch
 
 @contextmanager
 def evaluating(module: nn.Module):
-    """Evaluation mode without gradients inside, then the module's mode as it was (a prediction in the
-    middle of training leaves dropout and batch normalization training)."""
-    was_training = module.training
+    """Evaluation mode without gradients inside, then every submodule's mode as it was (a prediction in the
+    middle of training leaves dropout and batch normalization training, and a part kept in eval mode,
+    such as frozen batch norm, in eval mode)."""
+    modes = [(m, m.training) for m in module.modules()]
     module.eval()
     try:
         with torch.no_grad():
             yield
     finally:
-        module.train(was_training)
+        for m, training in modes:
+            m.training = training
 
 
 def inference(function: Callable) -> Callable:

@@ -88,9 +88,11 @@ def load_checkpoint(path: Path, *, model, optimizer, scheduler, expected_run: di
     differences = _differences(state["run"], expected_run)
     if differences and all(d.startswith(("data:", "model_card:")) for d in differences) and \
             any(d.startswith("data:") for d in differences):  # the same run, its data changed since
-        raise ResumeMismatchError(f"{path} was trained on other data than is loaded now (a --data file or folder "
-                                  "changed since the run started); put the run's data back as it was, or start a "
-                                  "new run")
+        users = (expected_run.get("config") or {}).get("data")
+        what = f"its --data {users} changed" if users else "the data set was read otherwise (another divekit, or " \
+                                                            "files downloaded again)"
+        raise ResumeMismatchError(f"{path} was trained on other data than is loaded now: {what} since the run "
+                                  "started; put the run's data back as it was, or start a new run")
     if differences:
         raise ResumeMismatchError(f"{path} belongs to another run ({'; '.join(differences)}); "
                                   "resume it with the run it came from, or start a new run")

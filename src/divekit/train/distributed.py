@@ -29,8 +29,11 @@ for you on one machine (:func:`launch`). Then, in every process:
 
 from __future__ import annotations
 
+import collections
+
 import logging
 import os
+import signal
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -142,7 +145,13 @@ def launch(argv: list[str], nproc: int, run_dir: Path) -> None:
             if not (a == "--nproc" or a.startswith("--nproc=") or (i > 0 and argv[i - 1] == "--nproc"))]
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}",
                "-m", "divekit", *argv]
-    status = subprocess.run(command, env=env, check=False).returncode
+    process = subprocess.Popen(command, env=env)
+    try:
+        status = process.wait()
+    except KeyboardInterrupt:  # Ctrl-C or SIGTERM here: torchrun passes SIGTERM on to its processes
+        process.send_signal(signal.SIGTERM)
+        process.wait()
+        raise
     if status == 0:
         return
     if run_dir.is_dir() and not any(run_dir.iterdir()):
@@ -201,7 +210,9 @@ def split_data(train, evaluation=None) -> None:
 def shard_model(model: nn.Module, device: torch.device) -> nn.Module:
     """With ``fsdp``, FSDP2's ``fully_shard`` on each top-level block that has parameters, then on
     the whole model, so each process keeps 1/N of every parameter, gradient and optimizer state and
-    gathers a block's parameters only while it runs. Call it before the optimizer is made (the
+    gathers a block's parameters only while it runs. A block that shares a parameter with another
+    (BERT's MLM output tied to its embeddings) is left to the whole model's unit: sharded on its own,
+    each block would get a copy, and the tie would be gone. Call it before the optimizer is made (the
     optimizer must see the sharded parameters). Without ``fsdp``, the model as it is."""
     if not _world.fsdp:
         return model
@@ -210,8 +221,10 @@ def shard_model(model: nn.Module, device: torch.device) -> nn.Module:
 
     model = model.to(memory_format=torch.contiguous_format)  # FSDP2 shards contiguous parameters only
     mesh = init_device_mesh(device.type, (_world.size,))
+    owners = collections.Counter(id(p) for block in model.children() for p in block.parameters())
     for block in model.children():
-        if any(p.requires_grad for p in block.parameters()):
+        params = list(block.parameters())
+        if any(p.requires_grad for p in params) and all(owners[id(p)] == 1 for p in params):
             fully_shard(block, mesh=mesh)
     fully_shard(model, mesh=mesh)
     return model
