@@ -336,16 +336,19 @@ def _interrupt_message(run_dir, checkpoints: bool = True):
 def _sigterm_as_interrupt():
     """A run stopped by SIGTERM (``kill``, a job scheduler) stops as on Ctrl-C: its lock released, a folder
     with nothing in it removed, and a line that says how to continue."""
+    import os
     import signal
     import threading
 
     def interrupt(signum, frame):
+        from divekit.train import distributed  # loaded by now: the run has started
+
+        if distributed.under_torchrun():  # torchrun stops its processes itself: die as without this handler
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            os.kill(os.getpid(), signal.SIGTERM)
         raise KeyboardInterrupt
 
-    from divekit.train import distributed
-
-    # signal handlers live in the main thread; under torchrun, torchrun itself stops its processes
-    if threading.current_thread() is not threading.main_thread() or distributed.under_torchrun():
+    if threading.current_thread() is not threading.main_thread():  # signal handlers live in the main thread
         yield
         return
     previous = signal.signal(signal.SIGTERM, interrupt)
