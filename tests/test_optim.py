@@ -127,6 +127,16 @@ def test_state_dict_round_trip_mid_training_continues_the_same_trajectory(name):
         assert torch.equal(p, q)
 
 
+def test_a_torch_optimizers_state_is_refused_by_its_scratch_twin():
+    net = tiny_net()
+    theirs = torch.optim.Adam(net.parameters(), lr=0.01)
+    train(net, theirs, batches(2))
+    ours = scratch.Adam(net.parameters(), lr=0.01)
+    with pytest.raises(ValueError, match="this state_dict is not one of divekit's scratch Adam: a parameter's state "
+                                         "holds exp_avg, exp_avg_sq, step, where it keeps s, step, v"):
+        ours.load_state_dict(theirs.state_dict())  # it loaded, and failed at the next step with KeyError 'v'
+
+
 def test_yogi_follows_the_books_update():
     """D2L §11.10.3's yogi(), written out: Adam with s <- s + (1 - beta2) sign(g^2 - s) g^2."""
     net, reference = tiny_net(), tiny_net()

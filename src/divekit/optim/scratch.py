@@ -60,6 +60,22 @@ class Optimizer(torch.optim.Optimizer):
                 self.update(w, g, state, group)
         return loss
 
+    def load_state_dict(self, state_dict: dict) -> None:
+        """torch's, then a check that each parameter's state is this optimizer's: a state with other keys
+        (torch.optim.Adam's exp_avg where ours keeps v) would load and fail at the next step."""
+        super().load_state_dict(state_dict)
+        for group in self.param_groups:
+            for w in group["params"]:
+                state = self.state.get(w)
+                if not state:
+                    continue
+                expected: dict = {}
+                self.init_state(expected, w, group)
+                if set(expected) - set(state):
+                    raise ValueError(f"this state_dict is not one of divekit's scratch {type(self).__name__}: a "
+                                     f"parameter's state holds {', '.join(sorted(state))}, where it keeps "
+                                     f"{', '.join(sorted(expected))}; load a state saved by the same optimizer")
+
     def decay(self, w: torch.Tensor, g: torch.Tensor, group: dict) -> torch.Tensor:
         """L2 regularisation (D2L §4.5): the penalty (wd / 2) ||w||^2 adds wd * w to the gradient."""
         if group["weight_decay"]:
