@@ -183,5 +183,6 @@ def test_the_attention_translators_reach_the_books_loss_and_translations(name, t
     """D2L §10.4 (250 epochs) and §10.7 (200 epochs) at the book's settings: the loss and every BLEU
     within the book's builds (a few minutes each on a CPU)."""
     summary, rows = book_run(name, tmp_path)
-    assert all(row["reached"] for row in rows.values()), rows
+    # a BLEU whose builds span every value from 0 to 1 is "not judged" (None): no result could miss it
+    assert rows["train_loss_d2l"]["reached"] and all(row["reached"] is not False for row in rows.values()), rows
     assert set(rows) == {"train_loss_d2l", "bleu_go", "bleu_i_lost", "bleu_he_s_calm", "bleu_i_m_home"}
