@@ -40,6 +40,11 @@ def inputs(B=3, T=9, V=30, seed=1):
     return tokens, segments, valid_lens
 
 
+def attention_mask(tokens, valid_lens):
+    """Hugging Face's attention_mask (B, T): 1 on the real tokens, 0 on the padding."""
+    return (torch.arange(tokens.shape[1])[None] < valid_lens[:, None]).long()
+
+
 def hf_pretraining(model):
     transformers = pytest.importorskip("transformers")
     config = transformers.BertConfig(**hf_config(model.config))
@@ -53,7 +58,7 @@ def test_divekit_bert_equals_hugging_face_bert_with_its_weights(ops):
     model = original(ops)
     reference = hf_pretraining(model)
     tokens, segments, valid_lens = inputs()
-    mask = (torch.arange(tokens.shape[1])[None] < valid_lens[:, None]).long()
+    mask = attention_mask(tokens, valid_lens)
     positions = torch.tensor([[1, 2], [3, 4], [1, 6]])
     with torch.no_grad():
         encoded, mlm, nsp = model(tokens, segments, valid_lens, positions)
@@ -78,7 +83,7 @@ def test_a_tied_bert_shares_its_embeddings_with_the_mlm_output_as_hugging_face_t
     torch.testing.assert_close(reference.bert.embeddings.word_embeddings.weight, model.encoder.token_embedding.weight)
     tokens, segments, valid_lens = inputs()
     positions = torch.tensor([[1, 2], [3, 4], [1, 6]])
-    mask = (torch.arange(tokens.shape[1])[None] < valid_lens[:, None]).long()
+    mask = attention_mask(tokens, valid_lens)
     with torch.no_grad():
         _, mlm, _ = model(tokens, segments, valid_lens, positions)
         theirs = reference(input_ids=tokens, token_type_ids=segments, attention_mask=mask)
@@ -95,7 +100,7 @@ def test_a_hugging_face_bert_converts_to_divekit_and_back_unchanged(ops):
     model = BERTModel(config_from_hf(config.to_dict()), ops).double().eval()
     model.load_state_dict(from_hf_state_dict(theirs.state_dict()))
     tokens, segments, valid_lens = inputs(seed=5)
-    mask = (torch.arange(tokens.shape[1])[None] < valid_lens[:, None]).long()
+    mask = attention_mask(tokens, valid_lens)
     with torch.no_grad():
         hidden = theirs.bert(input_ids=tokens, token_type_ids=segments, attention_mask=mask).last_hidden_state
         encoded = model.encoder(tokens, segments, valid_lens)
@@ -131,7 +136,7 @@ def test_a_checkpoint_folder_on_disk_loads_with_its_vocabulary(tmp_path, weights
     assert (configured.lower_case, configured.strip_accents, configured.split_cjk) == (True, False, False)
     model.eval()
     tokens, segments, valid_lens = inputs(seed=6)
-    mask = (torch.arange(tokens.shape[1])[None] < valid_lens[:, None]).long()
+    mask = attention_mask(tokens, valid_lens)
     with torch.no_grad():
         hidden = theirs(input_ids=tokens, token_type_ids=segments, attention_mask=mask).last_hidden_state
         encoded = model.encoder(tokens, segments, valid_lens)
@@ -148,7 +153,7 @@ def test_a_saved_pretraining_checkpoint_ties_its_masked_lm_decoder_to_the_word_e
     model, _ = load_hf_checkpoint(tmp_path, ops)
     model.eval()
     tokens, segments, valid_lens = inputs(seed=8)
-    mask = (torch.arange(tokens.shape[1])[None] < valid_lens[:, None]).long()
+    mask = attention_mask(tokens, valid_lens)
     positions = torch.tensor([[1, 2], [3, 4], [1, 6]])
     with torch.no_grad():
         _, mlm, nsp = model(tokens, segments, valid_lens, positions)
@@ -173,7 +178,7 @@ def test_a_masked_lm_checkpoint_without_a_pooler_loads_with_a_fresh_one(tmp_path
     assert "has no pooler" in caplog.text
     model.eval()
     tokens, segments, valid_lens = inputs(seed=10)
-    mask = (torch.arange(tokens.shape[1])[None] < valid_lens[:, None]).long()
+    mask = attention_mask(tokens, valid_lens)
     positions = torch.tensor([[1, 2], [3, 4], [1, 6]])
     with torch.no_grad():
         _, mlm, _ = model(tokens, segments, valid_lens, positions)

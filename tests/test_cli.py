@@ -5,6 +5,7 @@ import json
 
 import pytest
 import torch
+from conftest import write_image_folder
 from PIL import Image
 
 from divekit import io
@@ -489,12 +490,7 @@ def test_a_convolutional_network_refuses_a_csv_table_before_reading_it(tmp_path,
 
 
 def test_the_run_names_the_weights_predict_uses_and_predict_an_unfinished_run(tmp_path, capsys):
-    g = torch.Generator().manual_seed(0)
-    for cls, brightness in (("dark", 40), ("light", 210)):
-        (tmp_path / "images" / cls).mkdir(parents=True)
-        for i in range(10):
-            pixels = (brightness + torch.randint(-30, 30, (8, 8), generator=g)).clamp(0, 255).to(torch.uint8)
-            Image.fromarray(pixels.numpy(), mode="L").save(tmp_path / "images" / cls / f"{i}.png")
+    write_image_folder(tmp_path / "images", per_class=10)
     assert main(["run", "image-classifier", "--data", str(tmp_path / "images"), "--epochs", "2", "--resize", "28",
                  "--out", str(tmp_path / "runs"), "--no-progress"]) == 0
     (run,) = run_dirs(tmp_path / "runs")
@@ -513,12 +509,7 @@ def test_the_run_names_the_weights_predict_uses_and_predict_an_unfinished_run(tm
 
 
 def test_a_users_classifier_that_learns_gets_no_warning(tmp_path, capsys):
-    g = torch.Generator().manual_seed(0)
-    for cls, brightness in (("dark", 40), ("light", 210)):
-        (tmp_path / "images" / cls).mkdir(parents=True)
-        for i in range(10):
-            pixels = (brightness + torch.randint(-30, 30, (8, 8), generator=g)).clamp(0, 255).to(torch.uint8)
-            Image.fromarray(pixels.numpy(), mode="L").save(tmp_path / "images" / cls / f"{i}.png")
+    write_image_folder(tmp_path / "images", per_class=10)
     assert main(["run", "softmax-regression", "--data", str(tmp_path / "images"), "--epochs", "10", "--lr", "0.5",
                  "--batch-size", "4", "--out", str(tmp_path / "runs"), "--no-progress"]) == 0
     assert "no better than always answering" not in capsys.readouterr().err

@@ -10,24 +10,13 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import needs_real_data
+from conftest import needs_real_data, write_image_folder
 from PIL import Image
 
 import divekit
 from divekit import io
 from divekit.cli import main
 from divekit.predict import card_fingerprint, load
-
-
-def write_image_folder(root, size=(8, 8), per_class=12, seed=0):
-    """Two classes told apart by brightness, as grayscale PNGs."""
-    g = torch.Generator().manual_seed(seed)
-    for cls, brightness in (("dark", 40), ("light", 210)):
-        (root / cls).mkdir(parents=True)
-        for i in range(per_class):
-            pixels = (brightness + torch.randint(-30, 30, size[::-1], generator=g)).clamp(0, 255).to(torch.uint8)
-            Image.fromarray(pixels.numpy(), mode="L").save(root / cls / f"{i}.png")
-    return root
 
 
 def write_table(path, rows=120, seed=0, classify=False):
