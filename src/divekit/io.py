@@ -131,15 +131,16 @@ def _check_loadable(obj: Any, where: str) -> None:
                         "refuses; convert it to a tensor or a Python number, string or container before saving")
 
 
-def load(path: str | os.PathLike, map_location: str | None = "cpu") -> Any:
-    """``torch.load`` with ``weights_only=True``; a missing or foreign file is a clear error."""
+def load(path: str | os.PathLike, map_location: str | None = "cpu", mmap: bool = False) -> Any:
+    """``torch.load`` with ``weights_only=True``; a missing or foreign file is a clear error. ``mmap``:
+    tensors mapped from the file, read only where used (a checkpoint's few numbers, not its weights)."""
     import torch
 
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no such file: {path}")
     try:
-        return torch.load(path, map_location=map_location, weights_only=True)
+        return torch.load(path, map_location=map_location, weights_only=True, mmap=mmap)
     except Exception as e:  # pickle errors, truncated zip archives, code objects
         raise ValueError(
             f"{path} is not a readable divekit/PyTorch tensor file ({type(e).__name__}: {e}). "

@@ -133,7 +133,8 @@ class TableInputs:
         blocks = []
         for encoding in self.columns:
             values = [str(row[encoding["name"]]).strip() for row in rows]
-            unseen = sorted(set(values) - MISSING_MARKERS - set(encoding.get("categories", values)))
+            known = set(encoding["categories"]) if "categories" in encoding else None  # None: a numeric column
+            unseen = [] if known is None else sorted(set(values) - MISSING_MARKERS - known)
             if unseen:  # encoded as no category at all: say so rather than answer quietly
                 import logging
 

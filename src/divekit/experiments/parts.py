@@ -185,12 +185,10 @@ def _some(split, n: int, seed: int | None):
     """The first ``n`` examples of ``split``, or with a ``seed`` ``n`` drawn at random (kept in their order)."""
     import torch
 
-    from divekit.data.batch import Split
-
     if seed is None or n >= len(split.y):
-        return Split(split.X[:n], split.y[:n])
+        return split.select(slice(0, n))
     index = torch.randperm(len(split.y), generator=torch.Generator().manual_seed(seed))[:n].sort().values
-    return Split(split.X[index], split.y[index])
+    return split.select(index.to(split.y.device))
 
 
 @dataclass

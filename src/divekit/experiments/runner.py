@@ -573,7 +573,7 @@ def _closing_line(run_dir: Path, seconds: float) -> str:
     files = ", ".join(sorted(p.name for p in run_dir.iterdir() if not p.name.startswith(".")))
     lines = [f"done in {_duration(seconds)}; the run folder {run_dir} holds {files}"]
     if distributed.world().main and (run_dir / BEST_NAME).exists():  # predict, evaluate and export take it
-        best = io.load(run_dir / BEST_NAME)
+        best = io.load(run_dir / BEST_NAME, mmap=True)  # its epoch and value, not its weights
         lines.append(f"best.pt holds epoch {best['epoch']} ({best['metric']} {_fmt(best['value'])}): predict, "
                      f"evaluate and export use it; --weights last takes the last epoch's")
     example = _PREDICT_EXAMPLES.get(_inputs_kind(run_dir))
