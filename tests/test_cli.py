@@ -82,6 +82,7 @@ def test_overrides_reach_the_config(tmp_path):
     (["--epochs", "three"], "argument --epochs: must be an integer, got 'three'"),
     (["--limit", "abc"], "argument --limit: must be an integer or none, got 'abc'"),
     (["--lr", "-1"], "--lr must be positive"),
+    (["--lr", "-1e-3"], "--lr must be positive, got -0.001"),  # a number, not an option (argparse 3.11 took it for one)
     (["--impl", "slow"], "--impl must be one of scratch, fast, got 'slow'"),
     (["--precision", "fp16"], "--precision must be one of fp32, bf16"),
     (["--optimizer", "sgdd"], "unknown optimizer 'sgdd'"),

@@ -20,6 +20,7 @@ import argparse
 import contextlib
 import dataclasses
 import logging
+import re
 import sys
 from typing import Sequence
 
@@ -29,13 +30,22 @@ PROG = "divekit"
 SHOWN_OBJECTS = 10  # a detector's objects printed per image, best first
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse's parser, reading a value such as -1e-3 as a number: Python 3.11's argparse took it for an
+    option ("--lr: expected one argument"); 3.13's reads it as this does."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._negative_number_matcher = re.compile(r"-\.?\d")
+
+
 def _main_parser() -> argparse.ArgumentParser:
     import divekit
 
-    parser = argparse.ArgumentParser(prog=PROG, description="Dive into Deep Learning, one command per experiment.")
+    parser = _Parser(prog=PROG, description="Dive into Deep Learning, one command per experiment.")
     parser.add_argument("--debug", action="store_true", help="show tracebacks of errors")
     parser.add_argument("--version", action="version", version=f"{PROG} {divekit.__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True, parser_class=_Parser)
     sub.add_parser("list", help="every experiment, with its book section and data set")
     run = sub.add_parser("run", help="run an experiment: divekit run NAME [options]; divekit run NAME --help for its options")
     run.add_argument("name", metavar="NAME")
@@ -121,7 +131,7 @@ def _run_parser(experiment, only: Sequence[str] | None = None, prog: str | None 
     from divekit.options import help_of, kinds, parse_value
 
     options = experiment.options
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog=prog or f"{PROG} run {experiment.name}", allow_abbrev=False,  # --epoch is no --epochs
         description=" ".join(filter(None, (f"{experiment.title} (D2L {experiment.section}) on {experiment.dataset}.",
                                            experiment.description))),
