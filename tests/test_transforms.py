@@ -55,6 +55,15 @@ def test_crop_and_resize_is_slicing_then_bilinear_resizing():
         torch.testing.assert_close(out.masks[b:b + 1, None].float(),
                                    F.interpolate(batch.masks[b:b + 1, None, t:t + h, l:l + w].float(), size=(8, 6),
                                                  mode="nearest-exact"))
+    big = _crop_and_resize(batch, top, left, height, width, (40, 33))  # upsampling: the crop's own pixels only
+    for b in range(3):  # torchvision's resized_crop on tensors: a slice, then interpolate (no antialias upward)
+        t, l, h, w = (int(v[b]) for v in (top, left, height, width))
+        part = batch.X[b:b + 1, :, t:t + h, l:l + w]
+        torch.testing.assert_close(big.X[b:b + 1], F.interpolate(part, size=(40, 33), mode="bilinear"), atol=1e-5, rtol=0)
+    ones = torch.zeros(1, 1, 12, 12)
+    ones[..., 4:8, 4:8] = 1
+    box = _crop_and_resize(Split(ones, torch.zeros(1)), *(torch.tensor([v]) for v in (4.0, 4.0, 4.0, 4.0)), (8, 8))
+    assert torch.equal(box.X, torch.ones(1, 1, 8, 8))  # the zeros around the box never blend in
     same = _crop_and_resize(batch, top, left, torch.full((3,), 8.0), torch.full((3,), 6.0), (8, 6))
     for b in range(3):  # a crop of the output's size takes the pixels themselves
         t, l = int(top[b]), int(left[b])
@@ -148,8 +157,14 @@ def test_colour_jitter_draws_per_example_repeats_per_seed_and_keeps_masks():
 def test_centre_crops_normalisation_and_composition():
     batch = labelled_images(B=4, H=10, W=14)
     out = CenterCrop((6, 8))(batch)
-    torch.testing.assert_close(out.X, batch.X[:, :, 2:8, 3:11], atol=1e-5, rtol=0)
+    assert torch.equal(out.X, batch.X[:, :, 2:8, 3:11])  # the pixels themselves, not resampled
     assert torch.equal(out.masks, batch.masks[:, 2:8, 3:11])
+    odd = labelled_images(B=2, H=10, W=11)
+    # torchvision's offsets: int(round((10 - 5) / 2)) = 2 (half to even), int(round((11 - 4) / 2)) = 4
+    assert torch.equal(CenterCrop((5, 4))(odd).X, odd.X[:, :, 2:7, 4:8])
+    boxes = torch.tensor([[[0.25, 0.2, 0.75, 0.6]]]).expand(2, 1, 4)  # pixels x 3.5-10.5 of 14, y 2-6 of 10
+    moved = CenterCrop((6, 8))(Detection(torch.rand(2, 3, 10, 14), boxes, torch.zeros(2, 1))).boxes
+    torch.testing.assert_close(moved, torch.tensor([[[0.5 / 8, 0.0, 7.5 / 8, 4 / 6]]]).expand(2, 1, 4))
     normalize = Normalize()
     X = torch.rand(4, 3, 5, 5)
     Z = normalize(Split(X, torch.zeros(4))).X

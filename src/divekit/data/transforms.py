@@ -155,21 +155,16 @@ def _crop_and_resize(batch: Batch, top: torch.Tensor, left: torch.Tensor, height
     """Cut the box (top, left, height, width) in pixels, one per example (each (B,) float), out of
     every image and mask of the batch and resize it to ``size``: images bilinearly in one batched
     ``grid_sample``, masks by nearest neighbour in one gather; relative boxes move into the crop's frame and are
-    clipped to it (a box cut off entirely keeps its label with zero area: drop such boxes for detection)."""
+    clipped to it (a box cut off entirely keeps its label with zero area: drop such boxes for detection).
+    Only the box's pixels are read, as torchvision's ``resized_crop`` (a crop, then ``interpolate``)."""
     H, W = _spatial_size(batch)
     device = _device(batch)
-    # an affine map from the output's normalised coordinates [-1, 1] to the input's (align_corners=False):
-    # x_in = centre_x + x_out * width / W, which samples pixel k of the output at j + (k + 1/2) w / S - 1/2
-    theta = torch.zeros(len(batch), 2, 3)
-    theta[:, 0, 0], theta[:, 1, 1] = width / W, height / H
-    theta[:, 0, 2] = (2 * left + width) / W - 1
-    theta[:, 1, 2] = (2 * top + height) / H - 1
-    theta = theta.to(device)
     changes = {}
     for name in batch.image_fields:
         X = _images(batch, name)
-        # (B, S_h, S_w, 2)
-        grid = F.affine_grid(theta.to(X.dtype), [len(batch), X.shape[1], *size], align_corners=False)
+        rows = _sample_points(top, height, size[0], H).to(device, X.dtype)  # (B, S_h)
+        cols = _sample_points(left, width, size[1], W).to(device, X.dtype)  # (B, S_w)
+        grid = torch.stack(torch.broadcast_tensors(cols[:, None, :], rows[:, :, None]), dim=-1)  # (B, S_h, S_w, 2)
         changes[name] = F.grid_sample(X, grid, mode="bilinear", padding_mode="border", align_corners=False)
     if batch.mask_fields:
         # nearest neighbour, as PIL's NEAREST: output pixel k takes the pixel under its centre, j + (k + 1/2) w / S
@@ -178,12 +173,31 @@ def _crop_and_resize(batch: Batch, top: torch.Tensor, left: torch.Tensor, height
         examples = torch.arange(len(batch), device=device)[:, None, None]
     for name in batch.mask_fields:
         changes[name] = getattr(batch, name)[examples, rows[:, :, None], cols[:, None, :]]  # (B, S_h, S_w)
+    changes.update(_boxes_in_crop(batch, top, left, height, width, H, W))
+    return batch.replace(**changes)
+
+
+def _sample_points(start: torch.Tensor, extent: torch.Tensor, size: int, limit: int) -> torch.Tensor:
+    """(B, size) coordinates in [-1, 1] (``grid_sample``'s, align_corners=False) of output pixel k of a crop
+    [start, start + extent) of ``limit`` pixels resized to ``size``: pixel start + (k + 1/2) extent / size - 1/2
+    (``interpolate``'s), kept between the crop's first and last pixel centres, so that an enlarged crop's
+    border repeats its own pixels instead of blending in its neighbours."""
+    centres = start[:, None] + (torch.arange(size) + 0.5) * extent[:, None] / size - 0.5  # (B, size)
+    centres = torch.minimum(torch.maximum(centres, start[:, None]), (start + extent - 1)[:, None])
+    return (2 * centres + 1) / limit - 1
+
+
+def _boxes_in_crop(batch: Batch, top: torch.Tensor, left: torch.Tensor, height: torch.Tensor, width: torch.Tensor,
+                   H: int, W: int) -> dict[str, torch.Tensor]:
+    """Each box field's relative (x1, y1, x2, y2) (B, M, 4) in the frame of the crop (top, left, height,
+    width) of H x W images, clipped to it."""
+    changes = {}
     for name in batch.box_fields:
         boxes = getattr(batch, name)  # (B, M, 4) relative (x1, y1, x2, y2)
-        origin = torch.stack([left / W, top / H, left / W, top / H], dim=-1).to(device, boxes.dtype)  # (B, 4)
-        extent = torch.stack([width / W, height / H, width / W, height / H], dim=-1).to(device, boxes.dtype)
+        origin = torch.stack([left / W, top / H, left / W, top / H], dim=-1).to(boxes.device, boxes.dtype)  # (B, 4)
+        extent = torch.stack([width / W, height / H, width / W, height / H], dim=-1).to(boxes.device, boxes.dtype)
         changes[name] = ((boxes - origin[:, None]) / extent[:, None]).clamp(0, 1)
-    return batch.replace(**changes)
+    return changes
 
 
 def _nearest(start: torch.Tensor, extent: torch.Tensor, size: int, limit: int) -> torch.Tensor:
@@ -248,7 +262,8 @@ class RandomResizedCrop(Transform):
 
 class CenterCrop(Transform):
     """The centre ``size`` (H, W) of every image, mask and box set (the book's test-time
-    ``CenterCrop``, D2L §13.2.1); the image must be at least that large."""
+    ``CenterCrop``, D2L §13.2.1), cut exactly where torchvision's is (its offsets rounded half to even);
+    the image must be at least that large."""
 
     def __init__(self, size: int | tuple[int, int]):
         self.size = _size_pair(size, "size")
@@ -258,9 +273,12 @@ class CenterCrop(Transform):
         h, w = self.size
         if h > H or w > W:
             raise ValueError(f"cannot cut a centre crop of {h}x{w} out of {H}x{W} images")
-        B = len(batch)
-        full = lambda value: torch.full((B,), float(value))  # noqa: E731
-        return _crop_and_resize(batch, full((H - h) // 2), full((W - w) // 2), full(h), full(w), self.size)
+        top, left = round((H - h) / 2), round((W - w) / 2)  # torchvision's center_crop
+        changes = {name: getattr(batch, name)[..., top:top + h, left:left + w]
+                   for name in (*batch.image_fields, *batch.mask_fields)}
+        full = lambda value: torch.full((len(batch),), float(value))  # noqa: E731
+        changes.update(_boxes_in_crop(batch, full(top), full(left), full(h), full(w), H, W))
+        return batch.replace(**changes)
 
     def spec(self):
         return [{"name": "CenterCrop", "size": list(self.size)}]
