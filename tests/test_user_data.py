@@ -301,17 +301,21 @@ def test_with_fit_images_of_several_sizes_are_each_resized_as_a_prediction_resiz
     assert load_image_folder(tmp_path / "same", fit=6, val_fraction=0.5).input_shape == (1, 4, 5)  # one size: kept
 
 
-def test_with_a_size_images_of_many_sizes_are_resized_and_centre_cropped(tmp_path):
+def test_with_stretch_every_image_is_resized_whole_as_the_books_hotdog_pipeline(tmp_path):
+    """The book's Resize([256, 256]) (D2L §13.2.1): each image squashed to the square, nothing cut off."""
     root = tmp_path / "set"
     make_class_folder(root, {"a": 2, "b": 1})
     wide = np.zeros((4, 12), np.uint8)
-    wide[:, 4:8] = 200  # the middle third is bright: it is what the centre crop keeps
+    wide[:, :3] = 200  # the left quarter is bright: a centre crop would lose it
     write_image(root / "b" / "wide.png", wide)
-    data = load_image_folder(root, size=2, val_fraction=0.3)
+    data = load_image_folder(root, stretch=2, val_fraction=0.3)
     assert data.input_shape == (1, 2, 2)
-    reference = Image.fromarray(wide).resize((6, 2), Image.BILINEAR).crop((2, 0, 4, 2))  # shorter side 2, centre
+    reference = torch.from_numpy(np.array(Image.fromarray(wide).resize((2, 2), Image.BILINEAR)))
     images = torch.cat([data.train.X, data.eval.X])
-    assert any(torch.equal(x[0], torch.from_numpy(np.array(reference))) for x in images)
+    (match,) = [x for x in images if torch.equal(x[0], reference)]
+    assert match[0, :, 0].min() > 0  # the bright quarter is still there
+    make_class_folder(tmp_path / "same", {"a": 2, "b": 2})  # images of one size (4 x 5) are stretched too
+    assert load_image_folder(tmp_path / "same", stretch=3, val_fraction=0.5).input_shape == (1, 3, 3)
 
 
 def test_a_single_class_is_an_error(tmp_path):

@@ -94,7 +94,7 @@ def load_user_data(
 
 
 def load_image_folder(path: str | Path, *, val_fraction: float = 0.2, seed: int = 0,
-                      size: int | None = None, fit: int | None = None) -> SplitData:
+                      stretch: int | None = None, fit: int | None = None) -> SplitData:
     """Load a folder of class sub-folders of images as uint8 (N, C, H, W) with int64 labels.
 
     ``PATH/train/<class>/`` and ``PATH/test/<class>/`` are used as they are (eval_name "test";
@@ -104,11 +104,10 @@ def load_image_folder(path: str | Path, *, val_fraction: float = 0.2, seed: int 
     Classes are the sub-folder names in sorted order; only the images directly inside a class
     folder count, hidden files and files that are not .png/.jpg/.jpeg are skipped. All images must
     have one size, unless ``fit`` is given (images of several sizes are then each resized to ``fit`` x
-    ``fit``, bilinear, as a prediction resizes its input) or ``size``: then each image is resized as it
-    is read so that its shorter side is ``size`` (bilinear, antialiased), and its centre ``size`` x
-    ``size`` is kept (the
-    book's test-time ``Resize`` and ``CenterCrop``, D2L §13.2.1, for photographs of many sizes such as
-    the hotdog set's). C is 1 when every image is grayscale and 3 otherwise (grayscale ones repeated).
+    ``fit``, bilinear, as a prediction resizes its input) or ``stretch``: then every image is resized to
+    ``stretch`` x ``stretch`` as it is read (bilinear, antialiased; the book's ``Resize([256, 256])``,
+    D2L §13.2.1, for photographs of many sizes such as the hotdog set's). C is 1 when every image is
+    grayscale and 3 otherwise (grayscale ones repeated).
     """
     _check_val_fraction(val_fraction)
     root = Path(path)
@@ -131,7 +130,7 @@ def load_image_folder(path: str | Path, *, val_fraction: float = 0.2, seed: int 
             )
         train_paths, train_labels = _flatten(train_files)
         test_paths, test_labels = _flatten(test_files)
-        images = _read_images(train_paths + test_paths, root, size, fit)
+        images = _read_images(train_paths + test_paths, root, stretch, fit)
         train = Split(images[: len(train_paths)], train_labels)
         test = Split(images[len(train_paths) :], test_labels)
         return SplitData(name, train, test, eval_name="test", classes=tuple(train_files),
@@ -146,7 +145,7 @@ def load_image_folder(path: str | Path, *, val_fraction: float = 0.2, seed: int 
         )
     files_by_class = scan_class_folders(root)
     paths, labels = _flatten(files_by_class)
-    images = _read_images(paths, root, size, fit)
+    images = _read_images(paths, root, stretch, fit)
     train_index, val_index = _stratified_split(labels, len(files_by_class), val_fraction, seed)
     if len(val_index) == 0:
         raise UserDataError(
@@ -202,21 +201,14 @@ def _flatten(files_by_class: dict[str, list[Path]]) -> tuple[list[Path], torch.T
     return paths, torch.tensor(labels, dtype=torch.int64)
 
 
-def _read_image(file: Path, root: Path, size: int | None = None, stretch: int | None = None) -> np.ndarray:
-    """One image as uint8 (H, W) if grayscale or (H, W, 3) otherwise; with ``size``, its shorter
-    side scaled to ``size`` (bilinear) and the centre square kept; with ``stretch``, resized (bilinear)
+def _read_image(file: Path, root: Path, stretch: int | None = None) -> np.ndarray:
+    """One image as uint8 (H, W) if grayscale or (H, W, 3) otherwise; with ``stretch``, resized (bilinear)
     to ``stretch`` x ``stretch``."""
     from PIL import Image
 
     image = _open_image(file, file.relative_to(root))
     gray = image.mode in ("1", "L", "LA")
     image = image.convert("L" if gray else "RGB")
-    if size is not None:
-        scale = size / min(image.size)
-        width, height = max(size, round(image.width * scale)), max(size, round(image.height * scale))
-        image = image.resize((width, height), Image.Resampling.BILINEAR)
-        left, top = (width - size) // 2, (height - size) // 2
-        image = image.crop((left, top, left + size, top + size))
     if stretch is not None and image.size != (stretch, stretch):
         image = image.resize((stretch, stretch), Image.Resampling.BILINEAR)
     return np.asarray(image, dtype=np.uint8)
@@ -266,14 +258,14 @@ def _open_image(file: Path, shown: Path):
     return image
 
 
-def _read_images(files: list[Path], root: Path, size: int | None = None, fit: int | None = None) -> torch.Tensor:
-    """Read ``files`` into one uint8 (N, C, H, W) tensor, checking that all share one size; where they do
-    not and ``fit`` is given, every image is resized (bilinear) to ``fit`` x ``fit``, as a prediction
-    resizes an image to the training images' size."""
+def _read_images(files: list[Path], root: Path, stretch: int | None = None, fit: int | None = None) -> torch.Tensor:
+    """Read ``files`` into one uint8 (N, C, H, W) tensor, each resized to ``stretch`` x ``stretch`` if given,
+    checking that all share one size; where they do not and ``fit`` is given, every image is resized
+    (bilinear) to ``fit`` x ``fit``, as a prediction resizes an image to the training images' size."""
     arrays = []
     first_file = first_size = None
     for file in files:
-        array = _read_image(file, root, size)
+        array = _read_image(file, root, stretch)
         width_height = (array.shape[1], array.shape[0])  # as image tools report it
         if first_size is None:
             first_file, first_size = file, width_height

@@ -218,7 +218,9 @@ def _finetune_data(dataset: str, target_train: int, source_size: int,
         from divekit.data.hub import fetch
         from divekit.data.user import load_image_folder
 
-        return load_image_folder(fetch("hotdog"), size=256), None  # the book: Resize(256), crops of 224
+        # the book's Resize([256, 256]), then crops of 224; its training crops come from the photograph
+        # itself, ours from its 256 x 256 copy (a batch holds images of one size)
+        return load_image_folder(fetch("hotdog"), stretch=256), None
     from divekit.data.fashion_mnist import load_fashion_mnist, load_mnist
 
     data = load_mnist() if dataset == "mnist" else load_fashion_mnist()
