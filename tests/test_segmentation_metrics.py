@@ -56,6 +56,11 @@ def test_mean_iou_and_accuracy_agree_with_torchmetrics():
     accuracy = MulticlassAccuracy(num_classes=4, ignore_index=255, average="micro")
     assert mean_iou(matrix) == pytest.approx(float(jaccard(predicted, target)), abs=1e-6)
     assert pixel_accuracy(matrix) == pytest.approx(float(accuracy(predicted, target)), abs=1e-6)
+    # an ignore index that is a class: its pixels are not truth, and it takes no part in the mean
+    matrix = confusion_matrix(predicted, target.where(target != 255, 0), 4, ignore_index=0)
+    jaccard = MulticlassJaccardIndex(num_classes=4, ignore_index=0, average="macro")
+    assert mean_iou(matrix, ignore_index=0) == pytest.approx(float(jaccard(predicted, target.where(target != 255, 0))),
+                                                             abs=1e-6)
 
 
 def test_bad_inputs_say_what_is_wrong():

@@ -90,6 +90,10 @@ def test_the_extractor_is_frozen_and_reads_features_after_their_relu_as_the_book
     assert styles[-1].min() < 0  # the deepest layer's ReLU never runs in the book's loop
     with pytest.raises(ValueError, match="only 5 layers"):
         FeatureExtractor(reference[:5], content_layers=(5,))
+    only_content = FeatureExtractor(reference, content_layers=(2,), style_layers=())  # one layer: max of one
+    assert len(only_content.layers) == 3 and only_content.content_at == [2] and only_content.style_at == []
+    with pytest.raises(ValueError, match="at least one content or style layer"):
+        FeatureExtractor(reference, content_layers=(), style_layers=())
 
 
 def test_the_synthesized_image_is_the_parameter_that_moves():

@@ -427,8 +427,8 @@ def prediction_figure(images: torch.Tensor, truth: torch.Tensor, predicted: torc
 
 
 @demo("fcn", section="13.11", title="Fully convolutional network for semantic segmentation",
-      dataset="generated VOC-format scenes (5 shapes + background, 300 training and 100 validation images about "
-              "112-144 x 149-192, random 96x128 crops) from the photos extra; the book's VOC2012 with --dataset "
+      dataset="generated VOC-format scenes (5 shapes + background; by default 300 training and 100 validation images "
+              "about 112-144 x 149-192, random 96x128 crops) from the photos extra; the book's VOC2012 with --dataset "
               "voc2012 --crop-height 320 --crop-width 480",
       tiny=dict(epochs=1, num_train=4, num_val=2, batch_size=2, crop_height=32, crop_width=32,
                 num_residuals=(1, 1, 1, 1)))
@@ -541,7 +541,7 @@ def _style_extractor(weights: str | None, ratio: int, size: tuple[int, int], imp
 
 @demo("style-transfer", section="13.12", title="Neural style transfer",
       dataset="two photographs of the photos extra (chelsea the cat, in the style of an immunohistochemistry "
-              "stain), 150x225; a frozen VGG-19 with random weights and a quarter of the channels (the book: "
+              "stain), by default 150x225; a frozen VGG-19 with random weights and a quarter of the channels (the book: "
               "ImageNet VGG-19, its own photos, 300x450; --weights FILE for torchvision's VGG-19 weights)",
       tiny=dict(epochs=2, image_height=32, image_width=48, ratio=16))
 def style_transfer(

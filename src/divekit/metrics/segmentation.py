@@ -50,6 +50,10 @@ def class_iou(matrix: torch.Tensor) -> torch.Tensor:
     return torch.where(union > 0, hits / union.clamp(min=1), torch.nan)
 
 
-def mean_iou(matrix: torch.Tensor) -> float:
-    """The mean of :func:`class_iou` over the classes that occur."""
-    return float(class_iou(matrix).nanmean())
+def mean_iou(matrix: torch.Tensor, ignore_index: int | None = IGNORE_INDEX) -> float:
+    """The mean of :func:`class_iou` over the classes that occur, less ``ignore_index`` where it is a
+    class (its pixels were not counted as truth; predicted, it is only an error), as torchmetrics'."""
+    iou = class_iou(matrix)
+    if ignore_index is not None and 0 <= ignore_index < len(iou):
+        iou[ignore_index] = torch.nan
+    return float(iou.nanmean())

@@ -65,7 +65,9 @@ class FeatureExtractor(nn.Module):
     def __init__(self, features: nn.Sequential, content_layers: Sequence[int] = CONTENT_LAYERS,
                  style_layers: Sequence[int] = STYLE_LAYERS):
         super().__init__()
-        deepest = max(*content_layers, *style_layers)
+        if not (*content_layers, *style_layers):
+            raise ValueError("name at least one content or style layer (indices into the network's layers)")
+        deepest = max((*content_layers, *style_layers))
         if deepest >= len(features):
             raise ValueError(f"layer {deepest} was asked for, but the network has only {len(features)} layers")
         self.layers = nn.ModuleList(list(features)[:deepest + 1])

@@ -178,4 +178,4 @@ class PixelClassification(Task):
         from divekit.metrics.segmentation import mean_iou, pixel_accuracy
 
         return {"loss": totals["loss"] / max(totals["pixels"], 1), "acc": pixel_accuracy(totals["confusion"]),
-                "miou": mean_iou(totals["confusion"])}
+                "miou": mean_iou(totals["confusion"], self.ignore_index)}
