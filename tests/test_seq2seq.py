@@ -409,3 +409,18 @@ def test_seq2seq_reaches_the_books_loss_and_translations(tmp_path):
     rows = {row["metric"]: row for row in summary["reference"]}
     assert rows["train_loss_d2l"]["reached"], rows["train_loss_d2l"]  # at most 0.0205
     assert summary["results"]["bleu_go"] == summary["results"]["bleu_i_lost"] == 1.0
+
+
+@pytest.mark.parametrize("beam_size", [1, 3])
+def test_the_translations_probe_decodes_with_the_beam_it_is_given(beam_size, monkeypatch):
+    """--beam-size 3 is beam search of width 3 (it once also needed --decoding beam, and was greedy without)."""
+    from types import SimpleNamespace
+
+    import divekit.models.seq2seq as seq2seq
+    from divekit.experiments.parts import Translations
+
+    widths = []
+    monkeypatch.setattr(seq2seq, "translate", lambda *args, beam_size: widths.append(beam_size) or "va !")
+    data = SimpleNamespace(info=SimpleNamespace(src_vocab=None, tgt_vocab=None, num_steps=10))
+    results, _ = Translations(beam_size=beam_size).run(None, data, "cpu")
+    assert widths == [beam_size] * 4 and results["bleu_go"] == 1.0

@@ -452,18 +452,17 @@ class Translations(Probe, Checked):
 
     compared: ClassVar[bool] = True  # the book's BLEU of each: another decoding is not the book's
 
-    beam_size: int = option(1, "beam width for the example translations (1: greedy, as in the book)", at_least(1))
-    decoding: Literal["greedy", "beam"] = option("greedy", "greedy, or beam search with --beam-size")
+    beam_size: int = option(1, "beam width for the example translations: 1 is greedy decoding, as in the book; "
+                               "2 and more, beam search (D2L §9.8)", at_least(1))
 
     def run(self, model, data, device):
         from divekit.metrics.bleu import bleu
         from divekit.models.seq2seq import translate
 
-        beam = self.beam_size if self.decoding == "beam" else 1
         vocabs = data.info
         rows = []
         for english, french in TRANSLATION_EXAMPLES:
-            prediction = translate(model, english, vocabs.src_vocab, vocabs.tgt_vocab, vocabs.num_steps, beam_size=beam)
+            prediction = translate(model, english, vocabs.src_vocab, vocabs.tgt_vocab, vocabs.num_steps, beam_size=self.beam_size)
             rows.append({"source": english, "prediction": prediction, "reference": french,
                          "bleu": bleu(prediction, french, k=2)})
         return {"translations": rows, **{f"bleu_{_slug(r['source'])}": r["bleu"] for r in rows}}, {}
