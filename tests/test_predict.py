@@ -166,6 +166,10 @@ def test_a_language_model_continues_a_prefix_as_the_experiment_does(text_run):
     training.setup.model.load_state_dict(io.load(text_run.run_dir / "checkpoint.pt")["model"])
     expected = predict_chars("time traveller", 20, training.setup.model, training.setup.data.info)
     assert predictor.predict("Time Traveller!", num_preds=20) == expected  # cleaned as the book cleans its text
+    from divekit.experiments.parts import TextSamples  # the run's own sample (--prefix) is cleaned alike
+
+    sample, _ = TextSamples(prefix="Time Traveller!", num_preds=20).run(training.setup.model, training.setup.data, "cpu")
+    assert sample["sample"] == expected
     with pytest.raises(ValueError, match="holds no letters"):
         predictor.predict("123")
 

@@ -433,7 +433,8 @@ class TextSamples(Probe, Checked):
     def run(self, model, data, device):
         from divekit.models.rnn import predict_chars
 
-        return {"sample": predict_chars(self.prefix, self.num_preds, model, data.info),
+        prefix = data.inputs.clean(self.prefix)  # as the training text was cleaned, and as `divekit predict` does
+        return {"sample": predict_chars(prefix, self.num_preds, model, data.info),
                 "sample_traveller": predict_chars("traveller", self.num_preds, model, data.info)}, {}
 
 
