@@ -139,3 +139,16 @@ def test_lm_loader_rejects_bad_input():
         LMLoader(torch.zeros(4, 4, dtype=torch.long), 2, 2, sequential=True)
     with pytest.raises(ValueError, match="too short"):
         LMLoader(torch.arange(20), 4, 5, sequential=True)
+
+
+@pytest.mark.parametrize("sequential, shortest", [(True, 2 * 5 + 5 + 1), (False, 2 * 5 + 5)])
+def test_the_shortest_corpus_accepted_gives_a_minibatch_at_every_offset(sequential, shortest):
+    """B T + T + 1 tokens (sequential: offsets up to T) or B T + T (random: up to T - 1), no more: one fewer is
+    refused with what it needs (the check once asked for T more than any offset uses)."""
+    loader = LMLoader(torch.arange(shortest), 2, 5, sequential=sequential)
+    for epoch in range(30):  # every offset comes up
+        loader.set_epoch(epoch)
+        assert len(list(loader)) == len(loader) == 1
+    with pytest.raises(ValueError, match=f"too short for one minibatch of 2 x 5 after a random offset \\(it needs "
+                                         f"{shortest}\\); use a smaller batch size or number of steps"):
+        LMLoader(torch.arange(shortest - 1), 2, 5, sequential=sequential)

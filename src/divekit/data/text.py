@@ -187,9 +187,12 @@ class LMLoader:
             raise ValueError(f"corpus must be a 1-D tensor of token indices, got shape {tuple(corpus.shape)}")
         if batch_size < 1 or num_steps < 1:
             raise ValueError(f"batch_size and num_steps must be at least 1, got {batch_size} and {num_steps}")
-        if len(corpus) < batch_size * num_steps + 2 * num_steps + 1:
-            raise ValueError(f"a corpus of {len(corpus)} tokens is too short for one minibatch of "
-                             f"{batch_size} x {num_steps} after a random offset; use a smaller batch_size or num_steps")
+        # the fewest tokens that give a minibatch after the largest offset (T, or T - 1), each X token with its Y
+        shortest = batch_size * num_steps + num_steps + (1 if sequential else 0)
+        if len(corpus) < shortest:
+            raise ValueError(f"a corpus of {len(corpus)} tokens is too short for one minibatch of {batch_size} x "
+                             f"{num_steps} after a random offset (it needs {shortest}); use a smaller batch size or "
+                             f"number of steps (--batch-size, --num-steps), or more text")
         self.corpus = corpus.to(device)
         self.batch_size, self.num_steps, self.sequential = batch_size, num_steps, sequential
         self.seed = seed
