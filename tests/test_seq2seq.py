@@ -269,6 +269,16 @@ def test_seq2seq_learns_to_copy_and_translate_returns_it():
     assert translate(model, "c c a", vocab, vocab, 5, beam_size=3) == "c c a"
 
 
+def test_a_typed_sentence_is_as_long_as_its_words_and_eos_even_with_a_literal_pad():
+    from divekit.models.seq2seq import encode_source
+
+    vocab = Vocab([["go", "."]], reserved_tokens=("<pad>", "<bos>", "<eos>"))
+    X, valid = encode_source("<pad> go .", vocab, 6)  # d2l's predict_seq2seq: len(src_tokens)
+    assert X.tolist() == [[vocab["<pad>"], vocab["go"], vocab["."], vocab["<eos>"], vocab["<pad>"], vocab["<pad>"]]]
+    assert valid.tolist() == [4]
+    assert encode_source("go . go . go .", vocab, 4)[1].tolist() == [4]  # cut to num_steps
+
+
 # -- BLEU ------------------------------------------------------------------------------------------
 
 

@@ -157,8 +157,8 @@ def attention_maps(model, sentence: str, translation: str, src_vocab, tgt_vocab,
 class AttentionHeatmaps(Probe, Checked):
     """The attention maps of one translation (D2L §10.4.3, §10.7.7), drawn as heatmaps."""
 
-    heatmap_sentence: str = option("i'm home .", "the English sentence whose attention is drawn (the book: the last "
-                                                 "of its four)")
+    heatmap_sentence: str = option("i'm home .", "the English sentence whose attention is drawn, along its greedy "
+                                                 "translation (the book: the last of its four)")
 
     def run(self, model, data, device):
         from divekit.models.seq2seq import translate
@@ -175,7 +175,8 @@ class AttentionHeatmaps(Probe, Checked):
             figures[f"{name}_heatmap" if name != "attention" else "attention_heatmap"] = show_heatmaps(
                 weights, xlabel="Key positions", ylabel="Query positions", titles=titles,
                 figsize=(1.75 * heads + 1, 1.75 * layers + 0.5) if heads > 1 else (3.5, 3.5))
-        return {"heatmap_translation": f"{self.heatmap_sentence} => {translation}"}, figures
+        # greedy as the book's, whatever --beam-size the example translations take
+        return {"heatmap_translation": f"{self.heatmap_sentence} => {translation} (greedy)"}, figures
 
 
 @dataclass

@@ -273,6 +273,13 @@ class FraEng(DataPart, Checked):
     held_out: float = option(0.0, "share of the distinct English sentences kept out of training for evaluation "
                                   "(the book: 0)", at_least(0), below(1))
 
+    def check_model(self, cfg):
+        max_len = getattr(cfg, "max_len", None)  # a Transformer's positional encoding
+        if max_len is not None and max_len < self.num_steps:
+            raise ValueError(f"--max-len {max_len} is shorter than --num-steps {self.num_steps}: the positional "
+                             f"encoding must cover every position of a sentence; give --max-len {self.num_steps} "
+                             "or more")
+
     @property
     def label(self) -> str:
         pairs = "all pairs" if self.num_examples is None else f"the first {self.num_examples:,} pairs"

@@ -202,7 +202,7 @@ def encode_source(sentence: str, src_vocab: Vocab, num_steps: int, device=None) 
     ``num_steps``. Returns the tokens (1, T) and their valid length (1,)."""
     tokens = src_vocab[preprocess(sentence).split()] + [src_vocab["<eos>"]]
     X = torch.tensor([truncate_pad(tokens, num_steps, src_vocab["<pad>"])], device=device)  # (1, T)
-    return X, (X != src_vocab["<pad>"]).sum(dim=1)
+    return X, torch.tensor([min(len(tokens), num_steps)], device=device)  # a typed "<pad>" is a word too
 
 
 @inference
