@@ -197,3 +197,18 @@ def test_the_linear_layer_draws_what_nn_linear_draws(impl):
     reference = torch.nn.Linear(30, 7)  # kaiming_uniform_(a=sqrt(5)) for the weight, then the bias
     torch.testing.assert_close(layer.weight, reference.weight)
     torch.testing.assert_close(layer.bias, reference.bias)
+
+
+@pytest.mark.parametrize("make", [lambda ops: ops.Linear(4, 3), lambda ops: ops.Conv2d(2, 3, 3),
+                                  lambda ops: ops.ConvTranspose2d(2, 3, 3)], ids=["Linear", "Conv2d", "ConvTranspose2d"])
+def test_layers_with_a_bias_give_autocasts_bf16_in_both_twins(make):
+    """Under bf16 autocast torch's layers return bf16 with the bias added in bf16; a float32 bias added to the
+    scratch twin's bf16 product once made its output float32."""
+    torch.manual_seed(0)
+    ours, theirs = make(scratch), make(fast)
+    theirs.load_state_dict(ours.state_dict())
+    X = torch.randn(2, 2, 5, 4) if not isinstance(ours, scratch.Linear) else torch.randn(5, 4)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        a, b = ours(X), theirs(X)
+    assert a.dtype == b.dtype == torch.bfloat16
+    torch.testing.assert_close(a, b, atol=0.05, rtol=0.02)

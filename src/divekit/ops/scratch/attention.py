@@ -146,7 +146,7 @@ class _Linear(nn.Module):
 
     def forward(self, X: torch.Tensor) -> torch.Tensor:
         Y = torch.einsum("...i,oi->...o", X, self.weight)  # (..., out)
-        return Y if self.bias is None else Y + self.bias
+        return Y if self.bias is None else Y + self.bias.to(Y.dtype)  # bf16 under autocast, as F.linear
 
     def extra_repr(self) -> str:
         return f"in_features={self.weight.shape[1]}, out_features={self.weight.shape[0]}, bias={self.bias is not None}"
@@ -306,7 +306,7 @@ class MultiHeadAttention(nn.Module):
         if self.in_proj_bias is not None:
             # (b_k adds q . b_k to all of a query's scores: softmax ignores it, and its gradient is 0)
             _, b_k, b_v = self.in_proj_bias.view(3, H, 1, E // H)  # each (H, 1, Dh)
-            k, v = k + b_k, v + b_v
+            k, v = k + b_k.to(k.dtype), v + b_v.to(v.dtype)  # under autocast the projections' bf16
         return k, v
 
     def attend(self, queries: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
@@ -320,13 +320,13 @@ class MultiHeadAttention(nn.Module):
         W_q = self.in_proj_weight[:E].view(H, Dh, E)  # (H, Dh, E)
         q = torch.einsum("bqe,hde->bhqd", queries, W_q)  # (B, H, Q, Dh)
         if self.in_proj_bias is not None:
-            q = q + self.in_proj_bias[:E].view(H, 1, Dh)
+            q = q + self.in_proj_bias[:E].view(H, 1, Dh).to(q.dtype)
         mask = None if valid_lens is None else valid_lens_to_mask(valid_lens, B, Q, K)[:, None]  # (B, 1, Q, K)
         heads, weights = _scaled_dot_product(q, k, v, mask, self.dropout)  # (B, H, Q, Dh), (B, H, Q, K)
         self.attention_weights = weights.detach() if self.record_weights else None
         # Concatenating the heads and applying W_o (E, E) in one step: W_o's input axis is (H, Dh).
         output = torch.einsum("bhqd,ehd->bqe", heads, self.out_proj.weight.view(E, H, Dh))  # (B, Q, E)
-        return output if self.out_proj.bias is None else output + self.out_proj.bias
+        return output if self.out_proj.bias is None else output + self.out_proj.bias.to(output.dtype)
 
     def extra_repr(self) -> str:
         return f"embed_dim={self.embed_dim}, num_heads={self.num_heads}, bias={self.in_proj_bias is not None}"

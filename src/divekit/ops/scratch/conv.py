@@ -45,12 +45,13 @@ def _pair(value: IntPair, name: str, minimum: int = 1) -> tuple[int, int]:
 
 
 def _add_bias(Y: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
-    """Y (B, O, P, Q) plus one bias per output channel, bias (O,) or None."""
+    """Y (B, O, P, Q) plus one bias per output channel, bias (O,) or None, in Y's dtype (bf16 under autocast,
+    as F.conv2d)."""
     if bias is None:
         return Y
     if bias.shape != (Y.shape[1],):
         raise ValueError(f"bias must hold one value per output channel, shape ({Y.shape[1]},); got {tuple(bias.shape)}")
-    return Y + bias[:, None, None]
+    return Y + bias[:, None, None].to(Y.dtype)
 
 
 def conv_output_size(n: int, kernel_size: int, padding: int = 0, stride: int = 1, dilation: int = 1) -> int:

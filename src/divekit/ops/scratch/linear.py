@@ -37,7 +37,7 @@ class Linear(nn.Module):
 
     def forward(self, X: torch.Tensor) -> torch.Tensor:
         out = X @ self.weight.T  # (..., D) @ (D, Q) -> (..., Q)
-        return out if self.bias is None else out + self.bias
+        return out if self.bias is None else out + self.bias.to(out.dtype)  # bf16 under autocast, as F.linear
 
     def extra_repr(self) -> str:
         return f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}"
