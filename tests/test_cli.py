@@ -259,7 +259,8 @@ def test_a_model_card_edited_by_hand_is_refused_and_a_file_is_no_run_folder(tmp_
     card = io.read_json(run / "model.json")
     io.write_json(run / "model.json", {**card, "config": {**card["config"], "sigma": 0.5}})
     assert main(["evaluate", str(run)]) == 1
-    assert "model.json was edited since the run saved its weights; put it back" in capsys.readouterr().err
+    assert "model.json do not belong together: the model card was edited, or the weights come from another run" \
+        in capsys.readouterr().err
     (tmp_path / "afile").write_text("")
     assert main(["run", "linear-regression", "--out", str(tmp_path / "afile"), "--no-progress"]) == 1
     assert "--out " + str(tmp_path / "afile") + " is a file; pass the folder" in capsys.readouterr().err

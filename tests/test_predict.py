@@ -270,6 +270,8 @@ def test_a_run_whose_data_reads_no_new_inputs_still_evaluates_and_exports(tmp_pa
     checkpoint = io.load(run.run_dir / "checkpoint.pt")
     io.save({**checkpoint, "run": {**checkpoint["run"], "model_card": card_fingerprint(card)}},
             run.run_dir / "checkpoint.pt")
+    best = io.load(run.run_dir / "best.pt")
+    io.save({**best, "model_card": card_fingerprint(card)}, run.run_dir / "best.pt")
     predictor = load(run.run_dir)
     with pytest.raises(ValueError, match="did not say how to read new inputs, so it cannot predict; `divekit evaluate"):
         predictor.predict(["x.png"])
@@ -398,3 +400,33 @@ def test_a_missing_optional_package_is_a_one_line_error(tmp_path, capsys, monkey
     assert main(["export", str(run.run_dir)]) == 1
     assert capsys.readouterr().err.strip().splitlines()[-1] == (
         "divekit: error: exporting to safetensors needs the safetensors package: pip install 'divekit[export]'")
+
+
+def test_weights_files_of_another_run_or_changed_by_hand_are_one_line_errors(tmp_path, capsys):
+    from divekit.cli import main
+
+    runs = [divekit.run("linear-regression", data=str(write_table(tmp_path / f"t{seed}.csv", rows=60, seed=seed)),
+                        target="y", epochs=2, out=tmp_path / "runs", progress=False).run_dir for seed in (0, 1)]
+    first, second = runs
+    table = str(tmp_path / "t0.csv")
+    assert (first / "best.pt").exists() and main(["predict", str(first), table]) == 0
+    capsys.readouterr()
+    (first / "best.pt").write_bytes((second / "best.pt").read_bytes())  # the same model, trained on other data
+    assert main(["predict", str(first), table]) == 1
+    assert f"{first / 'best.pt'} and {first / 'model.json'} do not belong together" in capsys.readouterr().err
+    other = divekit.run("mlp", epochs=1, limit=64, num_hiddens=8, out=tmp_path / "runs", progress=False).run_dir
+    (second / "checkpoint.pt").write_bytes((other / "checkpoint.pt").read_bytes())
+    assert main(["evaluate", str(second)]) == 1
+    assert f"{second / 'checkpoint.pt'} belongs to another run (of 'mlp'; {second / 'model.json'} describes a run of " \
+           "'linear-regression')" in capsys.readouterr().err
+    for damaged in (torch.zeros(3), [1, 2], io.load(other / "checkpoint.pt")["model"]):  # not a checkpoint
+        io.save(damaged, other / "checkpoint.pt")
+        assert main(["predict", str(other), table]) == 1
+        err = capsys.readouterr().err
+        assert f"{other / 'checkpoint.pt'} is not a divekit checkpoint of format 2" in err and "Traceback" not in err
+    (first / "config.json").write_text("[]")  # JSON, but no run config: predict does without it
+    (first / "best.pt").unlink()
+    assert main(["predict", str(first), table]) == 0
+    io.write_json(first / "model.json", {})
+    assert main(["predict", str(first), table]) == 1
+    assert f"{first / 'model.json'} is not a model card" in capsys.readouterr().err

@@ -284,8 +284,8 @@ def test_bad_numbers_are_one_line_errors(name, argv, message, tmp_path, capsys):
     ("[1]", "is not a divekit run config: it needs an \"experiment\" name and a \"config\" object"),
     ('{"experiment": "linear-regression", "config": [1, 2]}', "is not a divekit run config"),
     ('{"config": {}}', "is not a divekit run config"),
-    ('{"experiment": "linear-regr', "is not readable JSON"),
-    (b"\xff\xfe\x00garbage", "is not readable JSON"),
+    ('{"experiment": "linear-regr', "is not valid JSON"),
+    (b"\xff\xfe\x00garbage", "is not valid JSON"),
     ('{"experiment": "linear-regression", "config": {"lr": "fast"}}', "--lr must be float"),
 ])
 def test_a_malformed_config_json_is_named_and_explained(content, message, tmp_path, capsys):

@@ -459,7 +459,8 @@ def test_best_weights_follow_what_best_pt_holds_not_an_epoch_whose_weights_were_
     from divekit.train.callbacks import BestWeights
 
     model = nn.Linear(2, 3)
-    trainer = SimpleNamespace(task=SimpleNamespace(monitor=("acc", "max")), eval_name="val", model=model, history=[])
+    trainer = SimpleNamespace(task=SimpleNamespace(monitor=("acc", "max")), eval_name="val", model=model, history=[],
+                              run_info={"model_card": "abc"})
     best = BestWeights(tmp_path)
     for epoch, acc in ((1, 0.5), (2, 0.6)):
         trainer.history.append({"epoch": epoch, "val_acc": acc})
@@ -467,7 +468,8 @@ def test_best_weights_follow_what_best_pt_holds_not_an_epoch_whose_weights_were_
     trainer.history.append({"epoch": 3, "val_acc": 0.7})  # stopped after its checkpoint, before the callback
     trainer.history.append({"epoch": 4, "val_acc": 0.65})  # resumed: better than best.pt's epoch 2
     best.on_epoch_end(trainer, trainer.history[-1])
-    assert io.load(tmp_path / "best.pt")["epoch"] == 4
+    saved = io.load(tmp_path / "best.pt")
+    assert saved["epoch"] == 4 and saved["model_card"] == "abc"  # the run's model card, which predict checks
 
 
 def test_tensorboard_logs_the_rate_each_epoch_trained_at(tmp_path):

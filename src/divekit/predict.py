@@ -298,6 +298,7 @@ def load(run_dir: str | Path, *, weights: str = "best", device: str = "cpu") -> 
     """The trained model of ``run_dir`` ready to predict (see the module docstring); ``weights``:
     "best" (the best epoch's where kept, else the last) or "last"."""
     from divekit.models.registry import create_model
+    from divekit.train.checkpoint import read_checkpoint
     from divekit.train.device import choose_device
 
     run_dir = Path(run_dir).expanduser()
@@ -309,12 +310,13 @@ def load(run_dir: str | Path, *, weights: str = "best", device: str = "cpu") -> 
             "holds no trained model (a demonstration, or a run made before divekit saved model.json)"
         raise FileNotFoundError(f"{run_dir} {what}; predict, evaluate and export take the folder of a training run")
     card = io.read_json(card_path)
-    checkpoint = io.load(run_dir / CHECKPOINT_NAME) if (run_dir / CHECKPOINT_NAME).exists() else None
+    if not isinstance(card, dict) or not {"experiment", "model", "impl", "config"} <= card.keys():
+        raise ValueError(f"{card_path} is not a model card (a JSON object naming the experiment, model, impl and "
+                         "config); the run folder was changed by hand")
+    checkpoint = read_checkpoint(run_dir / CHECKPOINT_NAME) if (run_dir / CHECKPOINT_NAME).exists() else None
     if checkpoint is not None:
-        recorded = checkpoint.get("run", {}).get("model_card")
-        if recorded is not None and recorded != card_fingerprint(card):
-            raise ValueError(f"{card_path} was edited since the run saved its weights; put it back (the model, its "
-                             "config and its inputs must be those the weights were trained with)")
+        _check_belongs(checkpoint.get("run", {}).get("model_card"), card, card_path, run_dir / CHECKPOINT_NAME,
+                       checkpoint.get("run", {}).get("experiment"))
         _say_if_unfinished(run_dir, checkpoint)
     inputs = None if card.get("inputs") is None else inputs_from_dict(card["inputs"], str(card_path))
     weights_path = run_dir / BEST_NAME
@@ -323,10 +325,16 @@ def load(run_dir: str | Path, *, weights: str = "best", device: str = "cpu") -> 
     if not weights_path.exists():
         raise FileNotFoundError(f"{run_dir} has no weights yet ({CHECKPOINT_NAME} is written after the first epoch "
                                 "or the first --checkpoint-every interval)")
+    saved = checkpoint if weights_path.name == CHECKPOINT_NAME else io.load(weights_path)
+    if not isinstance(saved, dict) or not isinstance(saved.get("model"), dict):
+        raise ValueError(f"{weights_path} holds no divekit weights (found {type(saved).__name__}); the run folder was "
+                         "changed by hand: train the run again")
+    if weights_path.name == BEST_NAME:
+        _check_belongs(saved.get("model_card"), card, card_path, weights_path)  # best.pt of older runs has none
     device = choose_device(device)
     model = create_model(card["model"], card["impl"], **card["config"])
     try:
-        model.load_state_dict((checkpoint if weights_path.name == CHECKPOINT_NAME else io.load(weights_path))["model"])
+        model.load_state_dict(saved["model"])
     except RuntimeError as error:
         raise ValueError(f"{weights_path} does not fit the model that {card_path} describes ({error}); "
                          "the run folder was changed by hand") from None
@@ -338,12 +346,26 @@ def load(run_dir: str | Path, *, weights: str = "best", device: str = "cpu") -> 
 # -- helpers -----------------------------------------------------------------------------------
 
 
+def _check_belongs(recorded: str | None, card: dict, card_path: Path, weights_path: Path,
+                   experiment: str | None = None) -> None:
+    """Raise ValueError where a weights file recorded another model card than ``card`` (None: not recorded)."""
+    if recorded is None or recorded == card_fingerprint(card):
+        return
+    if experiment is not None and experiment != card.get("experiment"):
+        raise ValueError(f"{weights_path} belongs to another run (of {experiment!r}; {card_path} describes a run of "
+                         f"{card.get('experiment')!r}); put the run's own file back, or train it again")
+    raise ValueError(f"{weights_path} and {card_path} do not belong together: the model card was edited, or the "
+                     "weights come from another run; put the run's own files back (the model, its config and its "
+                     "inputs must be those the weights were trained with)")
+
+
 def _say_if_unfinished(run_dir: Path, checkpoint: dict) -> None:
     """Warn that a run stopped before its last epoch (Ctrl-C, a crash): its weights are a partly trained model's."""
     import logging
 
-    epochs = (io.read_json(run_dir / CONFIG_NAME).get("config") or {}).get("epochs") \
-        if (run_dir / CONFIG_NAME).exists() else None
+    saved = io.read_json(run_dir / CONFIG_NAME) if (run_dir / CONFIG_NAME).exists() else None
+    config = saved.get("config") if isinstance(saved, dict) else None
+    epochs = config.get("epochs") if isinstance(config, dict) else None
     done, step = checkpoint.get("epoch"), checkpoint.get("step")
     if isinstance(epochs, int) and isinstance(done, int) and (done < epochs or step):
         logging.getLogger("divekit").warning(

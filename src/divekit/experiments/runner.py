@@ -307,11 +307,7 @@ def read_run_config(run_dir: Path) -> tuple[Experiment, dict]:
     path = run_dir / CONFIG_NAME
     if not path.exists():
         raise FileNotFoundError(f"{run_dir} is not a divekit run folder (no {CONFIG_NAME})")
-    try:
-        record = io.read_json(path)
-    except (ValueError, UnicodeDecodeError) as error:
-        raise ValueError(f"{path} is not readable JSON ({type(error).__name__}: {error}); "
-                         "restore it or start the run again") from None
+    record = io.read_json(path)  # a file that is not JSON: a ValueError that names it
     if not isinstance(record, dict) or not isinstance(record.get("experiment"), str) \
             or not isinstance(record.get("config"), dict):
         raise ValueError(f"{path} is not a divekit run config: it needs an \"experiment\" name and a \"config\" "

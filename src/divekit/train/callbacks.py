@@ -73,7 +73,8 @@ class BestWeights(Callback):
                 return
 
         state = {k: v.detach().cpu() for k, v in trainer.model.state_dict().items()}
-        io.save({"model": state, "epoch": record["epoch"], "metric": name, "value": value}, self.path)
+        io.save({"model": state, "epoch": record["epoch"], "metric": name, "value": value,
+                 "model_card": trainer.run_info.get("model_card")}, self.path)  # what predict checks it against
         self.best = (name, value)
 
 

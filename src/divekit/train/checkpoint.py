@@ -72,7 +72,7 @@ def read_checkpoint(path: Path) -> dict:
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         found = state.get("format") if isinstance(state, dict) else type(state).__name__
         raise ValueError(f"{path} is not a divekit checkpoint of format {FORMAT} (found {found!r}); "
-                         "it cannot be resumed: start the run again")
+                         "the run folder was changed by hand: start the run again")
     return state
 
 
