@@ -5,6 +5,7 @@ independently; export to safetensors and ONNX read back by their own libraries; 
 import csv
 import json
 import math
+import shutil
 
 import numpy as np
 import pytest
@@ -16,6 +17,7 @@ from PIL import Image
 import divekit
 from divekit import io
 from divekit.cli import main
+from divekit.data.user import UserDataError
 from divekit.predict import card_fingerprint, load
 
 
@@ -80,6 +82,11 @@ def test_evaluate_on_a_folder_matches_accuracy_counted_from_predictions(tmp_path
     rows = predictor.predict(files, top_k=2)
     loss = -sum(math.log(next(t["probability"] for t in r["top"] if t["class"] == c)) for r, c in zip(rows, truth)) / 10
     assert metrics["loss"] == pytest.approx(loss, rel=1e-4)
+    shutil.rmtree(other / "light")  # one of the model's classes is enough to score it on
+    assert predictor.evaluate(other)["acc"] == pytest.approx(sum(p == "dark" for p in predicted[:5]) / 5)
+    with pytest.raises(UserDataError, match="table.csv is not a folder; an image classifier is evaluated on a folder "
+                                            "with one sub-folder of images per class"):
+        predictor.evaluate(write_table(tmp_path / "table.csv"))
 
 
 def test_evaluate_without_data_repeats_the_runs_last_evaluation(tmp_path):
@@ -400,6 +407,16 @@ def test_a_missing_optional_package_is_a_one_line_error(tmp_path, capsys, monkey
     assert main(["export", str(run.run_dir)]) == 1
     assert capsys.readouterr().err.strip().splitlines()[-1] == (
         "divekit: error: exporting to safetensors needs the safetensors package: pip install 'divekit[export]'")
+
+
+def test_a_regression_is_evaluated_only_on_targets_training_would_read_as_numbers(tmp_path):
+    run = divekit.run("linear-regression", data=str(write_table(tmp_path / "t.csv", rows=40)), target="y", epochs=1,
+                      out=tmp_path / "runs", progress=False)
+    predictor = load(run.run_dir)
+    for bad in ("nan", "inf", "1_000"):
+        (tmp_path / "new.csv").write_text(f"x1,x2,colour,y\n1,2,red,5000\n1,2,blue,{bad}\n")
+        with pytest.raises(UserDataError, match=f"row 2 of .*new.csv has '{bad}' as its 'y', which is not a number"):
+            predictor.evaluate(tmp_path / "new.csv")
 
 
 def test_weights_files_of_another_run_or_changed_by_hand_are_one_line_errors(tmp_path, capsys):

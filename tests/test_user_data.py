@@ -509,6 +509,13 @@ def test_header_only_csv_is_an_error(tmp_path):
         load_csv_table(write_csv(tmp_path / "t.csv", "x,y\n"), "y", kind="regression")
 
 
+@pytest.mark.parametrize("separator, name", [(";", "semicolons"), ("\t", "tabs")])
+def test_a_table_separated_otherwise_than_by_commas_says_so(separator, name, tmp_path):
+    text = "".join(separator.join(row) + "\n" for row in (("a", "b", "y"), ("1", "2", "3"), ("4", "5", "6")))
+    with pytest.raises(UserDataError, match=f"seems separated by {name} .*save it as CSV with commas"):
+        load_csv_table(write_csv(tmp_path / "t.csv", text), "y", kind="regression")
+
+
 def test_single_row_csv_is_an_error(tmp_path):
     with pytest.raises(UserDataError, match="at least 2"):
         load_csv_table(write_csv(tmp_path / "t.csv", "x,y\n1,2\n"), "y", kind="regression")

@@ -145,7 +145,10 @@ class ImageClassifier(Predictor):
         from divekit.data.batch import Split
         from divekit.data.user import UserDataError, scan_class_folders
 
-        files = scan_class_folders(path)
+        if not path.is_dir():
+            raise UserDataError(f"{path} is not a folder; an image classifier is evaluated on a folder with one "
+                                "sub-folder of images per class")
+        files = scan_class_folders(path, min_classes=1)  # one class of the model's is enough to score it on
         unknown = sorted(set(files) - set(self.inputs.classes))
         if unknown:
             raise UserDataError(f"{path} has class folder(s) {', '.join(unknown)} that the model does not know; "

@@ -146,7 +146,7 @@ class TableInputs:
 
     def encode_targets(self, values: Sequence[str], where: str | Path = "the table") -> torch.Tensor:
         """Class indices (N,) for classification, standardised float32 values (N, 1) for regression."""
-        from divekit.data.user import UserDataError
+        from divekit.data.user import UserDataError, _is_number
 
         if self.classes is not None:
             index = {name: k for k, name in enumerate(self.classes)}
@@ -155,11 +155,11 @@ class TableInputs:
                 raise UserDataError(f"{where} has target value(s) {', '.join(map(repr, unknown[:5]))} that are not "
                                     f"among the classes the model knows ({', '.join(self.classes)})")
             return torch.tensor([index[v] for v in values], dtype=torch.int64)
-        try:
-            numbers = torch.tensor([float(v) for v in values], dtype=torch.float32)
-        except ValueError:
-            raise UserDataError(f"every {self.target!r} of {where} must be a number to evaluate a regression "
-                                "model on it") from None
+        for row, value in enumerate(values, 1):  # as training reads numbers: no nan, inf or 1_000
+            if not _is_number(str(value).strip()):
+                raise UserDataError(f"row {row} of {where} has {value!r} as its {self.target!r}, which is not a "
+                                    "number; every target must be a finite number to evaluate a regression model")
+        numbers = torch.tensor([float(v) for v in values], dtype=torch.float32)
         return self.standardize(numbers.unsqueeze(1))
 
     def standardize(self, y: torch.Tensor) -> torch.Tensor:

@@ -163,8 +163,9 @@ def _visible_children(folder: Path) -> list[Path]:
     return sorted(child for child in folder.iterdir() if not child.name.startswith("."))
 
 
-def scan_class_folders(root: Path) -> dict[str, list[Path]]:
-    """Map each class sub-folder of ``root`` (sorted) to its image files (sorted)."""
+def scan_class_folders(root: Path, min_classes: int = 2) -> dict[str, list[Path]]:
+    """Map each class sub-folder of ``root`` (sorted) to its image files (sorted); training needs two
+    classes or more, scoring a trained model ``min_classes`` 1."""
     class_folders = [child for child in _visible_children(root) if child.is_dir()]
     if not class_folders:
         raise UserDataError(
@@ -184,7 +185,7 @@ def scan_class_folders(root: Path) -> dict[str, list[Path]]:
                 "directly inside it: add images or remove the folder"
             )
         files_by_class[folder.name] = images
-    if len(files_by_class) < 2:
+    if len(files_by_class) < min_classes:
         raise UserDataError(
             f"{root} has only the class {class_folders[0].name!r}; classification needs at least "
             "2 classes, each in its own sub-folder"
@@ -387,6 +388,10 @@ def read_csv_rows(path: Path, min_rows: int = 2) -> tuple[list[str], list[list[s
             if header is None:
                 raise UserDataError(f"{path} is empty; a table needs a header row and data rows")
             columns = [cell.strip() for cell in header]
+            for separator, name in ((";", "semicolons"), ("\t", "tabs")):
+                if len(columns) == 1 and separator in columns[0]:  # a spreadsheet's other export
+                    raise UserDataError(f"{path} seems separated by {name} (its header is {columns[0]!r}); "
+                                        "divekit reads comma-separated tables: save it as CSV with commas")
             for row in reader:
                 if not row or (len(row) == 1 and not row[0].strip()):  # a blank line, spaces alone too (as pandas)
                     continue
