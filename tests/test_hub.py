@@ -12,6 +12,7 @@ import os
 import socket
 import tarfile
 import threading
+import time
 import zipfile
 from pathlib import Path
 
@@ -237,6 +238,26 @@ def test_download_is_verified_cached_and_not_repeated(server, monkeypatch):
     assert hashes == []  # and not hashed again: the download already checked it
 
 
+def test_what_a_killed_download_or_unpacking_left_is_removed_a_day_later(server):
+    content = b"payload"
+    server.files["/data.bin"] = content
+    folder = cache_dir() / "toy"
+    folder.mkdir(parents=True)
+    old, fresh = folder / ".data.bin.k1ll3d.tmp", folder / ".data.bin.gr0w1n.tmp"  # atomic_open's names
+    unpacking = cache_dir() / ".toy.k1ll3d.unpack"
+    for path in (old, fresh):
+        path.write_bytes(b"part")
+    (unpacking / "sub").mkdir(parents=True)
+    day_ago = time.time() - hub.ABANDONED_AFTER_SECONDS - 60
+    for path in (old, unpacking):
+        os.utime(path, (day_ago, day_ago))
+    fetch(one_file_spec(server.url("/data.bin"), content), "data.bin", progress=False)
+    assert not old.exists() and fresh.exists()  # another process's download may still be growing
+    (cache_dir() / "toy.zip").write_bytes(make_zip({"toy/a.txt": b"a"}))
+    extract_archive(cache_dir() / "toy.zip", cache_dir() / "toy", "zip", root="toy")
+    assert not unpacking.exists() and (folder / "a.txt").read_bytes() == b"a"
+
+
 def test_download_with_wrong_checksum_keeps_nothing(server):
     server.files["/data.bin"] = b"not what the registry promised"
     spec = one_file_spec(server.url("/data.bin"), b"the promised bytes")
@@ -440,6 +461,29 @@ def test_archive_data_set_is_downloaded_unpacked_and_verified(server):
     (folder / "train.txt").unlink()  # a lost member is unpacked again from the cached archive
     assert fetch(spec, "train.txt", progress=False).read_bytes() == train
     assert server.requests == ["/toy.zip"]
+
+
+def test_an_archive_in_divekit_data_serves_members_with_their_own_sha1(tmp_path, monkeypatch):
+    """ptb, fra-eng and wikitext-2 register their members' SHA-1s: their archive, put under DIVEKIT_DATA,
+    is unpacked offline (it was ignored, and the error asked for the loose files only)."""
+    train = b"train split\n"
+    zipped = make_zip({"toy/train.txt": train})
+    url = unreachable_url().replace("data.bin", "toy.zip")
+    spec = DatasetSpec("toy", (RemoteFile("train.txt", sha1(train), url),),
+                       archive=Archive(url, sha1(zipped), "zip", root="toy"))
+    with pytest.raises(DataNotFoundError, match="holds toy/train.txt or toy/toy.zip"):
+        fetch(spec, progress=False)
+    (tmp_path / "shared" / "toy").mkdir(parents=True)
+    (tmp_path / "shared" / "toy" / "toy.zip").write_bytes(zipped)
+    monkeypatch.setenv("DIVEKIT_DATA", str(tmp_path / "shared"))
+    assert fetch(spec, "train.txt", progress=False).read_bytes() == train
+
+
+def test_a_remote_files_sha1_must_be_one():
+    """A SHA-256 or an upper-case SHA-1 there was checked at download only, so no copy ever matched it."""
+    for checksum in ("A" * 40, "a" * 64):
+        with pytest.raises(ValueError, match="the sha1 of f.bin must be a SHA-1 \\(40 lowercase hex digits\\)"):
+            RemoteFile("f.bin", checksum, "https://example.org/f.bin")
 
 
 def test_archive_member_with_wrong_checksum_is_not_kept(server):

@@ -9,7 +9,9 @@ each file of a data set in this order:
 2. ``$DIVEKIT_DATA/<name>/<file>``, a shared folder of data sets (one sub-folder per data set);
 3. ``cache_dir()/<name>/<file>``, where downloads go;
 4. a copy shipped inside the package (``divekit/data/resources/``), where the data set has one;
-5. the canonical URL, downloaded (and, for an archive, safely unpacked) into the cache.
+5. for a data set that comes in an archive, the archive itself in 1 or 2 (``<name>/<archive file>``),
+   checked and unpacked into the cache;
+6. the canonical URL, downloaded (and, for an archive, safely unpacked) into the cache.
 
 A copy found in 1 or 2 with the wrong SHA-1 is an error, because only the user can say which copy
 is right. A wrong copy in the cache is deleted and downloaded again.
@@ -18,7 +20,7 @@ Files inside an archive whose own SHA-1s are not known (the banana detection set
 SHA-1 is published) have ``sha1=None`` and are vouched for by the archive alone. Such a file is
 never taken from a folder as it stands, since nothing could check it: ``fetch`` looks for the
 *archive* in 1 and 2 (``<name>/<archive file>`` or ``<archive file>``), checks the archive's
-checksum, and unpacks it into ``cache_dir()/<name>``, or downloads the archive there (5). Each
+checksum, and unpacks it into ``cache_dir()/<name>``, or downloads the archive there (6). Each
 unpacking leaves a marker file ``.<archive file>.unpacked`` holding the archive's checksum, and the
 cache folder's members are used while that marker names the registered archive; a member that
 has gone missing is unpacked again.
@@ -28,7 +30,8 @@ file (CIFAR-10, VOC2012, hotdog), and some give a SHA-256 rather than a SHA-1 (C
 checks the SHA-256 of the authors' archive). Such a data set lists no files: ``fetch(name)``
 returns its unpacked folder, taken as it is from 1 or 2 (the archive itself, dropped there, is
 verified and unpacked into the cache), or else unpacked in the cache from the verified archive.
-A checksum's length says its algorithm: 40 hex digits SHA-1, 64 SHA-256.
+A checksum's length says its algorithm: 40 hex digits SHA-1, 64 SHA-256. A download or unpacking
+killed midway leaves a temporary file or folder, removed by the next one a day later.
 """
 
 from __future__ import annotations
@@ -47,6 +50,7 @@ import zipfile
 import zlib
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
+from glob import escape as glob_escape
 from importlib import resources
 from pathlib import Path, PurePosixPath
 from types import MappingProxyType
@@ -73,6 +77,7 @@ __all__ = [
 CHUNK_BYTES = 1 << 20
 DOWNLOAD_TRIES = 3
 RETRY_BACKOFF_SECONDS = 1.0  # wait backoff * attempt before the next try
+ABANDONED_AFTER_SECONDS = 24 * 3600  # a temporary download or unpacking untouched this long was killed: removed
 REQUEST_TIMEOUT_SECONDS = 30.0  # per connect and per read, not for the whole download
 TAR_MODES = {"tar": "r:", "tar.gz": "r:gz", "tgz": "r:gz"}  # archive kind -> tarfile's mode
 ARCHIVE_KINDS = ("zip", *TAR_MODES)
@@ -110,6 +115,11 @@ class RemoteFile:
     name: str
     sha1: str | None
     url: str
+
+    def __post_init__(self):
+        if self.sha1 is not None and (len(self.sha1) != 40 or self.sha1.strip("0123456789abcdef")):
+            raise ValueError(f"the sha1 of {self.name} must be a SHA-1 (40 lowercase hex digits), got {self.sha1!r}; "
+                             "a file known by another checksum is vouched for by its archive's (sha1=None)")
 
 
 @dataclass(frozen=True)
@@ -512,6 +522,7 @@ def _download(url: str, dest: Path, checksum: str, progress: bool) -> None:
 
     Transient network errors are retried; the last one is raised. A 4xx answer is not retried.
     """
+    _remove_abandoned(dest.parent, f".{dest.name[:32]}.", ".tmp")  # atomic_open's names for dest
     for attempt in range(1, DOWNLOAD_TRIES + 1):
         try:
             _download_once(url, dest, checksum, progress)
@@ -522,6 +533,23 @@ def _download(url: str, dest: Path, checksum: str, progress: bool) -> None:
                 raise
             time.sleep(RETRY_BACKOFF_SECONDS * attempt)
     _KNOWN_DIGESTS[_stat_key(dest, checksum_algorithm(checksum))] = checksum
+
+
+def _remove_abandoned(folder: Path, prefix: str, suffix: str) -> None:
+    """Remove the temporary files or folders ``prefix*suffix`` in ``folder`` that a killed download or
+    unpacking left (untouched for ``ABANDONED_AFTER_SECONDS``: another process's are still growing)."""
+    if not folder.is_dir():
+        return
+    for path in folder.glob(f"{glob_escape(prefix)}*{suffix}"):
+        try:
+            if time.time() - path.lstat().st_mtime <= ABANDONED_AFTER_SECONDS:
+                continue
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path)
+            else:
+                path.unlink()
+        except OSError:  # gone already, or not ours to remove: leave it
+            pass
 
 
 def _download_archive(spec: DatasetSpec, progress: bool) -> None:
@@ -553,14 +581,9 @@ def _unpack(spec: DatasetSpec, archive_path: Path) -> None:
         marker.write(spec.archive.checksum + "\n")
 
 
-def _archive_member(
-    spec: DatasetSpec, remote: RemoteFile, data_dir: str | os.PathLike | None, progress: bool
-) -> Path:
-    """A file without a SHA-1 of its own: a member of the verified archive, unpacked into the cache
-    (from the user's copy of the archive, the cached one, or a download), never a loose copy."""
-    path = cache_dir() / spec.name / remote.name
-    if path.is_file() and _unpacked(spec):
-        return path
+def _unpack_users_archive(spec: DatasetSpec, data_dir: str | os.PathLike | None) -> bool:
+    """Unpack the user's copy of the data set's archive (``data_dir`` or DIVEKIT_DATA) into the cache, once
+    verified; False when there is none. A copy with another checksum is an error, not skipped."""
     archive = spec.archive
     for candidate, origin in _user_copies(spec.name, archive.filename, data_dir):
         if candidate.is_file():
@@ -571,8 +594,20 @@ def _archive_member(
                     f"to let divekit download {archive.url}."
                 )
             _unpack(spec, candidate)
-            break
-    else:
+            return True
+    return False
+
+
+def _archive_member(
+    spec: DatasetSpec, remote: RemoteFile, data_dir: str | os.PathLike | None, progress: bool
+) -> Path:
+    """A file without a SHA-1 of its own: a member of the verified archive, unpacked into the cache
+    (from the user's copy of the archive, the cached one, or a download), never a loose copy."""
+    path = cache_dir() / spec.name / remote.name
+    if path.is_file() and _unpacked(spec):
+        return path
+    archive = spec.archive
+    if not _unpack_users_archive(spec, data_dir):
         try:
             _download_archive(spec, progress)
         except _NETWORK_ERRORS as error:
@@ -604,7 +639,8 @@ def _not_found(spec: DatasetSpec, remote: RemoteFile, error: Exception) -> DataN
         f"{spec.name}/{remote.name} is not on this machine and could not be downloaded from "
         f"{source}: {type(error).__name__}: {error}. To use a copy you already have, put it in "
         f"{folder} (its SHA-1 must be {remote.sha1}), or set DIVEKIT_DATA to a folder that "
-        f"holds {spec.name}/{remote.name}."
+        f"holds {spec.name}/{remote.name}"
+        + ("." if spec.archive is None else f" or {spec.name}/{spec.archive.filename}.")
     )
 
 
@@ -633,6 +669,8 @@ def _resolve(
         cached.unlink()
     if spec.packaged == remote.name:
         return _packaged_copy(remote)
+    if spec.archive is not None and _unpack_users_archive(spec, data_dir):  # the archive itself, put by the user
+        return _check_unpacked(spec, remote, cached)
     try:
         if spec.archive is None:
             _download(remote.url, cached, remote.sha1, progress)
@@ -760,6 +798,7 @@ def extract_archive(
         raise ValueError(f"archive kind {kind!r} is not one of {ARCHIVE_KINDS}")
     archive_path, target_dir = Path(archive_path), Path(target_dir).resolve()  # no ".." left to compare
     target_dir.parent.mkdir(parents=True, exist_ok=True)
+    _remove_abandoned(target_dir.parent, f".{target_dir.name}.", ".unpack")
     staging = Path(
         tempfile.mkdtemp(prefix=f".{target_dir.name}.", suffix=".unpack", dir=target_dir.parent)
     )
