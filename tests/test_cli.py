@@ -263,7 +263,9 @@ def test_a_model_card_edited_by_hand_is_refused_and_a_file_is_no_run_folder(tmp_
         in capsys.readouterr().err
     (tmp_path / "afile").write_text("")
     assert main(["run", "linear-regression", "--out", str(tmp_path / "afile"), "--no-progress"]) == 1
-    assert "--out " + str(tmp_path / "afile") + " is a file; pass the folder" in capsys.readouterr().err
+    assert f"--out {tmp_path / 'afile'}: {tmp_path / 'afile'} is a file; pass the folder" in capsys.readouterr().err
+    assert main(["run", "linear-regression", "--out", str(tmp_path / "afile" / "sub"), "--no-progress"]) == 1
+    assert f"--out {tmp_path / 'afile' / 'sub'}: {tmp_path / 'afile'} is a file" in capsys.readouterr().err
 
 
 def test_resume_of_a_folder_that_is_not_a_run(tmp_path, capsys):

@@ -302,6 +302,9 @@ def test_export_to_safetensors_holds_the_weights_and_the_model_card(tmp_path):
     with safetensors.safe_open(path, "pt") as f:
         assert json.loads(f.metadata()["model"]) == "lenet"
         assert json.loads(f.metadata()["inputs"])["classes"] == ["dark", "light"]
+    (tmp_path / "exports").mkdir()  # a folder: the file goes in it (it failed naming a temporary file)
+    assert predictor.export(tmp_path / "exports") == tmp_path / "exports" / "model.safetensors"
+    assert load_file(tmp_path / "exports" / "model.safetensors").keys() == state.keys()
 
 
 def test_export_to_onnx_runs_in_onnxruntime_with_the_same_outputs(tmp_path):

@@ -77,8 +77,8 @@ def _main_parser() -> argparse.ArgumentParser:
     export.add_argument("--format", choices=("safetensors", "onnx"), default="safetensors",
                         help="safetensors (the weights, with model.json as metadata) or onnx (the model; needs "
                              "divekit[export]) (default: safetensors)")
-    export.add_argument("--out", metavar="FILE", help="where to write it (default: RUN_DIR/model.safetensors or "
-                                                      "RUN_DIR/model.onnx)")
+    export.add_argument("--out", metavar="FILE", help="where to write it, a file or a folder to write model.safetensors "
+                                                      "or model.onnx in (default: RUN_DIR)")
     _weights_and_device(export, device=False)
     report = sub.add_parser("report", help="a table of all runs in a folder beside the book's results (Markdown and HTML)")
     report.add_argument("dir", metavar="DIR", nargs="?", default="runs", help="the folder the runs went to (default: runs)")

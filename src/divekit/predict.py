@@ -108,10 +108,13 @@ class Predictor:
         """Write the weights (``safetensors``) or the model with its forward pass (``onnx``, for an
         example batch, the batch size left free), each with model.json's contents as metadata: the
         model takes its inputs as divekit prepares them (the card's ``inputs``: scaling, resizing,
-        encoded columns, a standardised regression target), which ONNX does not do by itself."""
+        encoded columns, a standardised regression target), which ONNX does not do by itself. A ``path``
+        that is a folder gets ``model.safetensors`` or ``model.onnx`` in it."""
         path = Path(path)
         if format not in EXPORT_FORMATS:
             raise ValueError(f"unknown export format {format!r}; choose {' or '.join(EXPORT_FORMATS)}")
+        if path.is_dir():
+            path = path / f"model.{format}"
         card = io.read_json(self.run_dir / MODEL_CARD)
         if format == "safetensors":
             try:

@@ -168,8 +168,9 @@ def new_run_dir(out_root: str | Path, experiment: Experiment, options: Options) 
 
 
 def _make_run_dir(out_root: str | Path, experiment: Experiment, options: Options) -> Path:
-    if Path(out_root).exists() and not Path(out_root).is_dir():
-        raise ValueError(f"--out {out_root} is a file; pass the folder to make the run folder in")
+    for folder in (Path(out_root), *Path(out_root).parents):  # --out itself, or a folder it would be made in
+        if folder.exists() and not folder.is_dir():
+            raise ValueError(f"--out {out_root}: {folder} is a file; pass the folder to make the run folder in")
     impl = getattr(options, "impl", None)
     base = Path(out_root) / stamped_name(experiment.name, impl)
     base.parent.mkdir(parents=True, exist_ok=True)
