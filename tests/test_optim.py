@@ -84,9 +84,8 @@ def test_scratch_optimizer_follows_torch_for_30_steps(name, weight_decay):
 @pytest.mark.parametrize("name", list(PAIRS))
 def test_defaults_are_torchs(name):
     scratch_cls, torch_cls, _ = PAIRS[name]
-    lr = {"lr": 0.1} if name in ("sgd", "momentum") else {}  # SGD has no default learning rate
-    ours = scratch_cls([nn.Parameter(torch.zeros(1))], **lr).defaults
-    theirs = torch_cls([nn.Parameter(torch.zeros(1))], **lr).defaults
+    ours = scratch_cls([nn.Parameter(torch.zeros(1))]).defaults
+    theirs = torch_cls([nn.Parameter(torch.zeros(1))]).defaults
     shared = set(ours) & set(theirs)
     assert shared >= {"lr", "weight_decay"}
     assert {k: ours[k] for k in shared} == {k: theirs[k] for k in shared}
@@ -135,6 +134,21 @@ def test_a_torch_optimizers_state_is_refused_by_its_scratch_twin():
     with pytest.raises(ValueError, match="this state_dict is not one of divekit's scratch Adam: a parameter's state "
                                          "holds exp_avg, exp_avg_sq, step, where it keeps s, step, v"):
         ours.load_state_dict(theirs.state_dict())  # it loaded, and failed at the next step with KeyError 'v'
+
+
+@pytest.mark.parametrize("source, target", [(scratch.SGD, scratch.Adam), (scratch.Adam, scratch.SGD),
+                                            (scratch.RMSProp, scratch.AdaGrad)])
+def test_a_scratch_optimizers_state_is_refused_by_another_kind(source, target):
+    """Checked by the groups' hyperparameters: an SGD without momentum keeps no state per parameter, and
+    loaded into Adam failed at the next step (KeyError 'betas'); RMSProp's loaded into AdaGrad silently."""
+    net = tiny_net()
+    saved = source(net.parameters(), lr=0.01)
+    train(net, saved, batches(2))
+    with pytest.raises(ValueError, match=f"not one of divekit's scratch {target.__name__}: its groups hold"):
+        target(net.parameters(), lr=0.01).load_state_dict(saved.state_dict())
+    adam = scratch.Adam(net.parameters(), lr=0.01)
+    train(net, adam, batches(2))
+    scratch.AdamW(net.parameters(), lr=0.01).load_state_dict(adam.state_dict())  # one family: as torch's Adam, AdamW
 
 
 def test_yogi_follows_the_books_update():

@@ -24,6 +24,8 @@ optimizers (the plain names in ``divekit.optim``) for real training.
 
 from __future__ import annotations
 
+import inspect
+
 import torch
 
 __all__ = ["SGD", "AdaGrad", "RMSProp", "Adadelta", "Adam", "AdamW", "Yogi"]
@@ -61,8 +63,18 @@ class Optimizer(torch.optim.Optimizer):
         return loss
 
     def load_state_dict(self, state_dict: dict) -> None:
-        """torch's, then a check that each parameter's state is this optimizer's: a state with other keys
-        (torch.optim.Adam's exp_avg where ours keeps v) would load and fail at the next step."""
+        """torch's, between checks that the state is this optimizer's: its groups' hyperparameters (an SGD's
+        momentum where Adam has betas) and each parameter's state (torch.optim.Adam's exp_avg where ours keeps
+        v), which would load and fail at the next step. Adam, AdamW and Yogi share both, as torch's Adam and
+        AdamW do: one loads another's state."""
+        ours = set(self.defaults)
+        for saved in state_dict.get("param_groups", []):
+            # another optimizer's hyperparameters, or ours missing (a scheduler's initial_lr is neither)
+            if not ours <= set(saved) or set(saved) & (_hyperparameter_names() - ours):
+                held = sorted(set(saved) - {"params", "param_names"})
+                raise ValueError(f"this state_dict is not one of divekit's scratch {type(self).__name__}: its "
+                                 f"groups hold {', '.join(held)}, where this optimizer has "
+                                 f"{', '.join(sorted(ours))}; load a state saved by the same optimizer")
         super().load_state_dict(state_dict)
         for group in self.param_groups:
             for w in group["params"]:
@@ -89,6 +101,12 @@ class Optimizer(torch.optim.Optimizer):
         raise NotImplementedError(f"{type(self).__name__} must define update()")
 
 
+def _hyperparameter_names() -> set[str]:
+    """Every hyperparameter that some scratch optimizer keeps in its groups: the arguments of their constructors."""
+    return {name for cls in (SGD, AdaGrad, RMSProp, Adadelta, Adam, AdamW, Yogi)
+            for name in inspect.signature(cls).parameters if name != "params"}
+
+
 def _check_unit_interval(name: str, value: float, *, closed: bool = True) -> None:
     if not (0.0 <= value <= 1.0 if closed else 0.0 <= value < 1.0):
         raise ValueError(f"{name} must be in [0, 1{']' if closed else ')'}, got {value}")
@@ -111,7 +129,7 @@ class SGD(Optimizer):
     ``torch.optim.SGD(momentum=beta)`` without dampening or Nesterov.
     """
 
-    def __init__(self, params, lr: float, momentum: float = 0.0, weight_decay: float = 0.0):
+    def __init__(self, params, lr: float = 1e-3, momentum: float = 0.0, weight_decay: float = 0.0):
         _check_unit_interval("momentum", momentum, closed=False)
         super().__init__(params, lr, weight_decay, momentum=momentum)
 
@@ -156,7 +174,7 @@ class RMSProp(Optimizer):
     gradients with time constant 1 / (1 - gamma), so steps no longer decay for ever. ``alpha`` is
     torch's name for the book's gamma (default 0.99 as torch; the book uses 0.9). The book puts eps
     inside the root, sqrt(s + 1e-6); torch (and we) add it outside, with eps = 1e-8: where gradients are
-    small (|g| ~ 1e-3) the two steps differ by a large factor.
+    small the two steps differ, by a factor of about sqrt(2) at |g| ~ 1e-3 and 10 at 1e-4.
     """
 
     def __init__(self, params, lr: float = 0.01, alpha: float = 0.99, eps: float = 1e-8, weight_decay: float = 0.0):
