@@ -7,7 +7,8 @@ from torch import nn
 
 from divekit.ops import fast, scratch
 
-CASES = [("BatchNorm1d", (16, 5), nn.BatchNorm1d), ("BatchNorm2d", (8, 3, 5, 4), nn.BatchNorm2d)]
+CASES = [("BatchNorm1d", (16, 5), nn.BatchNorm1d), ("BatchNorm1d", (6, 5, 7), nn.BatchNorm1d),  # (B, C, L) too
+         ("BatchNorm2d", (8, 3, 5, 4), nn.BatchNorm2d)]
 
 
 @pytest.mark.parametrize("name, shape, reference", CASES)
@@ -91,6 +92,8 @@ def test_bad_inputs_say_what_is_wrong():
     with pytest.raises(ValueError, match=r"BatchNorm2d\(3\) takes inputs of 4 dimensions with 3 features on axis 1, "
                                          r"got shape \(2, 3\)"):
         scratch.BatchNorm2d(3)(torch.randn(2, 3))
+    with pytest.raises(ValueError, match=r"BatchNorm1d\(3\) takes inputs of 2 or 3 dimensions"):
+        scratch.BatchNorm1d(3)(torch.randn(2, 3, 4, 4))
     with pytest.raises(ValueError, match=r"expected 4D input \(got 2D input\)"):
         fast.BatchNorm2d(3)(torch.randn(2, 3))
     with pytest.raises(ValueError, match="more than one value per channel"):

@@ -149,8 +149,9 @@ def test_bad_shapes_and_arguments_say_what_is_wrong():
         scratch.conv2d(X, torch.rand(4, 3, 3, 3))
     with pytest.raises(ValueError, match="larger than the padded input"):
         scratch.conv2d(X, torch.rand(4, 2, 7, 7))
-    with pytest.raises(ValueError, match=r"\(B, C, H, W\)"):
-        scratch.conv2d(X[0], torch.rand(4, 2, 3, 3))
+    with pytest.raises(ValueError, match=r"conv2d takes a batch of images \(B, C, H, W\) or one image \(C, H, W\), "
+                                         r"got shape \(2, 5, 5, 1, 1\)"):
+        scratch.conv2d(X[0, ..., None, None], torch.rand(4, 2, 3, 3))
     with pytest.raises(ValueError, match="at most half the window"):
         scratch.max_pool2d(X, 2, padding=2)
     with pytest.raises(ValueError, match="stride must be an int or a pair"):
@@ -232,8 +233,25 @@ def test_adaptive_max_pooling_matches_torch(output_size):
     assert_same_values_and_grads(lambda x: scratch.adaptive_max_pool2d(x, output_size),
                                  lambda x: F.adaptive_max_pool2d(x, output_size), X)
     torch.testing.assert_close(scratch.AdaptiveMaxPool2d(output_size)(X), fast.AdaptiveMaxPool2d(output_size)(X))
-    with pytest.raises(ValueError, match=r"expected a batch of images \(B, C, H, W\), got shape \(7, 6\)"):
+    with pytest.raises(ValueError, match=r"adaptive_max_pool2d takes a batch of images \(B, C, H, W\) or one image "
+                                         r"\(C, H, W\), got shape \(7, 6\)"):
         scratch.adaptive_max_pool2d(X[0, 0], output_size)
+
+
+def test_one_image_without_a_batch_axis_is_taken_as_torchs_layers_take_it():
+    torch.manual_seed(0)
+    X = torch.randn(2, 6, 5, **FLOAT64)  # (C, H, W)
+    layers = [lambda ops: ops.Conv2d(2, 3, 3, padding=1), lambda ops: ops.ConvTranspose2d(2, 3, 3, stride=2),
+              lambda ops: ops.MaxPool2d(2), lambda ops: ops.AvgPool2d(3, 1, 1),
+              lambda ops: ops.AdaptiveAvgPool2d((2, 3)), lambda ops: ops.AdaptiveMaxPool2d(1)]
+    for make in layers:
+        torch.manual_seed(1)
+        ours = make(scratch).double()
+        torch.manual_seed(1)
+        theirs = make(fast).double()
+        out = ours(X)
+        assert out.dim() == 3
+        torch.testing.assert_close(out, theirs(X))
 
 
 def test_learning_the_edge_kernel_recovers_it():

@@ -19,6 +19,7 @@ how FCN upsamples (§13.11). Output size per axis:
 
 from __future__ import annotations
 
+import functools
 import math
 import operator
 
@@ -42,6 +43,21 @@ def _pair(value: IntPair, name: str, minimum: int = 1) -> tuple[int, int]:
     if len(pair) != 2 or not all(v >= minimum for v in pair):
         raise ValueError(f"{name} must be an int or a pair of ints, each at least {minimum}, got {value!r}")
     return pair
+
+
+def _images_or_one(f):
+    """Let ``f`` (X (B, C, H, W), ...) take one image (C, H, W) too, as torch's layers do: it runs on a batch
+    of one; other shapes are a ValueError naming both forms."""
+    @functools.wraps(f)
+    def images_or_one(X: torch.Tensor, *args, **kwargs) -> torch.Tensor:
+        if X.dim() == 3:
+            return f(X[None], *args, **kwargs)[0]
+        if X.dim() != 4:
+            raise ValueError(f"{f.__name__} takes a batch of images (B, C, H, W) or one image (C, H, W), got shape "
+                             f"{tuple(X.shape)}")
+        return f(X, *args, **kwargs)
+
+    return images_or_one
 
 
 def _add_bias(Y: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
@@ -80,8 +96,6 @@ def _windows(X: torch.Tensor, kernel: tuple[int, int], stride: tuple[int, int], 
              pad_value: float = 0.0, dilation: tuple[int, int] = (1, 1)) -> torch.Tensor:
     """All (kh, kw) windows of X (B, C, H, W), padded, strided and dilated: a view of shape
     (B, C, P, Q, kh, kw)."""
-    if X.dim() != 4:
-        raise ValueError(f"expected a batch of images (B, C, H, W), got shape {tuple(X.shape)}")
     for k, p, d, n in zip(kernel, padding, dilation, X.shape[-2:]):
         conv_output_size(n, k, p, dilation=d)  # raises if the window does not fit
     X = _pad(X, padding, pad_value)
@@ -98,6 +112,7 @@ def corr2d(X: torch.Tensor, K: torch.Tensor) -> torch.Tensor:
     return conv2d(X[None, None], K[None, None])[0, 0]
 
 
+@_images_or_one
 def conv2d(X: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None, stride: IntPair = 1,
            padding: IntPair = 0, dilation: IntPair = 1, groups: int = 1) -> torch.Tensor:
     """Multi-channel cross-correlation, what ``nn.Conv2d`` computes (D2L §6.2-§6.4).
@@ -108,7 +123,7 @@ def conv2d(X: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = No
     a 1x1 kernel is a fully connected layer applied at every pixel (§6.4.3). With ``groups`` g,
     the channels are cut into g groups and output group k only sees input group k.
     """
-    if weight.dim() != 4 or X.dim() != 4 or X.shape[1] != weight.shape[1] * groups:
+    if weight.dim() != 4 or X.shape[1] != weight.shape[1] * groups:
         raise ValueError(f"weight (O, C/groups, kh, kw) = {tuple(weight.shape)} with groups={groups} does not fit "
                          f"input (B, C, H, W) = {tuple(X.shape)}")
     if weight.shape[0] % groups:
@@ -131,6 +146,7 @@ def trans_conv(X: torch.Tensor, K: torch.Tensor) -> torch.Tensor:
     return conv_transpose2d(X[None, None], K[None, None])[0, 0]
 
 
+@_images_or_one
 def conv_transpose2d(X: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None, stride: IntPair = 1,
                      padding: IntPair = 0, output_padding: IntPair = 0, groups: int = 1,
                      dilation: IntPair = 1) -> torch.Tensor:
@@ -146,7 +162,7 @@ def conv_transpose2d(X: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor |
     """
     stride, padding = _pair(stride, "stride"), _pair(padding, "padding", minimum=0)
     output_padding, dilation = _pair(output_padding, "output_padding", minimum=0), _pair(dilation, "dilation")
-    if X.dim() != 4 or weight.dim() != 4 or X.shape[1] != weight.shape[0] or X.shape[1] % groups:
+    if weight.dim() != 4 or X.shape[1] != weight.shape[0] or X.shape[1] % groups:
         raise ValueError(f"weight (C, O/groups, kh, kw) = {tuple(weight.shape)} with groups={groups} does not fit "
                          f"input (B, C, H, W) = {tuple(X.shape)}")
     if any(op >= max(s, d) for op, s, d in zip(output_padding, stride, dilation)):
@@ -186,6 +202,7 @@ def conv_matrix(K: torch.Tensor, input_shape: tuple[int, int], stride: IntPair =
     return responses.reshape(H * W, -1).T  # (P Q, H W)
 
 
+@_images_or_one
 def max_pool2d(X: torch.Tensor, kernel_size: IntPair, stride: IntPair | None = None, padding: IntPair = 0) -> torch.Tensor:
     """The largest entry of each window, per channel (D2L §6.5). Padding counts as -inf, so it is
     never the maximum. Where a window holds several equal maxima (zeros after a ReLU), the gradient
@@ -194,6 +211,7 @@ def max_pool2d(X: torch.Tensor, kernel_size: IntPair, stride: IntPair | None = N
     return _windows(X, kernel, stride, padding, pad_value=-math.inf).amax(dim=(-2, -1))  # (B, C, P, Q)
 
 
+@_images_or_one
 def avg_pool2d(X: torch.Tensor, kernel_size: IntPair, stride: IntPair | None = None, padding: IntPair = 0,
                count_include_pad: bool = True) -> torch.Tensor:
     """The mean of each window, per channel (D2L §6.5). Padding is zeros; with
@@ -297,7 +315,8 @@ class MaxPool2d(_Pool2d):
 
 class AvgPool2d(_Pool2d):
     """Average pooling layer from :func:`avg_pool2d` (D2L §6.5); padding counts in the divisor, as
-    in ``nn.AvgPool2d``'s default."""
+    in ``nn.AvgPool2d``'s default (its ``ceil_mode`` and ``count_include_pad`` are not taken: the book
+    uses neither; the function :func:`avg_pool2d` takes ``count_include_pad``)."""
 
     def forward(self, X: torch.Tensor) -> torch.Tensor:
         return avg_pool2d(X, self.kernel_size, self.stride, self.padding)
@@ -306,8 +325,6 @@ class AvgPool2d(_Pool2d):
 def _adaptive_cells(X: torch.Tensor, output_size: IntPair, reduce) -> torch.Tensor:
     """``reduce(cell, dims)`` of each of P x Q cells of X (B, C, H, W) -> (B, C, P, Q). Output cell (p, q) covers
     rows floor(p H / P) to ceil((p + 1) H / P) - 1 and the same for columns, as torch's adaptive pooling."""
-    if X.dim() != 4:
-        raise ValueError(f"expected a batch of images (B, C, H, W), got shape {tuple(X.shape)}")
     P, Q = _pair(output_size, "output_size")
     H, W = X.shape[-2:]
     rows = [X[:, :, p * H // P:math.ceil((p + 1) * H / P)] for p in range(P)]  # P slices of (B, C, h_p, W)
@@ -315,12 +332,14 @@ def _adaptive_cells(X: torch.Tensor, output_size: IntPair, reduce) -> torch.Tens
     return torch.stack([torch.stack(row, dim=-1) for row in cells], dim=-2)  # (B, C, P, Q)
 
 
+@_images_or_one
 def adaptive_avg_pool2d(X: torch.Tensor, output_size: IntPair) -> torch.Tensor:
     """Average pooling to a fixed output size (P, Q) whatever the input size (D2L §7.3.2 uses
     (1, 1): global average pooling), as ``nn.AdaptiveAvgPool2d``."""
     return _adaptive_cells(X, output_size, lambda cell, dims: cell.mean(dim=dims))
 
 
+@_images_or_one
 def adaptive_max_pool2d(X: torch.Tensor, output_size: IntPair) -> torch.Tensor:
     """Max pooling to a fixed output size (P, Q) whatever the input size (D2L §13.7.1: TinySSD's last
     block is global max pooling, (1, 1)), as ``nn.AdaptiveMaxPool2d``. Equal maxima share the gradient

@@ -20,17 +20,17 @@ __all__ = ["BatchNorm1d", "BatchNorm2d", "LayerNorm", "batch_norm", "layer_norm"
 
 def batch_norm(X: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, running_mean: torch.Tensor,
                running_var: torch.Tensor, training: bool, momentum: float = 0.1, eps: float = 1e-5) -> torch.Tensor:
-    """Normalise X (B, D) per feature or (B, C, H, W) per channel (D2L §7.5.3).
+    """Normalise X (B, D) per feature, or (B, C, L) or (B, C, H, W) per channel (D2L §7.5.3).
 
     In training the batch statistics are used and ``running_mean``/``running_var`` (D,) or (C,)
     are updated in place; in evaluation the running statistics are used.
     """
-    if X.dim() not in (2, 4):
-        raise ValueError(f"batch_norm takes (B, D) or (B, C, H, W) inputs, got shape {tuple(X.shape)}")
-    dims = (0,) if X.dim() == 2 else (0, 2, 3)  # reduce over everything but the feature/channel axis
-    shape = (1, -1) if X.dim() == 2 else (1, -1, 1, 1)  # broadcast per-feature (D,) or per-channel (C,) stats
+    if X.dim() not in (2, 3, 4):
+        raise ValueError(f"batch_norm takes (B, D), (B, C, L) or (B, C, H, W) inputs, got shape {tuple(X.shape)}")
+    dims = (0, *range(2, X.dim()))  # reduce over everything but the feature/channel axis
+    shape = (1, -1) + (1,) * (X.dim() - 2)  # broadcast per-feature (D,) or per-channel (C,) stats
     if training:
-        n = X.numel() // X.shape[1]  # values per feature: B, or B * H * W
+        n = X.numel() // X.shape[1]  # values per feature: B, B * L or B * H * W
         if n < 2:
             raise ValueError(f"batch normalization in training needs more than one value per channel, got input {tuple(X.shape)}")
         mean = X.mean(dim=dims)  # (D,) or (C,)
@@ -49,7 +49,7 @@ class _BatchNorm(nn.Module):
     names, weight (gamma), bias (beta), running_mean, running_var, num_batches_tracked. A
     ``momentum`` of None averages every batch alike (a cumulative mean, weight 1 / batches), as torch's."""
 
-    num_dims = 0  # the input's number of dimensions
+    num_dims: tuple[int, ...] = ()  # the input's numbers of dimensions
 
     def __init__(self, num_features: int, eps: float = 1e-5, momentum: float | None = 0.1):
         super().__init__()
@@ -61,9 +61,10 @@ class _BatchNorm(nn.Module):
         self.register_buffer("num_batches_tracked", torch.tensor(0, dtype=torch.long))
 
     def forward(self, X: torch.Tensor) -> torch.Tensor:
-        if X.dim() != self.num_dims or X.shape[1] != self.num_features:
-            raise ValueError(f"{type(self).__name__}({self.num_features}) takes inputs of {self.num_dims} dimensions "
-                             f"with {self.num_features} features on axis 1, got shape {tuple(X.shape)}")
+        if X.dim() not in self.num_dims or X.shape[1] != self.num_features:
+            raise ValueError(f"{type(self).__name__}({self.num_features}) takes inputs of "
+                             f"{' or '.join(map(str, self.num_dims))} dimensions with {self.num_features} features on "
+                             f"axis 1, got shape {tuple(X.shape)}")
         if self.training:
             self.num_batches_tracked += 1
         momentum = 1 / int(self.num_batches_tracked) if self.momentum is None and self.training else self.momentum
@@ -75,15 +76,16 @@ class _BatchNorm(nn.Module):
 
 
 class BatchNorm1d(_BatchNorm):
-    """Batch normalization per feature of a dense layer's output (B, D) (D2L §7.5.2.1)."""
+    """Batch normalization per feature of a dense layer's output (B, D) (D2L §7.5.2.1), or per channel of a
+    sequence (B, C, L), as ``nn.BatchNorm1d``."""
 
-    num_dims = 2
+    num_dims = (2, 3)
 
 
 class BatchNorm2d(_BatchNorm):
     """Batch normalization per channel of a convolution's output (B, C, H, W) (D2L §7.5.2.2)."""
 
-    num_dims = 4
+    num_dims = (4,)
 
 
 def layer_norm(X: torch.Tensor, normalized_shape: tuple[int, ...], weight: torch.Tensor | None = None,
