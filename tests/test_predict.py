@@ -305,6 +305,8 @@ def test_export_to_safetensors_holds_the_weights_and_the_model_card(tmp_path):
     (tmp_path / "exports").mkdir()  # a folder: the file goes in it (it failed naming a temporary file)
     assert predictor.export(tmp_path / "exports") == tmp_path / "exports" / "model.safetensors"
     assert load_file(tmp_path / "exports" / "model.safetensors").keys() == state.keys()
+    made = predictor.export(f"{tmp_path / 'new'}/")  # a slash: a folder, made for it (it was written as a file)
+    assert made == tmp_path / "new" / "model.safetensors" and made.is_file()
 
 
 def test_export_to_onnx_runs_in_onnxruntime_with_the_same_outputs(tmp_path):

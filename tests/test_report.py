@@ -175,6 +175,24 @@ def test_plot_runs_draws_one_panel_per_metric_and_one_line_per_run():
         plot_runs({"a": [{"epoch": 1, "seconds": 1.0}]})
 
 
+def test_user_text_with_dollar_signs_is_drawn_as_text_not_tex(tmp_path):
+    """A --data path, class or file name like 'price_$x^_$' broke the report (matplotlib read it as TeX)."""
+    import torch
+
+    from divekit.viz.detection import show_detections
+    from divekit.viz.images import save_figure, show_images
+
+    odd = "price_$x^_$"
+    figures = [plot_runs({f"--data {odd}.csv": [{"epoch": 1, "train_loss": 1.0}]}, title=odd),
+               show_images(torch.rand(2, 3, 8, 8), 1, 2, titles=[odd, "cat$_$"]),
+               show_detections(torch.rand(1, 3, 16, 16), [{"boxes": torch.tensor([[0.1, 0.1, 0.6, 0.6]]),
+                                                           "scores": torch.tensor([0.9]), "labels": torch.tensor([0])}],
+                               [odd], title=odd)]
+    for i, fig in enumerate(figures):
+        assert save_figure(fig, tmp_path / f"{i}.png").stat().st_size > 0
+    assert odd in [t.get_text() for t in figures[1].axes[0].texts + [figures[1].axes[0].title]]
+
+
 def test_the_overlay_figures_need_no_torch():
     code = ("import sys; sys.modules['torch'] = None\n"
             "from divekit.viz.curves import plot_runs\n"
@@ -253,3 +271,36 @@ def test_runs_order_by_start_whatever_their_sub_folder_and_each_impl_shows_its_o
     assert row["ours"] == "0.8 (scratch) / 0.83 (fast)"  # the latest fast run, though its sub-folder sorts first
     assert row["book"] == "0.836 (scratch) / 0.8281 (fast)"
     assert row["builds"] == "0.794–0.836 (scratch) / 0.821–0.836 (fast)"
+
+
+def test_runs_of_unknown_experiments_and_unfinished_runs_are_named_not_fatal(tmp_path, caplog):
+    import json as json_module
+
+    from divekit.report import find_runs
+
+    renamed, unfinished, kept = (divekit.run("linear-regression", epochs=1, out=tmp_path, progress=False).run_dir
+                                 for _ in range(3))
+    summary = json_module.loads((renamed / "summary.json").read_text())
+    (renamed / "summary.json").write_text(json_module.dumps({**summary, "experiment": "linreg-old"}))
+    (unfinished / "summary.json").unlink()  # as a run killed before its end
+    with caplog.at_level("WARNING", logger="divekit"):
+        assert [run for run, _ in find_runs(tmp_path)] == [kept]
+        write_report(tmp_path)  # one unknown experiment no longer stops the whole report
+    assert f"skipped {renamed}: its experiment 'linreg-old' is not one this divekit has" in caplog.text
+    assert f"left out {unfinished}: not finished (still training, stopped or failed); `divekit resume " \
+           f"{unfinished}` finishes a stopped run" in caplog.text
+
+
+def test_a_single_epoch_is_one_tick_not_fractions():
+    from divekit.viz.curves import plot_history
+
+    for fig in (plot_history([{"epoch": 1, "train_loss": 0.5}]), plot_runs({"a": [{"epoch": 1, "train_loss": 0.5}]})):
+        assert list(fig.axes[0].get_xticks()) == [1]
+    assert list(plot_history([{"epoch": e, "train_loss": 1 / e} for e in (1, 2, 3)]).axes[0].get_xticks()) != [1]
+
+
+def test_a_report_of_one_run_folder_names_the_run(tmp_path):
+    run = divekit.run("linear-regression", epochs=1, out=tmp_path, progress=False).run_dir
+    _, html_path, markdown = write_report(run)
+    assert f"| {run.name} |" in markdown and "| . |" not in markdown
+    assert f"id='run-{run.name}'" in html_path.read_text() or f'id="run-{run.name}"' in html_path.read_text()

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import inspect
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
@@ -109,11 +110,14 @@ class Predictor:
         example batch, the batch size left free), each with model.json's contents as metadata: the
         model takes its inputs as divekit prepares them (the card's ``inputs``: scaling, resizing,
         encoded columns, a standardised regression target), which ONNX does not do by itself. A ``path``
-        that is a folder gets ``model.safetensors`` or ``model.onnx`` in it."""
-        path = Path(path)
+        that is a folder, or ends with a slash (a folder made for it), gets ``model.safetensors`` or
+        ``model.onnx`` in it."""
         if format not in EXPORT_FORMATS:
             raise ValueError(f"unknown export format {format!r}; choose {' or '.join(EXPORT_FORMATS)}")
-        if path.is_dir():
+        folder = str(path).endswith(("/", os.sep))  # Path drops the slash
+        path = Path(path)
+        if folder or path.is_dir():
+            path.mkdir(parents=True, exist_ok=True)
             path = path / f"model.{format}"
         card = io.read_json(self.run_dir / MODEL_CARD)
         if format == "safetensors":

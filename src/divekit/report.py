@@ -1,4 +1,5 @@
-"""``divekit report``: every run in an output folder, its results beside the book's published
+"""``divekit report``: every finished run in an output folder (an unfinished one is named in a warning), its
+results beside the book's published
 ones, as Markdown (``report.md``: tables) and as one self-contained HTML page (``report.html``: the
 headline table first, then one section per experiment with every figure of every run inlined, the
 runs of one experiment overlaid, and each run's metrics and results).
@@ -21,7 +22,7 @@ from pathlib import Path
 from divekit import io
 from divekit.experiments.book import format_value as _fmt, verdict
 from divekit.experiments.registry import get_experiment, section_key
-from divekit.run_folder import METRICS_NAME, SUMMARY_NAME, start_stamp
+from divekit.run_folder import CONFIG_NAME, METRICS_NAME, SUMMARY_NAME, start_stamp
 
 log = logging.getLogger("divekit")
 SUMMARY_KEYS = ("experiment", "section", "title", "impl", "data", "epochs", "train_seconds", "final", "reference")
@@ -51,8 +52,24 @@ def find_runs(root: str | Path) -> list[tuple[Path, dict]]:
             log.warning(f"skipped {path}: not a divekit run summary (no {', '.join(missing)}); "
                         "delete that run folder or run it again")
             continue
+        try:
+            get_experiment(summary["experiment"])
+        except KeyError:
+            log.warning(f"skipped {path.parent}: its experiment {summary['experiment']!r} is not one this divekit "
+                        "has (renamed or removed since the run)")
+            continue
         runs.append((path.parent, summary))
+    for config in sorted(root.rglob(CONFIG_NAME), key=_started):
+        if not (config.parent / SUMMARY_NAME).exists():
+            log.warning(f"left out {config.parent}: not finished (still training, stopped or failed); "
+                        f"`divekit resume {config.parent}` finishes a stopped run")
     return runs
+
+
+def _run_name(root: Path, run_dir: Path) -> str:
+    """A run's name in the report: its path under the report's folder, or its own name when the report is of
+    the run folder itself."""
+    return run_dir.name if run_dir == root else str(run_dir.relative_to(root))
 
 
 def epochs_label(summary: dict) -> str:
@@ -79,7 +96,7 @@ def result_rows(root: Path, runs: list[tuple[Path, dict]]) -> list[dict]:
     (:func:`run_metrics`); a run with neither (a demonstration of figures only) still gets a row."""
     rows = []
     for run_dir, summary in runs:
-        base = {"run": str(run_dir.relative_to(root)), "experiment": summary["experiment"], "section": summary["section"],
+        base = {"run": _run_name(root, run_dir), "experiment": summary["experiment"], "section": summary["section"],
                 "impl": summary["impl"], "data": summary["data"], "epochs": epochs_label(summary),
                 "seconds": summary["train_seconds"]}
         if summary["reference"]:
@@ -204,7 +221,7 @@ def overlay_png(root: Path, runs: list[tuple[Path, dict]]) -> bytes | None:
     found = [(run_dir, summary, history) for run_dir, summary, history in found if history]
     if len(found) < 2:
         return None
-    labels = _run_labels([s for _, s, _ in found], [str(d.relative_to(root)) for d, _, _ in found])
+    labels = _run_labels([s for _, s, _ in found], [_run_name(root, d) for d, _, _ in found])
     fig = plot_runs({label: history for label, (_, _, history) in zip(labels, found)},
                     title=f"{found[0][1]['experiment']}: {len(found)} runs")
     buffer = BytesIO()
@@ -322,7 +339,7 @@ def _headline_html(rows: list[dict]) -> str:
 
 
 def _run_html(root: Path, run_dir: Path, summary: dict) -> str:
-    name = str(run_dir.relative_to(root))
+    name = _run_name(root, run_dir)
     changed = summary.get("changed", {})
     meta = [f"impl {summary['impl']}",
             f"{summary['epochs']} epoch{'s' * (summary['epochs'] != 1)}" if summary["epochs"] else "demonstration",

@@ -33,6 +33,15 @@ def _log_scale_if_wide(ax, values: list[float]) -> None:
         ax.set_yscale("log")
 
 
+def _epoch_axis(ax, epochs: list) -> None:
+    """Whole epochs on the x axis; a single epoch is one tick (the locator's fallback ticks 0.95, 0.975, ...)."""
+    ax.set_xlabel("epoch")
+    if len(set(epochs)) > 1:
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    else:
+        ax.set_xticks(sorted(set(epochs)))
+
+
 def plot_history(history: list[dict], title: str | None = None) -> Figure:
     """One figure of every per-epoch metric in ``history`` (a list of records with "epoch")."""
     epochs = [r["epoch"] for r in history]
@@ -49,12 +58,11 @@ def plot_history(history: list[dict], title: str | None = None) -> Figure:
                     markersize=3, label=key.replace("_", " "))
         if panel_keys is loss_keys:
             _log_scale_if_wide(ax, [r[k] for r in history for k in panel_keys if k in r])
-        ax.set_xlabel("epoch")
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        _epoch_axis(ax, epochs)
         ax.grid(True, alpha=0.3)
         ax.legend()
     if title:
-        fig.suptitle(title)
+        fig.suptitle(title, parse_math=False)
     return fig
 
 
@@ -86,12 +94,13 @@ def plot_runs(histories: dict[str, list[dict]], title: str | None = None, column
         if key.endswith("loss"):
             _log_scale_if_wide(ax, values)
         ax.set_title(key.replace("_", " "))
-        ax.set_xlabel("epoch")
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        _epoch_axis(ax, [r["epoch"] for history in histories.values() for r in history])
         ax.grid(True, alpha=0.3)
     longest = max(len(label) for label in histories)
-    fig.legend(handles=[Line2D([], [], **style, label=label) for label, style in styles.items()],
-               loc="outside lower center", ncols=max(1, min(len(histories), 4, 24 * columns // longest)))
+    legend = fig.legend(handles=[Line2D([], [], **style, label=label) for label, style in styles.items()],
+                        loc="outside lower center", ncols=max(1, min(len(histories), 4, 24 * columns // longest)))
+    for text in legend.get_texts():
+        text.set_parse_math(False)  # a run's label (its --data path) with $ is text, not TeX
     if title:
-        fig.suptitle(title)
+        fig.suptitle(title, parse_math=False)
     return fig

@@ -38,6 +38,7 @@ def show_bboxes(ax: Axes, bboxes: torch.Tensor | Sequence, labels: Sequence[str]
         if i < len(labels):
             text_color = "k" if color == "w" else "w"
             ax.text(rect.get_x(), rect.get_y(), labels[i], va="center", ha="center", fontsize=7, color=text_color,
+                    parse_math=False,  # a class name with $ is text, not TeX
                     bbox=dict(facecolor=color, lw=0))
 
 
@@ -70,5 +71,5 @@ def show_detections(images: torch.Tensor, preds: Sequence[dict], classes: Sequen
         colors = [COLORS[int(c) % len(COLORS)] for c in pred["labels"][keep].tolist()]
         show_bboxes(ax, pred["boxes"][keep].detach().cpu().float() * pixels, labels, colors or None)
     if title:
-        fig.suptitle(title)
+        fig.suptitle(title, parse_math=False)
     return fig

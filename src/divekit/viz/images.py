@@ -49,7 +49,7 @@ def show_images(
         else:
             ax.imshow(picture)
         if titles is not None:
-            ax.set_title(titles[i])
+            ax.set_title(titles[i], parse_math=False)  # a class or file name with $ is text, not TeX
     return fig
 
 
