@@ -113,7 +113,7 @@ def test_mlp_can_keep_the_layers_own_initialisation(impl):
     drawn = mlp(impl, sigma=0.01, zero_bias=False)  # D2L §4.3: drawn weights, nn.Linear's biases
     torch.manual_seed(0)
     torch.testing.assert_close(drawn.hidden1.bias, torch.nn.Linear(784, 256).bias)
-    assert abs(float(drawn.hidden1.weight.std()) - 0.01) < 0.0005
+    assert abs(float(drawn.hidden1.weight.detach().std()) - 0.01) < 0.0005
 
 
 def test_scratch_mlp_uses_no_torch_layer():
