@@ -304,8 +304,29 @@ def test_sigterm_to_the_launcher_stops_torchruns_processes_too(tmp_path):
     _, err = launcher.communicate(timeout=120)
     run = only_run(tmp_path)
     assert launcher.returncode == 130 and f"interrupted; `divekit resume {run}`" in err
+    assert err.count("interrupted") == 1  # the launcher says it; its processes do not say it again
     with run_lock(run):  # no process of the run is left holding it
         pass
+
+
+def test_ctrl_c_before_the_first_checkpoint_under_nproc_keeps_no_folder(tmp_path):
+    """As in one process: nothing was kept, so the folder goes (it was left with its config and lock)."""
+    import signal
+    import time
+
+    options = ["run", "lenet", "--limit", "256", "--batch-size", "16", "--epochs", "50", "--no-progress", "--nproc",
+               "2", "--out", str(tmp_path)]
+    launcher = subprocess.Popen([sys.executable, "-m", "divekit", *options], env=env(), stderr=subprocess.PIPE,
+                                text=True, start_new_session=True)  # its own group: Ctrl-C signals the whole group
+    deadline = time.monotonic() + 120
+    while not list(tmp_path.glob("*/model.json")) and time.monotonic() < deadline and launcher.poll() is None:
+        time.sleep(0.1)
+    assert list(tmp_path.glob("*/model.json")), "the processes never started training"
+    os.killpg(launcher.pid, signal.SIGINT)
+    _, err = launcher.communicate(timeout=120)
+    assert launcher.returncode == 130, err[-3000:]
+    assert "interrupted before the run's first checkpoint, so nothing was kept" in err
+    assert not any(tmp_path.iterdir()), list(tmp_path.rglob("*"))
 
 
 FSDP_TIED = """
@@ -329,6 +350,62 @@ def test_fsdp_keeps_a_tied_berts_output_layer_tied(tmp_path):
     script = tmp_path / "fsdp_tied.py"
     script.write_text(FSDP_TIED)
     done = torchrun(script)
+    assert done.returncode == 0, done.stderr[-3000:]
+
+
+FSDP_MODELS = """
+import sys, torch
+from divekit.experiments.parts import ParameterErrors
+from divekit.models.registry import create_model
+from divekit.train import distributed
+from divekit.train.callbacks import BestWeights
+
+distributed.start(fsdp=True)
+torch.manual_seed(0)
+ssd = distributed.shard_model(create_model("tinyssd", "fast"), torch.device("cpu"))  # ModuleLists
+anchors, classes, offsets = ssd(torch.rand(2, 3, 64, 64))
+(classes.sum() + offsets.sum()).backward()
+transformer = distributed.shard_model(create_model("transformer", "fast", src_vocab_size=12, tgt_vocab_size=12,
+                                                   num_hiddens=8, ffn_num_hiddens=16, num_heads=2, num_layers=1),
+                                      torch.device("cpu"))
+X = torch.randint(12, (2, 5))
+logits, _ = transformer(X, X, torch.tensor([5, 3]))  # the decoder's init_state projects the encoder's output
+logits.sum().backward()
+
+# plain SGD keeps no state: its checkpoint resumes under FSDP all the same
+whole = create_model("lenet", "fast")
+state = {k: v.clone() for k, v in whole.state_dict().items()}
+saved = torch.optim.SGD(whole.parameters(), lr=0.3).state_dict()
+lenet = distributed.shard_model(create_model("lenet", "fast"), torch.device("cpu"))
+optimizer = torch.optim.SGD(lenet.parameters(), lr=0.1)
+distributed.load_full_state_dicts(lenet, optimizer, dict(state), saved)  # torch turns the dict's values into shards
+assert optimizer.param_groups[0]["lr"] == 0.3
+full = distributed.full_model_state(lenet)  # whole on process 0
+if distributed.world().main:
+    assert all(torch.equal(full[k], state[k]) for k in state)
+
+# the linear-regression probe reads whole parameters; best.pt holds the whole model
+linear = distributed.shard_model(create_model("linear", "fast", input_shape=(2,)), torch.device("cpu"))
+data = type("Data", (), {"eval_name": "train_full"})()
+results, _ = ParameterErrors().run(linear, data, "cpu")
+assert len(results["w"]) == 2
+trainer = type("Trainer", (), {"task": type("Task", (), {"monitor": ("loss", "min")})(), "eval_name": "val",
+                               "model": lenet, "run_info": {"model_card": "card"}})()
+BestWeights(sys.argv[1]).on_epoch_end(trainer, {"epoch": 1, "val_loss": 0.5})
+if distributed.world().main:
+    best = torch.load(sys.argv[1] + "/best.pt", weights_only=True)
+    assert best["model"].keys() == state.keys() and all(torch.equal(best["model"][k], state[k]) for k in state)
+distributed.finish()
+"""
+
+
+def test_fsdp_shards_lists_of_blocks_and_decoders_and_gathers_the_whole_model(tmp_path):
+    """SSD's predictors are a ModuleList (no forward of its own), the Transformer's decoder runs its layers in
+    init_state, plain SGD keeps no optimizer state, a probe and best.pt read whole parameters: under --fsdp each
+    of these failed."""
+    script = tmp_path / "fsdp_models.py"
+    script.write_text(FSDP_MODELS)
+    done = torchrun(script, str(tmp_path))
     assert done.returncode == 0, done.stderr[-3000:]
 
 

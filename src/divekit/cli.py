@@ -197,7 +197,7 @@ def _cmd_list() -> int:
     return 0
 
 
-def _cmd_run(name: str, argv: Sequence[str]) -> int:
+def _cmd_run(name: str, argv: Sequence[str], debug: bool = False) -> int:
     from divekit.experiments.registry import Demo, get_experiment
 
     experiment = get_experiment(name)
@@ -221,9 +221,15 @@ def _cmd_run(name: str, argv: Sequence[str]) -> int:
         except ValueError as e:
             parser.error(str(e))
     if nproc > 1 and not distributed.under_torchrun():  # start this command again in nproc processes
+        from divekit.experiments.runner import remove_if_unstarted
+
         run_dir = new_run_dir(out, experiment, options)
-        with _interrupt_message(run_dir):
-            distributed.launch(["run", name, *argv], nproc, run_dir)
+        try:
+            with _interrupt_message(run_dir):
+                distributed.launch(["run", name, *argv], nproc, run_dir, debug=debug)
+        except BaseException:
+            remove_if_unstarted(run_dir)  # stopped before the first checkpoint: as in one process
+            raise
         return 0
     distributed.start(fsdp=fsdp)
     run_dir = distributed.launched_run_dir() or new_run_dir(out, experiment, options)
@@ -233,7 +239,7 @@ def _cmd_run(name: str, argv: Sequence[str]) -> int:
     return 0
 
 
-def _cmd_resume(run_dir: str, argv: Sequence[str]) -> int:
+def _cmd_resume(run_dir: str, argv: Sequence[str], debug: bool = False) -> int:
     """``divekit resume RUN_DIR [--epochs N ...]``: the options a resume may change, with the run's values."""
     from pathlib import Path
 
@@ -259,7 +265,7 @@ def _cmd_resume(run_dir: str, argv: Sequence[str]) -> int:
             parser.error(str(e))
     with _interrupt_message(Path(run_dir)):
         if nproc > 1 and not distributed.under_torchrun():
-            distributed.launch(["resume", run_dir, *argv], nproc, Path(run_dir))
+            distributed.launch(["resume", run_dir, *argv], nproc, Path(run_dir), debug=debug)
             return 0
         distributed.start(fsdp=fsdp)
         resume_run(run_dir, args, progress=not no_progress)
@@ -330,7 +336,10 @@ def _interrupt_message(run_dir, checkpoints: bool = True):
         from tqdm.auto import tqdm
 
         from divekit.run_folder import CHECKPOINT_NAME
+        from divekit.train import distributed
 
+        if distributed.launched_run_dir() is not None:  # a process of `--nproc N`: its launcher says it, once
+            raise
         if (Path(run_dir) / CHECKPOINT_NAME).exists():
             message = f"interrupted; `divekit resume {run_dir}` continues from its last checkpoint"
         elif checkpoints:
@@ -356,7 +365,7 @@ def _sigterm_as_interrupt():
         if distributed.under_torchrun():  # torchrun stops its processes itself: die as without this handler
             signal.signal(signal.SIGTERM, signal.SIG_DFL)
             os.kill(os.getpid(), signal.SIGTERM)
-        raise KeyboardInterrupt
+        raise distributed.Terminated
 
     if threading.current_thread() is not threading.main_thread():  # signal handlers live in the main thread
         yield
@@ -389,10 +398,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _cmd_list()
         if args.command == "run":
             with _sigterm_as_interrupt():
-                return _cmd_run(args.name, run_rest)
+                return _cmd_run(args.name, run_rest, debug)
         if args.command == "resume":
             with _sigterm_as_interrupt():
-                return _cmd_resume(args.run_dir, run_rest)
+                return _cmd_resume(args.run_dir, run_rest, debug)
         if args.command == "predict":
             return _cmd_predict(args)
         if args.command == "evaluate":

@@ -414,11 +414,13 @@ class ParameterErrors(Probe):
 
         if data.eval_name != "train_full":
             return {}, {}  # the user's data: no true parameters
-        w = model.linear.weight.detach().cpu().reshape(-1)
+        from divekit.train.distributed import full_tensor
+
+        w = full_tensor(model.linear.weight.detach()).cpu().reshape(-1)  # under --fsdp, gathered from the shards
         w_error = torch.tensor(SyntheticRegression.TRUE_W) - w
         results = {"w": w.tolist(), "w_error": w_error.tolist(), "max_abs_param_error": float(w_error.abs().max())}
         if model.linear.bias is not None:  # --bias false learns no b
-            b = model.linear.bias.detach().cpu()
+            b = full_tensor(model.linear.bias.detach()).cpu()
             b_error = SyntheticRegression.TRUE_B - b
             results.update(b=float(b), b_error=float(b_error),
                            max_abs_param_error=float(torch.cat([w_error, b_error]).abs().max()))

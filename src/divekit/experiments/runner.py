@@ -108,9 +108,8 @@ def build_trainer(train, setup: Setup, device: torch.device, *, out_dir: str | P
         run_info=run_info,
         eval_name=setup.data.eval_name,
         progress=progress,
-        # best.pt copies the model's own state dict: not taken under --fsdp, whose weights are sharded
         callbacks=[*([CurvesFigure(out_dir)] if out_dir is not None and main else []),
-                   *([BestWeights(out_dir)] if out_dir is not None and main and not distributed.world().fsdp else []),
+                   *([BestWeights(out_dir)] if out_dir is not None else []),  # every process: FSDP gathers the shards
                    *([NotebookCurves()] if progress and main and in_notebook() else []),
                    *([TensorBoardLog(out_dir)] if train.tensorboard and out_dir is not None and main else []),
                    *callbacks],
@@ -287,16 +286,16 @@ def run_experiment(experiment: Experiment, options: Options, run_dir: str | Path
                 summary = _train(experiment, options, run_dir, progress=progress)
     except BaseException:
         if distributed.world().main:
-            _remove_if_empty(run_dir)
+            remove_if_unstarted(run_dir)
         raise
     log.info(_closing_line(run_dir, time.perf_counter() - start))
     return summary
 
 
-def _remove_if_empty(run_dir: Path) -> None:
-    """Remove a run folder that holds nothing but its config and model card (the run failed before
-    its first checkpoint)."""
-    if {p.name for p in run_dir.iterdir()} <= {CONFIG_NAME, LOCK_NAME, MODEL_CARD}:
+def remove_if_unstarted(run_dir: Path) -> None:
+    """Remove a run folder that holds nothing but its config and model card (the run failed or was stopped
+    before its first checkpoint); one already gone (removed by the run's own process 0) is left as it is."""
+    if run_dir.is_dir() and {p.name for p in run_dir.iterdir()} <= {CONFIG_NAME, LOCK_NAME, MODEL_CARD}:
         for name in (CONFIG_NAME, LOCK_NAME, MODEL_CARD):
             (run_dir / name).unlink(missing_ok=True)
         run_dir.rmdir()

@@ -49,7 +49,7 @@ class BestWeights(Callback):
     set (Fashion-MNIST's) is not used to pick an epoch: that would tune on the test set. The best so
     far is the one best.pt holds, so a resumed run keeps choosing among all its epochs (even one
     stopped between an epoch's checkpoint and this callback: that epoch's weights are gone, and it
-    does not count)."""
+    does not count). Under several processes every one calls it (FSDP gathers the shards); process 0 writes."""
 
     def __init__(self, out_dir: str | Path):
         self.path = Path(out_dir) / BEST_NAME
@@ -64,17 +64,20 @@ class BestWeights(Callback):
         if value is None:
             return
         from divekit import io
+        from divekit.train import distributed
 
-        if self.best is None and self.path.exists():
+        if self.best is None and distributed.world().main and self.path.exists():
             saved = io.load(self.path)
             self.best = (saved.get("metric"), saved.get("value"))
-        if self.best is not None and self.best[0] == name:
-            if not (value > self.best[1] if mode == "max" else value < self.best[1]):
-                return
-
-        state = {k: v.detach().cpu() for k, v in trainer.model.state_dict().items()}
-        io.save({"model": state, "epoch": record["epoch"], "metric": name, "value": value,
-                 "model_card": trainer.run_info.get("model_card")}, self.path)  # what predict checks it against
+        better = self.best is None or self.best[0] != name or (value > self.best[1] if mode == "max"
+                                                                else value < self.best[1])
+        if not distributed.decided_by_main(better):  # process 0 holds best.pt: its verdict, in every process
+            return
+        state = distributed.full_model_state(trainer.model)  # every process: FSDP gathers the shards
+        if distributed.world().main:
+            io.save({"model": {k: v.detach().cpu() for k, v in state.items()}, "epoch": record["epoch"],
+                     "metric": name, "value": value,
+                     "model_card": trainer.run_info.get("model_card")}, self.path)  # what predict checks it against
         self.best = (name, value)
 
 

@@ -133,29 +133,32 @@ def process_device(device: torch.device) -> torch.device:
 # -- launching -------------------------------------------------------------------------------------
 
 
-def launch(argv: list[str], nproc: int, run_dir: Path) -> None:
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, which ``divekit run`` and ``resume`` take as Ctrl-C: unlike Ctrl-C, only this process was told."""
+
+
+def launch(argv: list[str], nproc: int, run_dir: Path, debug: bool = False) -> None:
     """Run ``divekit ARGV`` in ``nproc`` processes on this machine under torchrun (a local
     rendezvous on a free port) and wait for them. ``run_dir``: the run folder they train into (made
-    by the caller for ``run``; the folder resumed). Each process gets ``OMP_NUM_THREADS`` = cores /
-    ``nproc`` unless it is set. A failed process stops them all: a RuntimeError then says so and
-    where the run can continue from."""
+    by the caller for ``run``; the folder resumed); ``debug``: the processes show tracebacks. Each
+    process gets ``OMP_NUM_THREADS`` = cores / ``nproc`` unless it is set. A failed process stops them
+    all: a RuntimeError then says so and where the run can continue from."""
     env = {**os.environ, RUN_DIR_ENV: str(run_dir)}
     env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // nproc)))
     argv = [a for i, a in enumerate(argv)  # without --nproc N (torchrun would take it for its own --nproc-per-node)
             if not (a == "--nproc" or a.startswith("--nproc=") or (i > 0 and argv[i - 1] == "--nproc"))]
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}",
-               "-m", "divekit", *argv]
+               "-m", "divekit", *(["--debug"] if debug else []), *argv]
     process = subprocess.Popen(command, env=env)
     try:
         status = process.wait()
-    except KeyboardInterrupt:  # Ctrl-C or SIGTERM here: torchrun passes SIGTERM on to its processes
-        process.send_signal(signal.SIGTERM)
+    except KeyboardInterrupt as stop:  # Ctrl-C: the terminal told torchrun and its processes too
+        if isinstance(stop, Terminated):  # SIGTERM to this process alone: torchrun passes it on to its processes
+            process.send_signal(signal.SIGTERM)
         process.wait()
         raise
     if status == 0:
         return
-    if run_dir.is_dir() and not any(run_dir.iterdir()):
-        run_dir.rmdir()  # the processes stopped before they wrote anything
     raise RuntimeError(f"a process of the run stopped, and torchrun stopped the others (exit status {status}; "
                        f"the processes' own errors are above); {_where_to_continue(run_dir)}")
 
@@ -219,13 +222,19 @@ def shard_model(model: nn.Module, device: torch.device) -> nn.Module:
     from torch.distributed.device_mesh import init_device_mesh
     from torch.distributed.fsdp import fully_shard
 
+    from torch.distributed.fsdp import register_fsdp_forward_method
+
     model = model.to(memory_format=torch.contiguous_format)  # FSDP2 shards contiguous parameters only
     mesh = init_device_mesh(device.type, (_world.size,))
-    owners = collections.Counter(id(p) for block in model.children() for p in block.parameters())
-    for block in model.children():
+    blocks = [part for block in model.children()  # a list of blocks (SSD's predictors) has no forward: its blocks
+              for part in (block.children() if isinstance(block, (nn.ModuleList, nn.ModuleDict)) else (block,))]
+    owners = collections.Counter(id(p) for block in blocks for p in block.parameters())
+    for block in blocks:
         params = list(block.parameters())
         if any(p.requires_grad for p in params) and all(owners[id(p)] == 1 for p in params):
             fully_shard(block, mesh=mesh)
+            if hasattr(block, "init_state"):  # a decoder's init_state (D2L §9.6) runs its layers outside forward
+                register_fsdp_forward_method(block, "init_state")
     fully_shard(model, mesh=mesh)
     return model
 
@@ -340,16 +349,31 @@ def rows_of_process(state, dim: int):
 # -- whole-model state -----------------------------------------------------------------------------
 
 
+def full_model_state(model: nn.Module) -> dict:
+    """The model's state dict as one process would have it, whatever the strategy. Every process calls it
+    (FSDP gathers the shards); under FSDP the parameters are whole on process 0 (empty elsewhere)."""
+    if not _world.fsdp:
+        return model.state_dict()
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+
+    return get_model_state_dict(model, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+
+
+def full_tensor(tensor: torch.Tensor) -> torch.Tensor:
+    """A parameter as a whole tensor in every process (FSDP's shards gathered: every process calls it)."""
+    return tensor.full_tensor() if hasattr(tensor, "full_tensor") else tensor
+
+
 def full_state_dicts(model: nn.Module, optimizer: torch.optim.Optimizer) -> tuple[dict, dict]:
     """The model's and the optimizer's state dicts as one process would have them (parameters
     numbered as ``Optimizer.state_dict`` numbers them), whatever the strategy. Every process
     calls it (FSDP gathers the shards); the parameters are whole on process 0 (empty elsewhere)."""
     if not _world.fsdp:
         return model.state_dict(), optimizer.state_dict()
-    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict, get_optimizer_state_dict
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_optimizer_state_dict
 
+    model_state = full_model_state(model)
     options = StateDictOptions(full_state_dict=True, cpu_offload=True)
-    model_state = get_model_state_dict(model, options=options)
     by_name = get_optimizer_state_dict(model, optimizer, options=options)  # keyed by parameter names
     if not _world.main:
         return model_state, by_name  # (empty: the full state is offloaded to process 0's memory)
@@ -381,10 +405,13 @@ def load_full_state_dicts(model: nn.Module, optimizer: torch.optim.Optimizer, mo
         return
     from torch.distributed.checkpoint.state_dict import StateDictOptions, set_model_state_dict, set_optimizer_state_dict
 
+    options = StateDictOptions(full_state_dict=True)
+    set_model_state_dict(model, model_state, options=options)
+    if not optimizer_state["state"]:  # SGD keeps none: torch's loader would find no tensor to learn the device from
+        optimizer.load_state_dict(optimizer_state)  # the groups' hyperparameters, by the parameters' order
+        return
     names = {id(p): name for name, p in model.named_parameters()}
     name_of = [names[id(p)] for group in optimizer.param_groups for p in group["params"]]
     groups = [{**g, "params": [name_of[i] for i in g["params"]]} for g in optimizer_state["param_groups"]]
     by_name = {"state": {name_of[i]: s for i, s in optimizer_state["state"].items()}, "param_groups": groups}
-    options = StateDictOptions(full_state_dict=True)
-    set_model_state_dict(model, model_state, options=options)
     set_optimizer_state_dict(model, optimizer, by_name, options=options)
