@@ -98,6 +98,16 @@ def test_bad_run_options_are_one_line_errors(argv, message, tmp_path, capsys):
     assert not tmp_path.exists() or not any(tmp_path.iterdir()), "a rejected run must not leave a folder"
 
 
+@pytest.mark.parametrize("prefix", ["", "42!", "  ", "é"])
+def test_a_prefix_without_letters_is_refused_before_training(prefix, tmp_path, capsys):
+    """The sample is written after training from the cleaned prefix: one with no letters trained the whole run,
+    then failed (and failed again on resume)."""
+    with pytest.raises(SystemExit):
+        main(["run", "rnn", "--prefix", prefix, "--out", str(tmp_path)])
+    assert f"--prefix {prefix!r} holds no letters, and the model reads letters only" in capsys.readouterr().err
+    assert not tmp_path.exists() or not any(tmp_path.iterdir())
+
+
 def test_a_bare_bool_flag_means_true():
     from divekit.cli import _run_parser
     from divekit.experiments.registry import get_experiment

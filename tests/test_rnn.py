@@ -103,6 +103,13 @@ def test_relu_rnns_and_layers_without_bias_match_torch():
         assert list(s.state_dict()) == list(f.state_dict())
         X = torch.randn(5, 2, 3, dtype=torch.float64)
         torch.testing.assert_close(s(X)[0], f(X)[0])
+    s, f = twins("rnn", 3, 4, 1, nonlinearity="relu", bias=False)
+    grads = []
+    for layer in (s, f):  # a pre-activation of exactly 0 (zero input, zero state): ReLU's derivative there is 0
+        X = torch.zeros(2, 1, 3, dtype=torch.float64, requires_grad=True)
+        layer(X)[0].sum().backward()
+        grads.append(X.grad)
+    assert torch.equal(grads[0], grads[1]) and not grads[0].any()  # the scratch layer's clamp once passed 1
 
 
 @pytest.mark.parametrize("batch_first", [False, True])
@@ -129,6 +136,18 @@ def test_recurrent_layers_and_the_language_model_reject_bad_arguments():
         scratch.RNN(3, 4, 2, dropout=1.0)
     with pytest.raises(ValueError, match="nonlinearity must be 'tanh' or 'relu'"):
         scratch.RNN(3, 4, nonlinearity="sigmoid")
+
+
+def test_scratch_clip_grad_norm_keeps_float64_gradients_float64():
+    """Summed in float32, gradients of 1e20 overflowed to a zero scale, and small ones lost digits."""
+    for size in (1.0, 1e20):
+        grads = torch.tensor([1.0, 2.0, 3.0], dtype=torch.float64) * size
+        p, q = nn.Parameter(torch.zeros(3, dtype=torch.float64)), nn.Parameter(torch.zeros(3, dtype=torch.float64))
+        p.grad, q.grad = grads.clone(), grads.clone()
+        norm = scratch.clip_grad_norm([p], 1.0)
+        assert norm.dtype == torch.float64
+        torch.testing.assert_close(norm, torch.nn.utils.clip_grad_norm_([q], 1.0), rtol=1e-12, atol=0)
+        torch.testing.assert_close(p.grad, q.grad, rtol=1e-6, atol=0)  # torch divides by norm + 1e-6
 
 
 @pytest.mark.parametrize("max_norm", [0.5, 1e3])
@@ -172,10 +191,14 @@ def test_scratch_and_fast_language_models_share_state_dicts():
     torch.testing.assert_close(s(X)[0], f(X)[0], atol=1e-6, rtol=1e-5)
 
 
-def test_predict_chars_warms_up_then_predicts_greedily():
+@pytest.mark.parametrize("bidirectional", [False, True])
+def test_predict_chars_warms_up_then_predicts_greedily(bidirectional):
+    """One character at a time from the start, as the book's predict_ch8: a bidirectional model given the
+    whole prefix at once read it backwards too, and wrote other text than the book's."""
     torch.manual_seed(0)
     vocab = Vocab(list("time traveller"))
-    model = language_model("fast", len(vocab), "gru", 16)
+    model = create_model("rnn-lm", "fast", vocab_size=len(vocab), kind="gru", num_hiddens=16, num_layers=2,
+                         bidirectional=bidirectional)
     text = predict_chars("time", 10, model, vocab)
     # the book's way: feed one character at a time, then take the argmax of each prediction
     state, outputs = None, vocab[list("time")]

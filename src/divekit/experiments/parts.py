@@ -58,7 +58,8 @@ class TrainOptions(Checked):
     compile: bool = option(False, "run the model through torch.compile")
     clip_grad: float | None = option(None, "clip the global gradient norm to this value", positive)
     limit: int | None = option(None, "use only N training and N evaluation examples, a quick check (the book's "
-                                     "first N; N drawn with --seed from your own --data)", at_least(1))
+                                     "first N, or a text's first N tokens; N drawn with --seed from your own "
+                                     "--data)", at_least(1))
     checkpoint_every: float = option(300.0, "seconds between checkpoints within an epoch, so that a run stopped "
                                             "mid-epoch resumes there (0: after every step)", at_least(0))
     tensorboard: bool = option(False, "also log every epoch's metrics to TensorBoard, in RUN_DIR/tensorboard "
@@ -436,8 +437,9 @@ class TextSamples(Probe, Checked):
 
     def __post_init__(self):
         super().__post_init__()
-        if not self.prefix:
-            raise ValueError("--prefix must not be empty: the model warms up on it before predicting")
+        if not re.search("[A-Za-z]", self.prefix):  # what the book's cleaning keeps (D2L §8.2.1): letters
+            raise ValueError(f"--prefix {self.prefix!r} holds no letters, and the model reads letters only (the "
+                             "book's text cleaning); give it some text to warm up on before predicting")
 
     def run(self, model, data, device):
         from divekit.models.rnn import predict_chars

@@ -138,6 +138,8 @@ def language_model(name: str, section: str, title: str, *, impl: str = "fast", l
 
 
 for recipe in (
+    # the scratch layer starts as nn.RNN does, U(+-1/sqrt(H)) with biases, not the book's N(0, 0.01) without:
+    # the twins then start alike (ops/scratch/rnn.py), and it reaches the book's perplexity all the same
     language_model("rnn-scratch", "8.5", "RNN language model from scratch", impl="scratch", kind="rnn", num_hiddens=512),
     language_model("rnn", "8.6", "RNN language model with nn.RNN", kind="rnn"),
     language_model("gru", "9.1", "Gated recurrent units (GRU)", kind="gru"),

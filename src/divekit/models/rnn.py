@@ -68,15 +68,18 @@ def rnn_lm(cfg: RNNLMConfig, ops: Ops) -> RNNLM:
 def predict_chars(prefix: str, num_preds: int, model: RNNLM, vocab: Vocab) -> str:
     """``prefix`` followed by ``num_preds`` greedily predicted characters (D2L §8.5.4), in evaluation mode.
 
-    Warm-up: the prefix runs through the model first, so the state holds it before predicting.
+    Warm-up: the prefix runs through the model one character at a time, the state carried, so the state
+    holds it before predicting; as the book's ``predict_ch8``, also for a bidirectional model (which,
+    given the whole prefix at once, would read it backwards too).
     """
     if not prefix:
         raise ValueError("predict_chars needs a non-empty prefix to warm the state up with")
     device = next(model.parameters()).device
-    tokens = vocab[list(prefix)]
+    tokens, state = vocab[list(prefix)], None
     with evaluating(model):
-        logits, state = model(torch.tensor([tokens], device=device))  # (T, 1, V)
-        for _ in range(num_preds):
+        for token in tokens[:-1]:  # warm-up: every prefix character but the last
+            _, state = model(torch.tensor([[token]], device=device), state)
+        for _ in range(num_preds):  # each step reads the last character and writes the next
+            logits, state = model(torch.tensor([[tokens[-1]]], device=device), state)  # (1, 1, V)
             tokens.append(int(logits[-1, 0].argmax()))
-            logits, state = model(torch.tensor([[tokens[-1]]], device=device), state)
     return "".join(vocab.to_tokens(tokens))

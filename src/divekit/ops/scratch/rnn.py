@@ -14,12 +14,14 @@ its torch twin start identical, and a state dict loads either way.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Iterable
 
 import torch
 from torch import nn
 
+from divekit.ops.scratch.activations import relu
 from divekit.ops.scratch.losses import cross_entropy
 from divekit.ops.scratch.regularization import dropout as dropout_fn
 
@@ -136,7 +138,7 @@ class RNN(_Recurrent):
     def cell(self, xw, state, W_hh, b_hh):
         (H,) = state
         Z = xw + H @ W_hh.T  # xw holds b_ih + b_hh
-        return (torch.tanh(Z) if self.nonlinearity == "tanh" else torch.clamp(Z, min=0),)
+        return (torch.tanh(Z) if self.nonlinearity == "tanh" else relu(Z),)  # relu: derivative 0 at 0, as torch's
 
 
 class GRU(_Recurrent):
@@ -198,7 +200,8 @@ def clip_grad_norm(parameters: Iterable[torch.Tensor], max_norm: float) -> torch
     grads = [p.grad for p in parameters if p.grad is not None]
     if not grads:
         return torch.zeros(())
-    norm = torch.sqrt(sum((g.float() ** 2).sum() for g in grads))
+    dtype = functools.reduce(torch.promote_types, (g.dtype for g in grads), torch.float32)  # float64 stays float64
+    norm = torch.sqrt(sum((g.to(dtype) ** 2).sum() for g in grads))
     scale = torch.clamp(max_norm / norm, max=1.0)  # a tensor: no host sync to decide whether to clip
     for g in grads:
         g.mul_(scale.to(g.dtype))
