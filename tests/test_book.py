@@ -110,7 +110,9 @@ def test_a_run_in_bf16_or_with_another_decoding_is_not_held_to_the_book_but_anot
     for name, change, changed in (("linear-regression", {"precision": "bf16"}, True),
                                   ("rnn", {"prefix": "the ", "num_preds": 100}, False),  # only the text it shows
                                   ("bahdanau", {"heatmap_sentence": "go ."}, False),
-                                  ("seq2seq", {"beam_size": 2}, True)):  # the BLEU the book prints
+                                  ("seq2seq", {"beam_size": 2}, True),  # the BLEU the book prints
+                                  ("optimizers-airfoil", {"runs": "gd"}, False),  # which runs, not how
+                                  ("optimizers-airfoil", {"epochs": 1}, True)):
         experiment = get_experiment(name)
         defaults = experiment.make_options().to_dict()
         found = changed_options(defaults, {**defaults, **change}, name, "fast", experiment.display_options)

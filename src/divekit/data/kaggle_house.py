@@ -1,11 +1,13 @@
-"""Kaggle's house prices (D2L §4.10), preprocessed exactly as the book does, without pandas.
+"""Kaggle's house prices (D2L §4.10), preprocessed as the book's code does under pandas >= 2, without pandas.
 
 The book concatenates the features of the 1460 training and 1459 test houses (dropping ``Id`` and
 the label ``SalePrice``), standardises every numeric column with the mean and sample std of all
 2919 rows, sets missing numbers to 0 (the mean after standardising), and one-hot encodes every
 other column with an extra column for missing values (``pd.get_dummies(dummy_na=True)``): numeric
-columns first, then the one-hot blocks, as pandas orders them. The cell encoding is shared with
-the user's CSV tables (:mod:`divekit.data.user`), which take statistics from training rows only.
+columns first, then the one-hot blocks, as pandas orders them: 330 features, where the published book
+has 331 (pandas 1.x read ``MasVnrType``'s "None", no masonry veneer, as a category; pandas 2 reads it as
+missing). The cell encoding is shared with the user's CSV tables (:mod:`divekit.data.user`), which take
+statistics from training rows only.
 """
 
 from __future__ import annotations

@@ -17,7 +17,7 @@ if TYPE_CHECKING:
 
 
 @demo("kaggle-house", section="4.10", title="Predicting house prices on Kaggle with k-fold cross-validation",
-      dataset="Kaggle house prices (1460 train + 1459 test houses, 330 features)", tiny=dict(epochs=1, limit=50, k=2))
+      dataset="Kaggle house prices (1460 train + 1459 test houses, 330 features; the book's pandas 1.x made 331)", tiny=dict(epochs=1, limit=50, k=2))
 def kaggle_house(epochs: Epochs = 100, lr: LearningRate = 5.0, batch_size: BatchSize = 64, optimizer: Optimizer = "adam",
                  impl: Impl = "fast", seed: Seed = 0, device: Device = "auto",
                  limit: Annotated[int | None, "use only the first N training houses (a quick check)", at_least(1)] = None,

@@ -280,10 +280,15 @@ class Demo(Experiment):
     function: Callable[..., DemoResult] = None
     data: str = ""
     tiny: dict = field(default_factory=dict)
+    selects: tuple[str, ...] = ()  # options that only choose which parts run: each part's numbers stay the book's
 
     @property
     def dataset(self) -> str:
         return self.data
+
+    @property
+    def display_options(self) -> tuple[str, ...]:
+        return self.selects
 
     @property
     def default_impl(self) -> str:
@@ -323,11 +328,12 @@ def register(experiment: Experiment) -> Experiment:
     return _REGISTRY.add(experiment.name, experiment)
 
 
-def demo(name: str, *, section: str, title: str, dataset: str, tiny: dict | None = None):
-    """Register the decorated function as a :class:`Demo`."""
+def demo(name: str, *, section: str, title: str, dataset: str, tiny: dict | None = None, selects: tuple[str, ...] = ()):
+    """Register the decorated function as a :class:`Demo`; ``selects``: see :attr:`Demo.selects`."""
 
     def decorator(function):
-        register(Demo(name=name, section=section, title=title, function=function, data=dataset, tiny=tiny or {}))
+        register(Demo(name=name, section=section, title=title, function=function, data=dataset, tiny=tiny or {},
+                      selects=selects))
         return function
 
     return decorator
