@@ -211,18 +211,17 @@ def split_data(train, evaluation=None) -> None:
 
 
 def shard_model(model: nn.Module, device: torch.device) -> nn.Module:
-    """With ``fsdp``, FSDP2's ``fully_shard`` on each top-level block that has parameters, then on
-    the whole model, so each process keeps 1/N of every parameter, gradient and optimizer state and
-    gathers a block's parameters only while it runs. A block that shares a parameter with another
+    """With ``fsdp``, FSDP2's ``fully_shard`` on each top-level block that has parameters (each block of a
+    top-level list of blocks), then on the whole model, so each process keeps 1/N of every parameter,
+    gradient and optimizer state and gathers a block's parameters only while it runs (a decoder's
+    ``init_state`` counts as running). A block that shares a parameter with another
     (BERT's MLM output tied to its embeddings) is left to the whole model's unit: sharded on its own,
     each block would get a copy, and the tie would be gone. Call it before the optimizer is made (the
     optimizer must see the sharded parameters). Without ``fsdp``, the model as it is."""
     if not _world.fsdp:
         return model
     from torch.distributed.device_mesh import init_device_mesh
-    from torch.distributed.fsdp import fully_shard
-
-    from torch.distributed.fsdp import register_fsdp_forward_method
+    from torch.distributed.fsdp import fully_shard, register_fsdp_forward_method
 
     model = model.to(memory_format=torch.contiguous_format)  # FSDP2 shards contiguous parameters only
     mesh = init_device_mesh(device.type, (_world.size,))
