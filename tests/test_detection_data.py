@@ -77,12 +77,30 @@ def test_bad_label_files_are_one_line_errors(tmp_path):
     for row, message in (("0.png,banana,1,2,3,4", r"line 2: expected a class index and four pixel coordinates, "
                                                   r"got \['banana', '1', '2', '3', '4'\]"),
                          ("0.png,0,1,2,x,4", "line 2: expected a class index and four pixel coordinates"),
-                         ("0.png,-1,1,2,3,4", "line 2: expected a class index >= 0 and a box with xmin < xmax"),
-                         ("0.png,0,30,40,10,20", "line 2: expected a class index >= 0 and a box with xmin < xmax"),
-                         ("0.png,0,1,2,1,4", "line 2: expected a class index >= 0 and a box with xmin < xmax")):
+                         ("0.png,-1,1,2,3,4", "line 2: expected a class index >= 0 and a finite box with xmin < xmax"),
+                         ("0.png,0,30,40,10,20", "line 2: expected a class index >= 0 and a finite box with xmin < xmax"),
+                         ("0.png,0,1,2,1,4", "line 2: expected a class index >= 0 and a finite box with xmin < xmax"),
+                         ("0.png,0,1,2,inf,4", "line 2: expected a class index >= 0 and a finite box"),
+                         (",0,1,2,3,4", "line 2: no image name"),
+                         ("9.png,0,1,2,3,4", "line 2: image 9.png is not in"),
+                         ("0.png,0,1,2,300,4", r"line 2: the box \(1, 2, 300, 4\) reaches outside 0.png, which is "
+                                               r"256x256 pixels; boxes are in each image's own pixels"),
+                         ("0.png,0,-1,2,3,4", "line 2: the box .* reaches outside 0.png")):
         (split / "label.csv").write_text(header + row + "\n")
         with pytest.raises(ValueError, match=message):
             read_detection_split(split)
+    (split / "label.csv").write_text("")
+    with pytest.raises(ValueError, match="label.csv is empty; it needs the header"):
+        read_detection_split(split)
+
+
+def test_blank_lines_are_skipped_and_unlisted_images_named(tmp_path, caplog):
+    split = tmp_path / "split"
+    write_images(split, ["0.png", "1.png", "2.png"])
+    (split / "label.csv").write_text("img_name,label,xmin,ymin,xmax,ymax\n0.png,0,1,2,3,4\n\n1.png,0,1,2,3,4\n\n")
+    with caplog.at_level("WARNING", logger="divekit"):
+        assert len(read_detection_split(split).X) == 2
+    assert "1 image(s) in" in caplog.text and "have no row in" in caplog.text and "2.png" in caplog.text
 
 
 def test_a_label_file_with_a_byte_order_mark_and_images_resized_on_reading(tmp_path):

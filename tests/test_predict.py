@@ -261,6 +261,13 @@ def test_a_detector_finds_objects_in_image_files_as_its_model_does(tmp_path, cap
     own, folder = predictor.evaluate(), predictor.evaluate(val)  # the run's validation images both times
     assert own["examples"] == folder["examples"] == options["num_val"]
     assert own["class_err"] == pytest.approx(folder["class_err"]) and own["bbox_mae"] == pytest.approx(folder["bbox_mae"])
+    summary = json.loads((run.run_dir / "summary.json").read_text())["results"]  # the probe's mAP, from best.pt
+    for name in ("map", "map_50", "map_75", "voc_map"):  # a detector is judged by its mAP: evaluate gives it too
+        assert own[name] == pytest.approx(folder[name]) == pytest.approx(summary[name]), name
+    assert predictor.evaluate(val / "label.csv")["map"] == pytest.approx(folder["map"])  # the file: its folder
+    assert predictor.predict(str(big), min_score=0.3) == predictor.predict([str(big)], min_score=0.3)  # one file
+    with pytest.raises(ValueError, match="no images given"):
+        predictor.predict([])
     assert main(["predict", str(run.run_dir), str(big), "--min-score", "0"]) == 0
     line = capsys.readouterr().out.strip()
     assert line.startswith(f"{big}: banana ") and line.endswith("more (--json lists them all)")

@@ -83,9 +83,10 @@ class Predictor:
         raise ValueError(f"{self.run_dir}: this {self.experiment} run reads no data but its own; "
                          f"`divekit evaluate {self.run_dir}` without --data scores it on that")
 
-    def evaluate(self, path: str | Path | None = None, *, batch_size: int = 256) -> dict[str, Any]:
+    def evaluate(self, path: str | Path | None = None, *, batch_size: int | None = None) -> dict[str, Any]:
         """The run's loss and metrics of this model on ``path`` (data in the form ``predict`` takes,
-        with its labels), or on the run's own evaluation data when ``path`` is None."""
+        with its labels), or on the run's own evaluation data when ``path`` is None; in minibatches of
+        ``batch_size`` (default: the run's own, as a loss averaged per minibatch depends on it)."""
         from divekit.ops import get_ops
         from divekit.train.engine import evaluate
 
@@ -96,14 +97,18 @@ class Predictor:
             path = Path(path).expanduser()
             if not path.exists():
                 raise FileNotFoundError(f"{path} does not exist; pass the data to evaluate on")
-            data = self.evaluation_data(path, batch_size)
+            data = self.evaluation_data(path, batch_size or getattr(options, "batch_size", None) or 256)
         loader = data.eval if data.eval is not None else data.train
         task = experiment.parts(options).task.build(get_ops(self.impl), data)
-        metrics = evaluate(self.model, task, loader, self.device)
+        metrics = {**evaluate(self.model, task, loader, self.device), **self.quality(loader)}
         where = data.eval_name if data.eval is not None and path is None else "data"
         examples = getattr(loader, "num_examples", None)
         return {"data": str(path) if path is not None else f"{data.name} ({where})",
                 **({"examples": examples} if examples is not None else {}), **metrics}
+
+    def quality(self, loader) -> dict[str, float]:
+        """Measures of the predictions beyond the task's loss and metrics (a detector's mAP)."""
+        return {}
 
     def export(self, path: str | Path, format: str = "safetensors") -> Path:
         """Write the weights (``safetensors``) or the model with its forward pass (``onnx``, for an
@@ -143,6 +148,7 @@ class ImageClassifier(Predictor):
     def predict(self, images, top_k: int = 3) -> list[dict]:
         """Classes of ``images`` (file paths, or uint8 images (N, C, H, W)): per image the top class,
         its probability, and the ``top_k`` most likely classes with theirs."""
+        images = _image_list(images)
         names = [str(p) for p in images] if not isinstance(images, torch.Tensor) else [str(i) for i in range(len(images))]
         pixels = images if isinstance(images, torch.Tensor) else self.inputs.read(images)  # (N, C, H, W) uint8
         probabilities = _softmax_outputs(self.model, self.inputs.prepare(pixels.to(self.device)))
@@ -179,6 +185,7 @@ class Detector(Predictor):
         clipped to its image (the detector's may reach past the border, as its anchors do)."""
         if not 0 <= min_score <= 1:
             raise ValueError(f"min_score must be between 0 and 1, got {min_score}")
+        images = _image_list(images)
         pixels, sizes = self.inputs.read_with_sizes(images)  # (N, C, H, W) uint8, each file's (width, height)
         with torch.no_grad():
             found = self.model.detect(self.inputs.prepare(pixels.to(self.device)))
@@ -193,9 +200,18 @@ class Detector(Predictor):
                                              boxes.tolist())]})
         return rows
 
+    def quality(self, loader) -> dict[str, float]:
+        """mAP of the detections, COCO's and VOC's, as the run's own Detections probe reports it."""
+        from divekit.experiments.detection import evaluate_detector
+
+        _, results = evaluate_detector(self.model, loader.data, self.device, loader.batch_size)
+        return {name: value for name, value in results.items() if name != "detect_images_per_s"}
+
     def evaluation_data(self, path, batch_size):
         from divekit.data.detection import read_detection_split
 
+        if path.name == "label.csv" and path.is_file():  # the file itself: its folder
+            path = path.parent
         if not (path / "label.csv").is_file():
             raise ValueError(f"{path} holds no label.csv; a detector is scored on a folder in the banana format "
                              "(label.csv of img_name,label,xmin,ymin,xmax,ymax in pixels, and images/)")
@@ -398,6 +414,16 @@ def _top_classes(names: list[str], probabilities: torch.Tensor, classes, top_k: 
         top = [{"class": classes[k], "probability": q} for k, q in zip(i, p)]
         rows.append({"input": name, "class": top[0]["class"], "probability": top[0]["probability"], "top": top})
     return rows
+
+
+def _image_list(images):
+    """``images`` as the image predictors take them: one file (a str or Path) or several, or a tensor;
+    none is an error."""
+    if isinstance(images, (str, os.PathLike)):
+        return [images]
+    if len(images) == 0:
+        raise ValueError("no images given: pass one image file or a list of them")
+    return images
 
 
 def _loaded(name: str, data, predictor: Predictor, batch_size: int, *, info=None, as_train: bool = False):

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import colorsys
 import csv
+import logging
 import math
 import os
 import shutil
@@ -43,6 +44,7 @@ from divekit.data.user import read_image_and_size
 __all__ = ["DETECTION_SETS", "DetectionData", "GeneratedSet", "generate_detection_set", "generated_folder",
            "load_detection", "read_detection_split", "write_detection_split"]
 
+log = logging.getLogger("divekit")
 LABEL_HEADER = ("img_name", "label", "xmin", "ymin", "xmax", "ymax")
 SHAPES = ("banana", "ring", "triangle", "star")
 GENERATOR_VERSION = 1  # part of a generated set's cache folder name: bump it when the drawing changes
@@ -75,40 +77,59 @@ def read_detection_split(folder: str | os.PathLike, size: tuple[int, int] | None
     """One split in the banana format (``folder/label.csv`` and ``folder/images/``) as a Detection batch:
     images in the order of their first row, uint8 (N, 3, H, W), resized (bilinear) to ``size`` (width,
     height) when given; boxes (N, M, 4) relative to each image's width and height; labels (N, M) long,
-    -1 on the padding rows of images with fewer than M objects. A row that is not a class index >= 0 and
-    a box with xmin < xmax and ymin < ymax is refused with its line."""
+    -1 on the padding rows of images with fewer than M objects. A row that is not an image name, a class
+    index >= 0 and a finite box with xmin < xmax and ymin < ymax inside its image's pixels is refused with
+    its line; blank lines are skipped, and images that no row names are left out with a warning."""
     folder = Path(folder)
     where = folder / "label.csv"
     rows: dict[str, list[tuple[int, float, float, float, float]]] = {}
+    lines: dict[str, list[int]] = {}  # each object's line in label.csv, for the checks that need its image
     with open(where, newline="", encoding="utf-8-sig") as f:  # -sig: a CSV saved with a byte-order mark
         reader = csv.reader(f)
         header = tuple(next(reader, ()))
+        if not header:
+            raise ValueError(f"{where} is empty; it needs the header {','.join(LABEL_HEADER)} and a row per object")
         if header != LABEL_HEADER:
             raise ValueError(f"{where} must start with the header {','.join(LABEL_HEADER)}, got {','.join(header)}")
         for line, row in enumerate(reader, 2):
+            if not any(cell.strip() for cell in row):
+                continue
             if len(row) != len(LABEL_HEADER):
                 raise ValueError(f"{where}, line {line}: expected {len(LABEL_HEADER)} fields, got {row}")
+            if not row[0].strip():
+                raise ValueError(f"{where}, line {line}: no image name (img_name, a file in {folder / 'images'})")
             try:
                 label, x1, y1, x2, y2 = int(row[1]), *map(float, row[2:])
             except ValueError:
                 raise ValueError(f"{where}, line {line}: expected a class index and four pixel coordinates, "
                                  f"got {row[1:]}") from None
-            if label < 0 or not (x1 < x2 and y1 < y2):
-                raise ValueError(f"{where}, line {line}: expected a class index >= 0 and a box with xmin < xmax and "
-                                 f"ymin < ymax, got {row[1:]}")
+            if label < 0 or not all(map(math.isfinite, (x1, y1, x2, y2))) or not (x1 < x2 and y1 < y2):
+                raise ValueError(f"{where}, line {line}: expected a class index >= 0 and a finite box with xmin < "
+                                 f"xmax and ymin < ymax, got {row[1:]}")
             rows.setdefault(row[0], []).append((label, x1, y1, x2, y2))
+            lines.setdefault(row[0], []).append(line)
     if not rows:
         raise ValueError(f"{where} lists no images")
+    for name in rows:
+        if not (folder / "images" / name).is_file():
+            raise ValueError(f"{where}, line {lines[name][0]}: image {name} is not in {folder / 'images'}")
+    unlisted = sorted({p.name for p in (folder / "images").iterdir() if p.is_file()} - set(rows))
+    if unlisted:
+        log.warning(f"{len(unlisted)} image(s) in {folder / 'images'} have no row in {where} and are left out "
+                    f"(e.g. {unlisted[0]}); the format lists every image by its objects")
     read = [read_image_and_size(folder / "images" / name, mode="RGB", size=size) for name in rows]
     images = [pixels for pixels, _ in read]
     sizes = {tuple(image.shape) for image in images}
     if len(sizes) > 1:
         raise ValueError(f"the images of {folder} differ in size ({sorted(sizes)}); resize them to one size first")
-    _, H, W = images[0].shape
     M = max(len(objects) for objects in rows.values())
     labels = torch.full((len(rows), M), -1, dtype=torch.long)
     boxes = torch.zeros(len(rows), M, 4)
-    for i, (objects, (_, (width, height))) in enumerate(zip(rows.values(), read)):  # the file's own pixels
+    for i, (name, objects, (_, (width, height))) in enumerate(zip(rows, rows.values(), read)):  # its own pixels
+        for (_, x1, y1, x2, y2), line in zip(objects, lines[name]):
+            if x1 < 0 or y1 < 0 or x2 > width or y2 > height:
+                raise ValueError(f"{where}, line {line}: the box ({x1:g}, {y1:g}, {x2:g}, {y2:g}) reaches outside "
+                                 f"{name}, which is {width}x{height} pixels; boxes are in each image's own pixels")
         table = torch.tensor(objects, dtype=torch.float64)                        # (m, 5) [label, x1, y1, x2, y2]
         labels[i, :len(objects)] = table[:, 0].long()
         boxes[i, :len(objects)] = (table[:, 1:] / torch.tensor([width, height, width, height])).float()
