@@ -134,6 +134,44 @@ def test_resume_continues_to_the_same_result_as_an_uninterrupted_run(tmp_path):
         assert torch.equal(p, q)
 
 
+@pytest.mark.parametrize("signal_name", ["SIGINT", "SIGTERM"])
+def test_ctrl_c_stops_after_the_step_with_a_checkpoint_of_it_and_a_second_one_at_once(signal_name, tmp_path):
+    """Without this, Ctrl-C kept only the last periodic checkpoint (up to --checkpoint-every, 5 minutes, of
+    training lost, or the whole run before the first)."""
+    import signal
+
+    number = getattr(signal, signal_name)
+    torch.manual_seed(0)
+    full = make_trainer(mlp_with_dropout(), tmp_path / "full", epochs=2)
+    full.fit(*loaders())
+
+    class CtrlCAt(Callback):
+        def __init__(self, at, times=1):
+            self.at, self.times = at, times
+
+        def on_step_end(self, trainer, epoch, step):
+            if (epoch, step) == self.at:
+                for _ in range(self.times):
+                    signal.raise_signal(number)
+
+    torch.manual_seed(0)
+    stopped = make_trainer(mlp_with_dropout(), tmp_path / "stopped", epochs=2, callbacks=[CtrlCAt((2, 3))])
+    with pytest.raises(KeyboardInterrupt):
+        stopped.fit(*loaders())
+    saved = io.load(tmp_path / "stopped" / "checkpoint.pt")
+    assert (saved["epoch"], saved["step"]) == (1, 4)  # the step under way when the signal came, then saved
+    assert signal.getsignal(number) is not None and signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    torch.manual_seed(123)
+    resumed = make_trainer(mlp_with_dropout(), tmp_path / "stopped", epochs=2)
+    resumed.fit(*loaders(), resume=True)
+    for p, q in zip(full.model.parameters(), resumed.model.parameters()):
+        assert torch.equal(p, q)  # nothing lost: as if never stopped
+    twice = make_trainer(mlp_with_dropout(), tmp_path / "twice", epochs=2, callbacks=[CtrlCAt((1, 2), times=2)])
+    with pytest.raises(KeyboardInterrupt):  # the first asks for a stop; the second, before the step ends, stops now
+        twice.fit(*loaders())
+    assert not (tmp_path / "twice" / "checkpoint.pt").exists()
+
+
 def test_a_checkpoint_keeps_the_mps_generator_where_there_is_one(tmp_path, monkeypatch):
     """A Mac's GPU has a generator of its own (dropout there draws from it): saved and restored too."""
     mps_state = {"now": torch.tensor([7], dtype=torch.uint8)}

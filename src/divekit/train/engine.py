@@ -161,6 +161,7 @@ class Trainer:
         self.epoch = 0  # epochs finished
         self.step = 0  # batches of epoch ``self.epoch + 1`` finished (when resumed within an epoch)
         self._resumed_sums: MetricSums | None = None
+        self._stop_asked = False  # Ctrl-C or SIGTERM during fit: stop after this step, with its checkpoint
 
     @property
     def checkpoint_path(self) -> Path | None:
@@ -178,25 +179,60 @@ class Trainer:
         shown = self.progress and (in_notebook() or sys.stderr.isatty())
         self._bar = tqdm(total=None, disable=not shown, leave=False, unit="batch", dynamic_ncols=True)
         try:
-            while self.epoch < self.epochs:
-                epoch = self.epoch + 1
-                record = {"epoch": epoch, **self._train_epoch(train_loader, epoch)}
-                if eval_loader is not None:
-                    metrics = self.evaluate(eval_loader)
-                    record.update({f"{self.eval_name}_{k}": v for k, v in metrics.items()})
-                if self.scheduler is not None and self.scheduler_interval == "epoch":
-                    self.scheduler.step()
-                self.history.append(record)
-                self.epoch, self.step = epoch, 0
-                log.log(self._epoch_level(epoch), _format_record(record, self.epochs))
-                self._save(MetricSums())
-                for callback in self.callbacks:
-                    callback.on_epoch_end(self, record)
+            with self._stop_after_a_step():
+                self._fit(train_loader, eval_loader)
         finally:
             self._bar.close()
             for callback in self.callbacks:
                 callback.on_fit_end(self)
         return self.history
+
+    def _fit(self, train_loader: Iterable, eval_loader: Iterable | None) -> None:
+        """The epochs left: train, evaluate, checkpoint; stopped where asked (see :meth:`_stop_after_a_step`)."""
+        while self.epoch < self.epochs:
+            epoch = self.epoch + 1
+            record = {"epoch": epoch, **self._train_epoch(train_loader, epoch)}
+            if eval_loader is not None:
+                metrics = self.evaluate(eval_loader)
+                record.update({f"{self.eval_name}_{k}": v for k, v in metrics.items()})
+            if self.scheduler is not None and self.scheduler_interval == "epoch":
+                self.scheduler.step()
+            self.history.append(record)
+            self.epoch, self.step = epoch, 0
+            log.log(self._epoch_level(epoch), _format_record(record, self.epochs))
+            self._save(MetricSums())
+            for callback in self.callbacks:
+                callback.on_epoch_end(self, record)
+            if self._stop_asked and self.epoch < self.epochs:  # asked during the evaluation: saved just now
+                raise KeyboardInterrupt
+
+    @contextlib.contextmanager
+    def _stop_after_a_step(self):
+        """Ctrl-C or SIGTERM while one process trains with checkpoints: the step under way finishes, a checkpoint
+        of it is written, then KeyboardInterrupt, so a resume continues where it stopped (not from the last
+        periodic checkpoint, or nothing); a second one stops at once. Elsewhere (torchrun's processes, a thread,
+        no run folder) signals act as they would."""
+        import signal
+        import threading
+
+        self._stop_asked = False
+        if self.checkpoint_path is None or distributed.world().enabled \
+                or threading.current_thread() is not threading.main_thread():
+            yield
+            return
+
+        def ask(signum, frame):
+            if self._stop_asked:
+                raise KeyboardInterrupt
+            self._stop_asked = True
+            tqdm.write("stopping after this step, with a checkpoint (again to stop at once)", file=sys.stderr)
+
+        previous = {number: signal.signal(number, ask) for number in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            yield
+        finally:
+            for number, handler in previous.items():
+                signal.signal(number, handler)
 
     def _epoch_level(self, epoch: int) -> int:
         """Log level of an epoch's line: every epoch of a short run; of a long one the first, the last
@@ -257,12 +293,15 @@ class Trainer:
                 window = []
             bar.update()
             self.step = step
-            if self._checkpoint_due(step, time.perf_counter() - last_save):
+            stop = self._stop_asked  # read once: a signal may come between here and the raise
+            if stop or self._checkpoint_due(step, time.perf_counter() - last_save):
                 if window:
                     self._check_losses(window, epoch, step)
                     window = []
                 self._save(sums)
                 last_save = time.perf_counter()
+            if stop:
+                raise KeyboardInterrupt
             for callback in self.callbacks:
                 callback.on_step_end(self, epoch, step)
         if window:
