@@ -314,6 +314,11 @@ def test_export_to_safetensors_holds_the_weights_and_the_model_card(tmp_path):
     assert load_file(tmp_path / "exports" / "model.safetensors").keys() == state.keys()
     made = predictor.export(f"{tmp_path / 'new'}/")  # a slash: a folder, made for it (it was written as a file)
     assert made == tmp_path / "new" / "model.safetensors" and made.is_file()
+    (tmp_path / "photo.png").write_bytes(b"a photo")
+    for slip in ("photo.png", "model.onnx"):  # another file, or another format's name, is never written over
+        with pytest.raises(ValueError, match=f"{slip} does not end in .safetensors; an export is written only"):
+            predictor.export(tmp_path / slip)
+    assert (tmp_path / "photo.png").read_bytes() == b"a photo" and not (tmp_path / "model.onnx").exists()
 
 
 def test_export_to_onnx_runs_in_onnxruntime_with_the_same_outputs(tmp_path):

@@ -116,7 +116,7 @@ class Predictor:
         model takes its inputs as divekit prepares them (the card's ``inputs``: scaling, resizing,
         encoded columns, a standardised regression target), which ONNX does not do by itself. A ``path``
         that is a folder, or ends with a slash (a folder made for it), gets ``model.safetensors`` or
-        ``model.onnx`` in it."""
+        ``model.onnx`` in it; a file must end in ``.safetensors`` or ``.onnx`` as ``format`` says."""
         if format not in EXPORT_FORMATS:
             raise ValueError(f"unknown export format {format!r}; choose {' or '.join(EXPORT_FORMATS)}")
         folder = str(path).endswith(("/", os.sep))  # Path drops the slash
@@ -124,6 +124,9 @@ class Predictor:
         if folder or path.is_dir():
             path.mkdir(parents=True, exist_ok=True)
             path = path / f"model.{format}"
+        if path.suffix != f".{format}":  # --out houses.csv by a slip would have replaced the table
+            raise ValueError(f"{path} does not end in .{format}; an export is written only to a .{format} file "
+                             "(or into a folder), so that no other file is overwritten")
         card = io.read_json(self.run_dir / MODEL_CARD)
         if format == "safetensors":
             try:
