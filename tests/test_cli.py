@@ -108,6 +108,21 @@ def test_a_prefix_without_letters_is_refused_before_training(prefix, tmp_path, c
     assert not tmp_path.exists() or not any(tmp_path.iterdir())
 
 
+@pytest.mark.parametrize("argv, usage, message", [
+    (["evaluate", "RUN", "houses.csv"], "divekit evaluate", "unrecognized arguments: houses.csv; pass the data to "
+                                                            "evaluate on with --data PATH"),
+    (["export", "RUN", "onnx"], "divekit export", "unrecognized arguments: onnx"),
+    (["predict", "RUN", "a.png", "--foo"], "divekit predict", "unrecognized arguments: --foo"),
+    (["--epochs", "1", "run", "lenet"], "divekit", "--epochs: options go after the command"),
+])
+def test_a_commands_wrong_arguments_get_its_own_usage_and_a_hint(argv, usage, message, capsys):
+    """They got the top-level usage and no hint ('invalid choice: 1' for an option before the command)."""
+    with pytest.raises(SystemExit):
+        main(argv)
+    err = capsys.readouterr().err
+    assert f"usage: {usage} " in err and message in err
+
+
 def test_a_bare_bool_flag_means_true():
     from divekit.cli import _run_parser
     from divekit.experiments.registry import get_experiment

@@ -84,9 +84,15 @@ def test_evaluate_on_a_folder_matches_accuracy_counted_from_predictions(tmp_path
     assert metrics["loss"] == pytest.approx(loss, rel=1e-4)
     shutil.rmtree(other / "light")  # one of the model's classes is enough to score it on
     assert predictor.evaluate(other)["acc"] == pytest.approx(sum(p == "dark" for p in predicted[:5]) / 5)
+    with pytest.raises(UserDataError, match="table.csv is a table or text file, and this run takes images"):
+        predictor.predict(str(tmp_path / "table.csv"))  # it said: cannot read image ...; fix or remove the file
     with pytest.raises(UserDataError, match="table.csv is not a folder; an image classifier is evaluated on a folder "
                                             "with one sub-folder of images per class"):
         predictor.evaluate(write_table(tmp_path / "table.csv"))
+    write_image_folder(tmp_path / "split" / "train", per_class=2)  # the train/ and test/ layout a run takes
+    write_image_folder(tmp_path / "split" / "test", per_class=3, seed=4)
+    assert predictor.evaluate(tmp_path / "split") == {**predictor.evaluate(tmp_path / "split" / "test"),
+                                                      "data": str(tmp_path / "split")}  # its test part, as a run
 
 
 def test_evaluate_without_data_repeats_the_runs_last_evaluation(tmp_path):
@@ -430,6 +436,8 @@ def test_a_regression_is_evaluated_only_on_targets_training_would_read_as_number
     run = divekit.run("linear-regression", data=str(write_table(tmp_path / "t.csv", rows=40)), target="y", epochs=1,
                       out=tmp_path / "runs", progress=False)
     predictor = load(run.run_dir)
+    with pytest.raises(UserDataError, match="photo.png is an image, and this run predicts the rows of a table"):
+        predictor.predict(tmp_path / "photo.png")  # it said: not UTF-8 text; save it as UTF-8 CSV
     for bad in ("nan", "inf", "1_000"):
         (tmp_path / "new.csv").write_text(f"x1,x2,colour,y\n1,2,red,5000\n1,2,blue,{bad}\n")
         with pytest.raises(UserDataError, match=f"row 2 of .*new.csv has '{bad}' as its 'y', which is not a number"):

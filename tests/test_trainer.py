@@ -239,6 +239,9 @@ def test_nan_loss_stops_with_epoch_and_step_and_keeps_the_last_good_checkpoint(t
         trainer.fit(*loaders())
     assert (err.value.epoch, err.value.step) == (2, 7)
     assert "last good checkpoint" in str(err.value) and "--lr" in str(err.value)
+    assert "fp32" not in str(err.value)  # it trains in fp32 already: fp32 is advice only under bf16
+    with pytest.raises(NonFiniteLossError, match=r"or fp32 precision \(--precision fp32\)"):
+        make_trainer(ExplodesAtStep(bad_step=3), tmp_path / "bf16", epochs=1, precision="bf16").fit(*loaders())
     checkpoint = io.load(tmp_path / "checkpoint.pt")
     assert checkpoint["epoch"] == 1
     assert all(torch.isfinite(t).all() for t in checkpoint["model"].values())

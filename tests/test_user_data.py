@@ -135,6 +135,11 @@ def test_image_suffixes_are_case_insensitive_and_jpeg_is_read(tmp_path):
     data = load_image_folder(root, val_fraction=0.5)
     assert data.input_shape == (3, 6, 6)
     assert (data.train.X.int() - 100).abs().max() <= 3  # JPEG is lossy, but a flat colour survives
+    for name, fmt in (("extra.bmp", "BMP"), ("extra.webp", "WEBP"), ("extra.tif", "TIFF")):  # predict reads these too
+        write_image(root / "a" / name, np.full((6, 6, 3), 100, np.uint8), format=fmt)
+    (root / "a" / "notes.txt").write_text("not an image")
+    data = load_image_folder(root, val_fraction=0.5)
+    assert len(data.train) + len(data.eval) == 7  # they were skipped without a word
 
 
 # ---------------------------------------------------------------------------------------------

@@ -84,6 +84,7 @@ def _main_parser() -> argparse.ArgumentParser:
     report.add_argument("dir", metavar="DIR", nargs="?", default="runs", help="the folder the runs went to (default: runs)")
     for command in (parser, *sub.choices.values()):
         command.allow_abbrev = False  # an option is taken only as spelt out (--weight is no --weights)
+    parser.commands = sub.choices  # each command's own parser, for its own usage line in an error
     return parser
 
 
@@ -383,6 +384,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if debug:
         argv.remove("--debug")
     parser = _main_parser()
+    if argv and argv[0].startswith("-") and argv[0] not in ("-h", "--help", "--version"):
+        parser.error(f"{argv[0]}: options go after the command: divekit COMMAND ... [options], e.g. "
+                     "divekit run NAME --epochs N")
     # `run NAME` and `resume RUN_DIR` take the experiment's own options, so only NAME or RUN_DIR is parsed here.
     run_rest: list[str] = []
     if argv and argv[0] in ("run", "resume") and len(argv) > 1 and not argv[1].startswith("-"):
@@ -391,7 +395,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         what = "the experiment's name" if argv[0] == "run" else "the run folder"
         parser.error(f"options go after {what}: divekit {argv[0]} {'NAME' if argv[0] == 'run' else 'RUN_DIR'} "
                      f"[options]")
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if extra:  # said with the command's own usage, and what was likely meant
+        hint = "; pass the data to evaluate on with --data PATH" if args.command == "evaluate" and \
+            not extra[0].startswith("-") else ""
+        parser.commands[args.command].error(f"unrecognized arguments: {' '.join(extra)}{hint}")
     setup_logging(quiet=False)
     try:
         if args.command == "list":

@@ -164,6 +164,8 @@ class ImageClassifier(Predictor):
         if not path.is_dir():
             raise UserDataError(f"{path} is not a folder; an image classifier is evaluated on a folder with one "
                                 "sub-folder of images per class")
+        if (path / "train").is_dir() and (path / "test").is_dir():  # the layout a run takes: its test part
+            path = path / "test"
         files = scan_class_folders(path, min_classes=1)  # one class of the model's is enough to score it on
         unknown = sorted(set(files) - set(self.inputs.classes))
         if unknown:
@@ -236,6 +238,11 @@ class TablePredictor(Predictor):
     def predict(self, table, top_k: int = 3) -> list[dict]:
         """Predictions for the rows of ``table`` (a CSV file, or a list of {column: value} dicts)."""
         if isinstance(table, (str, Path)):
+            from divekit.data.user import IMAGE_SUFFIXES, UserDataError
+
+            if Path(table).suffix.lower() in IMAGE_SUFFIXES:
+                raise UserDataError(f"{table} is an image, and this run predicts the rows of a table: give it a .csv "
+                                    "file with the columns it was trained on")
             _, X, _ = self.inputs.read(table)
         else:
             X = self.inputs.encode([{k: str(v) for k, v in row.items()} for row in table])
@@ -422,10 +429,17 @@ def _top_classes(names: list[str], probabilities: torch.Tensor, classes, top_k: 
 def _image_list(images):
     """``images`` as the image predictors take them: one file (a str or Path) or several, or a tensor;
     none is an error."""
+    from divekit.data.user import UserDataError
+
     if isinstance(images, (str, os.PathLike)):
-        return [images]
+        images = [images]
     if len(images) == 0:
         raise ValueError("no images given: pass one image file or a list of them")
+    tables = [str(file) for file in images if isinstance(file, (str, os.PathLike))
+              and Path(file).suffix.lower() in (".csv", ".txt", ".tsv")]
+    if tables:
+        raise UserDataError(f"{tables[0]} is a table or text file, and this run takes images: give it image files "
+                            "(PNG, JPEG, ...)")
     return images
 
 

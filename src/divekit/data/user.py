@@ -28,7 +28,7 @@ import torch
 from divekit.data.base import Split, SplitData
 from divekit.data.inputs import ImageInputs, TableInputs
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")  # what PIL reads (predict too)
 # Cells that mean "no value": pandas' default ``na_values`` (pandas >= 2, which added "None"; D2L's
 # house prices use "NA", and "None" in MasVnrType). pandas 1.x, without "None", made 331 Kaggle features, not 330.
 MISSING_MARKERS = frozenset({
@@ -102,8 +102,8 @@ def load_image_folder(path: str | Path, *, val_fraction: float = 0.2, seed: int 
     Otherwise ``PATH/<class>/`` is split into train and val, stratified: each class puts about
     ``val_fraction`` of its images (rounded, at most all but one) into val, drawn with ``seed``.
     Classes are the sub-folder names in sorted order; only the images directly inside a class
-    folder count, hidden files and files that are not .png/.jpg/.jpeg are skipped. All images must
-    have one size, unless ``fit`` is given (images of several sizes are then each resized to ``fit`` x
+    folder count (PNG, JPEG, BMP, GIF, TIFF, WebP: ``IMAGE_SUFFIXES``), hidden and other files are skipped.
+    All images must have one size, unless ``fit`` is given (images of several sizes are then each resized to ``fit`` x
     ``fit``, bilinear, as a prediction resizes its input) or ``stretch``: then every image is resized to
     ``stretch`` x ``stretch`` as it is read (bilinear, antialiased; the book's ``Resize([256, 256])``,
     D2L §13.2.1, for photographs of many sizes such as the hotdog set's). C is 1 when every image is

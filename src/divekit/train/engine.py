@@ -45,7 +45,8 @@ class NonFiniteLossError(RuntimeError):
     """The loss (or, after the last update, a parameter) became NaN or infinite; the last good
     checkpoint is left as it was."""
 
-    def __init__(self, epoch: int, step: int, value: float | str, checkpoint: Path | None, what: str = "loss"):
+    def __init__(self, epoch: int, step: int, value: float | str, checkpoint: Path | None, what: str = "loss",
+                 low_precision: bool = False):
         self.epoch, self.step, self.value, self.checkpoint = epoch, step, value, checkpoint
         kept = (
             f"the last good checkpoint is kept at {checkpoint}"
@@ -54,7 +55,8 @@ class NonFiniteLossError(RuntimeError):
         )
         super().__init__(
             f"{what} became {value} at epoch {epoch}, step {step}; training stopped and {kept}. "
-            "Try a smaller learning rate (--lr), gradient clipping (--clip-grad), or fp32 precision."
+            "Try a smaller learning rate (--lr)" + (", gradient clipping (--clip-grad), or fp32 precision (--precision "
+                                                     "fp32)." if low_precision else " or gradient clipping (--clip-grad).")
         )
 
 
@@ -148,6 +150,7 @@ class Trainer:
         self.clip_grad_norm = clip_grad_norm
         self.clip_fn = clip_fn
         self._autocast = autocast(self.device, precision)  # validates the precision now; reusable per step
+        self.low_precision = precision != "fp32"
         self.out_dir = Path(out_dir) if out_dir is not None else None
         self.checkpoint_every = checkpoint_every
         self.run_info = run_info or {}
@@ -331,7 +334,8 @@ class Trainer:
         finite = torch.isfinite(losses)
         if not bool(finite.all()):
             first = int((~finite).nonzero()[0])
-            raise NonFiniteLossError(epoch, last_step - len(window) + 1 + first, float(losses[first]), self.checkpoint_path)
+            raise NonFiniteLossError(epoch, last_step - len(window) + 1 + first, float(losses[first]), self.checkpoint_path,
+                                     low_precision=self.low_precision)
         return float(losses.mean())
 
     def evaluate(self, loader: Iterable) -> dict[str, float]:
@@ -372,7 +376,7 @@ class Trainer:
         bad = distributed.first_found(bad)  # FSDP: each process looks at its shards
         if bad is not None:
             raise NonFiniteLossError(self.epoch + (self.step > 0), self.step, f"non-finite (in {bad})",
-                                     self.checkpoint_path, what="a parameter")
+                                     self.checkpoint_path, what="a parameter", low_precision=self.low_precision)
         task = distributed.gather_rows(self.task.state_dict(), self.task.state_batch_dim) if self.step else {}
         state = TrainingState(self.epoch, self.step, self.history, sums.state_dict(), task, self.run_info)
         save_checkpoint(self.checkpoint_path, model=self.model, optimizer=self.optimizer, scheduler=self.scheduler,
