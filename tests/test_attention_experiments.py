@@ -163,9 +163,9 @@ def test_positions_beyond_the_transformers_max_len_are_refused_before_training()
     """Training decodes only up to each batch's longest sentence, so a --max-len below --num-steps trained and
     then failed at the first translation that ran past it."""
     experiment = get_experiment("transformer")
-    with pytest.raises(ValueError, match="--max-len 8 is shorter than --num-steps 12: the positional encoding must "
+    with pytest.raises(ValueError, match="--max-len 11 is shorter than --num-steps 12: the positional encoding must "
                                          "cover every position of a sentence; give --max-len 12 or more"):
-        experiment.validate(experiment.make_options(max_len=8, num_steps=12))
+        experiment.validate(experiment.make_options(max_len=11, num_steps=12))
     experiment.validate(experiment.make_options(max_len=12, num_steps=12))
     get_experiment("seq2seq").validate(get_experiment("seq2seq").make_options(num_steps=12))  # no positions to check
 

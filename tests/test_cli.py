@@ -114,6 +114,7 @@ def test_a_prefix_without_letters_is_refused_before_training(prefix, tmp_path, c
     (["export", "RUN", "onnx"], "divekit export", "unrecognized arguments: onnx"),
     (["predict", "RUN", "a.png", "--foo"], "divekit predict", "unrecognized arguments: --foo"),
     (["--epochs", "1", "run", "lenet"], "divekit", "--epochs: options go after the command"),
+    (["predict", "RUN", "a.png", "--min-score", "-0.1"], "divekit predict", "-0.1 is not in [0.0, 1.0]"),  # a number
 ])
 def test_a_commands_wrong_arguments_get_its_own_usage_and_a_hint(argv, usage, message, capsys):
     """They got the top-level usage and no hint ('invalid choice: 1' for an option before the command)."""

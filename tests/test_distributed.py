@@ -326,6 +326,7 @@ def test_ctrl_c_before_the_first_checkpoint_under_nproc_keeps_no_folder(tmp_path
     _, err = launcher.communicate(timeout=120)
     assert launcher.returncode == 130, err[-3000:]
     assert "interrupted before the run's first checkpoint, so nothing was kept" in err
+    assert err.count("interrupted") == 1  # the launcher says it; its processes do not say it again
     assert not any(tmp_path.iterdir()), list(tmp_path.rglob("*"))
 
 
@@ -363,6 +364,9 @@ from divekit.train.callbacks import BestWeights
 distributed.start(fsdp=True)
 torch.manual_seed(0)
 ssd = distributed.shard_model(create_model("tinyssd", "fast"), torch.device("cpu"))  # ModuleLists
+from torch.distributed.fsdp import FSDPModule
+assert all(isinstance(block, FSDPModule) for block in (*ssd.blocks, *ssd.cls_predictors)  # each its own unit
+           if any(True for _ in block.parameters()))  # (the global max pooling has none)
 anchors, classes, offsets = ssd(torch.rand(2, 3, 64, 64))
 (classes.sum() + offsets.sum()).backward()
 transformer = distributed.shard_model(create_model("transformer", "fast", src_vocab_size=12, tgt_vocab_size=12,

@@ -240,10 +240,11 @@ def test_download_is_verified_cached_and_not_repeated(server, monkeypatch):
 
 def test_what_a_killed_download_or_unpacking_left_is_removed_a_day_later(server):
     content = b"payload"
-    server.files["/data.bin"] = content
+    name = "a-file-name-longer-than-thirty-two-characters.bin"  # atomic_open keeps the first 32 in its names
+    server.files[f"/{name}"] = content
     folder = cache_dir() / "toy"
     folder.mkdir(parents=True)
-    old, fresh = folder / ".data.bin.k1ll3d.tmp", folder / ".data.bin.gr0w1n.tmp"  # atomic_open's names
+    old, fresh = folder / f".{name[:32]}.k1ll3d.tmp", folder / f".{name[:32]}.gr0w1n.tmp"
     unpacking = cache_dir() / ".toy.k1ll3d.unpack"
     for path in (old, fresh):
         path.write_bytes(b"part")
@@ -251,7 +252,7 @@ def test_what_a_killed_download_or_unpacking_left_is_removed_a_day_later(server)
     day_ago = time.time() - hub.ABANDONED_AFTER_SECONDS - 60
     for path in (old, unpacking):
         os.utime(path, (day_ago, day_ago))
-    fetch(one_file_spec(server.url("/data.bin"), content), "data.bin", progress=False)
+    fetch(one_file_spec(server.url(f"/{name}"), content, filename=name), name, progress=False)
     assert not old.exists() and fresh.exists()  # another process's download may still be growing
     (cache_dir() / "toy.zip").write_bytes(make_zip({"toy/a.txt": b"a"}))
     extract_archive(cache_dir() / "toy.zip", cache_dir() / "toy", "zip", root="toy")

@@ -151,6 +151,14 @@ def test_a_scratch_optimizers_state_is_refused_by_another_kind(source, target):
     scratch.AdamW(net.parameters(), lr=0.01).load_state_dict(adam.state_dict())  # one family: as torch's Adam, AdamW
 
 
+def test_a_scratch_optimizer_refuses_groups_missing_its_hyperparameters():
+    net = tiny_net()
+    saved = scratch.RMSProp(net.parameters(), lr=0.01).state_dict()
+    del saved["param_groups"][0]["alpha"]
+    with pytest.raises(ValueError, match="not one of divekit's scratch RMSProp: its groups hold"):
+        scratch.RMSProp(net.parameters(), lr=0.01).load_state_dict(saved)
+
+
 def test_yogi_follows_the_books_update():
     """D2L §11.10.3's yogi(), written out: Adam with s <- s + (1 - beta2) sign(g^2 - s) g^2."""
     net, reference = tiny_net(), tiny_net()

@@ -466,6 +466,9 @@ def test_weights_files_of_another_run_or_changed_by_hand_are_one_line_errors(tmp
         assert main(["predict", str(other), table]) == 1
         err = capsys.readouterr().err
         assert f"{other / 'checkpoint.pt'} is not a divekit checkpoint of format 2" in err and "Traceback" not in err
+    io.save({"epoch": 1}, first / "best.pt")  # a dict, but no weights
+    assert main(["predict", str(first), table]) == 1
+    assert f"{first / 'best.pt'} holds no divekit weights" in capsys.readouterr().err
     (first / "config.json").write_text("[]")  # JSON, but no run config: predict does without it
     (first / "best.pt").unlink()
     assert main(["predict", str(first), table]) == 0

@@ -395,3 +395,14 @@ def test_tuple_options_take_their_elements_as_scalars_do_and_a_bad_saved_value_n
         ssd.make_options(ratios=(1, 10**400))
     with pytest.raises(ValueError, match="--num-residuals must hold integers that fit 64 bits"):
         resnet.make_options(num_residuals=(2, 2, 2, 10**20))
+
+
+def test_removing_a_run_folder_already_gone_is_no_error(tmp_path):
+    """Under --nproc, process 0 may remove an unstarted run's folder before its launcher looks."""
+    from divekit.experiments.runner import remove_if_unstarted
+
+    remove_if_unstarted(tmp_path / "gone")
+    (tmp_path / "kept").mkdir()
+    (tmp_path / "kept" / "checkpoint.pt").write_bytes(b"x")
+    remove_if_unstarted(tmp_path / "kept")
+    assert (tmp_path / "kept" / "checkpoint.pt").exists()

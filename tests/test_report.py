@@ -187,9 +187,14 @@ def test_user_text_with_dollar_signs_is_drawn_as_text_not_tex(tmp_path):
                show_images(torch.rand(2, 3, 8, 8), 1, 2, titles=[odd, "cat$_$"]),
                show_detections(torch.rand(1, 3, 16, 16), [{"boxes": torch.tensor([[0.1, 0.1, 0.6, 0.6]]),
                                                            "scores": torch.tensor([0.9]), "labels": torch.tensor([0])}],
-                               [odd], title=odd)]
+                               [odd, "other"], title=odd)]  # two classes: the labels name them
+    from divekit.viz.curves import plot_history
+
+    figures.append(plot_history([{"epoch": 1, "train_loss": 1.0}], title=odd))
     for i, fig in enumerate(figures):
         assert save_figure(fig, tmp_path / f"{i}.png").stat().st_size > 0
+    labels = [t for t in figures[2].axes[0].texts if t.get_text().startswith(odd)]  # "price_$x^_$ 0.90"
+    assert labels and not any(t.get_parse_math() for t in labels)
     assert odd in [t.get_text() for t in figures[1].axes[0].texts + [figures[1].axes[0].title]]
 
 

@@ -212,6 +212,27 @@ def test_predict_chars_warms_up_then_predicts_greedily(bidirectional):
         predict_chars("", 5, model, vocab)
 
 
+def test_predict_chars_feeds_one_character_at_a_time_with_the_state_carried():
+    """The calls themselves, as the book's predict_ch8 makes them (an untrained model's text cannot tell)."""
+
+    class Calls(nn.Module):
+        def __init__(self, V):
+            super().__init__()
+            self.p, self.V, self.seen = nn.Parameter(torch.zeros(1)), V, []
+
+        def forward(self, X, state=None):
+            self.seen.append((X.tolist(), state))
+            logits = torch.zeros(X.shape[1], 1, self.V)
+            logits[..., 1] = 1  # always token 1 next
+            return logits, (0 if state is None else state) + 1
+
+    vocab = Vocab(list("time traveller"))
+    model = Calls(len(vocab))
+    predict_chars("time", 2, model, vocab)
+    t = vocab[list("time")]
+    assert model.seen == [([[t[0]]], None), ([[t[1]]], 1), ([[t[2]]], 2), ([[t[3]]], 3), ([[1]], 4)]
+
+
 class RecordingLM(nn.Module):
     """Returns fixed logits and records the state it was given; the new state counts calls."""
 

@@ -61,6 +61,10 @@ def test_mean_iou_and_accuracy_agree_with_torchmetrics():
     jaccard = MulticlassJaccardIndex(num_classes=4, ignore_index=0, average="macro")
     assert mean_iou(matrix, ignore_index=0) == pytest.approx(float(jaccard(predicted, target.where(target != 255, 0))),
                                                              abs=1e-6)
+    last = target.where(target != 255, 3)  # the last class as the ignore index
+    jaccard = MulticlassJaccardIndex(num_classes=4, ignore_index=3, average="macro")
+    assert mean_iou(confusion_matrix(predicted, last, 4, ignore_index=3), ignore_index=3) == pytest.approx(
+        float(jaccard(predicted, last)), abs=1e-6)
 
 
 def test_bad_inputs_say_what_is_wrong():
@@ -108,3 +112,11 @@ def test_the_task_scores_only_labelled_pixels_and_sums_confusion_matrices(ops):
     assert ignored.loss.item() == 0 and ignored.sums["loss"].item() == 0 and ignored.sums["pixels"] == 0
     ignored.loss.backward()  # no NaN reaches the gradients either
     assert all(torch.isfinite(p.grad).all() for p in model.parameters())
+
+
+def test_the_pixel_task_reports_miou_without_its_ignore_index():
+    matrix = torch.tensor([[5, 1, 0], [2, 6, 1], [0, 3, 4]])
+    summary = PixelClassification(fast.cross_entropy, 3, ignore_index=0).summarize(
+        {"loss": 1.0, "pixels": 10, "confusion": matrix})
+    assert summary["miou"] == pytest.approx(mean_iou(matrix, ignore_index=0))
+    assert summary["miou"] != pytest.approx(mean_iou(matrix, ignore_index=None))

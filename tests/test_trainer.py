@@ -513,6 +513,27 @@ def test_best_weights_follow_what_best_pt_holds_not_an_epoch_whose_weights_were_
     assert saved["epoch"] == 4 and saved["model_card"] == "abc"  # the run's model card, which predict checks
 
 
+def _monitoring(monitor, model):
+    from types import SimpleNamespace
+
+    return SimpleNamespace(task=SimpleNamespace(monitor=monitor), eval_name="val", model=model, history=[],
+                           run_info={"model_card": "abc"})
+
+
+def test_a_resumed_runs_best_weights_compare_with_best_pt_and_another_metric_replaces_it(tmp_path):
+    from divekit.train.callbacks import BestWeights
+
+    trainer = _monitoring(("acc", "max"), nn.Linear(2, 3))
+    first = BestWeights(tmp_path)
+    for epoch, acc in ((1, 0.5), (2, 0.6)):
+        first.on_epoch_end(trainer, {"epoch": epoch, "val_acc": acc})
+    BestWeights(tmp_path).on_epoch_end(trainer, {"epoch": 3, "val_acc": 0.55})  # after a resume: a new callback
+    assert io.load(tmp_path / "best.pt")["epoch"] == 2
+    BestWeights(tmp_path).on_epoch_end(_monitoring(("loss", "min"), nn.Linear(2, 3)), {"epoch": 4, "val_loss": 0.3})
+    saved = io.load(tmp_path / "best.pt")
+    assert (saved["metric"], saved["epoch"]) == ("val_loss", 4)  # another metric: not compared, replaced
+
+
 def test_tensorboard_logs_the_rate_each_epoch_trained_at(tmp_path):
     pytest.importorskip("tensorboard")
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator

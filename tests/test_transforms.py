@@ -71,6 +71,13 @@ def test_crop_and_resize_is_slicing_then_bilinear_resizing():
         assert torch.equal(same.masks[b], batch.masks[b, t:t + 8, l:l + 6])
 
 
+def test_boxes_reaching_outside_a_crop_are_clipped_to_it():
+    boxes = torch.tensor([[[0.0, 0.0, 1.0, 1.0]]])  # the whole 8x8 image; the crop is its middle 4x4
+    out = _crop_and_resize(Detection(torch.rand(1, 3, 8, 8), boxes, torch.zeros(1, 1)),
+                           *(torch.tensor([v]) for v in (2.0, 2.0, 4.0, 4.0)), (4, 4))
+    torch.testing.assert_close(out.boxes, torch.tensor([[[0.0, 0.0, 1.0, 1.0]]]))  # not [-0.5, -0.5, 1.5, 1.5]
+
+
 def test_random_resized_crops_follow_the_scale_and_ratio_and_fit_in_the_image():
     crop = RandomResizedCrop(32, scale=(0.1, 0.5), ratio=(0.5, 2.0))
     top, left, height, width = crop.sample(2000, 60, 80, torch.Generator().manual_seed(0))
