@@ -314,8 +314,8 @@ def test_ctrl_c_before_the_first_checkpoint_under_nproc_keeps_no_folder(tmp_path
     import signal
     import time
 
-    options = ["run", "lenet", "--limit", "256", "--batch-size", "16", "--epochs", "50", "--no-progress", "--nproc",
-               "2", "--out", str(tmp_path)]
+    options = ["run", "lenet", "--limit", "8192", "--batch-size", "16", "--epochs", "50", "--no-progress", "--nproc",
+               "2", "--out", str(tmp_path)]  # an epoch of 512 steps: seconds before its checkpoint
     launcher = subprocess.Popen([sys.executable, "-m", "divekit", *options], env=env(), stderr=subprocess.PIPE,
                                 text=True, start_new_session=True)  # its own group: Ctrl-C signals the whole group
     deadline = time.monotonic() + 120
