@@ -146,8 +146,9 @@ def test_table_inputs_with_a_missing_column_or_unknown_class_are_clear_errors(tm
     (tmp_path / "odd.csv").write_text("x1,x2,colour,y\n1,2,red,medium\n")
     with pytest.raises(ValueError, match="'medium' that are not among the classes the model knows"):
         predictor.evaluate(tmp_path / "odd.csv")
-    (tmp_path / "words.csv").write_text("x1,x2,colour\none,2,red\n")
-    with pytest.raises(ValueError, match="column 'x1' holds 'one', but the model was trained on numbers"):
+    (tmp_path / "words.csv").write_text("x1,x2,colour\n1,2,red\none,2,red\n")
+    with pytest.raises(ValueError, match="line 3 of .*words.csv: column 'x1' holds 'one', but the model was trained "
+                                         "on numbers"):  # the line, as training's messages name it
         predictor.predict(tmp_path / "words.csv")
 
 

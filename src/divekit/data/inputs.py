@@ -110,13 +110,21 @@ class TableInputs:
         from divekit.data.user import UserDataError, read_csv_rows
 
         path = Path(path)
-        header, rows, _ = read_csv_rows(path, min_rows=1)
+        header, rows, lines = read_csv_rows(path, min_rows=1)
         missing = [encoding["name"] for encoding in self.columns if encoding["name"] not in header]
         if missing:
             raise UserDataError(f"{path} lacks the column(s) {', '.join(missing)} that the model was trained on; "
                                 f"its columns are {', '.join(header)}")
         cells = [dict(zip(header, row)) for row in rows]
-        X = self.encode(cells)
+        try:
+            X = self.encode(cells)
+        except UserDataError as error:  # name the first line that fails, as training's messages do
+            for line, row in zip(lines, cells):
+                try:
+                    self.encode([row])
+                except UserDataError:
+                    raise UserDataError(f"line {line} of {path}: {error}") from None
+            raise
         if self.target not in header:
             return rows, X, None
         return rows, X, self.encode_targets([row[self.target] for row in cells], path)
