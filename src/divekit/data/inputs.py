@@ -118,13 +118,10 @@ class TableInputs:
         cells = [dict(zip(header, row)) for row in rows]
         try:
             X = self.encode(cells)
-        except UserDataError as error:  # name the first line that fails, as training's messages do
-            for line, row in zip(lines, cells):
-                try:
-                    self.encode([row])
-                except UserDataError:
-                    raise UserDataError(f"line {line} of {path}: {error}") from None
-            raise
+        except UserDataError as error:  # name the line at fault, as training's messages do
+            if error.row is None:
+                raise
+            raise UserDataError(f"line {lines[error.row]} of {path}: {error}") from None
         if self.target not in header:
             return rows, X, None
         return rows, X, self.encode_targets([row[self.target] for row in cells], path)

@@ -49,7 +49,12 @@ Kind = Literal["classification", "regression"]
 
 
 class UserDataError(ValueError):
-    """The user's data cannot be loaded; the message says what is wrong and how to fix it."""
+    """The user's data cannot be loaded; the message says what is wrong and how to fix it. ``row``: the
+    position, among the values checked, of the one at fault, where one is (for the caller to name its line)."""
+
+    def __init__(self, message: str, row: int | None = None):
+        super().__init__(message)
+        self.row = row
 
 
 def load_user_data(
@@ -540,10 +545,10 @@ def apply_column(encoding: dict, values: list[str]) -> torch.Tensor:
     categories and then missing values; a category the fitted rows did not have gets all zeros."""
     column = encoding["name"]
     if "categories" not in encoding:
-        bad = next((v for v in values if not _is_number_or_missing(v)), None)
+        row, bad = next(((i, v) for i, v in enumerate(values) if not _is_number_or_missing(v)), (None, None))
         if bad is not None:
             raise UserDataError(f"column {column!r} holds {bad!r}, but the model was trained on numbers in it; "
-                                "give a number or leave the cell empty")
+                                "give a number or leave the cell empty", row=row)
         numbers = torch.tensor([math.nan if _is_missing(v) else float(v) for v in values], dtype=torch.float64)
         if encoding["std"] == 0:
             return torch.zeros(len(values), 1, dtype=torch.float64)
