@@ -160,12 +160,12 @@ def _crop_and_resize(batch: Batch, top: torch.Tensor, left: torch.Tensor, height
     H, W = _spatial_size(batch)
     device = _device(batch)
     changes = {}
+    rows = _sample_points(top, height, size[0], H)  # (B, S_h); _spatial_size found an image field
+    cols = _sample_points(left, width, size[1], W)  # (B, S_w)
+    grid = torch.stack(torch.broadcast_tensors(cols[:, None, :], rows[:, :, None]), dim=-1).to(device)  # (B, S_h, S_w, 2)
     for name in batch.image_fields:
         X = _images(batch, name)
-        rows = _sample_points(top, height, size[0], H).to(device, X.dtype)  # (B, S_h)
-        cols = _sample_points(left, width, size[1], W).to(device, X.dtype)  # (B, S_w)
-        grid = torch.stack(torch.broadcast_tensors(cols[:, None, :], rows[:, :, None]), dim=-1)  # (B, S_h, S_w, 2)
-        changes[name] = F.grid_sample(X, grid, mode="bilinear", padding_mode="border", align_corners=False)
+        changes[name] = F.grid_sample(X, grid.to(X.dtype), mode="bilinear", padding_mode="border", align_corners=False)
     if batch.mask_fields:
         # nearest neighbour, as PIL's NEAREST: output pixel k takes the pixel under its centre, j + (k + 1/2) w / S
         rows = _nearest(top, height, size[0], H).to(device)  # (B, S_h)
