@@ -497,10 +497,15 @@ def test_the_iou_block_gives_the_same_numbers_on_numpy_and_torch():
     coords_a, coords_b = a.T.contiguous()[:, :, None], b.T.contiguous()[:, None, :]
     areas_a, areas_b = scratch.box_area(a)[:, None], scratch.box_area(b)[None, :]
     on_torch = fast_boxes._iou_block(coords_a, coords_b, areas_a, areas_b, *(torch.empty(9, 13) for _ in range(4)))
-    on_numpy = fast_boxes._iou_block(*(x.numpy() for x in (coords_a, coords_b, areas_a, areas_b)),
-                                     *(np.empty((9, 13), dtype=np.float32) for _ in range(4)))
+    with np.errstate(all="ignore"):                                           # as NMS calls it: 0 / 0 is quiet
+        on_numpy, with_nan = (fast_boxes._iou_block(*(x.numpy() for x in (coords_a, coords_b, areas_a, areas_b)),
+                                                    *(np.empty((9, 13), dtype=np.float32) for _ in range(4)),
+                                                    empty_as_zero=zero) for zero in (True, False))
     assert on_numpy.dtype == on_torch.numpy().dtype and (on_numpy == on_torch.numpy()).all()
     assert torch.equal(on_torch, scratch.box_iou(a, b)) and on_numpy[2].sum() == 0 == on_numpy[:, 5].sum()
+    # NMS's form for thresholds >= 0: NaN only for the two empty boxes (union 0), the same numbers elsewhere
+    assert np.isnan(with_nan).tolist() == [[i == 2 and j == 5 for j in range(13)] for i in range(9)]
+    assert (with_nan[~np.isnan(with_nan)] == on_numpy[~np.isnan(with_nan)]).all()
 
 
 def test_fast_nms_in_half_precision_and_bfloat16_equals_the_scratch_loop():
@@ -534,6 +539,21 @@ def test_fast_nms_treats_a_nan_box_as_scratch_does(threshold):
     boxes = torch.tensor([[0.0, 0, 1, 1], [0, 0, float("nan"), 1], [0, 0, 1, 1], [5, 5, 6, 6]])
     scores = torch.tensor([0.9, 0.8, 0.7, 0.6])
     assert torch.equal(fast.box_iou(boxes, boxes).nan_to_num(-1), scratch.box_iou(boxes, boxes).nan_to_num(-1))
+    assert fast.nms(boxes, scores, threshold).tolist() == scratch.nms(boxes, scores, threshold).tolist()
+
+
+@pytest.mark.parametrize("threshold", [-0.1, 0.0, 0.3, 0.7])
+def test_fast_nms_of_thousands_with_empty_infinite_and_nan_boxes_equals_the_loop(threshold):
+    # numpy's ranking (from NUMPY_SORT_FROM boxes) and the blocks' IoU test, which leaves 0 / 0 as NaN
+    # where the threshold is >= 0 (no NaN is above it) and gives 0 below, as the scratch formula
+    g = torch.Generator().manual_seed(21)
+    N = fast_boxes.NUMPY_SORT_FROM + 100
+    boxes = clustered_boxes(N, g)
+    boxes[::50] = boxes[::50, :2].repeat(1, 2)                                  # empty: x1 = x2, y1 = y2
+    boxes[7::97, 2] = float("inf")
+    boxes[11::89, 0] = float("-inf")
+    boxes[13::101, 1] = float("nan")
+    scores = torch.rand(N, generator=g)
     assert fast.nms(boxes, scores, threshold).tolist() == scratch.nms(boxes, scores, threshold).tolist()
 
 

@@ -21,7 +21,7 @@ all N boxes each, about ten tensor operations each): cheap in arithmetic, costly
 Boxes in a type numpy lacks (bfloat16, integers) take the scratch loop.
 
 Both rank the boxes by descending score, ties by position, as the scratch loop; on a CPU from 2,048
-boxes a row, numpy sorts them (:func:`_descending_order`, the same order 3.7x faster than torch's
+boxes a row, numpy sorts them (:func:`_descending_order`, the same order ~10x faster than torch's
 sort at 10,000). Results are identical to the scratch loop's (tested on the CPU, both forms). Greedy NMS as a fixed
 point: in rank order, box j is kept iff no *kept* higher-ranked box i covers it (IoU > threshold,
 same group). That recursion has exactly one solution, and iterating
@@ -108,12 +108,14 @@ def box_iou(boxes1: torch.Tensor, boxes2: torch.Tensor) -> torch.Tensor:
     return out
 
 
-def _iou_block(coords_a, coords_b, areas_a, areas_b, w, h, spare, out):
+def _iou_block(coords_a, coords_b, areas_a, areas_b, w, h, spare, out, empty_as_zero: bool = True):
     """The scratch IoU formula for rows against columns, step by step in place, on torch tensors or numpy
     arrays (all of one kind): coordinates coords_a (4, ..., r, 1) and coords_b (4, ..., 1, M) (x1, y1, x2,
     y2), areas (..., r, 1) and (..., 1, M) -> (..., r, M) in ``out``, through the buffers w, h, spare
     (..., r, M): torch's for :func:`box_iou`, numpy's for NMS's blocks of at most ``IOU_BLOCK`` pairs
-    (see :func:`_covers`).
+    (see :func:`_covers`). ``empty_as_zero=False`` (numpy only) leaves NaN where the union is not
+    positive (two empty boxes, or NaN coordinates) instead of the scratch formula's 0: the same
+    comparison with any threshold >= 0, one pass fewer (the union of boxes that intersect is positive).
 
     numpy's minimum and maximum take ~4x as long when an operand repeats along the inner axis (a
     row's (r, 1) coordinate, or the clamp's scalar 0): there the buffer is filled with the row's
@@ -143,9 +145,9 @@ def _iou_block(coords_a, coords_b, areas_a, areas_b, w, h, spare, out):
     union -= inter
     if not on_numpy:
         return torch.div(inter, union, out=out).nan_to_num_(0.0)               # 0 / 0: two empty boxes
-    with np.errstate(divide="ignore", invalid="ignore"):
-        iou = np.divide(inter, union, out=out)
-    iou[~(union > 0)] = 0.0                                                     # two empty boxes, or NaN: as scratch
+    iou = np.divide(inter, union, out=out)                                      # 0 / 0 quiet: the caller's np.errstate
+    if empty_as_zero:
+        iou[~(union > 0)] = 0.0                                                 # two empty boxes, or NaN: as scratch
     return iou
 
 
@@ -167,37 +169,41 @@ def _descending_order(scores: torch.Tensor) -> torch.Tensor:
     """Each row's positions by descending score, ties by position: scores (G, N) -> (G, N), the order of
     ``argsort(descending=True, stable=True)``. On the CPU, from ``NUMPY_SORT_FROM`` float32 scores a row,
     numpy sorts int64 keys that pack each score's bits (made to order as the floats do) above its
-    position: every key differs, so numpy's fast unstable sort gives the stable order (10,000 scores:
-    138 us against torch's 506 us). -0.0 ranks as 0.0, and every NaN (whatever its sign bit and payload:
+    position: every key differs, so sorting the keys themselves (numpy's vectorised sort, 2.4x faster
+    than its argsort) gives the stable order, read back from their low bits (10,000 scores: 53-82 us
+    against torch's 660-690 us). -0.0 ranks as 0.0, and every NaN (whatever its sign bit and payload:
     x86 makes inf - inf with the sign bit set) above every number, ties by position, as torch ranks them."""
     G, N = scores.shape
     if scores.device.type != "cpu" or scores.dtype != torch.float32 or not NUMPY_SORT_FROM <= N < 2 ** 31:
         return scores.argsort(dim=1, descending=True, stable=True)
-    bits = (scores + 0.0).view(torch.int32).to(torch.int64)                    # + 0.0: -0.0 becomes 0.0
-    ordered = torch.where(bits < 0, bits ^ 0x7FFFFFFF, bits)                    # signed order = the floats' order
-    ordered = ordered.masked_fill_(scores.isnan(), 2 ** 31 - 1)                 # every NaN one key, above +inf
-    keys = ((2 ** 31 - 1 - ordered) << 31) | torch.arange(N)                    # ascending: best score, then position
-    return torch.from_numpy(np.argsort(keys.numpy(), axis=1, kind="quicksort"))
+    values = scores.numpy() + np.float32(0.0)                                 # + 0.0: -0.0 becomes 0.0
+    bits = values.view(np.int32).astype(np.int64)
+    ordered = np.where(bits < 0, bits ^ 0x7FFFFFFF, bits)                     # signed order = the floats' order
+    ordered[np.isnan(values)] = 2 ** 31 - 1                                   # every NaN one key, above +inf
+    keys = ((2 ** 31 - 1 - ordered) << 31) | np.arange(N)                     # ascending: best score, then position
+    return torch.from_numpy(np.sort(keys, axis=1) & (2 ** 31 - 1))
 
 
 def _columns(coords: np.ndarray, areas: np.ndarray, groups: np.ndarray | None, j: np.ndarray):
     """The column side of :func:`_covers`, boxes j (b,) gathered once: coordinates (4, 1, b), areas (1, b)
     and groups (1, b) or None."""
-    return coords[:, j][:, None, :], areas[j][None, :], None if groups is None else groups[j][None, :]
+    return (coords.take(j, axis=1)[:, None, :], areas.take(j)[None, :],
+            None if groups is None else groups.take(j)[None, :])
 
 
 def _covers(coords: np.ndarray, areas: np.ndarray, groups: np.ndarray | None, i: np.ndarray, columns: tuple,
             iou_threshold: float, buffers: list[np.ndarray] = ()) -> np.ndarray:
     """Whether box i covers box j, boxes as coordinate rows coords (4, N) (x1, y1, x2, y2) with their
-    areas (N,), groups (N,) or None, positions i (a,), the boxes j from :func:`_columns` -> (a, b) bool:
-    IoU above the threshold, and the same group, through four ``buffers`` (a, b) (new ones if not
+    areas (N,), groups (N,) or None, positions i (a,), the boxes j as :func:`_columns` gives them -> (a, b)
+    bool: IoU above the threshold, and the same group, through four ``buffers`` (a, b) (new ones if not
     given). All in numpy: its cost per call is a fifth of torch's, and torch's comparison to a bool
     tensor alone takes ~7x as long as numpy's (measured faster in NMS at 1,000 to 10,000 boxes)."""
     coords_j, areas_j, groups_j = columns
     buffers = buffers or [np.empty((len(i), areas_j.shape[-1]), dtype=coords.dtype) for _ in range(4)]
-    iou = _iou_block(coords[:, i][:, :, None], coords_j, areas[i][:, None], areas_j, *buffers)
+    iou = _iou_block(coords.take(i, axis=1)[:, :, None], coords_j, areas.take(i)[:, None], areas_j, *buffers,
+                     empty_as_zero=iou_threshold < 0)
     covers = iou > iou_threshold                                                 # (a, b)
-    return covers if groups is None else covers & (groups[i][:, None] == groups_j)
+    return covers if groups is None else covers & (groups.take(i)[:, None] == groups_j)
 
 
 def _covered(coords: np.ndarray, areas: np.ndarray, groups: np.ndarray | None, i: np.ndarray, j: np.ndarray,
@@ -227,28 +233,38 @@ def _greedy_in_block(covers: np.ndarray) -> np.ndarray:
     return kept
 
 
+def _nms_row(boxes: np.ndarray, areas: np.ndarray, groups: np.ndarray | None, ranks: np.ndarray,
+             iou_threshold: float, kept: np.ndarray) -> None:
+    """Greedy NMS of one row block by block: boxes (N, 4), areas (N,), groups (N,) or None, ranks (N,) the
+    positions best first -> ``kept`` (N,) bool, by rank, filled in. The best ``BLOCK`` candidates left
+    are resolved among themselves, and the winners drop every later candidate they cover."""
+    # take, not fancy indexing: 8x faster on (N, 4) rows (20 us against 160 us at 10,000 boxes)
+    coords = np.ascontiguousarray(boxes.take(ranks, axis=0).T)                   # (4, N) best first
+    args = (coords, areas.take(ranks), None if groups is None else groups.take(ranks))
+    candidates = np.arange(len(ranks))                                           # rank positions left, best first
+    while len(candidates):
+        head, candidates = candidates[:BLOCK], candidates[BLOCK:]
+        covers = np.triu(_covers(*args, head, _columns(*args, head), iou_threshold), 1)  # (b, b)
+        winners = head[_greedy_in_block(covers)]
+        kept[winners] = True
+        if len(candidates):                                                      # what the winners cover is gone
+            candidates = candidates[~_covered(*args, winners, candidates, iou_threshold)]
+
+
 def _nms_keep_blocks(boxes: torch.Tensor, scores: torch.Tensor, iou_threshold: float,
                      groups: torch.Tensor | None = None):
-    """Greedy NMS block by block on the CPU (see the module note): boxes (G, N, 4) float16/32/64, scores
-    (G, N), groups (G, N) or None -> (keep (G, N) bool in input order, order (G, N)). Each row on its own,
-    since rows keep different numbers of boxes; every step in numpy (see :func:`_covers`). Time
-    O(N·kept) IoUs in about N / BLOCK steps; memory O(BLOCK·N)."""
+    """Greedy NMS block by block on the CPU (see the module note): boxes (G, N, 4) float32/64, scores
+    (G, N), groups (G, N) or None -> (keep (G, N) bool in input order, order (G, N)). Each row on its own
+    (:func:`_nms_row`), since rows keep different numbers of boxes; every step in numpy (see
+    :func:`_covers`). Time O(N·kept) IoUs in about N / BLOCK steps; memory O(BLOCK·N)."""
     G, N = scores.shape
     order = _descending_order(scores)
     positions, areas = order.numpy(), box_area(boxes).numpy()                     # (G, N) each
     kept = np.zeros((G, N), dtype=bool)
-    for row in range(G):
-        ranks = positions[row]
-        coords = np.ascontiguousarray(boxes[row].numpy()[ranks].T)                 # (4, N) best first
-        args = (coords, areas[row][ranks], None if groups is None else groups[row].numpy()[ranks])
-        candidates = np.arange(N)                                                # rank positions left, best first
-        while len(candidates):
-            head, candidates = candidates[:BLOCK], candidates[BLOCK:]
-            covers = np.triu(_covers(*args, head, _columns(*args, head), iou_threshold), 1)  # (b, b)
-            winners = head[_greedy_in_block(covers)]
-            kept[row, winners] = True
-            if len(candidates):                                                  # what the winners cover is gone
-                candidates = candidates[~_covered(*args, winners, candidates, iou_threshold)]
+    with np.errstate(all="ignore"):                                              # empty, infinite and NaN boxes
+        for row in range(G):
+            _nms_row(boxes[row].numpy(), areas[row], None if groups is None else groups[row].numpy(), positions[row],
+                     iou_threshold, kept[row])
     return torch.zeros(G, N, dtype=torch.bool).scatter_(1, order, torch.from_numpy(kept)), order
 
 
