@@ -30,3 +30,31 @@ def write_image_folder(root, size=(8, 8), per_class=12, seed=0):
             pixels = (brightness + torch.randint(-30, 30, size[::-1], generator=g)).clamp(0, 255).to(torch.uint8)
             Image.fromarray(pixels.numpy(), mode="L").save(root / cls / f"{i}.png")
     return root
+
+
+def write_detection_folder(folder, count=6, size=(48, 40), seed=0, classes=2):
+    """A split in the banana format (``folder/label.csv``, ``folder/images/<i>.png``): gray noise with one
+    or two filled rectangles an image, class c drawn at brightness 60 + 150 c; -> the rows written, per
+    image, (label, xmin, ymin, xmax, ymax) in pixels."""
+    import torch
+    from PIL import Image, ImageDraw
+
+    from divekit.data.detection import write_detection_split
+
+    g = torch.Generator().manual_seed(seed)
+    width, height = size
+    images, objects = [], []
+    for i in range(count):
+        pixels = torch.randint(100, 140, (height, width), generator=g).to(torch.uint8)
+        image = Image.fromarray(pixels.numpy(), mode="L").convert("RGB")
+        draw, rows = ImageDraw.Draw(image), []
+        for _ in range(1 + i % 2):
+            label = int(torch.randint(classes, (1,), generator=g))
+            x1, y1 = int(torch.randint(0, width // 2, (1,), generator=g)), int(torch.randint(0, height // 2, (1,), generator=g))
+            x2, y2 = x1 + width // 3, y1 + height // 3
+            draw.rectangle((x1, y1, x2 - 1, y2 - 1), fill=(60 + 150 * label,) * 3)
+            rows.append((label, x1, y1, x2, y2))
+        images.append(image)
+        objects.append(rows)
+    write_detection_split(folder, images, objects)
+    return objects

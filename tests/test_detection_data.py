@@ -194,3 +194,62 @@ def test_the_books_set_is_read_from_a_verified_zip(tmp_path, monkeypatch):
     assert data.classes == ("banana",) and len(data.train) == 3 and len(data.eval) == 2
     torch.testing.assert_close(data.train.boxes[0, 0], torch.tensor([183, 63, 241, 112]) / 256)
     assert (hub.cache_dir() / "banana-detection" / "bananas_val" / "images" / "1.png").is_file()
+
+
+# -- your own data (divekit run ssd --data DIR) ----------------------------------------------------------
+
+
+def test_your_split_folders_are_read_resized_with_their_class_names(tmp_path):
+    from conftest import write_detection_folder
+
+    train_rows = write_detection_folder(tmp_path / "train", count=5, size=(48, 40), seed=1)
+    write_detection_folder(tmp_path / "test", count=3, size=(48, 40), seed=2)
+    (tmp_path / "classes.txt").write_text("dark\n\nlight\n")                   # blank lines skipped
+    data = detection.load_user_detection(tmp_path, size=32, seed=0)
+    assert data.classes == ("dark", "light") and data.eval_name == "test"
+    assert data.train.X.shape == (5, 3, 32, 32) and data.eval.X.shape == (3, 3, 32, 32)
+    assert "5 training and 3 test images, resized to 32x32; 2 classes" in data.name
+    for i, rows in enumerate(train_rows):  # boxes relative to their own image: resizing keeps them
+        expected = torch.tensor([[x1 / 48, y1 / 40, x2 / 48, y2 / 40] for _, x1, y1, x2, y2 in rows])
+        assert torch.allclose(data.train.boxes[i, :len(rows)], expected)
+        assert data.train.labels[i, :len(rows)].tolist() == [label for label, *_ in rows]
+    (tmp_path / "classes.txt").unlink()
+    assert detection.load_user_detection(tmp_path, size=32, seed=0).classes == ("class 0", "class 1")
+
+
+def test_one_folder_of_yours_is_split_by_the_seed_and_the_books_pair_is_found(tmp_path):
+    from conftest import write_detection_folder
+
+    write_detection_folder(tmp_path / "one", count=20, seed=3)
+    first, again, other = (detection.load_user_detection(tmp_path / "one", size=32, seed=seed) for seed in (0, 0, 1))
+    assert (len(first.train), len(first.eval), first.eval_name) == (18, 2, "val")  # a tenth held out
+    assert torch.equal(first.eval.X, again.eval.X) and not torch.equal(first.eval.X, other.eval.X)
+    everything = torch.cat((first.train.X, first.eval.X)).flatten(1)                # every image once
+    whole = detection.read_detection_split(tmp_path / "one", size=(32, 32)).X.flatten(1)
+    assert sorted(map(tuple, everything.tolist())) == sorted(map(tuple, whole.tolist()))
+    write_detection_folder(tmp_path / "book" / "bananas_train", count=4, seed=4)  # the book's archive, unpacked
+    write_detection_folder(tmp_path / "book" / "bananas_val", count=2, seed=5)
+    book = detection.load_user_detection(tmp_path / "book", size=32, seed=0)
+    assert (len(book.train), len(book.eval)) == (4, 2)
+
+
+def test_your_data_in_a_wrong_shape_is_a_one_line_error(tmp_path):
+    from conftest import write_detection_folder
+
+    with pytest.raises(ValueError, match="no such folder; detection data is a folder with label.csv and images/"):
+        detection.load_user_detection(tmp_path / "absent", size=32, seed=0)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ValueError, match=r"expected label.csv and images/ there .* or train/ with val/valid/test"):
+        detection.load_user_detection(tmp_path / "empty", size=32, seed=0)
+    write_detection_folder(tmp_path / "single", count=1)
+    with pytest.raises(ValueError, match="lists one image; a run needs two or more"):
+        detection.load_user_detection(tmp_path / "single", size=32, seed=0)
+    for name in ("a_train", "a_val", "b_train", "b_val"):
+        write_detection_folder(tmp_path / "pairs" / name, count=2)
+    with pytest.raises(ValueError, match="it has 2 pairs of \\*_train and \\*_val folders: give one of them"):
+        detection.load_user_detection(tmp_path / "pairs", size=32, seed=0)
+    write_detection_folder(tmp_path / "named" / "train", count=4, classes=2, seed=7)
+    write_detection_folder(tmp_path / "named" / "val", count=2, classes=2, seed=8)
+    (tmp_path / "named" / "classes.txt").write_text("only\n")
+    with pytest.raises(ValueError, match="names 1 classes, but label.csv uses class index 1; give one name a line"):
+        detection.load_user_detection(tmp_path / "named", size=32, seed=0)

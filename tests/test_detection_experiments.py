@@ -90,3 +90,31 @@ def test_the_anchors_demo_reproduces_the_books_numbers():
     assert result.results["class_labels"] == [0, 1, 2, 0, 2]
     assert [row[0] for row in result.results["nms_output"]] == [0, 1, -1, -1]
     assert set(result.figures) == {"anchors", "anchor_labels", "nms", "multiscale_anchors"}
+
+
+@pytest.mark.parametrize("name", ["ssd", "yolo"])
+def test_both_detectors_train_on_your_data_and_name_its_classes(name, tmp_path):
+    import divekit
+    from conftest import write_detection_folder
+
+    from divekit.cli import main
+    from divekit.experiments.detection import TINY_DETECTOR
+    from divekit.experiments.runner import prepare_training
+    from divekit.predict import load
+
+    write_detection_folder(tmp_path / "data" / "train", count=10, seed=1)
+    write_detection_folder(tmp_path / "data" / "val", count=4, seed=2)
+    (tmp_path / "data" / "classes.txt").write_text("dark\nlight\n")
+    tiny = {k: v for k, v in TINY_DETECTOR.items() if k not in ("num_train", "num_val")}
+    run = divekit.run(name, data=str(tmp_path / "data"), epochs=1, out=tmp_path / "runs", progress=False, **tiny)
+    predictor = load(run.run_dir)
+    assert predictor.inputs.classes == ("dark", "light") and run.summary["config"]["data"] == str(tmp_path / "data")
+    assert predictor.evaluate()["examples"] == 4 and "map" in run.summary["results"]
+    assert main(["predict", str(run.run_dir), str(tmp_path / "data" / "val" / "images" / "0.png"), "--min-score",
+                 "0"]) == 0
+    # --limit N: N of your images drawn with the seed (a classifier's --data does the same)
+    limited = prepare_training(name, device="cpu", data=str(tmp_path / "data"), limit=3, seed=5, **tiny)
+    images = limited.setup.data.train.data.X
+    whole = prepare_training(name, device="cpu", data=str(tmp_path / "data"), seed=5, **tiny).setup.data.train.data.X
+    assert len(images) == 3 and not torch.equal(images, whole[:3])
+    assert all(any(torch.equal(image, other) for other in whole) for image in images)

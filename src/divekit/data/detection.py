@@ -16,6 +16,11 @@ random size, rotation and colour onto crops of real photographs (:mod:`divekit.d
 * ``generated-shapes``: one to four objects per image from four classes (banana, ring, triangle,
   star), each any colour, so the class is in the shape alone; boxes overlap by IoU 0.2 at most.
 
+Your own data in the same format (:func:`load_user_detection`, ``divekit run ssd --data DIR``): one
+folder of it, split at random, or a folder of two splits (``train/`` and ``val/`` or ``test/``, or the
+book's ``bananas_train/`` and ``bananas_val/``), every image resized to one square size; class names
+from a ``classes.txt`` beside the splits.
+
 Letters: N images, C = 3 channels, H x W image size, M objects per image (padded with label -1).
 """
 
@@ -42,10 +47,12 @@ from divekit.data.photos import load_photos, random_crops
 from divekit.data.user import read_image_and_size
 
 __all__ = ["DETECTION_SETS", "DetectionData", "GeneratedSet", "generate_detection_set", "generated_folder",
-           "load_detection", "read_detection_split", "write_detection_split"]
+           "load_detection", "load_user_detection", "read_detection_split", "write_detection_split"]
 
 log = logging.getLogger("divekit")
 LABEL_HEADER = ("img_name", "label", "xmin", "ymin", "xmax", "ymax")
+EVAL_SPLITS = ("val", "valid", "test")  # the names of your data's evaluation split beside train/
+VAL_FRACTION = 0.1  # the share of one folder of your data kept aside for validation
 SHAPES = ("banana", "ring", "triangle", "star")
 GENERATOR_VERSION = 1  # part of a generated set's cache folder name: bump it when the drawing changes
 
@@ -300,3 +307,64 @@ def load_detection(dataset: str, *, num_train: int = 1000, num_val: int = 100, i
             f"drawn here from seed {seed} (not the book's photographs)")
     return DetectionData(name, read_detection_split(folder / f"{spec.name}_train"),
                          read_detection_split(folder / f"{spec.name}_val"), spec.classes)
+
+
+def load_user_detection(path: str | os.PathLike, *, size: int, seed: int) -> DetectionData:
+    """Your detection data in the banana format as :class:`DetectionData`, every image resized to
+    ``size`` x ``size`` as it is read (boxes are relative to their image: they stay on their objects).
+    ``path`` holds label.csv and images/ (split at random from ``seed``: a tenth, at least one image,
+    for validation), or two such splits: train/ with val/, valid/ or test/, or the book's
+    ``<name>_train/`` with ``<name>_val/``, used as they are. Class names are the lines of
+    ``path/classes.txt`` where it exists, else ``class 0``, ``class 1``, ... up to the largest index."""
+    root = Path(path)
+    if not root.is_dir():
+        raise ValueError(f"--data {root}: no such folder; detection data is a folder with label.csv and images/ "
+                         "(the banana format, D2L §13.6), or with train/ and val/ folders of that form")
+    shape = (size, size)
+    if (root / "label.csv").is_file():
+        whole = read_detection_split(root, size=shape)
+        if len(whole) < 2:
+            raise ValueError(f"{root / 'label.csv'} lists one image; a run needs two or more (one to train on, "
+                             "one to validate on)")
+        order = torch.randperm(len(whole), generator=torch.Generator().manual_seed(seed))
+        held = max(1, round(len(whole) * VAL_FRACTION))
+        train, evaluation = (whole.select(part.sort().values) for part in (order[held:], order[:held]))
+        eval_name = "val"
+    else:
+        train_dir, eval_dir = _user_splits(root)
+        train, evaluation = read_detection_split(train_dir, size=shape), read_detection_split(eval_dir, size=shape)
+        eval_name = "test" if eval_dir.name == "test" else "val"
+    classes = _user_classes(root, int(max(train.labels.max(), evaluation.labels.max())) + 1)
+    name = (f"your data: {root} ({len(train):,} training and {len(evaluation):,} {eval_name} images, resized to "
+            f"{size}x{size}; {len(classes)} classes)")
+    return DetectionData(name, train, evaluation, classes, eval_name)
+
+
+def _user_splits(root: Path) -> tuple[Path, Path]:
+    """The training and evaluation split folders of your data (see :func:`load_user_detection`)."""
+    def split(folder: Path) -> bool:
+        return (folder / "label.csv").is_file()
+
+    evaluation = [root / name for name in EVAL_SPLITS if split(root / name)]
+    if split(root / "train") and evaluation:
+        return root / "train", evaluation[0]
+    pairs = [(train, train.with_name(train.name[:-len("_train")] + "_val")) for train in sorted(root.glob("*_train"))]
+    pairs = [(train, val) for train, val in pairs if split(train) and split(val)]
+    if len(pairs) == 1:
+        return pairs[0]
+    raise ValueError(f"--data {root}: expected label.csv and images/ there (the banana format, D2L §13.6), or "
+                     f"train/ with {'/'.join(EVAL_SPLITS)} folders of that form"
+                     + (f"; it has {len(pairs)} pairs of *_train and *_val folders: give one of them" if pairs else ""))
+
+
+def _user_classes(root: Path, count: int) -> tuple[str, ...]:
+    """Names of your data's classes: the lines of ``root/classes.txt`` (blank ones skipped), which must
+    name every index its label.csv files use (``count``), else ``class 0`` ... ``class count - 1``."""
+    where = root / "classes.txt"
+    if not where.is_file():
+        return tuple(f"class {i}" for i in range(count))
+    names = tuple(line.strip() for line in where.read_text(encoding="utf-8-sig").splitlines() if line.strip())
+    if len(names) < count:
+        raise ValueError(f"{where} names {len(names)} classes, but label.csv uses class index {count - 1}; give "
+                         "one name a line, in the order of the indices (0 first)")
+    return names

@@ -21,7 +21,7 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Annotated, ClassVar, Literal
 
-from divekit.experiments.parts import DataPart, LoadContext, Loaded, Probe, TaskPart
+from divekit.experiments.parts import DataPart, LoadContext, Loaded, Probe, TaskPart, limited
 from divekit.experiments.registry import BatchSize, DemoResult, Device, Epochs, Impl, Recipe, Seed, demo, register
 from divekit.options import Checked, at_least, option, probability
 
@@ -44,8 +44,9 @@ DATASET_LABELS = {
 
 @dataclass
 class DetectionImages(DataPart, Checked):
-    """Images with boxes in the book's banana format (D2L §13.6): the book's set or one drawn here
-    (:mod:`divekit.data.detection`), uint8 on the device, in :class:`~divekit.data.batch.Detection` batches."""
+    """Images with boxes in the book's banana format (D2L §13.6): the book's set, one drawn here or your
+    ``--data`` (:mod:`divekit.data.detection`), uint8 on the device, in :class:`~divekit.data.batch.Detection`
+    batches."""
 
     PROVIDES = ("input_shape", "num_classes")
     dataset: Literal["generated-bananas", "bananas", "generated-shapes"] = option(
@@ -53,7 +54,8 @@ class DetectionImages(DataPart, Checked):
                              "here in the book's format; generated-shapes: 1-4 objects of 4 classes per image")
     num_train: int = option(1000, "training images of a generated set (the book: 1,000)", at_least(1))
     num_val: int = option(100, "validation images of a generated set (the book: 100)", at_least(1))
-    image_size: int = option(256, "side of a generated set's images (the book: 256)", at_least(32))
+    image_size: int = option(256, "side of the images: a generated set is drawn at it, your --data resized to it "
+                                  "(the book: 256)", at_least(32))
     data_seed: int = option(0, "seed a generated set is drawn from", at_least(0))
     flip: bool = option(False, "flip training images left to right at random, boxes with them (D2L §13.1; the "
                                "book: no)")
@@ -75,11 +77,18 @@ class DetectionImages(DataPart, Checked):
         from divekit.data.loader import TensorLoader
         from divekit.data.transforms import RandomHorizontalFlip
 
-        data = load_detection(self.dataset, num_train=self.num_train, num_val=self.num_val, image_size=self.image_size,
-                              seed=self.data_seed)
+        users = ctx.user is not None and ctx.user.data is not None
+        if users:
+            from divekit.data.detection import load_user_detection
+
+            data = load_user_detection(ctx.user.data, size=self.image_size, seed=ctx.train.seed)
+        else:
+            data = load_detection(self.dataset, num_train=self.num_train, num_val=self.num_val,
+                                  image_size=self.image_size, seed=self.data_seed)
         train, evaluation = data.train, data.eval
-        if ctx.train.limit is not None:
-            train, evaluation = (s.select(slice(0, ctx.train.limit)) for s in (train, evaluation))
+        if ctx.train.limit is not None:  # your data: N drawn with the seed, as a classifier's --data
+            train, evaluation = (limited(s, ctx.train.limit, ctx.train.seed if users else None)
+                                 for s in (train, evaluation))
         batch_size, device = ctx.train.batch_size, ctx.device
         return Loaded(
             name=data.name,
@@ -175,14 +184,14 @@ register(Recipe(
     name="ssd", section="13.7", title="Single shot multibox detection (TinySSD)",
     data=DetectionImages(), model="tinyssd", task=MultiboxLoss(),
     train=dict(epochs=20, lr=0.2, batch_size=32, weight_decay=5e-4),
-    probes=(Detections(),), tiny=TINY_DETECTOR,
+    probes=(Detections(),), tiny=TINY_DETECTOR, user_data_kind="detection",
 ))
 
 register(Recipe(
     name="yolo", section="13.7", title="A grid detector in the YOLO line (beyond the book)",
     data=DetectionImages(dataset="generated-shapes"), model="yolo", task=YoloLoss(),
     train=dict(epochs=20, lr=1e-3, batch_size=32, weight_decay=5e-4, optimizer="adam"),
-    probes=(Detections(display_threshold=0.5),), tiny=TINY_DETECTOR,
+    probes=(Detections(display_threshold=0.5),), tiny=TINY_DETECTOR, user_data_kind="detection",
 ))
 
 

@@ -1,7 +1,8 @@
 """The parts recipes are made of (see :mod:`divekit.experiments.registry`), each a dataclass whose
 fields are ``divekit run`` options:
 
-* :class:`TrainOptions` (and :class:`UserDataOptions` where a recipe takes ``--data``);
+* :class:`TrainOptions` (and :class:`UserDataOptions` or :class:`UserDetectionOptions` where a recipe
+  takes ``--data``);
 * data: the book's data set, or the user's, as loaders on the device and the sizes the model
   takes from it (:class:`FashionMNIST`, :class:`SyntheticRegression`, :class:`TimeMachine`,
   :class:`FraEng`);
@@ -88,8 +89,29 @@ class UserDataOptions(Checked):
 
     def __post_init__(self):
         super().__post_init__()
-        if self.data is not None:  # absolute, so that `divekit resume` works from any folder
-            self.data = str(Path(self.data).expanduser().absolute())
+        if self.target is not None and self.data is None:
+            raise ValueError("--target names a column of your own CSV table; pass it together with --data FILE.csv")
+        self.data = _absolute(self.data)
+
+
+@dataclass
+class UserDetectionOptions(Checked):
+    """Your own images with boxes in place of the book's bananas (the banana format, D2L §13.6)."""
+
+    data: str | None = option(None, "your own detection data: a folder with label.csv (img_name,label,xmin,ymin,"
+                                    "xmax,ymax in pixels) and images/, or with train/ and val/ folders of that form")
+
+    def __post_init__(self):
+        super().__post_init__()
+        self.data = _absolute(self.data)
+
+
+def _absolute(path: str | None) -> str | None:
+    """``--data`` as an absolute path, so that `divekit resume` works from any folder."""
+    return None if path is None else str(Path(path).expanduser().absolute())
+
+
+USER_OPTIONS = {"classification": UserDataOptions, "regression": UserDataOptions, "detection": UserDetectionOptions}
 
 
 # -- data ----------------------------------------------------------------------------------------
@@ -113,7 +135,7 @@ class Loaded:
 @dataclass
 class LoadContext:
     train: TrainOptions
-    user: UserDataOptions | None
+    user: UserDataOptions | UserDetectionOptions | None
     user_data_kind: str | None
     device: Any  # torch.device
 
@@ -156,7 +178,7 @@ class SupervisedData(DataPart):
             data = self.book_data(ctx)
         train, evaluation = data.train, data.eval
         if ctx.train.limit is not None:  # the book's sets are mixed; a user's folder comes class by class
-            train, evaluation = (_some(s, ctx.train.limit, ctx.train.seed if users else None)
+            train, evaluation = (limited(s, ctx.train.limit, ctx.train.seed if users else None)
                                  for s in (train, evaluation))
         from divekit.data.inputs import ImageInputs, TableInputs
 
@@ -182,14 +204,14 @@ class SupervisedData(DataPart):
         )
 
 
-def _some(split, n: int, seed: int | None):
+def limited(split, n: int, seed: int | None):
     """The first ``n`` examples of ``split``, or with a ``seed`` ``n`` drawn at random (kept in their order)."""
     import torch
 
-    if seed is None or n >= len(split.y):
+    if seed is None or n >= len(split):
         return split.select(slice(0, n))
-    index = torch.randperm(len(split.y), generator=torch.Generator().manual_seed(seed))[:n].sort().values
-    return split.select(index.to(split.y.device))
+    index = torch.randperm(len(split), generator=torch.Generator().manual_seed(seed))[:n].sort().values
+    return split.select(index.to(split.X.device))
 
 
 @dataclass

@@ -38,7 +38,8 @@ from dataclasses import dataclass, field
 from typing import Annotated, Any, ClassVar, Literal, NamedTuple
 
 from divekit.experiments import book
-from divekit.experiments.parts import DataPart, Probe, TaskPart, TrainOptions, UserDataOptions
+from divekit.experiments.parts import (USER_OPTIONS, DataPart, Probe, TaskPart, TrainOptions, UserDataOptions,
+                                       UserDetectionOptions)
 from divekit.options import at_least, check_fields, device_name, merge_fields, option, positive
 from divekit.registry import Registry
 
@@ -139,7 +140,7 @@ class Parts(NamedTuple):
     """A recipe's parts with a run's option values in them."""
 
     train: TrainOptions
-    user: UserDataOptions | None
+    user: UserDataOptions | UserDetectionOptions | None
     data: DataPart
     model_args: dict
     task: TaskPart
@@ -160,13 +161,15 @@ class Recipe(Experiment):
     train: dict = field(default_factory=dict)  # the book's training options (TrainOptions fields)
     model_args: dict = field(default_factory=dict)  # config values over the registered model's preset
     probes: tuple[Probe, ...] = ()
-    user_data_kind: str | None = None  # "classification" or "regression": --data and --target are taken
+    user_data_kind: str | None = None  # a key of USER_OPTIONS: the recipe takes --data (and --target for tables)
     tiny: dict = field(default_factory=dict)  # option values for a seconds-long smoke test
 
     def __post_init__(self):
         super().__post_init__()
         if self.data is None or self.task is None or not self.model:
             raise ValueError(f"recipe {self.name!r} needs data, a model and a task")
+        if self.user_data_kind not in (None, *USER_OPTIONS):
+            raise ValueError(f"recipe {self.name!r}: user_data_kind must be one of {', '.join(USER_OPTIONS)} or None")
 
     @property
     def dataset(self) -> str:
@@ -195,7 +198,7 @@ class Recipe(Experiment):
         defined in the model's module, which imports torch."""
         sources = {"the training options": (TrainOptions, self.train)}
         if self.user_data_kind is not None:
-            sources["the user-data options"] = (UserDataOptions, {})
+            sources["the user-data options"] = (USER_OPTIONS[self.user_data_kind], {})
         sources[f"the data ({type(self.data).__name__})"] = (type(self.data), dataclasses.asdict(self.data))
         if model:
             from divekit.models.registry import model_config
@@ -234,7 +237,8 @@ class Recipe(Experiment):
 
         return Parts(
             train=TrainOptions(**pick(_fields_of(TrainOptions))),
-            user=UserDataOptions(**pick(_fields_of(UserDataOptions))) if self.user_data_kind else None,
+            user=(USER_OPTIONS[self.user_data_kind](**pick(_fields_of(USER_OPTIONS[self.user_data_kind])))
+                  if self.user_data_kind else None),
             data=dataclasses.replace(self.data, **pick(_fields_of(self.data))),
             model_args=pick(self.model_option_names()),
             task=dataclasses.replace(self.task, **pick(_fields_of(self.task))),
@@ -257,8 +261,6 @@ class Recipe(Experiment):
         for part in (parts.train, parts.user, parts.data, parts.task, *parts.probes):
             for name in _fields_of(part) if part is not None else ():
                 setattr(options, name, getattr(part, name))  # e.g. --optimizer auto -> sgd, --data made absolute
-        if parts.user is not None and parts.user.target is not None and parts.user.data is None:
-            raise ValueError("--target names a column of your own CSV table; pass it together with --data FILE.csv")
 
 
 def _only(cls: type, fields: list[dataclasses.Field]) -> type:
