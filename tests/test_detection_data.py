@@ -253,3 +253,20 @@ def test_your_data_in_a_wrong_shape_is_a_one_line_error(tmp_path):
     (tmp_path / "named" / "classes.txt").write_text("only\n")
     with pytest.raises(ValueError, match="names 1 classes, but label.csv uses class index 1; give one name a line"):
         detection.load_user_detection(tmp_path / "named", size=32, seed=0)
+
+
+def test_an_image_without_objects_is_its_name_and_empty_fields(tmp_path):
+    write_images(tmp_path, ["0.png", "1.png", "2.png"], size=(64, 64))
+    (tmp_path / "label.csv").write_text("img_name,label,xmin,ymin,xmax,ymax\n0.png,0,8,8,32,32\n1.png,,,,,\n"
+                                        "0.png,1,16,16,48,40\n2.png, , , , , \n")
+    split = read_detection_split(tmp_path)
+    assert split.labels.tolist() == [[0, 1], [-1, -1], [-1, -1]]               # 1.png and 2.png: all padding
+    assert torch.equal(split.boxes[0, 1], torch.tensor([0.25, 0.25, 0.75, 0.625]))
+    (tmp_path / "label.csv").write_text("img_name,label,xmin,ymin,xmax,ymax\n1.png,,,,,\n1.png,0,8,8,99,32\n")
+    with pytest.raises(ValueError, match="line 3: the box \\(8, 8, 99, 32\\) reaches outside 1.png"):
+        read_detection_split(tmp_path)                                            # the object's own line
+    (tmp_path / "label.csv").write_text("img_name,label,xmin,ymin,xmax,ymax\n9.png,,,,,\n")
+    with pytest.raises(ValueError, match="line 2: image 9.png is not in"):
+        read_detection_split(tmp_path)
+    (tmp_path / "label.csv").write_text("img_name,label,xmin,ymin,xmax,ymax\n0.png,,,,,\n")
+    assert read_detection_split(tmp_path).labels.tolist() == [[-1]]             # no image has objects: M = 1

@@ -96,6 +96,7 @@ def test_the_anchors_demo_reproduces_the_books_numbers():
 def test_both_detectors_train_on_your_data_and_name_its_classes(name, tmp_path):
     import divekit
     from conftest import write_detection_folder
+    from PIL import Image
 
     from divekit.cli import main
     from divekit.experiments.detection import TINY_DETECTOR
@@ -105,6 +106,9 @@ def test_both_detectors_train_on_your_data_and_name_its_classes(name, tmp_path):
     write_detection_folder(tmp_path / "data" / "train", count=10, seed=1)
     write_detection_folder(tmp_path / "data" / "val", count=4, seed=2)
     (tmp_path / "data" / "classes.txt").write_text("dark\nlight\n")
+    Image.new("RGB", (48, 40), (120, 120, 120)).save(tmp_path / "data" / "train" / "images" / "empty.png")
+    with open(tmp_path / "data" / "train" / "label.csv", "a") as f:  # an image without objects trains too
+        f.write("empty.png,,,,,\n")
     tiny = {k: v for k, v in TINY_DETECTOR.items() if k not in ("num_train", "num_val")}
     run = divekit.run(name, data=str(tmp_path / "data"), epochs=1, out=tmp_path / "runs", progress=False, **tiny)
     predictor = load(run.run_dir)

@@ -2,7 +2,7 @@
 in the same format, read into :class:`~divekit.data.batch.Detection` batches.
 
 The format: a split folder holds ``label.csv`` with the header ``img_name,label,xmin,ymin,xmax,ymax``
-(box corners in pixels) and the images under ``images/``. The book's set has two splits,
+(box corners in pixels; an image without objects: its name and empty fields) and the images under ``images/``. The book's set has two splits,
 ``bananas_train`` (1,000 images) and ``bananas_val`` (100), 256x256, one banana each (class 0); its
 loader divides the corners by 256. Here an image may have several rows (several objects), and the
 corners are divided by the image's own width and height.
@@ -84,13 +84,15 @@ def read_detection_split(folder: str | os.PathLike, size: tuple[int, int] | None
     """One split in the banana format (``folder/label.csv`` and ``folder/images/``) as a Detection batch:
     images in the order of their first row, uint8 (N, 3, H, W), resized (bilinear) to ``size`` (width,
     height) when given; boxes (N, M, 4) relative to each image's width and height; labels (N, M) long,
-    -1 on the padding rows of images with fewer than M objects. A row that is not an image name, a class
+    -1 on the padding rows of images with fewer than M objects. A row of an image name and empty fields
+    lists an image without objects (all padding; the book's files have none). A row that is not an image name, a class
     index >= 0 and a finite box with xmin < xmax and ymin < ymax inside its image's pixels is refused with
     its line; blank lines are skipped, and images that no row names are left out with a warning."""
     folder = Path(folder)
     where = folder / "label.csv"
     rows: dict[str, list[tuple[int, float, float, float, float]]] = {}
     lines: dict[str, list[int]] = {}  # each object's line in label.csv, for the checks that need its image
+    named: dict[str, int] = {}  # the first line that names each image
     with open(where, newline="", encoding="utf-8-sig") as f:  # -sig: a CSV saved with a byte-order mark
         reader = csv.reader(f)
         header = tuple(next(reader, ()))
@@ -105,6 +107,11 @@ def read_detection_split(folder: str | os.PathLike, size: tuple[int, int] | None
                 raise ValueError(f"{where}, line {line}: expected {len(LABEL_HEADER)} fields, got {row}")
             if not row[0].strip():
                 raise ValueError(f"{where}, line {line}: no image name (img_name, a file in {folder / 'images'})")
+            named.setdefault(row[0], line)
+            if not any(cell.strip() for cell in row[1:]):  # an image without objects: its name alone
+                rows.setdefault(row[0], [])
+                lines.setdefault(row[0], [])
+                continue
             try:
                 label, x1, y1, x2, y2 = int(row[1]), *map(float, row[2:])
             except ValueError:
@@ -119,17 +126,18 @@ def read_detection_split(folder: str | os.PathLike, size: tuple[int, int] | None
         raise ValueError(f"{where} lists no images")
     for name in rows:
         if not (folder / "images" / name).is_file():
-            raise ValueError(f"{where}, line {lines[name][0]}: image {name} is not in {folder / 'images'}")
+            raise ValueError(f"{where}, line {named[name]}: image {name} is not in {folder / 'images'}")
     unlisted = sorted({p.name for p in (folder / "images").iterdir() if p.is_file()} - set(rows))
     if unlisted:
         log.warning(f"{len(unlisted)} image(s) in {folder / 'images'} have no row in {where} and are left out "
-                    f"(e.g. {unlisted[0]}); the format lists every image by its objects")
+                    f"(e.g. {unlisted[0]}); the format lists every image by its objects, or by its name and "
+                    "empty fields where it has none")
     read = [read_image_and_size(folder / "images" / name, mode="RGB", size=size) for name in rows]
     images = [pixels for pixels, _ in read]
     sizes = {tuple(image.shape) for image in images}
     if len(sizes) > 1:
         raise ValueError(f"the images of {folder} differ in size ({sorted(sizes)}); resize them to one size first")
-    M = max(len(objects) for objects in rows.values())
+    M = max(1, max(len(objects) for objects in rows.values()))
     labels = torch.full((len(rows), M), -1, dtype=torch.long)
     boxes = torch.zeros(len(rows), M, 4)
     for i, (name, objects, (_, (width, height))) in enumerate(zip(rows, rows.values(), read)):  # its own pixels
@@ -137,6 +145,8 @@ def read_detection_split(folder: str | os.PathLike, size: tuple[int, int] | None
             if x1 < 0 or y1 < 0 or x2 > width or y2 > height:
                 raise ValueError(f"{where}, line {line}: the box ({x1:g}, {y1:g}, {x2:g}, {y2:g}) reaches outside "
                                  f"{name}, which is {width}x{height} pixels; boxes are in each image's own pixels")
+        if not objects:
+            continue
         table = torch.tensor(objects, dtype=torch.float64)                        # (m, 5) [label, x1, y1, x2, y2]
         labels[i, :len(objects)] = table[:, 0].long()
         boxes[i, :len(objects)] = (table[:, 1:] / torch.tensor([width, height, width, height])).float()
