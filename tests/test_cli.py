@@ -156,6 +156,20 @@ def test_run_help_lists_the_experiments_options_with_book_defaults(capsys):
     assert "--num-examples" in out and "(default: 0.03)" in out and "D2L 3.1-3.3" in out
 
 
+def test_resume_help_without_a_run_says_what_a_resume_does_and_what_it_may_change(capsys):
+    from divekit.experiments.runner import RESUMABLE
+
+    assert main(["resume", "--help"]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert out.startswith("usage: divekit resume RUN_DIR [options]") and "Continue a run from its last checkpoint" in out
+    assert all(f"--{name.replace('_', '-')} " in out for name in RESUMABLE) and "--nproc N" in out
+    assert "(default: the run's)" in out and "`divekit resume RUN_DIR --help` shows the run's values" in out
+    with pytest.raises(SystemExit) as exit_info:
+        main(["run", "--help"])
+    assert exit_info.value.code == 0
+    assert "`divekit run NAME --help` lists them" in " ".join(capsys.readouterr().out.split())
+
+
 def test_resume_extends_a_run_with_explicit_changes_and_records_them(tmp_path, capsys):
     assert main(["run", "linear-regression", "--epochs", "2", "--out", str(tmp_path), "--no-progress"]) == 0
     (run,) = run_dirs(tmp_path)

@@ -47,8 +47,12 @@ def _main_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"{PROG} {divekit.__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True, parser_class=_Parser)
     sub.add_parser("list", help="every experiment, with its book section and data set")
-    run = sub.add_parser("run", help="run an experiment: divekit run NAME [options]; divekit run NAME --help for its options")
-    run.add_argument("name", metavar="NAME")
+    run = sub.add_parser("run", help="run an experiment: divekit run NAME [options]; divekit run NAME --help for its options",
+                         usage=f"{PROG} run NAME [options]",
+                         description="Run an experiment (`divekit list` names them) into a new run folder. Its "
+                                     "options are the experiment's own, the book's settings by default: `divekit run "
+                                     "NAME --help` lists them.")
+    run.add_argument("name", metavar="NAME", help="an experiment's name, as `divekit list` shows it")
     resume = sub.add_parser("resume", help="continue a run from its last checkpoint: divekit resume RUN_DIR "
                                            "[--epochs N --lr X ...]; divekit resume RUN_DIR --help for what may change")
     resume.add_argument("run_dir", metavar="RUN_DIR")
@@ -129,8 +133,6 @@ def _run_parser(experiment, only: Sequence[str] | None = None, prog: str | None 
                 defaults: dict | None = None) -> argparse.ArgumentParser:
     """The options of ``divekit run NAME`` (or only those named in ``only``): one per field of the
     experiment's options, with its defaults (or ``defaults``, a run's own values)."""
-    from divekit.options import help_of, kinds, parse_value
-
     options = experiment.options
     parser = _Parser(
         prog=prog or f"{PROG} run {experiment.name}", allow_abbrev=False,  # --epoch is no --epochs
@@ -140,8 +142,40 @@ def _run_parser(experiment, only: Sequence[str] | None = None, prog: str | None 
     # a new run's help also names the values that another --impl starts from (a run's own are one value)
     other_impls = {} if defaults else experiment.impl_defaults
     defaults = {**{f.name: f.default for f in dataclasses.fields(options)}, **(defaults or {})}
+    _add_options(parser, options, {k: v for k, v in defaults.items() if only is None or k in only}, other_impls)
+    if only is None:
+        parser.add_argument("--out", default="runs", help="folder for run folders (default: runs)")
+    from divekit.experiments.registry import Demo
+
+    _add_process_options(parser, one_process=isinstance(experiment, Demo))
+    return parser
+
+
+def _resume_parser() -> argparse.ArgumentParser:
+    """``divekit resume --help`` without a run folder: what a resume does and the options it may change
+    (``divekit resume RUN_DIR --help`` shows that run's values)."""
+    from divekit.experiments.parts import TrainOptions
+    from divekit.experiments.runner import RESUMABLE
+
+    parser = _Parser(prog=f"{PROG} resume", usage=f"{PROG} resume RUN_DIR [options]", description=(
+        "Continue a run from its last checkpoint (written each epoch, and within one every --checkpoint-every "
+        "seconds), or train a finished run further with more --epochs. A resume may change how the run trains "
+        "from here on with the options below (each change is recorded in the run's config.json); those that shape "
+        "the model or the data stay the run's. `divekit resume RUN_DIR --help` shows the run's values."))
+    parser.add_argument("run_dir", metavar="RUN_DIR", help="a run folder that `divekit run` made")
+    _add_options(parser, TrainOptions, {name: "the run's" for name in RESUMABLE})
+    _add_process_options(parser, one_process=False)
+    return parser
+
+
+def _add_options(parser: argparse.ArgumentParser, options: type, defaults: dict,
+                 other_impls: dict | None = None) -> None:
+    """One argument per field of the dataclass ``options`` that ``defaults`` names, its help ending in that
+    default (and in the values that another --impl starts from, ``other_impls``)."""
+    from divekit.options import help_of, kinds, parse_value
+
     for name, kind in kinds(options).items():
-        if only is not None and name not in only:
+        if name not in defaults:
             continue
 
         def convert(text, kind=kind):
@@ -158,14 +192,14 @@ def _run_parser(experiment, only: Sequence[str] | None = None, prog: str | None 
         default = defaults[name]
         shown = ",".join(map(str, default)) if isinstance(default, tuple) else default
         shown = "; ".join([str(shown), *(f"{values[name]} with --impl {impl}"
-                                         for impl, values in other_impls.items() if name in values)])
+                                         for impl, values in (other_impls or {}).items() if name in values)])
         parser.add_argument("--" + name.replace("_", "-"), dest=name, type=convert, default=argparse.SUPPRESS,
                             metavar=metavar, help=f"{help_of(options, name)} (default: {shown})", **bare_means_true)
-    if only is None:
-        parser.add_argument("--out", default="runs", help="folder for run folders (default: runs)")
-    from divekit.experiments.registry import Demo
 
-    one_process = isinstance(experiment, Demo)  # taken, to be refused with a reason, but not offered in --help
+
+def _add_process_options(parser: argparse.ArgumentParser, one_process: bool) -> None:
+    """--no-progress, --nproc and --fsdp; a demonstration (``one_process``) takes the last two, to refuse them
+    with a reason, but its --help does not offer them."""
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.add_argument("--nproc", type=int, default=1, metavar="N",
                         help=argparse.SUPPRESS if one_process else
@@ -175,7 +209,6 @@ def _run_parser(experiment, only: Sequence[str] | None = None, prog: str | None 
                         help=argparse.SUPPRESS if one_process else
                         "with several processes, shard parameters, gradients and optimizer state (FSDP2) "
                         "instead of copying them into each")
-    return parser
 
 
 def _cmd_list() -> int:
@@ -395,6 +428,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         what = "the experiment's name" if argv[0] == "run" else "the run folder"
         parser.error(f"options go after {what}: divekit {argv[0]} {'NAME' if argv[0] == 'run' else 'RUN_DIR'} "
                      f"[options]")
+    if argv[:1] == ["resume"] and argv[1:2] in (["-h"], ["--help"]):  # no run folder: the options in general
+        _resume_parser().print_help()
+        return 0
     args, extra = parser.parse_known_args(argv)
     if extra:  # said with the command's own usage, and what was likely meant
         hint = "; pass the data to evaluate on with --data PATH" if args.command == "evaluate" and \
