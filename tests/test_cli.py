@@ -442,6 +442,20 @@ def test_limit_trains_on_a_subset_and_skips_the_book_comparison(tmp_path, capsys
     assert len(rows) == 1 + 3
 
 
+def test_a_limit_above_the_data_sets_size_is_the_books_run_and_compared_with_the_book(tmp_path, capsys):
+    assert main(["run", "linear-regression", "--limit", "1000000", "--out", str(tmp_path), "--no-progress"]) == 0
+    (run,) = run_dirs(tmp_path)
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["comparable"] is True and summary["changed"] == {} and summary["config"]["limit"] == 1000000
+    assert summary["reference"] and all(row["reached"] for row in summary["reference"])
+    assert "not compared with the book" not in capsys.readouterr().err
+    from divekit.experiments.runner import _idle_options, prepare_training
+
+    for limit, idle in ((10_001, ("limit",)), (10_000, ()), (600, ())):  # a language model's: its 10,000 characters
+        training = prepare_training("rnn", **{**get_experiment("rnn").tiny, "limit": limit, "device": "cpu"})
+        assert _idle_options(training) == idle  # exactly 10,000 kept may be 10,000 of more: a change
+
+
 def test_a_demo_experiment_writes_results_rows_and_figures(tmp_path):
     from typing import Annotated
 

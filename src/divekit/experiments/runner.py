@@ -471,7 +471,25 @@ def _finish_training(training: Training, run_dir: Path) -> dict:
         _save_figures(figures, run_dir)
     return _summarize(training.recipe, training.options, run_dir, training.device, data_name=training.setup.data.name,
                       history=history, results=results, train_seconds=sum(r["seconds"] for r in history),
-                      warnings=_learning_warnings(training, history))
+                      warnings=_learning_warnings(training, history), idle=_idle_options(training))
+
+
+def _idle_options(training: Training) -> tuple[str, ...]:
+    """Options set away from the book's that left the run the book's: a --limit N above the size of every
+    loader's data (its examples, or a language model's tokens). A data part keeps the first N (or N drawn),
+    so a loader holding exactly N may have held more: that limit counts as a change."""
+    limit, data = training.parts.train.limit, training.setup.data
+    if limit is None:
+        return ()
+    sizes = [_num_examples(loader) for loader in (data.train, data.eval) if loader is not None]
+    return ("limit",) if all(size is not None and size < limit for size in sizes) else ()
+
+
+def _num_examples(loader) -> int | None:
+    """The examples a loader holds (a language model's: its corpus's tokens), or None where it does not say."""
+    if hasattr(loader, "num_examples"):
+        return loader.num_examples
+    return len(loader.corpus) if hasattr(loader, "corpus") else None
 
 
 # a user's classifier whose accuracy is within this of always answering the commonest class has not learned
@@ -501,13 +519,16 @@ def _learning_warnings(training: Training, history: list[dict]) -> list[str]:
 
 
 def _summarize(experiment: Experiment, options: Options, run_dir: Path, device, *, data_name: str,
-               history: list[dict], results: dict, train_seconds: float, warnings: list[str] = ()) -> dict:
-    """Write summary.json (final metrics, results, the book's numbers beside ours) and log it."""
+               history: list[dict], results: dict, train_seconds: float, warnings: list[str] = (),
+               idle: tuple[str, ...] = ()) -> dict:
+    """Write summary.json (final metrics, results, the book's numbers beside ours) and log it. ``idle``:
+    options that differ from the book's but changed nothing (:func:`_idle_options`)."""
     final = {k: v for k, v in history[-1].items() if k != "epoch"} if history else {}
     config = options.to_dict()
     impl = config.get("impl", experiment.default_impl)
     defaults = experiment.make_options(**({"impl": impl} if "impl" in config else {})).to_dict()
-    changed = changed_options(defaults, config, experiment.name, impl, experiment.display_options)
+    changed = {name: value for name, value in changed_options(defaults, config, experiment.name, impl,
+                                                              experiment.display_options).items() if name not in idle}
     reference = compare(experiment.name, impl, {**final, **results}, config)
     if "data" in changed:  # the user's own data: the book has nothing to say about it
         reference = []
