@@ -117,6 +117,29 @@ def test_examples_longer_than_the_berts_positions_are_refused_before_any_data_is
         bert_finetune(max_len=1001, device="cpu")
 
 
+@pytest.mark.parametrize("name, spec, message", [
+    ("bert-snli", None, "d2l-bert.small/pretrained.params is not on this machine"),
+    ("bert-finetune", "hf:{tmp}", "is not a Hugging Face checkpoint folder: it needs config.json and"),
+    ("bert-finetune", "{tmp}/gone", "gone is not a finished divekit run (it needs config.json and checkpoint.pt)"),
+])
+def test_missing_pretrained_weights_are_the_first_thing_a_run_says(name, spec, message, tmp_path, monkeypatch,
+                                                                     capsys):
+    from divekit.cli import main
+    from divekit.data import hub
+    from divekit.experiments import bert
+
+    def missing(dataset, **kwargs):
+        raise FileNotFoundError(f"{dataset}/pretrained.params is not on this machine")
+
+    monkeypatch.setattr(hub, "fetch", missing)
+    monkeypatch.setattr(bert, "_task_data", lambda *a: pytest.fail("the task's data was read"))
+    pretrained = [] if spec is None else ["--pretrained", spec.format(tmp=tmp_path)]
+    assert main(["run", name, *pretrained, "--device", "cpu", "--out", str(tmp_path / "runs"), "--no-progress"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("divekit: error: ") and message in err, err  # not the run's line naming its data first
+    assert not any((tmp_path / "runs").iterdir())
+
+
 @pytest.mark.slow
 @needs_real_data(["wikitext-2"])
 def test_the_books_pretraining_run_reaches_the_books_losses(tmp_path):

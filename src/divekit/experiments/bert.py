@@ -150,12 +150,24 @@ def pretrained_run(run_dir: str | Path, impl: str = "fast", device: str | torch.
     """The BERT and the vocabulary of a finished ``bert-pretrain`` or ``bert-pretrain-long`` run folder
     (the vocabulary is rebuilt from its ``config.json``: the data part is deterministic)."""
     from divekit import io
-    from divekit.experiments.registry import get_experiment
     from divekit.experiments.runner import prepare_training
     from divekit.options import from_dict
     from divekit.run_folder import CHECKPOINT_NAME, CONFIG_NAME
 
     run_dir = Path(run_dir)
+    experiment, record = _pretraining_run(run_dir)
+    values = {**record["config"], "impl": impl, "device": str(device), "held_out": False}
+    setup = prepare_training(experiment, from_dict(experiment.options, values, str(run_dir / CONFIG_NAME))).setup
+    setup.model.load_state_dict(io.load(run_dir / CHECKPOINT_NAME)["model"])
+    return setup.model, setup.data.info.vocab
+
+
+def _pretraining_run(run_dir: Path):
+    """The experiment and the config.json record of a finished BERT pretraining run, or why ``run_dir`` is none."""
+    from divekit import io
+    from divekit.experiments.registry import get_experiment
+    from divekit.run_folder import CHECKPOINT_NAME, CONFIG_NAME
+
     if not (run_dir / CONFIG_NAME).exists() or not (run_dir / CHECKPOINT_NAME).exists():
         raise FileNotFoundError(f"{run_dir} is not a finished divekit run (it needs {CONFIG_NAME} and "
                                 f"{CHECKPOINT_NAME})")
@@ -163,10 +175,36 @@ def pretrained_run(run_dir: str | Path, impl: str = "fast", device: str | torch.
     experiment = get_experiment(record["experiment"])
     if not isinstance(getattr(experiment, "data", None), WikiText2):
         raise ValueError(f"{run_dir} is a run of {experiment.name}, not a BERT pretraining run")
-    values = {**record["config"], "impl": impl, "device": str(device), "held_out": False}
-    setup = prepare_training(experiment, from_dict(experiment.options, values, str(run_dir / CONFIG_NAME))).setup
-    setup.model.load_state_dict(io.load(run_dir / CHECKPOINT_NAME)["model"])
-    return setup.model, setup.data.info.vocab
+    return experiment, record
+
+
+def check_pretrained(spec: str | None) -> None:
+    """Refuse a ``--pretrained`` (see :data:`PretrainedSpec`) whose weights are not there, before a run loads or
+    names its data: the book's are fetched (downloaded where they are not on this machine yet), a checkpoint
+    folder or a pretraining run is looked at for its files."""
+    if spec is None:
+        return
+    if spec.startswith("d2l:"):
+        from divekit.data import hub
+        from divekit.models.bert_weights import D2L_PRETRAINED
+
+        name = spec.removeprefix("d2l:")
+        if name in D2L_PRETRAINED:  # (another name: load_d2l_pretrained says which it knows)
+            hub.fetch(D2L_PRETRAINED[name])
+    elif spec.startswith("hf:"):
+        folder = Path(spec.removeprefix("hf:"))
+        if not (folder / "config.json").is_file() or not any((folder / weights).is_file() for weights in
+                                                              ("model.safetensors", "pytorch_model.bin")):
+            raise FileNotFoundError(f"{folder} is not a Hugging Face checkpoint folder: it needs config.json and "
+                                    "model.safetensors or pytorch_model.bin")
+    else:
+        _pretraining_run(Path(spec))
+
+
+def _weights_first(options) -> None:
+    """The preflight (see :func:`divekit.experiments.runner.run_experiment`) of the demonstrations that
+    fine-tune a pretrained BERT: missing weights are refused before the run names its data."""
+    check_pretrained(options.pretrained)
 
 
 def pretrain_here(steps: int, impl: str, device: str, seed: int, **sizes):
@@ -361,3 +399,6 @@ def bert_snli(pretrained: PretrainedSpec = "d2l:bert.small", train_examples: Exa
     results = {"pretrained_from": source, "train_loss": final["train_loss"], "train_acc": final["train_acc"],
                "test_acc": final["test_acc"], "examples_per_s": final["examples_per_s"]}
     return DemoResult(results, figures={"finetune_curves": _curves({"snli": history})}, rows=history)
+
+
+bert_finetune.preflight = bert_snli.preflight = _weights_first
