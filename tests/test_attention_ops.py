@@ -313,6 +313,37 @@ def test_fast_attention_leaves_dropout_to_sdpa_off_the_cpu_only(monkeypatch):
     assert calls == [0.0, 0.25] and out.shape == (2, 5, 8)
 
 
+@pytest.mark.parametrize("T", [3, 7, 10])  # 3 x 3 and 7 x 7 products of 8 features: below BLAS's size; 10 x 10: not
+def test_fast_attention_pads_small_heads_to_blas_size_with_the_same_outputs_grads_and_dropout(T, monkeypatch):
+    """Heads whose products PyTorch's CPU bmm would run in its scalar loop get zero features first: the
+    outputs, the gradients and the dropout draws (one seed, one stream) are those of the plain steps."""
+    widths = []
+    matmul = torch.Tensor.__matmul__
+
+    def recording(a, b):
+        widths.append(a.shape[-1])
+        return matmul(a, b)
+
+    def run(threshold):
+        monkeypatch.setattr(fast, "BMM_LOOP_BELOW", threshold)
+        torch.manual_seed(3)
+        layer = fast.MultiHeadAttention(32, 4, dropout=0.2).double().train()
+        X = torch.randn(6, T, 32, dtype=torch.float64, requires_grad=True)
+        out = layer(X, X, X, torch.tensor([T, 1, 2, T, T - 1, 3]).clamp(max=T))
+        out.backward(torch.randn_like(out))
+        return out, X.grad, {name: p.grad for name, p in layer.named_parameters()}
+
+    monkeypatch.setattr(torch.Tensor, "__matmul__", recording)
+    padded = run(400)
+    scores_width = widths[0]                                                    # q (.., T, D') @ k^T
+    plain = run(0)
+    assert scores_width == (8 if T * T * 8 >= 400 else -(-400 // (T * T)))
+    torch.testing.assert_close(padded[0], plain[0])
+    torch.testing.assert_close(padded[1], plain[1])
+    for name, grad in padded[2].items():
+        torch.testing.assert_close(grad, plain[2][name], msg=name)
+
+
 def test_scratch_attention_layers_pass_gradcheck():
     queries, keys, values = qkv(B=2, Q=2, K=3, D=4, V=2)
     vl = torch.tensor([[1, 0], [3, 2]])

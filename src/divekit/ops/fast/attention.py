@@ -31,6 +31,7 @@ SHARED = ("TokenPacking", "sinusoid_table", "valid_lens_to_mask")  # the scratch
 
 
 SHORT_ROWS = 16  # PyTorch's CPU softmax is ~10x slower on rows shorter than one AVX-512 vector (16 floats)
+BMM_LOOP_BELOW = 400  # multiply-adds a product under which PyTorch's CPU bmm runs a scalar loop, not BLAS
 
 
 def _softmax_where(X: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
@@ -60,13 +61,26 @@ def masked_softmax(X: torch.Tensor, valid_lens: torch.Tensor | None = None) -> t
 
 def _scaled_dot_product(queries: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, mask: torch.Tensor | None,
                         dropout: Dropout, need_weights: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """softmax(q k^T / sqrt(D)) v over the last two axes; the weights (before dropout) only if asked."""
+    """softmax(q k^T / sqrt(D)) v over the last two axes; the weights (before dropout) only if asked.
+
+    On a CPU, PyTorch's bmm computes a product of fewer than ``BMM_LOOP_BELOW`` multiply-adds
+    (Q * K * D here, in all six products of the forward and backward passes) in a scalar loop, 2-3x
+    slower than its BLAS call for the same shapes: the book's Transformer, whose batches are cut to
+    their longest sentence, meets 5-7 tokens and 8 features a head there. Such heads get zero features
+    up to that size first: the same scores and outputs up to rounding (the extra output features are
+    dropped) and the same dropout draws, with every product in BLAS (the book's training epoch: bmm
+    18 -> 12 ms)."""
     p = dropout.p if dropout.training else 0.0
     if not need_weights and (p == 0 or queries.device.type != "cpu"):  # SDPA's kernels; see the module note
         return F.scaled_dot_product_attention(queries, keys, values, attn_mask=mask, dropout_p=p), None
-    scores = (queries / math.sqrt(queries.shape[-1])) @ keys.transpose(-2, -1)  # (..., Q, K), scaled first as SDPA
+    (Q, D), (K, V) = queries.shape[-2:], values.shape[-2:]
+    scale = math.sqrt(D)
+    if queries.device.type == "cpu" and Q * K * min(D, V) < BMM_LOOP_BELOW:  # zero features: see the docstring
+        width = -(-BMM_LOOP_BELOW // (Q * K))
+        queries, keys, values = (F.pad(x, (0, max(0, width - x.shape[-1]))) for x in (queries, keys, values))
+    scores = (queries / scale) @ keys.transpose(-2, -1)  # (..., Q, K), scaled first as SDPA
     weights = _softmax_where(scores, mask)  # (..., Q, K)
-    return dropout(weights) @ values, (weights if need_weights else None)  # (..., Q, V)
+    return (dropout(weights) @ values)[..., :V], (weights if need_weights else None)  # (..., Q, V)
 
 
 class AdditiveAttention(nn.Module):
