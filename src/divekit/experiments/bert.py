@@ -202,7 +202,7 @@ def check_pretrained(spec: str | None) -> None:
 
 
 def _weights_first(options) -> None:
-    """The preflight (see :func:`divekit.experiments.runner.run_experiment`) of the demonstrations that
+    """The ``preflight`` (see :class:`~divekit.experiments.registry.Demo`) of the demonstrations that
     fine-tune a pretrained BERT: missing weights are refused before the run names its data."""
     check_pretrained(options.pretrained)
 
@@ -325,7 +325,7 @@ def _curves(histories: dict[str, list[dict]]):
       dataset="fra-eng's English sentences, as written or with two words swapped; BERT pretrained on WikiText-2 "
               "here",
       tiny=dict(pretrain_steps=2, train_examples=64, test_examples=32, epochs=1, batch_size=16, num_hiddens=8,
-                ffn_num_hiddens=16, num_heads=2, num_layers=1))
+                ffn_num_hiddens=16, num_heads=2, num_layers=1), preflight=_weights_first)
 def bert_finetune(pretrained: PretrainedSpec = None,
                   pretrain_steps: Annotated[int, "with no --pretrained: steps of bert-pretrain-long's recipe (batches "
                                                  "of 128) before fine-tuning", at_least(1)] = 1000,
@@ -376,7 +376,7 @@ def bert_finetune(pretrained: PretrainedSpec = None,
 @demo("bert-snli", section="15.7", title="Natural language inference: fine-tuning the book's pretrained BERT on SNLI",
       dataset="SNLI (Stanford Natural Language Inference), 550,152 training and 10,000 test pairs; the book's "
               "pretrained bert.small",
-      tiny=dict(train_examples=64, test_examples=32, epochs=1, batch_size=16, max_len=32))
+      tiny=dict(train_examples=64, test_examples=32, epochs=1, batch_size=16, max_len=32), preflight=_weights_first)
 def bert_snli(pretrained: PretrainedSpec = "d2l:bert.small", train_examples: Examples = None,
               test_examples: Examples = None, max_len: MaxLen = 128, epochs: Epochs = 5, lr: LearningRate = 1e-4,
               body_lr_factor: BodyLr = 1.0, warmup: Warmup = 0.0, batch_size: BatchSize = 512,
@@ -400,5 +400,3 @@ def bert_snli(pretrained: PretrainedSpec = "d2l:bert.small", train_examples: Exa
                "test_acc": final["test_acc"], "examples_per_s": final["examples_per_s"]}
     return DemoResult(results, figures={"finetune_curves": _curves({"snli": history})}, rows=history)
 
-
-bert_finetune.preflight = bert_snli.preflight = _weights_first

@@ -283,6 +283,7 @@ class Demo(Experiment):
     data: str = ""
     tiny: dict = field(default_factory=dict)
     selects: tuple[str, ...] = ()  # options that only choose which parts run: each part's numbers stay the book's
+    preflight: Callable[[Options], None] | None = None  # refuses what the run needs besides its data, before it starts
 
     @property
     def dataset(self) -> str:
@@ -330,12 +331,13 @@ def register(experiment: Experiment) -> Experiment:
     return _REGISTRY.add(experiment.name, experiment)
 
 
-def demo(name: str, *, section: str, title: str, dataset: str, tiny: dict | None = None, selects: tuple[str, ...] = ()):
-    """Register the decorated function as a :class:`Demo`; ``selects``: see :attr:`Demo.selects`."""
+def demo(name: str, *, section: str, title: str, dataset: str, tiny: dict | None = None, selects: tuple[str, ...] = (),
+         preflight: Callable[[Options], None] | None = None):
+    """Register the decorated function as a :class:`Demo`; ``selects`` and ``preflight``: see :class:`Demo`."""
 
     def decorator(function):
         register(Demo(name=name, section=section, title=title, function=function, data=dataset, tiny=tiny or {},
-                      selects=selects))
+                      selects=selects, preflight=preflight))
         return function
 
     return decorator

@@ -259,9 +259,9 @@ def run(name: str, *, out: str | Path = "runs", progress: bool = True, **options
 
 def run_experiment(experiment: Experiment, options: Options, run_dir: str | Path, *, progress: bool = True) -> dict:
     """Run ``experiment`` with ``options`` into ``run_dir`` and return the summary. If the run fails
-    before it writes anything but its config, the folder is removed again. A demonstration's function
-    may have a ``preflight(options)``, called before the run names its data: it refuses what the
-    demonstration needs besides its data and cannot have (a BERT's pretrained weights)."""
+    before it writes anything but its config, the folder is removed again. A demonstration's
+    ``preflight(options)`` runs before the run names its data: it refuses what the demonstration needs
+    besides its data and cannot have (a BERT's pretrained weights)."""
     run_dir = Path(run_dir)
     if distributed.world().main and (run_dir / CONFIG_NAME).exists():  # (under torchrun, process 0 writes it)
         raise FileExistsError(f"{run_dir} already holds a run; use `divekit resume {run_dir}` to continue it")
@@ -416,9 +416,8 @@ def _scale_learning_rate(trainer: Trainer, factor: float) -> None:
 
 def _demo(experiment: Demo, options: Options, run_dir: Path) -> dict:
     values = options.to_dict()
-    preflight = getattr(experiment.function, "preflight", None)
-    if preflight is not None:
-        preflight(options)
+    if experiment.preflight is not None:
+        experiment.preflight(options)
     seed_everything(values.get("seed", 0))
     log.info(f"{experiment.name} ({experiment.section}) on {experiment.dataset}; run folder {run_dir}")
     start = time.perf_counter()
