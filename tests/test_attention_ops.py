@@ -313,7 +313,8 @@ def test_fast_attention_leaves_dropout_to_sdpa_off_the_cpu_only(monkeypatch):
     assert calls == [0.0, 0.25] and out.shape == (2, 5, 8)
 
 
-@pytest.mark.parametrize("T", [3, 7, 10])  # 3 x 3 and 7 x 7 products of 8 features: below BLAS's size; 10 x 10: not
+@pytest.mark.parametrize("T", [3, 5, 7, 10])  # 5 x 5, 7 x 7 of 8 features: padded to BLAS's size; 3 x 3 (would need
+# 45 features) and 10 x 10 (BLAS's already): not
 def test_fast_attention_pads_small_heads_to_blas_size_with_the_same_outputs_grads_and_dropout(T, monkeypatch):
     """Heads whose products PyTorch's CPU bmm would run in its scalar loop get zero features first: the
     outputs, the gradients and the dropout draws (one seed, one stream) are those of the plain steps."""
@@ -337,11 +338,19 @@ def test_fast_attention_pads_small_heads_to_blas_size_with_the_same_outputs_grad
     padded = run(400)
     scores_width = widths[0]                                                    # q (.., T, D') @ k^T
     plain = run(0)
-    assert scores_width == (8 if T * T * 8 >= 400 else -(-400 // (T * T)))
+    assert scores_width == {3: 8, 5: 16, 7: 9, 10: 8}[T]
     torch.testing.assert_close(padded[0], plain[0])
     torch.testing.assert_close(padded[1], plain[1])
     for name, grad in padded[2].items():
         torch.testing.assert_close(grad, plain[2][name], msg=name)
+
+
+@pytest.mark.parametrize("Q, K", [(0, 4), (3, 0), (0, 0)])
+def test_fast_attention_of_no_queries_or_no_keys_is_empty_or_zero(Q, K):
+    layer = fast.DotProductAttention(0.1).train()
+    layer.record_weights = True
+    out = layer(torch.randn(2, Q, 8), torch.randn(2, K, 8), torch.randn(2, K, 8))
+    assert out.shape == (2, Q, 8) and not out.isnan().any()
 
 
 def test_scratch_attention_layers_pass_gradcheck():

@@ -67,16 +67,16 @@ def _scaled_dot_product(queries: torch.Tensor, keys: torch.Tensor, values: torch
     (Q * K * D here, in all six products of the forward and backward passes) in a scalar loop, 2-3x
     slower than its BLAS call for the same shapes: the book's Transformer, whose batches are cut to
     their longest sentence, meets 5-7 tokens and 8 features a head there. Such heads get zero features
-    up to that size first: the same scores and outputs up to rounding (the extra output features are
-    dropped) and the same dropout draws, with every product in BLAS (the book's training epoch: bmm
-    18 -> 12 ms)."""
+    up to that size first, where at most doubling them reaches it (1-4 tokens would need more, and ran
+    slower padded): the same scores and outputs up to rounding (the extra output features are dropped)
+    and the same dropout draws, with every product in BLAS (the book's training epoch: bmm 18 -> 12 ms)."""
     p = dropout.p if dropout.training else 0.0
     if not need_weights and (p == 0 or queries.device.type != "cpu"):  # SDPA's kernels; see the module note
         return F.scaled_dot_product_attention(queries, keys, values, attn_mask=mask, dropout_p=p), None
     (Q, D), (K, V) = queries.shape[-2:], values.shape[-2:]
     scale = math.sqrt(D)
-    if queries.device.type == "cpu" and Q * K * min(D, V) < BMM_LOOP_BELOW:  # zero features: see the docstring
-        width = -(-BMM_LOOP_BELOW // (Q * K))
+    width = -(-BMM_LOOP_BELOW // (Q * K)) if Q * K else 0
+    if queries.device.type == "cpu" and min(D, V) < width <= 2 * min(D, V):  # zero features: see the docstring
         queries, keys, values = (F.pad(x, (0, max(0, width - x.shape[-1]))) for x in (queries, keys, values))
     scores = (queries / scale) @ keys.transpose(-2, -1)  # (..., Q, K), scaled first as SDPA
     weights = _softmax_where(scores, mask)  # (..., Q, K)
