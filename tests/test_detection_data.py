@@ -238,6 +238,12 @@ def test_your_data_in_a_wrong_shape_is_a_one_line_error(tmp_path):
 
     with pytest.raises(ValueError, match="no such folder; detection data is a folder with label.csv and images/"):
         detection.load_user_detection(tmp_path / "absent", size=32, seed=0)
+    write_detection_folder(tmp_path / "file", count=3)
+    assert len(detection.load_user_detection(tmp_path / "file" / "label.csv", size=32, seed=0).train) == 2  # its folder
+    write_images(tmp_path / "bare", ["0.png", "1.png"], size=(32, 32))
+    (tmp_path / "bare" / "label.csv").write_text("img_name,label,xmin,ymin,xmax,ymax\n0.png,,,,,\n1.png,,,,,\n")
+    with pytest.raises(ValueError, match="its label.csv lists no objects .* give each object a row"):
+        detection.load_user_detection(tmp_path / "bare", size=32, seed=0)
     (tmp_path / "empty").mkdir()
     with pytest.raises(ValueError, match=r"expected label.csv and images/ there .* or train/ with val/valid/test"):
         detection.load_user_detection(tmp_path / "empty", size=32, seed=0)

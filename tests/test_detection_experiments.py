@@ -122,3 +122,5 @@ def test_both_detectors_train_on_your_data_and_name_its_classes(name, tmp_path):
     whole = prepare_training(name, device="cpu", data=str(tmp_path / "data"), seed=5, **tiny).setup.data.train.data.X
     assert len(images) == 3 and not torch.equal(images, whole[:3])
     assert all(any(torch.equal(image, other) for other in whole) for image in images)
+    with pytest.raises(ValueError, match="--num-train chooses or shapes the recipe's own data set; with --data your"):
+        divekit.run(name, data=str(tmp_path / "data"), num_train=5, out=tmp_path / "runs", progress=False, **tiny)

@@ -636,3 +636,15 @@ def test_other_files_and_missing_paths_list_the_supported_forms(tmp_path):
 
 def test_user_data_errors_are_value_errors():
     assert issubclass(UserDataError, ValueError)
+
+
+def test_options_that_shape_the_books_data_are_refused_with_your_data(tmp_path):
+    from divekit.experiments.registry import get_experiment
+
+    table = tmp_path / "houses.csv"
+    table.write_text("area,price\n1,2\n2,4\n3,6\n4,8\n")
+    recipe = get_experiment("linear-regression")
+    assert recipe.make_options(data=str(table), target="price").data == str(table)
+    with pytest.raises(ValueError, match="--noise chooses or shapes the recipe's own data set; with --data your data"):
+        recipe.make_options(data=str(table), target="price", noise=0.5)
+    assert recipe.make_options(noise=0.5).noise == 0.5  # the book's data: as it says

@@ -327,6 +327,8 @@ def load_user_detection(path: str | os.PathLike, *, size: int, seed: int) -> Det
     ``<name>_train/`` with ``<name>_val/``, used as they are. Class names are the lines of
     ``path/classes.txt`` where it exists, else ``class 0``, ``class 1``, ... up to the largest index."""
     root = Path(path)
+    if root.name == "label.csv" and root.is_file():  # the file itself: its folder
+        root = root.parent
     if not root.is_dir():
         raise ValueError(f"--data {root}: no such folder; detection data is a folder with label.csv and images/ "
                          "(the banana format, D2L §13.6), or with train/ and val/ folders of that form")
@@ -344,7 +346,11 @@ def load_user_detection(path: str | os.PathLike, *, size: int, seed: int) -> Det
         train_dir, eval_dir = _user_splits(root)
         train, evaluation = read_detection_split(train_dir, size=shape), read_detection_split(eval_dir, size=shape)
         eval_name = "test" if eval_dir.name == "test" else "val"
-    classes = _user_classes(root, int(max(train.labels.max(), evaluation.labels.max())) + 1)
+    count = int(max(train.labels.max(), evaluation.labels.max())) + 1
+    if count == 0:
+        raise ValueError(f"--data {root}: its label.csv lists no objects (every image by its name alone); a detector "
+                         "learns from boxes: give each object a row of label,xmin,ymin,xmax,ymax")
+    classes = _user_classes(root, count)
     name = (f"your data: {root} ({len(train):,} training and {len(evaluation):,} {eval_name} images, resized to "
             f"{size}x{size}; {len(classes)} classes)")
     return DetectionData(name, train, evaluation, classes, eval_name)

@@ -49,6 +49,7 @@ class DetectionImages(DataPart, Checked):
     batches."""
 
     PROVIDES = ("input_shape", "num_classes")
+    BOOK_ONLY = ("dataset", "num_train", "num_val", "data_seed")
     dataset: Literal["generated-bananas", "bananas", "generated-shapes"] = option(
         "generated-bananas", "bananas: the book's set (downloaded); generated-bananas: one banana per image drawn "
                              "here in the book's format; generated-shapes: 1-4 objects of 4 classes per image")

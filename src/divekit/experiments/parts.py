@@ -141,9 +141,11 @@ class LoadContext:
 
 
 class DataPart:
-    """Base of data parts. ``PROVIDES``: the model config fields the data sets (its sizes)."""
+    """Base of data parts. ``PROVIDES``: the model config fields the data sets (its sizes); ``BOOK_ONLY``:
+    the fields that only choose or shape the book's (or a generated) data, refused with ``--data``."""
 
     PROVIDES: ClassVar[tuple[str, ...]] = ()
+    BOOK_ONLY: ClassVar[tuple[str, ...]] = ()
     label: ClassVar[str] = ""
 
     def load(self, ctx: LoadContext) -> Loaded:
@@ -240,6 +242,7 @@ class SyntheticRegression(SupervisedData, Checked):
     is the loss on all the training examples, which is what the book prints."""
 
     label: ClassVar[str] = "synthetic: y = X[2, -3.4] + 4.2 + N(0, 0.01^2)"
+    BOOK_ONLY: ClassVar[tuple[str, ...]] = ("num_examples", "noise")
     TRUE_W: ClassVar[tuple[float, ...]] = (2.0, -3.4)
     TRUE_B: ClassVar[float] = 4.2
     num_examples: int = option(1000, "number of synthetic examples", at_least(1))

@@ -258,6 +258,11 @@ class Recipe(Experiment):
             raise ValueError(f"{self.name} is a convolutional network, which takes images: --data takes a folder of "
                              "images with one sub-folder per class; a CSV table trains linear-regression, "
                              "softmax-regression, mlp or dropout")
+        if parts.user is not None and parts.user.data is not None:
+            for name in parts.data.BOOK_ONLY:
+                if getattr(parts.data, name) != getattr(self.data, name):
+                    raise ValueError(f"--{name.replace('_', '-')} chooses or shapes the recipe's own data set; with "
+                                     "--data your data is used: leave it out")
         for part in (parts.train, parts.user, parts.data, parts.task, *parts.probes):
             for name in _fields_of(part) if part is not None else ():
                 setattr(options, name, getattr(part, name))  # e.g. --optimizer auto -> sgd, --data made absolute
