@@ -3,6 +3,7 @@ Python loops that follow the book's rules, both twins, and torchvision where it 
 
 import inspect
 import math
+import warnings
 
 import numpy as np
 import pytest
@@ -674,3 +675,22 @@ def test_bad_shapes_say_what_is_wrong():
         scratch.multibox_detection(BOOK_CLS_PROBS[None], torch.zeros(1, 12), BOOK_DET_ANCHORS[None])
     with pytest.raises(ValueError, match="K >= 1 object classes"):
         fast.multibox_detection(BOOK_CLS_PROBS[None, :1], torch.zeros(1, 16), BOOK_DET_ANCHORS[None])
+
+
+def test_fast_nms_takes_thresholds_and_categories_of_any_type_as_the_loop_does():
+    # IoU exactly float32(0.1): a float64 threshold of 0.1 must be compared as torch does, in the IoUs' float32
+    pair, scores = torch.tensor([[0.0, 0, 10, 1], [0, 0, 1, 1]]), torch.tensor([0.9, 0.8])
+    for threshold in (0.1, np.float64(0.1), np.float32(0.1), torch.tensor(0.1, dtype=torch.float64), torch.tensor(0.1)):
+        assert fast.nms(pair, scores, threshold).tolist() == scratch.nms(pair, scores, threshold).tolist() == [0, 1]
+    g = torch.Generator().manual_seed(13)
+    N = fast_boxes.NUMPY_SORT_FROM + 10
+    boxes, scores = clustered_boxes(N, g), torch.rand(N, generator=g)
+    idxs = torch.randint(3, (N,), generator=g)
+    expected = scratch.batched_nms(boxes, scores, idxs, 0.5).tolist()
+    for categories in (idxs.to(torch.bfloat16), idxs.float().requires_grad_()):  # numpy has no bfloat16
+        assert fast.batched_nms(boxes, scores, categories, 0.5).tolist() == expected
+    signalling = torch.tensor([0x7F800001], dtype=torch.int32).view(torch.float32)
+    scores[[5, 7]] = signalling
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")                                          # numpy's ranking says nothing
+        assert fast.nms(boxes, scores, 0.5).tolist() == scratch.nms(boxes, scores, 0.5).tolist()

@@ -177,7 +177,8 @@ def _descending_order(scores: torch.Tensor) -> torch.Tensor:
     G, N = scores.shape
     if scores.device.type != "cpu" or scores.dtype != torch.float32 or not NUMPY_SORT_FROM <= N < 2 ** 31:
         return scores.argsort(dim=1, descending=True, stable=True)
-    values = scores.numpy() + np.float32(0.0)                                 # + 0.0: -0.0 becomes 0.0
+    with np.errstate(invalid="ignore"):                                        # a signalling NaN stays quiet
+        values = scores.numpy() + np.float32(0.0)                             # + 0.0: -0.0 becomes 0.0
     bits = values.view(np.int32).astype(np.int64)
     ordered = np.where(bits < 0, bits ^ 0x7FFFFFFF, bits)                     # signed order = the floats' order
     ordered[np.isnan(values)] = 2 ** 31 - 1                                   # every NaN one key, above +inf
@@ -307,15 +308,19 @@ def _nms_keep_all_pairs(boxes: torch.Tensor, scores: torch.Tensor, iou_threshold
 def _nms_keep(boxes: torch.Tensor, scores: torch.Tensor, iou_threshold: float, groups: torch.Tensor | None = None):
     """All pairs at once on an accelerator while the (G, N, N) matrix is small; else block by block on
     the CPU (an accelerator's boxes copied there and the result back); the scratch loop for integer
-    boxes. 16-bit float boxes are compared in float32, as :func:`box_iou` computes them. See the module note."""
+    boxes. 16-bit float boxes are compared in float32, as :func:`box_iou` computes them, and the threshold
+    is taken as a Python float (a numpy or 0-d tensor one too), which numpy, as torch, compares in the
+    IoUs' own dtype. See the module note."""
     G, N = scores.shape
-    boxes, device = _scratch._upcast(boxes), boxes.device
+    boxes, device, iou_threshold = _scratch._upcast(boxes), boxes.device, float(iou_threshold)
     if device.type != "cpu" and G * N * N <= ALL_PAIRS_MAX:
         return _nms_keep_all_pairs(boxes, scores, iou_threshold, groups)
     if not boxes.is_floating_point():
         return _scratch._nms_keep(boxes, scores, iou_threshold, groups)
-    keep, order = _nms_keep_blocks(boxes.detach().cpu(), scores.detach().cpu(), iou_threshold,
-                                   None if groups is None else groups.cpu())
+    if groups is not None:  # compared for equality only: any dtype numpy lacks (bfloat16) as float32, exactly
+        groups = groups.detach().cpu()
+        groups = groups.float() if groups.dtype == torch.bfloat16 else groups
+    keep, order = _nms_keep_blocks(boxes.detach().cpu(), scores.detach().cpu(), iou_threshold, groups)
     return keep.to(device), order.to(device)
 
 
