@@ -50,7 +50,8 @@ def write_detection_folder(folder, count=6, size=(48, 40), seed=0, classes=2):
         draw, rows = ImageDraw.Draw(image), []
         for _ in range(1 + i % 2):
             label = int(torch.randint(classes, (1,), generator=g))
-            x1, y1 = int(torch.randint(0, width // 2, (1,), generator=g)), int(torch.randint(0, height // 2, (1,), generator=g))
+            x1 = int(torch.randint(0, width // 2, (1,), generator=g))
+            y1 = int(torch.randint(0, height // 2, (1,), generator=g))
             x2, y2 = x1 + width // 3, y1 + height // 3
             draw.rectangle((x1, y1, x2 - 1, y2 - 1), fill=(60 + 150 * label,) * 3)
             rows.append((label, x1, y1, x2, y2))

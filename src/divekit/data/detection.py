@@ -2,9 +2,9 @@
 in the same format, read into :class:`~divekit.data.batch.Detection` batches.
 
 The format: a split folder holds ``label.csv`` with the header ``img_name,label,xmin,ymin,xmax,ymax``
-(box corners in pixels; an image without objects: its name and empty fields) and the images under ``images/``. The book's set has two splits,
-``bananas_train`` (1,000 images) and ``bananas_val`` (100), 256x256, one banana each (class 0); its
-loader divides the corners by 256. Here an image may have several rows (several objects), and the
+(box corners in pixels; an image without objects: its name and empty fields) and the images under
+``images/``. The book's set has two splits, ``bananas_train`` (1,000 images) and ``bananas_val``
+(100), 256x256, one banana each (class 0); its loader divides the corners by 256. Here an image may have several rows (several objects), and the
 corners are divided by the image's own width and height.
 
 The real set comes from the data hub (``banana-detection``). Where it cannot be had, a set in the

@@ -126,9 +126,10 @@ register(Recipe(
 
 # -- §15.6-15.7: fine-tuning ----------------------------------------------------------------------------
 
-PretrainedSpec = Annotated[str | None, "the BERT to fine-tune: a bert-pretrain(-long) run folder, d2l:bert.small or "
-                                       "d2l:bert.base (the book's weights), hf:FOLDER (a Hugging Face checkpoint); "
-                                       "none: pretrain one here first (--pretrain-steps)"]
+PRETRAINED_HELP = ("the BERT to fine-tune: a bert-pretrain(-long) run folder, d2l:bert.small or d2l:bert.base (the "
+                   "book's weights), hf:FOLDER (a Hugging Face checkpoint)")
+PretrainedSpec = Annotated[str | None, PRETRAINED_HELP + "; none: pretrain one here first (--pretrain-steps)"]
+PretrainedWeights = Annotated[str | None, PRETRAINED_HELP]  # a demonstration that cannot pretrain one
 
 
 def load_pretrained(spec: str, impl: str, device: torch.device):
@@ -189,14 +190,16 @@ def check_pretrained(spec: str | None) -> None:
         from divekit.models.bert_weights import D2L_PRETRAINED
 
         name = spec.removeprefix("d2l:")
-        if name in D2L_PRETRAINED:  # (another name: load_d2l_pretrained says which it knows)
-            hub.fetch(D2L_PRETRAINED[name])
+        if name not in D2L_PRETRAINED:
+            raise ValueError(f"--pretrained {spec}: the book's pretrained BERTs are "
+                             f"{', '.join('d2l:' + known for known in D2L_PRETRAINED)}")
+        hub.fetch(D2L_PRETRAINED[name])
     elif spec.startswith("hf:"):
         folder = Path(spec.removeprefix("hf:"))
-        if not (folder / "config.json").is_file() or not any((folder / weights).is_file() for weights in
-                                                              ("model.safetensors", "pytorch_model.bin")):
-            raise FileNotFoundError(f"{folder} is not a Hugging Face checkpoint folder: it needs config.json and "
-                                    "model.safetensors or pytorch_model.bin")
+        if not (folder / "config.json").is_file() or not (folder / "vocab.txt").is_file() or not any(
+                (folder / weights).is_file() for weights in ("model.safetensors", "pytorch_model.bin")):
+            raise FileNotFoundError(f"{folder} is not a Hugging Face checkpoint folder to fine-tune: it needs "
+                                    "config.json, vocab.txt and model.safetensors or pytorch_model.bin")
     else:
         _pretraining_run(Path(spec))
 
@@ -204,6 +207,14 @@ def check_pretrained(spec: str | None) -> None:
 def _weights_first(options) -> None:
     """The ``preflight`` (see :class:`~divekit.experiments.registry.Demo`) of the demonstrations that
     fine-tune a pretrained BERT: missing weights are refused before the run names its data."""
+    check_pretrained(options.pretrained)
+
+
+def _weights_given_first(options) -> None:
+    """:func:`_weights_first` for a demonstration that cannot pretrain a BERT itself: --pretrained is needed."""
+    if options.pretrained is None:
+        raise ValueError("--pretrained none: this demonstration fine-tunes a pretrained BERT and cannot pretrain one; "
+                         "give d2l:bert.small, d2l:bert.base, hf:FOLDER or a bert-pretrain run folder")
     check_pretrained(options.pretrained)
 
 
@@ -376,8 +387,9 @@ def bert_finetune(pretrained: PretrainedSpec = None,
 @demo("bert-snli", section="15.7", title="Natural language inference: fine-tuning the book's pretrained BERT on SNLI",
       dataset="SNLI (Stanford Natural Language Inference), 550,152 training and 10,000 test pairs; the book's "
               "pretrained bert.small",
-      tiny=dict(train_examples=64, test_examples=32, epochs=1, batch_size=16, max_len=32), preflight=_weights_first)
-def bert_snli(pretrained: PretrainedSpec = "d2l:bert.small", train_examples: Examples = None,
+      tiny=dict(train_examples=64, test_examples=32, epochs=1, batch_size=16, max_len=32),
+      preflight=_weights_given_first)
+def bert_snli(pretrained: PretrainedWeights = "d2l:bert.small", train_examples: Examples = None,
               test_examples: Examples = None, max_len: MaxLen = 128, epochs: Epochs = 5, lr: LearningRate = 1e-4,
               body_lr_factor: BodyLr = 1.0, warmup: Warmup = 0.0, batch_size: BatchSize = 512,
               optimizer: Optimizer = "adam", impl: Impl = "fast", seed: Seed = 0,
