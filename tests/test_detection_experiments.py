@@ -114,6 +114,7 @@ def test_both_detectors_train_on_your_data_and_name_its_classes(name, tmp_path):
     predictor = load(run.run_dir)
     assert predictor.inputs.classes == ("dark", "light") and run.summary["config"]["data"] == str(tmp_path / "data")
     assert predictor.evaluate()["examples"] == 4 and "map" in run.summary["results"]
+    assert predictor.evaluate(tmp_path / "data")["map"] == predictor.evaluate()["map"]  # the folder of splits: val/
     assert main(["predict", str(run.run_dir), str(tmp_path / "data" / "val" / "images" / "0.png"), "--min-score",
                  "0"]) == 0
     # --limit N: N of your images drawn with the seed (a classifier's --data does the same)
