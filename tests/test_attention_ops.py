@@ -345,6 +345,26 @@ def test_fast_attention_pads_small_heads_to_blas_size_with_the_same_outputs_grad
         torch.testing.assert_close(grad, plain[2][name], msg=name)
 
 
+@pytest.mark.parametrize("Q, K, V, padded", [(1, 10, 32, True), (1, 10, 8, False), (2, 10, 32, False), (0, 3, 4, False)])
+def test_additive_attentions_weighted_sum_pads_small_values_to_blas_size_with_the_same_numbers(Q, K, V, padded,
+                                                                                               monkeypatch):
+    """A Bahdanau decoder's step (one query, 10 keys, 32 features: 320 multiply-adds) gets its values
+    padded to 40 features for BLAS; 8 features (would need 40) and two queries (640, BLAS's) are not."""
+    shapes = []
+    bmm = torch.bmm
+    monkeypatch.setattr(fast.torch, "bmm", lambda a, b: shapes.append(b.shape[-1]) or bmm(a, b))
+    weights = torch.rand(4, Q, K, dtype=torch.float64, requires_grad=True)
+    values = torch.randn(4, K, V, dtype=torch.float64, requires_grad=True)
+    out = fast._weighted_sum(weights, values)
+    assert shapes == [40 if padded else V]
+    expected = weights.detach() @ values.detach()
+    torch.testing.assert_close(out, expected)
+    grad = torch.randn_like(out)
+    out.backward(grad)
+    torch.testing.assert_close(weights.grad, grad @ values.detach().transpose(1, 2))
+    torch.testing.assert_close(values.grad, weights.detach().transpose(1, 2) @ grad)
+
+
 @pytest.mark.parametrize("Q, K", [(0, 4), (3, 0), (0, 0)])
 def test_fast_attention_of_no_queries_or_no_keys_is_empty_or_zero(Q, K):
     layer = fast.DotProductAttention(0.1).train()

@@ -100,7 +100,19 @@ class AdditiveAttention(nn.Module):
         features = torch.tanh(self.W_q(queries).unsqueeze(2) + self.W_k(keys).unsqueeze(1))  # (B, Q, K, h)
         weights = masked_softmax(self.w_v(features).squeeze(-1), valid_lens)  # (B, Q, K)
         self.attention_weights = weights.detach() if self.record_weights else None
-        return torch.bmm(self.dropout(weights), values)  # (B, Q, V)
+        return _weighted_sum(self.dropout(weights), values)  # (B, Q, V)
+
+
+def _weighted_sum(weights: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
+    """weights (B, Q, K) @ values (B, K, V) -> (B, Q, V); on a CPU, values whose product falls under
+    bmm's scalar-loop size get zero features first, where at most doubling them reaches BLAS's (see
+    :func:`_scaled_dot_product`): a Bahdanau decoder's step (one query, 10 keys, 32 features) ran 23 us
+    against 6 us."""
+    (Q, K), V = weights.shape[-2:], values.shape[-1]
+    width = -(-BMM_LOOP_BELOW // (Q * K)) if Q * K else 0
+    if values.device.type == "cpu" and V < width <= 2 * V:
+        return torch.bmm(weights, F.pad(values, (0, width - V)))[..., :V]
+    return torch.bmm(weights, values)
 
 
 class DotProductAttention(nn.Module):
