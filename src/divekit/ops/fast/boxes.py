@@ -263,23 +263,32 @@ def _nms_row(boxes: np.ndarray, groups: np.ndarray | None, ranks: np.ndarray, io
             candidates = candidates[~_covered(*args, winners, candidates, iou_threshold)]
 
 
-def _nms_keep_blocks(boxes: torch.Tensor, scores: torch.Tensor, iou_threshold: float,
-                     groups: torch.Tensor | None = None):
-    """Greedy NMS block by block on the CPU (see the module note): boxes (G, N, 4) float32/64, scores
-    (G, N), groups (G, N) or None -> (keep (G, N) bool in input order, order (G, N)). Each row on its own
-    (:func:`_nms_row`), since rows keep different numbers of boxes; every step in numpy (see
-    :func:`_covers`). Time O(N·kept) IoUs in about N / BLOCK steps; memory O(BLOCK·N)."""
+def _nms_ranked(boxes: torch.Tensor, scores: torch.Tensor, iou_threshold: float, groups: torch.Tensor | None = None):
+    """Greedy NMS block by block on the CPU (see the module note): boxes (G, N, 4) float32/64 on the CPU,
+    scores (G, N), groups (G, N) or None -> (kept (G, N) bool by rank, positions (G, N): each row's
+    positions best first), numpy arrays. Each row on its own (:func:`_nms_row`), since rows keep
+    different numbers of boxes; every step in numpy (see :func:`_covers`). Time O(N·kept) IoUs in
+    about N / BLOCK steps; memory O(BLOCK·N)."""
     G, N = scores.shape
-    order = _descending_order(scores)
-    positions = order.numpy()                                                    # (G, N)
-    kept = np.zeros((G, N), dtype=bool)                                          # by rank
+    positions = _descending_order(scores).numpy()                               # (G, N)
+    if groups is not None:  # compared for equality only: any dtype numpy lacks (bfloat16) as float32, exactly
+        groups = groups.detach().cpu()
+        groups = groups.float() if groups.dtype == torch.bfloat16 else groups
+    kept = np.zeros((G, N), dtype=bool)
     with np.errstate(all="ignore"):                                              # empty, infinite and NaN boxes
         for row in range(G):
             _nms_row(boxes[row].numpy(), None if groups is None else groups[row].numpy(), positions[row],
                      iou_threshold, kept[row])
-    keep = np.zeros((G, N), dtype=bool)
+    return kept, positions
+
+
+def _nms_keep_blocks(boxes: torch.Tensor, scores: torch.Tensor, iou_threshold: float,
+                     groups: torch.Tensor | None = None):
+    """:func:`_nms_ranked` as the other forms give it: (keep (G, N) bool in input order, order (G, N))."""
+    kept, positions = _nms_ranked(boxes, scores, iou_threshold, groups)
+    keep = np.zeros_like(kept)
     np.put_along_axis(keep, positions, kept, axis=1)                             # back to input order
-    return torch.from_numpy(keep), order
+    return torch.from_numpy(keep), torch.from_numpy(positions)
 
 
 def _nms_keep_all_pairs(boxes: torch.Tensor, scores: torch.Tensor, iou_threshold: float,
@@ -317,25 +326,34 @@ def _nms_keep(boxes: torch.Tensor, scores: torch.Tensor, iou_threshold: float, g
         return _nms_keep_all_pairs(boxes, scores, iou_threshold, groups)
     if not boxes.is_floating_point():
         return _scratch._nms_keep(boxes, scores, iou_threshold, groups)
-    if groups is not None:  # compared for equality only: any dtype numpy lacks (bfloat16) as float32, exactly
-        groups = groups.detach().cpu()
-        groups = groups.float() if groups.dtype == torch.bfloat16 else groups
     keep, order = _nms_keep_blocks(boxes.detach().cpu(), scores.detach().cpu(), iou_threshold, groups)
     return keep.to(device), order.to(device)
+
+
+def _kept_indices(boxes: torch.Tensor, scores: torch.Tensor, iou_threshold: float,
+                  groups: torch.Tensor | None = None) -> torch.Tensor:
+    """What :func:`nms` and :func:`batched_nms` return: boxes (N, 4), scores (N,), groups (N,) or None ->
+    kept indices (K,) by descending score; on the CPU read from the ranked blocks directly (the kept
+    boxes' positions in rank order), not through a mask in input order."""
+    upcast = _scratch._upcast(boxes)
+    if boxes.device.type == "cpu" and upcast.is_floating_point():
+        kept, positions = _nms_ranked(upcast[None].detach(), scores[None].detach(), float(iou_threshold),
+                                      None if groups is None else groups[None])
+        return torch.from_numpy(positions[0][kept[0]])
+    keep, order = _nms_keep(boxes[None], scores[None], iou_threshold, None if groups is None else groups[None])
+    return order[0][keep[0].gather(0, order[0])]
 
 
 def nms(boxes: torch.Tensor, scores: torch.Tensor, iou_threshold: float) -> torch.Tensor:
     """Greedy NMS (D2L §13.4.4): boxes (N, 4), scores (N,) -> kept indices (K,), by descending score."""
     _scratch._check_nms_inputs(boxes, scores)
-    keep, order = _nms_keep(boxes[None], scores[None], iou_threshold)
-    return order[0][keep[0].gather(0, order[0])]
+    return _kept_indices(boxes, scores, iou_threshold)
 
 
 def batched_nms(boxes: torch.Tensor, scores: torch.Tensor, idxs: torch.Tensor, iou_threshold: float) -> torch.Tensor:
     """NMS within each category idxs (N,): boxes (N, 4), scores (N,) -> kept indices (K,), by descending score."""
     _scratch._check_nms_inputs(boxes, scores, idxs)
-    keep, order = _nms_keep(boxes[None], scores[None], iou_threshold, idxs[None])
-    return order[0][keep[0].gather(0, order[0])]
+    return _kept_indices(boxes, scores, iou_threshold, idxs)
 
 
 def multibox_detection(cls_probs: torch.Tensor, offset_preds: torch.Tensor, anchors: torch.Tensor,
