@@ -75,8 +75,8 @@ def _scaled_dot_product(queries: torch.Tensor, keys: torch.Tensor, values: torch
         return F.scaled_dot_product_attention(queries, keys, values, attn_mask=mask, dropout_p=p), None
     (Q, D), (K, V) = queries.shape[-2:], values.shape[-2:]
     scale = math.sqrt(D)
-    width = -(-BMM_LOOP_BELOW // (Q * K)) if Q * K else 0
-    if queries.device.type == "cpu" and min(D, V) < width <= 2 * min(D, V):  # zero features: see the docstring
+    width = _blas_width(Q, K, min(D, V)) if queries.device.type == "cpu" else None
+    if width is not None:  # zero features: see the docstring
         queries, keys, values = (F.pad(x, (0, max(0, width - x.shape[-1]))) for x in (queries, keys, values))
     scores = (queries / scale) @ keys.transpose(-2, -1)  # (..., Q, K), scaled first as SDPA
     weights = _softmax_where(scores, mask)  # (..., Q, K)
@@ -109,10 +109,17 @@ def _weighted_sum(weights: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
     :func:`_scaled_dot_product`): a Bahdanau decoder's step (one query, 10 keys, 32 features) ran 23 us
     against 6 us."""
     (Q, K), V = weights.shape[-2:], values.shape[-1]
-    width = -(-BMM_LOOP_BELOW // (Q * K)) if Q * K else 0
-    if values.device.type == "cpu" and V < width <= 2 * V:
+    width = _blas_width(Q, K, V) if values.device.type == "cpu" else None
+    if width is not None:
         return torch.bmm(weights, F.pad(values, (0, width - V)))[..., :V]
     return torch.bmm(weights, values)
+
+
+def _blas_width(Q: int, K: int, features: int) -> int | None:
+    """The features a (Q x K) attention product's operands are padded to on a CPU so that bmm reaches
+    ``BMM_LOOP_BELOW`` multiply-adds (its BLAS call), where at most doubling ``features`` does; else None."""
+    width = -(-BMM_LOOP_BELOW // (Q * K)) if Q * K else 0
+    return width if features < width <= 2 * features else None
 
 
 class DotProductAttention(nn.Module):
