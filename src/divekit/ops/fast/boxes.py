@@ -7,7 +7,7 @@ the exceptions. The scratch NMS loop takes one step per kept box (an IoU row ove
 all N boxes each, about ten tensor operations each): cheap in arithmetic, costly in steps. Here
 :func:`nms`, :func:`batched_nms` and :func:`multibox_detection` take fewer, larger steps:
 
-* on a CPU, block by block (:func:`_nms_keep_blocks`): the best ``BLOCK`` candidates left are
+* on a CPU, block by block (:func:`_nms_ranked`): the best ``BLOCK`` candidates left are
   resolved among themselves at once (their (b, b) IoUs, then the greedy scan over that small matrix,
   each row one 64-bit word), and the boxes they keep drop every remaining candidate they cover in one
   (k, R) IoU test, after which the candidates are compacted. Steps: about N / BLOCK plus a few, not
