@@ -213,16 +213,15 @@ class Detector(Predictor):
         return {name: value for name, value in results.items() if name != "detect_images_per_s"}
 
     def evaluation_data(self, path, batch_size):
-        from divekit.data.detection import EVAL_SPLITS, read_detection_split
+        from divekit.data.detection import EVAL_SPLITS, evaluation_split, read_detection_split, split_folder
 
-        if path.name == "label.csv" and path.is_file():  # the file itself: its folder
-            path = path.parent
-        splits = [path / name for name in EVAL_SPLITS if (path / name / "label.csv").is_file()]
-        if not (path / "label.csv").is_file() and splits:  # a folder of splits, as --data takes: its evaluation one
+        path = split_folder(path)
+        evaluation = evaluation_split(path)
+        if not (path / "label.csv").is_file() and evaluation is not None:  # a folder of splits, as --data takes
             import logging
 
-            logging.getLogger("divekit").info(f"scoring on {splits[0]}, the evaluation split of {path}")
-            path = splits[0]
+            logging.getLogger("divekit").info(f"scoring on {evaluation}, the evaluation split of {path}")
+            path = evaluation
         if not (path / "label.csv").is_file():
             raise ValueError(f"{path} holds no label.csv; a detector is scored on a folder in the banana format "
                              f"(label.csv of img_name,label,xmin,ymin,xmax,ymax in pixels, and images/), or on one "

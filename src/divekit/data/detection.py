@@ -4,8 +4,8 @@ in the same format, read into :class:`~divekit.data.batch.Detection` batches.
 The format: a split folder holds ``label.csv`` with the header ``img_name,label,xmin,ymin,xmax,ymax``
 (box corners in pixels; an image without objects: its name and empty fields) and the images under
 ``images/``. The book's set has two splits, ``bananas_train`` (1,000 images) and ``bananas_val``
-(100), 256x256, one banana each (class 0); its loader divides the corners by 256. Here an image may have several rows (several objects), and the
-corners are divided by the image's own width and height.
+(100), 256x256, one banana each (class 0); its loader divides the corners by 256. Here an image may
+have several rows (several objects), and the corners are divided by the image's own width and height.
 
 The real set comes from the data hub (``banana-detection``). Where it cannot be had, a set in the
 same format is generated, deterministically from a seed, into the cache: drawn objects pasted with a
@@ -46,8 +46,9 @@ from divekit.data.hub import cache_dir, fetch
 from divekit.data.photos import load_photos, random_crops
 from divekit.data.user import read_image_and_size
 
-__all__ = ["DETECTION_SETS", "DetectionData", "GeneratedSet", "generate_detection_set", "generated_folder",
-           "load_detection", "load_user_detection", "read_detection_split", "write_detection_split"]
+__all__ = ["DETECTION_SETS", "DetectionData", "GeneratedSet", "evaluation_split", "generate_detection_set",
+           "generated_folder", "load_detection", "load_user_detection", "read_detection_split", "split_folder",
+           "write_detection_split"]
 
 log = logging.getLogger("divekit")
 LABEL_HEADER = ("img_name", "label", "xmin", "ymin", "xmax", "ymax")
@@ -85,8 +86,8 @@ def read_detection_split(folder: str | os.PathLike, size: tuple[int, int] | None
     images in the order of their first row, uint8 (N, 3, H, W), resized (bilinear) to ``size`` (width,
     height) when given; boxes (N, M, 4) relative to each image's width and height; labels (N, M) long,
     -1 on the padding rows of images with fewer than M objects. A row of an image name and empty fields
-    lists an image without objects (all padding; the book's files have none). A row that is not an image name, a class
-    index >= 0 and a finite box with xmin < xmax and ymin < ymax inside its image's pixels is refused with
+    lists an image without objects (all padding; the book's files have none). A row that is not an image
+    name, a class index >= 0 and a finite box with xmin < xmax and ymin < ymax inside its image's pixels is refused with
     its line; blank lines are skipped, and images that no row names are left out with a warning."""
     folder = Path(folder)
     where = folder / "label.csv"
@@ -326,9 +327,7 @@ def load_user_detection(path: str | os.PathLike, *, size: int, seed: int) -> Det
     for validation), or two such splits: train/ with val/, valid/ or test/, or the book's
     ``<name>_train/`` with ``<name>_val/``, used as they are. Class names are the lines of
     ``path/classes.txt`` where it exists, else ``class 0``, ``class 1``, ... up to the largest index."""
-    root = Path(path)
-    if root.name == "label.csv" and root.is_file():  # the file itself: its folder
-        root = root.parent
+    root = split_folder(path)
     if not root.is_dir():
         raise ValueError(f"--data {root}: no such folder; detection data is a folder with label.csv and images/ "
                          "(the banana format, D2L §13.6), or with train/ and val/ folders of that form")
@@ -361,9 +360,9 @@ def _user_splits(root: Path) -> tuple[Path, Path]:
     def split(folder: Path) -> bool:
         return (folder / "label.csv").is_file()
 
-    evaluation = [root / name for name in EVAL_SPLITS if split(root / name)]
-    if split(root / "train") and evaluation:
-        return root / "train", evaluation[0]
+    evaluation = evaluation_split(root)
+    if split(root / "train") and evaluation is not None:
+        return root / "train", evaluation
     pairs = [(train, train.with_name(train.name[:-len("_train")] + "_val")) for train in sorted(root.glob("*_train"))]
     pairs = [(train, val) for train, val in pairs if split(train) and split(val)]
     if len(pairs) == 1:
@@ -371,6 +370,18 @@ def _user_splits(root: Path) -> tuple[Path, Path]:
     raise ValueError(f"--data {root}: expected label.csv and images/ there (the banana format, D2L §13.6), or "
                      f"train/ with {'/'.join(EVAL_SPLITS)} folders of that form"
                      + (f"; it has {len(pairs)} pairs of *_train and *_val folders: give one of them" if pairs else ""))
+
+
+def split_folder(path: str | os.PathLike) -> Path:
+    """``path`` as a split folder: a label.csv given itself is its folder."""
+    path = Path(path)
+    return path.parent if path.name == "label.csv" and path.is_file() else path
+
+
+def evaluation_split(root: Path) -> Path | None:
+    """The evaluation split beside train/ in a folder of your data: the first of ``EVAL_SPLITS`` that holds a
+    label.csv, or None."""
+    return next((root / name for name in EVAL_SPLITS if (root / name / "label.csv").is_file()), None)
 
 
 def _user_classes(root: Path, count: int) -> tuple[str, ...]:
