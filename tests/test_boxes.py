@@ -449,6 +449,32 @@ def test_the_fast_ranking_is_the_stable_descending_sort_ties_and_signed_zeros_in
     assert torch.equal(fast_boxes._descending_order(small), small.argsort(dim=1, descending=True, stable=True))
 
 
+def test_a_blocks_best_keys_are_found_through_a_sample_or_in_full():
+    k, n = fast_boxes.BLOCK, fast_boxes.SAMPLE_FROM + 700
+    rng = np.random.default_rng(3)
+    step = n // (4 * k)
+    smallest_at_sample = np.arange(n, dtype=np.int64) + 10 * n                  # the sample's keys the smallest:
+    smallest_at_sample[::step] = np.arange(len(smallest_at_sample[::step]))       # fewer than k below its 8th
+    for keys in (rng.permutation(n).astype(np.int64) * 7 + 3, np.arange(n, dtype=np.int64),
+                 np.arange(n, 0, -1, dtype=np.int64), smallest_at_sample, rng.permutation(200).astype(np.int64)):
+        for kth in (1, k):
+            assert fast_boxes._kth_smallest(keys, kth) == np.sort(keys)[kth - 1]
+
+
+@pytest.mark.parametrize("scores_by", ["random", "ascending", "descending"])
+def test_fast_nms_of_more_boxes_than_a_sample_equals_the_loop(scores_by):
+    # from SAMPLE_FROM candidates a block's best are found through a sample; scores sorted by position
+    # (a detector's output often is) put every sampled key at one end
+    g = torch.Generator().manual_seed(4)
+    N = fast_boxes.SAMPLE_FROM + 300
+    boxes = clustered_boxes(N, g, clusters=30)
+    scores = {"random": torch.rand(N, generator=g), "ascending": torch.linspace(0, 1, N),
+              "descending": torch.linspace(1, 0, N)}[scores_by]
+    groups = torch.randint(3, (N,), generator=g)
+    assert fast.nms(boxes, scores, 0.5).tolist() == scratch.nms(boxes, scores, 0.5).tolist()
+    assert fast.batched_nms(boxes, scores, groups, 0.3).tolist() == scratch.batched_nms(boxes, scores, groups, 0.3).tolist()
+
+
 def test_fast_nms_of_thousands_of_boxes_with_tied_scores_equals_the_loop():
     g = torch.Generator().manual_seed(12)
     boxes = clustered_boxes(3000, g)
@@ -501,12 +527,18 @@ def test_the_iou_block_gives_the_same_numbers_on_numpy_and_torch():
     with np.errstate(all="ignore"):                                           # as NMS calls it: 0 / 0 is quiet
         on_numpy, with_nan = (fast_boxes._iou_block(*(x.numpy() for x in (coords_a, coords_b, areas_a, areas_b)),
                                                     *(np.empty((9, 13), dtype=np.float32) for _ in range(4)),
-                                                    empty_as_zero=zero) for zero in (True, False))
+                                                    exact=exact) for exact in (True, False))
     assert on_numpy.dtype == on_torch.numpy().dtype and (on_numpy == on_torch.numpy()).all()
     assert torch.equal(on_torch, scratch.box_iou(a, b)) and on_numpy[2].sum() == 0 == on_numpy[:, 5].sum()
-    # NMS's form for thresholds >= 0: NaN only for the two empty boxes (union 0), the same numbers elsewhere
-    assert np.isnan(with_nan).tolist() == [[i == 2 and j == 5 for j in range(13)] for i in range(9)]
-    assert (with_nan[~np.isnan(with_nan)] == on_numpy[~np.isnan(with_nan)]).all()
+    # NMS's form for thresholds >= 0: the same number wherever the IoU is positive; elsewhere <= 0 (boxes
+    # apart in y: the height is not clamped) or NaN (the two empty boxes: union 0)
+    positive = on_numpy > 0
+    assert positive.any() and ((on_numpy == 0) == ~positive).all()
+    assert (with_nan[positive] == on_numpy[positive]).all()
+    assert (with_nan[~positive] < 0).any() and np.isnan(with_nan[2, 5])
+    assert ((with_nan[~positive] <= 0) | np.isnan(with_nan[~positive])).all()
+    for threshold in (0.0, 1e-9, 0.3, 0.5):
+        assert ((with_nan > threshold) == (on_numpy > threshold)).all()
 
 
 def test_fast_nms_in_half_precision_and_bfloat16_equals_the_scratch_loop():

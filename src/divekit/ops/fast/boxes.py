@@ -7,7 +7,7 @@ the exceptions. The scratch NMS loop takes one step per kept box (an IoU row ove
 all N boxes each, about ten tensor operations each): cheap in arithmetic, costly in steps. Here
 :func:`nms`, :func:`batched_nms` and :func:`multibox_detection` take fewer, larger steps:
 
-* on a CPU, block by block (:func:`_nms_ranked`): the best ``BLOCK`` candidates left are
+* on a CPU, block by block (:func:`_nms_row`): the best ``BLOCK`` candidates left are
   resolved among themselves at once (their (b, b) IoUs, then the greedy scan over that small matrix,
   each row one 64-bit word), and the boxes they keep drop every remaining candidate they cover in one
   (k, R) IoU test, after which the candidates are compacted. Steps: about N / BLOCK plus a few, not
@@ -18,11 +18,11 @@ all N boxes each, about ten tensor operations each): cheap in arithmetic, costly
   fixed point in a few rounds, since every step would wait for the device (not measured here: no
   GPU); larger inputs go block by block on the CPU (copied there, the result copied back).
 
-Boxes in a type numpy lacks (bfloat16, integers) take the scratch loop.
+Integer boxes take the scratch loop; 16-bit float boxes are compared in float32, as :func:`box_iou` measures them.
 
-Both rank the boxes by descending score, ties by position, as the scratch loop; on a CPU from 2,048
-boxes a row, numpy sorts them (:func:`_descending_order`, the same order ~10x faster than torch's
-sort at 10,000). Results are identical to the scratch loop's (tested on the CPU, both forms). Greedy NMS as a fixed
+Both rank the boxes by descending score, ties by position, as the scratch loop; on a CPU the blocks
+never sort all the boxes (only the best ``BLOCK`` left, picked by numpy's partition of the rank keys,
+:func:`_rank_keys`). Results are identical to the scratch loop's (tested on the CPU, both forms). Greedy NMS as a fixed
 point: in rank order, box j is kept iff no *kept* higher-ranked box i covers it (IoU > threshold,
 same group). That recursion has exactly one solution, and iterating
 keep <- not any_i(keep_i and covers_ij) from keep = all reaches it after at most (length of the
@@ -71,6 +71,7 @@ MAX_FIXED_POINT_ROUNDS = 32
 ALL_PAIRS_MAX = 2**28  # G·N² pairs on an accelerator: 1 GiB of float32
 BLOCK = 64             # candidates resolved together on a CPU (at most 64: a row of covers is one 64-bit word)
 IOU_BLOCK = 1 << 16    # IoU pairs per step of the blocked IoU: each temporary is 256 KiB of float32
+SAMPLE_FROM = 4096     # candidates from which a block's best are found through a sample of them (_kth_smallest)
 NUMPY_SORT_FROM = 2048  # scores per row from which numpy's sort ranks them on a CPU (torch's is faster below)
 
 
@@ -109,14 +110,15 @@ def box_iou(boxes1: torch.Tensor, boxes2: torch.Tensor) -> torch.Tensor:
     return out
 
 
-def _iou_block(coords_a, coords_b, areas_a, areas_b, w, h, spare, out, empty_as_zero: bool = True):
+def _iou_block(coords_a, coords_b, areas_a, areas_b, w, h, spare, out, exact: bool = True):
     """The scratch IoU formula for rows against columns, step by step in place, on torch tensors or numpy
     arrays (all of one kind): coordinates coords_a (4, ..., r, 1) and coords_b (4, ..., 1, M) (x1, y1, x2,
     y2), areas (..., r, 1) and (..., 1, M) -> (..., r, M) in ``out``, through the buffers w, h, spare
     (..., r, M): torch's for :func:`box_iou`, numpy's for NMS's blocks of at most ``IOU_BLOCK`` pairs
-    (see :func:`_covers`). ``empty_as_zero=False`` (numpy only) leaves NaN where the union is not
-    positive (two empty boxes, or NaN coordinates) instead of the scratch formula's 0: the same
-    comparison with any threshold >= 0, one pass fewer (the union of boxes that intersect is positive).
+    (see :func:`_covers`). ``exact=False`` (numpy only) is for comparisons with a threshold >= 0, two
+    passes fewer: where the scratch formula gives a positive IoU it gives the same number, elsewhere a
+    number <= 0 or NaN (the height is not clamped, so boxes apart in y give a negative intersection, and
+    0 / 0 stays NaN where the union is not positive), none of them above such a threshold.
 
     numpy's minimum and maximum take ~4x as long when an operand repeats along the inner axis (a
     row's (r, 1) coordinate, or the clamp's scalar 0): there the buffer is filled with the row's
@@ -141,13 +143,13 @@ def _iou_block(coords_a, coords_b, areas_a, areas_b, w, h, spare, out, empty_as_
     h = rows_op_columns(minimum, y2a, y2b, h)
     h -= rows_op_columns(maximum, y1a, y1b, spare)
     inter = clamp(w)
-    inter *= clamp(h)
+    inter *= clamp(h) if exact else h                                           # w >= 0, h < 0: inter <= 0
     union = (np.add if on_numpy else torch.add)(areas_a, areas_b, out=spare)
     union -= inter
     if not on_numpy:
         return torch.div(inter, union, out=out).nan_to_num_(0.0)               # 0 / 0: two empty boxes
     iou = np.divide(inter, union, out=out)                                      # 0 / 0 quiet: the caller's np.errstate
-    if empty_as_zero:
+    if exact:
         iou[~(union > 0)] = 0.0                                                 # two empty boxes, or NaN: as scratch
     return iou
 
@@ -166,24 +168,42 @@ def _host_scan(covers: torch.Tensor) -> torch.Tensor:
     return torch.from_numpy(kept).to(covers.device)
 
 
-def _descending_order(scores: torch.Tensor) -> torch.Tensor:
-    """Each row's positions by descending score, ties by position: scores (G, N) -> (G, N), the order of
-    ``argsort(descending=True, stable=True)``. On the CPU, from ``NUMPY_SORT_FROM`` float32 scores a row,
-    numpy sorts int64 keys that pack each score's bits (made to order as the floats do) above its
-    position: every key differs, so sorting the keys themselves (numpy's vectorised sort, 2.4x faster
-    than its argsort) gives the stable order, read back from their low bits (10,000 scores: 53-82 us
-    against torch's 660-690 us). -0.0 ranks as 0.0, and every NaN (whatever its sign bit and payload:
-    x86 makes inf - inf with the sign bit set) above every number, ties by position, as torch ranks them."""
+POSITION_BITS = 31                 # a rank key's low bits: the box's position in its row
+POSITION_MASK = (1 << POSITION_BITS) - 1
+
+
+def _rank_keys(scores: torch.Tensor) -> np.ndarray:
+    """Keys of each row's boxes in rank order: scores (G, N) on the CPU -> (G, N) int64, all distinct,
+    ascending by descending score, ties by position, each key holding its box's position in its low
+    ``POSITION_BITS``. For float32 scores the key packs the score's bits (made to order as the floats
+    do) above the position: no sort needed, -0.0 ranks as 0.0, and every NaN (whatever its sign bit and
+    payload: x86 makes inf - inf with the sign bit set) above every number, ties by position, as torch
+    ranks them. Other dtypes: the ranks from torch's stable sort above the position."""
     G, N = scores.shape
-    if scores.device.type != "cpu" or scores.dtype != torch.float32 or not NUMPY_SORT_FROM <= N < 2 ** 31:
-        return scores.argsort(dim=1, descending=True, stable=True)
+    positions = np.arange(N, dtype=np.int64)
+    if scores.dtype != torch.float32 or N > POSITION_MASK:
+        order = scores.argsort(dim=1, descending=True, stable=True)
+        ranks = torch.empty_like(order).scatter_(1, order, torch.arange(N).expand(G, N))
+        return (ranks.numpy() << POSITION_BITS) | positions
     with np.errstate(invalid="ignore"):                                        # a signalling NaN stays quiet
         values = scores.numpy() + np.float32(0.0)                             # + 0.0: -0.0 becomes 0.0
     bits = values.view(np.int32).astype(np.int64)
     ordered = np.where(bits < 0, bits ^ 0x7FFFFFFF, bits)                     # signed order = the floats' order
     ordered[np.isnan(values)] = 2 ** 31 - 1                                   # every NaN one key, above +inf
-    keys = ((2 ** 31 - 1 - ordered) << 31) | np.arange(N)                     # ascending: best score, then position
-    return torch.from_numpy(np.sort(keys, axis=1) & (2 ** 31 - 1))
+    return ((2 ** 31 - 1 - ordered) << POSITION_BITS) | positions             # ascending: best score, then position
+
+
+def _descending_order(scores: torch.Tensor) -> torch.Tensor:
+    """Each row's positions by descending score, ties by position: scores (G, N) -> (G, N), the order of
+    ``argsort(descending=True, stable=True)``. On the CPU, from ``NUMPY_SORT_FROM`` float32 scores a row,
+    numpy sorts the rank keys (:func:`_rank_keys`) themselves: every key differs, so their sort (numpy's
+    vectorised sort, 2.4x faster than its argsort) gives the stable order, read back from their low
+    bits (10,000 scores: 53-82 us against torch's 660-690 us on an Intel CPU, where numpy's sort uses
+    AVX-512; ~300 us on an AMD one, where it does not)."""
+    G, N = scores.shape
+    if scores.device.type != "cpu" or scores.dtype != torch.float32 or not NUMPY_SORT_FROM <= N <= POSITION_MASK:
+        return scores.argsort(dim=1, descending=True, stable=True)
+    return torch.from_numpy(np.sort(_rank_keys(scores), axis=1) & POSITION_MASK)
 
 
 def _columns(coords: np.ndarray, areas: np.ndarray, groups: np.ndarray | None, j: np.ndarray):
@@ -203,19 +223,22 @@ def _covers(coords: np.ndarray, areas: np.ndarray, groups: np.ndarray | None, i:
     coords_j, areas_j, groups_j = columns
     buffers = buffers or [np.empty((len(i), areas_j.shape[-1]), dtype=coords.dtype) for _ in range(4)]
     iou = _iou_block(coords.take(i, axis=1)[:, :, None], coords_j, areas.take(i)[:, None], areas_j, *buffers,
-                     empty_as_zero=iou_threshold < 0)
+                     exact=iou_threshold < 0)
     covers = iou > iou_threshold                                                 # (a, b)
     return covers if groups is None else covers & (groups.take(i)[:, None] == groups_j)
 
 
-def _covered(coords: np.ndarray, areas: np.ndarray, groups: np.ndarray | None, i: np.ndarray, j: np.ndarray,
-             iou_threshold: float) -> np.ndarray:
+def _covered(coords: np.ndarray, areas: np.ndarray, groups: np.ndarray | None, i: np.ndarray,
+             j: np.ndarray | None, iou_threshold: float) -> np.ndarray:
     """Whether any box i covers box j (see :func:`_covers`) -> (b,) bool, ``IOU_BLOCK`` pairs at a time
-    through four reused buffers (fresh ones each block would cost page faults)."""
-    columns = _columns(coords, areas, groups, j)
-    rows = max(1, IOU_BLOCK // max(len(j), 1))
-    buffers = [np.empty((min(rows, len(i)), len(j)), dtype=coords.dtype) for _ in range(4)]
-    gone = np.zeros(len(j), dtype=bool)
+    through four reused buffers (fresh ones each block would cost page faults). ``j=None``: every box,
+    straight from ``coords`` (nothing gathered)."""
+    columns = (coords[:, None, :], areas[None, :], None if groups is None else groups[None, :]) if j is None \
+        else _columns(coords, areas, groups, j)
+    M = columns[1].shape[1]
+    rows = max(1, IOU_BLOCK // max(M, 1))
+    buffers = [np.empty((min(rows, len(i)), M), dtype=coords.dtype) for _ in range(4)]
+    gone = np.zeros(M, dtype=bool)
     for start in range(0, len(i), rows):
         block = i[start:start + rows]
         gone |= _covers(coords, areas, groups, block, columns, iou_threshold, [b[:len(block)] for b in buffers]).any(0)
@@ -243,52 +266,65 @@ def _strictly_upper(b: int) -> np.ndarray:
     return np.triu(np.ones((b, b), dtype=bool), 1)
 
 
-def _nms_row(boxes: np.ndarray, groups: np.ndarray | None, ranks: np.ndarray, iou_threshold: float,
-             kept: np.ndarray) -> None:
-    """Greedy NMS of one row block by block: boxes (N, 4), groups (N,) or None, ranks (N,) the
-    positions best first -> ``kept`` (N,) bool, by rank, filled in. The best ``BLOCK`` candidates left
-    are resolved among themselves, and the winners drop every later candidate they cover."""
-    # take, not fancy indexing: 8x faster on (N, 4) rows (20 us against 160 us at 10,000 boxes)
-    coords = np.ascontiguousarray(boxes.take(ranks, axis=0).T)                   # (4, N) best first
+def _kth_smallest(keys: np.ndarray, k: int) -> np.ndarray:
+    """The k-th smallest of distinct keys (R,), R >= k. From ``SAMPLE_FROM`` keys and k >= 2, numpy
+    partitions only those below the 8th smallest of a sample of ~4k (~8 · R / 4k ≈ 2k keys expected; all
+    of them if fewer than k fall below): at 10,000 keys 4x faster than partitioning them all."""
+    if len(keys) >= SAMPLE_FROM and k >= 2:
+        sample = keys[::len(keys) // (4 * k)]
+        below = keys[keys <= np.partition(sample, 7)[7]]
+        keys = below if len(below) >= k else keys
+    return np.partition(keys, k - 1)[k - 1]
+
+
+def _nms_row(boxes: np.ndarray, groups: np.ndarray | None, keys: np.ndarray, iou_threshold: float) -> np.ndarray:
+    """Greedy NMS of one row block by block: boxes (N, 4), groups (N,) or None, keys (N,) the boxes' rank
+    keys (:func:`_rank_keys`) -> the kept positions (K,), best first. The best ``BLOCK`` candidates left
+    are resolved among themselves, and the winners drop every candidate they cover. The candidates are
+    never sorted: each block takes those up to the ``BLOCK``-th smallest key (:func:`_kth_smallest`),
+    and most candidates are gone before their turn. The first block tests the winners against all
+    the boxes as they lie (nothing gathered)."""
+    coords = np.ascontiguousarray(boxes.T)                                       # (4, N)
     x1, y1, x2, y2 = coords
-    areas = np.maximum(x2 - x1, 0) * np.maximum(y2 - y1, 0)                      # box_area's numbers, by rank
-    args = (coords, areas, None if groups is None else groups.take(ranks))
-    candidates = np.arange(len(ranks))                                           # rank positions left, best first
+    areas = np.maximum(x2 - x1, 0) * np.maximum(y2 - y1, 0)                      # box_area's numbers
+    args = (coords, areas, groups)
+    candidates, kept = keys, []                                                  # keys left, by position
     while len(candidates):
-        head, candidates = candidates[:BLOCK], candidates[BLOCK:]
+        left = candidates > _kth_smallest(candidates, BLOCK) if len(candidates) > BLOCK else None
+        head = np.sort(candidates if left is None else candidates[~left]) & POSITION_MASK
         covers = _covers(*args, head, _columns(*args, head), iou_threshold)     # (b, b)
         winners = head[_greedy_in_block(covers)]
-        kept[winners] = True
-        if len(candidates):                                                      # what the winners cover is gone
-            candidates = candidates[~_covered(*args, winners, candidates, iou_threshold)]
+        kept.append(winners)
+        if left is not None:                                                     # what the winners cover is gone
+            j = None if candidates is keys else candidates & POSITION_MASK
+            candidates = candidates[left & ~_covered(*args, winners, j, iou_threshold)]
+        else:
+            candidates = candidates[:0]
+    return np.concatenate(kept) if kept else np.zeros(0, dtype=np.int64)
 
 
-def _nms_ranked(boxes: torch.Tensor, scores: torch.Tensor, iou_threshold: float, groups: torch.Tensor | None = None):
+def _nms_rows(boxes: torch.Tensor, scores: torch.Tensor, iou_threshold: float,
+              groups: torch.Tensor | None = None) -> list[np.ndarray]:
     """Greedy NMS block by block on the CPU (see the module note): boxes (G, N, 4) float32/64 on the CPU,
-    scores (G, N), groups (G, N) or None -> (kept (G, N) bool by rank, positions (G, N): each row's
-    positions best first), numpy arrays. Each row on its own (:func:`_nms_row`), since rows keep
-    different numbers of boxes; every step in numpy (see :func:`_covers`). Time O(N·kept) IoUs in
-    about N / BLOCK steps; memory O(BLOCK·N)."""
-    G, N = scores.shape
-    positions = _descending_order(scores).numpy()                               # (G, N)
+    scores (G, N), groups (G, N) or None -> each row's kept positions (K_g,), best first. Each row on its
+    own (:func:`_nms_row`), since rows keep different numbers of boxes; every step in numpy (see
+    :func:`_covers`). Time O(N·kept) IoUs in about N / BLOCK steps; memory O(BLOCK·N)."""
+    keys = _rank_keys(scores)                                                    # (G, N)
     if groups is not None:  # compared for equality only: any dtype numpy lacks (bfloat16) as float32, exactly
         groups = groups.detach().cpu()
         groups = groups.float() if groups.dtype == torch.bfloat16 else groups
-    kept = np.zeros((G, N), dtype=bool)
     with np.errstate(all="ignore"):                                              # empty, infinite and NaN boxes
-        for row in range(G):
-            _nms_row(boxes[row].numpy(), None if groups is None else groups[row].numpy(), positions[row],
-                     iou_threshold, kept[row])
-    return kept, positions
+        return [_nms_row(boxes[row].numpy(), None if groups is None else groups[row].numpy(), keys[row],
+                         iou_threshold) for row in range(len(keys))]
 
 
 def _nms_keep_blocks(boxes: torch.Tensor, scores: torch.Tensor, iou_threshold: float,
                      groups: torch.Tensor | None = None):
-    """:func:`_nms_ranked` as the other forms give it: (keep (G, N) bool in input order, order (G, N))."""
-    kept, positions = _nms_ranked(boxes, scores, iou_threshold, groups)
-    keep = np.zeros_like(kept)
-    np.put_along_axis(keep, positions, kept, axis=1)                             # back to input order
-    return torch.from_numpy(keep), torch.from_numpy(positions)
+    """:func:`_nms_rows` as the other forms give it: (keep (G, N) bool in input order, order (G, N))."""
+    keep = torch.zeros(scores.shape, dtype=torch.bool)
+    for row, kept in enumerate(_nms_rows(boxes, scores, iou_threshold, groups)):
+        keep[row, torch.from_numpy(kept)] = True
+    return keep, _descending_order(scores)
 
 
 def _nms_keep_all_pairs(boxes: torch.Tensor, scores: torch.Tensor, iou_threshold: float,
@@ -333,13 +369,13 @@ def _nms_keep(boxes: torch.Tensor, scores: torch.Tensor, iou_threshold: float, g
 def _kept_indices(boxes: torch.Tensor, scores: torch.Tensor, iou_threshold: float,
                   groups: torch.Tensor | None = None) -> torch.Tensor:
     """What :func:`nms` and :func:`batched_nms` return: boxes (N, 4), scores (N,), groups (N,) or None ->
-    kept indices (K,) by descending score; on the CPU read from the ranked blocks directly (the kept
-    boxes' positions in rank order), not through a mask in input order."""
+    kept indices (K,) by descending score; on the CPU straight from the blocks (which never sort all
+    the boxes), not through a mask in input order."""
     upcast = _scratch._upcast(boxes)
     if boxes.device.type == "cpu" and upcast.is_floating_point():
-        kept, positions = _nms_ranked(upcast[None].detach(), scores[None].detach(), float(iou_threshold),
-                                      None if groups is None else groups[None])
-        return torch.from_numpy(positions[0][kept[0]])
+        kept = _nms_rows(upcast[None].detach(), scores[None].detach(), float(iou_threshold),
+                         None if groups is None else groups[None])
+        return torch.from_numpy(kept[0])
     keep, order = _nms_keep(boxes[None], scores[None], iou_threshold, None if groups is None else groups[None])
     return order[0][keep[0].gather(0, order[0])]
 
