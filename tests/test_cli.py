@@ -157,7 +157,7 @@ def test_run_help_lists_the_experiments_options_with_book_defaults(capsys):
 
 
 def test_resume_help_without_a_run_says_what_a_resume_does_and_what_it_may_change(capsys):
-    from divekit.experiments.runner import RESUMABLE
+    from divekit.experiments.parts import RESUMABLE
 
     assert main(["resume", "--help"]) == 0
     out = " ".join(capsys.readouterr().out.split())

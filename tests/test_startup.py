@@ -41,7 +41,7 @@ def heavy_modules_loaded(*args: str) -> list[str]:
 
 
 @pytest.mark.parametrize("args", [("--help",), ("list",), ("run", "conv-edge", "--help"),
-                                  ("run", "kaggle-house", "--help")], ids=" ".join)
+                                  ("run", "kaggle-house", "--help"), ("resume", "--help")], ids=" ".join)
 def test_help_and_list_import_no_torch_matplotlib_or_numpy(args):
     loaded = heavy_modules_loaded(*args)
     assert loaded == [], (f"`divekit {' '.join(args)}` imported {', '.join(loaded)}; "

@@ -154,8 +154,7 @@ def _run_parser(experiment, only: Sequence[str] | None = None, prog: str | None 
 def _resume_parser() -> argparse.ArgumentParser:
     """``divekit resume --help`` without a run folder: what a resume does and the options it may change
     (``divekit resume RUN_DIR --help`` shows that run's values)."""
-    from divekit.experiments.parts import TrainOptions
-    from divekit.experiments.runner import RESUMABLE
+    from divekit.experiments.parts import RESUMABLE, TrainOptions
 
     parser = _Parser(prog=f"{PROG} resume", usage=f"{PROG} resume RUN_DIR [options]", description=(
         "Continue a run from its last checkpoint (written each epoch, and within one every --checkpoint-every "
@@ -277,7 +276,8 @@ def _cmd_resume(run_dir: str, argv: Sequence[str], debug: bool = False) -> int:
     """``divekit resume RUN_DIR [--epochs N ...]``: the options a resume may change, with the run's values."""
     from pathlib import Path
 
-    from divekit.experiments.runner import RESUMABLE, read_run_config, resume_run
+    from divekit.experiments.parts import RESUMABLE
+    from divekit.experiments.runner import read_run_config, resume_run
     from divekit.train import distributed
 
     experiment, record = read_run_config(Path(run_dir))

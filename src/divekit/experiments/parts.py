@@ -40,6 +40,8 @@ def data_generator(seed: int):
 
 
 OPTIMIZER_ALIASES = {"auto": "sgd"}  # names earlier versions took
+# the options `divekit resume RUN --option VALUE` may change; the others shape the model or the data
+RESUMABLE = ("epochs", "lr", "clip_grad", "device", "precision", "compile", "checkpoint_every", "tensorboard")
 
 
 @dataclass

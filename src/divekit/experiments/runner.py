@@ -35,7 +35,7 @@ from torch import nn
 import divekit
 from divekit import io
 from divekit.experiments.book import changed_options, compare, format_value as _fmt, verdict
-from divekit.experiments.parts import LoadContext, Loaded, Probe
+from divekit.experiments.parts import RESUMABLE, LoadContext, Loaded, Probe
 from divekit.experiments.registry import Demo, Experiment, Options, Parts, Recipe, get_experiment
 from divekit.options import from_dict
 from divekit.run_folder import (BEST_NAME, CHECKPOINT_NAME, CONFIG_NAME, LOCK_NAME, METRICS_NAME, MODEL_CARD,
@@ -51,10 +51,6 @@ from divekit.train.engine import Trainer, history_to_csv
 from divekit.train.tasks import Task
 
 log = logging.getLogger("divekit")
-
-# the options `divekit resume RUN --option VALUE` may change; the others shape the model or the data
-RESUMABLE = ("epochs", "lr", "clip_grad", "device", "precision", "compile", "checkpoint_every", "tensorboard")
-
 
 @dataclass
 class Setup:
