@@ -217,13 +217,13 @@ def _covers(coords: np.ndarray, areas: np.ndarray, groups: np.ndarray | None, i:
             iou_threshold: float, buffers: list[np.ndarray] = ()) -> np.ndarray:
     """Whether box i covers box j, boxes as coordinate rows coords (4, N) (x1, y1, x2, y2) with their
     areas (N,), groups (N,) or None, positions i (a,), the boxes j as :func:`_columns` gives them -> (a, b)
-    bool: IoU above the threshold, and the same group, through four ``buffers`` (a, b) (new ones if not
-    given). All in numpy: its cost per call is a fifth of torch's, and torch's comparison to a bool
+    bool: IoU above the threshold, and the same group, through three ``buffers`` (a, b) (new ones if not
+    given; the IoU overwrites the intersection in the first: a smaller working set). All in numpy: its cost per call is a fifth of torch's, and torch's comparison to a bool
     tensor alone takes ~7x as long as numpy's (measured faster in NMS at 1,000 to 10,000 boxes)."""
     coords_j, areas_j, groups_j = columns
-    buffers = buffers or [np.empty((len(i), areas_j.shape[-1]), dtype=coords.dtype) for _ in range(4)]
+    buffers = buffers or [np.empty((len(i), areas_j.shape[-1]), dtype=coords.dtype) for _ in range(3)]
     iou = _iou_block(coords.take(i, axis=1)[:, :, None], coords_j, areas.take(i)[:, None], areas_j, *buffers,
-                     exact=iou_threshold < 0)
+                     buffers[0], exact=iou_threshold < 0)
     covers = iou > iou_threshold                                                 # (a, b)
     return covers if groups is None else covers & (groups.take(i)[:, None] == groups_j)
 
@@ -231,13 +231,13 @@ def _covers(coords: np.ndarray, areas: np.ndarray, groups: np.ndarray | None, i:
 def _covered(coords: np.ndarray, areas: np.ndarray, groups: np.ndarray | None, i: np.ndarray,
              j: np.ndarray | None, iou_threshold: float) -> np.ndarray:
     """Whether any box i covers box j (see :func:`_covers`) -> (b,) bool, ``IOU_BLOCK`` pairs at a time
-    through four reused buffers (fresh ones each block would cost page faults). ``j=None``: every box,
+    through three reused buffers (fresh ones each block would cost page faults). ``j=None``: every box,
     straight from ``coords`` (nothing gathered)."""
     columns = (coords[:, None, :], areas[None, :], None if groups is None else groups[None, :]) if j is None \
         else _columns(coords, areas, groups, j)
     M = columns[1].shape[1]
     rows = max(1, IOU_BLOCK // max(M, 1))
-    buffers = [np.empty((min(rows, len(i)), M), dtype=coords.dtype) for _ in range(4)]
+    buffers = [np.empty((min(rows, len(i)), M), dtype=coords.dtype) for _ in range(3)]
     gone = np.zeros(M, dtype=bool)
     for start in range(0, len(i), rows):
         block = i[start:start + rows]
