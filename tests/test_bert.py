@@ -198,8 +198,18 @@ def test_conversions_refuse_what_has_no_twin(tmp_path):
         config_from_hf({"hidden_act": "silu"})
     with pytest.raises(ValueError, match="not a BERT state dict"):
         from_hf_state_dict({"foo.weight": torch.zeros(1)})
-    with pytest.raises(FileNotFoundError, match="has no config.json"):
+    with pytest.raises(FileNotFoundError, match="is not a Hugging Face checkpoint folder: it has no config.json, "
+                                                "no model.safetensors or pytorch_model.bin$"):
         load_hf_checkpoint(tmp_path)
+    (tmp_path / "config.json").write_text("{}")
+    (tmp_path / "pytorch_model.bin").write_bytes(b"")
+    assert bert_weights.hf_checkpoint_weights(tmp_path) == tmp_path / "pytorch_model.bin"
+    with pytest.raises(FileNotFoundError, match="folder to fine-tune: it has no vocab.txt$"):  # the one check of
+        bert_weights.hf_checkpoint_weights(tmp_path, to_fine_tune=True)                      # the run's preflight
+    (tmp_path / "model.safetensors").write_bytes(b"")
+    assert bert_weights.hf_checkpoint_weights(tmp_path) == tmp_path / "model.safetensors"
+    with pytest.raises(ValueError, match="unknown d2l pretrained BERT 'bert.large'; choose one of bert.small, bert.base"):
+        bert_weights.d2l_pretrained_dataset("bert.large")
     with pytest.raises(ValueError, match="not a state dict of d2l's BERTModel"):
         from_d2l_state_dict({})
 

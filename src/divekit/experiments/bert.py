@@ -187,19 +187,17 @@ def check_pretrained(spec: str | None) -> None:
         return
     if spec.startswith("d2l:"):
         from divekit.data import hub
-        from divekit.models.bert_weights import D2L_PRETRAINED
+        from divekit.models.bert_weights import d2l_pretrained_dataset
 
-        name = spec.removeprefix("d2l:")
-        if name not in D2L_PRETRAINED:
-            raise ValueError(f"--pretrained {spec}: the book's pretrained BERTs are "
-                             f"{', '.join('d2l:' + known for known in D2L_PRETRAINED)}")
-        hub.fetch(D2L_PRETRAINED[name])
+        try:
+            dataset = d2l_pretrained_dataset(spec.removeprefix("d2l:"))
+        except ValueError as error:
+            raise ValueError(f"--pretrained {spec}: {error}") from None
+        hub.fetch(dataset)
     elif spec.startswith("hf:"):
-        folder = Path(spec.removeprefix("hf:"))
-        if not (folder / "config.json").is_file() or not (folder / "vocab.txt").is_file() or not any(
-                (folder / weights).is_file() for weights in ("model.safetensors", "pytorch_model.bin")):
-            raise FileNotFoundError(f"{folder} is not a Hugging Face checkpoint folder to fine-tune: it needs "
-                                    "config.json, vocab.txt and model.safetensors or pytorch_model.bin")
+        from divekit.models.bert_weights import hf_checkpoint_weights
+
+        hf_checkpoint_weights(Path(spec.removeprefix("hf:")), to_fine_tune=True)
     else:
         _pretraining_run(Path(spec))
 

@@ -147,6 +147,20 @@ def _load(model: BERTModel, state: dict[str, torch.Tensor], source: str) -> BERT
     return model
 
 
+def hf_checkpoint_weights(folder: Path, to_fine_tune: bool = False) -> Path:
+    """The weights file of a Hugging Face BERT checkpoint folder (model.safetensors, else pytorch_model.bin),
+    or a one-line error naming every file it lacks: config.json, the weights, and ``to_fine_tune`` also
+    vocab.txt (texts cannot be tokenized without it)."""
+    weights = next((folder / name for name in ("model.safetensors", "pytorch_model.bin") if (folder / name).is_file()),
+                   None)
+    missing = [name for name in ("config.json",) + ("vocab.txt",) * to_fine_tune if not (folder / name).is_file()]
+    missing += ["model.safetensors or pytorch_model.bin"] * (weights is None)
+    if missing:
+        raise FileNotFoundError(f"{folder} is not a Hugging Face checkpoint folder{' to fine-tune' * to_fine_tune}: "
+                                f"it has no {', no '.join(missing)}")
+    return weights
+
+
 def load_hf_checkpoint(folder: str | Path, ops: str | Ops = "fast", **overrides):
     """A Hugging Face BERT checkpoint folder -> (a divekit :class:`BERTModel` holding its weights, the
     :class:`~divekit.data.wordpiece.WordPieceVocab` of its ``vocab.txt``, lower-casing, stripping accents
@@ -157,20 +171,16 @@ def load_hf_checkpoint(folder: str | Path, ops: str | Ops = "fast", **overrides)
     from divekit.ops import get_ops
 
     folder = Path(folder)
-    if not (folder / "config.json").is_file():
-        raise FileNotFoundError(f"{folder} is not a Hugging Face checkpoint folder: it has no config.json")
+    weights = hf_checkpoint_weights(folder)
     hf = json.loads((folder / "config.json").read_text())
-    if (folder / "model.safetensors").is_file():
+    if weights.suffix == ".safetensors":
         try:
             from safetensors.torch import load_file
         except ImportError:
-            raise ImportError(f"{folder}/model.safetensors needs the safetensors package: pip install safetensors") \
-                from None
-        state = load_file(str(folder / "model.safetensors"))
-    elif (folder / "pytorch_model.bin").is_file():
-        state = torch.load(folder / "pytorch_model.bin", map_location="cpu", weights_only=True)
+            raise ImportError(f"{weights} needs the safetensors package: pip install safetensors") from None
+        state = load_file(str(weights))
     else:
-        raise FileNotFoundError(f"{folder} holds neither model.safetensors nor pytorch_model.bin")
+        state = torch.load(weights, map_location="cpu", weights_only=True)
     model = BERTModel(config_from_hf(hf, **overrides), get_ops(ops))
     state = from_hf_state_dict(state, hf.get("tie_word_embeddings", True))
     if "pooler.dense.weight" not in state:
@@ -198,6 +208,13 @@ _D2L_TOP = (("encoder.token_embedding.weight", "encoder.token_embedding.weight")
             ("mlm.norm.weight", "mlm.mlp.2.weight"), ("mlm.norm.bias", "mlm.mlp.2.bias"),
             ("mlm.decoder.weight", "mlm.mlp.3.weight"), ("mlm.decoder.bias", "mlm.mlp.3.bias"),
             ("nsp.weight", "nsp.output.weight"), ("nsp.bias", "nsp.output.bias"))
+
+
+def d2l_pretrained_dataset(name: str) -> str:
+    """The data hub's name for the book's pretrained BERT ``name`` (see :data:`D2L_PRETRAINED`), or why there is none."""
+    if name not in D2L_PRETRAINED:
+        raise ValueError(f"unknown d2l pretrained BERT {name!r}; choose one of {', '.join(D2L_PRETRAINED)}")
+    return D2L_PRETRAINED[name]
 
 
 def from_d2l_state_dict(state: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], dict]:
@@ -230,9 +247,7 @@ def load_d2l_pretrained(name: str = "bert.small", ops: str | Ops = "fast", data_
     from divekit.data.text import Vocab
     from divekit.ops import get_ops
 
-    if name not in D2L_PRETRAINED:
-        raise ValueError(f"unknown d2l pretrained BERT {name!r}; choose one of {', '.join(D2L_PRETRAINED)}")
-    folder = hub.fetch(D2L_PRETRAINED[name], data_dir=data_dir)
+    folder = hub.fetch(d2l_pretrained_dataset(name), data_dir=data_dir)
     state = torch.load(folder / "pretrained.params", map_location="cpu", weights_only=True)
     ours, sizes = from_d2l_state_dict(state)
     heads = {"bert.small": 4, "bert.base": 12}[name]
