@@ -380,7 +380,7 @@ def test_data_option_on_an_experiment_with_fixed_data_or_without_data(tmp_path, 
     assert not (tmp_path / "runs").exists()
 
 
-def test_linear_regression_on_a_users_csv_table(tmp_path):
+def test_linear_regression_on_a_users_csv_table(tmp_path, capsys):
     g = torch.Generator().manual_seed(0)
     X = torch.randn(200, 3, generator=g)
     y = X @ torch.tensor([1.0, -2.0, 0.5]) + 3
@@ -392,6 +392,10 @@ def test_linear_regression_on_a_users_csv_table(tmp_path):
     summary = json.loads((run / "summary.json").read_text())
     assert summary["data"] == "houses.csv" and summary["reference"] == []
     assert summary["final"]["val_loss"] < 1e-3
+    with pytest.raises(SystemExit):
+        main(["resume", str(run), "--help"])  # the run's own data, not the book's
+    description = "".join(capsys.readouterr().out.split())  # argparse breaks the long path anywhere
+    assert f"(D2L3.1-3.3)on{tmp_path / 'houses.csv'}." in description and "book:" not in description
 
 
 def test_softmax_regression_on_a_users_image_folder(tmp_path):
