@@ -74,8 +74,8 @@ def test_bad_label_files_are_one_line_errors(tmp_path):
     with pytest.raises(ValueError, match="differ in size"):
         read_detection_split(split)
     header = "img_name,label,xmin,ymin,xmax,ymax\n"
-    for row, message in (("0.png,banana,1,2,3,4", r"line 2: expected a class index and four pixel coordinates, "
-                                                  r"got \['banana', '1', '2', '3', '4'\]"),
+    for row, message in (("0.png,1.5,1,2,3,4", r"line 2: expected a class index and four pixel coordinates, "
+                                               r"got \['1.5', '1', '2', '3', '4'\]"),
                          ("0.png,0,1,2,x,4", "line 2: expected a class index and four pixel coordinates"),
                          ("0.png,-1,1,2,3,4", "line 2: expected a class index >= 0 and a finite box with xmin < xmax"),
                          ("0.png,0,30,40,10,20", "line 2: expected a class index >= 0 and a finite box with xmin < xmax"),
@@ -101,6 +101,49 @@ def test_blank_lines_are_skipped_and_unlisted_images_named(tmp_path, caplog):
     with caplog.at_level("WARNING", logger="divekit"):
         assert len(read_detection_split(split).X) == 2
     assert "1 image(s) in" in caplog.text and "have no row in" in caplog.text and "2.png" in caplog.text
+
+
+def test_a_label_file_without_commas_names_its_separator(tmp_path):
+    write_images(tmp_path, ["0.png"], size=(8, 8))
+    header = "img_name,label,xmin,ymin,xmax,ymax"
+    for mark, name in (("\t", "tabs"), (";", "semicolons"), (" ", "spaces")):       # a spreadsheet's other exports
+        (tmp_path / "label.csv").write_text(f"{header.replace(',', mark)}\n{mark.join('0.png 0 1 1 4 4'.split())}\n")
+        with pytest.raises(ValueError, match=rf"label.csv, line 1: no commas \(its fields are separated by {name}\); "
+                                             rf"label.csv must be comma-separated \({header}\)"):
+            read_detection_split(tmp_path)
+    (tmp_path / "label.csv").write_text(header.replace(",", "|") + "\n")
+    with pytest.raises(ValueError, match="line 1: no commas; label.csv must be comma-separated"):
+        read_detection_split(tmp_path)
+    (tmp_path / "label.csv").write_text(f"{header}\n0.png\t0\t1\t1\t4\t4\n")  # the header right, a row with tabs
+    with pytest.raises(ValueError, match=r"line 2: no commas \(its fields are separated by tabs\)"):
+        read_detection_split(tmp_path)
+
+
+def test_a_class_name_in_the_label_column_points_to_classes_txt(tmp_path):
+    write_images(tmp_path, ["0.png", "1.png"], size=(8, 8))
+    (tmp_path / "label.csv").write_text("img_name,label,xmin,ymin,xmax,ymax\n0.png,0,1,1,4,4\n1.png,banana,1,1,4,4\n")
+    with pytest.raises(ValueError, match=r"label.csv, line 3: the label column holds class indices 0..K-1, got "
+                                         r"'banana'; write the class's index there, and the class names in classes.txt "
+                                         r"\(beside label.csv or its split folders\), one a line in index order"):
+        detection.load_user_detection(tmp_path, size=8, seed=0)
+
+
+def test_stray_files_in_images_are_ignored_and_a_named_file_that_is_no_image_is_refused(tmp_path, caplog):
+    write_images(tmp_path, ["0.png", "1.png"], size=(8, 8))
+    (tmp_path / "images" / ".DS_Store").write_bytes(b"\0\0\0\1Bud1")
+    (tmp_path / "images" / "notes.txt").write_text("taken on Monday\n")
+    (tmp_path / "label.csv").write_text("img_name,label,xmin,ymin,xmax,ymax\n0.png,0,1,1,4,4\n1.png,0,1,1,4,4\n")
+    Image.new("I;16", (8, 8)).save(tmp_path / "images" / "16-bit.png")
+    with caplog.at_level("WARNING", logger="divekit"):
+        assert len(read_detection_split(tmp_path)) == 2                   # only the files label.csv names are read
+    assert "1 image(s) in" in caplog.text and "left out (e.g. 16-bit.png)" in caplog.text  # an image, not the others
+    (tmp_path / "label.csv").write_text("img_name,label,xmin,ymin,xmax,ymax\n0.png,0,1,1,4,4\nnotes.txt,0,1,1,4,4\n")
+    with pytest.raises(ValueError, match=r"label.csv, line 3: images/notes.txt is not an image PIL can read \(cannot "
+                                         r"identify image file .*\); fix or replace the file, or remove its rows$"):
+        read_detection_split(tmp_path)
+    (tmp_path / "label.csv").write_text("img_name,label,xmin,ymin,xmax,ymax\n16-bit.png,0,1,1,4,4\n")
+    with pytest.raises(ValueError, match="16-bit.png has 'I;16' pixels"):  # an image PIL reads: its own message
+        read_detection_split(tmp_path)
 
 
 def test_a_label_file_with_a_byte_order_mark_and_images_resized_on_reading(tmp_path):

@@ -44,7 +44,7 @@ from PIL import Image, ImageDraw
 from divekit.data.batch import Detection
 from divekit.data.hub import cache_dir, fetch
 from divekit.data.photos import load_photos, random_crops
-from divekit.data.user import read_image_and_size
+from divekit.data.user import IMAGE_SUFFIXES, UserDataError, read_image_and_size
 
 __all__ = ["DETECTION_SETS", "DetectionData", "GeneratedSet", "evaluation_split", "generate_detection_set",
            "generated_folder", "load_detection", "load_user_detection", "read_detection_split", "split_folder",
@@ -88,7 +88,8 @@ def read_detection_split(folder: str | os.PathLike, size: tuple[int, int] | None
     -1 on the padding rows of images with fewer than M objects. A row of an image name and empty fields
     lists an image without objects (all padding; the book's files have none). A row that is not an image
     name, a class index >= 0 and a finite box with xmin < xmax and ymin < ymax inside its image's pixels is refused with
-    its line; blank lines are skipped, and images that no row names are left out with a warning."""
+    its line, as is a line without commas or a named file PIL cannot read; blank lines are skipped, images that no
+    row names are left out with a warning, and other files in images/ (hidden ones, notes) are ignored."""
     folder = Path(folder)
     where = folder / "label.csv"
     rows: dict[str, list[tuple[int, float, float, float, float]]] = {}
@@ -99,11 +100,15 @@ def read_detection_split(folder: str | os.PathLike, size: tuple[int, int] | None
         header = tuple(next(reader, ()))
         if not header:
             raise ValueError(f"{where} is empty; it needs the header {','.join(LABEL_HEADER)} and a row per object")
+        if len(header) == 1:
+            raise _no_commas(where, 1, header[0])
         if header != LABEL_HEADER:
             raise ValueError(f"{where} must start with the header {','.join(LABEL_HEADER)}, got {','.join(header)}")
         for line, row in enumerate(reader, 2):
             if not any(cell.strip() for cell in row):
                 continue
+            if len(row) == 1:
+                raise _no_commas(where, line, row[0])
             if len(row) != len(LABEL_HEADER):
                 raise ValueError(f"{where}, line {line}: expected {len(LABEL_HEADER)} fields, got {row}")
             if not row[0].strip():
@@ -113,6 +118,10 @@ def read_detection_split(folder: str | os.PathLike, size: tuple[int, int] | None
                 rows.setdefault(row[0], [])
                 lines.setdefault(row[0], [])
                 continue
+            if row[1].strip() and not _numeric(row[1]):
+                raise ValueError(f"{where}, line {line}: the label column holds class indices 0..K-1, got {row[1]!r}; "
+                                 "write the class's index there, and the class names in classes.txt (beside label.csv "
+                                 "or its split folders), one a line in index order (the first is class 0)")
             try:
                 label, x1, y1, x2, y2 = int(row[1]), *map(float, row[2:])
             except ValueError:
@@ -128,12 +137,22 @@ def read_detection_split(folder: str | os.PathLike, size: tuple[int, int] | None
     for name in rows:
         if not (folder / "images" / name).is_file():
             raise ValueError(f"{where}, line {named[name]}: image {name} is not in {folder / 'images'}")
-    unlisted = sorted({p.name for p in (folder / "images").iterdir() if p.is_file()} - set(rows))
+    files = {p.name for p in (folder / "images").iterdir()  # hidden files and others than images are no concern
+             if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in IMAGE_SUFFIXES}
+    unlisted = sorted(files - set(rows))
     if unlisted:
         log.warning(f"{len(unlisted)} image(s) in {folder / 'images'} have no row in {where} and are left out "
                     f"(e.g. {unlisted[0]}); the format lists every image by its objects, or by its name and "
                     "empty fields where it has none")
-    read = [read_image_and_size(folder / "images" / name, mode="RGB", size=size) for name in rows]
+    read = []
+    for name in rows:
+        try:
+            read.append(read_image_and_size(folder / "images" / name, mode="RGB", size=size))
+        except UserDataError as error:
+            if error.__cause__ is None:  # an image, but not one of 8 bits per channel: its own message says so
+                raise
+            raise ValueError(f"{where}, line {named[name]}: images/{name} is not an image PIL can read "
+                             f"({error.__cause__}); fix or replace the file, or remove its rows") from None
     images = [pixels for pixels, _ in read]
     sizes = {tuple(image.shape) for image in images}
     if len(sizes) > 1:
@@ -152,6 +171,22 @@ def read_detection_split(folder: str | os.PathLike, size: tuple[int, int] | None
         labels[i, :len(objects)] = table[:, 0].long()
         boxes[i, :len(objects)] = (table[:, 1:] / torch.tensor([width, height, width, height])).float()
     return Detection(torch.stack(images), boxes, labels)
+
+
+def _no_commas(where: Path, line: int, text: str) -> ValueError:
+    """The error for a line of label.csv without commas, naming its separator where it is a common one."""
+    found = next((name for mark, name in (("\t", "tabs"), (";", "semicolons"), (" ", "spaces")) if mark in text), None)
+    return ValueError(f"{where}, line {line}: no commas{f' (its fields are separated by {found})' if found else ''}; "
+                      f"label.csv must be comma-separated ({','.join(LABEL_HEADER)}): save it as CSV with commas")
+
+
+def _numeric(cell: str) -> bool:
+    """Whether a field of label.csv reads as a number."""
+    try:
+        float(cell)
+    except ValueError:
+        return False
+    return True
 
 
 def write_detection_split(folder: str | os.PathLike, images: Sequence[Image.Image],
