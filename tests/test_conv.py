@@ -69,10 +69,11 @@ def test_pooling_matches_torch_on_random_shapes(case, count_include_pad):
     X = torch.randn(*shape, **FLOAT64)  # distinct values: no ties for the max to split its gradient over
     assert_same_values_and_grads(lambda x: scratch.max_pool2d(x, kernel, stride, padding),
                                  lambda x: F.max_pool2d(x, kernel, stride, padding), X)
-    assert_same_values_and_grads(lambda x: scratch.avg_pool2d(x, kernel, stride, padding, count_include_pad),
-                                 lambda x: F.avg_pool2d(x, kernel, stride, padding, count_include_pad=count_include_pad), X)
-    assert_same_values_and_grads(lambda x: fast.avg_pool2d(x, kernel, stride, padding, count_include_pad),
-                                 lambda x: scratch.avg_pool2d(x, kernel, stride, padding, count_include_pad), X)
+    include = dict(count_include_pad=count_include_pad)
+    assert_same_values_and_grads(lambda x: scratch.avg_pool2d(x, kernel, stride, padding, **include),
+                                 lambda x: F.avg_pool2d(x, kernel, stride, padding, **include), X)
+    assert_same_values_and_grads(lambda x: fast.avg_pool2d(x, kernel, stride, padding, **include),
+                                 lambda x: scratch.avg_pool2d(x, kernel, stride, padding, **include), X)
 
 
 def test_corr2d_is_the_books_example_and_matches_fast():
@@ -217,6 +218,120 @@ def test_pool_layer_twins_agree():
     torch.testing.assert_close(scratch.MaxPool2d(3, 2, 1)(X), fast.MaxPool2d(3, 2, 1)(X))
     torch.testing.assert_close(scratch.AvgPool2d(2)(X), fast.AvgPool2d(2)(X))
     torch.testing.assert_close(scratch.AvgPool2d(3, 2, 1)(X), fast.AvgPool2d(3, 2, 1)(X))
+
+
+def _pool_axes():
+    """Every (size, kernel, stride, padding) of one axis with n 1-8, k 1-4, s 1-3, p 0..k//2."""
+    return [(n, k, s, p) for n in range(1, 9) for k in range(1, 5) for s in range(1, 4) for p in range(k // 2 + 1)]
+
+
+def test_ceil_mode_pooling_matches_torch_on_every_small_shape():
+    """ceil_mode both ways, count_include_pad both ways, odd and even sizes: values and gradients as
+    F.max_pool2d and F.avg_pool2d, and the same shapes refused (torch: RuntimeError, scratch: ValueError)."""
+    axes = _pool_axes()
+    torch.manual_seed(0)
+    checked = refused = 0
+    for i, (h, kh, sh, ph) in enumerate(axes):
+        w, kw, sw, pw = axes[(7 * i + 3) % len(axes)]  # a different setting for the width
+        X = torch.randn(2, 2, h, w, **FLOAT64)  # distinct values: no ties for the max to split its gradient over
+        kernel, stride, padding = (kh, kw), (sh, sw), (ph, pw)
+        for ceil_mode in (False, True):
+            try:
+                F.max_pool2d(X, kernel, stride, padding, ceil_mode=ceil_mode)
+            except RuntimeError:  # no window fits
+                with pytest.raises(ValueError, match="larger than the padded input"):
+                    scratch.max_pool2d(X, kernel, stride, padding, ceil_mode=ceil_mode)
+                with pytest.raises(ValueError, match="larger than the padded input"):
+                    scratch.avg_pool2d(X, kernel, stride, padding, ceil_mode=ceil_mode)
+                refused += 1
+                continue
+            assert_same_values_and_grads(lambda x: scratch.max_pool2d(x, kernel, stride, padding, ceil_mode=ceil_mode),
+                                         lambda x: F.max_pool2d(x, kernel, stride, padding, ceil_mode=ceil_mode), X)
+            for count_include_pad in (False, True):
+                assert_same_values_and_grads(
+                    lambda x: scratch.avg_pool2d(x, kernel, stride, padding, ceil_mode, count_include_pad),
+                    lambda x: F.avg_pool2d(x, kernel, stride, padding, ceil_mode, count_include_pad), X)
+            checked += 1
+    assert checked > 300 and refused > 10  # both kinds of shape were seen
+
+
+def test_ceil_mode_divides_an_overhanging_window_by_what_it_covers():
+    # one row 0..5, windows of 3 columns, stride 2, padding 1: the padded row is [pad, 0..5, pad]; rounding up
+    # adds a 4th window starting at 5 that covers 5, the right padding and one column beyond it
+    X = torch.arange(6.0).reshape(1, 1, 1, 6)
+    args = ((1, 3), (1, 2), (0, 1))
+    torch.testing.assert_close(scratch.max_pool2d(X, *args)[0, 0, 0], torch.tensor([1.0, 3.0, 5.0]))
+    torch.testing.assert_close(scratch.max_pool2d(X, *args, ceil_mode=True)[0, 0, 0],
+                               torch.tensor([1.0, 3.0, 5.0, 5.0]))
+    # with count_include_pad the padding counts in the divisor (1/3 in the first window, 5/2 in the last), the
+    # column past the padding never does; without it only the real entries count (1/2 and 5/1)
+    torch.testing.assert_close(scratch.avg_pool2d(X, *args, ceil_mode=True)[0, 0, 0],
+                               torch.tensor([1 / 3, 2.0, 4.0, 5 / 2]))
+    torch.testing.assert_close(scratch.avg_pool2d(X, *args, count_include_pad=False, ceil_mode=True)[0, 0, 0],
+                               torch.tensor([1 / 2, 2.0, 4.0, 5.0]))
+    for cip in (True, False):
+        torch.testing.assert_close(scratch.avg_pool2d(X, *args, count_include_pad=cip, ceil_mode=True),
+                                   F.avg_pool2d(X, *args, ceil_mode=True, count_include_pad=cip))
+
+
+def test_ceil_mode_drops_a_last_window_that_would_start_in_the_padding():
+    # H = 5, k = 2, s = 2, p = 1: ceil((5 + 2 - 2) / 2) + 1 = 4 windows, but the 4th would start at padded
+    # row 6, the right padding ((4 - 1) * 2 >= 5 + 1): torch drops it, leaving floor mode's 3; with H = 6 the
+    # 4th window starts on the last row (6 < 6 + 1) and stays
+    for h, rows in ((5, 3), (6, 4)):
+        X = torch.randn(1, 1, h, h, **FLOAT64)
+        for ours, ref in ((scratch.max_pool2d, F.max_pool2d), (scratch.avg_pool2d, F.avg_pool2d)):
+            out = ours(X, 2, 2, 1, ceil_mode=True)
+            assert out.shape == ref(X, 2, 2, 1, ceil_mode=True).shape == (1, 1, rows, rows)
+            torch.testing.assert_close(out, ref(X, 2, 2, 1, ceil_mode=True))
+    # the same with stride 3: H = 4, k = 3, p = 1 -> ceil(3 / 3) + 1 = 2 windows, the 2nd starts at padded row 3
+    # (inside: 3 < 4 + 1); H = 5, k = 2, s = 3, p = 1 -> ceil(5 / 3) + 1 = 3, the 3rd would start at 6 >= 6
+    for h, k, rows in ((4, 3, 2), (5, 2, 2)):
+        X = torch.randn(1, 1, h, h, **FLOAT64)
+        assert scratch.max_pool2d(X, k, 3, 1, ceil_mode=True).shape == (1, 1, rows, rows)
+        torch.testing.assert_close(scratch.avg_pool2d(X, k, 3, 1, True, False), F.avg_pool2d(X, k, 3, 1, True, False))
+
+
+@pytest.mark.parametrize("count_include_pad", [True, False])
+def test_ceil_mode_pooling_passes_gradcheck(count_include_pad):
+    # 6 x 7 with 3x3 windows, stride 2, padding 1: a last row and column of windows hang over the edge
+    X = torch.randn(1, 2, 6, 7, **FLOAT64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda x: scratch.avg_pool2d(x, 3, 2, 1, True, count_include_pad), (X,))
+    assert torch.autograd.gradcheck(lambda x: scratch.max_pool2d(x, 3, 2, 1, ceil_mode=True), (X,))
+    assert torch.autograd.gradcheck(lambda x: scratch.avg_pool2d(x, (2, 3), (3, 2), (1, 0), True, count_include_pad,
+                                                                 divisor_override=5), (X,))
+
+
+@pytest.mark.parametrize("kwargs", [
+    {"kernel_size": 3, "stride": 2, "ceil_mode": True},  # GoogLeNet-style
+    {"kernel_size": 3, "stride": 2, "padding": 1, "ceil_mode": True},
+    {"kernel_size": (2, 3), "stride": (3, 1), "padding": (1, 0), "ceil_mode": True},
+    {"kernel_size": 2, "stride": 2, "ceil_mode": False},
+])
+@pytest.mark.parametrize("size", [(7, 7), (8, 6), (5, 9)])
+def test_pool_layers_take_torchs_arguments_and_match_torchs_layers(kwargs, size):
+    X = torch.randn(2, 3, *size, **FLOAT64)
+    pairs = [(scratch.MaxPool2d(**kwargs), nn.MaxPool2d(**kwargs)),
+             (scratch.MaxPool2d(**kwargs, dilation=2), nn.MaxPool2d(**kwargs, dilation=2)),
+             (scratch.AvgPool2d(**kwargs), nn.AvgPool2d(**kwargs)),
+             (scratch.AvgPool2d(**kwargs, count_include_pad=False), nn.AvgPool2d(**kwargs, count_include_pad=False)),
+             (scratch.AvgPool2d(**kwargs, divisor_override=4), nn.AvgPool2d(**kwargs, divisor_override=4))]
+    for ours, ref in pairs:
+        assert_same_values_and_grads(ours, ref, X)
+    # the fast twins are torch's layers: the same arguments build them, positionally too
+    args = kwargs["kernel_size"], kwargs["stride"], kwargs.get("padding", 0)
+    torch.testing.assert_close(scratch.AvgPool2d(*args, True, False)(X), fast.AvgPool2d(*args, True, False)(X))
+    torch.testing.assert_close(scratch.MaxPool2d(*args, 1, False, True)(X), fast.MaxPool2d(*args, 1, False, True)(X))
+
+
+def test_pool_layers_say_which_arguments_they_do_not_take():
+    scratch.MaxPool2d(3, ceil_mode=True, return_indices=False)
+    with pytest.raises(ValueError, match="does not return indices"):
+        scratch.MaxPool2d(3, 2, return_indices=True)
+    with pytest.raises(ValueError, match="divisor_override must not be zero"):
+        scratch.AvgPool2d(2, divisor_override=0)(torch.rand(1, 1, 4, 4))
+    assert repr(scratch.MaxPool2d(3, 2, 1, ceil_mode=True)) == \
+        "MaxPool2d(kernel_size=3, stride=2, padding=1, dilation=1, ceil_mode=True)"
 
 
 @pytest.mark.parametrize("output_size", [1, (1, 1), (2, 3), (3, 4), (7, 6)])

@@ -47,15 +47,17 @@ def conv_transpose2d(X: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor |
     return F.conv_transpose2d(X, weight, bias, stride, padding, output_padding, groups, dilation)
 
 
-def max_pool2d(X: torch.Tensor, kernel_size: IntPair, stride: IntPair | None = None, padding: IntPair = 0) -> torch.Tensor:
+def max_pool2d(X: torch.Tensor, kernel_size: IntPair, stride: IntPair | None = None, padding: IntPair = 0,
+               dilation: IntPair = 1, ceil_mode: bool = False) -> torch.Tensor:
     """Max pooling per channel (D2L §6.5)."""
-    return F.max_pool2d(X, kernel_size, stride, padding)
+    return F.max_pool2d(X, kernel_size, stride, padding, dilation, ceil_mode)
 
 
 def avg_pool2d(X: torch.Tensor, kernel_size: IntPair, stride: IntPair | None = None, padding: IntPair = 0,
-               count_include_pad: bool = True) -> torch.Tensor:
+               ceil_mode: bool = False, count_include_pad: bool = True,
+               divisor_override: int | None = None) -> torch.Tensor:
     """Average pooling per channel (D2L §6.5)."""
-    return F.avg_pool2d(X, kernel_size, stride, padding, count_include_pad=count_include_pad)
+    return F.avg_pool2d(X, kernel_size, stride, padding, ceil_mode, count_include_pad, divisor_override)
 
 
 def adaptive_avg_pool2d(X: torch.Tensor, output_size: IntPair) -> torch.Tensor:

@@ -8,6 +8,8 @@ stride. ``Tensor.unfold`` gives all windows at once as a strided view (no Python
 so cross-correlation is one ``einsum`` over each window and pooling one ``amax`` or ``sum``;
 ``F.fold``, unfold's adjoint, adds blocks back onto their windows for the transposed convolution.
 Output size per axis: floor((n - k + 2p) / s) + 1 (D2L §6.3), with taps d apart floor((n + 2p - d (k - 1) - 1) / s) + 1.
+Pooling's ``ceil_mode`` rounds up instead, so a last window may hang over the bottom or right edge (it pools
+what it covers), as long as it starts before the right padding.
 
 A transposed convolution (§13.10) runs the other way: each input entry spreads a copy of the kernel,
 scaled by itself, over the output, copies s apart, and overlapping copies add up. It is the transpose
@@ -81,13 +83,14 @@ def conv_output_size(n: int, kernel_size: int, padding: int = 0, stride: int = 1
     return (n + 2 * padding - span) // stride + 1
 
 
-def _pad(X: torch.Tensor, padding: tuple[int, int], value: float) -> torch.Tensor:
-    """X (B, C, H, W) -> (B, C, H + 2 ph, W + 2 pw), the border filled with ``value``."""
-    ph, pw = padding
-    if ph == 0 and pw == 0:
+def _pad(X: torch.Tensor, padding: tuple[int, int], value: float, extra: tuple[int, int] = (0, 0)) -> torch.Tensor:
+    """X (B, C, H, W) -> (B, C, H + 2 ph + eh, W + 2 pw + ew), the border filled with ``value``: ``padding``
+    on each side, and ``extra`` more rows at the bottom and columns at the right."""
+    (ph, pw), (eh, ew) = padding, extra
+    if ph == pw == eh == ew == 0:
         return X
     B, C, H, W = X.shape
-    out = X.new_full((B, C, H + 2 * ph, W + 2 * pw), value)
+    out = X.new_full((B, C, H + 2 * ph + eh, W + 2 * pw + ew), value)
     out[:, :, ph:ph + H, pw:pw + W] = X  # autograd passes the gradient of the inside back to X
     return out
 
@@ -202,27 +205,65 @@ def conv_matrix(K: torch.Tensor, input_shape: tuple[int, int], stride: IntPair =
     return responses.reshape(H * W, -1).T  # (P Q, H W)
 
 
+def _pool_output_size(n: int, kernel_size: int, padding: int, stride: int, dilation: int, ceil_mode: bool) -> int:
+    """:func:`conv_output_size`, or with ``ceil_mode`` PyTorch's rounding up: ceil((n + 2p - span) / s) + 1,
+    span = d (k - 1) + 1, less the last window if it would start in the right padding ((out - 1) s >= n + p)."""
+    if not ceil_mode:
+        return conv_output_size(n, kernel_size, padding, stride, dilation)
+    span = dilation * (kernel_size - 1) + 1
+    out = -((span - n - 2 * padding) // stride) + 1  # ceil((n + 2p - span) / s) + 1
+    if (out - 1) * stride >= n + padding:  # the last window would hold only right padding and beyond
+        out -= 1
+    if out < 1:
+        raise ValueError(f"kernel size {kernel_size} (dilation {dilation}) is larger than the padded input "
+                         f"({n} + 2 * {padding})")
+    return out
+
+
+def _overhang(shape: tuple[int, int], kernel: tuple[int, int], stride: tuple[int, int], padding: tuple[int, int],
+              dilation: tuple[int, int], ceil_mode: bool) -> tuple[int, int]:
+    """How many rows and columns the last windows reach past the bottom and right padding of an input of
+    ``shape`` (H, W): (0, 0) unless ``ceil_mode``; raises if no window fits."""
+    return tuple(max(0, (_pool_output_size(n, k, p, s, d, ceil_mode) - 1) * s + d * (k - 1) + 1 - (n + 2 * p))
+                 for n, k, s, p, d in zip(shape, kernel, stride, padding, dilation))
+
+
 @_images_or_one
-def max_pool2d(X: torch.Tensor, kernel_size: IntPair, stride: IntPair | None = None, padding: IntPair = 0) -> torch.Tensor:
-    """The largest entry of each window, per channel (D2L §6.5). Padding counts as -inf, so it is
-    never the maximum. Where a window holds several equal maxima (zeros after a ReLU), the gradient
-    is split evenly among them; PyTorch's kernel gives it all to one."""
+def max_pool2d(X: torch.Tensor, kernel_size: IntPair, stride: IntPair | None = None, padding: IntPair = 0,
+               dilation: IntPair = 1, ceil_mode: bool = False) -> torch.Tensor:
+    """The largest entry of each window, per channel (D2L §6.5); taps ``dilation`` apart. Padding counts
+    as -inf, so it is never the maximum; with ``ceil_mode`` the output size rounds up and a last window
+    hanging over the edge takes the maximum of what it covers. Where a window holds several equal maxima
+    (zeros after a ReLU), the gradient is split evenly among them; PyTorch's kernel gives it all to one.
+    Not taken: ``return_indices``."""
     kernel, stride, padding = _pool_args(kernel_size, stride, padding)
-    return _windows(X, kernel, stride, padding, pad_value=-math.inf).amax(dim=(-2, -1))  # (B, C, P, Q)
+    dilation = _pair(dilation, "dilation")
+    extra = _overhang(X.shape[-2:], kernel, stride, padding, dilation, ceil_mode)
+    X = _pad(X, padding, -math.inf, extra)  # (B, C, H + 2 ph + eh, W + 2 pw + ew)
+    return _windows(X, kernel, stride, (0, 0), dilation=dilation).amax(dim=(-2, -1))  # (B, C, P, Q)
 
 
 @_images_or_one
 def avg_pool2d(X: torch.Tensor, kernel_size: IntPair, stride: IntPair | None = None, padding: IntPair = 0,
-               count_include_pad: bool = True) -> torch.Tensor:
-    """The mean of each window, per channel (D2L §6.5). Padding is zeros; with
-    ``count_include_pad`` (PyTorch's default) they count in the divisor kh * kw, else only the
-    window's real entries do."""
+               ceil_mode: bool = False, count_include_pad: bool = True,
+               divisor_override: int | None = None) -> torch.Tensor:
+    """The mean of each window, per channel (D2L §6.5). Padding is zeros; with ``count_include_pad``
+    (PyTorch's default) they count in the divisor, else only the window's real entries do. With
+    ``ceil_mode`` the output size rounds up, and a last window hanging over the bottom or right edge
+    sums what it covers and divides by what it covers (never by the entries past the padding), as
+    ``F.avg_pool2d``. ``divisor_override`` divides every sum by itself instead (arguments in
+    ``F.avg_pool2d``'s order)."""
     kernel, stride, padding = _pool_args(kernel_size, stride, padding)
-    sums = _windows(X, kernel, stride, padding).sum(dim=(-2, -1))  # (B, C, P, Q)
-    if count_include_pad:
-        return sums / (kernel[0] * kernel[1])
+    extra = _overhang(X.shape[-2:], kernel, stride, padding, (1, 1), ceil_mode)
+    sums = _windows(_pad(X, padding, 0.0, extra), kernel, stride, (0, 0)).sum(dim=(-2, -1))  # (B, C, P, Q)
+    if divisor_override is not None:
+        if divisor_override == 0:
+            raise ValueError("divisor_override must not be zero")
+        return sums / divisor_override
+    # what counts in each divisor: the input, its padding too with count_include_pad, never the overhang
     ones = X.new_ones((1, 1, *X.shape[-2:]))
-    counts = _windows(ones, kernel, stride, padding).sum(dim=(-2, -1))  # (1, 1, P, Q) real entries per window
+    counted = _pad(_pad(ones, padding, float(count_include_pad)), (0, 0), 0.0, extra)  # (1, 1, H + 2 ph + eh, ...)
+    counts = _windows(counted, kernel, stride, (0, 0)).sum(dim=(-2, -1))  # (1, 1, P, Q)
     return sums / counts
 
 
@@ -296,30 +337,49 @@ class ConvTranspose2d(_Conv):
 
 
 class _Pool2d(nn.Module):
-    """What both pooling layers hold: window size, stride (default: the window size) and padding."""
+    """What both pooling layers hold: window size, stride (default: the window size), padding, ceil_mode."""
 
-    def __init__(self, kernel_size: IntPair, stride: IntPair | None = None, padding: IntPair = 0):
+    def __init__(self, kernel_size: IntPair, stride: IntPair | None = None, padding: IntPair = 0,
+                 ceil_mode: bool = False):
         super().__init__()
-        self.kernel_size, self.stride, self.padding = kernel_size, stride, padding
+        self.kernel_size, self.stride, self.padding, self.ceil_mode = kernel_size, stride, padding, ceil_mode
 
     def extra_repr(self) -> str:
         return f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}"
 
 
 class MaxPool2d(_Pool2d):
-    """Max pooling layer from :func:`max_pool2d` (D2L §6.5)."""
+    """Max pooling layer from :func:`max_pool2d` (D2L §6.5), with ``nn.MaxPool2d``'s arguments; not taken:
+    ``return_indices=True`` (a ValueError)."""
+
+    def __init__(self, kernel_size: IntPair, stride: IntPair | None = None, padding: IntPair = 0,
+                 dilation: IntPair = 1, return_indices: bool = False, ceil_mode: bool = False):
+        if return_indices:
+            raise ValueError("the scratch MaxPool2d does not return indices (return_indices=True); "
+                             "ops.fast.MaxPool2d (PyTorch's) does")
+        super().__init__(kernel_size, stride, padding, ceil_mode)
+        self.dilation, self.return_indices = dilation, return_indices
 
     def forward(self, X: torch.Tensor) -> torch.Tensor:
-        return max_pool2d(X, self.kernel_size, self.stride, self.padding)
+        return max_pool2d(X, self.kernel_size, self.stride, self.padding, self.dilation, self.ceil_mode)
+
+    def extra_repr(self) -> str:
+        return f"{super().extra_repr()}, dilation={self.dilation}, ceil_mode={self.ceil_mode}"
 
 
 class AvgPool2d(_Pool2d):
-    """Average pooling layer from :func:`avg_pool2d` (D2L §6.5); padding counts in the divisor, as
-    in ``nn.AvgPool2d``'s default (its ``ceil_mode`` and ``count_include_pad`` are not taken: the book
-    uses neither; the function :func:`avg_pool2d` takes ``count_include_pad``)."""
+    """Average pooling layer from :func:`avg_pool2d` (D2L §6.5), with ``nn.AvgPool2d``'s arguments in its
+    order: padding counts in the divisor unless ``count_include_pad=False``; ``ceil_mode`` rounds the
+    output size up; ``divisor_override`` replaces the divisor."""
+
+    def __init__(self, kernel_size: IntPair, stride: IntPair | None = None, padding: IntPair = 0,
+                 ceil_mode: bool = False, count_include_pad: bool = True, divisor_override: int | None = None):
+        super().__init__(kernel_size, stride, padding, ceil_mode)
+        self.count_include_pad, self.divisor_override = count_include_pad, divisor_override
 
     def forward(self, X: torch.Tensor) -> torch.Tensor:
-        return avg_pool2d(X, self.kernel_size, self.stride, self.padding)
+        return avg_pool2d(X, self.kernel_size, self.stride, self.padding, count_include_pad=self.count_include_pad,
+                          ceil_mode=self.ceil_mode, divisor_override=self.divisor_override)
 
 
 def _adaptive_cells(X: torch.Tensor, output_size: IntPair, reduce) -> torch.Tensor:
