@@ -208,7 +208,8 @@ def test_conversions_refuse_what_has_no_twin(tmp_path):
         bert_weights.hf_checkpoint_weights(tmp_path, to_fine_tune=True)                      # the run's preflight
     (tmp_path / "model.safetensors").write_bytes(b"")
     assert bert_weights.hf_checkpoint_weights(tmp_path) == tmp_path / "model.safetensors"
-    with pytest.raises(ValueError, match="unknown d2l pretrained BERT 'bert.large'; choose one of bert.small, bert.base"):
+    with pytest.raises(ValueError, match=r"unknown d2l pretrained BERT 'bert.large'; the book's are bert.small and "
+                                         r"bert.base \(on the command line --pretrained d2l:bert.small, d2l:bert.base\)"):
         bert_weights.d2l_pretrained_dataset("bert.large")
     with pytest.raises(ValueError, match="not a state dict of d2l's BERTModel"):
         from_d2l_state_dict({})

@@ -122,8 +122,9 @@ def test_examples_longer_than_the_berts_positions_are_refused_before_any_data_is
     ("bert-finetune", "hf:{tmp}", "is not a Hugging Face checkpoint folder to fine-tune: it has no config.json, no "
                                   "vocab.txt, no model.safetensors or pytorch_model.bin"),
     ("bert-finetune", "{tmp}/gone", "gone is not a finished divekit run (it needs config.json and checkpoint.pt)"),
-    ("bert-snli", "d2l:bert.tiny", "--pretrained d2l:bert.tiny: unknown d2l pretrained BERT 'bert.tiny'; choose one of "
-                                   "bert.small, bert.base"),
+    ("bert-snli", "d2l:bert.tiny", "--pretrained d2l:bert.tiny: unknown d2l pretrained BERT 'bert.tiny'; the book's "
+                                   "are bert.small and bert.base (on the command line --pretrained d2l:bert.small, "
+                                   "d2l:bert.base)"),
     ("bert-snli", "none", "--pretrained none: this demonstration fine-tunes a pretrained BERT and cannot pretrain one"),
 ])
 def test_missing_pretrained_weights_are_the_first_thing_a_run_says(name, spec, message, tmp_path, monkeypatch,

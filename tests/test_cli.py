@@ -392,8 +392,9 @@ def test_linear_regression_on_a_users_csv_table(tmp_path, capsys):
     summary = json.loads((run / "summary.json").read_text())
     assert summary["data"] == "houses.csv" and summary["reference"] == []
     assert summary["final"]["val_loss"] < 1e-3
-    with pytest.raises(SystemExit):
+    with pytest.raises(SystemExit) as exit_info:
         main(["resume", str(run), "--help"])  # the run's own data, not the book's
+    assert exit_info.value.code == 0
     description = "".join(capsys.readouterr().out.split())  # argparse breaks the long path anywhere
     assert f"(D2L3.1-3.3)on{tmp_path / 'houses.csv'}." in description and "book:" not in description
 

@@ -274,6 +274,14 @@ def test_ceil_mode_divides_an_overhanging_window_by_what_it_covers():
                                    F.avg_pool2d(X, *args, ceil_mode=True, count_include_pad=cip))
 
 
+@pytest.mark.parametrize("dtype", [torch.int64, torch.int32, torch.uint8])
+def test_max_pooling_of_integers_pads_with_the_types_least_value(dtype):
+    X = torch.arange(25).reshape(1, 1, 5, 5).to(dtype)                        # uint8: no -inf, no negatives
+    for kwargs in (dict(ceil_mode=True), dict(padding=1), dict(padding=1, ceil_mode=True)):
+        out = scratch.max_pool2d(X, 2, 2, **kwargs)
+        assert out.dtype == dtype and torch.equal(out, F.max_pool2d(X, 2, 2, **kwargs)), kwargs
+
+
 def test_ceil_mode_drops_a_last_window_that_would_start_in_the_padding():
     # H = 5, k = 2, s = 2, p = 1: ceil((5 + 2 - 2) / 2) + 1 = 4 windows, but the 4th would start at padded
     # row 6, the right padding ((4 - 1) * 2 >= 5 + 1): torch drops it, leaving floor mode's 3; with H = 6 the

@@ -117,6 +117,11 @@ def test_a_label_file_without_commas_names_its_separator(tmp_path):
     (tmp_path / "label.csv").write_text(f"{header}\n0.png\t0\t1\t1\t4\t4\n")  # the header right, a row with tabs
     with pytest.raises(ValueError, match=r"line 2: no commas \(its fields are separated by tabs\)"):
         read_detection_split(tmp_path)
+    for name in ("0.png", "my photo.png"):  # an image's name alone, with or without spaces: not a separator
+        (tmp_path / "label.csv").write_text(f"{header}\n{name}\n")
+        with pytest.raises(ValueError, match=rf"line 2: expected 6 fields, got \['{name}'\]; an image without objects "
+                                             rf"is its name and five empty fields \({name},,,,,\)$"):
+            read_detection_split(tmp_path)
 
 
 def test_a_class_name_in_the_label_column_points_to_classes_txt(tmp_path):

@@ -107,10 +107,12 @@ def read_detection_split(folder: str | os.PathLike, size: tuple[int, int] | None
         for line, row in enumerate(reader, 2):
             if not any(cell.strip() for cell in row):
                 continue
-            if len(row) == 1:
+            if len(row) == 1 and _separator(row[0]):
                 raise _no_commas(where, line, row[0])
             if len(row) != len(LABEL_HEADER):
-                raise ValueError(f"{where}, line {line}: expected {len(LABEL_HEADER)} fields, got {row}")
+                alone = f"; an image without objects is its name and five empty fields ({row[0]},,,,,)" \
+                    if len(row) == 1 else ""
+                raise ValueError(f"{where}, line {line}: expected {len(LABEL_HEADER)} fields, got {row}{alone}")
             if not row[0].strip():
                 raise ValueError(f"{where}, line {line}: no image name (img_name, a file in {folder / 'images'})")
             named.setdefault(row[0], line)
@@ -173,9 +175,15 @@ def read_detection_split(folder: str | os.PathLike, size: tuple[int, int] | None
     return Detection(torch.stack(images), boxes, labels)
 
 
+def _separator(text: str) -> str | None:
+    """The common separator (tabs, semicolons, spaces) that splits a line of label.csv into its six fields, if one does."""
+    return next((name for mark, name in (("\t", "tabs"), (";", "semicolons"), (" ", "spaces"))
+                 if len(text.split(mark)) == len(LABEL_HEADER)), None)
+
+
 def _no_commas(where: Path, line: int, text: str) -> ValueError:
     """The error for a line of label.csv without commas, naming its separator where it is a common one."""
-    found = next((name for mark, name in (("\t", "tabs"), (";", "semicolons"), (" ", "spaces")) if mark in text), None)
+    found = _separator(text)
     return ValueError(f"{where}, line {line}: no commas{f' (its fields are separated by {found})' if found else ''}; "
                       f"label.csv must be comma-separated ({','.join(LABEL_HEADER)}): save it as CSV with commas")
 

@@ -232,14 +232,15 @@ def _overhang(shape: tuple[int, int], kernel: tuple[int, int], stride: tuple[int
 def max_pool2d(X: torch.Tensor, kernel_size: IntPair, stride: IntPair | None = None, padding: IntPair = 0,
                dilation: IntPair = 1, ceil_mode: bool = False) -> torch.Tensor:
     """The largest entry of each window, per channel (D2L §6.5); taps ``dilation`` apart. Padding counts
-    as -inf, so it is never the maximum; with ``ceil_mode`` the output size rounds up and a last window
-    hanging over the edge takes the maximum of what it covers. Where a window holds several equal maxima
-    (zeros after a ReLU), the gradient is split evenly among them; PyTorch's kernel gives it all to one.
-    Not taken: ``return_indices``."""
+    as -inf (an integer type's least value), so it is never the maximum; with ``ceil_mode`` the output
+    size rounds up and a last window hanging over the edge takes the maximum of what it covers. Where a
+    window holds several equal maxima (zeros after a ReLU), the gradient is split evenly among them;
+    PyTorch's kernel gives it all to one. Not taken: ``return_indices``."""
     kernel, stride, padding = _pool_args(kernel_size, stride, padding)
     dilation = _pair(dilation, "dilation")
     extra = _overhang(X.shape[-2:], kernel, stride, padding, dilation, ceil_mode)
-    X = _pad(X, padding, -math.inf, extra)  # (B, C, H + 2 ph + eh, W + 2 pw + ew)
+    lowest = -math.inf if X.is_floating_point() else torch.iinfo(X.dtype).min  # never a window's maximum
+    X = _pad(X, padding, lowest, extra)  # (B, C, H + 2 ph + eh, W + 2 pw + ew)
     return _windows(X, kernel, stride, (0, 0), dilation=dilation).amax(dim=(-2, -1))  # (B, C, P, Q)
 
 
