@@ -176,7 +176,8 @@ def read_detection_split(folder: str | os.PathLike, size: tuple[int, int] | None
 
 
 def _separator(text: str) -> str | None:
-    """The common separator (tabs, semicolons, spaces) that splits a line of label.csv into its six fields, if one does."""
+    """The common separator (tabs, semicolons, spaces) that splits a line of label.csv into its six
+    fields, if one does."""
     return next((name for mark, name in (("\t", "tabs"), (";", "semicolons"), (" ", "spaces"))
                  if len(text.split(mark)) == len(LABEL_HEADER)), None)
 

@@ -211,7 +211,8 @@ _D2L_TOP = (("encoder.token_embedding.weight", "encoder.token_embedding.weight")
 
 
 def d2l_pretrained_dataset(name: str) -> str:
-    """The data hub's name for the book's pretrained BERT ``name`` (see :data:`D2L_PRETRAINED`), or why there is none."""
+    """The data hub's name for the book's pretrained BERT ``name`` (see :data:`D2L_PRETRAINED`), or why
+    there is none."""
     if name not in D2L_PRETRAINED:
         raise ValueError(f"unknown d2l pretrained BERT {name!r}; the book's are {' and '.join(D2L_PRETRAINED)} "
                          f"(on the command line --pretrained {', '.join('d2l:' + known for known in D2L_PRETRAINED)})")
