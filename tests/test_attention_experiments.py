@@ -2,7 +2,6 @@
 attention-map probe against step-by-step decoding, held-out BLEU, and translating what a user
 types with the model and vocabularies of a finished run."""
 
-import json
 import sys
 
 import pytest

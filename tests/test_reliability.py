@@ -22,7 +22,7 @@ from PIL import Image
 from divekit import io
 from divekit.cli import main
 from divekit.data import hub
-from divekit.experiments.runner import LOCK_NAME, resume_run, run_lock
+from divekit.experiments.runner import LOCK_NAME, resume_run
 
 ROOT = Path(__file__).resolve().parents[1]
 

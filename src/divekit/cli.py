@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
-import logging
 import re
 import sys
 from typing import Sequence

@@ -319,7 +319,6 @@ class Translator(Predictor):
     def evaluation_data(self, path, batch_size):
         from divekit.data.translation import TranslationData, build_array, preprocess, tokenize_pairs
         from divekit.data.batch import SequencePair
-        from divekit.data.loader import TensorLoader
 
         source_lines, target_lines = tokenize_pairs(preprocess(path.read_text(encoding="utf-8")))
         if not source_lines:

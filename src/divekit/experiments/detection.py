@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Annotated, ClassVar, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 from divekit.experiments.parts import DataPart, LoadContext, Loaded, Probe, TaskPart, limited
 from divekit.experiments.registry import BatchSize, DemoResult, Device, Epochs, Impl, Recipe, Seed, demo, register
