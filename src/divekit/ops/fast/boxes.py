@@ -18,12 +18,13 @@ all N boxes each, about ten tensor operations each): cheap in arithmetic, costly
   fixed point in a few rounds, since every step would wait for the device (not measured here: no
   GPU); larger inputs go block by block on the CPU (copied there, the result copied back).
 
-Integer boxes take the scratch loop; 16-bit float boxes are compared in float32, as :func:`box_iou` measures them.
+Integer boxes take the scratch loop; 16-bit float boxes are compared in float32, as :func:`box_iou`
+measures them.
 
 Both rank the boxes by descending score, ties by position, as the scratch loop; on a CPU the blocks
 never sort all the boxes (only the best ``BLOCK`` left, picked by numpy's partition of the rank keys,
-:func:`_rank_keys`). Results are identical to the scratch loop's (tested on the CPU, both forms). Greedy NMS as a fixed
-point: in rank order, box j is kept iff no *kept* higher-ranked box i covers it (IoU > threshold,
+:func:`_rank_keys`). Results are identical to the scratch loop's (tested on the CPU, both forms).
+Greedy NMS as a fixed point: in rank order, box j is kept iff no *kept* higher-ranked box i covers it (IoU > threshold,
 same group). That recursion has exactly one solution, and iterating
 keep <- not any_i(keep_i and covers_ij) from keep = all reaches it after at most (length of the
 longest chain of covering boxes + 1) rounds, each one batched (N, N) product and one sync.
@@ -196,10 +197,9 @@ def _rank_keys(scores: torch.Tensor) -> np.ndarray:
 def _descending_order(scores: torch.Tensor) -> torch.Tensor:
     """Each row's positions by descending score, ties by position: scores (G, N) -> (G, N), the order of
     ``argsort(descending=True, stable=True)``. On the CPU, from ``NUMPY_SORT_FROM`` float32 scores a row,
-    numpy sorts the rank keys (:func:`_rank_keys`) themselves: every key differs, so their sort (numpy's
-    vectorised sort, 2.4x faster than its argsort) gives the stable order, read back from their low
-    bits (10,000 scores: 53-82 us against torch's 660-690 us on an Intel CPU, where numpy's sort uses
-    AVX-512; ~300 us on an AMD one, where it does not)."""
+    numpy sorts the rank keys (:func:`_rank_keys`) themselves: every key differs, so their sort (faster
+    than an argsort) gives the stable order, read back from their low bits (10,000 scores: 53-82 us with
+    the numpy of an earlier session, 240-320 us with numpy 2.4.6, against torch's 610-690 us)."""
     G, N = scores.shape
     if scores.device.type != "cpu" or scores.dtype != torch.float32 or not NUMPY_SORT_FROM <= N <= POSITION_MASK:
         return scores.argsort(dim=1, descending=True, stable=True)
@@ -218,8 +218,9 @@ def _covers(coords: np.ndarray, areas: np.ndarray, groups: np.ndarray | None, i:
     """Whether box i covers box j, boxes as coordinate rows coords (4, N) (x1, y1, x2, y2) with their
     areas (N,), groups (N,) or None, positions i (a,), the boxes j as :func:`_columns` gives them -> (a, b)
     bool: IoU above the threshold, and the same group, through three ``buffers`` (a, b) (new ones if not
-    given; the IoU overwrites the intersection in the first: a smaller working set). All in numpy: its cost per call is a fifth of torch's, and torch's comparison to a bool
-    tensor alone takes ~7x as long as numpy's (measured faster in NMS at 1,000 to 10,000 boxes)."""
+    given; the IoU overwrites the intersection in the first: a smaller working set). All in numpy: its
+    cost per call is a fifth of torch's, and torch's comparison to a bool tensor alone takes ~7x as long
+    as numpy's (measured faster in NMS at 1,000 to 10,000 boxes)."""
     coords_j, areas_j, groups_j = columns
     buffers = buffers or [np.empty((len(i), areas_j.shape[-1]), dtype=coords.dtype) for _ in range(3)]
     iou = _iou_block(coords.take(i, axis=1)[:, :, None], coords_j, areas.take(i)[:, None], areas_j, *buffers,
