@@ -520,6 +520,17 @@ def test_block_nms_resolves_chains_longer_than_a_block():
     assert fast_boxes._greedy_in_block(covers).tolist() == [True, False, False, False, False]
 
 
+def test_a_large_iou_matrix_is_a_plain_tensor_from_numpys_memory():
+    # on the CPU the output comes from numpy (huge pages: fewer page faults); it behaves as any tensor
+    g = torch.Generator().manual_seed(9)
+    a, b = random_boxes(700, g, dtype=torch.float64), random_boxes(900, g, dtype=torch.float64)
+    iou = fast.box_iou(a, b)
+    assert iou.dtype == torch.float64 and iou.shape == (700, 900) and iou.is_contiguous()
+    assert torch.equal(iou, scratch.box_iou(a, b))
+    iou[0, 0] = 2.0                                                            # writable, its own memory
+    assert fast.box_iou(a, b)[0, 0] != 2.0 and torch.equal(fast.box_iou(a[:3], b[:5]), scratch.box_iou(a[:3], b[:5]))
+
+
 def test_the_iou_block_gives_the_same_numbers_on_numpy_and_torch():
     """NMS tests its blocks with numpy, box_iou computes with torch: one formula, equal to the bit."""
     g = torch.Generator().manual_seed(8)
