@@ -435,7 +435,7 @@ def test_nms_of_a_batch_of_rows_and_both_fast_paths(N):
 
 def test_the_fast_ranking_is_the_stable_descending_sort_ties_and_signed_zeros_included():
     g = torch.Generator().manual_seed(5)
-    N = fast_boxes.NUMPY_SORT_FROM + 953  # numpy's sort of packed keys
+    N = 3001
     scores = (torch.rand(3, N, generator=g) * 8).round() / 4 - 1  # few distinct values: many ties
     scores[:, ::17] = -0.0
     scores[:, 1::29] = 0.0
@@ -444,9 +444,14 @@ def test_the_fast_ranking_is_the_stable_descending_sort_ties_and_signed_zeros_in
     scores[1, 5:8] = torch.tensor([-0x400000, 0x7FC00001, -0x3FFFFF], dtype=torch.int32).view(torch.float32)
     assert scores[1, 5:8].isnan().all() and torch.signbit(scores[1, 5])
     expected = scores.argsort(dim=1, descending=True, stable=True)
-    assert torch.equal(fast_boxes._descending_order(scores), expected)
-    small = scores[:, :100]  # below NUMPY_SORT_FROM: torch's own sort
-    assert torch.equal(fast_boxes._descending_order(small), small.argsort(dim=1, descending=True, stable=True))
+
+    def by_keys(scores):  # the rank keys' own order, as the blocks and multibox detection read it
+        return torch.from_numpy(np.sort(fast_boxes._rank_keys(scores), axis=1) & fast_boxes.POSITION_MASK)
+
+    assert torch.equal(by_keys(scores), expected)
+    assert torch.equal(by_keys(scores.double()), expected)  # other dtypes: torch's ranks in the keys
+    small = scores[:, :100]
+    assert torch.equal(by_keys(small), small.argsort(dim=1, descending=True, stable=True))
 
 
 def test_a_blocks_best_keys_are_found_through_a_sample_or_in_full():
@@ -592,10 +597,10 @@ def test_fast_nms_treats_a_nan_box_as_scratch_does(threshold):
 
 @pytest.mark.parametrize("threshold", [-0.1, 0.0, 0.3, 0.7])
 def test_fast_nms_of_thousands_with_empty_infinite_and_nan_boxes_equals_the_loop(threshold):
-    # numpy's ranking (from NUMPY_SORT_FROM boxes) and the blocks' IoU test, which leaves 0 / 0 as NaN
-    # where the threshold is >= 0 (no NaN is above it) and gives 0 below, as the scratch formula
+    # numpy's rank keys and the blocks' IoU test, which leaves 0 / 0 as NaN where the threshold is >= 0
+    # (no NaN is above it) and gives 0 below, as the scratch formula
     g = torch.Generator().manual_seed(21)
-    N = fast_boxes.NUMPY_SORT_FROM + 100
+    N = 2148
     boxes = clustered_boxes(N, g)
     boxes[::50] = boxes[::50, :2].repeat(1, 2)                                  # empty: x1 = x2, y1 = y2
     boxes[7::97, 2] = float("inf")
@@ -730,7 +735,7 @@ def test_fast_nms_takes_thresholds_and_categories_of_any_type_as_the_loop_does()
     for threshold in (0.1, np.float64(0.1), np.float32(0.1), torch.tensor(0.1, dtype=torch.float64), torch.tensor(0.1)):
         assert fast.nms(pair, scores, threshold).tolist() == scratch.nms(pair, scores, threshold).tolist() == [0, 1]
     g = torch.Generator().manual_seed(13)
-    N = fast_boxes.NUMPY_SORT_FROM + 10
+    N = 2058
     boxes, scores = clustered_boxes(N, g), torch.rand(N, generator=g)
     idxs = torch.randint(3, (N,), generator=g)
     expected = scratch.batched_nms(boxes, scores, idxs, 0.5).tolist()

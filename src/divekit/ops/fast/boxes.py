@@ -73,7 +73,6 @@ ALL_PAIRS_MAX = 2**28  # G·N² pairs on an accelerator: 1 GiB of float32
 BLOCK = 64             # candidates resolved together on a CPU (at most 64: a row of covers is one 64-bit word)
 IOU_BLOCK = 1 << 16    # IoU pairs per step of the blocked IoU: each temporary is 256 KiB of float32
 SAMPLE_FROM = 4096     # candidates from which a block's best are found through a sample of them (_kth_smallest)
-NUMPY_SORT_FROM = 2048  # scores per row from which numpy's sort ranks them on a CPU (torch's is faster below)
 
 
 def box_iou(boxes1: torch.Tensor, boxes2: torch.Tensor) -> torch.Tensor:
@@ -203,18 +202,6 @@ def _rank_keys(scores: torch.Tensor) -> np.ndarray:
     return ((2 ** 31 - 1 - ordered) << POSITION_BITS) | positions             # ascending: best score, then position
 
 
-def _descending_order(scores: torch.Tensor) -> torch.Tensor:
-    """Each row's positions by descending score, ties by position: scores (G, N) -> (G, N), the order of
-    ``argsort(descending=True, stable=True)``. On the CPU, from ``NUMPY_SORT_FROM`` float32 scores a row,
-    numpy sorts the rank keys (:func:`_rank_keys`) themselves: every key differs, so their sort (faster
-    than an argsort) gives the stable order, read back from their low bits (10,000 scores: 53-82 us with
-    the numpy of an earlier session, 240-320 us with numpy 2.4.6, against torch's 610-690 us)."""
-    G, N = scores.shape
-    if scores.device.type != "cpu" or scores.dtype != torch.float32 or not NUMPY_SORT_FROM <= N <= POSITION_MASK:
-        return scores.argsort(dim=1, descending=True, stable=True)
-    return torch.from_numpy(np.sort(_rank_keys(scores), axis=1) & POSITION_MASK)
-
-
 def _columns(coords: np.ndarray, areas: np.ndarray, groups: np.ndarray | None, j: np.ndarray):
     """The column side of :func:`_covers`, boxes j (b,) gathered once: coordinates (4, 1, b), areas (1, b)
     and groups (1, b) or None."""
@@ -313,13 +300,13 @@ def _nms_row(boxes: np.ndarray, groups: np.ndarray | None, keys: np.ndarray, iou
     return np.concatenate(kept) if kept else np.zeros(0, dtype=np.int64)
 
 
-def _nms_rows(boxes: torch.Tensor, scores: torch.Tensor, iou_threshold: float,
+def _nms_rows(boxes: torch.Tensor, keys: np.ndarray, iou_threshold: float,
               groups: torch.Tensor | None = None) -> list[np.ndarray]:
     """Greedy NMS block by block on the CPU (see the module note): boxes (G, N, 4) float32/64 on the CPU,
-    scores (G, N), groups (G, N) or None -> each row's kept positions (K_g,), best first. Each row on its
-    own (:func:`_nms_row`), since rows keep different numbers of boxes; every step in numpy (see
-    :func:`_covers`). Time O(N·kept) IoUs in about N / BLOCK steps; memory O(BLOCK·N)."""
-    keys = _rank_keys(scores)                                                    # (G, N)
+    the scores' rank keys (G, N) (:func:`_rank_keys`), groups (G, N) or None -> each row's kept positions
+    (K_g,), best first. Each row on its own (:func:`_nms_row`), since rows keep different numbers of boxes;
+    every step in numpy (see :func:`_covers`). Time O(N·kept) IoUs in about N / BLOCK steps; memory
+    O(BLOCK·N)."""
     if groups is not None:  # compared for equality only: any dtype numpy lacks (bfloat16) as float32, exactly
         groups = groups.detach().cpu()
         groups = groups.float() if groups.dtype == torch.bfloat16 else groups
@@ -330,11 +317,13 @@ def _nms_rows(boxes: torch.Tensor, scores: torch.Tensor, iou_threshold: float,
 
 def _nms_keep_blocks(boxes: torch.Tensor, scores: torch.Tensor, iou_threshold: float,
                      groups: torch.Tensor | None = None):
-    """:func:`_nms_rows` as the other forms give it: (keep (G, N) bool in input order, order (G, N))."""
+    """:func:`_nms_rows` as the other forms give it: (keep (G, N) bool in input order, order (G, N)), the
+    order read from the same rank keys (sorted: every key differs, so their sort is the stable one)."""
+    keys = _rank_keys(scores)                                                    # (G, N)
     keep = torch.zeros(scores.shape, dtype=torch.bool)
-    for row, kept in enumerate(_nms_rows(boxes, scores, iou_threshold, groups)):
+    for row, kept in enumerate(_nms_rows(boxes, keys, iou_threshold, groups)):
         keep[row, torch.from_numpy(kept)] = True
-    return keep, _descending_order(scores)
+    return keep, torch.from_numpy(np.sort(keys, axis=1) & POSITION_MASK)
 
 
 def _nms_keep_all_pairs(boxes: torch.Tensor, scores: torch.Tensor, iou_threshold: float,
@@ -342,7 +331,7 @@ def _nms_keep_all_pairs(boxes: torch.Tensor, scores: torch.Tensor, iou_threshold
     """Greedy NMS from all pairwise IoUs: boxes (G, N, 4), scores (G, N), groups (G, N) or None
     -> (keep (G, N) bool in input order, order (G, N)). Memory O(G·N²)."""
     G, N = scores.shape
-    order, ranked, ranked_groups = _scratch._rank(boxes, scores, groups, _descending_order(scores))
+    order, ranked, ranked_groups = _scratch._rank(boxes, scores, groups)
     covers = box_iou(ranked, ranked) > iou_threshold                            # (G, N, N) i covers j
     if ranked_groups is not None:
         covers &= ranked_groups[:, :, None] == ranked_groups[:, None, :]
@@ -383,7 +372,7 @@ def _kept_indices(boxes: torch.Tensor, scores: torch.Tensor, iou_threshold: floa
     the boxes), not through a mask in input order."""
     upcast = _scratch._upcast(boxes)
     if boxes.device.type == "cpu" and upcast.is_floating_point():
-        kept = _nms_rows(upcast[None].detach(), scores[None].detach(), float(iou_threshold),
+        kept = _nms_rows(upcast[None].detach(), _rank_keys(scores[None].detach()), float(iou_threshold),
                          None if groups is None else groups[None])
         return torch.from_numpy(kept[0])
     keep, order = _nms_keep(boxes[None], scores[None], iou_threshold, None if groups is None else groups[None])

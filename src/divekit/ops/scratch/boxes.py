@@ -284,13 +284,11 @@ def multibox_target(anchors: torch.Tensor, labels: torch.Tensor, iou_threshold: 
 
 # ---- non-maximum suppression (D2L §13.4.4) -------------------------------------------------------
 
-def _rank(boxes: torch.Tensor, scores: torch.Tensor, groups: torch.Tensor | None, order: torch.Tensor | None = None):
+def _rank(boxes: torch.Tensor, scores: torch.Tensor, groups: torch.Tensor | None):
     """Sort each row by descending score (ties by index): boxes (G, N, 4), scores (G, N), groups (G, N)
-    -> (order (G, N), ranked boxes (G, N, 4), ranked groups (G, N) or None). ``order``: that order,
-    already computed (the fast twin sorts faster)."""
+    -> (order (G, N), ranked boxes (G, N, 4), ranked groups (G, N) or None)."""
     G, N = scores.shape
-    if order is None:
-        order = scores.argsort(dim=1, descending=True, stable=True)            # (G, N)
+    order = scores.argsort(dim=1, descending=True, stable=True)                # (G, N)
     ranked = boxes.gather(1, order[..., None].expand(G, N, 4))                  # (G, N, 4) best first
     return order, ranked, None if groups is None else groups.gather(1, order)
 
