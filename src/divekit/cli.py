@@ -134,10 +134,10 @@ def _run_parser(experiment, only: Sequence[str] | None = None, prog: str | None 
     experiment's options, with its defaults (or ``defaults``, a run's own values)."""
     options = experiment.options
     own_data = (defaults or {}).get("data")  # a run of your own data: that data, and no book's result
+    heading = f"{experiment.title} (D2L {experiment.section}) on {own_data or experiment.dataset}."
     parser = _Parser(
         prog=prog or f"{PROG} run {experiment.name}", allow_abbrev=False,  # --epoch is no --epochs
-        description=f"{experiment.title} (D2L {experiment.section}) on {own_data}." if own_data else " ".join(filter(
-            None, (f"{experiment.title} (D2L {experiment.section}) on {experiment.dataset}.", experiment.description))),
+        description=heading if own_data else " ".join(filter(None, (heading, experiment.description))),
     )
     # a new run's help also names the values that another --impl starts from (a run's own are one value)
     other_impls = {} if defaults else experiment.impl_defaults
