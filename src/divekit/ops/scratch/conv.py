@@ -96,12 +96,13 @@ def _pad(X: torch.Tensor, padding: tuple[int, int], value: float, extra: tuple[i
 
 
 def _windows(X: torch.Tensor, kernel: tuple[int, int], stride: tuple[int, int], padding: tuple[int, int],
-             pad_value: float = 0.0, dilation: tuple[int, int] = (1, 1)) -> torch.Tensor:
-    """All (kh, kw) windows of X (B, C, H, W), padded, strided and dilated: a view of shape
-    (B, C, P, Q, kh, kw)."""
-    for k, p, d, n in zip(kernel, padding, dilation, X.shape[-2:]):
-        conv_output_size(n, k, p, dilation=d)  # raises if the window does not fit
-    X = _pad(X, padding, pad_value)
+             pad_value: float = 0.0, dilation: tuple[int, int] = (1, 1),
+             extra: tuple[int, int] = (0, 0)) -> torch.Tensor:
+    """All (kh, kw) windows of X (B, C, H, W), padded (``extra`` more rows and columns at the bottom and
+    right: pooling's ``ceil_mode``), strided and dilated: a view of shape (B, C, P, Q, kh, kw)."""
+    for k, p, d, n, e in zip(kernel, padding, dilation, X.shape[-2:], extra):
+        conv_output_size(n + e, k, p, dilation=d)  # raises if the window does not fit
+    X = _pad(X, padding, pad_value, extra)
     (kh, kw), (sh, sw), (dh, dw) = kernel, stride, dilation
     spans = X.unfold(2, dh * (kh - 1) + 1, sh).unfold(3, dw * (kw - 1) + 1, sw)  # (B, C, P, Q, span_h, span_w)
     return spans[..., ::dh, ::dw]  # every d-th tap: (B, C, P, Q, kh, kw)
@@ -240,8 +241,7 @@ def max_pool2d(X: torch.Tensor, kernel_size: IntPair, stride: IntPair | None = N
     dilation = _pair(dilation, "dilation")
     extra = _overhang(X.shape[-2:], kernel, stride, padding, dilation, ceil_mode)
     lowest = -math.inf if X.is_floating_point() else torch.iinfo(X.dtype).min  # never a window's maximum
-    X = _pad(X, padding, lowest, extra)  # (B, C, H + 2 ph + eh, W + 2 pw + ew)
-    return _windows(X, kernel, stride, (0, 0), dilation=dilation).amax(dim=(-2, -1))  # (B, C, P, Q)
+    return _windows(X, kernel, stride, padding, lowest, dilation, extra).amax(dim=(-2, -1))  # (B, C, P, Q)
 
 
 @_images_or_one
@@ -256,15 +256,15 @@ def avg_pool2d(X: torch.Tensor, kernel_size: IntPair, stride: IntPair | None = N
     ``F.avg_pool2d``'s order)."""
     kernel, stride, padding = _pool_args(kernel_size, stride, padding)
     extra = _overhang(X.shape[-2:], kernel, stride, padding, (1, 1), ceil_mode)
-    sums = _windows(_pad(X, padding, 0.0, extra), kernel, stride, (0, 0)).sum(dim=(-2, -1))  # (B, C, P, Q)
+    sums = _windows(X, kernel, stride, padding, extra=extra).sum(dim=(-2, -1))  # (B, C, P, Q)
     if divisor_override is not None:
         if divisor_override == 0:
             raise ValueError("divisor_override must not be zero")
         return sums / divisor_override
     # what counts in each divisor: the input, its padding too with count_include_pad, never the overhang
     ones = X.new_ones((1, 1, *X.shape[-2:]))
-    counted = _pad(_pad(ones, padding, float(count_include_pad)), (0, 0), 0.0, extra)  # (1, 1, H + 2 ph + eh, ...)
-    counts = _windows(counted, kernel, stride, (0, 0)).sum(dim=(-2, -1))  # (1, 1, P, Q)
+    counted = _pad(ones, padding, float(count_include_pad))  # (1, 1, H + 2 ph, W + 2 pw)
+    counts = _windows(counted, kernel, stride, (0, 0), extra=extra).sum(dim=(-2, -1))  # (1, 1, P, Q)
     return sums / counts
 
 
