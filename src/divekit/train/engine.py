@@ -35,6 +35,7 @@ from divekit.train.checkpoint import TrainingState, load_checkpoint, save_checkp
 from divekit.train.device import autocast, reuse_freed_memory
 from divekit.train.metrics import MetricSums
 from divekit.train.tasks import Task
+from divekit.train.updates import ParameterUpdates
 
 log = logging.getLogger("divekit")
 
@@ -144,6 +145,8 @@ class Trainer:
         self.forward_model = torch.compile(parallel) if compile else parallel
         self.task = task
         self.optimizer = optimizer
+        self.compile = compile
+        self._updates: ParameterUpdates | None = None  # during fit: how each step updates the parameters
         self.scheduler = scheduler
         self.scheduler_interval = scheduler_interval
         self.epochs = epochs
@@ -181,10 +184,13 @@ class Trainer:
         # off where nobody watches: a log file would fill with the bar's redraws (a notebook's output is no terminal)
         shown = self.progress and (in_notebook() or sys.stderr.isatty())
         self._bar = tqdm(total=None, disable=not shown, leave=False, unit="batch", dynamic_ncols=True)
+        self._updates = ParameterUpdates.for_run(self.model, self.optimizer, self.device, self.compile)
         try:
             with self._stop_after_a_step():
                 self._fit(train_loader, eval_loader)
         finally:
+            self._updates.close()
+            self._updates = None
             self._bar.close()
             for callback in self.callbacks:
                 callback.on_fit_end(self)
@@ -256,7 +262,7 @@ class Trainer:
         self._resumed_sums = None
         if hasattr(loader, "set_epoch"):
             loader.set_epoch(epoch)
-        params = [p for p in self.model.parameters() if p.requires_grad]
+        updates = self._updates
         window: list[torch.Tensor] = []  # losses since the last look, left on the device
         bar = self._bar
         per_epoch = len(loader) if hasattr(loader, "__len__") else None
@@ -280,13 +286,13 @@ class Trainer:
                 batch = _to_device(batch, self.device)
             with self._autocast:
                 out = self.task.step(self.forward_model, batch, training=True)
-            self.optimizer.zero_grad(set_to_none=True)
+            updates.zero_grad()
             share = 1.0 if self.task.whole_minibatch_loss else getattr(loader, "share_weight", 1.0)  # TensorLoader.shard
             (out.loss if share == 1.0 else out.loss * share).backward()
             if self.clip_grad_norm is not None:
-                self.clip_fn(params, self.clip_grad_norm)
+                self.clip_fn(updates.clipped, self.clip_grad_norm)
             self.epoch_lr = self.optimizer.param_groups[0]["lr"]  # the rate this step trains at
-            self.optimizer.step()
+            updates.step()
             if self.scheduler is not None and self.scheduler_interval == "step":
                 self.scheduler.step()
             sums.add(out.sums)
@@ -379,8 +385,9 @@ class Trainer:
                                      self.checkpoint_path, what="a parameter", low_precision=self.low_precision)
         task = distributed.gather_rows(self.task.state_dict(), self.task.state_batch_dim) if self.step else {}
         state = TrainingState(self.epoch, self.step, self.history, sums.state_dict(), task, self.run_info)
-        save_checkpoint(self.checkpoint_path, model=self.model, optimizer=self.optimizer, scheduler=self.scheduler,
-                        state=state)
+        with self._updates.per_parameter_state() if self._updates else contextlib.nullcontext():
+            save_checkpoint(self.checkpoint_path, model=self.model, optimizer=self.optimizer, scheduler=self.scheduler,
+                            state=state)
         if distributed.world().main:
             io.write_text(self.out_dir / METRICS_NAME, history_to_csv(self.history))
 

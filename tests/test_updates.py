@@ -1,0 +1,200 @@
+"""Flat parameter updates (train/updates.py): the optimizer's own updates, its per-parameter checkpoints,
+and the per-parameter form wherever flat would not give them."""
+
+import pytest
+import torch
+from torch import nn
+
+from divekit import io
+from divekit.data.base import Split
+from divekit.data.loader import TensorLoader
+from divekit.ops import fast, scratch
+from divekit.optim import create_optimizer
+from divekit.train.callbacks import Callback
+from divekit.train.engine import Trainer
+from divekit.train.tasks import Classification
+from divekit.train.updates import ParameterUpdates
+
+
+def data(n=96, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    y = torch.randint(0, 3, (n,), generator=g)
+    return Split(torch.randn(n, 1, 6, 6, generator=g) + y[:, None, None, None], y)
+
+
+def net():
+    """Parameters of several shapes and kinds: a convolution (channels-last where asked), biases, a linear layer."""
+    return nn.Sequential(nn.Conv2d(1, 4, 3), nn.ReLU(), nn.Conv2d(4, 4, 3, padding=1), nn.Flatten(), nn.Linear(64, 8), nn.ReLU(),
+                         nn.Linear(8, 3))
+
+
+def groups(model):
+    """Two param groups: weights decayed, biases not."""
+    named = list(model.named_parameters())
+    return [{"params": [p for n, p in named if n.endswith("weight")], "weight_decay": 0.01},
+            {"params": [p for n, p in named if n.endswith("bias")], "weight_decay": 0.0}]
+
+
+class Seen(Callback):
+    """Whether each step trained flat."""
+
+    def __init__(self):
+        self.flat = []
+
+    def on_step_end(self, trainer, epoch, step):
+        self.flat.append(trainer._updates.flat)
+
+
+def train(flat, monkeypatch, *, optimizer=lambda m: torch.optim.Adam(m.parameters(), lr=0.01, fused=True),
+          model=net, epochs=2, out_dir=None, callbacks=(), resume=False, **kwargs):
+    torch.manual_seed(0)
+    m = model()
+    seen = Seen()
+    with monkeypatch.context() as patch:
+        if not flat:
+            patch.setattr(ParameterUpdates, "flat_allowed", staticmethod(lambda *args: False))
+        trainer = Trainer(m, Classification(fast.cross_entropy), optimizer(m), epochs=epochs, out_dir=out_dir,
+                          progress=False, callbacks=[seen, *callbacks], **kwargs)
+        trainer.fit(TensorLoader(data(), 16, shuffle=True, seed=0), resume=resume)
+    return trainer, seen.flat
+
+
+def assert_same_training(a, b, exact=False):
+    """The same parameters and Adam state; unless ``exact``, to rounding: torch's fused Adam rounds an element
+    in the last bit differently by where it lies in its tensor (its vector and scalar paths)."""
+    same = torch.equal if exact else (lambda x, y: torch.allclose(x, y, rtol=1e-5, atol=1e-8))
+    for (name, p), q in zip(a.model.named_parameters(), b.model.parameters()):
+        assert same(p, q), name
+    for p, q in zip(a.model.parameters(), b.model.parameters()):
+        sa, sb = a.optimizer.state[p], b.optimizer.state[q]
+        assert sa.keys() == sb.keys()
+        for key in sa:
+            assert same(sa[key], sb[key]), key
+
+
+@pytest.mark.parametrize("optimizer", [
+    lambda m: torch.optim.Adam(m.parameters(), lr=0.01, fused=True),
+    lambda m: torch.optim.Adam(m.parameters(), lr=0.01),  # torch's default (foreach): the same values
+    lambda m: torch.optim.AdamW(groups(m), lr=0.01, amsgrad=True, fused=True),
+    lambda m: create_optimizer("adam", groups(m), lr=0.01),
+], ids=["adam", "adam-foreach", "adamw-amsgrad-groups", "create_optimizer"])
+def test_flat_adam_updates_equal_the_optimizers_own(optimizer, monkeypatch):
+    per_parameter, flags = train(False, monkeypatch, optimizer=optimizer)
+    flat, flat_flags = train(True, monkeypatch, optimizer=optimizer)
+    assert flat_flags and all(flat_flags) and not any(flags)
+    assert_same_training(per_parameter, flat)
+
+
+def test_flat_training_follows_a_schedule_and_clips_as_the_optimizer(monkeypatch):
+    def step_lr(trainer_optimizer):
+        return torch.optim.lr_scheduler.StepLR(trainer_optimizer, step_size=2, gamma=0.5)
+
+    def run(flat):
+        torch.manual_seed(0)
+        m = net()
+        opt = torch.optim.Adam(m.parameters(), lr=0.05, fused=True)
+        return train(flat, monkeypatch, model=lambda: m, optimizer=lambda _: opt, scheduler=step_lr(opt),
+                     scheduler_interval="step", clip_grad_norm=0.5, epochs=2)
+
+    (a, _), (b, flags) = run(False), run(True)
+    assert all(flags) and b.optimizer.param_groups[0]["lr"] == a.optimizer.param_groups[0]["lr"] < 0.05
+    assert_same_training(a, b)  # and one norm of the flat gradient: summed in another order
+
+
+def test_the_scratch_clip_function_clips_the_flat_gradient(monkeypatch):
+    a, _ = train(False, monkeypatch, clip_grad_norm=0.5, clip_fn=scratch.clip_grad_norm)
+    b, flags = train(True, monkeypatch, clip_grad_norm=0.5, clip_fn=scratch.clip_grad_norm)
+    assert all(flags)
+    assert_same_training(a, b)
+
+
+class OddHead(nn.Module):
+    """A second head used on every other forward: its parameters get no gradient on the others."""
+
+    def __init__(self):
+        super().__init__()
+        self.body, self.head, self.extra, self.calls = net(), nn.Linear(3, 3), nn.Linear(3, 3), 0
+
+    def forward(self, x):
+        self.calls += 1
+        y = self.head(self.body(x))
+        return self.extra(y) if self.calls % 2 == 0 else y
+
+
+def test_a_step_where_a_parameter_gets_no_gradient_leaves_the_flat_form_with_the_optimizers_updates(monkeypatch):
+    a, _ = train(False, monkeypatch, model=OddHead)
+    b, flags = train(True, monkeypatch, model=OddHead)
+    assert flags[0] is False  # the first step already: the extra head got no gradient
+    assert_same_training(a, b)
+
+
+@pytest.mark.parametrize("case", ["sgd", "scratch-adam", "compile", "not-all-parameters", "strided", "mixed-dtypes",
+                                  "differentiable"])
+def test_flat_form_only_where_it_gives_the_optimizers_updates(case):
+    model = net()
+    params = [p for p in model.parameters()]
+    device, compiled = torch.device("cpu"), case == "compile"
+    optimizer = {
+        "sgd": lambda: torch.optim.SGD(params, lr=0.1),
+        "scratch-adam": lambda: create_optimizer("adam", params, impl="scratch", lr=0.1),
+        "not-all-parameters": lambda: torch.optim.Adam(params[1:]),
+        "differentiable": lambda: torch.optim.Adam(params, differentiable=True),
+    }.get(case, lambda: torch.optim.Adam(params))()
+    if case == "strided":
+        model[4].weight = nn.Parameter(torch.randn(8, 64).t().contiguous().t())  # a transposed layout
+        params[4] = model[4].weight
+        optimizer = torch.optim.Adam(params)
+    if case == "mixed-dtypes":
+        model[6].double()
+        params = list(model.parameters())
+        optimizer = torch.optim.Adam(params)
+    assert ParameterUpdates.flat_allowed(torch.optim.Adam(params), params, device, False) == (
+        case in ("sgd", "scratch-adam", "compile", "not-all-parameters", "differentiable"))  # the model's own
+    assert not ParameterUpdates.flat_allowed(optimizer, params, device, compiled)
+
+
+def test_flat_form_takes_channels_last_parameters_and_gives_them_back_in_their_layout(monkeypatch):
+    def channels_last():
+        return net().to(memory_format=torch.channels_last)
+
+    a, _ = train(False, monkeypatch, model=channels_last)
+    b, flags = train(True, monkeypatch, model=channels_last)
+    assert all(flags)
+    assert_same_training(a, b)
+    conv = b.model[2].weight
+    assert conv.is_contiguous(memory_format=torch.channels_last) and not conv.is_contiguous()
+
+
+def test_after_training_each_parameter_and_gradient_has_its_own_memory_and_no_hook_is_left(monkeypatch):
+    trainer, _ = train(True, monkeypatch)
+    params = list(trainer.model.parameters())
+    storages = {p.untyped_storage().data_ptr() for p in params} | {p.grad.untyped_storage().data_ptr() for p in params}
+    assert len(storages) == 2 * len(params)
+    assert all(p.untyped_storage().nbytes() == p.numel() * p.element_size() for p in params)
+    assert not any(p._post_accumulate_grad_hooks for p in params)
+    assert [set(trainer.optimizer.state[p]) for p in params] == [{"step", "exp_avg", "exp_avg_sq"}] * len(params)
+
+
+class StopAfterEpoch(Callback):
+    class Stop(Exception):
+        pass
+
+    def on_epoch_end(self, trainer, record):
+        if record["epoch"] == 1:
+            raise self.Stop
+
+
+@pytest.mark.parametrize("first, then", [(True, True), (False, True), (True, False), (False, False)],
+                         ids=["flat-flat", "per-parameter-then-flat", "flat-then-per-parameter", "per-parameter"])
+def test_checkpoints_hold_per_parameter_state_and_resume_either_way_to_the_uninterrupted_result(first, then, tmp_path,
+                                                                                                 monkeypatch):
+    full, _ = train(first, monkeypatch, epochs=2, out_dir=tmp_path / "full")
+    with pytest.raises(StopAfterEpoch.Stop):
+        train(first, monkeypatch, epochs=2, out_dir=tmp_path / "cut", callbacks=[StopAfterEpoch()])
+    saved = io.load(tmp_path / "cut" / "checkpoint.pt")["optimizer"]
+    assert sorted(saved["state"]) == list(range(len(list(full.model.parameters()))))
+    assert {k: v.shape for k, v in saved["state"][0].items()} == {
+        "step": torch.Size([]), "exp_avg": full.model[0].weight.shape, "exp_avg_sq": full.model[0].weight.shape}
+    resumed, flags = train(then, monkeypatch, epochs=2, out_dir=tmp_path / "cut", resume=True)
+    assert len(flags) == 6 and all(flags) == then
+    assert_same_training(full, resumed, exact=first == then)
