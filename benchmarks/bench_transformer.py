@@ -96,7 +96,8 @@ def profile_large(steps: int, device: str) -> tuple[list[tuple[str, float, float
     training.fit()  # warm-up
     on_gpu = device.startswith("cuda")
     with profile(activities=[ProfilerActivity.CPU, *([ProfilerActivity.CUDA] if on_gpu else [])]) as prof:
-        training.trainer._train_epoch(training.setup.data.train, 2)
+        training.trainer.epochs = 2
+        training.trainer.fit(training.setup.data.train)  # one more epoch, without evaluation
         if on_gpu:
             torch.cuda.synchronize()
 

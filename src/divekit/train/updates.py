@@ -26,6 +26,7 @@ from torch import nn
 
 from divekit.train import distributed
 
+ALIGN_BYTES = 64  # each parameter starts on a cache line of its flat tensor, as a tensor of its own would
 ADAM_STATE = ("exp_avg", "exp_avg_sq", "max_exp_avg_sq")  # the tensors torch's Adam keeps per parameter, with "step"
 
 
@@ -149,10 +150,11 @@ class ParameterUpdates:
         state = self.optimizer.state
         for group in self.optimizer.param_groups:
             params = list(group["params"])
+            align = ALIGN_BYTES // params[0].element_size()
             offsets = [0]
             for p in params:
-                offsets.append(offsets[-1] + p.numel())
-            fg = _FlatGroup(params, offsets[:-1], torch.empty(offsets[-1], dtype=params[0].dtype))
+                offsets.append(-(-(offsets[-1] + p.numel()) // align) * align)
+            fg = _FlatGroup(params, offsets[:-1], torch.zeros(offsets[-1], dtype=params[0].dtype))
             fg.flat.grad = torch.zeros_like(fg.flat)
             for i, p in enumerate(params):
                 fg.view(fg.flat, i).copy_(p.detach())
