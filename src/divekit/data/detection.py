@@ -44,7 +44,7 @@ from PIL import Image, ImageDraw
 from divekit.data.batch import Detection
 from divekit.data.hub import cache_dir, fetch
 from divekit.data.photos import load_photos, random_crops
-from divekit.data.user import IMAGE_SUFFIXES, UserDataError, read_image_and_size
+from divekit.data.user import IMAGE_SUFFIXES, UnreadableImageError, read_image_and_size
 
 __all__ = ["DETECTION_SETS", "DetectionData", "GeneratedSet", "evaluation_split", "generate_detection_set",
            "generated_folder", "load_detection", "load_user_detection", "read_detection_split", "split_folder",
@@ -150,11 +150,9 @@ def read_detection_split(folder: str | os.PathLike, size: tuple[int, int] | None
     for name in rows:
         try:
             read.append(read_image_and_size(folder / "images" / name, mode="RGB", size=size))
-        except UserDataError as error:
-            if error.__cause__ is None:  # an image, but not one of 8 bits per channel: its own message says so
-                raise
+        except UnreadableImageError as error:  # (an image of other than 8 bits per channel: its own message says so)
             raise ValueError(f"{where}, line {named[name]}: images/{name} is not an image PIL can read "
-                             f"({error.__cause__}); fix or replace the file, or remove its rows") from None
+                             f"({error.reason}); fix or replace the file, or remove its rows") from None
     images = [pixels for pixels, _ in read]
     sizes = {tuple(image.shape) for image in images}
     if len(sizes) > 1:

@@ -57,6 +57,14 @@ class UserDataError(ValueError):
         self.row = row
 
 
+class UnreadableImageError(UserDataError):
+    """A file that should be an image cannot be read as one; ``reason``: what PIL said."""
+
+    def __init__(self, message: str, reason: str):
+        super().__init__(message)
+        self.reason = reason
+
+
 def load_user_data(
     path: str | Path,
     *,
@@ -255,7 +263,7 @@ def _open_image(file: Path, shown: Path):
             image = ImageOps.exif_transpose(image)
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as error:
         where = shown if Path(shown) == Path(file) else f"{shown} ({file})"
-        raise UserDataError(f"cannot read image {where}: {error}; fix or remove the file") from error
+        raise UnreadableImageError(f"cannot read image {where}: {error}; fix or remove the file", str(error)) from error
     if image.mode in ("I", "I;16", "I;16B", "I;16L", "F"):
         raise UserDataError(
             f"image {shown} has {image.mode!r} pixels (16-bit or floating point); "
