@@ -732,7 +732,8 @@ def test_bad_shapes_say_what_is_wrong():
 def test_fast_nms_takes_thresholds_and_categories_of_any_type_as_the_loop_does():
     # IoU exactly float32(0.1): a float64 threshold of 0.1 must be compared as torch does, in the IoUs' float32
     pair, scores = torch.tensor([[0.0, 0, 10, 1], [0, 0, 1, 1]]), torch.tensor([0.9, 0.8])
-    for threshold in (0.1, np.float64(0.1), np.float32(0.1), torch.tensor(0.1, dtype=torch.float64), torch.tensor(0.1)):
+    for threshold in (0.1, np.float64(0.1), np.float32(0.1), torch.tensor(0.1, dtype=torch.float64), torch.tensor(0.1),
+                      torch.tensor([0.1], dtype=torch.float64)):  # a tensor of one number: compared as 0.1 too
         assert fast.nms(pair, scores, threshold).tolist() == scratch.nms(pair, scores, threshold).tolist() == [0, 1]
     g = torch.Generator().manual_seed(13)
     N = 2058

@@ -300,9 +300,11 @@ def _nms_keep(boxes: torch.Tensor, scores: torch.Tensor, iou_threshold: float, g
     One step per kept box, all rows at once: each row keeps its best candidate left, computes that
     box's IoU with every box of the row, and drops the candidates it covers (same group only). No
     ``nonzero`` and no shrinking index lists (the book's loop); the one sync per step is the loop test.
-    Time O(G·N·kept), memory O(G·N).
+    Time O(G·N·kept), memory O(G·N). The threshold is taken as a Python float (a numpy one or a tensor of
+    one number too), compared in the IoUs' dtype.
     """
     G, N = scores.shape
+    iou_threshold = float(iou_threshold)  # a (1,) float64 tensor would have made torch compare in float64
     order, ranked, ranked_groups = _rank(boxes, scores, groups)
     kept = torch.zeros(G, N, dtype=torch.bool, device=boxes.device)
     candidates = torch.ones(G, N, dtype=torch.bool, device=boxes.device)
