@@ -36,13 +36,20 @@ def groups(model):
 
 
 class Seen(Callback):
-    """Whether each step trained flat."""
+    """Whether each step trained flat; and that what lies between the parameters in the flat tensors stays 0."""
 
     def __init__(self):
         self.flat = []
 
     def on_step_end(self, trainer, epoch, step):
         self.flat.append(trainer._updates.flat)
+        for group in trainer._updates._groups:
+            between = torch.ones_like(group.flat, dtype=torch.bool)
+            for i in range(len(group.params)):
+                group.view(between, i).fill_(False)
+            state = trainer.optimizer.state[group.flat]
+            for tensor in (group.flat, group.flat.grad, state["exp_avg"], state["exp_avg_sq"]):
+                assert not tensor[between].any()
 
 
 def train(flat, monkeypatch, *, optimizer=lambda m: torch.optim.Adam(m.parameters(), lr=0.01, fused=True),

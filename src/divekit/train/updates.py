@@ -165,7 +165,7 @@ class ParameterUpdates:
                 flat_state = {"step": per_parameter[0]["step"]}
                 for key in ADAM_STATE:
                     if key in per_parameter[0]:
-                        flat_state[key] = torch.empty_like(fg.flat)
+                        flat_state[key] = torch.zeros_like(fg.flat)  # zeros between parameters too
                         for i, s in enumerate(per_parameter):
                             fg.view(flat_state[key], i).copy_(s[key])
                 state[fg.flat] = flat_state
