@@ -18,7 +18,8 @@ class Callback:
     """Base class; override the hooks you need."""
 
     def on_step_end(self, trainer: Trainer, epoch: int, step: int) -> None:
-        """After the optimizer's step ``step`` (from 1) of epoch ``epoch`` (and its checkpoint, if one was due)."""
+        """After the optimizer's step ``step`` (from 1) of epoch ``epoch`` (and its checkpoint, if one was due).
+        In a run with flat updates (:mod:`divekit.train.updates`), the optimizer's groups hold flat tensors here."""
 
     def on_epoch_end(self, trainer: Trainer, record: dict) -> None:
         """After an epoch's record (train metrics, evaluation metrics) is in ``trainer.history``."""

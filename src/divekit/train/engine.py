@@ -209,9 +209,10 @@ class Trainer:
             self.history.append(record)
             self.epoch, self.step = epoch, 0
             log.log(self._epoch_level(epoch), _format_record(record, self.epochs))
-            self._save(MetricSums())
-            for callback in self.callbacks:
-                callback.on_epoch_end(self, record)
+            with self._updates.per_parameter_state():  # what a checkpoint and the callbacks see
+                self._save(MetricSums())
+                for callback in self.callbacks:
+                    callback.on_epoch_end(self, record)
             if self._stop_asked and self.epoch < self.epochs:  # asked during the evaluation: saved just now
                 raise KeyboardInterrupt
 
@@ -263,6 +264,7 @@ class Trainer:
         if hasattr(loader, "set_epoch"):
             loader.set_epoch(epoch)
         updates = self._updates
+        updates.start_epoch([p for p in self.model.parameters() if p.requires_grad])
         window: list[torch.Tensor] = []  # losses since the last look, left on the device
         bar = self._bar
         per_epoch = len(loader) if hasattr(loader, "__len__") else None
@@ -290,7 +292,7 @@ class Trainer:
             share = 1.0 if self.task.whole_minibatch_loss else getattr(loader, "share_weight", 1.0)  # TensorLoader.shard
             (out.loss if share == 1.0 else out.loss * share).backward()
             if self.clip_grad_norm is not None:
-                self.clip_fn(updates.clipped, self.clip_grad_norm)
+                updates.clip(self.clip_fn, self.clip_grad_norm)
             self.epoch_lr = self.optimizer.param_groups[0]["lr"]  # the rate this step trains at
             updates.step()
             if self.scheduler is not None and self.scheduler_interval == "step":

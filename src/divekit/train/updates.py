@@ -12,7 +12,10 @@ parameter (schedulers, hooks and hyperparameters work as ever) and its state is 
 For every checkpoint and at :meth:`ParameterUpdates.close`, groups and state are per parameter again, so
 checkpoints have the form of any other run's (resumed under torchrun, by another --impl, or from before).
 A step in which some parameter gets no gradient (an unused head; post-accumulate-grad hooks tell) leaves
-the flat form for the rest of the run: Adam skips such a parameter, which a flat update cannot.
+the flat form for the rest of the run: Adam skips such a parameter, which a flat update cannot; so do a
+param group added and a parameter frozen or unfrozen during training. Gradients that a callback sets to
+None are the flat gradient's views again at the next step. Callbacks see the per-parameter form at the
+end of an epoch; after a step (``on_step_end``) the groups hold the flat tensors.
 """
 
 from __future__ import annotations
@@ -24,9 +27,12 @@ from typing import Callable
 import torch
 from torch import nn
 
+from divekit.ops.fast.rnn import clip_grad_norm as fast_clip_grad_norm
+from divekit.ops.scratch.rnn import clip_grad_norm as scratch_clip_grad_norm
 from divekit.train import distributed
 
 ALIGN_BYTES = 64  # each parameter starts on a cache line of its flat tensor, as a tensor of its own would
+GLOBAL_NORM_CLIPPING = (torch.nn.utils.clip_grad_norm_, fast_clip_grad_norm, scratch_clip_grad_norm)  # of all as one
 ADAM_STATE = ("exp_avg", "exp_avg_sq", "max_exp_avg_sq")  # the tensors torch's Adam keeps per parameter, with "step"
 
 
@@ -38,6 +44,8 @@ class _FlatGroup:
     params: list[nn.Parameter]
     offsets: list[int]
     flat: torch.Tensor
+    grad: torch.Tensor  # the flat gradient
+    grads: list[torch.Tensor]  # each parameter's view of it
 
     def view(self, flat: torch.Tensor, i: int) -> torch.Tensor:
         """Parameter ``i``'s slice of a flat tensor (its values, gradient or an Adam state), shaped and strided as it."""
@@ -54,6 +62,7 @@ class ParameterUpdates:
         self._groups: list[_FlatGroup] = []  # while flat: one per param group
         self._got_gradient: list[bool] = []  # per parameter, since the last zero_grad
         self._hooks: list = []
+        self._lent = False  # within per_parameter_state
         if flat:
             self._flatten()
 
@@ -61,7 +70,8 @@ class ParameterUpdates:
     def for_run(cls, model: nn.Module, optimizer: torch.optim.Optimizer, device: torch.device,
                 compiled: bool) -> ParameterUpdates:
         params = [p for p in model.parameters() if p.requires_grad]
-        return cls(optimizer, params, flat=cls.flat_allowed(optimizer, params, device, compiled))
+        sparse = any(isinstance(m, (nn.Embedding, nn.EmbeddingBag)) and m.sparse for m in model.modules())
+        return cls(optimizer, params, flat=not sparse and cls.flat_allowed(optimizer, params, device, compiled))
 
     @staticmethod
     def flat_allowed(optimizer: torch.optim.Optimizer, params: list[nn.Parameter], device: torch.device,
@@ -98,19 +108,33 @@ class ParameterUpdates:
 
     # -- a step ---------------------------------------------------------------------------------------------
 
+    def start_epoch(self, params: list[nn.Parameter]) -> None:
+        """The parameters that train this epoch (a callback may have frozen or unfrozen some since the last:
+        then per parameter from here)."""
+        if len(params) != len(self.params) or any(p is not q for p, q in zip(params, self.params)):
+            if self._groups:
+                self._unflatten()
+            self.params = params
+
     def zero_grad(self) -> None:
+        if self._groups and len(self.optimizer.param_groups) != len(self._groups):  # a group added while training
+            self._unflatten()
         if not self._groups:
             self.optimizer.zero_grad(set_to_none=True)
             return
-        for group in self._groups:
-            group.flat.grad.zero_()
+        for group in self._groups:  # gradients set to None since (model.zero_grad()) are the views again
+            group.flat.grad = group.grad
+            for p, view in zip(group.params, group.grads):
+                if p.grad is not view:
+                    p.grad = view
+            group.grad.zero_()
         self._got_gradient = [False] * len(self.params)
 
-    @property
-    def clipped(self) -> list[torch.Tensor]:
-        """What to hand a clip function (``clip_fn(updates.clipped, max_norm)``): tensors whose ``.grad`` are
-        all the gradients."""
-        return [g.flat for g in self._groups] if self._groups else self.params
+    def clip(self, clip_fn: Callable[[list[torch.Tensor], float], torch.Tensor], max_norm: float) -> None:
+        """``clip_fn(parameters, max_norm)`` over every gradient: a clip function of the global norm (torch's,
+        divekit's twins) takes the flat gradients, any other the parameters (their gradients are views)."""
+        flat = self._groups and clip_fn in GLOBAL_NORM_CLIPPING
+        clip_fn([g.flat for g in self._groups] if flat else self.params, max_norm)
 
     def step(self) -> None:
         if self._groups and not all(self._got_gradient):  # Adam skips a parameter without one: per parameter now
@@ -126,9 +150,10 @@ class ParameterUpdates:
     @contextlib.contextmanager
     def per_parameter_state(self):
         """Within: the optimizer's param groups and state per parameter, as a checkpoint saves them."""
-        if not self._groups:
+        if not self._groups or self._lent:
             yield
             return
+        self._lent = True
         flat_states = self._to_per_parameter()
         try:
             yield
@@ -139,6 +164,7 @@ class ParameterUpdates:
                 group["params"] = [fg.flat]
                 if flat_state:
                     self.optimizer.state[fg.flat] = flat_state
+            self._lent = False
 
     def close(self) -> None:
         """Back to the per-parameter form: the optimizer's groups and state, and each parameter and gradient in
@@ -154,12 +180,14 @@ class ParameterUpdates:
             offsets = [0]
             for p in params:
                 offsets.append(-(-(offsets[-1] + p.numel()) // align) * align)
-            fg = _FlatGroup(params, offsets[:-1], torch.zeros(offsets[-1], dtype=params[0].dtype))
-            fg.flat.grad = torch.zeros_like(fg.flat)
+            flat = torch.zeros(offsets[-1], dtype=params[0].dtype)
+            fg = _FlatGroup(params, offsets[:-1], flat, torch.zeros_like(flat), [])
+            flat.grad = fg.grad
             for i, p in enumerate(params):
-                fg.view(fg.flat, i).copy_(p.detach())
-                p.data = fg.view(fg.flat, i)
-                p.grad = fg.view(fg.flat.grad, i)
+                fg.view(flat, i).copy_(p.detach())
+                p.data = fg.view(flat, i)
+                fg.grads.append(fg.view(fg.grad, i))
+                p.grad = fg.grads[i]
             if state:  # resumed: the per-parameter state, flat
                 per_parameter = [state.pop(p) for p in params]
                 flat_state = {"step": per_parameter[0]["step"]}
@@ -196,14 +224,16 @@ class ParameterUpdates:
         return flat_states
 
     def _unflatten(self) -> None:
-        self._to_per_parameter()
-        for fg in self._groups:
-            for p in fg.params:
-                p.data = p.data.clone()
-                p.grad = p.grad.clone()
-        for hook in self._hooks:
-            hook.remove()
-        self._groups, self._hooks = [], []
+        try:
+            self._to_per_parameter()
+            for fg in self._groups:
+                for p in fg.params:
+                    p.data = p.data.clone()
+                    p.grad = None if p.grad is None else p.grad.clone()
+        finally:
+            for hook in self._hooks:
+                hook.remove()
+            self._groups, self._hooks = [], []
 
 
 def _dense(p: torch.Tensor) -> bool:
