@@ -5,7 +5,8 @@ single-process CPU run with torch's Adam or AdamW, each param group's parameters
 views of one flat parameter and one flat gradient, so zeroing, clipping and Adam's update each run once
 per group instead of once per tensor (the book's Transformer has 52 tensors of 61k numbers in all:
 zeroing, clipping and Adam took ~1.3 ms of its 13 ms step, flat ~0.65 ms). Adam's update is elementwise:
-the same numbers as per parameter; only the clipping norm is summed in another order (last bits).
+the same numbers as per parameter up to the last bit (torch's fused kernel rounds an element by where it
+lies in its tensor), and the clipping norm is summed in another order.
 
 It is the optimizer given that steps: while flat, each of its param groups holds the group's flat
 parameter (schedulers, hooks and hyperparameters work as ever) and its state is the flat parameter's.
