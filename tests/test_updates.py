@@ -13,6 +13,7 @@ from divekit.optim import create_optimizer
 from divekit.train.callbacks import Callback
 from divekit.train.engine import Trainer
 from divekit.train.tasks import Classification
+from divekit.train import updates as updates_module
 from divekit.train.updates import ParameterUpdates
 
 
@@ -309,3 +310,85 @@ def test_epoch_end_callbacks_see_the_optimizer_per_parameter(monkeypatch):
 
     trainer, flags = train(True, monkeypatch, callbacks=[Copy()])
     assert all(flags) and seen[0] == seen[1] == [tuple(p.shape) for p in trainer.model.parameters()]
+
+
+@pytest.mark.parametrize("change", ["clear", "zero"])
+def test_what_an_epoch_end_callback_does_to_adams_state_holds(change, monkeypatch):
+    class Reset(Callback):
+        def on_epoch_end(self, trainer, record):
+            if record["epoch"] != 1:
+                return
+            if change == "clear":
+                trainer.optimizer.state.clear()  # Adam starts again: its step count too
+            else:
+                for state in trainer.optimizer.state.values():
+                    state["exp_avg"].zero_()
+
+    a, _ = train(False, monkeypatch, epochs=3, callbacks=[Reset()])
+    b, flags = train(True, monkeypatch, epochs=3, callbacks=[Reset()])
+    assert all(flags) and float(b.optimizer.state[b.model[0].weight]["step"]) == (12 if change == "clear" else 18)
+    assert_same_training(a, b)
+
+
+def test_an_optimizer_a_callback_gives_the_trainer_is_the_one_that_steps(monkeypatch):
+    class Swap(Callback):
+        def on_epoch_end(self, trainer, record):
+            if record["epoch"] == 1:
+                trainer.optimizer = torch.optim.SGD(trainer.model.parameters(), lr=0.0)
+
+    class Weights(Callback):
+        def __init__(self):
+            self.seen = []
+
+        def on_epoch_end(self, trainer, record):
+            self.seen.append([p.detach().clone() for p in trainer.model.parameters()])
+
+    for flat in (False, True):
+        weights = Weights()
+        train(flat, monkeypatch, epochs=3, callbacks=[Swap(), weights])
+        first, second, third = weights.seen  # after epoch 1 (and the swap), 2, 3
+        assert all(torch.equal(p, q) and torch.equal(q, r) for p, q, r in zip(first, second, third)), flat
+
+
+@pytest.mark.parametrize("change", ["channels-last", "new-data", "group-removed"])
+def test_a_parameter_given_memory_of_its_own_or_a_group_removed_while_training_trains_as_per_parameter(
+        change, monkeypatch):
+    class Change(Callback):
+        def on_step_end(self, trainer, epoch, step):
+            if (epoch, step) != (1, 2):
+                return
+            if change == "channels-last":
+                trainer.model.to(memory_format=torch.channels_last)
+            elif change == "new-data":
+                trainer.model[6].weight.data = trainer.model[6].weight.data.clone()
+            else:
+                del trainer.optimizer.param_groups[0]
+
+    optimizer = lambda m: torch.optim.Adam(groups(m), lr=0.01, fused=True)  # noqa: E731
+    a, _ = train(False, monkeypatch, optimizer=optimizer, callbacks=[Change()])
+    b, flags = train(True, monkeypatch, optimizer=optimizer, callbacks=[Change()])
+    assert flags[:2] == [True, True] and not any(flags[2:])
+    assert_same_training(a, b)
+
+
+def test_an_interrupt_while_the_flat_tensors_are_laid_out_leaves_the_per_parameter_form(monkeypatch):
+    view, calls = updates_module._FlatGroup.view, []
+
+    def interrupted(self, flat, i):
+        calls.append(i)
+        if len(calls) == 7:  # Ctrl-C, in the middle of the first group
+            raise KeyboardInterrupt
+        return view(self, flat, i)
+
+    torch.manual_seed(0)
+    model = net()
+    optimizer = torch.optim.Adam(groups(model), lr=0.01)
+    with monkeypatch.context() as patch:
+        patch.setattr(updates_module._FlatGroup, "view", interrupted)
+        with pytest.raises(KeyboardInterrupt):
+            ParameterUpdates.for_run(model, optimizer, torch.device("cpu"), False)
+    assert [[p is q for p, q in zip(g["params"], o["params"])] for g, o in zip(optimizer.param_groups, groups(model))] \
+        == [[True] * 4, [True] * 4]
+    params = list(model.parameters())
+    assert all(p.untyped_storage().nbytes() == p.numel() * p.element_size() for p in params)
+    assert not any(p._post_accumulate_grad_hooks for p in params) and not optimizer.state

@@ -184,12 +184,13 @@ class Trainer:
         # off where nobody watches: a log file would fill with the bar's redraws (a notebook's output is no terminal)
         shown = self.progress and (in_notebook() or sys.stderr.isatty())
         self._bar = tqdm(total=None, disable=not shown, leave=False, unit="batch", dynamic_ncols=True)
-        self._updates = ParameterUpdates.for_run(self.model, self.optimizer, self.device, self.compile)
         try:
+            self._updates = ParameterUpdates.for_run(self.model, self.optimizer, self.device, self.compile)
             with self._stop_after_a_step():
                 self._fit(train_loader, eval_loader)
         finally:
-            self._updates.close()
+            if self._updates is not None:
+                self._updates.close()
             self._updates = None
             self._bar.close()
             for callback in self.callbacks:
@@ -288,6 +289,10 @@ class Trainer:
                 batch = _to_device(batch, self.device)
             with self._autocast:
                 out = self.task.step(self.forward_model, batch, training=True)
+            if updates.optimizer is not self.optimizer:  # a callback gave the trainer another optimizer
+                updates.close()
+                updates = self._updates = ParameterUpdates.for_run(self.model, self.optimizer, self.device,
+                                                                    self.compile)
             updates.zero_grad()
             share = 1.0 if self.task.whole_minibatch_loss else getattr(loader, "share_weight", 1.0)  # TensorLoader.shard
             (out.loss if share == 1.0 else out.loss * share).backward()

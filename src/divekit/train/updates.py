@@ -14,15 +14,18 @@ For every checkpoint and at :meth:`ParameterUpdates.close`, groups and state are
 checkpoints have the form of any other run's (resumed under torchrun, by another --impl, or from before).
 A step in which some parameter gets no gradient (an unused head; post-accumulate-grad hooks tell) leaves
 the flat form for the rest of the run: Adam skips such a parameter, which a flat update cannot; so do a
-param group added and a parameter frozen or unfrozen during training. Gradients that a callback sets to
-None are the flat gradient's views again at the next step. Callbacks see the per-parameter form at the
-end of an epoch; after a step (``on_step_end``) the groups hold the flat tensors.
+param group added or removed, a parameter frozen or unfrozen, or given memory of its own (``model.to``,
+``p.data = ...``) during training. Gradients that a callback sets to None are the flat gradient's views
+again at the next step. Callbacks see the per-parameter form at the end of an epoch, and what they do to
+the optimizer's state there holds; after a step (``on_step_end``) the groups hold the flat tensors. A
+tensor that shares a parameter's memory from before ``fit`` (``w = net[0].weight.data``) no longer does
+after a flat run: every parameter ends with memory of its own.
 """
 
 from __future__ import annotations
 
 import contextlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable
 
 import torch
@@ -40,18 +43,36 @@ ADAM_STATE = ("exp_avg", "exp_avg_sq", "max_exp_avg_sq")  # the tensors torch's 
 @dataclass
 class _FlatGroup:
     """One param group on flat tensors: ``flat`` (its parameters' values, each parameter a view of its slice
-    with the parameter's strides), whose ``.grad`` is the flat gradient."""
+    with the parameter's strides), whose ``.grad`` is ``grad``, the flat gradient."""
 
     params: list[nn.Parameter]
     offsets: list[int]
     flat: torch.Tensor
-    grad: torch.Tensor  # the flat gradient
-    grads: list[torch.Tensor]  # each parameter's view of it
+    grad: torch.Tensor
+    layouts: list[tuple[torch.Size, tuple[int, ...]]] = field(default_factory=list)  # each parameter's shape, strides
+    grads: list[torch.Tensor] = field(default_factory=list)  # each parameter's view of ``grad``
+    pointers: list[tuple[int, int]] = field(default_factory=list)  # where each one's values and gradient start
+
+    def __post_init__(self):
+        self.layouts = [(p.shape, p.stride()) for p in self.params]
 
     def view(self, flat: torch.Tensor, i: int) -> torch.Tensor:
-        """Parameter ``i``'s slice of a flat tensor (its values, gradient or an Adam state), shaped and strided as it."""
-        p = self.params[i]
-        return flat.as_strided(p.shape, p.stride(), self.offsets[i])
+        """Parameter ``i``'s slice of a flat tensor (its values, gradient or an Adam state), shaped and strided as
+        the parameter was when it was laid there."""
+        shape, strides = self.layouts[i]
+        return flat.as_strided(shape, strides, self.offsets[i])
+
+    def flat_state(self, states: list[dict | None]) -> dict | None:
+        """The parameters' Adam states (one step count: :func:`_one_state`) as one state of ``flat``; None for none."""
+        if not states or not states[0]:
+            return None
+        flat_state = {"step": states[0]["step"].clone()}
+        for key in ADAM_STATE:
+            if key in states[0]:
+                flat_state[key] = torch.zeros_like(self.flat)  # zeros between parameters too
+                for i, state in enumerate(states):
+                    self.view(flat_state[key], i).copy_(state[key])
+        return flat_state
 
 
 class ParameterUpdates:
@@ -61,11 +82,16 @@ class ParameterUpdates:
         self.optimizer = optimizer
         self.params = params  # every parameter that trains, for clipping
         self._groups: list[_FlatGroup] = []  # while flat: one per param group
+        self._optimizer_flat = False  # whether the optimizer's groups and state are the flat tensors' now
         self._got_gradient: list[bool] = []  # per parameter, since the last zero_grad
         self._hooks: list = []
         self._lent = False  # within per_parameter_state
         if flat:
-            self._flatten()
+            try:
+                self._flatten()
+            except BaseException:  # Ctrl-C: nothing half done is left
+                self._unflatten()
+                raise
 
     @classmethod
     def for_run(cls, model: nn.Module, optimizer: torch.optim.Optimizer, device: torch.device,
@@ -95,12 +121,7 @@ class ParameterUpdates:
                 return False
         if not all(_dense(p) and p.requires_grad and not p.is_sparse and p.device.type == "cpu" for p in params):
             return False
-        if optimizer.state:
-            states = [optimizer.state.get(p) for p in params]
-            if not all(states) or len({float(s["step"]) for s in states}) != 1 \
-                    or len({tuple(sorted(s)) for s in states}) != 1:
-                return False
-        return True
+        return _one_state([optimizer.state.get(p) for p in params])
 
     @property
     def flat(self) -> bool:
@@ -118,7 +139,7 @@ class ParameterUpdates:
             self.params = params
 
     def zero_grad(self) -> None:
-        if self._groups and len(self.optimizer.param_groups) != len(self._groups):  # a group added while training
+        if self._groups and not self._intact():
             self._unflatten()
         if not self._groups:
             self.optimizer.zero_grad(set_to_none=True)
@@ -146,26 +167,48 @@ class ParameterUpdates:
                     p.grad = None
         self.optimizer.step()
 
+    def _intact(self) -> bool:
+        """Whether the flat form still holds: the optimizer's groups are the flat tensors' (a callback may add
+        or remove one), and every parameter's values and gradient view are still their slices of them
+        (``model.to(...)`` or ``p.data = ...`` give a parameter and its gradient memory of their own)."""
+        groups = self.optimizer.param_groups
+        return len(groups) == len(self._groups) and all(
+            len(group["params"]) == 1 and group["params"][0] is fg.flat for group, fg in zip(groups, self._groups)) \
+            and all((p.data_ptr(), g.data_ptr()) == pointers
+                    for fg in self._groups for p, g, pointers in zip(fg.params, fg.grads, fg.pointers))
+
     # -- checkpoints and the end ------------------------------------------------------------------------------
 
     @contextlib.contextmanager
     def per_parameter_state(self):
-        """Within: the optimizer's param groups and state per parameter, as a checkpoint saves them."""
+        """Within: the optimizer's param groups and state per parameter, as a checkpoint saves them and as
+        callbacks see them at the end of an epoch. What changes within (a callback that resets Adam's state,
+        or loads another) holds after: flat again from that state where it has one step count for all and
+        the groups are as they were, else per parameter from here."""
         if not self._groups or self._lent:
             yield
             return
         self._lent = True
-        flat_states = self._to_per_parameter()
+        self._to_per_parameter()
         try:
             yield
         finally:
-            for fg, group, flat_state in zip(self._groups, self.optimizer.param_groups, flat_states):
-                for p in fg.params:
-                    self.optimizer.state.pop(p, None)
-                group["params"] = [fg.flat]
-                if flat_state:
-                    self.optimizer.state[fg.flat] = flat_state
             self._lent = False
+            state, groups = self.optimizer.state, self.optimizer.param_groups
+            same_groups = len(groups) == len(self._groups) and all(
+                len(group["params"]) == len(fg.params) and all(p is q for p, q in zip(group["params"], fg.params))
+                for group, fg in zip(groups, self._groups))
+            if same_groups and _one_state([state.get(p) for p in self.params]):
+                for group, fg in zip(groups, self._groups):
+                    flat_state = fg.flat_state([state.get(p) for p in fg.params])
+                    group["params"] = [fg.flat]
+                    if flat_state:
+                        state[fg.flat] = flat_state
+                    for p in fg.params:
+                        state.pop(p, None)
+                self._optimizer_flat = True
+            else:
+                self._unflatten()
 
     def close(self) -> None:
         """Back to the per-parameter form: the optimizer's groups and state, and each parameter and gradient in
@@ -182,24 +225,22 @@ class ParameterUpdates:
             for p in params:
                 offsets.append(-(-(offsets[-1] + p.numel()) // align) * align)
             flat = torch.zeros(offsets[-1], dtype=params[0].dtype)
-            fg = _FlatGroup(params, offsets[:-1], flat, torch.zeros_like(flat), [])
-            flat.grad = fg.grad
+            fg = _FlatGroup(params, offsets[:-1], flat, torch.zeros_like(flat))
             for i, p in enumerate(params):
                 fg.view(flat, i).copy_(p.detach())
+            flat_state = fg.flat_state([state.get(p) for p in params])  # resumed: the state per parameter, flat
+            self._groups.append(fg)  # from here the group is flat
+            self._optimizer_flat = True
+            group["params"] = [flat]
+            if flat_state:
+                state[flat] = flat_state
+            flat.grad = fg.grad
+            for i, p in enumerate(params):
+                state.pop(p, None)
                 p.data = fg.view(flat, i)
                 fg.grads.append(fg.view(fg.grad, i))
                 p.grad = fg.grads[i]
-            if state:  # resumed: the per-parameter state, flat
-                per_parameter = [state.pop(p) for p in params]
-                flat_state = {"step": per_parameter[0]["step"]}
-                for key in ADAM_STATE:
-                    if key in per_parameter[0]:
-                        flat_state[key] = torch.zeros_like(fg.flat)  # zeros between parameters too
-                        for i, s in enumerate(per_parameter):
-                            fg.view(flat_state[key], i).copy_(s[key])
-                state[fg.flat] = flat_state
-            group["params"] = [fg.flat]
-            self._groups.append(fg)
+            fg.pointers = [(p.data_ptr(), g.data_ptr()) for p, g in zip(params, fg.grads)]
         self._got_gradient = [True] * len(self.params)
         index = {id(p): i for i, p in enumerate(self.params)}
         self._hooks = [p.register_post_accumulate_grad_hook(self._gradient_hook(index[id(p)])) for p in self.params]
@@ -209,20 +250,24 @@ class ParameterUpdates:
             self._got_gradient[i] = True
         return got_gradient
 
-    def _to_per_parameter(self) -> list[dict]:
-        """Give the optimizer its per-parameter groups and state back (copies of the flat state's slices);
-        returns each group's flat state."""
-        flat_states = []
-        for fg, group in zip(self._groups, self.optimizer.param_groups):
-            flat_state = self.optimizer.state.pop(fg.flat, {})
+    def _to_per_parameter(self) -> None:
+        """Give the optimizer its per-parameter groups and state back (copies of the flat state's slices), each
+        group found by its flat tensor (a callback may have removed one)."""
+        if not self._optimizer_flat:
+            return
+        by_flat = {id(fg.flat): fg for fg in self._groups}
+        for group in self.optimizer.param_groups:
+            fg = by_flat.get(id(group["params"][0])) if len(group["params"]) == 1 else None
+            if fg is not None:
+                group["params"] = fg.params
+        for fg in self._groups:
+            flat_state = self.optimizer.state.pop(fg.flat, None)
             for i, p in enumerate(fg.params):
                 if flat_state:  # else no step yet
                     self.optimizer.state[p] = {"step": flat_state["step"].clone(),
                                                **{k: fg.view(flat_state[k], i).clone() for k in ADAM_STATE
                                                   if k in flat_state}}
-            group["params"] = fg.params
-            flat_states.append(flat_state)
-        return flat_states
+        self._optimizer_flat = False
 
     def _unflatten(self) -> None:
         try:
@@ -235,6 +280,14 @@ class ParameterUpdates:
             for hook in self._hooks:
                 hook.remove()
             self._groups, self._hooks = [], []
+
+
+def _one_state(states: list[dict | None]) -> bool:
+    """Whether the parameters' optimizer states fit one flat state: none of them, or all with the same
+    tensors and one step count."""
+    if not any(states):
+        return True
+    return all(states) and len({float(s["step"]) for s in states}) == 1 and len({tuple(sorted(s)) for s in states}) == 1
 
 
 def _dense(p: torch.Tensor) -> bool:
