@@ -49,7 +49,7 @@ class _FlatGroup:
     offsets: list[int]
     flat: torch.Tensor
     grad: torch.Tensor
-    layouts: list[tuple[torch.Size, tuple[int, ...]]] = field(default_factory=list)  # each parameter's shape, strides
+    layouts: list[tuple[torch.Size, tuple[int, ...]]] = field(init=False)  # each parameter's shape and strides
     grads: list[torch.Tensor] = field(default_factory=list)  # each parameter's view of ``grad``
     pointers: list[tuple[int, int]] = field(default_factory=list)  # where each one's values and gradient start
 
