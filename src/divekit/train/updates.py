@@ -200,13 +200,7 @@ class ParameterUpdates:
                 for group, fg in zip(groups, self._groups))
             if same_groups and _one_state([state.get(p) for p in self.params]):
                 for group, fg in zip(groups, self._groups):
-                    flat_state = fg.flat_state([state.get(p) for p in fg.params])
-                    group["params"] = [fg.flat]
-                    if flat_state:
-                        state[fg.flat] = flat_state
-                    for p in fg.params:
-                        state.pop(p, None)
-                self._optimizer_flat = True
+                    self._group_to_flat(group, fg)
             else:
                 self._unflatten()
 
@@ -217,7 +211,6 @@ class ParameterUpdates:
             self._unflatten()
 
     def _flatten(self) -> None:
-        state = self.optimizer.state
         for group in self.optimizer.param_groups:
             params = list(group["params"])
             align = ALIGN_BYTES // params[0].element_size()
@@ -228,15 +221,10 @@ class ParameterUpdates:
             fg = _FlatGroup(params, offsets[:-1], flat, torch.zeros_like(flat))
             for i, p in enumerate(params):
                 fg.view(flat, i).copy_(p.detach())
-            flat_state = fg.flat_state([state.get(p) for p in params])  # resumed: the state per parameter, flat
             self._groups.append(fg)  # from here the group is flat
-            self._optimizer_flat = True
-            group["params"] = [flat]
-            if flat_state:
-                state[flat] = flat_state
+            self._group_to_flat(group, fg)  # resumed: the state per parameter, flat
             flat.grad = fg.grad
             for i, p in enumerate(params):
-                state.pop(p, None)
                 p.data = fg.view(flat, i)
                 fg.grads.append(fg.view(fg.grad, i))
                 p.grad = fg.grads[i]
@@ -244,6 +232,17 @@ class ParameterUpdates:
         self._got_gradient = [True] * len(self.params)
         index = {id(p): i for i, p in enumerate(self.params)}
         self._hooks = [p.register_post_accumulate_grad_hook(self._gradient_hook(index[id(p)])) for p in self.params]
+
+    def _group_to_flat(self, group: dict, fg: _FlatGroup) -> None:
+        """The optimizer's ``group`` holds ``fg``'s flat tensor, and its parameters' state as the flat tensor's."""
+        state = self.optimizer.state
+        flat_state = fg.flat_state([state.get(p) for p in fg.params])
+        group["params"] = [fg.flat]
+        if flat_state:
+            state[fg.flat] = flat_state
+        for p in fg.params:
+            state.pop(p, None)
+        self._optimizer_flat = True
 
     def _gradient_hook(self, i: int) -> Callable[[torch.Tensor], None]:
         def got_gradient(param: torch.Tensor) -> None:
