@@ -4,7 +4,8 @@ Per parameter, as the optimizer does it; or, where it gives the same updates fas
 single-process CPU run with torch's Adam or AdamW, each param group's parameters and gradients become
 views of one flat parameter and one flat gradient, so zeroing, clipping and Adam's update each run once
 per group instead of once per tensor (the book's Transformer has 52 tensors of 61k numbers in all:
-zeroing, clipping and Adam took ~1.3 ms of its 13 ms step, flat ~0.65 ms). Adam's update is elementwise:
+zeroing, clipping and Adam took ~1.3 ms of its 13 ms step, flat ~0.7 ms, while autograd's adding into the
+gradient views costs ~0.1 ms; benchmarks/results/flat-updates.md). Adam's update is elementwise:
 the same numbers as per parameter up to the last bit (torch's fused kernel rounds an element by where it
 lies in its tensor), and the clipping norm is summed in another order.
 
