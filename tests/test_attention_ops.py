@@ -345,6 +345,66 @@ def test_fast_attention_pads_small_heads_to_blas_size_with_the_same_outputs_grad
         torch.testing.assert_close(grad, plain[2][name], msg=name)
 
 
+def plain_dropped_attention(q, k, v, mask, p):
+    """softmax(q k^T / sqrt(D)) with dropout times v by autograd's steps, the mask drawn as fast.Dropout draws."""
+    scores = (q / math.sqrt(q.shape[-1])) @ k.transpose(-2, -1)
+    weights = torch.softmax(scores.masked_fill(~mask, torch.finfo(q.dtype).min), -1).masked_fill(~mask, 0.0)
+    return (weights * torch.rand_like(weights).ge_(p).mul_(1 / (1 - p))) @ v
+
+
+@pytest.mark.parametrize("Q, K, D, V", [(5, 5, 8, 8), (7, 7, 8, 8), (3, 9, 4, 6), (10, 12, 8, 8), (5, 5, 8, 5), (4, 20, 8, 8)])
+def test_fast_attentions_dropout_node_equals_autograds_steps_with_the_same_draws(Q, K, D, V):
+    """The CPU's training path with attention dropout is one autograd node with a backward of its own:
+    outputs and gradients those of the plain steps from one seed (padded for BLAS or not, values of
+    another width, a row with no valid key, keys over 16), and gradcheck passes."""
+    g = torch.Generator().manual_seed(Q * K)
+    q, k = torch.randn(3, 2, Q, D, dtype=F64, generator=g), torch.randn(3, 2, K, D, dtype=F64, generator=g)
+    v = torch.randn(3, 2, K, V, dtype=F64, generator=g)
+    mask = fast.valid_lens_to_mask(torch.tensor([0, K - 1, K]), 3, Q, K)[:, None]  # (3, 1, Q, K)
+    grad = torch.randn(3, 2, Q, V, dtype=F64, generator=g)
+    results = []
+    for attend in (plain_dropped_attention, fast._DroppedAttention.apply):
+        inputs = [x.clone().requires_grad_() for x in (q, k, v)]
+        torch.manual_seed(1)
+        out = attend(*inputs, mask, 0.3)
+        results.append((out, *torch.autograd.grad(out, inputs, grad)))
+    assert (results[1][0][0] == 0).all()  # no valid key: output 0, as the plain steps
+    for expected, got in zip(*results):
+        torch.testing.assert_close(got, expected, rtol=1e-12, atol=1e-12)
+
+    def seeded(*inputs):
+        torch.manual_seed(5)
+        return fast._DroppedAttention.apply(*inputs, mask, 0.3)
+
+    assert torch.autograd.gradcheck(seeded, [x.clone().requires_grad_() for x in (q, k, v)])
+
+
+def test_fast_attentions_dropout_node_runs_in_cpu_training_only_and_refuses_a_second_derivative():
+    layer = fast.MultiHeadAttention(8, 2, dropout=0.25)
+    X, valid_lens = torch.randn(2, 5, 8, requires_grad=True), torch.tensor([3, 5])
+
+    def nodes(module, X=X):
+        seen, stack = {}, [module(X, X, X, valid_lens).grad_fn]
+        while stack:
+            node = stack.pop()
+            if node is not None and id(node) not in seen:
+                seen[id(node)] = node  # kept: a freed wrapper's id could come back
+                stack.extend(n for n, _ in node.next_functions)
+        return {type(node).__name__ for node in seen.values()}
+
+    assert "_DroppedAttentionBackward" in nodes(layer.train())
+    assert "_DroppedAttentionBackward" not in nodes(layer.eval())  # SDPA
+    layer.train().record_weights = True
+    assert "_DroppedAttentionBackward" not in nodes(layer)  # the weights are kept: the plain steps
+    layer.record_weights = False
+    assert "_DroppedAttentionBackward" not in nodes(layer.bfloat16(), X.detach().bfloat16().requires_grad_())
+    layer.float()
+    out = layer(X, X, X, valid_lens)
+    (grad,) = torch.autograd.grad(out.sum(), X, create_graph=True)
+    with pytest.raises(RuntimeError, match="once_differentiable"):
+        grad.sum().backward()
+
+
 @pytest.mark.parametrize("Q, K, V, padded", [(1, 10, 32, True), (1, 10, 8, False), (2, 10, 32, False), (0, 3, 4, False)])
 def test_additive_attentions_weighted_sum_pads_small_values_to_blas_size_with_the_same_numbers(Q, K, V, padded,
                                                                                                monkeypatch):

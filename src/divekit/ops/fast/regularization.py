@@ -29,7 +29,13 @@ def dropout(X: torch.Tensor, p: float, training: bool = True) -> torch.Tensor:
     check_dropout_probability(p)
     if not training or p == 0 or p == 1 or X.device.type != "cpu" or X.dtype not in (torch.float32, torch.float64):
         return F.dropout(X, p, training)
-    return X * torch.rand_like(X).ge_(p).mul_(1 / (1 - p))  # mask: 1 / (1 - p) with probability 1 - p, else 0
+    return X * dropout_mask(X, p)
+
+
+def dropout_mask(X: torch.Tensor, p: float) -> torch.Tensor:
+    """The factors :func:`dropout` multiplies X (float32/64 on a CPU) by, drawn as it draws them: 1 / (1 - p)
+    with probability 1 - p, else 0, for 0 < p < 1."""
+    return torch.rand_like(X).ge_(p).mul_(1 / (1 - p))
 
 
 class Dropout(nn.Dropout):
