@@ -352,31 +352,41 @@ def plain_dropped_attention(q, k, v, mask, p):
     return (weights * torch.rand_like(weights).ge_(p).mul_(1 / (1 - p))) @ v
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, F64])
 @pytest.mark.parametrize("Q, K, D, V", [(5, 5, 8, 8), (7, 7, 8, 8), (3, 9, 4, 6), (10, 12, 8, 8), (5, 5, 8, 5), (4, 20, 8, 8)])
-def test_fast_attentions_dropout_node_equals_autograds_steps_with_the_same_draws(Q, K, D, V):
+def test_fast_attentions_dropout_node_equals_autograds_steps_bit_for_bit(Q, K, D, V, dtype):
     """The CPU's training path with attention dropout is one autograd node with a backward of its own:
-    outputs and gradients those of the plain steps from one seed (padded for BLAS or not, values of
-    another width, a row with no valid key, keys over 16), and gradcheck passes."""
+    outputs and gradients those of the plain steps (the same path through autograd) from one seed, bit
+    for bit (padded for BLAS or not, values of another width, a row with no valid key, keys over 16),
+    and gradcheck passes."""
     g = torch.Generator().manual_seed(Q * K)
-    q, k = torch.randn(3, 2, Q, D, dtype=F64, generator=g), torch.randn(3, 2, K, D, dtype=F64, generator=g)
-    v = torch.randn(3, 2, K, V, dtype=F64, generator=g)
+    q, k = torch.randn(3, 2, Q, D, dtype=dtype, generator=g), torch.randn(3, 2, K, D, dtype=dtype, generator=g)
+    v = torch.randn(3, 2, K, V, dtype=dtype, generator=g)
     mask = fast.valid_lens_to_mask(torch.tensor([0, K - 1, K]), 3, Q, K)[:, None]  # (3, 1, Q, K)
-    grad = torch.randn(3, 2, Q, V, dtype=F64, generator=g)
+    grad = torch.randn(3, 2, Q, V, dtype=dtype, generator=g)
+    dropout = fast.Dropout(0.3).train()
+
+    def plain_steps(*inputs):  # _scaled_dot_product without the node: its path that keeps the weights
+        return fast._scaled_dot_product(*inputs, mask, dropout, True)[0]
+
     results = []
-    for attend in (plain_dropped_attention, fast._DroppedAttention.apply):
+    for attend in (plain_steps, lambda *inputs: fast._DroppedAttention.apply(*inputs, mask, 0.3)):
         inputs = [x.clone().requires_grad_() for x in (q, k, v)]
         torch.manual_seed(1)
-        out = attend(*inputs, mask, 0.3)
+        out = attend(*inputs)
         results.append((out, *torch.autograd.grad(out, inputs, grad)))
     assert (results[1][0][0] == 0).all()  # no valid key: output 0, as the plain steps
     for expected, got in zip(*results):
-        torch.testing.assert_close(got, expected, rtol=1e-12, atol=1e-12)
+        assert torch.equal(got, expected)
+    torch.manual_seed(1)
+    torch.testing.assert_close(results[1][0], plain_dropped_attention(q, k, v, mask, 0.3))  # the formula
 
     def seeded(*inputs):
         torch.manual_seed(5)
         return fast._DroppedAttention.apply(*inputs, mask, 0.3)
 
-    assert torch.autograd.gradcheck(seeded, [x.clone().requires_grad_() for x in (q, k, v)])
+    if dtype == F64:  # gradcheck's finite differences need float64
+        assert torch.autograd.gradcheck(seeded, [x.clone().requires_grad_() for x in (q, k, v)])
 
 
 def test_fast_attentions_dropout_node_runs_in_cpu_training_only_and_refuses_a_second_derivative():
