@@ -370,7 +370,7 @@ def test_fast_attentions_dropout_node_equals_autograds_steps_bit_for_bit(Q, K, D
         return fast._scaled_dot_product(*inputs, mask, dropout, True)[0]
 
     results = []
-    for attend in (plain_steps, lambda *inputs: fast._DroppedAttention.apply(*inputs, mask, 0.3)):
+    for attend in (plain_steps, lambda *inputs: fast._DroppedAttention.apply(*inputs, mask, 0.3)[..., :V]):
         inputs = [x.clone().requires_grad_() for x in (q, k, v)]
         torch.manual_seed(1)
         out = attend(*inputs)
@@ -383,10 +383,67 @@ def test_fast_attentions_dropout_node_equals_autograds_steps_bit_for_bit(Q, K, D
 
     def seeded(*inputs):
         torch.manual_seed(5)
-        return fast._DroppedAttention.apply(*inputs, mask, 0.3)
+        return fast._DroppedAttention.apply(*inputs, mask, 0.3)[..., :V]
 
     if dtype == F64:  # gradcheck's finite differences need float64
         assert torch.autograd.gradcheck(seeded, [x.clone().requires_grad_() for x in (q, k, v)])
+
+
+def test_fast_attentions_dropout_node_leaves_to_the_plain_steps_what_it_does_not_implement():
+    """Where the node would not give the plain steps' numbers, or cannot run (autocast, torch.func,
+    forward-mode AD, another dropout, inputs multiplied in another layout), the layer takes the plain
+    steps: the same output and gradients as with its weights kept (the plain steps' path), and its
+    output can be changed in place either way."""
+    torch.manual_seed(0)
+    mha, dot = fast.MultiHeadAttention(32, 4, dropout=0.3).train(), fast.DotProductAttention(0.3).train()
+    X, valid_lens = torch.randn(3, 12, 32), torch.tensor([12, 2, 4])  # 12 x 12 x 8 heads: not padded
+    keys = torch.randn(3, 12, 32).view(3, 12, 4, 8).transpose(1, 2)  # (B, H, K, Dh), not contiguous
+    q, k, v = torch.randn(3, 2, 12, 8).unbind()
+
+    def run(layer, record, attend, *inputs):
+        layer.record_weights = record
+        inputs = [x.clone().requires_grad_() for x in inputs]
+        torch.manual_seed(1)
+        out = attend(*inputs)
+        return [out, *torch.autograd.grad(out.float().sum(), inputs)]
+
+    cases = {
+        "non-contiguous heads": (mha, lambda X, k: mha.attend(X, k, k, valid_lens), X, keys),
+        "autocast": (dot, lambda q, k, v: _autocast(lambda: dot(q, k, v)), q, k, v),
+        "in-place dropout": (mha, lambda X: _with(mha.dropout, "inplace", True, lambda: mha(X, X, X, valid_lens)), X),
+        "one tensor as q, k and v": (dot, lambda q: dot(q, q, q), q),
+        "in-place on the output": (dot, lambda q, k, v: dot(q, k, v).mul_(2), q, k, v),  # 12 x 12 x 8: not padded
+    }
+    for name, (layer, attend, *inputs) in cases.items():
+        for got, expected in zip(run(layer, False, attend, *inputs), run(layer, True, attend, *inputs)):
+            assert torch.equal(got, expected), name
+
+    mha.record_weights = False
+    torch.manual_seed(1)
+    grads = torch.func.grad(lambda X: mha(X, X, X, valid_lens).sum())(X)
+    torch.manual_seed(1)
+    X_ = X.clone().requires_grad_()
+    mha(X_, X_, X_, valid_lens).sum().backward()
+    assert torch.equal(grads, X_.grad)
+    with torch.autograd.forward_ad.dual_level():
+        torch.manual_seed(1)
+        dual = torch.autograd.forward_ad.make_dual(X, torch.ones_like(X))
+        tangent = torch.autograd.forward_ad.unpack_dual(mha(dual, dual, dual, valid_lens)).tangent
+    assert tangent is not None and tangent.shape == X.shape
+
+
+def _autocast(run):
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        return run()
+
+
+def _with(obj, name, value, run):
+    before = getattr(obj, name)
+    setattr(obj, name, value)
+    try:
+        return run()
+    finally:
+        setattr(obj, name, before)
 
 
 def test_fast_attentions_dropout_node_runs_in_cpu_training_only_and_refuses_a_second_derivative():

@@ -20,6 +20,7 @@ import math
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.autograd import forward_ad
 from torch.autograd.function import once_differentiable
 
 from divekit.ops.fast.regularization import Dropout, dropout_mask
@@ -75,9 +76,8 @@ def _scaled_dot_product(queries: torch.Tensor, keys: torch.Tensor, values: torch
     p = dropout.p if dropout.training else 0.0
     if not need_weights and (p == 0 or queries.device.type != "cpu"):  # SDPA's kernels; see the module note
         return F.scaled_dot_product_attention(queries, keys, values, attn_mask=mask, dropout_p=p), None
-    if not need_weights and p < 1 and queries.dtype in (torch.float32, torch.float64) \
-            and not torch.compiler.is_compiling():
-        return _DroppedAttention.apply(queries, keys, values, mask, p), None
+    if not need_weights and _node_takes(queries, keys, values, dropout):
+        return _DroppedAttention.apply(queries, keys, values, mask, p)[..., :values.shape[-1]], None
     (Q, D), (K, V) = queries.shape[-2:], values.shape[-2:]
     scale = math.sqrt(D)
     width = _blas_width(Q, K, min(D, V)) if queries.device.type == "cpu" else None
@@ -88,6 +88,21 @@ def _scaled_dot_product(queries: torch.Tensor, keys: torch.Tensor, values: torch
     return (dropout(weights) @ values)[..., :V], (weights if need_weights else None)  # (..., Q, V)
 
 
+def _node_takes(queries: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, dropout: nn.Module) -> bool:
+    """Whether :class:`_DroppedAttention` gives what the plain steps would, bit for bit: this module's
+    ``Dropout`` (not in place) with 0 < p < 1 in training, three distinct float32/64 tensors (autograd
+    adds the gradients of one tensor given twice in an order of its own) with the same batch
+    dimensions, each 3-D or contiguous (the layouts in which ``@`` multiplies them as they are), and
+    none of what the node does not implement: autocast, ``torch.compile``'s tracing, torch.func's
+    transforms, forward-mode AD."""
+    return (type(dropout) is Dropout and not dropout.inplace and 0 < dropout.p < 1
+            and queries is not keys and keys is not values and queries is not values
+            and all(x.dtype in (torch.float32, torch.float64) and (x.dim() == 3 or x.is_contiguous())
+                    and x.shape[:-2] == queries.shape[:-2] for x in (queries, keys, values))
+            and not torch.is_autocast_enabled(queries.device.type) and not torch.compiler.is_compiling()
+            and not torch._C._are_functorch_transforms_active() and forward_ad._current_level < 0)
+
+
 class _DroppedAttention(torch.autograd.Function):
     """:func:`_scaled_dot_product`'s steps with attention dropout on a CPU (float32/64, no weights
     recorded) as one autograd node with a backward of its own: the outputs, gradients and dropout draws
@@ -95,7 +110,9 @@ class _DroppedAttention(torch.autograd.Function):
     same operands), in ~20 operations instead of ~30 and without the graph's bookkeeping (the book's
     Transformer heads: forward and backward 1.07x-1.13x faster).
 
-    forward(q (..., Q, D), k (..., K, D), v (..., K, V), mask (..., Q, K) or None, p) -> (..., Q, V).
+    forward(q (..., Q, D), k (..., K, D), v (..., K, V), mask (..., Q, K) or None, p) -> (..., Q, V'), V' >= V
+    the values' features padded for BLAS, the first V the output (sliced by the caller, outside the node,
+    so that the output is an ordinary view).
     The dropout factors M are 0 where the mask hides a key, so with P the softmax (hidden keys' weights
     exactly 0, except on a row with no valid key, whose output and gradient M makes 0 as the plain
     steps do): out = (P * M) v; the scores' gradient is the softmax's backward of dP = (dout v^T) * M."""
@@ -122,15 +139,13 @@ class _DroppedAttention(torch.autograd.Function):
         dropped = weights * factors
         ctx.save_for_backward(scaled, keys, values, probs, factors, dropped)
         ctx.scale, ctx.sizes = scale, (D, K, V)
-        return (dropped @ values)[..., :V]                                         # (..., Q, V)
+        return dropped @ values                                                    # (..., Q, V')
 
     @staticmethod
     @once_differentiable
     def backward(ctx, grad):
         scaled, keys, values, probs, factors, dropped = ctx.saved_tensors
         D, K, V = ctx.sizes
-        if values.shape[-1] != V:
-            grad = F.pad(grad, (0, values.shape[-1] - V))                          # (..., Q, V')
         grad_values = dropped.transpose(-2, -1) @ grad                             # (..., K, V')
         grad_weights = (grad @ values.transpose(-2, -1)).mul_(factors)            # dP (..., Q, K)
         if probs.shape[-1] != K:
