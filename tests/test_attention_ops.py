@@ -446,25 +446,57 @@ def _with(obj, name, value, run):
         setattr(obj, name, before)
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, F64])
+@pytest.mark.parametrize("T, packed, masked", [(5, False, True), (7, False, True), (10, False, True), (3, False, True),
+                                               (12, False, False), (6, True, True), (9, True, True)])
+def test_fast_self_attention_node_equals_the_plain_steps_bit_for_bit(T, packed, masked, dtype):
+    """Multi-head self-attention in training is one node from the projections to the merged heads:
+    output and every gradient equal those of the plain steps through autograd (the layer with its weights
+    kept) bit for bit, heads padded for BLAS or not (T = 5, 7 of 8 features), with valid lengths, a
+    sequence with none, no mask, and on packed tokens (BERT's path)."""
+    torch.manual_seed(0)
+    layer = fast.MultiHeadAttention(32, 4, dropout=0.2, bias=True).to(dtype).train()
+    X = torch.randn(3, T, 32, dtype=dtype)
+    valid_lens = torch.tensor([T, 0 if not packed else 1, max(T - 2, 1)]) if masked else None
+    packing = fast.TokenPacking(valid_lens, T) if packed else None
+    inputs = packing.pack(X) if packed else X
+    results = []
+    for record in (True, False):
+        layer.record_weights = record
+        layer.zero_grad()
+        x = inputs.clone().requires_grad_()
+        torch.manual_seed(1)
+        out = layer(x, x, x, None if packed else valid_lens, packing=packing)
+        out.backward(torch.linspace(-1, 1, out.numel(), dtype=dtype).reshape(out.shape))
+        results.append([out, x.grad, *(p.grad for p in layer.parameters())])
+    for expected, got in zip(*results):
+        assert torch.equal(got, expected)
+
+
+DROPOUT_NODES = {"_DroppedAttentionBackward", "_DroppedSelfAttentionBackward"}
+
+
 def test_fast_attentions_dropout_node_runs_in_cpu_training_only_and_refuses_a_second_derivative():
     layer = fast.MultiHeadAttention(8, 2, dropout=0.25)
     X, valid_lens = torch.randn(2, 5, 8, requires_grad=True), torch.tensor([3, 5])
 
-    def nodes(module, X=X):
-        seen, stack = {}, [module(X, X, X, valid_lens).grad_fn]
+    def nodes(module, X=X, Y=None):  # self-attention of X, or X's attention over Y
+        seen, stack = {}, [module(X, *((X, X) if Y is None else (Y, Y)), valid_lens).grad_fn]
         while stack:
             node = stack.pop()
             if node is not None and id(node) not in seen:
                 seen[id(node)] = node  # kept: a freed wrapper's id could come back
                 stack.extend(n for n, _ in node.next_functions)
-        return {type(node).__name__ for node in seen.values()}
+        return {type(node).__name__ for node in seen.values()} & DROPOUT_NODES
 
-    assert "_DroppedAttentionBackward" in nodes(layer.train())
-    assert "_DroppedAttentionBackward" not in nodes(layer.eval())  # SDPA
+    Y = torch.randn(2, 5, 8)
+    assert nodes(layer.train()) == {"_DroppedSelfAttentionBackward"}
+    assert nodes(layer, X, Y) == {"_DroppedAttentionBackward"}  # attention over another sequence
+    assert nodes(layer.eval()) == nodes(layer, X, Y) == set()  # SDPA
     layer.train().record_weights = True
-    assert "_DroppedAttentionBackward" not in nodes(layer)  # the weights are kept: the plain steps
+    assert nodes(layer) == nodes(layer, X, Y) == set()  # the weights are kept: the plain steps
     layer.record_weights = False
-    assert "_DroppedAttentionBackward" not in nodes(layer.bfloat16(), X.detach().bfloat16().requires_grad_())
+    assert nodes(layer.bfloat16(), X.detach().bfloat16().requires_grad_()) == set()
     layer.float()
     out = layer(X, X, X, valid_lens)
     (grad,) = torch.autograd.grad(out.sum(), X, create_graph=True)

@@ -76,7 +76,7 @@ def _scaled_dot_product(queries: torch.Tensor, keys: torch.Tensor, values: torch
     p = dropout.p if dropout.training else 0.0
     if not need_weights and (p == 0 or queries.device.type != "cpu"):  # SDPA's kernels; see the module note
         return F.scaled_dot_product_attention(queries, keys, values, attn_mask=mask, dropout_p=p), None
-    if not need_weights and _node_takes(queries, keys, values, dropout):
+    if not need_weights and _node_takes(dropout, queries, keys, values):
         return _DroppedAttention.apply(queries, keys, values, mask, p)[..., :values.shape[-1]], None
     (Q, D), (K, V) = queries.shape[-2:], values.shape[-2:]
     scale = math.sqrt(D)
@@ -88,72 +88,124 @@ def _scaled_dot_product(queries: torch.Tensor, keys: torch.Tensor, values: torch
     return (dropout(weights) @ values)[..., :V], (weights if need_weights else None)  # (..., Q, V)
 
 
-def _node_takes(queries: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, dropout: nn.Module) -> bool:
-    """Whether :class:`_DroppedAttention` gives what the plain steps would, bit for bit: this module's
-    ``Dropout`` (not in place) with 0 < p < 1 in training, three distinct float32/64 tensors (autograd
-    adds the gradients of one tensor given twice in an order of its own) with the same batch
-    dimensions, each 3-D or contiguous (the layouts in which ``@`` multiplies them as they are), and
-    none of what the node does not implement: autocast, ``torch.compile``'s tracing, torch.func's
-    transforms, forward-mode AD."""
-    return (type(dropout) is Dropout and not dropout.inplace and 0 < dropout.p < 1
-            and queries is not keys and keys is not values and queries is not values
-            and all(x.dtype in (torch.float32, torch.float64) and (x.dim() == 3 or x.is_contiguous())
-                    and x.shape[:-2] == queries.shape[:-2] for x in (queries, keys, values))
-            and not torch.is_autocast_enabled(queries.device.type) and not torch.compiler.is_compiling()
+def _node_takes(dropout: nn.Module, *tensors: torch.Tensor) -> bool:
+    """Whether the dropout nodes (:class:`_DroppedAttention`, :class:`_DroppedSelfAttention`) give what
+    the plain steps would, bit for bit: this module's ``Dropout`` (not in place) with 0 < p < 1 in
+    training, distinct float32/64 tensors on a CPU (autograd adds the gradients of one tensor given
+    twice in an order of its own) with the same batch dimensions, each 3-D or contiguous (the layouts
+    in which ``@`` multiplies them as they are), and none of what the nodes do not implement:
+    autocast, ``torch.compile``'s tracing, torch.func's transforms, forward-mode AD."""
+    first = tensors[0]
+    return (type(dropout) is Dropout and dropout.training and not dropout.inplace and 0 < dropout.p < 1
+            and len({id(x) for x in tensors}) == len(tensors)
+            and all(x.device.type == "cpu" and x.dtype in (torch.float32, torch.float64)
+                    and (x.dim() == 3 or x.is_contiguous()) and x.shape[:-2] == first.shape[:-2] for x in tensors)
+            and not torch.is_autocast_enabled("cpu") and not torch.compiler.is_compiling()
             and not torch._C._are_functorch_transforms_active() and forward_ad._current_level < 0)
 
 
+def _attention_forward(ctx, queries: torch.Tensor, keys: torch.Tensor, values: torch.Tensor,
+                       mask: torch.Tensor | None, p: float, features: int) -> torch.Tensor:
+    """The dropout nodes' forward on heads padded for BLAS as they are to be multiplied, q (..., Q, D'),
+    k (..., K, D'), v (..., K, V'), scaled by sqrt(``features``) (D, the width before padding) -> (P * M) v
+    (..., Q, V'); keeps in ``ctx`` what :func:`_attention_backward` needs. The dropout factors M are 0
+    where the mask hides a key, so with P the softmax (hidden keys' weights exactly 0, except on a row
+    with no valid key, whose output and gradient M makes 0 as the plain steps do)."""
+    K = keys.shape[-2]
+    scale = math.sqrt(features)
+    scaled = queries / scale                                                       # (..., Q, D')
+    scores = scaled @ keys.transpose(-2, -1)                                       # (..., Q, K)
+    hidden = None if mask is None else ~mask
+    if hidden is not None:
+        scores.masked_fill_(hidden, torch.finfo(scores.dtype).min)
+    if K < SHORT_ROWS:  # see _softmax_where
+        scores = F.pad(scores, (0, SHORT_ROWS - K), value=-math.inf)
+    probs = torch.softmax(scores, dim=-1)                                          # (..., Q, max(K, 16))
+    weights = probs[..., :K]                                                       # P (..., Q, K)
+    factors = dropout_mask(weights, p)                                             # M (..., Q, K)
+    if hidden is not None:
+        factors.masked_fill_(hidden, 0.0)
+    dropped = weights * factors
+    ctx.save_for_backward(scaled, keys, values, probs, factors, dropped)
+    ctx.scale = scale
+    return dropped @ values                                                        # (..., Q, V')
+
+
+def _attention_backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The gradients of :func:`_attention_forward`'s padded q, k, v from that of its output (..., Q, V'),
+    contiguous: autograd's kernels on the operands its nodes would have (softmax's backward on the padded
+    rows, the keys' product as bmm's backward takes it)."""
+    scaled, keys, values, probs, factors, dropped = ctx.saved_tensors
+    K = keys.shape[-2]
+    grad_values = dropped.transpose(-2, -1) @ grad                                 # (..., K, V')
+    grad_weights = (grad @ values.transpose(-2, -1)).mul_(factors)                # dP (..., Q, K)
+    if probs.shape[-1] != K:
+        grad_weights = F.pad(grad_weights, (0, probs.shape[-1] - K))               # (..., Q, 16)
+    grad_scores = torch._softmax_backward_data(grad_weights, probs, -1, probs.dtype)[..., :K]  # dS
+    grad_queries = (grad_scores @ keys).div_(ctx.scale)                           # (..., Q, D')
+    grad_keys = (scaled.transpose(-2, -1) @ grad_scores).transpose(-2, -1)         # (..., K, D'), as autograd's
+    return grad_queries, grad_keys, grad_values
+
+
 class _DroppedAttention(torch.autograd.Function):
-    """:func:`_scaled_dot_product`'s steps with attention dropout on a CPU (float32/64, no weights
-    recorded) as one autograd node with a backward of its own: the outputs, gradients and dropout draws
+    """:func:`_scaled_dot_product`'s steps with attention dropout on a CPU (where :func:`_node_takes`) as
+    one autograd node with a backward of its own: the outputs, gradients and dropout draws
     (:func:`dropout_mask`, one stream) of autograd's ~15 nodes bit for bit (the same kernels on the
     same operands), in ~20 operations instead of ~30 and without the graph's bookkeeping (the book's
     Transformer heads: forward and backward 1.07x-1.13x faster).
 
     forward(q (..., Q, D), k (..., K, D), v (..., K, V), mask (..., Q, K) or None, p) -> (..., Q, V'), V' >= V
     the values' features padded for BLAS, the first V the output (sliced by the caller, outside the node,
-    so that the output is an ordinary view).
-    The dropout factors M are 0 where the mask hides a key, so with P the softmax (hidden keys' weights
-    exactly 0, except on a row with no valid key, whose output and gradient M makes 0 as the plain
-    steps do): out = (P * M) v; the scores' gradient is the softmax's backward of dP = (dout v^T) * M."""
+    so that the output is an ordinary view)."""
 
     @staticmethod
     def forward(ctx, queries, keys, values, mask, p):
         (Q, D), (K, V) = queries.shape[-2:], values.shape[-2:]
-        scale = math.sqrt(D)
         width = _blas_width(Q, K, min(D, V))
         if width is not None:  # zero features: see _scaled_dot_product
             queries, keys, values = (F.pad(x, (0, max(0, width - x.shape[-1]))) for x in (queries, keys, values))
-        scaled = queries / scale                                                   # (..., Q, D')
-        scores = scaled @ keys.transpose(-2, -1)                                   # (..., Q, K)
-        hidden = None if mask is None else ~mask
-        if hidden is not None:
-            scores.masked_fill_(hidden, torch.finfo(scores.dtype).min)
-        if K < SHORT_ROWS:  # see _softmax_where
-            scores = F.pad(scores, (0, SHORT_ROWS - K), value=-math.inf)
-        probs = torch.softmax(scores, dim=-1)                                      # (..., Q, max(K, 16))
-        weights = probs[..., :K]                                                   # P (..., Q, K)
-        factors = dropout_mask(weights, p)                                         # M (..., Q, K)
-        if hidden is not None:
-            factors.masked_fill_(hidden, 0.0)
-        dropped = weights * factors
-        ctx.save_for_backward(scaled, keys, values, probs, factors, dropped)
-        ctx.scale, ctx.sizes = scale, (D, K, V)
-        return dropped @ values                                                    # (..., Q, V')
+        ctx.sizes = D, V
+        return _attention_forward(ctx, queries, keys, values, mask, p, D)          # (..., Q, V')
 
     @staticmethod
     @once_differentiable
     def backward(ctx, grad):
-        scaled, keys, values, probs, factors, dropped = ctx.saved_tensors
-        D, K, V = ctx.sizes
-        grad_values = dropped.transpose(-2, -1) @ grad                             # (..., K, V')
-        grad_weights = (grad @ values.transpose(-2, -1)).mul_(factors)            # dP (..., Q, K)
-        if probs.shape[-1] != K:
-            grad_weights = F.pad(grad_weights, (0, probs.shape[-1] - K))           # (..., Q, 16)
-        grad_scores = torch._softmax_backward_data(grad_weights, probs, -1, probs.dtype)[..., :K]  # dS
-        grad_queries = (grad_scores @ keys).div_(ctx.scale)                       # (..., Q, D')
-        grad_keys = (scaled.transpose(-2, -1) @ grad_scores).transpose(-2, -1)     # (..., K, D'), as autograd's
+        D, V = ctx.sizes
+        grad_queries, grad_keys, grad_values = _attention_backward(ctx, grad)
         return grad_queries[..., :D], grad_keys[..., :D], grad_values[..., :V], None, None
+
+
+class _DroppedSelfAttention(torch.autograd.Function):
+    """Multi-head self-attention with dropout on a CPU (where :func:`_node_takes`) from the projections
+    side by side to the heads merged, as one autograd node: :class:`_DroppedAttention` with the heads'
+    split (:func:`_heads`), their padding for BLAS and their merge inside it, bit for bit the same
+    numbers and draws as those steps through autograd (~12 nodes fewer a call).
+
+    forward(projected (B, T, 3E), mask (B, 1, T, T) or None, p, num_heads) -> (B, T, E)."""
+
+    @staticmethod
+    def forward(ctx, projected, mask, p, num_heads):
+        B, T, width = projected.shape
+        Dh = width // (3 * num_heads)
+        split = projected.view(B, T, 3, num_heads, Dh).permute(2, 0, 3, 1, 4)     # (3, B, H, T, Dh)
+        padded = _blas_width(T, T, Dh)
+        heads = (split if padded is None else F.pad(split, (0, padded - Dh))).contiguous()  # (3, B, H, T, Dh')
+        out = _attention_forward(ctx, *heads.unbind(0), mask, p, Dh)               # (B, H, T, Dh')
+        ctx.heads = num_heads, Dh
+        return out[..., :Dh].transpose(1, 2).reshape(B, T, num_heads * Dh)        # (B, T, H, Dh) -> (B, T, E)
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad):
+        (H, Dh), (B, T, E) = ctx.heads, grad.shape
+        padded = ctx.saved_tensors[2].shape[-1]                                    # the values' Dh'
+        heads_grad = grad.view(B, T, H, Dh).transpose(1, 2)                        # (B, H, T, Dh)
+        heads_grad = F.pad(heads_grad, (0, padded - Dh)) if padded != Dh else heads_grad.contiguous()
+        grad_projected = grad.new_empty(B, T, 3, H, Dh)
+        split = grad_projected.permute(2, 0, 3, 1, 4)                               # (3, B, H, T, Dh)
+        for part, part_grad in zip(split, _attention_backward(ctx, heads_grad)):
+            part.copy_(part_grad[..., :Dh])
+        return grad_projected.view(B, T, 3 * E), None, None, None
 
 
 class AdditiveAttention(nn.Module):
@@ -248,6 +300,8 @@ class MultiHeadAttention(nn.Module):
             _check_packed_self_attention(queries, keys, values)
             _check_embed_dim(self.embed_dim, queries)
             qkv = packing.pad(F.linear(queries, self.in_proj_weight, self.in_proj_bias))  # (n, 3E) -> (B, Q, 3E)
+            if self._self_node_takes(qkv):
+                return self.out_proj(packing.pack(self._self_node(qkv, packing.valid_lens)))  # (n, E)
             return self._attend_heads(*_heads(qkv, self.num_heads, 3), packing.valid_lens, packing)
         _check_qkv(queries, keys, values)
         _check_embed_dim(self.embed_dim, queries, keys, values)
@@ -259,8 +313,23 @@ class MultiHeadAttention(nn.Module):
         """Self-attention of X (B, T, E) and the heads' keys and values (B, H, T, Dh) for a cache (see the
         scratch twin), from one (3E, E) projection (nanoGPT's c_attn)."""
         _check_embed_dim(self.embed_dim, X)
-        q, k, v = _heads(F.linear(X, self.in_proj_weight, self.in_proj_bias), self.num_heads, 3)  # (B, H, T, Dh)
+        projected = F.linear(X, self.in_proj_weight, self.in_proj_bias)  # (B, T, 3E)
+        if self._self_node_takes(projected):  # training on a CPU: one node; the cache's k, v as views
+            B, T, _ = projected.shape
+            kv = projected.view(B, T, 3, self.num_heads, -1)[:, :, 1:].permute(2, 0, 3, 1, 4)  # (2, B, H, T, Dh)
+            return self.out_proj(self._self_node(projected, valid_lens)), tuple(kv.unbind(0))
+        q, k, v = _heads(projected, self.num_heads, 3)  # (B, H, T, Dh)
         return self._attend_heads(q, k, v, valid_lens), (k, v)
+
+    def _self_node_takes(self, projected: torch.Tensor) -> bool:
+        return not self.record_weights and _node_takes(self.dropout, projected)
+
+    def _self_node(self, projected: torch.Tensor, valid_lens: torch.Tensor | None) -> torch.Tensor:
+        """The merged heads (B, T, E) of self-attention over projected (B, T, 3E), by :class:`_DroppedSelfAttention`."""
+        B, T, _ = projected.shape
+        mask = None if valid_lens is None else valid_lens_to_mask(valid_lens, B, T, T)[:, None]  # (B, 1, T, T)
+        self.attention_weights = None
+        return _DroppedSelfAttention.apply(projected, mask, self.dropout.p, self.num_heads)
 
     def project_kv(self, keys: torch.Tensor, values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The heads' keys and values, each (B, H, K, Dh) (see the scratch twin)."""
