@@ -10,8 +10,9 @@ Paths (``--path``):
 - ``flat-updates``: parameters, gradients and Adam's state of a param group in one flat tensor
   (``divekit.train.updates``); refused by ``ParameterUpdates.flat_allowed`` saying no.
 - ``attention-node``: attention with dropout in training as one autograd node with its own backward
-  (``_DroppedAttention`` in ``divekit.ops.fast.attention``); refused by sending its calls to the plain
-  steps it replaces (the path that keeps the weights), which give the same numbers bit for bit.
+  (``_DroppedAttention`` and, for multi-head self-attention from the projections to the merged heads,
+  ``_DroppedSelfAttention``, in ``divekit.ops.fast.attention``); refused by sending their calls to the
+  plain steps they replace (the path that keeps the weights), which give the same numbers bit for bit.
 
 Each repeat trains both forms from the same seed, in alternating order; the ratio is the refused
 form's seconds / the path's seconds, its median over repeats. The final losses show both train alike.
@@ -58,16 +59,20 @@ def attention_node_refused():
                 dropouts[p] = attention.Dropout(p)
             return attention._scaled_dot_product(queries, keys, values, mask, dropouts[p], True)[0]
 
+    self_node_takes = attention.MultiHeadAttention._self_node_takes
     attention._DroppedAttention = PlainSteps
+    attention.MultiHeadAttention._self_node_takes = lambda self, projected: False
     try:
         yield
     finally:
         attention._DroppedAttention = node
+        attention.MultiHeadAttention._self_node_takes = self_node_takes
 
 
 PATHS = {  # name: (title, what refuses it)
     "flat-updates": ("Flat parameter updates against per-parameter ones", flat_updates_refused),
-    "attention-node": ("Attention with dropout as one autograd node against autograd's steps", attention_node_refused),
+    "attention-node": ("Attention with dropout as one autograd node against autograd's steps",
+                       attention_node_refused),
 }
 
 
