@@ -353,7 +353,8 @@ def plain_dropped_attention(q, k, v, mask, p):
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, F64])
-@pytest.mark.parametrize("Q, K, D, V", [(5, 5, 8, 8), (7, 7, 8, 8), (3, 9, 4, 6), (10, 12, 8, 8), (5, 5, 8, 5), (4, 20, 8, 8)])
+@pytest.mark.parametrize("Q, K, D, V", [(5, 5, 8, 8), (7, 7, 8, 8), (3, 9, 4, 6), (10, 12, 8, 8), (5, 5, 8, 5),
+                                        (4, 20, 8, 8)])
 def test_fast_attentions_dropout_node_equals_autograds_steps_bit_for_bit(Q, K, D, V, dtype):
     """The CPU's training path with attention dropout is one autograd node with a backward of its own:
     outputs and gradients those of the plain steps (the same path through autograd) from one seed, bit

@@ -8,8 +8,10 @@ its unfused steps: with ``record_weights = True``, or with dropout in training o
 layers take those steps themselves (``torch.softmax`` then a batched matmul; as fast as SDPA's
 with dropout, measured on the book's Transformer shapes), which also lets them pad rows of fewer
 than 16 keys for the CPU's softmax kernel (see ``_softmax_where``); in training, with dropout and
-no weights kept, as one autograd node with a backward of its own (``_DroppedAttention``). On a GPU, attention dropout is
-passed to SDPA, whose memory-efficient kernel applies it fused (not run here: no GPU).
+no weights kept, as one autograd node with a backward of its own (``_DroppedAttention``; for
+multi-head self-attention, from the projections to the merged heads, ``_DroppedSelfAttention``),
+bit for bit the numbers of those steps through autograd. On a GPU, attention dropout is passed to
+SDPA, whose memory-efficient kernel applies it fused (not run here: no GPU).
 Letters, masks and weights are described in the scratch module.
 """
 
@@ -199,7 +201,7 @@ class _DroppedSelfAttention(torch.autograd.Function):
     def backward(ctx, grad):
         (H, Dh), (B, T, E) = ctx.heads, grad.shape
         padded = ctx.saved_tensors[2].shape[-1]                                    # the values' Dh'
-        heads_grad = grad.view(B, T, H, Dh).transpose(1, 2)                        # (B, H, T, Dh)
+        heads_grad = grad.reshape(B, T, H, Dh).transpose(1, 2)                     # (B, H, T, Dh)
         heads_grad = F.pad(heads_grad, (0, padded - Dh)) if padded != Dh else heads_grad.contiguous()
         grad_projected = grad.new_empty(B, T, 3, H, Dh)
         split = grad_projected.permute(2, 0, 3, 1, 4)                               # (3, B, H, T, Dh)
