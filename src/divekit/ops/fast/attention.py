@@ -318,7 +318,8 @@ class MultiHeadAttention(nn.Module):
         projected = F.linear(X, self.in_proj_weight, self.in_proj_bias)  # (B, T, 3E)
         if self._self_node_takes(projected):  # training on a CPU: one node; the cache's k, v as views
             B, T, _ = projected.shape
-            kv = projected.view(B, T, 3, self.num_heads, -1)[:, :, 1:].permute(2, 0, 3, 1, 4)  # (2, B, H, T, Dh)
+            H = self.num_heads
+            kv = projected.view(B, T, 3, H, self.embed_dim // H)[:, :, 1:].permute(2, 0, 3, 1, 4)  # (2, B, H, T, Dh)
             return self.out_proj(self._self_node(projected, valid_lens)), tuple(kv.unbind(0))
         q, k, v = _heads(projected, self.num_heads, 3)  # (B, H, T, Dh)
         return self._attend_heads(q, k, v, valid_lens), (k, v)
