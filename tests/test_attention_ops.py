@@ -390,6 +390,7 @@ def test_fast_attentions_dropout_node_equals_autograds_steps_bit_for_bit(Q, K, D
         assert torch.autograd.gradcheck(seeded, [x.clone().requires_grad_() for x in (q, k, v)])
 
 
+@pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated")  # torch's forward-AD set-up, on first use
 def test_fast_attentions_dropout_node_leaves_to_the_plain_steps_what_it_does_not_implement():
     """Where the node would not give the plain steps' numbers, or cannot run (autocast, torch.func,
     forward-mode AD, another dropout, inputs multiplied in another layout), the layer takes the plain
