@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
 from divekit.ops.fast import attention as fast
 from divekit.ops.scratch import attention as scratch
@@ -413,6 +414,9 @@ def test_fast_attentions_dropout_node_leaves_to_the_plain_steps_what_it_does_not
         "non-contiguous heads": (mha, lambda X, k: mha.attend(X, k, k, valid_lens), X, keys),
         "autocast": (dot, lambda q, k, v: _autocast(lambda: dot(q, k, v)), q, k, v),
         "in-place dropout": (mha, lambda X: _with(mha.dropout, "inplace", True, lambda: mha(X, X, X, valid_lens)), X),
+        "a hook on the dropout": (mha, lambda X: _hooked(mha.dropout, lambda: mha(X, X, X, valid_lens)), X),
+        "non-reentrant checkpoint": (mha, lambda X: checkpoint(lambda x: mha(x, x, x, valid_lens), X,
+                                                               use_reentrant=False), X),
         "one tensor as q, k and v": (dot, lambda q: dot(q, q, q), q),
         "in-place on the output": (dot, lambda q, k, v: dot(q, k, v).mul_(2), q, k, v),  # 12 x 12 x 8: not padded
     }
@@ -437,6 +441,14 @@ def test_fast_attentions_dropout_node_leaves_to_the_plain_steps_what_it_does_not
 def _autocast(run):
     with torch.autocast("cpu", dtype=torch.bfloat16):
         return run()
+
+
+def _hooked(module, run):
+    handle = module.register_forward_hook(lambda module, inputs, output: output * 0.5)
+    try:
+        return run()
+    finally:
+        handle.remove()
 
 
 def _with(obj, name, value, run):
@@ -479,7 +491,7 @@ def test_fast_self_attention_node_equals_the_plain_steps_bit_for_bit(T, packed, 
 DROPOUT_NODES = {"_DroppedAttentionBackward", "_DroppedSelfAttentionBackward"}
 
 
-def test_fast_attentions_dropout_node_runs_in_cpu_training_only_and_refuses_a_second_derivative():
+def test_fast_attentions_dropout_nodes_run_in_cpu_training_only_and_refuse_a_second_derivative():
     layer = fast.MultiHeadAttention(8, 2, dropout=0.25)
     X, valid_lens = torch.randn(2, 5, 8, requires_grad=True), torch.tensor([3, 5])
 
@@ -502,9 +514,16 @@ def test_fast_attentions_dropout_node_runs_in_cpu_training_only_and_refuses_a_se
     assert nodes(layer.bfloat16(), X.detach().bfloat16().requires_grad_()) == set()
     layer.float()
     out = layer(X, X, X, valid_lens)
-    (grad,) = torch.autograd.grad(out.sum(), X, create_graph=True)
-    with pytest.raises(RuntimeError, match="once_differentiable"):
-        grad.sum().backward()
+    with pytest.raises(RuntimeError, match="no second derivative.*record_weights = True"):
+        torch.autograd.grad(out.sum(), X, create_graph=True)
+    for X_, Y_ in ((X, None), (X, Y)):  # hvp: an error, not zeros (as once_differentiable gave)
+        with pytest.raises(RuntimeError, match="no second derivative"):
+            torch.autograd.functional.hvp(lambda x: layer(x, *((x, x) if Y_ is None else (Y_, Y_)), valid_lens)
+                                          .pow(2).sum(), X_.detach(), torch.ones_like(X_))
+    layer.record_weights = True  # the plain steps: a second derivative
+    _, hvp = torch.autograd.functional.hvp(lambda x: layer(x, x, x, valid_lens).pow(2).sum(), X.detach(),
+                                           torch.ones_like(X))
+    assert hvp.abs().sum() > 0
 
 
 @pytest.mark.parametrize("Q, K, V, padded", [(1, 10, 32, True), (1, 10, 8, False), (2, 10, 32, False), (0, 3, 4, False)])

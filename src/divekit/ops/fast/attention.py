@@ -23,7 +23,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.autograd import forward_ad
-from torch.autograd.function import once_differentiable
 
 from divekit.ops.fast.regularization import Dropout, dropout_mask
 from divekit.ops.scratch.attention import (TokenPacking, _check_embed_dim, _check_num_heads,
@@ -96,14 +95,32 @@ def _node_takes(dropout: nn.Module, *tensors: torch.Tensor) -> bool:
     training, distinct float32/64 tensors on a CPU (autograd adds the gradients of one tensor given
     twice in an order of its own) with the same batch dimensions, each 3-D or contiguous (the layouts
     in which ``@`` multiplies them as they are), and none of what the nodes do not implement:
-    autocast, ``torch.compile``'s tracing, torch.func's transforms, forward-mode AD."""
+    hooks on the dropout module (the nodes never call it), autocast, ``torch.compile``'s tracing,
+    torch.func's transforms, forward-mode AD. (Second derivatives: the nodes' backward refuses them.)"""
     first = tensors[0]
     return (type(dropout) is Dropout and dropout.training and not dropout.inplace and 0 < dropout.p < 1
+            and not _hooked(dropout)
             and len({id(x) for x in tensors}) == len(tensors)
             and all(x.device.type == "cpu" and x.dtype in (torch.float32, torch.float64)
                     and (x.dim() == 3 or x.is_contiguous()) and x.shape[:-2] == first.shape[:-2] for x in tensors)
             and not torch.is_autocast_enabled("cpu") and not torch.compiler.is_compiling()
             and not torch._C._are_functorch_transforms_active() and forward_ad._current_level < 0)
+
+
+def _hooked(module: nn.Module) -> bool:
+    """Whether calling ``module`` would run forward hooks, its own or every module's."""
+    from torch.nn.modules import module as base
+
+    return bool(module._forward_hooks or module._forward_pre_hooks or base._global_forward_hooks
+                or base._global_forward_pre_hooks)
+
+
+def _refuse_second_derivative() -> None:
+    """The nodes' backward is not differentiable: with ``create_graph`` (grad mode on in the backward) say so
+    at once, where ``once_differentiable`` would hand a second derivative zeros."""
+    if torch.is_grad_enabled():
+        raise RuntimeError("attention with dropout has no second derivative in its fast training node; "
+                           "for one (create_graph=True, hvp, hessian), set the layer's record_weights = True")
 
 
 def _attention_forward(ctx, queries: torch.Tensor, keys: torch.Tensor, values: torch.Tensor,
@@ -170,8 +187,8 @@ class _DroppedAttention(torch.autograd.Function):
         return _attention_forward(ctx, queries, keys, values, mask, p, D)          # (..., Q, V')
 
     @staticmethod
-    @once_differentiable
     def backward(ctx, grad):
+        _refuse_second_derivative()
         D, V = ctx.sizes
         grad_queries, grad_keys, grad_values = _attention_backward(ctx, grad)
         return grad_queries[..., :D], grad_keys[..., :D], grad_values[..., :V], None, None
@@ -193,14 +210,13 @@ class _DroppedSelfAttention(torch.autograd.Function):
         padded = _blas_width(T, T, Dh)
         heads = (split if padded is None else F.pad(split, (0, padded - Dh))).contiguous()  # (3, B, H, T, Dh')
         out = _attention_forward(ctx, *heads.unbind(0), mask, p, Dh)               # (B, H, T, Dh')
-        ctx.heads = num_heads, Dh
+        ctx.heads = num_heads, Dh, heads.shape[-1]                                 # Dh' the padded width
         return out[..., :Dh].transpose(1, 2).reshape(B, T, num_heads * Dh)        # (B, T, H, Dh) -> (B, T, E)
 
     @staticmethod
-    @once_differentiable
     def backward(ctx, grad):
-        (H, Dh), (B, T, E) = ctx.heads, grad.shape
-        padded = ctx.saved_tensors[2].shape[-1]                                    # the values' Dh'
+        _refuse_second_derivative()
+        (H, Dh, padded), (B, T, E) = ctx.heads, grad.shape
         heads_grad = grad.reshape(B, T, H, Dh).transpose(1, 2)                     # (B, H, T, Dh)
         heads_grad = F.pad(heads_grad, (0, padded - Dh)) if padded != Dh else heads_grad.contiguous()
         grad_projected = grad.new_empty(B, T, 3, H, Dh)
