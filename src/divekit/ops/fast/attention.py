@@ -79,14 +79,22 @@ def _scaled_dot_product(queries: torch.Tensor, keys: torch.Tensor, values: torch
         return F.scaled_dot_product_attention(queries, keys, values, attn_mask=mask, dropout_p=p), None
     if not need_weights and _node_takes(dropout, queries, keys, values):
         return _DroppedAttention.apply(queries, keys, values, mask, p)[..., :values.shape[-1]], None
-    (Q, D), (K, V) = queries.shape[-2:], values.shape[-2:]
+    D, V = queries.shape[-1], values.shape[-1]
     scale = math.sqrt(D)
-    width = _blas_width(Q, K, min(D, V)) if queries.device.type == "cpu" else None
-    if width is not None:  # zero features: see the docstring
-        queries, keys, values = (F.pad(x, (0, max(0, width - x.shape[-1]))) for x in (queries, keys, values))
+    queries, keys, values = _padded_for_blas(queries, keys, values)  # zero features: see the docstring
     scores = (queries / scale) @ keys.transpose(-2, -1)  # (..., Q, K), scaled first as SDPA
     weights = _softmax_where(scores, mask)  # (..., Q, K)
     return (dropout(weights) @ values)[..., :V], (weights if need_weights else None)  # (..., Q, V)
+
+
+def _padded_for_blas(queries: torch.Tensor, keys: torch.Tensor, values: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """q (..., Q, D), k (..., K, D), v (..., K, V) with zero features up to :func:`_blas_width` on a CPU where
+    it gives one (see :func:`_scaled_dot_product`); else as they are."""
+    (Q, D), (K, V) = queries.shape[-2:], values.shape[-2:]
+    width = _blas_width(Q, K, min(D, V)) if queries.device.type == "cpu" else None
+    if width is None:
+        return queries, keys, values
+    return tuple(F.pad(x, (0, max(0, width - x.shape[-1]))) for x in (queries, keys, values))
 
 
 def _node_takes(dropout: nn.Module, *tensors: torch.Tensor) -> bool:
@@ -179,12 +187,9 @@ class _DroppedAttention(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, queries, keys, values, mask, p):
-        (Q, D), (K, V) = queries.shape[-2:], values.shape[-2:]
-        width = _blas_width(Q, K, min(D, V))
-        if width is not None:  # zero features: see _scaled_dot_product
-            queries, keys, values = (F.pad(x, (0, max(0, width - x.shape[-1]))) for x in (queries, keys, values))
+        D, V = queries.shape[-1], values.shape[-1]
         ctx.sizes = D, V
-        return _attention_forward(ctx, queries, keys, values, mask, p, D)          # (..., Q, V')
+        return _attention_forward(ctx, *_padded_for_blas(queries, keys, values), mask, p, D)  # (..., Q, V')
 
     @staticmethod
     def backward(ctx, grad):
@@ -206,7 +211,7 @@ class _DroppedSelfAttention(torch.autograd.Function):
     def forward(ctx, projected, mask, p, num_heads):
         B, T, width = projected.shape
         Dh = width // (3 * num_heads)
-        split = projected.view(B, T, 3, num_heads, Dh).permute(2, 0, 3, 1, 4)     # (3, B, H, T, Dh)
+        split = _split_heads(projected, num_heads, 3)                              # (3, B, H, T, Dh)
         padded = _blas_width(T, T, Dh)
         heads = (split if padded is None else F.pad(split, (0, padded - Dh))).contiguous()  # (3, B, H, T, Dh')
         out = _attention_forward(ctx, *heads.unbind(0), mask, p, Dh)               # (B, H, T, Dh')
@@ -286,12 +291,16 @@ class DotProductAttention(nn.Module):
         return output  # (B, Q, V)
 
 
+def _split_heads(projected: torch.Tensor, num_heads: int, parts: int) -> torch.Tensor:
+    """Projections side by side (B, T, parts * E) -> a view (parts, B, H, T, Dh) of them."""
+    B, T, width = projected.shape
+    return projected.view(B, T, parts, num_heads, width // (parts * num_heads)).permute(2, 0, 3, 1, 4)
+
+
 def _heads(projected: torch.Tensor, num_heads: int, parts: int) -> tuple[torch.Tensor, ...]:
     """Projections side by side (B, T, parts * E) -> ``parts`` tensors (B, H, T, Dh), each contiguous, in
     one copy: the batched matmuls then take them as they are (from strided views they copy each one)."""
-    B, T, width = projected.shape
-    Dh = width // (parts * num_heads)
-    return projected.view(B, T, parts, num_heads, Dh).permute(2, 0, 3, 1, 4).contiguous().unbind(0)
+    return _split_heads(projected, num_heads, parts).contiguous().unbind(0)
 
 
 class MultiHeadAttention(nn.Module):
@@ -333,10 +342,8 @@ class MultiHeadAttention(nn.Module):
         _check_embed_dim(self.embed_dim, X)
         projected = F.linear(X, self.in_proj_weight, self.in_proj_bias)  # (B, T, 3E)
         if self._self_node_takes(projected):  # training on a CPU: one node; the cache's k, v as views
-            B, T, _ = projected.shape
-            H = self.num_heads
-            kv = projected.view(B, T, 3, H, self.embed_dim // H)[:, :, 1:].permute(2, 0, 3, 1, 4)  # (2, B, H, T, Dh)
-            return self.out_proj(self._self_node(projected, valid_lens)), tuple(kv.unbind(0))
+            _, k, v = _split_heads(projected, self.num_heads, 3)  # each (B, H, T, Dh)
+            return self.out_proj(self._self_node(projected, valid_lens)), (k, v)
         q, k, v = _heads(projected, self.num_heads, 3)  # (B, H, T, Dh)
         return self._attend_heads(q, k, v, valid_lens), (k, v)
 
